@@ -1,0 +1,89 @@
+// Sending and receiving wire frames over MPI: the one place that knows how a frame becomes an MPI
+// message (its tag, its byte count, its buffer's lifetime) and how MPI errors become absl::Status.
+//
+// Thread-safety: these functions make MPI calls, so only the thread that owns MPI in its process
+// may call them. Communicators must use MPI_ERRORS_RETURN (see ReturnErrors) so that failures
+// come back as statuses rather than aborting the job.
+#ifndef MPIGATE_WIRE_MPI_FRAMES_H_
+#define MPIGATE_WIRE_MPI_FRAMES_H_
+
+#include <mpi.h>
+
+#include <list>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message_lite.h"
+
+namespace mpigate::wire {
+
+// The MPI tag of a message says which frame it carries.
+enum class Tag : int {
+  kHello = 1,     // worker -> gateway: HelloFrame
+  kTask = 2,      // gateway -> worker: TaskFrame
+  kResult = 3,    // worker -> gateway: ResultFrame
+  kShutdown = 4,  // gateway -> worker: ShutdownFrame
+};
+
+// Converts an MPI error code into a status that names the failed operation.
+absl::Status MpiError(int code, absl::string_view operation);
+
+// Makes MPI report errors on `comm` as return codes instead of aborting.
+absl::Status ReturnErrors(MPI_Comm comm);
+
+// Serializes a frame into a buffer for sending. A frame larger than one MPI message can carry with
+// an int count (2 GiB - 1) is RESOURCE_EXHAUSTED; Protobuf caps messages at that size anyway.
+absl::StatusOr<std::string> Encode(const google::protobuf::MessageLite& frame);
+
+// Parses `bytes` into `frame`; INTERNAL if they are not a valid frame of that type.
+absl::Status Decode(absl::string_view bytes, google::protobuf::MessageLite& frame);
+
+// Sends a frame and blocks until its buffer may be reused.
+absl::Status SendFrame(MPI_Comm comm, int dest, Tag tag,
+                       const google::protobuf::MessageLite& frame);
+
+// A message taken off the wire.
+struct ReceivedMessage {
+  int source = -1;
+  Tag tag = Tag::kHello;
+  std::string bytes;
+};
+
+// Receives the next message from `source` (or MPI_ANY_SOURCE) if one has arrived; nullopt if none
+// has. Never blocks waiting for a message.
+absl::StatusOr<std::optional<ReceivedMessage>> TryReceive(MPI_Comm comm, int source);
+
+// Non-blocking sends that own their buffers until MPI is done with them, so that the owning thread
+// can go on receiving while large frames are in flight.
+class PendingSends {
+ public:
+  PendingSends() = default;
+  PendingSends(const PendingSends&) = delete;
+  PendingSends& operator=(const PendingSends&) = delete;
+
+  // Starts sending `buffer` (from Encode) to `dest`.
+  absl::Status Start(MPI_Comm comm, int dest, Tag tag, std::string buffer);
+
+  // Frees the buffers of sends that have completed. Never blocks.
+  absl::Status Progress();
+
+  // Blocks until every send has completed.
+  absl::Status WaitAll();
+
+  bool empty() const { return sends_.empty(); }
+
+ private:
+  struct Send {
+    std::string buffer;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+  // A list, so that a request's address stays stable while MPI holds it.
+  std::list<Send> sends_;
+};
+
+}  // namespace mpigate::wire
+
+#endif  // MPIGATE_WIRE_MPI_FRAMES_H_
