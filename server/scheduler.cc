@@ -1,0 +1,440 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace mpigate::server {
+namespace {
+
+absl::flat_hash_map<std::string, int> IndexFunctions(
+    const std::vector<v1::FunctionInfo>& functions) {
+  absl::flat_hash_map<std::string, int> index;
+  for (size_t i = 0; i < functions.size(); ++i) index[functions[i].name()] = static_cast<int>(i);
+  return index;
+}
+
+uint64_t MicrosBetween(absl::Time from, absl::Time to) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(to - from)));
+}
+
+void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
+  error.set_code(static_cast<int>(code));
+  error.set_message(std::string(message));
+}
+
+void CopyError(wire::ErrorInfo& from, v1::TaskError& to) {
+  to.set_code(from.code());
+  to.set_message(std::move(*from.mutable_message()));
+  to.set_exception_type(std::move(*from.mutable_exception_type()));
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Options options)
+    : workers_(options.workers),
+      clock_(std::move(options.clock)),
+      started_(clock_()),
+      functions_(std::move(options.functions)),
+      function_index_(IndexFunctions(functions_)),
+      running_(static_cast<size_t>(workers_), 0) {
+  // Worker 0 on top of the stack: a light load lands on the lowest-numbered workers.
+  for (int w = workers_ - 1; w >= 0; --w) idle_workers_.push_back(w);
+}
+
+void Scheduler::Notify(Notifications& notifications) {
+  for (const std::shared_ptr<SessionListener>& listener : notifications) {
+    listener->OnSessionEvents();
+  }
+  notifications.clear();
+}
+
+absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
+                                                 std::shared_ptr<SessionListener> listener) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) {
+    return absl::UnavailableError(absl::StrCat("the service is draining: ", drain_reason_));
+  }
+  const SessionId id = next_session_id_++;
+  Session& session = sessions_[id];
+  session.client_name = std::move(client_name);
+  session.listener = std::move(listener);
+  return id;
+}
+
+absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpec& spec) const {
+  if (draining_) {
+    return absl::UnavailableError(absl::StrCat("the service is draining: ", drain_reason_));
+  }
+  if (session.shut_down) {
+    return absl::FailedPreconditionError("cannot submit after the session was shut down");
+  }
+  if (spec.task_id() == 0) return absl::InvalidArgumentError("task_id must be non-zero");
+  if (spec.function().empty()) return absl::InvalidArgumentError("task has no function name");
+  if (!function_index_.contains(spec.function())) {
+    return absl::NotFoundError(absl::StrCat("no function named '", spec.function().substr(0, 128),
+                                            "' is registered on the workers"));
+  }
+  if (session.live.contains(spec.task_id())) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("task_id ", spec.task_id(), " is already in use in this session"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(SessionId id,
+                                                                  absl::Span<v1::TaskSpec> tasks) {
+  std::vector<v1::TaskRejection> rejections;
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned) {
+    return absl::NotFoundError(absl::StrCat("no open session ", id));
+  }
+  Session& session = it->second;
+  const absl::Time now = clock_();
+  for (v1::TaskSpec& spec : tasks) {
+    if (absl::Status status = ValidateLocked(session, spec); !status.ok()) {
+      v1::TaskRejection& rejection = rejections.emplace_back();
+      rejection.set_task_id(spec.task_id());
+      rejection.set_code(static_cast<int>(status.code()));
+      rejection.set_message(std::string(status.message()));
+      continue;
+    }
+    const TaskKey key = next_task_key_++;
+    Task& task = tasks_[key];
+    task.session = id;
+    task.client_id = spec.task_id();
+    task.enqueued = now;
+    task.frame.set_task_key(key);
+    task.frame.set_function(spec.function());
+    task.frame.set_payload(std::move(*spec.mutable_payload()));
+    task.frame.mutable_items()->Swap(spec.mutable_items());
+    if (const uint64_t timeout_ms = spec.options().queue_timeout_ms(); timeout_ms > 0) {
+      queue_deadlines_.emplace(now + absl::Milliseconds(timeout_ms), key);
+    }
+    session.live.emplace(spec.task_id(), key);
+    session.queue.push_back(key);
+    ++session.queued;
+    ++queued_count_;
+    if (!session.in_ready_ring) {
+      session.in_ready_ring = true;
+      ready_ring_.push_back(id);
+    }
+  }
+  return rejections;
+}
+
+absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(
+    SessionId id, absl::Span<const uint64_t> task_ids) {
+  std::vector<v1::CancelResult> results;
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    const auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.abandoned) {
+      return absl::NotFoundError(absl::StrCat("no open session ", id));
+    }
+    for (const uint64_t task_id : task_ids) {
+      v1::CancelResult& result = results.emplace_back();
+      result.set_task_id(task_id);
+      const auto live = it->second.live.find(task_id);
+      if (live == it->second.live.end() || tasks_.at(live->second).running) continue;
+      CancelQueuedLocked(live->second, "cancelled by the client");
+      result.set_cancelled(true);
+    }
+    MaybeNotifyLocked(id, notifications);
+  }
+  Notify(notifications);
+  return results;
+}
+
+absl::Status Scheduler::Shutdown(SessionId id, bool cancel_pending) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    const auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.abandoned) {
+      return absl::NotFoundError(absl::StrCat("no open session ", id));
+    }
+    Session& session = it->second;
+    session.shut_down = true;
+    if (cancel_pending) CancelAllQueuedLocked(session, "cancelled by the session's shutdown");
+    MaybeNotifyLocked(id, notifications);
+  }
+  Notify(notifications);
+  return absl::OkStatus();
+}
+
+void Scheduler::Abandon(SessionId id) {
+  Notifications notifications;
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& session = it->second;
+  session.abandoned = true;
+  session.listener.reset();
+  CancelAllQueuedLocked(session, "cancelled: the client went away");
+  session.outbox.clear();
+  // Forgets the session now if nothing of it is running; it has no listener left to tell.
+  MaybeNotifyLocked(id, notifications);
+}
+
+SessionEvents Scheduler::TakeEvents(SessionId id) {
+  SessionEvents events;
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned) return events;
+  Session& session = it->second;
+  events.outcomes.swap(session.outbox);
+  session.listener_told = false;
+  if (session.shut_down && session.live.empty()) {
+    events.closed = true;
+    sessions_.erase(it);
+  }
+  return events;
+}
+
+void Scheduler::Drain(absl::string_view reason) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) return;
+    draining_ = true;
+    drain_reason_ = std::string(reason);
+    const std::string why = absl::StrCat("cancelled: the service is draining (", reason, ")");
+    // Ids first: MaybeNotifyLocked may erase abandoned sessions.
+    std::vector<SessionId> ids;
+    ids.reserve(sessions_.size());
+    for (auto& [id, session] : sessions_) {
+      session.shut_down = true;
+      CancelAllQueuedLocked(session, why);
+      ids.push_back(id);
+    }
+    for (const SessionId id : ids) MaybeNotifyLocked(id, notifications);
+  }
+  Notify(notifications);
+}
+
+bool Scheduler::AwaitNoRunningTasks(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  const auto none_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return running_count_ == 0;
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&none_running), deadline);
+}
+
+void Scheduler::StopDispatch() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+}
+
+v1::PoolStatus Scheduler::Status() const {
+  v1::PoolStatus status;
+  absl::MutexLock lock(&mu_);
+  status.set_workers(static_cast<uint32_t>(workers_));
+  status.set_busy_workers(static_cast<uint32_t>(running_count_));
+  status.set_queued_tasks(queued_count_);
+  status.set_sessions(static_cast<uint32_t>(sessions_.size()));
+  status.set_tasks_succeeded(succeeded_);
+  status.set_tasks_failed(failed_);
+  status.set_tasks_cancelled(cancelled_);
+  status.set_uptime_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(clock_() - started_)));
+  status.set_draining(draining_);
+  for (const v1::FunctionInfo& function : functions_) *status.add_functions() = function;
+  return status;
+}
+
+Scheduler::TaskKey Scheduler::PopQueuedLocked(Session& session) {
+  while (!session.queue.empty()) {
+    const TaskKey key = session.queue.front();
+    session.queue.pop_front();
+    // Keys of tasks cancelled or expired while queued are skipped here.
+    const auto task = tasks_.find(key);
+    if (task != tasks_.end() && !task->second.running) {
+      --session.queued;
+      --queued_count_;
+      return key;
+    }
+  }
+  return 0;
+}
+
+bool Scheduler::HasWorkLocked() const {
+  return stopping_ || (queued_count_ > 0 && !idle_workers_.empty());
+}
+
+DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
+  DispatchWork work;
+  Notifications notifications;
+  {
+    const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
+    if (timeout == absl::InfiniteDuration()) {
+      mu_.LockWhen(has_work);
+    } else {
+      mu_.LockWhenWithTimeout(has_work, timeout);
+    }
+    const absl::Time now = clock_();
+    ExpireQueueTimeoutsLocked(now, notifications);
+    while (!idle_workers_.empty() && !ready_ring_.empty()) {
+      const SessionId id = ready_ring_.front();
+      ready_ring_.pop_front();
+      const auto session_it = sessions_.find(id);
+      if (session_it == sessions_.end()) continue;
+      Session& session = session_it->second;
+      const TaskKey key = PopQueuedLocked(session);
+      if (session.queued > 0) {
+        ready_ring_.push_back(id);
+      } else {
+        session.in_ready_ring = false;
+        session.queue.clear();
+      }
+      if (key == 0) continue;
+
+      Task& task = tasks_.at(key);
+      const int worker = idle_workers_.back();
+      idle_workers_.pop_back();
+      task.running = true;
+      task.worker = worker;
+      task.started = now;
+      running_[static_cast<size_t>(worker)] = key;
+      ++running_count_;
+      work.assignments.push_back(Assignment{worker, std::move(task.frame)});
+      task.frame.Clear();
+    }
+    work.stopping = stopping_;
+    mu_.Unlock();
+  }
+  Notify(notifications);
+  return work;
+}
+
+void Scheduler::Complete(int worker, wire::ResultFrame result) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (worker < 0 || worker >= workers_) return;
+    const TaskKey key = running_[static_cast<size_t>(worker)];
+    if (key == 0 || key != result.task_key()) return;
+    running_[static_cast<size_t>(worker)] = 0;
+    --running_count_;
+    idle_workers_.push_back(worker);
+
+    const Task& task = tasks_.at(key);
+    v1::TaskOutcome outcome;
+    outcome.set_worker(worker);
+    outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
+    outcome.set_run_us(result.run_us());
+    switch (result.outcome_case()) {
+      case wire::ResultFrame::kError:
+        outcome.set_state(v1::TASK_STATE_FAILED);
+        CopyError(*result.mutable_error(), *outcome.mutable_error());
+        break;
+      case wire::ResultFrame::kResult:
+        outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+        outcome.set_result(std::move(*result.mutable_result()));
+        break;
+      case wire::ResultFrame::OUTCOME_NOT_SET:
+        // A chunk: each item carries its own result or error.
+        outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+        for (wire::ItemResult& item : *result.mutable_items()) {
+          v1::ItemOutcome& item_outcome = *outcome.add_items();
+          if (item.has_error()) {
+            CopyError(*item.mutable_error(), *item_outcome.mutable_error());
+          } else {
+            item_outcome.set_result(std::move(*item.mutable_result()));
+          }
+        }
+        break;
+    }
+    const SessionId id = task.session;
+    EndTaskLocked(key, std::move(outcome));
+    MaybeNotifyLocked(id, notifications);
+  }
+  Notify(notifications);
+}
+
+void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
+  const auto task_it = tasks_.find(key);
+  const SessionId id = task_it->second.session;
+  const uint64_t client_id = task_it->second.client_id;
+  tasks_.erase(task_it);
+
+  switch (outcome.state()) {
+    case v1::TASK_STATE_SUCCEEDED:
+      ++succeeded_;
+      break;
+    case v1::TASK_STATE_CANCELLED:
+      ++cancelled_;
+      break;
+    default:
+      ++failed_;
+      break;
+  }
+  Session& session = sessions_.at(id);
+  session.live.erase(client_id);
+  if (!session.abandoned) {
+    outcome.set_task_id(client_id);
+    session.outbox.push_back(std::move(outcome));
+  }
+}
+
+void Scheduler::CancelQueuedLocked(TaskKey key, absl::string_view why) {
+  Task& task = tasks_.at(key);
+  Session& session = sessions_.at(task.session);
+  --session.queued;
+  --queued_count_;
+  v1::TaskOutcome outcome;
+  outcome.set_state(v1::TASK_STATE_CANCELLED);
+  outcome.set_worker(-1);
+  SetError(absl::StatusCode::kCancelled, why, *outcome.mutable_error());
+  // The key stays in the session's queue and the deadline heap; both skip it once it is gone.
+  EndTaskLocked(key, std::move(outcome));
+}
+
+void Scheduler::CancelAllQueuedLocked(Session& session, absl::string_view why) {
+  for (const TaskKey key : session.queue) {
+    const auto task = tasks_.find(key);
+    if (task != tasks_.end() && !task->second.running) CancelQueuedLocked(key, why);
+  }
+  session.queue.clear();
+}
+
+void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& session = it->second;
+  if (session.abandoned) {
+    if (session.live.empty()) sessions_.erase(it);
+    return;
+  }
+  const bool has_events =
+      !session.outbox.empty() || (session.shut_down && session.live.empty());
+  if (has_events && !session.listener_told && session.listener) {
+    session.listener_told = true;
+    notifications.push_back(session.listener);
+  }
+}
+
+void Scheduler::ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications) {
+  while (!queue_deadlines_.empty() && queue_deadlines_.top().first <= now) {
+    const TaskKey key = queue_deadlines_.top().second;
+    queue_deadlines_.pop();
+    const auto task = tasks_.find(key);
+    if (task == tasks_.end() || task->second.running) continue;
+    const SessionId id = task->second.session;
+    Session& session = sessions_.at(id);
+    --session.queued;
+    --queued_count_;
+    v1::TaskOutcome outcome;
+    outcome.set_state(v1::TASK_STATE_FAILED);
+    outcome.set_worker(-1);
+    outcome.set_queue_us(MicrosBetween(task->second.enqueued, now));
+    SetError(absl::StatusCode::kDeadlineExceeded,
+             "the task's queue timeout passed before a worker was free", *outcome.mutable_error());
+    EndTaskLocked(key, std::move(outcome));
+    MaybeNotifyLocked(id, notifications);
+  }
+}
+
+}  // namespace mpigate::server

@@ -1,0 +1,229 @@
+// Scheduler: owns every task and session of the gateway, and decides which task runs on which
+// worker. Pure logic: no MPI, no gRPC, no threads of its own, so it is unit-tested with fakes.
+//
+// Two sides call it:
+// - the gRPC adapter (any gRPC thread): open sessions, submit, cancel, shut down, collect events;
+// - the MPI transport (its one thread): AwaitWork() for tasks to send, Complete() for results.
+//
+// Fair share: each session has its own FIFO queue, and idle workers take tasks from the sessions
+// round-robin, so a session with 100,000 queued tasks delays one with 10 by at most one task per
+// worker each turn.
+//
+// Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
+// (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
+// Outcomes wait in the session's outbox until the session's listener collects them.
+//
+// Thread-safety: every method may be called from any thread. Listeners are called without the
+// scheduler's lock held, so they may call back into the scheduler.
+#ifndef MPIGATE_SERVER_SCHEDULER_H_
+#define MPIGATE_SERVER_SCHEDULER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "mpigate/v1/gateway.pb.h"
+#include "mpigate/v1/task.pb.h"
+#include "wire/frames.pb.h"
+
+namespace mpigate::server {
+
+using SessionId = uint64_t;
+
+// Told when a session has events to collect with TakeEvents(). Called at most once between two
+// TakeEvents() calls, from whichever thread produced the event, without the scheduler's lock.
+class SessionListener {
+ public:
+  virtual ~SessionListener() = default;
+  virtual void OnSessionEvents() = 0;
+};
+
+// What TakeEvents() hands over.
+struct SessionEvents {
+  // Outcomes in the order their tasks ended.
+  std::vector<v1::TaskOutcome> outcomes;
+  // The session was shut down and every accepted task has its outcome (all in `outcomes` or
+  // collected before). The session is gone: no more events, and its id is no longer valid.
+  bool closed = false;
+};
+
+// A task for the transport to send to a worker.
+struct Assignment {
+  int worker = 0;
+  wire::TaskFrame frame;
+};
+
+// What AwaitWork() hands the transport.
+struct DispatchWork {
+  std::vector<Assignment> assignments;
+  // StopDispatch() was called: the transport should finish in-flight tasks and stop.
+  bool stopping = false;
+};
+
+class Scheduler {
+ public:
+  struct Options {
+    // Number of workers, indexed 0..workers-1. All start idle.
+    int workers = 1;
+    // Functions the workers registered; submits naming anything else are rejected.
+    std::vector<v1::FunctionInfo> functions;
+    // The clock for queue timeouts and timing; tests pass a fake.
+    std::function<absl::Time()> clock = [] { return absl::Now(); };
+  };
+
+  explicit Scheduler(Options options);
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // --- Sessions (gRPC side) ---
+
+  // Opens a session whose events go to `listener`. UNAVAILABLE while draining.
+  absl::StatusOr<SessionId> OpenSession(std::string client_name,
+                                        std::shared_ptr<SessionListener> listener);
+
+  // Accepts or rejects each task on its own; returns the rejections. Payloads are moved out of
+  // `tasks`. NOT_FOUND if the session does not exist.
+  absl::StatusOr<std::vector<v1::TaskRejection>> Submit(SessionId session,
+                                                        absl::Span<v1::TaskSpec> tasks);
+
+  // Cancels those of the tasks that are still queued. NOT_FOUND if the session does not exist.
+  absl::StatusOr<std::vector<v1::CancelResult>> Cancel(SessionId session,
+                                                       absl::Span<const uint64_t> task_ids);
+
+  // Stops the session accepting tasks and, if `cancel_pending`, cancels its queued tasks. The
+  // session closes (SessionEvents::closed) once all its tasks have outcomes. Idempotent.
+  absl::Status Shutdown(SessionId session, bool cancel_pending);
+
+  // The client is gone: cancel the session's queued tasks, drop the outcomes of its running ones,
+  // forget the session once they end, and never call its listener again. Idempotent.
+  void Abandon(SessionId session);
+
+  // Hands over the session's pending outcomes (and whether it has closed). Empty for an unknown
+  // session.
+  SessionEvents TakeEvents(SessionId session);
+
+  // --- Service lifecycle ---
+
+  // Stops accepting sessions and tasks (UNAVAILABLE), cancels every queued task, and shuts every
+  // session down so each closes when its running tasks end. Idempotent.
+  void Drain(absl::string_view reason);
+
+  // Waits until no task is running or `deadline` passes; true if none is running.
+  bool AwaitNoRunningTasks(absl::Time deadline);
+
+  // Makes AwaitWork() return `stopping` from now on.
+  void StopDispatch();
+
+  v1::PoolStatus Status() const;
+
+  // --- Dispatch (transport side) ---
+
+  // Waits up to `timeout` until there is a task for an idle worker or dispatch is stopping, then
+  // assigns queued tasks to idle workers (fair share) and fails queued tasks whose queue timeout
+  // has passed.
+  DispatchWork AwaitWork(absl::Duration timeout);
+
+  // The worker finished the task it was assigned and is idle again.
+  void Complete(int worker, wire::ResultFrame result);
+
+ private:
+  using TaskKey = uint64_t;
+
+  struct Task {
+    SessionId session = 0;
+    uint64_t client_id = 0;
+    bool running = false;
+    int worker = -1;
+    absl::Time enqueued;
+    absl::Time started;
+    // Holds the function and input until the task is dispatched.
+    wire::TaskFrame frame;
+  };
+
+  struct Session {
+    std::string client_name;
+    std::shared_ptr<SessionListener> listener;
+    // Task keys in submission order; may hold keys of tasks cancelled since (skipped on dispatch).
+    std::deque<TaskKey> queue;
+    // Tasks of this session that have not ended, by the client's id.
+    absl::flat_hash_map<uint64_t, TaskKey> live;
+    size_t queued = 0;
+    std::vector<v1::TaskOutcome> outbox;
+    bool in_ready_ring = false;
+    bool shut_down = false;
+    bool abandoned = false;
+    // The listener was told and has not collected yet.
+    bool listener_told = false;
+  };
+
+  // Listeners to call once the lock is released.
+  using Notifications = std::vector<std::shared_ptr<SessionListener>>;
+
+  void Notify(Notifications& notifications);
+
+  absl::Status ValidateLocked(const Session& session, const v1::TaskSpec& spec) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a task that never ran or has just finished: frees it and puts `outcome` in its
+  // session's outbox. Callers then call MaybeNotifyLocked for the session; it is not done here
+  // so that bulk cancellation never erases a session it is iterating over.
+  void EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels one queued task; see EndTaskLocked.
+  void CancelQueuedLocked(TaskKey key, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelAllQueuedLocked(Session& session, absl::string_view why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the next live queued task of `session`, or 0.
+  TaskKey PopQueuedLocked(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a call of the session's listener if it has something to collect; forgets an abandoned
+  // session whose tasks have all ended.
+  void MaybeNotifyLocked(SessionId id, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const int workers_;
+  const std::function<absl::Time()> clock_;
+  const absl::Time started_;
+  const std::vector<v1::FunctionInfo> functions_;
+  const absl::flat_hash_map<std::string, int> function_index_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  // Sessions with queued tasks, in the order they get their next turn.
+  std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);
+  // Queue deadlines, earliest first; entries of tasks that have left the queue are skipped.
+  using Deadline = std::pair<absl::Time, TaskKey>;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
+      ABSL_GUARDED_BY(mu_);
+  // Idle workers; the most recently freed is reused first, so a light load stays on warm workers.
+  std::vector<int> idle_workers_ ABSL_GUARDED_BY(mu_);
+  // The task each worker runs, or 0 when idle.
+  std::vector<TaskKey> running_ ABSL_GUARDED_BY(mu_);
+  size_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;
+  SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
+  TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::string drain_reason_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t succeeded_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t cancelled_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace mpigate::server
+
+#endif  // MPIGATE_SERVER_SCHEDULER_H_
