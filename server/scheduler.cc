@@ -1,6 +1,8 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,15 @@ absl::flat_hash_map<std::string, int> IndexFunctions(
 
 uint64_t MicrosBetween(absl::Time from, absl::Time to) {
   return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(to - from)));
+}
+
+// The queue timeout a client asked for. absl::Milliseconds takes an int64_t, so a value above its
+// range (e.g. UINT64_MAX for "no real limit") would wrap negative and expire the task at once.
+absl::Duration QueueTimeout(uint64_t timeout_ms) {
+  if (timeout_ms > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InfiniteDuration();
+  }
+  return absl::Milliseconds(static_cast<int64_t>(timeout_ms));
 }
 
 void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
@@ -83,8 +94,8 @@ absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpe
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(SessionId id,
-                                                                  absl::Span<v1::TaskSpec> tasks) {
+absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
+    SessionId id, google::protobuf::RepeatedPtrField<v1::TaskSpec>& tasks) {
   std::vector<v1::TaskRejection> rejections;
   absl::MutexLock lock(&mu_);
   const auto it = sessions_.find(id);
@@ -111,7 +122,9 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(SessionId id,
     task.frame.set_payload(std::move(*spec.mutable_payload()));
     task.frame.mutable_items()->Swap(spec.mutable_items());
     if (const uint64_t timeout_ms = spec.options().queue_timeout_ms(); timeout_ms > 0) {
-      queue_deadlines_.emplace(now + absl::Milliseconds(timeout_ms), key);
+      // A deadline that never comes would never leave the heap; it is no deadline at all.
+      const absl::Time deadline = now + QueueTimeout(timeout_ms);
+      if (deadline != absl::InfiniteFuture()) queue_deadlines_.emplace(deadline, key);
     }
     session.live.emplace(spec.task_id(), key);
     session.queue.push_back(key);

@@ -94,8 +94,8 @@ class Scheduler {
 
   // Accepts or rejects each task on its own; returns the rejections. Payloads are moved out of
   // `tasks`. NOT_FOUND if the session does not exist.
-  absl::StatusOr<std::vector<v1::TaskRejection>> Submit(SessionId session,
-                                                        absl::Span<v1::TaskSpec> tasks);
+  absl::StatusOr<std::vector<v1::TaskRejection>> Submit(
+      SessionId session, google::protobuf::RepeatedPtrField<v1::TaskSpec>& tasks);
 
   // Cancels those of the tasks that are still queued. NOT_FOUND if the session does not exist.
   absl::StatusOr<std::vector<v1::CancelResult>> Cancel(SessionId session,
@@ -126,6 +126,8 @@ class Scheduler {
   void StopDispatch();
 
   v1::PoolStatus Status() const;
+
+  int workers() const { return workers_; }
 
   // --- Dispatch (transport side) ---
 

@@ -1,0 +1,121 @@
+#include "common/endpoint.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace mpigate {
+namespace {
+
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] != '\0' ? std::string(value) : fallback;
+}
+
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
+  return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+}  // namespace
+
+std::string DefaultRunDir() {
+  return EnvOr("MPIGATE_RUN_DIR", absl::StrCat("/tmp/mpigate-", getuid()));
+}
+
+std::string DefaultEndpointFile() {
+  return EnvOr("MPIGATE_ENDPOINT_FILE", DefaultRunDir() + "/endpoint");
+}
+
+std::string DefaultListenAddress() { return absl::StrCat("unix:", DefaultRunDir(), "/gateway.sock"); }
+
+absl::StatusOr<std::string> ListenAddress(absl::string_view listen) {
+  if (absl::StartsWith(listen, "unix:")) {
+    if (listen.size() == 5) return absl::InvalidArgumentError("--listen unix: needs a path");
+    return std::string(listen);
+  }
+  const size_t colon = listen.rfind(':');
+  int port = 0;
+  if (colon == absl::string_view::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen must be unix:PATH, HOST:PORT or :PORT, got '", listen, "'"));
+  }
+  if (colon == 0) return absl::StrCat("0.0.0.0", listen);
+  return std::string(listen);
+}
+
+std::string UnixSocketPath(absl::string_view address) {
+  return absl::StartsWith(address, "unix:") ? std::string(address.substr(5)) : std::string();
+}
+
+absl::Status MakeDirectories(const std::string& dir) {
+  if (dir.empty()) return absl::OkStatus();
+  struct stat info;
+  if (stat(dir.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(dir, " exists and is not a directory"));
+  }
+  const size_t slash = dir.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    if (absl::Status status = MakeDirectories(dir.substr(0, slash)); !status.ok()) return status;
+  }
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus("cannot create", dir);
+  return absl::OkStatus();
+}
+
+absl::Status WriteEndpointFile(const std::string& path, absl::string_view target) {
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos) {
+    if (absl::Status status = MakeDirectories(path.substr(0, slash)); !status.ok()) return status;
+  }
+  const std::string temporary = absl::StrCat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << target << "\n";
+    out.close();
+    if (!out) return ErrnoStatus("cannot write", temporary);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const absl::Status status = ErrnoStatus("cannot rename into", path);
+    std::remove(temporary.c_str());
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadEndpointFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("no endpoint file at ", path));
+  std::stringstream content;
+  content << in.rdbuf();
+  std::string target(absl::StripAsciiWhitespace(content.str()));
+  if (target.empty()) return absl::NotFoundError(absl::StrCat("endpoint file ", path, " is empty"));
+  return target;
+}
+
+absl::StatusOr<std::string> ResolveEndpoint(absl::string_view explicit_target) {
+  if (!explicit_target.empty()) return std::string(explicit_target);
+  const std::string from_env = EnvOr("MPIGATE_ENDPOINT", "");
+  if (!from_env.empty()) return from_env;
+  const std::string file = DefaultEndpointFile();
+  absl::StatusOr<std::string> target = ReadEndpointFile(file);
+  if (!target.ok()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no mpigate service found: ", target.status().message(),
+        ". Start mpigate-server, or set MPIGATE_ENDPOINT or MPIGATE_ENDPOINT_FILE"));
+  }
+  return target;
+}
+
+}  // namespace mpigate

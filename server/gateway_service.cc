@@ -1,0 +1,368 @@
+#include "server/gateway_service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+
+namespace mpigate::server {
+namespace {
+
+// Outcomes are packed into one SessionEvent until it holds about this many bytes, so that a
+// burst of small outcomes costs one write while large results still travel one per message.
+constexpr size_t kEventSoftLimitBytes = 1 << 20;
+
+// Forwards the scheduler's notifications to a reactor until the reactor detaches in OnDone. The
+// scheduler holds it by shared_ptr, so it may outlive the reactor without dangling.
+template <typename Reactor>
+class ListenerRelay final : public SessionListener {
+ public:
+  explicit ListenerRelay(Reactor* reactor) : reactor_(reactor) {}
+
+  void OnSessionEvents() override {
+    absl::MutexLock lock(&mu_);
+    if (reactor_ != nullptr) reactor_->OnSessionEvents();
+  }
+
+  // After this returns the reactor is never called again.
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+};
+
+void AppendCompletions(std::vector<v1::TaskOutcome>& outcomes,
+                       std::deque<v1::SessionEvent>& out) {
+  v1::TaskCompletions* completions = nullptr;
+  size_t bytes = 0;
+  for (v1::TaskOutcome& outcome : outcomes) {
+    const size_t size = outcome.ByteSizeLong();
+    if (completions == nullptr || (bytes > 0 && bytes + size > kEventSoftLimitBytes)) {
+      completions = out.emplace_back().mutable_completed();
+      bytes = 0;
+    }
+    bytes += size;
+    *completions->add_outcomes() = std::move(outcome);
+  }
+}
+
+// One Session stream. Reads are handled one at a time on gRPC threads; writes are driven both by
+// reads (replies) and by the scheduler's notifications (outcomes), with one write in flight.
+class SessionReactor final
+    : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
+ public:
+  explicit SessionReactor(Scheduler& scheduler)
+      : scheduler_(scheduler), relay_(std::make_shared<ListenerRelay<SessionReactor>>(this)) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client half-closed (no more requests) or went away. Either way its session accepts
+      // nothing more; outcomes of accepted tasks still flow until the session closes.
+      std::optional<SessionId> session = Session();
+      if (session.has_value()) {
+        scheduler_.Shutdown(*session, /*cancel_pending=*/false).IgnoreError();
+      } else {
+        RequestFinish(grpc::Status::OK);
+      }
+      MaybeWrite();
+      return;
+    }
+    if (absl::Status status = Handle(request_); !status.ok()) {
+      RequestFinish(ToGrpcStatus(status));
+      MaybeWrite();
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+    }
+    if (!ok) RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    // The client went away (or its deadline passed): its queued tasks will never be read.
+    if (std::optional<SessionId> session = Session(); session.has_value()) {
+      scheduler_.Abandon(*session);
+    }
+    RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the session"));
+    MaybeWrite();
+  }
+
+  void OnDone() override {
+    relay_->Detach();
+    // A session that closed normally is already gone; otherwise the client left early.
+    if (std::optional<SessionId> session = Session(); session.has_value()) {
+      scheduler_.Abandon(*session);
+    }
+    delete this;
+  }
+
+  // Called through the relay when the scheduler has outcomes for this session.
+  void OnSessionEvents() {
+    {
+      absl::MutexLock lock(&mu_);
+      events_ready_ = true;
+    }
+    MaybeWrite();
+  }
+
+ private:
+  std::optional<SessionId> Session() {
+    absl::MutexLock lock(&mu_);
+    return session_;
+  }
+
+  absl::Status Handle(v1::SessionRequest& request) {
+    std::optional<SessionId> session = Session();
+    if (request.request_case() == v1::SessionRequest::kOpen) {
+      if (session.has_value()) return absl::InvalidArgumentError("the session is already open");
+      absl::StatusOr<SessionId> opened =
+          scheduler_.OpenSession(request.open().client_name(), relay_);
+      if (!opened.ok()) return opened.status();
+      v1::SessionEvent event;
+      event.mutable_opened()->set_session_id(*opened);
+      event.mutable_opened()->set_workers(static_cast<uint32_t>(scheduler_.workers()));
+      absl::MutexLock lock(&mu_);
+      session_ = *opened;
+      outgoing_.push_back(std::move(event));
+    } else if (!session.has_value()) {
+      return absl::InvalidArgumentError("the first message of a session must be `open`");
+    }
+    v1::SessionEvent reply;
+    switch (request.request_case()) {
+      case v1::SessionRequest::kOpen:
+        break;
+      case v1::SessionRequest::kSubmit: {
+        absl::StatusOr<std::vector<v1::TaskRejection>> rejections =
+            scheduler_.Submit(*session, *request.mutable_submit()->mutable_tasks());
+        if (!rejections.ok()) return rejections.status();
+        for (v1::TaskRejection& rejection : *rejections) {
+          *reply.mutable_rejected()->add_rejections() = std::move(rejection);
+        }
+        break;
+      }
+      case v1::SessionRequest::kCancel: {
+        absl::StatusOr<std::vector<v1::CancelResult>> results =
+            scheduler_.Cancel(*session, request.cancel().task_ids());
+        if (!results.ok()) return results.status();
+        // Answered even when empty: the client waits for one reply per cancel request.
+        reply.mutable_cancel_results();
+        for (v1::CancelResult& result : *results) {
+          *reply.mutable_cancel_results()->add_results() = std::move(result);
+        }
+        break;
+      }
+      case v1::SessionRequest::kShutdown:
+        if (absl::Status status =
+                scheduler_.Shutdown(*session, request.shutdown().cancel_pending());
+            !status.ok()) {
+          return status;
+        }
+        break;
+      case v1::SessionRequest::REQUEST_NOT_SET:
+        return absl::InvalidArgumentError("empty session request");
+    }
+    // The request's payloads have been moved into the scheduler; drop what is left.
+    request.Clear();
+    if (reply.event_case() != v1::SessionEvent::EVENT_NOT_SET) {
+      absl::MutexLock lock(&mu_);
+      outgoing_.push_back(std::move(reply));
+    }
+    MaybeWrite();
+    return absl::OkStatus();
+  }
+
+  // Ends the stream with `status` once the write in flight (if any) is done. The first request
+  // wins; replies not yet written are dropped.
+  void RequestFinish(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    if (finish_status_.has_value()) return;
+    finish_status_ = std::move(status);
+    outgoing_.clear();
+  }
+
+  // Starts the next write, or finishes the stream, if nothing is in flight.
+  void MaybeWrite() {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (write_in_flight_ || finished_) return;
+      if (outgoing_.empty() && events_ready_ && session_.has_value() &&
+          !finish_status_.has_value()) {
+        events_ready_ = false;
+        SessionEvents events = scheduler_.TakeEvents(*session_);
+        AppendCompletions(events.outcomes, outgoing_);
+        if (events.closed) {
+          outgoing_.emplace_back().mutable_closed();
+          finish_status_ = grpc::Status::OK;
+          session_.reset();
+        }
+      }
+      if (!outgoing_.empty()) {
+        writing_ = std::move(outgoing_.front());
+        outgoing_.pop_front();
+        write_in_flight_ = true;
+      } else if (finish_status_.has_value()) {
+        finished_ = true;
+        finish = *finish_status_;
+      } else {
+        return;
+      }
+    }
+    // Outside the lock: gRPC may run reactions on other threads meanwhile.
+    if (finish.has_value()) {
+      Finish(*finish);
+    } else {
+      StartWrite(&writing_);
+    }
+  }
+
+  Scheduler& scheduler_;
+  const std::shared_ptr<ListenerRelay<SessionReactor>> relay_;
+  // Used by the read path only: one read is in flight at a time.
+  v1::SessionRequest request_;
+
+  absl::Mutex mu_;
+  // Set once `open` succeeds; reset when the session closes.
+  std::optional<SessionId> session_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::SessionEvent> outgoing_ ABSL_GUARDED_BY(mu_);
+  // The event being written; untouched while write_in_flight_.
+  v1::SessionEvent writing_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // The scheduler has outcomes not yet collected.
+  bool events_ready_ ABSL_GUARDED_BY(mu_) = false;
+  // How to end the stream once `outgoing_` is written.
+  std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One Run call: a session of its own with one task.
+class RunReactor final : public grpc::ServerUnaryReactor {
+ public:
+  RunReactor(Scheduler& scheduler, const v1::RunRequest& request, v1::TaskOutcome* response)
+      : scheduler_(scheduler),
+        relay_(std::make_shared<ListenerRelay<RunReactor>>(this)),
+        response_(response),
+        client_task_id_(request.task().task_id()) {
+    absl::StatusOr<SessionId> session = scheduler_.OpenSession("Run", relay_);
+    if (!session.ok()) {
+      FinishOnce(ToGrpcStatus(session.status()));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = *session;
+    }
+    google::protobuf::RepeatedPtrField<v1::TaskSpec> tasks;
+    v1::TaskSpec& task = *tasks.Add();
+    task = request.task();
+    // The id only has to be unique in this one-task session; 0 is allowed for Run.
+    task.set_task_id(1);
+    absl::StatusOr<std::vector<v1::TaskRejection>> rejections = scheduler_.Submit(*session, tasks);
+    if (rejections.ok() && !rejections->empty()) {
+      const v1::TaskRejection& rejection = rejections->front();
+      rejections = absl::Status(static_cast<absl::StatusCode>(rejection.code()),
+                                rejection.message());
+    }
+    if (!rejections.ok()) {
+      scheduler_.Abandon(*session);
+      FinishOnce(ToGrpcStatus(rejections.status()));
+      return;
+    }
+    // The session closes once its one task has ended.
+    scheduler_.Shutdown(*session, /*cancel_pending=*/false).IgnoreError();
+  }
+
+  void OnSessionEvents() {
+    std::optional<SessionId> session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_;
+    }
+    if (!session.has_value()) return;
+    SessionEvents events = scheduler_.TakeEvents(*session);
+    if (events.outcomes.empty()) return;
+    *response_ = std::move(events.outcomes.front());
+    response_->set_task_id(client_task_id_);
+    FinishOnce(grpc::Status::OK);
+  }
+
+  void OnCancel() override {
+    if (std::optional<SessionId> session = Session(); session.has_value()) {
+      scheduler_.Abandon(*session);
+    }
+    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
+  }
+
+  void OnDone() override {
+    relay_->Detach();
+    if (std::optional<SessionId> session = Session(); session.has_value()) {
+      scheduler_.Abandon(*session);
+    }
+    delete this;
+  }
+
+ private:
+  std::optional<SessionId> Session() {
+    absl::MutexLock lock(&mu_);
+    return session_;
+  }
+
+  void FinishOnce(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(std::move(status));
+  }
+
+  Scheduler& scheduler_;
+  const std::shared_ptr<ListenerRelay<RunReactor>> relay_;
+  v1::TaskOutcome* const response_;
+  const uint64_t client_task_id_;
+
+  absl::Mutex mu_;
+  std::optional<SessionId> session_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* GatewayService::Session(
+    grpc::CallbackServerContext* /*context*/) {
+  return new SessionReactor(scheduler_);
+}
+
+grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* /*context*/,
+                                              const v1::RunRequest* request,
+                                              v1::TaskOutcome* response) {
+  return new RunReactor(scheduler_, *request, response);
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(
+    grpc::CallbackServerContext* context, const v1::GetPoolStatusRequest* /*request*/,
+    v1::PoolStatus* response) {
+  *response = scheduler_.Status();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace mpigate::server

@@ -1,0 +1,40 @@
+// GatewayService: the gRPC face of the gateway (service mpigate.v1.Gateway).
+//
+// A thin adapter: it validates and converts requests, hands them to the Scheduler, and streams
+// the Scheduler's outcomes back. It never blocks in a reaction and never calls MPI. Outcomes are
+// pushed to a session's stream by whichever thread completes them (the MPI thread), through a
+// SessionListener; writes are batched, one in flight per stream.
+//
+// Thread-safety: gRPC calls it from its own threads; the Scheduler must outlive the gRPC server.
+#ifndef MPIGATE_SERVER_GATEWAY_SERVICE_H_
+#define MPIGATE_SERVER_GATEWAY_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "server/scheduler.h"
+
+namespace mpigate::server {
+
+class GatewayService final : public v1::Gateway::CallbackService {
+ public:
+  explicit GatewayService(Scheduler& scheduler) : scheduler_(scheduler) {}
+
+  grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
+      grpc::CallbackServerContext* context) override;
+
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
+                                const v1::RunRequest* request,
+                                v1::TaskOutcome* response) override;
+
+  grpc::ServerUnaryReactor* GetPoolStatus(grpc::CallbackServerContext* context,
+                                          const v1::GetPoolStatusRequest* request,
+                                          v1::PoolStatus* response) override;
+
+ private:
+  Scheduler& scheduler_;
+};
+
+}  // namespace mpigate::server
+
+#endif  // MPIGATE_SERVER_GATEWAY_SERVICE_H_

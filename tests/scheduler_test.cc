@@ -1,0 +1,989 @@
+// Scheduler unit tests. The scheduler is synchronous when driven with AwaitWork(ZeroDuration()),
+// so these tests play the transport themselves: AwaitWork hands out assignments, Complete reports
+// them back. A fake clock drives queue timeouts and timings; no test sleeps.
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/repeated_ptr_field.h"
+#include "gtest/gtest.h"
+
+namespace mpigate::server {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+int Code(absl::StatusCode code) { return static_cast<int>(code); }
+
+// Counts OnSessionEvents() calls; the tests collect the events themselves.
+class CountingListener : public SessionListener {
+ public:
+  void OnSessionEvents() override { calls_.fetch_add(1, std::memory_order_relaxed); }
+  int calls() const { return calls_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int> calls_{0};
+};
+
+// An echo task whose payload names its client id, so that a dispatched frame (which carries only
+// the scheduler's task key) can be traced back to the task.
+v1::TaskSpec Task(uint64_t id, absl::string_view function = "echo") {
+  v1::TaskSpec spec;
+  spec.set_task_id(id);
+  spec.set_function(std::string(function));
+  spec.set_payload(absl::StrCat("t", id));
+  return spec;
+}
+
+// The client id of a dispatched task (see Task()).
+uint64_t IdOf(const Assignment& assignment) {
+  uint64_t id = 0;
+  absl::string_view payload = assignment.frame.payload();
+  EXPECT_TRUE(!payload.empty() && payload[0] == 't' && absl::SimpleAtoi(payload.substr(1), &id))
+      << "unexpected payload '" << payload << "'";
+  return id;
+}
+
+std::vector<uint64_t> IdsOf(const std::vector<Assignment>& assignments) {
+  std::vector<uint64_t> ids;
+  for (const Assignment& assignment : assignments) ids.push_back(IdOf(assignment));
+  return ids;
+}
+
+std::vector<uint64_t> IdsOf(const std::vector<v1::TaskOutcome>& outcomes) {
+  std::vector<uint64_t> ids;
+  for (const v1::TaskOutcome& outcome : outcomes) ids.push_back(outcome.task_id());
+  return ids;
+}
+
+// A successful result for `assignment` that echoes its payload.
+wire::ResultFrame Echoed(const Assignment& assignment) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.set_result(assignment.frame.payload());
+  return result;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  // Builds the scheduler under test; `functions` are the names the workers registered.
+  void Start(int workers, std::vector<std::string> functions = {"echo", "fail"}) {
+    Scheduler::Options options;
+    options.workers = workers;
+    for (std::string& name : functions) {
+      v1::FunctionInfo& info = options.functions.emplace_back();
+      info.set_name(std::move(name));
+      info.set_description(absl::StrCat("does ", info.name()));
+    }
+    options.clock = [this] { return now_; };
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  }
+
+  // Opens a session with a fresh counting listener, kept in listeners_[session].
+  SessionId Open(absl::string_view name = "client") {
+    auto listener = std::make_shared<CountingListener>();
+    absl::StatusOr<SessionId> id = scheduler_->OpenSession(std::string(name), listener);
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) return 0;
+    listeners_.emplace_back(*id, listener);
+    return *id;
+  }
+
+  CountingListener& Listener(SessionId session) {
+    for (auto& [id, listener] : listeners_) {
+      if (id == session) return *listener;
+    }
+    ADD_FAILURE() << "no listener for session " << session;
+    static CountingListener* const kNone = new CountingListener();
+    return *kNone;
+  }
+
+  // Submits `tasks` as one batch, as the gRPC adapter passes a SubmitTasks message's tasks.
+  absl::StatusOr<std::vector<v1::TaskRejection>> TrySubmit(SessionId session,
+                                                           std::vector<v1::TaskSpec> tasks) {
+    google::protobuf::RepeatedPtrField<v1::TaskSpec> batch(std::make_move_iterator(tasks.begin()),
+                                                           std::make_move_iterator(tasks.end()));
+    return scheduler_->Submit(session, batch);
+  }
+
+  // Submits `tasks` to an existing session and returns the rejections.
+  std::vector<v1::TaskRejection> Submit(SessionId session, std::vector<v1::TaskSpec> tasks) {
+    absl::StatusOr<std::vector<v1::TaskRejection>> rejections =
+        TrySubmit(session, std::move(tasks));
+    EXPECT_TRUE(rejections.ok()) << rejections.status();
+    return rejections.ok() ? *std::move(rejections) : std::vector<v1::TaskRejection>();
+  }
+
+  // Submits echo tasks with ids first..last, expecting all to be accepted.
+  void SubmitRange(SessionId session, uint64_t first, uint64_t last) {
+    std::vector<v1::TaskSpec> tasks;
+    for (uint64_t id = first; id <= last; ++id) tasks.push_back(Task(id));
+    EXPECT_THAT(Submit(session, std::move(tasks)), IsEmpty());
+  }
+
+  std::vector<Assignment> Dispatch() {
+    DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+    EXPECT_FALSE(work.stopping);
+    return std::move(work.assignments);
+  }
+
+  void CompleteEchoed(const Assignment& assignment) {
+    scheduler_->Complete(assignment.worker, Echoed(assignment));
+  }
+
+  std::vector<v1::CancelResult> Cancel(SessionId session, std::vector<uint64_t> ids) {
+    absl::StatusOr<std::vector<v1::CancelResult>> results = scheduler_->Cancel(session, ids);
+    EXPECT_TRUE(results.ok()) << results.status();
+    return results.ok() ? *std::move(results) : std::vector<v1::CancelResult>();
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  std::unique_ptr<Scheduler> scheduler_;
+  std::vector<std::pair<SessionId, std::shared_ptr<CountingListener>>> listeners_;
+};
+
+// --- Dispatch and completion ---
+
+TEST_F(SchedulerTest, DispatchAssignsQueuedTasksToIdleWorkers) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  // FIFO within a session; the lowest-numbered idle worker first.
+  EXPECT_EQ(assignments[0].worker, 0);
+  EXPECT_EQ(assignments[1].worker, 1);
+  EXPECT_THAT(IdsOf(assignments), ElementsAre(1, 2));
+  for (const Assignment& assignment : assignments) {
+    EXPECT_EQ(assignment.frame.function(), "echo");
+    EXPECT_NE(assignment.frame.task_key(), 0u);
+  }
+  EXPECT_NE(assignments[0].frame.task_key(), assignments[1].frame.task_key());
+
+  // Both workers are busy: the third task waits.
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.busy_workers(), 2u);
+  EXPECT_EQ(status.queued_tasks(), 1u);
+}
+
+TEST_F(SchedulerTest, NothingToDispatchWithoutTasks) {
+  Start(/*workers=*/2);
+  Open();
+  const DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  EXPECT_THAT(work.assignments, IsEmpty());
+  EXPECT_FALSE(work.stopping);
+}
+
+TEST_F(SchedulerTest, FrameCarriesBinaryPayload) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec spec = Task(1);
+  const std::string payload("\0\x01\xff\0", 4);
+  spec.set_payload(payload);
+  EXPECT_THAT(Submit(session, {spec}), IsEmpty());
+
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(assignments[0].frame.payload(), payload);
+  EXPECT_THAT(assignments[0].frame.items(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, CompleteDeliversSucceededOutcome) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 42, 42);
+  now_ += absl::Milliseconds(5);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(Listener(session).calls(), 0);
+
+  wire::ResultFrame result;
+  result.set_task_key(assignments[0].frame.task_key());
+  result.set_result(std::string("out\0put", 7));
+  result.set_run_us(17);
+  scheduler_->Complete(assignments[0].worker, std::move(result));
+  EXPECT_EQ(Listener(session).calls(), 1);
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_FALSE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 42u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome.result(), std::string("out\0put", 7));
+  EXPECT_EQ(outcome.worker(), 0);
+  EXPECT_EQ(outcome.queue_us(), 5000u);
+  EXPECT_EQ(outcome.run_us(), 17u);
+  EXPECT_FALSE(outcome.has_error());
+  EXPECT_THAT(outcome.items(), IsEmpty());
+
+  // Collected: nothing more to hand over.
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+}
+
+TEST_F(SchedulerTest, ListenerToldOnceUntilEventsAreTaken) {
+  Start(/*workers=*/3);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 3u);
+
+  CompleteEchoed(assignments[0]);
+  CompleteEchoed(assignments[1]);
+  // Two outcomes, one call: the listener has not collected the first yet.
+  EXPECT_EQ(Listener(session).calls(), 1);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(1, 2));
+
+  CompleteEchoed(assignments[2]);
+  EXPECT_EQ(Listener(session).calls(), 2);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(3));
+}
+
+TEST_F(SchedulerTest, OutcomesGoToTheirOwnSession) {
+  Start(/*workers=*/2);
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  // Both sessions use the same client ids; they are independent.
+  SubmitRange(a, 1, 1);
+  SubmitRange(b, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  CompleteEchoed(assignments[1]);
+  EXPECT_EQ(Listener(a).calls(), 0);
+  EXPECT_EQ(Listener(b).calls(), 1);
+  EXPECT_THAT(scheduler_->TakeEvents(a).outcomes, IsEmpty());
+  const SessionEvents events = scheduler_->TakeEvents(b);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].worker(), 1);
+}
+
+TEST_F(SchedulerTest, ChunkResultsMapToItemOutcomes) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec spec = Task(9);
+  spec.clear_payload();
+  for (const char* item : {"x", "y", "z"}) spec.add_items(item);
+  EXPECT_THAT(Submit(session, {spec}), IsEmpty());
+
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(assignments[0].frame.items(), ElementsAre("x", "y", "z"));
+
+  wire::ResultFrame result;
+  result.set_task_key(assignments[0].frame.task_key());
+  result.add_items()->set_result("X");
+  wire::ErrorInfo& error = *result.add_items()->mutable_error();
+  error.set_code(Code(absl::StatusCode::kInvalidArgument));
+  error.set_message("y is not allowed");
+  error.set_exception_type("std::invalid_argument");
+  result.add_items()->set_result("");
+  scheduler_->Complete(0, std::move(result));
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 9u);
+  // Items fail on their own; the chunk as a whole succeeded.
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_FALSE(outcome.has_error());
+  ASSERT_EQ(outcome.items_size(), 3);
+  ASSERT_EQ(outcome.items(0).outcome_case(), v1::ItemOutcome::kResult);
+  EXPECT_EQ(outcome.items(0).result(), "X");
+  ASSERT_EQ(outcome.items(1).outcome_case(), v1::ItemOutcome::kError);
+  EXPECT_EQ(outcome.items(1).error().code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(outcome.items(1).error().message(), "y is not allowed");
+  EXPECT_EQ(outcome.items(1).error().exception_type(), "std::invalid_argument");
+  // An empty result is still a result.
+  ASSERT_EQ(outcome.items(2).outcome_case(), v1::ItemOutcome::kResult);
+  EXPECT_EQ(outcome.items(2).result(), "");
+}
+
+TEST_F(SchedulerTest, ErrorResultFailsTheTask) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 5, 5);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  wire::ResultFrame result;
+  result.set_task_key(assignments[0].frame.task_key());
+  wire::ErrorInfo& error = *result.mutable_error();
+  error.set_code(Code(absl::StatusCode::kUnknown));
+  error.set_message("boom");
+  error.set_exception_type("std::runtime_error");
+  scheduler_->Complete(0, std::move(result));
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 5u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kUnknown));
+  EXPECT_EQ(outcome.error().message(), "boom");
+  EXPECT_EQ(outcome.error().exception_type(), "std::runtime_error");
+  EXPECT_EQ(outcome.result(), "");
+  EXPECT_EQ(outcome.worker(), 0);
+  EXPECT_EQ(scheduler_->Status().tasks_failed(), 1u);
+}
+
+// --- Rejections ---
+
+TEST_F(SchedulerTest, RejectsInvalidTasksAndRunsTheRest) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {Task(0), Task(1, ""), Task(2, "nope"), Task(3), Task(3), Task(4)});
+
+  ASSERT_EQ(rejections.size(), 4u);
+  EXPECT_EQ(rejections[0].task_id(), 0u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(rejections[1].task_id(), 1u);
+  EXPECT_EQ(rejections[1].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(rejections[2].task_id(), 2u);
+  EXPECT_EQ(rejections[2].code(), Code(absl::StatusCode::kNotFound));
+  EXPECT_THAT(rejections[2].message(), HasSubstr("nope"));
+  // The second task 3 of the same batch collides with the first.
+  EXPECT_EQ(rejections[3].task_id(), 3u);
+  EXPECT_EQ(rejections[3].code(), Code(absl::StatusCode::kAlreadyExists));
+
+  // The accepted tasks run, and rejections produce no outcomes.
+  const std::vector<Assignment> assignments = Dispatch();
+  EXPECT_THAT(IdsOf(assignments), ElementsAre(3, 4));
+  for (const Assignment& assignment : assignments) CompleteEchoed(assignment);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(3, 4));
+  EXPECT_EQ(events.outcomes[0].result(), "t3");
+}
+
+TEST_F(SchedulerTest, RejectsIdOfLiveTaskInLaterBatch) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  ASSERT_EQ(Dispatch().size(), 1u);  // 1 runs, 2 is queued.
+  for (const uint64_t id : {1, 2}) {
+    const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(id)});
+    ASSERT_EQ(rejections.size(), 1u) << "task " << id;
+    EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kAlreadyExists)) << "task " << id;
+  }
+}
+
+TEST_F(SchedulerTest, RejectsSubmitAfterShutdown) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(1)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].task_id(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(SchedulerTest, UnknownSessionIsNotFound) {
+  Start(/*workers=*/1);
+  const SessionId unknown = 12345;
+  EXPECT_EQ(TrySubmit(unknown, {Task(1)}).status().code(), absl::StatusCode::kNotFound);
+  const std::vector<uint64_t> ids = {1};
+  EXPECT_EQ(scheduler_->Cancel(unknown, ids).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->Shutdown(unknown, true).code(), absl::StatusCode::kNotFound);
+  const SessionEvents events = scheduler_->TakeEvents(unknown);
+  EXPECT_THAT(events.outcomes, IsEmpty());
+  EXPECT_FALSE(events.closed);
+  scheduler_->Abandon(unknown);  // A no-op.
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, TaskIdMayBeReusedAfterItsTaskEnded) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 7, 8);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  CompleteEchoed(assignments[0]);
+  // 7 succeeded; 8 ends by cancellation.
+  EXPECT_TRUE(Cancel(session, {8})[0].cancelled());
+
+  SubmitRange(session, 7, 8);
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 7u);
+  CompleteEchoed(assignments[0]);
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 8u);
+}
+
+// --- Fair share ---
+
+TEST_F(SchedulerTest, SmallSessionIsNotStuckBehindLargeOne) {
+  Start(/*workers=*/2);
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  SubmitRange(a, 1, 1000);
+  // Ids apart from A's, so that the dispatched frames tell the sessions apart.
+  SubmitRange(b, 10001, 10010);
+
+  int assignments_seen = 0;
+  int b_dispatched = 0;
+  int b_done_at = -1;
+  for (int round = 0; round < 600 && b_done_at < 0; ++round) {
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_FALSE(assignments.empty()) << "round " << round;
+    for (const Assignment& assignment : assignments) {
+      ++assignments_seen;
+      if (IdOf(assignment) > 10000 && ++b_dispatched == 10) b_done_at = assignments_seen;
+      CompleteEchoed(assignment);
+    }
+  }
+  // Round-robin: A and B alternate, so B's 10 tasks are among the first 20 assignments.
+  ASSERT_EQ(b_dispatched, 10);
+  EXPECT_LE(b_done_at, 20);
+
+  // B is done; A's remaining tasks still all run.
+  EXPECT_EQ(scheduler_->TakeEvents(b).outcomes.size(), 10u);
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.queued_tasks(), 1010u - assignments_seen);
+}
+
+TEST_F(SchedulerTest, SessionsTakeTurnsOnSingleWorker) {
+  Start(/*workers=*/1);
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  SubmitRange(a, 1, 3);
+  SubmitRange(b, 11, 12);
+  std::vector<uint64_t> order;
+  for (int i = 0; i < 5; ++i) {
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    order.push_back(IdOf(assignments[0]));
+    CompleteEchoed(assignments[0]);
+  }
+  EXPECT_THAT(order, ElementsAre(1, 11, 2, 12, 3));
+}
+
+// --- Cancel ---
+
+TEST_F(SchedulerTest, CancelQueuedButNotRunningOrUnknown) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  ASSERT_EQ(IdOf(assignments[0]), 1u);
+
+  const std::vector<v1::CancelResult> results = Cancel(session, {2, 1, 99});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].task_id(), 2u);
+  EXPECT_TRUE(results[0].cancelled());
+  EXPECT_EQ(results[1].task_id(), 1u);
+  EXPECT_FALSE(results[1].cancelled()) << "a running task cannot be cancelled";
+  EXPECT_EQ(results[2].task_id(), 99u);
+  EXPECT_FALSE(results[2].cancelled()) << "unknown task";
+  EXPECT_EQ(Listener(session).calls(), 1);
+
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 2u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kCancelled));
+  EXPECT_THAT(events.outcomes[0].error().message(), HasSubstr("client"));
+  EXPECT_EQ(events.outcomes[0].worker(), -1);
+
+  // Cancelling it again does nothing: it has ended.
+  EXPECT_FALSE(Cancel(session, {2})[0].cancelled());
+
+  // The cancelled task is skipped; 3 runs next and nothing after it.
+  CompleteEchoed(assignments[0]);
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 3u);
+  CompleteEchoed(assignments[0]);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 3));
+
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.tasks_cancelled(), 1u);
+  EXPECT_EQ(status.tasks_succeeded(), 2u);
+  EXPECT_EQ(status.queued_tasks(), 0u);
+}
+
+TEST_F(SchedulerTest, CancelEveryQueuedTaskLeavesNothingToDispatch) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 5);
+  const std::vector<v1::CancelResult> results = Cancel(session, {1, 2, 3, 4, 5});
+  for (const v1::CancelResult& result : results)
+    EXPECT_TRUE(result.cancelled()) << result.task_id();
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 0u);
+  EXPECT_EQ(scheduler_->TakeEvents(session).outcomes.size(), 5u);
+
+  // The session still works afterwards.
+  SubmitRange(session, 6, 6);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 6u);
+}
+
+// --- Shutdown ---
+
+TEST_F(SchedulerTest, ShutdownCancellingPendingClosesWhenRunningTasksEnd) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/true), absl::OkStatus());
+  EXPECT_EQ(Listener(session).calls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_FALSE(events.closed) << "task 1 is still running";
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(2, 3));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.state(), v1::TASK_STATE_CANCELLED);
+    EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kCancelled));
+    EXPECT_THAT(outcome.error().message(), HasSubstr("shutdown"));
+  }
+  // Idempotent.
+  EXPECT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/true), absl::OkStatus());
+  EXPECT_FALSE(scheduler_->TakeEvents(session).closed);
+
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(Listener(session).calls(), 2);
+  events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+
+  // Closed means gone.
+  events = scheduler_->TakeEvents(session);
+  EXPECT_FALSE(events.closed);
+  EXPECT_THAT(events.outcomes, IsEmpty());
+  EXPECT_EQ(TrySubmit(session, {Task(4)}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->Shutdown(session, false).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 2);
+}
+
+TEST_F(SchedulerTest, ShutdownWithoutCancelLetsQueuedTasksRun) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  EXPECT_EQ(Listener(session).calls(), 0) << "nothing has happened yet";
+  EXPECT_FALSE(scheduler_->TakeEvents(session).closed);
+
+  CompleteEchoed(assignments[0]);
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 2u);
+  CompleteEchoed(assignments[0]);
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  }
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, ShutdownOfIdleSessionClosesAtOnce) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  // Closing is an event too: the listener must be told so that it collects it.
+  EXPECT_EQ(Listener(session).calls(), 1);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  EXPECT_THAT(events.outcomes, IsEmpty());
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+// --- Abandon ---
+
+TEST_F(SchedulerTest, AbandonCancelsQueuedAndDropsRunningOutcomes) {
+  Start(/*workers=*/1);
+  const SessionId gone = Open("gone");
+  const SessionId other = Open("other");
+  SubmitRange(gone, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  ASSERT_EQ(scheduler_->Status().sessions(), 2u);
+
+  scheduler_->Abandon(gone);
+  EXPECT_EQ(Listener(gone).calls(), 0);
+  v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.queued_tasks(), 0u);
+  EXPECT_EQ(status.tasks_cancelled(), 2u);
+  EXPECT_EQ(status.busy_workers(), 1u);
+
+  // The session no longer exists for its client.
+  EXPECT_EQ(TrySubmit(gone, {Task(9)}).status().code(), absl::StatusCode::kNotFound);
+  const std::vector<uint64_t> ids = {1};
+  EXPECT_EQ(scheduler_->Cancel(gone, ids).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->Shutdown(gone, false).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(scheduler_->TakeEvents(gone).outcomes, IsEmpty());
+  scheduler_->Abandon(gone);  // Idempotent.
+
+  // The running task ends; its outcome goes nowhere and the session is forgotten.
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(Listener(gone).calls(), 0);
+  EXPECT_THAT(scheduler_->TakeEvents(gone).outcomes, IsEmpty());
+  status = scheduler_->Status();
+  EXPECT_EQ(status.sessions(), 1u);
+  EXPECT_EQ(status.tasks_succeeded(), 1u);
+  EXPECT_EQ(status.busy_workers(), 0u);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+
+  // The other session is unaffected.
+  SubmitRange(other, 1, 1);
+  EXPECT_EQ(Dispatch().size(), 1u);
+}
+
+TEST_F(SchedulerTest, AbandonIdleSessionForgetsItAtOnce) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  scheduler_->Abandon(session);
+  EXPECT_EQ(Listener(session).calls(), 0);
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, AbandonAfterShutdownDropsUncollectedOutcomes) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(Listener(session).calls(), 1);
+
+  // The client vanished before collecting its last outcome and the close.
+  scheduler_->Abandon(session);
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+// --- Queue timeout ---
+
+TEST_F(SchedulerTest, QueueTimeoutFailsTaskThatWaitedTooLong) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec patient = Task(2);
+  v1::TaskSpec impatient = Task(3);
+  impatient.mutable_options()->set_queue_timeout_ms(100);
+  EXPECT_THAT(Submit(session, {Task(1), patient, impatient}), IsEmpty());
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  // Before the deadline nothing happens.
+  now_ += absl::Milliseconds(99);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+
+  now_ += absl::Milliseconds(2);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 3u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(outcome.worker(), -1);
+  EXPECT_EQ(outcome.queue_us(), 101000u);
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 1u);
+
+  // The expired task never runs; the one without a timeout does.
+  std::vector<uint64_t> ran;
+  for (int i = 0; i < 3 && !assignments.empty(); ++i) {
+    for (const Assignment& assignment : assignments) {
+      ran.push_back(IdOf(assignment));
+      CompleteEchoed(assignment);
+    }
+    assignments = Dispatch();
+  }
+  EXPECT_THAT(ran, ElementsAre(1, 2));
+  EXPECT_EQ(scheduler_->Status().tasks_failed(), 1u);
+}
+
+TEST_F(SchedulerTest, QueueTimeoutDoesNotAffectDispatchedTask) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec spec = Task(1);
+  spec.mutable_options()->set_queue_timeout_ms(10);
+  EXPECT_THAT(Submit(session, {spec}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  // The deadline passes while the task runs: it only bounds the time in the queue.
+  now_ += absl::Seconds(1);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  CompleteEchoed(assignments[0]);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, HugeQueueTimeoutNeverExpires) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec huge = Task(2);
+  huge.mutable_options()->set_queue_timeout_ms(std::numeric_limits<uint64_t>::max());
+  v1::TaskSpec large = Task(3);
+  large.mutable_options()->set_queue_timeout_ms(uint64_t{1} << 62);
+  EXPECT_THAT(Submit(session, {Task(1), huge, large}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+
+  now_ += absl::Hours(24 * 365);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 2u);
+}
+
+// --- Drain and stop ---
+
+TEST_F(SchedulerTest, DrainCancelsQueuedAndClosesSessionsAsTasksEnd) {
+  Start(/*workers=*/1);
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  SubmitRange(a, 1, 2);
+  SubmitRange(b, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);  // a's task 1.
+
+  scheduler_->Drain("upgrade");
+  EXPECT_TRUE(scheduler_->Status().draining());
+
+  // b had nothing running: its queued task is cancelled and it closes at once.
+  EXPECT_EQ(Listener(b).calls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(b);
+  EXPECT_TRUE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kCancelled));
+  EXPECT_THAT(events.outcomes[0].error().message(), HasSubstr("draining"));
+  EXPECT_THAT(events.outcomes[0].error().message(), HasSubstr("upgrade"));
+
+  // a still runs task 1.
+  EXPECT_EQ(Listener(a).calls(), 1);
+  events = scheduler_->TakeEvents(a);
+  EXPECT_FALSE(events.closed);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(2));
+  EXPECT_THAT(events.outcomes[0].error().message(), HasSubstr("draining"));
+
+  EXPECT_FALSE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+  CompleteEchoed(assignments[0]);
+  EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+
+  events = scheduler_->TakeEvents(a);
+  EXPECT_TRUE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+
+  scheduler_->Drain("again");  // Idempotent.
+  EXPECT_THAT(Dispatch(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, DrainRejectsNewSessionsAndTasks) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  scheduler_->Drain("maintenance");
+
+  const absl::StatusOr<SessionId> opened =
+      scheduler_->OpenSession("late", std::make_shared<CountingListener>());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(opened.status().message(), HasSubstr("maintenance"));
+
+  // The session has closed but its client has not collected that yet.
+  const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(1)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(rejections[0].message(), HasSubstr("maintenance"));
+
+  EXPECT_TRUE(scheduler_->TakeEvents(session).closed);
+  EXPECT_EQ(TrySubmit(session, {Task(1)}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, AwaitNoRunningTasksTrueWhenIdle) {
+  Start(/*workers=*/2);
+  EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+}
+
+TEST_F(SchedulerTest, StopDispatchReturnsStoppingAtOnce) {
+  Start(/*workers=*/1);
+  EXPECT_FALSE(scheduler_->AwaitWork(absl::ZeroDuration()).stopping);
+  scheduler_->StopDispatch();
+  // Would block forever if stopping did not count as work.
+  const DispatchWork work = scheduler_->AwaitWork(absl::InfiniteDuration());
+  EXPECT_TRUE(work.stopping);
+  EXPECT_THAT(work.assignments, IsEmpty());
+  EXPECT_TRUE(scheduler_->AwaitWork(absl::InfiniteDuration()).stopping);
+}
+
+// --- Status ---
+
+TEST_F(SchedulerTest, StatusCountsEverything) {
+  Start(/*workers=*/3, {"echo", "fail", "sleep"});
+  v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.workers(), 3u);
+  EXPECT_EQ(status.busy_workers(), 0u);
+  EXPECT_EQ(status.sessions(), 0u);
+  EXPECT_EQ(status.uptime_ms(), 0u);
+  EXPECT_FALSE(status.draining());
+  std::vector<std::string> names;
+  for (const v1::FunctionInfo& function : status.functions()) {
+    names.push_back(function.name());
+    EXPECT_EQ(function.description(), absl::StrCat("does ", function.name()));
+  }
+  EXPECT_THAT(names, UnorderedElementsAre("echo", "fail", "sleep"));
+
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  SubmitRange(a, 1, 3);
+  SubmitRange(b, 1, 3);
+  status = scheduler_->Status();
+  EXPECT_EQ(status.sessions(), 2u);
+  EXPECT_EQ(status.queued_tasks(), 6u);
+
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 3u);
+  CompleteEchoed(assignments[0]);
+  wire::ResultFrame failure;
+  failure.set_task_key(assignments[1].frame.task_key());
+  failure.mutable_error()->set_code(Code(absl::StatusCode::kInternal));
+  scheduler_->Complete(assignments[1].worker, std::move(failure));
+  EXPECT_TRUE(Cancel(b, {3})[0].cancelled());
+  now_ += absl::Milliseconds(2500);
+
+  status = scheduler_->Status();
+  EXPECT_EQ(status.workers(), 3u);
+  EXPECT_EQ(status.busy_workers(), 1u);
+  EXPECT_EQ(status.queued_tasks(), 2u);
+  EXPECT_EQ(status.sessions(), 2u);
+  EXPECT_EQ(status.tasks_succeeded(), 1u);
+  EXPECT_EQ(status.tasks_failed(), 1u);
+  EXPECT_EQ(status.tasks_cancelled(), 1u);
+  EXPECT_EQ(status.uptime_ms(), 2500u);
+}
+
+// --- Bad completions ---
+
+TEST_F(SchedulerTest, CompleteWithStaleKeyOrBadWorkerIsIgnored) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  const Assignment& assignment = assignments[0];
+  ASSERT_EQ(assignment.worker, 0);
+
+  wire::ResultFrame wrong_key = Echoed(assignment);
+  wrong_key.set_task_key(assignment.frame.task_key() + 1000);
+  scheduler_->Complete(assignment.worker, wrong_key);
+  wire::ResultFrame zero_key = Echoed(assignment);
+  zero_key.set_task_key(0);
+  scheduler_->Complete(assignment.worker, zero_key);
+  scheduler_->Complete(-1, Echoed(assignment));
+  scheduler_->Complete(2, Echoed(assignment));
+  scheduler_->Complete(1'000'000, Echoed(assignment));
+  // Worker 1 is idle: it cannot have finished anything.
+  scheduler_->Complete(1, Echoed(assignment));
+
+  EXPECT_EQ(Listener(session).calls(), 0);
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+  v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.busy_workers(), 1u);
+  EXPECT_EQ(status.tasks_succeeded(), 0u);
+
+  CompleteEchoed(assignment);
+  // A duplicate of a result already taken is stale too.
+  CompleteEchoed(assignment);
+  EXPECT_EQ(scheduler_->TakeEvents(session).outcomes.size(), 1u);
+  status = scheduler_->Status();
+  EXPECT_EQ(status.busy_workers(), 0u);
+  EXPECT_EQ(status.tasks_succeeded(), 1u);
+
+  // The worker is idle exactly once: two new tasks use both workers, not worker 0 twice.
+  SubmitRange(session, 2, 3);
+  const std::vector<Assignment> next = Dispatch();
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_NE(next[0].worker, next[1].worker);
+}
+
+// --- Listener re-entrancy ---
+
+// Collects events from inside the callback, as a gRPC adapter might: the scheduler must not hold
+// its lock while calling listeners.
+class CollectingListener : public SessionListener {
+ public:
+  void Attach(Scheduler* scheduler, SessionId session) {
+    scheduler_ = scheduler;
+    session_ = session;
+  }
+  void OnSessionEvents() override {
+    SessionEvents events = scheduler_->TakeEvents(session_);
+    for (v1::TaskOutcome& outcome : events.outcomes) outcomes.push_back(std::move(outcome));
+    closed = closed || events.closed;
+  }
+
+  std::vector<v1::TaskOutcome> outcomes;
+  bool closed = false;
+
+ private:
+  Scheduler* scheduler_ = nullptr;
+  SessionId session_ = 0;
+};
+
+TEST_F(SchedulerTest, ListenerMayCallBackIntoScheduler) {
+  Start(/*workers=*/1);
+  auto listener = std::make_shared<CollectingListener>();
+  const absl::StatusOr<SessionId> session = scheduler_->OpenSession("reentrant", listener);
+  ASSERT_TRUE(session.ok()) << session.status();
+  listener->Attach(scheduler_.get(), *session);
+
+  SubmitRange(*session, 1, 3);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_TRUE(Cancel(*session, {3})[0].cancelled());  // Notifies from Cancel.
+  CompleteEchoed(assignments[0]);                     // Notifies from Complete.
+  ASSERT_EQ(scheduler_->Shutdown(*session, false), absl::OkStatus());
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  CompleteEchoed(assignments[0]);
+
+  EXPECT_THAT(IdsOf(listener->outcomes), ElementsAre(3, 1, 2));
+  EXPECT_TRUE(listener->closed);
+}
+
+}  // namespace
+}  // namespace mpigate::server
