@@ -202,9 +202,13 @@ absl::Status Serve() {
     const std::string target = ClientTarget(*address, bound_port);
     status = WriteEndpointFile(endpoint_file, target);
     if (status.ok()) {
-      std::printf("mpigate-server: ready in %.2f s: %d workers, listening on %s, endpoint file %s\n",
-                  absl::ToDoubleSeconds(absl::Now() - launched), info->workers, target.c_str(),
-                  endpoint_file.c_str());
+      // Scripts wait for this line. The pid is there because under mpiexec the process to signal
+      // is this one: mpiexec itself kills the job at once on SIGTERM, without a drain.
+      std::printf(
+          "mpigate-server: ready in %.2f s: %d workers, listening on %s, endpoint file %s, "
+          "pid %d\n",
+          absl::ToDoubleSeconds(absl::Now() - launched), info->workers, target.c_str(),
+          endpoint_file.c_str(), static_cast<int>(getpid()));
       std::fflush(stdout);
       const std::string reason = StopSignal::Wait();
       std::fprintf(stderr, "mpigate-server: %s received, draining\n", reason.c_str());

@@ -1,0 +1,418 @@
+// End-to-end tests: a real mpigate-server with 2 spawned MPI workers on a real Unix socket,
+// driven by the C++ client library and by raw gRPC stubs (as other languages would use it).
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "client/executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The suite's server refuses messages over 4 MiB, to test the limit without huge payloads.
+constexpr int kServerMaxMessageMb = 4;
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::ServerProcess();
+    const absl::Status started = server_->Start(
+        {.workers = 2, .flags = {absl::StrCat("--max-message-mb=", kServerMaxMessageMb)}});
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  static void TearDownTestSuite() {
+    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+    delete server_;
+    server_ = nullptr;
+  }
+
+  static std::unique_ptr<Executor> Connect() {
+    ExecutorOptions options;
+    options.endpoint = server_->target();
+    options.client_name = "e2e_test";
+    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(options);
+    EXPECT_TRUE(executor.ok()) << executor.status();
+    return executor.ok() ? *std::move(executor) : nullptr;
+  }
+
+  static std::unique_ptr<v1::Gateway::Stub> Stub() {
+    grpc::ChannelArguments arguments;
+    arguments.SetMaxSendMessageSize(64 << 20);
+    return v1::Gateway::NewStub(grpc::CreateCustomChannel(
+        server_->target(), grpc::InsecureChannelCredentials(), arguments));
+  }
+
+  static v1::RunRequest RunRequestFor(const std::string& function, const std::string& payload) {
+    v1::RunRequest request;
+    request.mutable_task()->set_task_id(7);
+    request.mutable_task()->set_function(function);
+    request.mutable_task()->set_payload(payload);
+    return request;
+  }
+
+  static testing::ServerProcess* server_;
+};
+
+testing::ServerProcess* EndToEndTest::server_ = nullptr;
+
+TEST_F(EndToEndTest, EchoReturnsTheExactBytes) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  EXPECT_EQ(executor->workers(), 2);
+  const std::string payload("binary\0payload\xff", 15);
+  absl::StatusOr<std::string> result = executor->Submit("echo", payload).Result();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, payload);
+}
+
+TEST_F(EndToEndTest, ManyThreadsShareOneExecutor) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kTasksPerThread = 250;
+  std::vector<std::vector<Future>> futures(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTasksPerThread; ++i) {
+        futures[t].push_back(executor->Submit("echo", absl::StrCat(t, "/", i)));
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kTasksPerThread; ++i) {
+      absl::StatusOr<std::string> result = futures[t][i].Result();
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(*result, absl::StrCat(t, "/", i));
+    }
+  }
+}
+
+TEST_F(EndToEndTest, TaskErrorCarriesCodeAndMessage) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  absl::StatusOr<std::string> result = executor->Submit("fail", "disk on fire").Result();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(result.status().message(), HasSubstr("disk on fire"));
+
+  result = executor->Submit("sleep", "not a number").Result();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(EndToEndTest, UnknownFunctionIsNotFound) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  absl::StatusOr<std::string> result = executor->Submit("no_such_function", "x").Result();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(result.status().message(), HasSubstr("no_such_function"));
+  // The session goes on working after a rejection.
+  EXPECT_EQ(executor->Submit("echo", "still here").Result().value_or(""), "still here");
+}
+
+TEST_F(EndToEndTest, ResultTimeoutIsReportedAndTheTaskGoesOn) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future future = executor->Submit("sleep", "300");
+  absl::StatusOr<std::string> early = future.Result(absl::Milliseconds(1));
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(future.Result().ok());
+  EXPECT_TRUE(future.Done());
+}
+
+TEST_F(EndToEndTest, TasksSpreadOverBothWorkers) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  // Two concurrent Run calls of a task that holds its worker: each must get its own worker.
+  std::set<int> workers;
+  std::vector<std::thread> threads;
+  absl::Mutex mu;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&] {
+      grpc::ClientContext context;
+      v1::TaskOutcome outcome;
+      const grpc::Status status = stub->Run(&context, RunRequestFor("sleep", "400"), &outcome);
+      absl::MutexLock lock(&mu);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+      workers.insert(outcome.worker());
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(workers, (std::set<int>{0, 1}));
+}
+
+TEST_F(EndToEndTest, RunReturnsTheOutcome) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext context;
+  v1::TaskOutcome outcome;
+  grpc::Status status = stub->Run(&context, RunRequestFor("echo", "hi"), &outcome);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(outcome.task_id(), 7u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome.result(), "hi");
+
+  grpc::ClientContext failing_context;
+  status = stub->Run(&failing_context, RunRequestFor("fail", "boom"), &outcome);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), static_cast<int>(grpc::StatusCode::UNKNOWN));
+  EXPECT_EQ(outcome.error().message(), "boom");
+}
+
+TEST_F(EndToEndTest, RunRejectsBadTasksWithTheRightCode) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  v1::TaskOutcome outcome;
+  grpc::ClientContext unknown_context;
+  EXPECT_EQ(stub->Run(&unknown_context, RunRequestFor("nope", ""), &outcome).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext empty_context;
+  EXPECT_EQ(stub->Run(&empty_context, RunRequestFor("", ""), &outcome).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(EndToEndTest, OversizedRequestIsResourceExhausted) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext context;
+  v1::TaskOutcome outcome;
+  const std::string payload(static_cast<size_t>(kServerMaxMessageMb + 1) << 20, 'x');
+  const grpc::Status status = stub->Run(&context, RunRequestFor("echo", payload), &outcome);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  // The server is unharmed.
+  grpc::ClientContext next_context;
+  EXPECT_TRUE(stub->Run(&next_context, RunRequestFor("echo", "ok"), &outcome).ok());
+}
+
+TEST_F(EndToEndTest, MalformedRequestBytesAreRejectedAndTheServerGoesOn) {
+  auto channel = grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  // A truncated length-delimited field: not a valid RunRequest.
+  const char garbage[] = {0x0a, 0x7f, 0x01};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::ClientContext context;
+  absl::Notification done;
+  grpc::Status status;
+  generic.UnaryCall(&context, "/mpigate.v1.Gateway/Run", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      status = std::move(s);
+                      done.Notify();
+                    });
+  done.WaitForNotification();
+  // gRPC 1.51's callback API fails a call whose request cannot be parsed with UNIMPLEMENTED
+  // before any handler runs; what matters here is a clean error and a server that goes on.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
+
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext next_context;
+  v1::TaskOutcome outcome;
+  EXPECT_TRUE(stub->Run(&next_context, RunRequestFor("echo", "ok"), &outcome).ok());
+}
+
+TEST_F(EndToEndTest, SessionMustStartWithOpen) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext context;
+  auto stream = stub->Session(&context);
+  v1::SessionRequest request;
+  request.mutable_submit()->add_tasks()->set_function("echo");
+  ASSERT_TRUE(stream->Write(request));
+  v1::SessionEvent event;
+  EXPECT_FALSE(stream->Read(&event));
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("open"));
+}
+
+// Drives a raw Session stream, as a client in another language would.
+class RawSession {
+ public:
+  explicit RawSession(v1::Gateway::Stub& stub) : stream_(stub.Session(&context_)) {
+    v1::SessionRequest open;
+    open.mutable_open()->set_client_name("raw");
+    EXPECT_TRUE(stream_->Write(open));
+    v1::SessionEvent event;
+    EXPECT_TRUE(stream_->Read(&event));
+    EXPECT_TRUE(event.has_opened());
+  }
+
+  void Submit(uint64_t id, const std::string& function, const std::string& payload) {
+    v1::SessionRequest request;
+    v1::TaskSpec& task = *request.mutable_submit()->add_tasks();
+    task.set_task_id(id);
+    task.set_function(function);
+    task.set_payload(payload);
+    EXPECT_TRUE(stream_->Write(request));
+  }
+
+  void Send(const v1::SessionRequest& request) { EXPECT_TRUE(stream_->Write(request)); }
+
+  // The next event that is not a completion; completions met on the way are kept.
+  v1::SessionEvent NextReply() {
+    v1::SessionEvent event;
+    while (stream_->Read(&event)) {
+      if (!event.has_completed()) return event;
+      Keep(event);
+    }
+    return v1::SessionEvent();
+  }
+
+  // Reads until `closed`, keeping every outcome; returns the stream's final status.
+  grpc::Status ReadToEnd() {
+    v1::SessionEvent event;
+    while (stream_->Read(&event)) {
+      if (event.has_closed()) closed_ = true;
+      Keep(event);
+    }
+    return stream_->Finish();
+  }
+
+  const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
+  bool closed() const { return closed_; }
+  int duplicate_outcomes() const { return duplicates_; }
+
+ private:
+  void Keep(const v1::SessionEvent& event) {
+    for (const v1::TaskOutcome& outcome : event.completed().outcomes()) {
+      if (!outcomes_.emplace(outcome.task_id(), outcome).second) ++duplicates_;
+    }
+  }
+
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> stream_;
+  std::map<uint64_t, v1::TaskOutcome> outcomes_;
+  bool closed_ = false;
+  int duplicates_ = 0;
+};
+
+TEST_F(EndToEndTest, RawSessionRejectsDuplicateIdsAndCancelsQueuedTasks) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  RawSession session(*stub);
+  // Two long tasks hold both workers; task 3 waits in the queue behind them.
+  v1::SessionRequest batch;
+  for (uint64_t id : {1, 2}) {
+    v1::TaskSpec& task = *batch.mutable_submit()->add_tasks();
+    task.set_task_id(id);
+    task.set_function("sleep");
+    task.set_payload("1500");
+  }
+  v1::TaskSpec& queued = *batch.mutable_submit()->add_tasks();
+  queued.set_task_id(3);
+  queued.set_function("echo");
+  v1::TaskSpec& duplicate = *batch.mutable_submit()->add_tasks();
+  duplicate.set_task_id(3);
+  duplicate.set_function("echo");
+  session.Send(batch);
+
+  v1::SessionEvent rejected = session.NextReply();
+  ASSERT_TRUE(rejected.has_rejected());
+  ASSERT_EQ(rejected.rejected().rejections_size(), 1);
+  EXPECT_EQ(rejected.rejected().rejections(0).task_id(), 3u);
+  EXPECT_EQ(rejected.rejected().rejections(0).code(),
+            static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
+
+  v1::SessionRequest cancel;
+  cancel.mutable_cancel()->add_task_ids(3);
+  cancel.mutable_cancel()->add_task_ids(1);
+  session.Send(cancel);
+  v1::SessionEvent cancelled = session.NextReply();
+  ASSERT_TRUE(cancelled.has_cancel_results());
+  ASSERT_EQ(cancelled.cancel_results().results_size(), 2);
+  EXPECT_TRUE(cancelled.cancel_results().results(0).cancelled());   // queued
+  EXPECT_FALSE(cancelled.cancel_results().results(1).cancelled());  // running
+
+  v1::SessionRequest shutdown;
+  shutdown.mutable_shutdown();
+  session.Send(shutdown);
+  const grpc::Status status = session.ReadToEnd();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(session.closed());
+  EXPECT_EQ(session.duplicate_outcomes(), 0);
+  ASSERT_EQ(session.outcomes().size(), 3u);
+  EXPECT_EQ(session.outcomes().at(1).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(session.outcomes().at(2).state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(session.outcomes().at(3).state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(session.outcomes().at(3).error().code(),
+            static_cast<int>(grpc::StatusCode::CANCELLED));
+}
+
+TEST_F(EndToEndTest, ChunkRunsEveryItem) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  RawSession session(*stub);
+  v1::SessionRequest request;
+  v1::TaskSpec& task = *request.mutable_submit()->add_tasks();
+  task.set_task_id(1);
+  task.set_function("sleep");
+  task.add_items("0");
+  task.add_items("bad");
+  task.add_items("1");
+  session.Send(request);
+  v1::SessionRequest shutdown;
+  shutdown.mutable_shutdown();
+  session.Send(shutdown);
+  ASSERT_TRUE(session.ReadToEnd().ok());
+  const v1::TaskOutcome& outcome = session.outcomes().at(1);
+  ASSERT_EQ(outcome.items_size(), 3);
+  EXPECT_TRUE(outcome.items(0).has_result());
+  EXPECT_EQ(outcome.items(1).error().code(),
+            static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_TRUE(outcome.items(2).has_result());
+}
+
+TEST_F(EndToEndTest, PoolStatusListsWorkersAndFunctions) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext context;
+  v1::PoolStatus status;
+  ASSERT_TRUE(stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
+  EXPECT_EQ(status.workers(), 2u);
+  EXPECT_FALSE(status.draining());
+  std::vector<std::string> names;
+  for (const v1::FunctionInfo& function : status.functions()) {
+    names.push_back(function.name());
+    EXPECT_FALSE(function.description().empty());
+  }
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"echo", "fail", "sleep", "spin"}));
+}
+
+TEST_F(EndToEndTest, AClientThatVanishesLeavesThePoolServing) {
+  {
+    std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+    grpc::ClientContext context;
+    auto stream = stub->Session(&context);
+    v1::SessionRequest open;
+    open.mutable_open();
+    ASSERT_TRUE(stream->Write(open));
+    v1::SessionRequest request;
+    for (uint64_t id = 1; id <= 50; ++id) {
+      v1::TaskSpec& task = *request.mutable_submit()->add_tasks();
+      task.set_task_id(id);
+      task.set_function("sleep");
+      task.set_payload("20");
+    }
+    ASSERT_TRUE(stream->Write(request));
+    context.TryCancel();
+  }
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  EXPECT_EQ(executor->Submit("echo", "after").Result().value_or(""), "after");
+}
+
+}  // namespace
+}  // namespace mpigate

@@ -1,0 +1,126 @@
+// End-to-end tests of the service's life: start as an MPI singleton or under mpiexec, serve,
+// drain on SIGTERM, and leave no process or file behind.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string content;
+  std::getline(in, content);
+  return content;
+}
+
+v1::TaskOutcome RunEcho(const std::string& target, const std::string& payload) {
+  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::RunRequest request;
+  request.mutable_task()->set_function("echo");
+  request.mutable_task()->set_payload(payload);
+  v1::TaskOutcome outcome;
+  const grpc::Status status = stub->Run(&context, request, &outcome);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return outcome;
+}
+
+void ExpectCleanLifecycle(bool under_mpiexec) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 2, .under_mpiexec = under_mpiexec}).ok());
+  EXPECT_EQ(ReadFile(server.endpoint_file()), server.target());
+  EXPECT_EQ(RunEcho(server.target(), "alive").result(), "alive");
+
+  const std::string socket_path = server.target().substr(5);
+  const std::string endpoint_file = server.endpoint_file();
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+  EXPECT_THAT(exit->stderr_text, HasSubstr("stopped cleanly"));
+  // Stop() returned, so every descendant (MPI daemon, workers) has exited and been reaped.
+  EXPECT_NE(access(socket_path.c_str(), F_OK), 0) << "socket left behind";
+  EXPECT_NE(access(endpoint_file.c_str(), F_OK), 0) << "endpoint file left behind";
+}
+
+TEST(LifecycleTest, SingletonStartsServesAndStopsCleanly) { ExpectCleanLifecycle(false); }
+
+TEST(LifecycleTest, MpiexecStartsServesAndStopsCleanly) { ExpectCleanLifecycle(true); }
+
+TEST(LifecycleTest, SigtermLetsRunningTasksFinishAndCancelsQueuedOnes) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 2}).ok());
+  auto stub =
+      v1::Gateway::NewStub(grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  auto stream = stub->Session(&context);
+  v1::SessionRequest open;
+  open.mutable_open();
+  ASSERT_TRUE(stream->Write(open));
+  v1::SessionEvent event;
+  ASSERT_TRUE(stream->Read(&event));
+  ASSERT_TRUE(event.has_opened());
+
+  // Tasks 1 and 2 hold both workers; 3..5 wait in the queue.
+  v1::SessionRequest submit;
+  for (uint64_t id = 1; id <= 5; ++id) {
+    v1::TaskSpec& task = *submit.mutable_submit()->add_tasks();
+    task.set_task_id(id);
+    task.set_function(id <= 2 ? "sleep" : "echo");
+    task.set_payload(id <= 2 ? "800" : "queued");
+  }
+  ASSERT_TRUE(stream->Write(submit));
+  // Wait until both long tasks are on their workers: the status reflects the scheduler's state.
+  for (int attempt = 0; attempt < 100000; ++attempt) {
+    grpc::ClientContext status_context;
+    v1::PoolStatus status;
+    ASSERT_TRUE(stub->GetPoolStatus(&status_context, v1::GetPoolStatusRequest(), &status).ok());
+    if (status.busy_workers() == 2) break;
+  }
+
+  ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
+  std::map<uint64_t, v1::TaskOutcome> outcomes;
+  bool closed = false;
+  while (stream->Read(&event)) {
+    for (const v1::TaskOutcome& outcome : event.completed().outcomes()) {
+      EXPECT_TRUE(outcomes.emplace(outcome.task_id(), outcome).second) << "reported twice";
+    }
+    if (event.has_closed()) closed = true;
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(closed);
+  ASSERT_EQ(outcomes.size(), 5u);
+  for (uint64_t id = 1; id <= 2; ++id) {
+    EXPECT_EQ(outcomes[id].state(), v1::TASK_STATE_SUCCEEDED) << "task " << id;
+  }
+  for (uint64_t id = 3; id <= 5; ++id) {
+    EXPECT_EQ(outcomes[id].state(), v1::TASK_STATE_CANCELLED) << "task " << id;
+    EXPECT_THAT(outcomes[id].error().message(), HasSubstr("draining"));
+  }
+
+  absl::StatusOr<testing::ServerExit> exit = server.Stop(/*signal_number=*/0);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+TEST(LifecycleTest, AWorkerThatCannotStartFailsStartupWithAClearError) {
+  testing::ServerProcess server;
+  const absl::Status started =
+      server.Start({.workers = 2, .flags = {"--worker-binary=/nonexistent/mpigate-worker"}});
+  EXPECT_EQ(started.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(started.message()), HasSubstr("/nonexistent/mpigate-worker"));
+}
+
+}  // namespace
+}  // namespace mpigate

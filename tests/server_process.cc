@@ -1,0 +1,151 @@
+#include "tests/server_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+extern char** environ;
+
+namespace mpigate::testing {
+namespace {
+
+std::string ReadAll(int fd) {
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(n));
+  return text;
+}
+
+// Reads lines from `fd` until one contains `needle`; false at end of file.
+bool ReadUntil(int fd, absl::string_view needle, std::string& seen) {
+  char c;
+  std::string line;
+  while (read(fd, &c, 1) == 1) {
+    if (c != '\n') {
+      line.push_back(c);
+      continue;
+    }
+    seen += line + "\n";
+    if (absl::StrContains(line, needle)) return true;
+    line.clear();
+  }
+  return false;
+}
+
+int ExitCode(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return -WTERMSIG(wait_status);
+  return -1;
+}
+
+}  // namespace
+
+std::string RunfilePath(const std::string& relative) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  if (srcdir == nullptr) return relative;
+  return absl::StrCat(srcdir, "/", workspace != nullptr ? workspace : "mpigate", "/", relative);
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) Stop(SIGKILL).IgnoreError();
+}
+
+absl::Status ServerProcess::Start(const ServerOptions& options) {
+  // Orphaned descendants (the singleton's MPI daemon, workers) are reparented to this process.
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    return absl::InternalError(absl::StrCat("prctl: ", std::strerror(errno)));
+  }
+  // A short directory: Unix socket paths are limited to 107 bytes.
+  char dir_template[] = "/tmp/mpigate-test-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return absl::InternalError("mkdtemp failed");
+  dir_ = dir_template;
+  target_ = absl::StrCat("unix:", dir_, "/s.sock");
+  endpoint_file_ = absl::StrCat(dir_, "/endpoint");
+
+  std::vector<std::string> args;
+  if (options.under_mpiexec) {
+    args = {"mpiexec", "-n", "1", "--oversubscribe"};
+    if (geteuid() == 0) args.push_back("--allow-run-as-root");
+  }
+  args.push_back(RunfilePath("server/mpigate-server"));
+  args.insert(args.end(), {absl::StrCat("--workers=", options.workers),
+                           absl::StrCat("--listen=", target_),
+                           absl::StrCat("--endpoint-file=", endpoint_file_),
+                           absl::StrCat("--worker-binary=", RunfilePath("worker/mpigate-worker"))});
+  args.insert(args.end(), options.flags.begin(), options.flags.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  // stdout is a pipe to read the ready line from; stderr goes to a file, so that however much the
+  // server and its workers print, nothing blocks on a full pipe.
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
+  stderr_file_ = absl::StrCat(dir_, "/stderr");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file_.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  const int rc = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  if (rc != 0) {
+    pid_ = -1;
+    return absl::InternalError(absl::StrCat("cannot start ", args[0], ": ", std::strerror(rc)));
+  }
+
+  std::string seen;
+  const bool ready = ReadUntil(out_pipe[0], "mpigate-server: ready", seen);
+  close(out_pipe[0]);
+  const size_t pid_at = seen.rfind(", pid ");
+  if (!ready || pid_at == std::string::npos ||
+      !absl::SimpleAtoi(absl::StripAsciiWhitespace(seen.substr(pid_at + 6)), &server_pid_)) {
+    absl::StatusOr<ServerExit> exit = Stop(SIGKILL);
+    return absl::InternalError(absl::StrCat("mpigate-server did not become ready: ", seen,
+                                            exit.ok() ? exit->stderr_text : ""));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("the server is not running");
+  ServerExit exit;
+  // Signal the server itself: under mpiexec, a SIGTERM to mpiexec kills the job without a drain.
+  kill(server_pid_ > 0 ? server_pid_ : pid_, signal_number);
+  int wait_status = 0;
+  if (waitpid(pid_, &wait_status, 0) != pid_) {
+    return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+  }
+  pid_ = -1;
+  server_pid_ = -1;
+  exit.exit_code = ExitCode(wait_status);
+  // Every descendant still alive is now our child: wait for each to end on its own.
+  while (waitpid(-1, &wait_status, 0) > 0) ++exit.descendants_reaped;
+  if (const int fd = open(stderr_file_.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    exit.stderr_text = ReadAll(fd);
+    close(fd);
+  }
+  std::remove(stderr_file_.c_str());
+  std::remove(absl::StrCat(dir_, "/s.sock").c_str());
+  std::remove(endpoint_file_.c_str());
+  rmdir(dir_.c_str());
+  return exit;
+}
+
+}  // namespace mpigate::testing

@@ -1,0 +1,77 @@
+// ServerProcess: a real mpigate-server started as a child process for end-to-end tests.
+//
+// Start() launches it (directly, as an MPI singleton, or under `mpiexec -n 1`) and blocks until it
+// prints its ready line. Stop() sends SIGTERM and waits for it to exit, then reaps every
+// descendant it left (MPI daemon, workers): the test process makes itself a child subreaper, so
+// orphaned descendants become its children, and "no process left behind" is checked by waiting
+// for them rather than by polling or sleeping.
+//
+// Thread-safety: one thread drives a ServerProcess.
+#ifndef MPIGATE_TESTS_SERVER_PROCESS_H_
+#define MPIGATE_TESTS_SERVER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace mpigate::testing {
+
+struct ServerOptions {
+  int workers = 2;
+  // Extra flags for mpigate-server.
+  std::vector<std::string> flags;
+  // Start under `mpiexec -n 1` instead of as a singleton.
+  bool under_mpiexec = false;
+};
+
+// How the server and its descendants ended.
+struct ServerExit {
+  // The server's (or mpiexec's) exit code; -signal if killed by a signal.
+  int exit_code = 0;
+  // Everything the server wrote to stderr.
+  std::string stderr_text;
+  // Descendants that were still alive when the server exited and were reaped afterwards.
+  int descendants_reaped = 0;
+};
+
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // Starts the server and waits for its ready line. Fails with the server's stderr if it exits
+  // first.
+  absl::Status Start(const ServerOptions& options);
+
+  // The gRPC target clients dial, e.g. "unix:/tmp/mpigate-test-XXXX/s.sock".
+  const std::string& target() const { return target_; }
+  const std::string& endpoint_file() const { return endpoint_file_; }
+  // The mpigate-server process (not mpiexec).
+  pid_t pid() const { return server_pid_; }
+
+  // Sends `signal_number` (SIGTERM by default), waits for the server to exit, and reaps all its
+  // descendants.
+  absl::StatusOr<ServerExit> Stop(int signal_number = 15);
+
+ private:
+  // The child started: mpigate-server, or mpiexec running it.
+  pid_t pid_ = -1;
+  pid_t server_pid_ = -1;
+  std::string stderr_file_;
+  std::string dir_;
+  std::string target_;
+  std::string endpoint_file_;
+};
+
+// Path of a binary built by Bazel, from the test's runfiles, e.g. "server/mpigate-server".
+std::string RunfilePath(const std::string& relative);
+
+}  // namespace mpigate::testing
+
+#endif  // MPIGATE_TESTS_SERVER_PROCESS_H_
