@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mpigate needs, if any are missing. Idempotent, and quick when
+# everything is already there. Builds nothing: the build is Bazel's job (see README.md).
+set -euo pipefail
+
+# Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
+# Abseil with protoc and grpc_cpp_plugin; GoogleTest; Open MPI 4.1.
+packages=(
+  bazel-bootstrap
+  bazel-rules-java
+  g++
+  pkg-config
+  libgrpc++-dev
+  libabsl-dev
+  libprotobuf-dev
+  protobuf-compiler
+  protobuf-compiler-grpc
+  libgtest-dev
+  libgmock-dev
+  libopenmpi-dev
+  openmpi-bin
+)
+missing=()
+for name in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$name")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} Debian packages mpigate needs are installed"
+  exit 0
+fi
+
+echo "setup: installing missing Debian packages: ${missing[*]}"
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then
+    sudo=(sudo)
+  else
+    echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"
