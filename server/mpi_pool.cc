@@ -87,6 +87,7 @@ absl::Status MpiWorkerPool::Join() {
 }
 
 void MpiWorkerPool::ThreadMain(Options options) {
+  wire::UsePreciseSleeps();
   // This thread makes every MPI call of the process, so FUNNELED is all it needs.
   int provided = MPI_THREAD_SINGLE;
   if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {

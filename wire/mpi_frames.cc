@@ -1,11 +1,16 @@
 #include "wire/mpi_frames.h"
 
+#include <sys/prctl.h>
+
 #include <climits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "wire/poll_backoff.h"
 
 namespace mpigate::wire {
+
+void UsePreciseSleeps() { prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); }
 
 absl::Status MpiError(int code, absl::string_view operation) {
   char text[MPI_MAX_ERROR_STRING];

@@ -13,6 +13,10 @@
 
 namespace mpigate::wire {
 
+// Makes the calling thread's short sleeps precise. Linux lets a sleep overrun by the thread's
+// timer slack, 50 us by default, which would turn every 2 us backoff step into 50 us or more.
+void UsePreciseSleeps();
+
 class PollBackoff {
  public:
   struct Options {

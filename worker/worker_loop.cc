@@ -46,6 +46,7 @@ absl::Status WorkerLoop::Run() {
     return status;
   }
 
+  wire::UsePreciseSleeps();
   wire::PollBackoff backoff;
   wire::TaskFrame task;
   while (true) {
