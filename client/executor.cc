@@ -23,8 +23,8 @@ absl::StatusOr<std::string> Future::Result(absl::Duration timeout) const {
   if (!state_->mu.AwaitWithTimeout(absl::Condition(&state_->done), timeout)) {
     // The message names the wait, not the task, so callers can tell it from a task that itself
     // ended with DEADLINE_EXCEEDED (e.g. its queue timeout).
-    return absl::DeadlineExceededError(absl::StrCat("timed out after ", absl::FormatDuration(timeout),
-                                                    " waiting for task ", state_->task_id));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "timed out after ", absl::FormatDuration(timeout), " waiting for task ", state_->task_id));
   }
   // A copy: every copy of this Future may ask for the result, any number of times.
   return state_->result;
@@ -47,7 +47,9 @@ Future Executor::Submit(absl::string_view function, std::string payload) {
   return session_->Submit(function, std::move(payload));
 }
 
-void Executor::Shutdown(bool wait, bool cancel_futures) { session_->Shutdown(wait, cancel_futures); }
+void Executor::Shutdown(bool wait, bool cancel_futures) {
+  session_->Shutdown(wait, cancel_futures);
+}
 
 int Executor::workers() const { return session_->workers(); }
 

@@ -37,7 +37,9 @@ std::string DefaultEndpointFile() {
   return EnvOr("MPIGATE_ENDPOINT_FILE", DefaultRunDir() + "/endpoint");
 }
 
-std::string DefaultListenAddress() { return absl::StrCat("unix:", DefaultRunDir(), "/gateway.sock"); }
+std::string DefaultListenAddress() {
+  return absl::StrCat("unix:", DefaultRunDir(), "/gateway.sock");
+}
 
 absl::StatusOr<std::string> ListenAddress(absl::string_view listen) {
   if (absl::StartsWith(listen, "unix:")) {
@@ -111,9 +113,9 @@ absl::StatusOr<std::string> ResolveEndpoint(absl::string_view explicit_target) {
   const std::string file = DefaultEndpointFile();
   absl::StatusOr<std::string> target = ReadEndpointFile(file);
   if (!target.ok()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no mpigate service found: ", target.status().message(),
-        ". Start mpigate-server, or set MPIGATE_ENDPOINT or MPIGATE_ENDPOINT_FILE"));
+    return absl::NotFoundError(
+        absl::StrCat("no mpigate service found: ", target.status().message(),
+                     ". Start mpigate-server, or set MPIGATE_ENDPOINT or MPIGATE_ENDPOINT_FILE"));
   }
   return target;
 }

@@ -34,7 +34,8 @@ int Run(int tasks) {
   absl::Time start = absl::Now();
   std::vector<mpigate::Future> futures;
   futures.reserve(static_cast<size_t>(tasks));
-  for (int i = 0; i < tasks; ++i) futures.push_back(executor.Submit("echo", absl::StrCat("item-", i)));
+  for (int i = 0; i < tasks; ++i)
+    futures.push_back(executor.Submit("echo", absl::StrCat("item-", i)));
   const absl::Duration submitted = absl::Now() - start;
   int correct = 0;
   for (int i = 0; i < tasks; ++i) {
@@ -42,10 +43,10 @@ int Run(int tasks) {
     if (result.ok() && *result == absl::StrCat("item-", i)) ++correct;
   }
   const absl::Duration finished = absl::Now() - start;
-  std::printf("echo batch: %d of %d results correct; submitted in %.1f ms, all done in %.1f ms "
-              "(%.0f tasks/s)\n",
-              correct, tasks, Millis(submitted), Millis(finished),
-              tasks / absl::ToDoubleSeconds(finished));
+  std::printf(
+      "echo batch: %d of %d results correct; submitted in %.1f ms, all done in %.1f ms "
+      "(%.0f tasks/s)\n",
+      correct, tasks, Millis(submitted), Millis(finished), tasks / absl::ToDoubleSeconds(finished));
 
   // 2. Work spread over the pool: one 200 ms spin per worker, in parallel.
   start = absl::Now();

@@ -40,8 +40,7 @@ class ListenerRelay final : public SessionListener {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
-void AppendCompletions(std::vector<v1::TaskOutcome>& outcomes,
-                       std::deque<v1::SessionEvent>& out) {
+void AppendCompletions(std::vector<v1::TaskOutcome>& outcomes, std::deque<v1::SessionEvent>& out) {
   v1::TaskCompletions* completions = nullptr;
   size_t bytes = 0;
   for (v1::TaskOutcome& outcome : outcomes) {
@@ -57,8 +56,7 @@ void AppendCompletions(std::vector<v1::TaskOutcome>& outcomes,
 
 // One Session stream. Reads are handled one at a time on gRPC threads; writes are driven both by
 // reads (replies) and by the scheduler's notifications (outcomes), with one write in flight.
-class SessionReactor final
-    : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
+class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
   explicit SessionReactor(Scheduler& scheduler)
       : scheduler_(scheduler), relay_(std::make_shared<ListenerRelay<SessionReactor>>(this)) {
@@ -277,8 +275,8 @@ class RunReactor final : public grpc::ServerUnaryReactor {
     absl::StatusOr<std::vector<v1::TaskRejection>> rejections = scheduler_.Submit(*session, tasks);
     if (rejections.ok() && !rejections->empty()) {
       const v1::TaskRejection& rejection = rejections->front();
-      rejections = absl::Status(static_cast<absl::StatusCode>(rejection.code()),
-                                rejection.message());
+      rejections =
+          absl::Status(static_cast<absl::StatusCode>(rejection.code()), rejection.message());
     }
     if (!rejections.ok()) {
       scheduler_.Abandon(*session);
@@ -356,9 +354,9 @@ grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* /*con
   return new RunReactor(scheduler_, *request, response);
 }
 
-grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(
-    grpc::CallbackServerContext* context, const v1::GetPoolStatusRequest* /*request*/,
-    v1::PoolStatus* response) {
+grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerContext* context,
+                                                        const v1::GetPoolStatusRequest* /*request*/,
+                                                        v1::PoolStatus* response) {
   *response = scheduler_.Status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

@@ -23,8 +23,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
       grpc::CallbackServerContext* context) override;
 
-  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
-                                const v1::RunRequest* request,
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const v1::RunRequest* request,
                                 v1::TaskOutcome* response) override;
 
   grpc::ServerUnaryReactor* GetPoolStatus(grpc::CallbackServerContext* context,

@@ -24,7 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/endpoint.h"
 #include "server/gateway_service.h"
@@ -90,7 +90,8 @@ absl::StatusOr<std::string> FindWorkerBinary() {
   }
   if (!explicit_path.empty()) {
     if (access(explicit_path.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat("worker binary ", explicit_path, " is not executable"));
+      return absl::NotFoundError(
+          absl::StrCat("worker binary ", explicit_path, " is not executable"));
     }
     return explicit_path;
   }
@@ -99,8 +100,8 @@ absl::StatusOr<std::string> FindWorkerBinary() {
        {here + "/mpigate-worker", here + "/../worker/mpigate-worker"}) {
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
   }
-  return absl::NotFoundError(absl::StrCat("cannot find mpigate-worker next to ", here,
-                                          "; pass --worker-binary"));
+  return absl::NotFoundError(
+      absl::StrCat("cannot find mpigate-worker next to ", here, "; pass --worker-binary"));
 }
 
 // Open MPI refuses to run as root unless told it may, and refuses to place more processes than
@@ -121,8 +122,7 @@ absl::Status ClaimUnixSocket(const std::string& path) {
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path is longer than ",
-                                                   sizeof(address.sun_path) - 1,
-                                                   " bytes: ", path));
+                                                   sizeof(address.sun_path) - 1, " bytes: ", path));
   }
   if (absl::Status status = MakeDirectories(DirectoryOf(path)); !status.ok()) return status;
   if (access(path.c_str(), F_OK) != 0) return absl::OkStatus();
@@ -158,8 +158,8 @@ absl::Status Serve() {
   PrepareMpiEnvironment();
 
   std::string listen = absl::GetFlag(FLAGS_listen);
-  absl::StatusOr<std::string> address = ListenAddress(listen.empty() ? DefaultListenAddress()
-                                                                     : listen);
+  absl::StatusOr<std::string> address =
+      ListenAddress(listen.empty() ? DefaultListenAddress() : listen);
   if (!address.ok()) return address.status();
   const std::string socket_path = UnixSocketPath(*address);
   if (!socket_path.empty()) {
@@ -235,6 +235,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves a pool of MPI workers over gRPC.\n"
       "  mpigate-server [--workers N] [--listen unix:PATH|HOST:PORT] [--endpoint-file PATH]");
+  // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock would run the debug-only
+  // deadlock detector (a process-wide spinlock and a graph lookup per lock) on the hot path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<std::string> storage;
   std::vector<char*> args = mpigate::server::NormalizeFlagNames(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

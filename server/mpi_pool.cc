@@ -108,7 +108,8 @@ void MpiWorkerPool::ThreadMain(Options options) {
     if (scheduler_ != nullptr) final_status_ = Dispatch(*scheduler_, options.stop_timeout);
     if (absl::IsDeadlineExceeded(final_status_)) AbortWorkers(final_status_);
     std::vector<int> all(static_cast<size_t>(worker_count_));
-    for (int worker = 0; worker < worker_count_; ++worker) all[static_cast<size_t>(worker)] = worker;
+    for (int worker = 0; worker < worker_count_; ++worker)
+      all[static_cast<size_t>(worker)] = worker;
     if (absl::Status stopped = StopWorkers(all); final_status_.ok()) final_status_ = stopped;
   }
   MPI_Finalize();
@@ -137,8 +138,8 @@ absl::StatusOr<MpiWorkerPool::PoolInfo> MpiWorkerPool::Boot(const Options& optio
   const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv, *workers, MPI_INFO_NULL, 0,
                                 MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
   if (rc != MPI_SUCCESS) {
-    absl::Status status = wire::MpiError(rc, absl::StrCat("spawning ", *workers, " workers from ",
-                                                          options.worker_binary));
+    absl::Status status = wire::MpiError(
+        rc, absl::StrCat("spawning ", *workers, " workers from ", options.worker_binary));
     return absl::UnavailableError(status.message());
   }
   worker_count_ = *workers;
@@ -187,8 +188,7 @@ absl::StatusOr<MpiWorkerPool::PoolInfo> MpiWorkerPool::Boot(const Options& optio
   return info;
 }
 
-absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(
-    absl::Duration timeout) {
+absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl::Duration timeout) {
   std::map<int, wire::HelloFrame> hellos;
   wire::PollBackoff backoff;
   const absl::Time deadline = absl::Now() + timeout;
@@ -198,9 +198,9 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(
     if (!received.ok()) return received.status();
     if (!received->has_value()) {
       if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("only ", hellos.size(), " of ", worker_count_,
-                         " workers started within ", absl::FormatDuration(timeout)));
+        return absl::DeadlineExceededError(absl::StrCat("only ", hellos.size(), " of ",
+                                                        worker_count_, " workers started within ",
+                                                        absl::FormatDuration(timeout)));
       }
       absl::SleepFor(backoff.NextDelay());
       continue;
@@ -226,9 +226,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler, absl::Duration stop_t
     if (stopping) {
       if (in_flight == 0) break;
       if (absl::Now() > stop_deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            in_flight, " tasks still running ", absl::FormatDuration(stop_timeout),
-            " after the stop"));
+        return absl::DeadlineExceededError(absl::StrCat(in_flight, " tasks still running ",
+                                                        absl::FormatDuration(stop_timeout),
+                                                        " after the stop"));
       }
       absl::SleepFor(backoff.NextDelay());
     } else {
@@ -247,8 +247,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler, absl::Duration stop_t
                              FailedResult(assignment.frame.task_key(), buffer.status()));
           continue;
         }
-        if (absl::Status status = sends.Start(workers_comm_, assignment.worker, wire::Tag::kTask,
-                                              *std::move(buffer));
+        if (absl::Status status =
+                sends.Start(workers_comm_, assignment.worker, wire::Tag::kTask, *std::move(buffer));
             !status.ok()) {
           return status;
         }

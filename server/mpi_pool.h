@@ -35,8 +35,7 @@ namespace mpigate::server {
 // `world_size`, when the universe is larger), else the number of cores. INVALID_ARGUMENT for a
 // malformed or non-positive environment value.
 absl::StatusOr<int> ResolveWorkerCount(int requested, const char* env,
-                                       std::optional<int> universe_size, int world_size,
-                                       int cores);
+                                       std::optional<int> universe_size, int world_size, int cores);
 
 class MpiWorkerPool {
  public:

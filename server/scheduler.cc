@@ -231,9 +231,8 @@ void Scheduler::Drain(absl::string_view reason) {
 
 bool Scheduler::AwaitNoRunningTasks(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  const auto none_running = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return running_count_ == 0;
-  };
+  const auto none_running = [this]()
+                                ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_count_ == 0; };
   return mu_.AwaitWithDeadline(absl::Condition(&none_running), deadline);
 }
 
@@ -421,8 +420,7 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     if (session.live.empty()) sessions_.erase(it);
     return;
   }
-  const bool has_events =
-      !session.outbox.empty() || (session.shut_down && session.live.empty());
+  const bool has_events = !session.outbox.empty() || (session.shut_down && session.live.empty());
   if (has_events && !session.listener_told && session.listener) {
     session.listener_told = true;
     notifications.push_back(session.listener);

@@ -193,8 +193,7 @@ TEST_F(EndToEndTest, OversizedRequestIsResourceExhausted) {
   v1::TaskOutcome outcome;
   const std::string payload(static_cast<size_t>(kServerMaxMessageMb + 1) << 20, 'x');
   const grpc::Status status = stub->Run(&context, RunRequestFor("echo", payload), &outcome);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << status.error_message();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
   // The server is unharmed.
   grpc::ClientContext next_context;
   EXPECT_TRUE(stub->Run(&next_context, RunRequestFor("echo", "ok"), &outcome).ok());
@@ -328,6 +327,8 @@ TEST_F(EndToEndTest, RawSessionRejectsDuplicateIdsAndCancelsQueuedTasks) {
   EXPECT_EQ(rejected.rejected().rejections(0).code(),
             static_cast<int>(grpc::StatusCode::ALREADY_EXISTS));
 
+  // Task 1 must have started for its cancel to be refused.
+  ASSERT_TRUE(testing::AwaitBusyWorkers(server_->target(), 2).ok());
   v1::SessionRequest cancel;
   cancel.mutable_cancel()->add_task_ids(3);
   cancel.mutable_cancel()->add_task_ids(1);
@@ -349,8 +350,7 @@ TEST_F(EndToEndTest, RawSessionRejectsDuplicateIdsAndCancelsQueuedTasks) {
   EXPECT_EQ(session.outcomes().at(1).state(), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(session.outcomes().at(2).state(), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(session.outcomes().at(3).state(), v1::TASK_STATE_CANCELLED);
-  EXPECT_EQ(session.outcomes().at(3).error().code(),
-            static_cast<int>(grpc::StatusCode::CANCELLED));
+  EXPECT_EQ(session.outcomes().at(3).error().code(), static_cast<int>(grpc::StatusCode::CANCELLED));
 }
 
 TEST_F(EndToEndTest, ChunkRunsEveryItem) {
@@ -371,8 +371,7 @@ TEST_F(EndToEndTest, ChunkRunsEveryItem) {
   const v1::TaskOutcome& outcome = session.outcomes().at(1);
   ASSERT_EQ(outcome.items_size(), 3);
   EXPECT_TRUE(outcome.items(0).has_result());
-  EXPECT_EQ(outcome.items(1).error().code(),
-            static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(outcome.items(1).error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
   EXPECT_TRUE(outcome.items(2).has_result());
 }
 

@@ -61,8 +61,8 @@ TEST(LifecycleTest, MpiexecStartsServesAndStopsCleanly) { ExpectCleanLifecycle(t
 TEST(LifecycleTest, SigtermLetsRunningTasksFinishAndCancelsQueuedOnes) {
   testing::ServerProcess server;
   ASSERT_TRUE(server.Start({.workers = 2}).ok());
-  auto stub =
-      v1::Gateway::NewStub(grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   auto stream = stub->Session(&context);
   v1::SessionRequest open;
@@ -81,13 +81,8 @@ TEST(LifecycleTest, SigtermLetsRunningTasksFinishAndCancelsQueuedOnes) {
     task.set_payload(id <= 2 ? "800" : "queued");
   }
   ASSERT_TRUE(stream->Write(submit));
-  // Wait until both long tasks are on their workers: the status reflects the scheduler's state.
-  for (int attempt = 0; attempt < 100000; ++attempt) {
-    grpc::ClientContext status_context;
-    v1::PoolStatus status;
-    ASSERT_TRUE(stub->GetPoolStatus(&status_context, v1::GetPoolStatusRequest(), &status).ok());
-    if (status.busy_workers() == 2) break;
-  }
+  // Both long tasks must be on their workers before the signal, or they would be cancelled too.
+  ASSERT_TRUE(testing::AwaitBusyWorkers(server.target(), 2).ok());
 
   ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
   std::map<uint64_t, v1::TaskOutcome> outcomes;

@@ -1,6 +1,7 @@
 #include "tests/server_process.h"
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
 
 extern char** environ;
 
@@ -83,10 +85,10 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
     if (geteuid() == 0) args.push_back("--allow-run-as-root");
   }
   args.push_back(RunfilePath("server/mpigate-server"));
-  args.insert(args.end(), {absl::StrCat("--workers=", options.workers),
-                           absl::StrCat("--listen=", target_),
-                           absl::StrCat("--endpoint-file=", endpoint_file_),
-                           absl::StrCat("--worker-binary=", RunfilePath("worker/mpigate-worker"))});
+  args.insert(args.end(),
+              {absl::StrCat("--workers=", options.workers), absl::StrCat("--listen=", target_),
+               absl::StrCat("--endpoint-file=", endpoint_file_),
+               absl::StrCat("--worker-binary=", RunfilePath("worker/mpigate-worker"))});
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -146,6 +148,18 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   std::remove(endpoint_file_.c_str());
   rmdir(dir_.c_str());
   return exit;
+}
+
+absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts) {
+  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    grpc::ClientContext context;
+    v1::PoolStatus status;
+    const grpc::Status call = stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
+    if (!call.ok()) return absl::UnavailableError(call.error_message());
+    if (status.busy_workers() == busy) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat("never saw ", busy, " busy workers"));
 }
 
 }  // namespace mpigate::testing

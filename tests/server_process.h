@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,10 @@ class ServerProcess {
   std::string target_;
   std::string endpoint_file_;
 };
+
+// Waits until the server at `target` reports `busy` workers running tasks, by asking for its pool
+// status (the scheduler's own state). DEADLINE_EXCEEDED after `attempts` answers without it.
+absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts = 100000);
 
 // Path of a binary built by Bazel, from the test's runfiles, e.g. "server/mpigate-server".
 std::string RunfilePath(const std::string& relative);

@@ -16,8 +16,7 @@ absl::Status MpiError(int code, absl::string_view operation) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
   if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) length = 0;
-  return absl::InternalError(
-      absl::StrCat(operation, " failed: ", absl::string_view(text, length)));
+  return absl::InternalError(absl::StrCat(operation, " failed: ", absl::string_view(text, length)));
 }
 
 absl::Status ReturnErrors(MPI_Comm comm) {
@@ -78,8 +77,8 @@ absl::StatusOr<std::optional<ReceivedMessage>> TryReceive(MPI_Comm comm, int sou
 absl::Status PendingSends::Start(MPI_Comm comm, int dest, Tag tag, std::string buffer) {
   Send& send = sends_.emplace_back();
   send.buffer = std::move(buffer);
-  const int rc = MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE,
-                           dest, static_cast<int>(tag), comm, &send.request);
+  const int rc = MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, dest,
+                           static_cast<int>(tag), comm, &send.request);
   if (rc != MPI_SUCCESS) {
     sends_.pop_back();
     return MpiError(rc, "MPI_Isend");

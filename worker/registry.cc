@@ -12,8 +12,8 @@ absl::Status FunctionRegistry::Register(absl::string_view name, absl::string_vie
   if (!function) {
     return absl::InvalidArgumentError(absl::StrCat("task function '", name, "' is empty"));
   }
-  const auto [it, inserted] = entries_.try_emplace(
-      std::string(name), Entry{std::string(description), std::move(function)});
+  const auto [it, inserted] =
+      entries_.try_emplace(std::string(name), Entry{std::string(description), std::move(function)});
   if (!inserted) {
     return absl::AlreadyExistsError(
         absl::StrCat("task function '", name, "' is already registered"));

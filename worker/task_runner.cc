@@ -59,8 +59,8 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
   result.set_task_key(task.task_key());
   const FunctionRegistry::Entry* entry = registry.Find(task.function());
   if (entry == nullptr) {
-    SetError(absl::NotFoundError(absl::StrCat("no task function named '", task.function(),
-                                              "' on this worker")),
+    SetError(absl::NotFoundError(
+                 absl::StrCat("no task function named '", task.function(), "' on this worker")),
              *result.mutable_error());
     return result;
   }

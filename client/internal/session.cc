@@ -53,16 +53,15 @@ absl::StatusOr<std::string> OutcomeToResult(v1::TaskOutcome& outcome) {
     case v1::TASK_STATE_FAILED:
     case v1::TASK_STATE_CANCELLED: {
       const v1::TaskError& error = outcome.error();
-      const absl::StatusCode code =
-          CodeFromWire(error.code(), outcome.state() == v1::TASK_STATE_CANCELLED
-                                         ? absl::StatusCode::kCancelled
-                                         : absl::StatusCode::kUnknown);
+      const absl::StatusCode code = CodeFromWire(
+          error.code(), outcome.state() == v1::TASK_STATE_CANCELLED ? absl::StatusCode::kCancelled
+                                                                    : absl::StatusCode::kUnknown);
       if (error.exception_type().empty()) return absl::Status(code, error.message());
       return absl::Status(code, absl::StrCat(error.exception_type(), ": ", error.message()));
     }
     default:
-      return absl::InternalError(
-          absl::StrCat("the service sent an outcome with no end state for task ", outcome.task_id()));
+      return absl::InternalError(absl::StrCat(
+          "the service sent an outcome with no end state for task ", outcome.task_id()));
   }
 }
 
@@ -122,13 +121,13 @@ absl::Status Session::Handshake(const std::string& target, absl::Duration connec
   args.SetMaxSendMessageSize(max_message_bytes_);
   args.SetMaxReceiveMessageSize(max_message_bytes_);
   channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
-  const absl::Time deadline =
-      connect_timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + connect_timeout;
+  const absl::Time deadline = connect_timeout == absl::InfiniteDuration()
+                                  ? absl::InfiniteFuture()
+                                  : absl::Now() + connect_timeout;
   const auto no_answer = [&] {
-    return absl::UnavailableError(absl::StrCat("the mpigate service at ", target_,
-                                               " did not answer within ",
-                                               absl::FormatDuration(connect_timeout),
-                                               "; is it running?"));
+    return absl::UnavailableError(
+        absl::StrCat("the mpigate service at ", target_, " did not answer within ",
+                     absl::FormatDuration(connect_timeout), "; is it running?"));
   };
   if (!channel_->WaitForConnected(DeadlineAfter(connect_timeout))) return no_answer();
 
@@ -171,10 +170,9 @@ absl::Status Session::Handshake(const std::string& target, absl::Duration connec
   if (event.event_case() != v1::SessionEvent::kOpened) {
     context_.TryCancel();
     stream_->Finish();
-    return absl::InternalError(absl::StrCat("the mpigate service at ", target_,
-                                            " answered `open` with event ",
-                                            static_cast<int>(event.event_case()),
-                                            " instead of `opened`"));
+    return absl::InternalError(
+        absl::StrCat("the mpigate service at ", target_, " answered `open` with event ",
+                     static_cast<int>(event.event_case()), " instead of `opened`"));
   }
   workers_ = static_cast<int>(event.opened().workers());
   return absl::OkStatus();
@@ -207,10 +205,9 @@ Future Session::Submit(absl::string_view function, std::string payload) {
   // gRPC would fail the whole stream on an oversized message, taking every other task with it;
   // fail just this one.
   if (task.wire_bytes + kRequestOverhead > static_cast<size_t>(max_message_bytes_)) {
-    state->Complete(absl::ResourceExhaustedError(
-        absl::StrCat("task ", task_id, " is ", task.wire_bytes,
-                     " bytes encoded, above the message limit of ", max_message_bytes_,
-                     " bytes (ExecutorOptions.max_message_bytes)")));
+    state->Complete(absl::ResourceExhaustedError(absl::StrCat(
+        "task ", task_id, " is ", task.wire_bytes, " bytes encoded, above the message limit of ",
+        max_message_bytes_, " bytes (ExecutorOptions.max_message_bytes)")));
     return Future(std::move(state));
   }
 
@@ -328,10 +325,10 @@ void Session::ReaderLoop() {
 
   // Fail whatever is still pending. stream_ended_ is set in the same critical section that takes
   // the list, so no Submit() can add a future after it.
-  const absl::Status lost = absl::UnavailableError(absl::StrCat(
-      "connection to the mpigate service lost: ",
-      finish.ok() ? "the service ended the session without sending every outcome"
-                  : finish.error_message()));
+  const absl::Status lost = absl::UnavailableError(
+      absl::StrCat("connection to the mpigate service lost: ",
+                   finish.ok() ? "the service ended the session without sending every outcome"
+                               : finish.error_message()));
   std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> orphans;
   {
     absl::MutexLock lock(&mu_);
@@ -367,9 +364,9 @@ void Session::HandleRejected(const v1::TaskRejections& rejected) {
     for (const v1::TaskRejection& rejection : rejected.rejections()) {
       auto it = pending_.find(rejection.task_id());
       if (it == pending_.end()) continue;
-      results.emplace_back(
-          it->second,
-          absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown), rejection.message()));
+      results.emplace_back(it->second,
+                           absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown),
+                                        rejection.message()));
     }
   }
   FinishFutures(results);

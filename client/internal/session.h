@@ -97,8 +97,8 @@ class Session {
   void HandleRejected(const v1::TaskRejections& rejected);
   // Reader thread: completes `states` (already looked up under mu_) and then drops them from
   // pending_. Completion happens before removal; see the invariants above.
-  void FinishFutures(std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>>&
-                         results);
+  void FinishFutures(
+      std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>>& results);
 
   bool WriterHasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DrainedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
