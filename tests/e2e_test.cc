@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/raw_session.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -240,70 +241,9 @@ TEST_F(EndToEndTest, SessionMustStartWithOpen) {
   EXPECT_THAT(status.error_message(), HasSubstr("open"));
 }
 
-// Drives a raw Session stream, as a client in another language would.
-class RawSession {
- public:
-  explicit RawSession(v1::Gateway::Stub& stub) : stream_(stub.Session(&context_)) {
-    v1::SessionRequest open;
-    open.mutable_open()->set_client_name("raw");
-    EXPECT_TRUE(stream_->Write(open));
-    v1::SessionEvent event;
-    EXPECT_TRUE(stream_->Read(&event));
-    EXPECT_TRUE(event.has_opened());
-  }
-
-  void Submit(uint64_t id, const std::string& function, const std::string& payload) {
-    v1::SessionRequest request;
-    v1::TaskSpec& task = *request.mutable_submit()->add_tasks();
-    task.set_task_id(id);
-    task.set_function(function);
-    task.set_payload(payload);
-    EXPECT_TRUE(stream_->Write(request));
-  }
-
-  void Send(const v1::SessionRequest& request) { EXPECT_TRUE(stream_->Write(request)); }
-
-  // The next event that is not a completion; completions met on the way are kept.
-  v1::SessionEvent NextReply() {
-    v1::SessionEvent event;
-    while (stream_->Read(&event)) {
-      if (!event.has_completed()) return event;
-      Keep(event);
-    }
-    return v1::SessionEvent();
-  }
-
-  // Reads until `closed`, keeping every outcome; returns the stream's final status.
-  grpc::Status ReadToEnd() {
-    v1::SessionEvent event;
-    while (stream_->Read(&event)) {
-      if (event.has_closed()) closed_ = true;
-      Keep(event);
-    }
-    return stream_->Finish();
-  }
-
-  const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
-  bool closed() const { return closed_; }
-  int duplicate_outcomes() const { return duplicates_; }
-
- private:
-  void Keep(const v1::SessionEvent& event) {
-    for (const v1::TaskOutcome& outcome : event.completed().outcomes()) {
-      if (!outcomes_.emplace(outcome.task_id(), outcome).second) ++duplicates_;
-    }
-  }
-
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> stream_;
-  std::map<uint64_t, v1::TaskOutcome> outcomes_;
-  bool closed_ = false;
-  int duplicates_ = 0;
-};
-
 TEST_F(EndToEndTest, RawSessionRejectsDuplicateIdsAndCancelsQueuedTasks) {
   std::unique_ptr<v1::Gateway::Stub> stub = Stub();
-  RawSession session(*stub);
+  testing::RawSession session(*stub);
   // Two long tasks hold both workers; task 3 waits in the queue behind them.
   v1::SessionRequest batch;
   for (uint64_t id : {1, 2}) {
@@ -355,7 +295,7 @@ TEST_F(EndToEndTest, RawSessionRejectsDuplicateIdsAndCancelsQueuedTasks) {
 
 TEST_F(EndToEndTest, ChunkRunsEveryItem) {
   std::unique_ptr<v1::Gateway::Stub> stub = Stub();
-  RawSession session(*stub);
+  testing::RawSession session(*stub);
   v1::SessionRequest request;
   v1::TaskSpec& task = *request.mutable_submit()->add_tasks();
   task.set_task_id(1);

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/raw_session.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -63,14 +64,7 @@ TEST(LifecycleTest, SigtermLetsRunningTasksFinishAndCancelsQueuedOnes) {
   ASSERT_TRUE(server.Start({.workers = 2}).ok());
   auto stub = v1::Gateway::NewStub(
       grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  auto stream = stub->Session(&context);
-  v1::SessionRequest open;
-  open.mutable_open();
-  ASSERT_TRUE(stream->Write(open));
-  v1::SessionEvent event;
-  ASSERT_TRUE(stream->Read(&event));
-  ASSERT_TRUE(event.has_opened());
+  testing::RawSession session(*stub);
 
   // Tasks 1 and 2 hold both workers; 3..5 wait in the queue.
   v1::SessionRequest submit;
@@ -80,21 +74,15 @@ TEST(LifecycleTest, SigtermLetsRunningTasksFinishAndCancelsQueuedOnes) {
     task.set_function(id <= 2 ? "sleep" : "echo");
     task.set_payload(id <= 2 ? "800" : "queued");
   }
-  ASSERT_TRUE(stream->Write(submit));
+  session.Send(submit);
   // Both long tasks must be on their workers before the signal, or they would be cancelled too.
   ASSERT_TRUE(testing::AwaitBusyWorkers(server.target(), 2).ok());
 
   ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
-  std::map<uint64_t, v1::TaskOutcome> outcomes;
-  bool closed = false;
-  while (stream->Read(&event)) {
-    for (const v1::TaskOutcome& outcome : event.completed().outcomes()) {
-      EXPECT_TRUE(outcomes.emplace(outcome.task_id(), outcome).second) << "reported twice";
-    }
-    if (event.has_closed()) closed = true;
-  }
-  EXPECT_TRUE(stream->Finish().ok());
-  EXPECT_TRUE(closed);
+  EXPECT_TRUE(session.ReadToEnd().ok());
+  EXPECT_TRUE(session.closed());
+  EXPECT_EQ(session.duplicate_outcomes(), 0);
+  std::map<uint64_t, v1::TaskOutcome> outcomes = session.outcomes();
   ASSERT_EQ(outcomes.size(), 5u);
   for (uint64_t id = 1; id <= 2; ++id) {
     EXPECT_EQ(outcomes[id].state(), v1::TASK_STATE_SUCCEEDED) << "task " << id;
