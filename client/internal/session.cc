@@ -327,8 +327,7 @@ void Session::ReaderLoop() {
   // the list, so no Submit() can add a future after it.
   const absl::Status lost = absl::UnavailableError(
       absl::StrCat("connection to the mpigate service lost: ",
-                   finish.ok() ? "the service ended the session without sending every outcome"
-                               : finish.error_message()));
+                   finish.ok() ? "the service ended the session" : finish.error_message()));
   std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> orphans;
   {
     absl::MutexLock lock(&mu_);
