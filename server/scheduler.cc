@@ -180,13 +180,16 @@ absl::Status Scheduler::Shutdown(SessionId id, bool cancel_pending) {
 }
 
 void Scheduler::Abandon(SessionId id) {
+  // Declared before the lock so that it is destroyed after the unlock: dropping what may be the
+  // last reference to the listener must not run its destructor under the scheduler's lock.
+  std::shared_ptr<SessionListener> released_listener;
   Notifications notifications;
   absl::MutexLock lock(&mu_);
   const auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& session = it->second;
   session.abandoned = true;
-  session.listener.reset();
+  released_listener = std::move(session.listener);
   CancelAllQueuedLocked(session, "cancelled: the client went away");
   session.outbox.clear();
   // Forgets the session now if nothing of it is running; it has no listener left to tell.

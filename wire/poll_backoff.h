@@ -9,6 +9,8 @@
 #ifndef MPIGATE_WIRE_POLL_BACKOFF_H_
 #define MPIGATE_WIRE_POLL_BACKOFF_H_
 
+#include <algorithm>
+
 #include "absl/time/time.h"
 
 namespace mpigate::wire {
