@@ -39,17 +39,24 @@ class ListenerRelay final : public SessionListener {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
-void AppendCompletions(std::vector<v1::TaskOutcome>& outcomes, std::deque<v1::SessionEvent>& out) {
-  v1::TaskCompletions* completions = nullptr;
+// Packs `events` into `updates` events: the started ids go into the first, before any outcome,
+// so that a client always learns of a start no later than of the end.
+void AppendUpdates(SessionEvents& events, std::deque<v1::SessionEvent>& out) {
+  v1::TaskUpdates* updates = nullptr;
   size_t bytes = 0;
-  for (v1::TaskOutcome& outcome : outcomes) {
+  if (!events.started.empty()) {
+    updates = out.emplace_back().mutable_updates();
+    updates->mutable_started()->Add(events.started.begin(), events.started.end());
+    bytes = updates->ByteSizeLong();
+  }
+  for (v1::TaskOutcome& outcome : events.outcomes) {
     const size_t size = outcome.ByteSizeLong();
-    if (completions == nullptr || (bytes > 0 && bytes + size > kEventSoftLimitBytes)) {
-      completions = out.emplace_back().mutable_completed();
+    if (updates == nullptr || (bytes > 0 && bytes + size > kEventSoftLimitBytes)) {
+      updates = out.emplace_back().mutable_updates();
       bytes = 0;
     }
     bytes += size;
-    *completions->add_outcomes() = std::move(outcome);
+    *updates->add_outcomes() = std::move(outcome);
   }
 }
 
@@ -204,7 +211,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
           !finish_status_.has_value()) {
         events_ready_ = false;
         SessionEvents events = scheduler_.TakeEvents(*session_);
-        AppendCompletions(events.outcomes, outgoing_);
+        AppendUpdates(events, outgoing_);
         if (events.closed) {
           outgoing_.emplace_back().mutable_closed();
           finish_status_ = grpc::Status::OK;

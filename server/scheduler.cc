@@ -192,6 +192,7 @@ void Scheduler::Abandon(SessionId id) {
   released_listener = std::move(session.listener);
   CancelAllQueuedLocked(session, "cancelled: the client went away");
   session.outbox.clear();
+  session.started.clear();
   // Forgets the session now if nothing of it is running; it has no listener left to tell.
   MaybeNotifyLocked(id, notifications);
 }
@@ -202,6 +203,7 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
   const auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.abandoned) return events;
   Session& session = it->second;
+  events.started.swap(session.started);
   events.outcomes.swap(session.outbox);
   session.listener_told = false;
   if (session.shut_down && session.live.empty()) {
@@ -316,6 +318,10 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       ++running_count_;
       work.assignments.push_back(Assignment{worker, std::move(task.frame)});
       task.frame.Clear();
+      if (!session.abandoned) {
+        session.started.push_back(task.client_id);
+        MaybeNotifyLocked(id, notifications);
+      }
     }
     work.stopping = stopping_;
     mu_.Unlock();
@@ -423,7 +429,8 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     if (session.live.empty()) sessions_.erase(it);
     return;
   }
-  const bool has_events = !session.outbox.empty() || (session.shut_down && session.live.empty());
+  const bool has_events = !session.outbox.empty() || !session.started.empty() ||
+                          (session.shut_down && session.live.empty());
   if (has_events && !session.listener_told && session.listener) {
     session.listener_told = true;
     notifications.push_back(session.listener);

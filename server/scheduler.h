@@ -51,6 +51,8 @@ class SessionListener {
 
 // What TakeEvents() hands over.
 struct SessionEvents {
+  // Client ids of tasks handed to a worker since the last collection, in that order.
+  std::vector<uint64_t> started;
   // Outcomes in the order their tasks ended.
   std::vector<v1::TaskOutcome> outcomes;
   // The session was shut down and every accepted task has its outcome (all in `outcomes` or
@@ -162,6 +164,8 @@ class Scheduler {
     absl::flat_hash_map<uint64_t, TaskKey> live;
     size_t queued = 0;
     std::vector<v1::TaskOutcome> outbox;
+    // Client ids of tasks dispatched since the listener last collected.
+    std::vector<uint64_t> started;
     bool in_ready_ring = false;
     bool shut_down = false;
     bool abandoned = false;

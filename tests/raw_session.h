@@ -38,11 +38,12 @@ class RawSession {
 
   void Send(const v1::SessionRequest& request) { EXPECT_TRUE(stream_->Write(request)); }
 
-  // The next event that is not a completion; completions met on the way are kept.
+  // The next reply to a request: updates met on the way are kept, pool state changes skipped.
   v1::SessionEvent NextReply() {
     v1::SessionEvent event;
     while (stream_->Read(&event)) {
-      if (!event.has_completed()) return event;
+      if (event.has_pool()) continue;
+      if (!event.has_updates()) return event;
       Keep(event);
     }
     return v1::SessionEvent();
@@ -64,7 +65,7 @@ class RawSession {
 
  private:
   void Keep(const v1::SessionEvent& event) {
-    for (const v1::TaskOutcome& outcome : event.completed().outcomes()) {
+    for (const v1::TaskOutcome& outcome : event.updates().outcomes()) {
       if (!outcomes_.emplace(outcome.task_id(), outcome).second) ++duplicates_;
     }
   }

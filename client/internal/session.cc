@@ -304,8 +304,8 @@ void Session::ReaderLoop() {
   v1::SessionEvent event;
   while (stream_->Read(&event)) {
     switch (event.event_case()) {
-      case v1::SessionEvent::kCompleted:
-        HandleCompleted(*event.mutable_completed());
+      case v1::SessionEvent::kUpdates:
+        HandleCompleted(*event.mutable_updates());
         break;
       case v1::SessionEvent::kRejected:
         HandleRejected(event.rejected());
@@ -339,7 +339,7 @@ void Session::ReaderLoop() {
   FinishFutures(orphans);
 }
 
-void Session::HandleCompleted(v1::TaskCompletions& completed) {
+void Session::HandleCompleted(v1::TaskUpdates& completed) {
   std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> results;
   results.reserve(completed.outcomes_size());
   {

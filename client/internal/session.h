@@ -92,8 +92,8 @@ class Session {
   // Writer thread: sends `batch` as one or more `submit` messages. False if the stream broke.
   bool SendTasks(std::vector<OutgoingTask>& batch);
 
-  // Reader thread: fulfils the futures of a `completed` or `rejected` event.
-  void HandleCompleted(v1::TaskCompletions& completed);
+  // Reader thread: fulfils the futures of an `updates` or `rejected` event.
+  void HandleCompleted(v1::TaskUpdates& completed);
   void HandleRejected(const v1::TaskRejections& rejected);
   // Reader thread: completes `states` (already looked up under mu_) and then drops them from
   // pending_. Completion happens before removal; see the invariants above.
