@@ -142,6 +142,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       v1::SessionEvent event;
       event.mutable_opened()->set_session_id(*opened);
       event.mutable_opened()->set_workers(static_cast<uint32_t>(scheduler_.workers()));
+      // Read after opening: a change in between is also sent as a `pool` event, never lost.
+      *event.mutable_opened()->mutable_pool() = scheduler_.PoolState();
       absl::MutexLock lock(&mu_);
       session_ = *opened;
       outgoing_.push_back(std::move(event));
@@ -211,6 +213,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
           !finish_status_.has_value()) {
         events_ready_ = false;
         SessionEvents events = scheduler_.TakeEvents(*session_);
+        if (events.pool.has_value()) *outgoing_.emplace_back().mutable_pool() = *events.pool;
         AppendUpdates(events, outgoing_);
         if (events.closed) {
           outgoing_.emplace_back().mutable_closed();
@@ -358,6 +361,15 @@ grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* /*con
                                               const v1::RunRequest* request,
                                               v1::TaskOutcome* response) {
   return new RunReactor(scheduler_, *request, response);
+}
+
+grpc::ServerUnaryReactor* GatewayService::StopService(grpc::CallbackServerContext* context,
+                                                      const v1::StopServiceRequest* request,
+                                                      v1::StopServiceResponse* /*response*/) {
+  stop_service_(request->reason().empty() ? "StopService was called" : request->reason());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerContext* context,

@@ -11,6 +11,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+#include <string>
+#include <utility>
+
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "server/scheduler.h"
 
@@ -18,7 +22,9 @@ namespace mpigate::server {
 
 class GatewayService final : public v1::Gateway::CallbackService {
  public:
-  explicit GatewayService(Scheduler& scheduler) : scheduler_(scheduler) {}
+  // `stop_service` starts the service's drain (StopService); it must not block.
+  GatewayService(Scheduler& scheduler, std::function<void(std::string reason)> stop_service)
+      : scheduler_(scheduler), stop_service_(std::move(stop_service)) {}
 
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
       grpc::CallbackServerContext* context) override;
@@ -30,8 +36,13 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                           const v1::GetPoolStatusRequest* request,
                                           v1::PoolStatus* response) override;
 
+  grpc::ServerUnaryReactor* StopService(grpc::CallbackServerContext* context,
+                                        const v1::StopServiceRequest* request,
+                                        v1::StopServiceResponse* response) override;
+
  private:
   Scheduler& scheduler_;
+  const std::function<void(std::string reason)> stop_service_;
 };
 
 }  // namespace mpigate::server

@@ -1,9 +1,12 @@
-// mpigate-server: starts a pool of MPI workers and serves it over gRPC until SIGTERM or SIGINT.
+// mpigate-server: starts a pool of MPI workers and serves it over gRPC until SIGTERM, SIGINT or
+// the StopService RPC.
 //
 //   mpigate-server [--workers N] [--listen unix:PATH | HOST:PORT] [--endpoint-file PATH]
+//   mpiexec -n N+1 mpigate-server --world ...      (rank 0 the gateway, ranks 1..N the workers)
 //
-// Works as an MPI singleton (started directly) and under `mpiexec -n 1`. Flags may be written with
-// dashes or underscores (--endpoint-file or --endpoint_file).
+// Works as an MPI singleton (started directly) and under `mpiexec -n 1`, spawning its workers, or
+// in world mode without a spawn. Flags may be written with dashes or underscores (--endpoint-file
+// or --endpoint_file).
 #include <grpcpp/grpcpp.h>
 #include <linux/limits.h>
 #include <sys/socket.h>
@@ -15,8 +18,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -51,24 +57,74 @@ ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM/SIGINT, how long running tasks may take to finish before the workers are "
           "aborted.");
 ABSL_FLAG(absl::Duration, bootup_timeout, absl::Seconds(60),
-          "How long the workers may take to start.");
+          "How long the workers may take to start, initializer included.");
+ABSL_FLAG(bool, world, false,
+          "World mode: run as `mpiexec -n N+1 mpigate-server --world`; rank 0 is the gateway and "
+          "ranks 1..N are the workers (no spawn).");
+ABSL_FLAG(std::string, initializer, "",
+          "A registered function every worker runs once, before any task (mpi4py's initializer). "
+          "If it fails, the pool is broken: tasks fail with FAILED_PRECONDITION "
+          "\"BrokenExecutor: ...\" and status says why.");
+ABSL_FLAG(std::string, initargs, "", "The initializer's input (mpi4py's initargs).");
+ABSL_FLAG(std::string, worker_wdir, "", "The workers' working directory (mpi4py's wdir).");
+
+// Flags that may be given more than once; Abseil flags keep only the last value, so these are
+// taken out of the command line before Abseil parses it.
+constexpr const char* kRepeatableFlags[] = {"worker_env", "spawn_info"};
+constexpr const char* kRepeatableFlagsHelp =
+    "  --worker-env NAME=VALUE  set in every worker's environment (repeatable; mpi4py's env)\n"
+    "  --spawn-info KEY=VALUE   MPI_Info for MPI_Comm_spawn, e.g. host=a,b or wdir=/x "
+    "(repeatable)\n";
 
 namespace mpigate::server {
 namespace {
 
-// Lets users write --endpoint-file for --endpoint_file: Abseil flag names cannot hold dashes.
-std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
-  storage.assign(argv, argv + argc);
-  for (size_t i = 1; i < storage.size(); ++i) {
-    std::string& arg = storage[i];
-    if (arg == "--") break;
-    if (!absl::StartsWith(arg, "--")) continue;
+// The values of the repeatable flags, by name.
+using RepeatedFlags = std::map<std::string, std::vector<std::string>>;
+
+// Lets users write --endpoint-file for --endpoint_file (Abseil flag names cannot hold dashes), and
+// takes the repeatable flags (kRepeatableFlags) out into `repeated`.
+std::vector<char*> NormalizeFlags(int argc, char** argv, std::vector<std::string>& storage,
+                                  RepeatedFlags& repeated) {
+  storage.clear();
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i == 0 || !absl::StartsWith(arg, "--") || arg == "--") {
+      storage.push_back(std::move(arg));
+      continue;
+    }
     const size_t end = std::min(arg.find('='), arg.size());
     std::replace(arg.begin() + 2, arg.begin() + static_cast<long>(end), '-', '_');
+    const std::string name = arg.substr(2, end - 2);
+    if (std::find(std::begin(kRepeatableFlags), std::end(kRepeatableFlags), name) ==
+        std::end(kRepeatableFlags)) {
+      storage.push_back(std::move(arg));
+    } else if (end < arg.size()) {
+      repeated[name].push_back(arg.substr(end + 1));
+    } else if (i + 1 < argc) {
+      repeated[name].push_back(argv[++i]);
+    } else {
+      repeated[name].push_back("");  // Rejected as not KEY=VALUE.
+    }
   }
   std::vector<char*> normalized;
   for (std::string& arg : storage) normalized.push_back(arg.data());
   return normalized;
+}
+
+// Splits KEY=VALUE entries of --spawn-info.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseSpawnInfo(
+    const std::vector<std::string>& entries) {
+  std::vector<std::pair<std::string, std::string>> info;
+  for (const std::string& entry : entries) {
+    const size_t equals = entry.find('=');
+    if (equals == 0 || equals == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--spawn-info takes KEY=VALUE, got '", entry, "'"));
+    }
+    info.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
+  }
+  return info;
 }
 
 std::string DirectoryOf(const std::string& path) {
@@ -154,40 +210,73 @@ std::string ClientTarget(const std::string& address, int bound_port) {
   return absl::StrCat(host, ":", bound_port);
 }
 
-absl::Status Serve() {
-  if (absl::Status status = StopSignal::Install(); !status.ok()) return status;
-  PrepareMpiEnvironment();
-
-  std::string listen = absl::GetFlag(FLAGS_listen);
-  absl::StatusOr<std::string> address =
-      ListenAddress(listen.empty() ? DefaultListenAddress() : listen);
-  if (!address.ok()) return address.status();
-  const std::string socket_path = UnixSocketPath(*address);
-  if (!socket_path.empty()) {
-    if (absl::Status status = ClaimUnixSocket(socket_path); !status.ok()) return status;
+// Builds the pool's options from the flags.
+absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated) {
+  MpiWorkerPool::Options options;
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.world = absl::GetFlag(FLAGS_world);
+  options.bootup_timeout = absl::GetFlag(FLAGS_bootup_timeout);
+  options.worker_options.initializer.function = absl::GetFlag(FLAGS_initializer);
+  options.worker_options.initializer.input = absl::GetFlag(FLAGS_initargs);
+  options.worker_options.wdir = absl::GetFlag(FLAGS_worker_wdir);
+  const auto values = [&repeated](const std::string& name) {
+    const auto it = repeated.find(name);
+    return it == repeated.end() ? std::vector<std::string>() : it->second;
+  };
+  options.worker_options.env = values("worker_env");
+  if (absl::Status status = worker::ValidateEnv(options.worker_options.env); !status.ok()) {
+    return status;
   }
-  std::string endpoint_file = absl::GetFlag(FLAGS_endpoint_file);
-  if (endpoint_file.empty()) endpoint_file = DefaultEndpointFile();
-  absl::StatusOr<std::string> worker_binary = FindWorkerBinary();
-  if (!worker_binary.ok()) return worker_binary.status();
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> spawn_info =
+      ParseSpawnInfo(values("spawn_info"));
+  if (!spawn_info.ok()) return spawn_info.status();
+  options.spawn_info = *std::move(spawn_info);
+  if (options.world && !options.spawn_info.empty()) {
+    return absl::InvalidArgumentError("--spawn-info has no effect in world mode: nothing spawns");
+  }
+  if (!options.world) {
+    absl::StatusOr<std::string> worker_binary = FindWorkerBinary();
+    if (!worker_binary.ok()) return worker_binary.status();
+    options.worker_binary = *std::move(worker_binary);
+  }
+  return options;
+}
+
+// Runs the service (or, in world mode on ranks 1..N, a worker); returns the exit code.
+int Run(const RepeatedFlags& repeated) {
+  const auto fail = [](const absl::Status& status) {
+    std::fprintf(stderr, "mpigate-server: %s\n", status.ToString().c_str());
+    return 1;
+  };
+  PrepareMpiEnvironment();
+  absl::StatusOr<MpiWorkerPool::Options> pool_options = PoolOptions(repeated);
+  if (!pool_options.ok()) return fail(pool_options.status());
 
   const absl::Time launched = absl::Now();
   MpiWorkerPool pool;
-  MpiWorkerPool::Options pool_options;
-  pool_options.workers = absl::GetFlag(FLAGS_workers);
-  pool_options.worker_binary = *worker_binary;
-  pool_options.bootup_timeout = absl::GetFlag(FLAGS_bootup_timeout);
-  pool_options.stop_timeout = absl::GetFlag(FLAGS_drain_grace);
-  absl::StatusOr<MpiWorkerPool::PoolInfo> info = pool.Start(pool_options);
-  if (!info.ok()) return info.status();
+  absl::StatusOr<MpiWorkerPool::Started> started = pool.Start(*pool_options);
+  if (!started.ok()) return fail(started.status());
+  if (started->worker_exit_code.has_value()) return *started->worker_exit_code;
+
+  // From here on this process is the gateway.
+  if (absl::Status status = StopSignal::Install(); !status.ok()) return fail(status);
+  std::string listen = absl::GetFlag(FLAGS_listen);
+  absl::StatusOr<std::string> address =
+      ListenAddress(listen.empty() ? DefaultListenAddress() : listen);
+  if (!address.ok()) return fail(address.status());
+  const std::string socket_path = UnixSocketPath(*address);
+  if (!socket_path.empty()) {
+    if (absl::Status status = ClaimUnixSocket(socket_path); !status.ok()) return fail(status);
+  }
+  std::string endpoint_file = absl::GetFlag(FLAGS_endpoint_file);
+  if (endpoint_file.empty()) endpoint_file = DefaultEndpointFile();
 
   Scheduler::Options scheduler_options;
-  scheduler_options.workers = info->workers;
-  scheduler_options.functions = info->functions;
+  scheduler_options.workers = started->workers;
   Scheduler scheduler(std::move(scheduler_options));
-  pool.Serve(&scheduler);
-
-  GatewayService service(scheduler);
+  GatewayService service(scheduler, [](std::string reason) {
+    StopSignal::Request(std::move(reason));
+  });
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
@@ -196,57 +285,74 @@ absl::Status Serve() {
   builder.SetMaxSendMessageSize(max_message_bytes);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  absl::Status status;
-  if (server == nullptr) {
-    status = absl::UnavailableError(absl::StrCat("cannot listen on ", *address));
-  } else {
-    const std::string target = ClientTarget(*address, bound_port);
-    status = WriteEndpointFile(endpoint_file, target);
-    if (status.ok()) {
-      // Scripts wait for this line. The pid is there because under mpiexec the process to signal
-      // is this one: mpiexec itself kills the job at once on SIGTERM, without a drain.
-      std::printf(
-          "mpigate-server: ready in %.2f s: %d workers, listening on %s, endpoint file %s, "
-          "pid %d\n",
-          absl::ToDoubleSeconds(absl::Now() - launched), info->workers, target.c_str(),
-          endpoint_file.c_str(), static_cast<int>(getpid()));
-      std::fflush(stdout);
-      const std::string reason = StopSignal::Wait();
-      std::fprintf(stderr, "mpigate-server: %s received, draining\n", reason.c_str());
-      // Remove the endpoint first so that no new client finds a server that is going away.
-      std::remove(endpoint_file.c_str());
+  if (server == nullptr) return fail(absl::UnavailableError(absl::StrCat("cannot listen on ", *address)));
+  const std::string target = ClientTarget(*address, bound_port);
+  if (absl::Status status = WriteEndpointFile(endpoint_file, target); !status.ok()) {
+    return fail(status);
+  }
+
+  // Clients may connect from now on; their tasks queue until the workers are up.
+  pool.Serve(&scheduler, [&](const absl::Status& booted) {
+    if (!booted.ok()) {
+      StopSignal::Request(absl::StrCat("the workers could not start: ", booted.message()));
+      return;
     }
+    const v1::PoolStateChange pool_state = scheduler.PoolState();
+    const std::string broken = pool_state.state() == v1::POOL_STATE_BROKEN
+                                   ? absl::StrCat(" (pool broken: ", pool_state.reason(), ")")
+                                   : std::string();
+    // Scripts wait for this line. The pid is there because under mpiexec the process to signal
+    // is this one: mpiexec itself kills the job at once on SIGTERM, without a drain.
+    std::printf(
+        "mpigate-server: ready in %.2f s: %d workers%s, listening on %s, endpoint file %s, "
+        "pid %d\n",
+        absl::ToDoubleSeconds(absl::Now() - launched), started->workers, broken.c_str(),
+        target.c_str(), endpoint_file.c_str(), static_cast<int>(getpid()));
+    std::fflush(stdout);
+  });
+
+  const std::string reason = StopSignal::Wait();
+  std::fprintf(stderr, "mpigate-server: stopping (%s), draining\n", reason.c_str());
+  std::fflush(stderr);
+  // Remove the endpoint first so that no new client finds a server that is going away.
+  std::remove(endpoint_file.c_str());
+  scheduler.Drain(reason);
+  const absl::Duration grace = absl::GetFlag(FLAGS_drain_grace);
+  if (!scheduler.AwaitNoRunningTasks(absl::Now() + grace)) {
+    std::fprintf(stderr, "mpigate-server: tasks still running after the drain grace period (%s)\n",
+                 absl::FormatDuration(grace).c_str());
+    scheduler.FailRunning(absl::StrCat("cancelled: the service stopped (", reason,
+                                       ") and the task did not finish within the drain grace "
+                                       "period of ",
+                                       absl::FormatDuration(grace)));
   }
-  scheduler.Drain("the server is stopping");
-  if (!scheduler.AwaitNoRunningTasks(absl::Now() + absl::GetFlag(FLAGS_drain_grace))) {
-    std::fprintf(stderr, "mpigate-server: tasks still running after the drain grace period\n");
-  }
-  // Sessions close as their last tasks end; anything still open is cancelled at the deadline.
-  if (server != nullptr) server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  // Sessions close as their last outcomes are written; anything still open is cancelled at the
+  // deadline.
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   scheduler.StopDispatch();
-  if (absl::Status stopped = pool.Join(); status.ok()) status = stopped;
+  const absl::Status stopped = pool.Join();
   if (!socket_path.empty()) unlink(socket_path.c_str());
-  return status;
+  if (!stopped.ok()) return fail(stopped);
+  std::fprintf(stderr, "mpigate-server: stopped cleanly\n");
+  return 0;
 }
 
 }  // namespace
 }  // namespace mpigate::server
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  absl::SetProgramUsageMessage(absl::StrCat(
       "Serves a pool of MPI workers over gRPC.\n"
-      "  mpigate-server [--workers N] [--listen unix:PATH|HOST:PORT] [--endpoint-file PATH]");
+      "  mpigate-server [--workers N] [--listen unix:PATH|HOST:PORT] [--endpoint-file PATH]\n"
+      "  mpiexec -n N+1 mpigate-server --world ...\n"
+      "Repeatable flags:\n",
+      kRepeatableFlagsHelp));
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock would run the debug-only
   // deadlock detector (a process-wide spinlock and a graph lookup per lock) on the hot path.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<std::string> storage;
-  std::vector<char*> args = mpigate::server::NormalizeFlagNames(argc, argv, storage);
+  mpigate::server::RepeatedFlags repeated;
+  std::vector<char*> args = mpigate::server::NormalizeFlags(argc, argv, storage, repeated);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  const absl::Status status = mpigate::server::Serve();
-  if (!status.ok()) {
-    std::fprintf(stderr, "mpigate-server: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "mpigate-server: stopped cleanly\n");
-  return 0;
+  return mpigate::server::Run(repeated);
 }

@@ -63,21 +63,22 @@ absl::StatusOr<int> ResolveWorkerCount(int requested, const char* env,
 
 MpiWorkerPool::~MpiWorkerPool() {
   if (thread_.joinable()) {
-    // Start() succeeded but Serve() never came: let the thread stop the workers.
+    // Start() succeeded but Serve() never came: let the thread finish without a pool.
     if (!serve_.HasBeenNotified()) serve_.Notify();
     thread_.join();
   }
 }
 
-absl::StatusOr<MpiWorkerPool::PoolInfo> MpiWorkerPool::Start(const Options& options) {
+absl::StatusOr<MpiWorkerPool::Started> MpiWorkerPool::Start(const Options& options) {
   thread_ = std::thread(&MpiWorkerPool::ThreadMain, this, options);
   started_.WaitForNotification();
-  if (!start_result_->ok()) thread_.join();
+  if (!start_result_->ok() || (*start_result_)->worker_exit_code.has_value()) thread_.join();
   return *start_result_;
 }
 
-void MpiWorkerPool::Serve(Scheduler* scheduler) {
+void MpiWorkerPool::Serve(Scheduler* scheduler, std::function<void(const absl::Status&)> booted) {
   scheduler_ = scheduler;
+  booted_ = std::move(booted);
   serve_.Notify();
 }
 
@@ -95,97 +96,170 @@ void MpiWorkerPool::ThreadMain(Options options) {
     started_.Notify();
     return;
   }
-  absl::StatusOr<PoolInfo> booted =
-      provided < MPI_THREAD_FUNNELED
-          ? absl::FailedPreconditionError("MPI does not provide MPI_THREAD_FUNNELED")
-          : Boot(options);
-  const bool ok = booted.ok();
-  start_result_ = std::move(booted);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (options.world && rank != 0) {
+    // This process is one of the pool's workers; RunWorkerProcess finalises MPI.
+    Started started;
+    started.worker_exit_code =
+        worker::RunWorkerProcess(MPI_COMM_WORLD, /*disconnect=*/false, options.worker_options);
+    start_result_ = started;
+    started_.Notify();
+    return;
+  }
+  absl::StatusOr<int> workers = provided < MPI_THREAD_FUNNELED
+                                    ? absl::FailedPreconditionError(
+                                          "MPI does not provide MPI_THREAD_FUNNELED")
+                                    : Init(options);
+  if (!workers.ok()) {
+    start_result_ = workers.status();
+    started_.Notify();
+    MPI_Finalize();
+    return;
+  }
+  start_result_ = Started{*workers, std::nullopt};
   started_.Notify();
 
-  if (ok) {
-    serve_.WaitForNotification();
-    if (scheduler_ != nullptr) final_status_ = Dispatch(*scheduler_, options.stop_timeout);
-    if (absl::IsDeadlineExceeded(final_status_)) AbortWorkers(final_status_);
+  serve_.WaitForNotification();
+  if (scheduler_ == nullptr) {
+    // World-mode workers wait for a shutdown that an orderly path would send after their hellos.
+    if (options.world) AbortWorkers(absl::AbortedError("the gateway stopped before serving"));
+    MPI_Finalize();
+    return;
+  }
+  const absl::Status booted = Boot(options, *scheduler_);
+  if (booted_) booted_(booted);
+  if (booted.ok()) {
+    final_status_ = Dispatch(*scheduler_);
     std::vector<int> all(static_cast<size_t>(worker_count_));
-    for (int worker = 0; worker < worker_count_; ++worker)
+    for (int worker = 0; worker < worker_count_; ++worker) {
       all[static_cast<size_t>(worker)] = worker;
+    }
     if (absl::Status stopped = StopWorkers(all); final_status_.ok()) final_status_ = stopped;
+  } else {
+    final_status_ = booted;
   }
   MPI_Finalize();
 }
 
 void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
-  // A worker stuck in a task never reaches the collective disconnect, so the only way out is to
-  // abort the job; Open MPI then ends this process too.
+  // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
+  // only way out is to abort the job; Open MPI then ends this process too.
   std::fprintf(stderr, "mpigate-server: aborting the workers: %s\n", why.ToString().c_str());
   std::fflush(stderr);
-  MPI_Abort(workers_comm_, 1);
+  MPI_Abort(workers_comm_ == MPI_COMM_NULL ? MPI_COMM_WORLD : workers_comm_, 1);
+  std::abort();
 }
 
-absl::StatusOr<MpiWorkerPool::PoolInfo> MpiWorkerPool::Boot(const Options& options) {
+absl::StatusOr<int> MpiWorkerPool::Init(const Options& options) {
   if (absl::Status status = wire::ReturnErrors(MPI_COMM_SELF); !status.ok()) return status;
   if (absl::Status status = wire::ReturnErrors(MPI_COMM_WORLD); !status.ok()) return status;
   int world_size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  if (options.world) {
+    if (world_size < 2) {
+      return absl::InvalidArgumentError(
+          "--world needs the workers started with the gateway: mpiexec -n N+1 mpigate-server "
+          "--world (N >= 1)");
+    }
+    if (options.workers > 0 && options.workers != world_size - 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--workers=", options.workers, " but mpiexec started ", world_size - 1,
+                       " worker ranks; in world mode the pool is ranks 1..N"));
+    }
+    workers_comm_ = MPI_COMM_WORLD;
+    rank_offset_ = 1;
+    worker_count_ = world_size - 1;
+    return worker_count_;
+  }
   absl::StatusOr<int> workers =
       ResolveWorkerCount(options.workers, std::getenv("MPIGATE_MAX_WORKERS"), UniverseSize(),
                          world_size, static_cast<int>(std::thread::hardware_concurrency()));
   if (!workers.ok()) return workers.status();
+  worker_count_ = *workers;
+  return worker_count_;
+}
 
-  std::vector<int> spawn_errors(static_cast<size_t>(*workers), MPI_SUCCESS);
-  char* argv[] = {nullptr};
-  const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv, *workers, MPI_INFO_NULL, 0,
-                                MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
+absl::Status MpiWorkerPool::Spawn(const Options& options) {
+  std::vector<std::string> args = worker::ToArgs(options.worker_options);
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  MPI_Info info = MPI_INFO_NULL;
+  if (!options.spawn_info.empty()) {
+    MPI_Info_create(&info);
+    for (const auto& [key, value] : options.spawn_info) {
+      MPI_Info_set(info, key.c_str(), value.c_str());
+    }
+  }
+  std::vector<int> spawn_errors(static_cast<size_t>(worker_count_), MPI_SUCCESS);
+  const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv.data(), worker_count_, info,
+                                0, MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
+  if (info != MPI_INFO_NULL) MPI_Info_free(&info);
   if (rc != MPI_SUCCESS) {
+    workers_comm_ = MPI_COMM_NULL;
     absl::Status status = wire::MpiError(
-        rc, absl::StrCat("spawning ", *workers, " workers from ", options.worker_binary));
+        rc, absl::StrCat("spawning ", worker_count_, " workers from ", options.worker_binary));
     return absl::UnavailableError(status.message());
   }
-  worker_count_ = *workers;
-  if (absl::Status status = wire::ReturnErrors(workers_comm_); !status.ok()) return status;
+  return wire::ReturnErrors(workers_comm_);
+}
 
+absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
+  absl::Status failure = options.world ? absl::OkStatus() : Spawn(options);
+  if (!failure.ok()) {
+    scheduler.PoolBroken(failure.message());
+    return failure;
+  }
   absl::StatusOr<std::map<int, wire::HelloFrame>> hellos = AwaitHellos(options.bootup_timeout);
   if (!hellos.ok()) {
     // Without every hello the workers' state is unknown and a disconnect could hang.
     AbortWorkers(hellos.status());
-    return hellos.status();
   }
-  absl::Status failure;
+  std::string broken;
   const wire::HelloFrame& first = hellos->begin()->second;
-  for (const auto& [rank, hello] : *hellos) {
+  for (const auto& [worker, hello] : *hellos) {
     if (hello.has_error()) {
       failure = absl::Status(static_cast<absl::StatusCode>(hello.error().code()),
-                             absl::StrCat("worker ", rank, " on ", hello.host(),
+                             absl::StrCat("worker ", worker, " on ", hello.host(),
                                           " failed to start: ", hello.error().message()));
       break;
     }
     if (FunctionNames(hello) != FunctionNames(first)) {
       failure = absl::FailedPreconditionError(absl::StrCat(
           "workers registered different functions: worker 0 has [", FunctionNames(first),
-          "], worker ", rank, " has [", FunctionNames(hello), "]"));
+          "], worker ", worker, " has [", FunctionNames(hello), "]"));
       break;
+    }
+    if (hello.has_initializer_error() && broken.empty()) {
+      broken = absl::StrCat("worker ", worker, " on ", hello.host(), ": ",
+                            hello.initializer_error().message());
     }
   }
   if (!failure.ok()) {
     // Workers that failed have left their loop; the others wait for a shutdown frame. All of
     // them then meet in the collective disconnect.
-    std::vector<int> running;
-    for (const auto& [rank, hello] : *hellos) {
-      if (!hello.has_error()) running.push_back(rank);
+    std::vector<int> in_loop;
+    for (const auto& [worker, hello] : *hellos) {
+      if (!hello.has_error()) in_loop.push_back(worker);
     }
-    StopWorkers(running).IgnoreError();
+    StopWorkers(in_loop).IgnoreError();
+    scheduler.PoolBroken(failure.message());
     return failure;
   }
-
-  PoolInfo info;
-  info.workers = *workers;
+  if (!broken.empty()) {
+    // The workers stay up, idle, so that the service can say why it runs nothing.
+    scheduler.PoolBroken(broken);
+    return absl::OkStatus();
+  }
+  std::vector<v1::FunctionInfo> functions;
   for (const wire::FunctionEntry& entry : first.functions()) {
-    v1::FunctionInfo& function = info.functions.emplace_back();
+    v1::FunctionInfo& function = functions.emplace_back();
     function.set_name(entry.name());
     function.set_description(entry.description());
   }
-  return info;
+  scheduler.PoolReady(std::move(functions));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl::Duration timeout) {
@@ -209,52 +283,39 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl:
     if ((**received).tag != wire::Tag::kHello) {
       return absl::InternalError("a worker sent a frame before its hello");
     }
-    wire::HelloFrame& hello = hellos[(**received).source];
+    wire::HelloFrame& hello = hellos[WorkerAt((**received).source)];
     if (absl::Status status = wire::Decode((**received).bytes, hello); !status.ok()) return status;
   }
   return hellos;
 }
 
-absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler, absl::Duration stop_timeout) {
+absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::PollBackoff backoff;
   wire::PendingSends sends;
   wire::ResultFrame result;
   int in_flight = 0;
-  bool stopping = false;
-  absl::Time stop_deadline = absl::InfiniteFuture();
   while (true) {
-    if (stopping) {
-      if (in_flight == 0) break;
-      if (absl::Now() > stop_deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(in_flight, " tasks still running ",
-                                                        absl::FormatDuration(stop_timeout),
-                                                        " after the stop"));
+    // With nothing in flight there is nothing to poll for: block until there is work.
+    const absl::Duration wait =
+        in_flight > 0 || !sends.empty() ? backoff.NextDelay() : absl::InfiniteDuration();
+    DispatchWork work = scheduler.AwaitWork(wait);
+    // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
+    // their way are dropped by StopWorkers.
+    if (work.stopping) break;
+    for (Assignment& assignment : work.assignments) {
+      absl::StatusOr<std::string> buffer = wire::Encode(assignment.frame);
+      if (!buffer.ok()) {
+        scheduler.Complete(assignment.worker,
+                           FailedResult(assignment.frame.task_key(), buffer.status()));
+        continue;
       }
-      absl::SleepFor(backoff.NextDelay());
-    } else {
-      // With nothing in flight there is nothing to poll for: block until there is work.
-      const absl::Duration wait =
-          in_flight > 0 || !sends.empty() ? backoff.NextDelay() : absl::InfiniteDuration();
-      DispatchWork work = scheduler.AwaitWork(wait);
-      if (work.stopping) {
-        stopping = true;
-        stop_deadline = absl::Now() + stop_timeout;
+      if (absl::Status status = sends.Start(workers_comm_, RankOf(assignment.worker),
+                                            wire::Tag::kTask, *std::move(buffer));
+          !status.ok()) {
+        return status;
       }
-      for (Assignment& assignment : work.assignments) {
-        absl::StatusOr<std::string> buffer = wire::Encode(assignment.frame);
-        if (!buffer.ok()) {
-          scheduler.Complete(assignment.worker,
-                             FailedResult(assignment.frame.task_key(), buffer.status()));
-          continue;
-        }
-        if (absl::Status status =
-                sends.Start(workers_comm_, assignment.worker, wire::Tag::kTask, *std::move(buffer));
-            !status.ok()) {
-          return status;
-        }
-        ++in_flight;
-        backoff.Reset();
-      }
+      ++in_flight;
+      backoff.Reset();
     }
     if (absl::Status status = sends.Progress(); !status.ok()) return status;
 
@@ -266,29 +327,53 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler, absl::Duration stop_t
       backoff.Reset();
       const wire::ReceivedMessage& message = **received;
       if (message.tag != wire::Tag::kResult) {
-        return absl::InternalError(absl::StrCat("worker ", message.source,
+        return absl::InternalError(absl::StrCat("worker ", WorkerAt(message.source),
                                                 " sent an unexpected frame with tag ",
                                                 static_cast<int>(message.tag)));
       }
       if (absl::Status status = wire::Decode(message.bytes, result); !status.ok()) return status;
       --in_flight;
-      scheduler.Complete(message.source, std::move(result));
+      scheduler.Complete(WorkerAt(message.source), std::move(result));
       result.Clear();
     }
   }
   return sends.WaitAll();
 }
 
-absl::Status MpiWorkerPool::StopWorkers(const std::vector<int>& running) {
+absl::Status MpiWorkerPool::StopWorkers(const std::vector<int>& in_loop) {
   if (workers_comm_ == MPI_COMM_NULL) return absl::OkStatus();
   const wire::ShutdownFrame shutdown;
-  for (const int worker : running) {
+  for (const int worker : in_loop) {
     if (absl::Status status =
-            wire::SendFrame(workers_comm_, worker, wire::Tag::kShutdown, shutdown);
+            wire::SendFrame(workers_comm_, RankOf(worker), wire::Tag::kShutdown, shutdown);
         !status.ok()) {
       return status;
     }
   }
+  // A busy worker hears the shutdown within milliseconds (its task goes on, unwanted); one that
+  // does not answer in this long cannot be stopped in order.
+  constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
+  const absl::Time deadline = absl::Now() + kAnswerTimeout;
+  size_t answered = 0;
+  wire::PollBackoff backoff;
+  while (answered < in_loop.size()) {
+    absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
+        wire::TryReceive(workers_comm_, MPI_ANY_SOURCE);
+    if (!received.ok()) return received.status();
+    if (!received->has_value()) {
+      if (absl::Now() > deadline) {
+        AbortWorkers(absl::DeadlineExceededError(
+            absl::StrCat(in_loop.size() - answered, " workers did not answer the shutdown within ",
+                         absl::FormatDuration(kAnswerTimeout))));
+      }
+      absl::SleepFor(backoff.NextDelay());
+      continue;
+    }
+    backoff.Reset();
+    // Anything else is the result of a task that ended or was failed after the drain began.
+    if ((**received).tag == wire::Tag::kShutdown) ++answered;
+  }
+  if (rank_offset_ > 0) return absl::OkStatus();  // MPI_COMM_WORLD is never disconnected.
   const int rc = MPI_Comm_disconnect(&workers_comm_);
   return rc == MPI_SUCCESS ? absl::OkStatus() : wire::MpiError(rc, "MPI_Comm_disconnect");
 }

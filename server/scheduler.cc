@@ -10,13 +10,6 @@
 namespace mpigate::server {
 namespace {
 
-absl::flat_hash_map<std::string, int> IndexFunctions(
-    const std::vector<v1::FunctionInfo>& functions) {
-  absl::flat_hash_map<std::string, int> index;
-  for (size_t i = 0; i < functions.size(); ++i) index[functions[i].name()] = static_cast<int>(i);
-  return index;
-}
-
 uint64_t MicrosBetween(absl::Time from, absl::Time to) {
   return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToInt64Microseconds(to - from)));
 }
@@ -47,12 +40,7 @@ Scheduler::Scheduler(Options options)
     : workers_(options.workers),
       clock_(std::move(options.clock)),
       started_(clock_()),
-      functions_(std::move(options.functions)),
-      function_index_(IndexFunctions(functions_)),
-      running_(static_cast<size_t>(workers_), 0) {
-  // Worker 0 on top of the stack: a light load lands on the lowest-numbered workers.
-  for (int w = workers_ - 1; w >= 0; --w) idle_workers_.push_back(w);
-}
+      running_(static_cast<size_t>(workers_), 0) {}
 
 void Scheduler::Notify(Notifications& notifications) {
   for (const std::shared_ptr<SessionListener>& listener : notifications) {
@@ -64,8 +52,8 @@ void Scheduler::Notify(Notifications& notifications) {
 absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
                                                  std::shared_ptr<SessionListener> listener) {
   absl::MutexLock lock(&mu_);
-  if (draining_) {
-    return absl::UnavailableError(absl::StrCat("the service is draining: ", drain_reason_));
+  if (pool_state_ == v1::POOL_STATE_DRAINING) {
+    return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
   }
   const SessionId id = next_session_id_++;
   Session& session = sessions_[id];
@@ -75,15 +63,19 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
 }
 
 absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpec& spec) const {
-  if (draining_) {
-    return absl::UnavailableError(absl::StrCat("the service is draining: ", drain_reason_));
+  if (pool_state_ == v1::POOL_STATE_DRAINING) {
+    return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
+  }
+  if (pool_state_ == v1::POOL_STATE_BROKEN) {
+    return absl::FailedPreconditionError(absl::StrCat("BrokenExecutor: ", pool_reason_));
   }
   if (session.shut_down) {
     return absl::FailedPreconditionError("cannot submit after the session was shut down");
   }
   if (spec.task_id() == 0) return absl::InvalidArgumentError("task_id must be non-zero");
   if (spec.function().empty()) return absl::InvalidArgumentError("task has no function name");
-  if (!function_index_.contains(spec.function())) {
+  // While booting the functions are not known yet; PoolReady() checks the queued tasks.
+  if (pool_state_ == v1::POOL_STATE_READY && !function_names_.contains(spec.function())) {
     return absl::NotFoundError(absl::StrCat("no function named '", spec.function().substr(0, 128),
                                             "' is registered on the workers"));
   }
@@ -204,6 +196,10 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
   if (it == sessions_.end() || it->second.abandoned) return events;
   Session& session = it->second;
   events.started.swap(session.started);
+  if (session.pool_changed) {
+    session.pool_changed = false;
+    events.pool = PoolStateLocked();
+  }
   events.outcomes.swap(session.outbox);
   session.listener_told = false;
   if (session.shut_down && session.live.empty()) {
@@ -213,13 +209,104 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
   return events;
 }
 
+v1::PoolStateChange Scheduler::PoolState() const {
+  absl::MutexLock lock(&mu_);
+  return PoolStateLocked();
+}
+
+v1::PoolStateChange Scheduler::PoolStateLocked() const {
+  v1::PoolStateChange change;
+  change.set_state(pool_state_);
+  change.set_workers(static_cast<uint32_t>(workers_));
+  change.set_reason(pool_reason_);
+  return change;
+}
+
+void Scheduler::SetPoolStateLocked(v1::PoolState state, absl::string_view reason,
+                                   Notifications& notifications) {
+  pool_state_ = state;
+  pool_reason_ = std::string(reason);
+  std::vector<SessionId> ids;
+  ids.reserve(sessions_.size());
+  for (auto& [id, session] : sessions_) {
+    session.pool_changed = true;
+    ids.push_back(id);
+  }
+  for (const SessionId id : ids) MaybeNotifyLocked(id, notifications);
+}
+
+void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (pool_state_ != v1::POOL_STATE_BOOTING) return;
+    functions_ = std::move(functions);
+    for (const v1::FunctionInfo& function : functions_) function_names_.insert(function.name());
+    std::vector<TaskKey> unknown;
+    for (const auto& [key, task] : tasks_) {
+      if (!function_names_.contains(task.frame.function())) unknown.push_back(key);
+    }
+    for (const TaskKey key : unknown) {
+      const std::string function = tasks_.at(key).frame.function().substr(0, 128);
+      EndQueuedLocked(
+          key, v1::TASK_STATE_FAILED, absl::StatusCode::kNotFound,
+          absl::StrCat("no function named '", function, "' is registered on the workers"));
+    }
+    // Worker 0 on top of the stack: a light load lands on the lowest-numbered workers.
+    for (int w = workers_ - 1; w >= 0; --w) idle_workers_.push_back(w);
+    // Also tells the sessions whose tasks just failed.
+    SetPoolStateLocked(v1::POOL_STATE_READY, "", notifications);
+  }
+  Notify(notifications);
+}
+
+void Scheduler::PoolBroken(absl::string_view reason) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (pool_state_ != v1::POOL_STATE_BOOTING) return;
+    const std::string why = absl::StrCat("BrokenExecutor: ", reason);
+    for (auto& [id, session] : sessions_) {
+      for (const TaskKey key : session.queue) {
+        if (tasks_.contains(key)) {
+          EndQueuedLocked(key, v1::TASK_STATE_FAILED, absl::StatusCode::kFailedPrecondition, why);
+        }
+      }
+      session.queue.clear();
+    }
+    SetPoolStateLocked(v1::POOL_STATE_BROKEN, reason, notifications);
+  }
+  Notify(notifications);
+}
+
+void Scheduler::FailRunning(absl::string_view reason) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    for (TaskKey& key : running_) {
+      if (key == 0) continue;
+      const Task& task = tasks_.at(key);
+      const SessionId id = task.session;
+      v1::TaskOutcome outcome;
+      outcome.set_state(v1::TASK_STATE_FAILED);
+      outcome.set_worker(task.worker);
+      outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
+      SetError(absl::StatusCode::kCancelled, reason, *outcome.mutable_error());
+      EndTaskLocked(key, std::move(outcome));
+      MaybeNotifyLocked(id, notifications);
+      // The worker stays busy: it is still running the task, and is about to be stopped.
+      key = 0;
+      --running_count_;
+    }
+  }
+  Notify(notifications);
+}
+
 void Scheduler::Drain(absl::string_view reason) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
-    if (draining_) return;
-    draining_ = true;
-    drain_reason_ = std::string(reason);
+    if (pool_state_ == v1::POOL_STATE_DRAINING) return;
     const std::string why = absl::StrCat("cancelled: the service is draining (", reason, ")");
     // Ids first: MaybeNotifyLocked may erase abandoned sessions.
     std::vector<SessionId> ids;
@@ -230,6 +317,7 @@ void Scheduler::Drain(absl::string_view reason) {
       ids.push_back(id);
     }
     for (const SessionId id : ids) MaybeNotifyLocked(id, notifications);
+    SetPoolStateLocked(v1::POOL_STATE_DRAINING, reason, notifications);
   }
   Notify(notifications);
 }
@@ -257,8 +345,22 @@ v1::PoolStatus Scheduler::Status() const {
   status.set_tasks_failed(failed_);
   status.set_tasks_cancelled(cancelled_);
   status.set_uptime_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(clock_() - started_)));
-  status.set_draining(draining_);
+  status.set_draining(pool_state_ == v1::POOL_STATE_DRAINING);
+  status.set_state(pool_state_);
+  status.set_state_reason(pool_reason_);
   for (const v1::FunctionInfo& function : functions_) *status.add_functions() = function;
+  std::vector<std::pair<SessionId, const Session*>> open;
+  for (const auto& [id, session] : sessions_) {
+    if (!session.abandoned) open.emplace_back(id, &session);
+  }
+  std::sort(open.begin(), open.end());
+  for (const auto& [id, session] : open) {
+    v1::SessionStatus& entry = *status.add_session_list();
+    entry.set_session_id(id);
+    entry.set_client_name(session->client_name);
+    entry.set_queued_tasks(session->queued);
+    entry.set_running_tasks(session->live.size() - session->queued);
+  }
   return status;
 }
 
@@ -401,14 +503,20 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
 }
 
 void Scheduler::CancelQueuedLocked(TaskKey key, absl::string_view why) {
-  Task& task = tasks_.at(key);
+  EndQueuedLocked(key, v1::TASK_STATE_CANCELLED, absl::StatusCode::kCancelled, why);
+}
+
+void Scheduler::EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,
+                                absl::string_view why) {
+  const Task& task = tasks_.at(key);
   Session& session = sessions_.at(task.session);
   --session.queued;
   --queued_count_;
   v1::TaskOutcome outcome;
-  outcome.set_state(v1::TASK_STATE_CANCELLED);
+  outcome.set_state(state);
   outcome.set_worker(-1);
-  SetError(absl::StatusCode::kCancelled, why, *outcome.mutable_error());
+  outcome.set_queue_us(MicrosBetween(task.enqueued, clock_()));
+  SetError(code, why, *outcome.mutable_error());
   // The key stays in the session's queue and the deadline heap; both skip it once it is gone.
   EndTaskLocked(key, std::move(outcome));
 }
@@ -430,6 +538,7 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     return;
   }
   const bool has_events = !session.outbox.empty() || !session.started.empty() ||
+                          session.pool_changed ||
                           (session.shut_down && session.live.empty());
   if (has_events && !session.listener_told && session.listener) {
     session.listener_told = true;
@@ -444,16 +553,8 @@ void Scheduler::ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notific
     const auto task = tasks_.find(key);
     if (task == tasks_.end() || task->second.running) continue;
     const SessionId id = task->second.session;
-    Session& session = sessions_.at(id);
-    --session.queued;
-    --queued_count_;
-    v1::TaskOutcome outcome;
-    outcome.set_state(v1::TASK_STATE_FAILED);
-    outcome.set_worker(-1);
-    outcome.set_queue_us(MicrosBetween(task->second.enqueued, now));
-    SetError(absl::StatusCode::kDeadlineExceeded,
-             "the task's queue timeout passed before a worker was free", *outcome.mutable_error());
-    EndTaskLocked(key, std::move(outcome));
+    EndQueuedLocked(key, v1::TASK_STATE_FAILED, absl::StatusCode::kDeadlineExceeded,
+                    "the task's queue timeout passed before a worker was free");
     MaybeNotifyLocked(id, notifications);
   }
 }

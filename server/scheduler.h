@@ -13,6 +13,12 @@
 // (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
 // Outcomes wait in the session's outbox until the session's listener collects them.
 //
+// The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
+// accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
+// function the workers do not have. PoolBroken() (an initializer failed) fails queued and new
+// tasks with FAILED_PRECONDITION "BrokenExecutor: ...". Drain() makes it DRAINING. Every session
+// is told of each change.
+//
 // Thread-safety: every method may be called from any thread. Listeners are called without the
 // scheduler's lock held, so they may call back into the scheduler.
 #ifndef MPIGATE_SERVER_SCHEDULER_H_
@@ -22,12 +28,14 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -55,6 +63,8 @@ struct SessionEvents {
   std::vector<uint64_t> started;
   // Outcomes in the order their tasks ended.
   std::vector<v1::TaskOutcome> outcomes;
+  // Set if the pool changed state since the last collection: its state now.
+  std::optional<v1::PoolStateChange> pool;
   // The session was shut down and every accepted task has its outcome (all in `outcomes` or
   // collected before). The session is gone: no more events, and its id is no longer valid.
   bool closed = false;
@@ -76,10 +86,8 @@ struct DispatchWork {
 class Scheduler {
  public:
   struct Options {
-    // Number of workers, indexed 0..workers-1. All start idle.
+    // Number of workers, indexed 0..workers-1. None is idle until PoolReady().
     int workers = 1;
-    // Functions the workers registered; submits naming anything else are rejected.
-    std::vector<v1::FunctionInfo> functions;
     // The clock for queue timeouts and timing; tests pass a fake.
     std::function<absl::Time()> clock = [] { return absl::Now(); };
   };
@@ -116,6 +124,21 @@ class Scheduler {
   SessionEvents TakeEvents(SessionId session);
 
   // --- Service lifecycle ---
+
+  // The pool's state, for a session that has just opened.
+  v1::PoolStateChange PoolState() const;
+
+  // Every worker is up and registered `functions`: tasks naming anything else are rejected (and
+  // those already queued fail with NOT_FOUND); the workers become idle. Only from BOOTING.
+  void PoolReady(std::vector<v1::FunctionInfo> functions);
+
+  // The pool can run no task, because of `reason`: queued and new tasks fail with
+  // FAILED_PRECONDITION "BrokenExecutor: <reason>". Only from BOOTING.
+  void PoolBroken(absl::string_view reason);
+
+  // Fails every running task with CANCELLED and `reason`; their workers are not reused. For the
+  // end of a drain's grace period, just before the workers are stopped.
+  void FailRunning(absl::string_view reason);
 
   // Stops accepting sessions and tasks (UNAVAILABLE), cancels every queued task, and shuts every
   // session down so each closes when its running tasks end. Idempotent.
@@ -166,6 +189,8 @@ class Scheduler {
     std::vector<v1::TaskOutcome> outbox;
     // Client ids of tasks dispatched since the listener last collected.
     std::vector<uint64_t> started;
+    // The pool changed state since the listener last collected.
+    bool pool_changed = false;
     bool in_ready_ring = false;
     bool shut_down = false;
     bool abandoned = false;
@@ -198,14 +223,26 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Ends a queued task that will never run (cancelled, expired, unknown function, broken pool);
+  // see EndTaskLocked.
+  void EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,
+                       absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a pool state change and tells every session.
+  void SetPoolStateLocked(v1::PoolState state, absl::string_view reason,
+                          Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::PoolStateChange PoolStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Constant after construction.
   const int workers_;
   const std::function<absl::Time()> clock_;
   const absl::Time started_;
-  const std::vector<v1::FunctionInfo> functions_;
-  const absl::flat_hash_map<std::string, int> function_index_;
 
   mutable absl::Mutex mu_;
+  v1::PoolState pool_state_ ABSL_GUARDED_BY(mu_) = v1::POOL_STATE_BOOTING;
+  // Why the pool is BROKEN or DRAINING.
+  std::string pool_reason_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::FunctionInfo> functions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> function_names_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks, in the order they get their next turn.
@@ -222,8 +259,6 @@ class Scheduler {
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;
   SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
   TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  std::string drain_reason_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t succeeded_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;

@@ -7,12 +7,24 @@
 #include <cerrno>
 #include <cstring>
 
+#include <string>
+#include <utility>
+
+#include "absl/base/const_init.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace mpigate::server {
 namespace {
 
 int pipe_fds[2] = {-1, -1};
+
+// Written to the pipe by Request(): no signal has number 0.
+constexpr unsigned char kRequestByte = 0;
+
+absl::Mutex request_mu(absl::kConstInit);
+std::string* request_reason ABSL_GUARDED_BY(request_mu) = nullptr;
 
 void OnSignal(int signal_number) {
   const int saved_errno = errno;
@@ -41,10 +53,23 @@ absl::Status StopSignal::Install() {
   return absl::OkStatus();
 }
 
+void StopSignal::Request(std::string reason) {
+  {
+    absl::MutexLock lock(&request_mu);
+    if (request_reason != nullptr) return;
+    request_reason = new std::string(std::move(reason));
+  }
+  [[maybe_unused]] const ssize_t written = write(pipe_fds[1], &kRequestByte, 1);
+}
+
 std::string StopSignal::Wait() {
   unsigned char byte = 0;
   while (read(pipe_fds[0], &byte, 1) != 1) {
     if (errno != EINTR) return "a broken signal pipe";
+  }
+  if (byte == kRequestByte) {
+    absl::MutexLock lock(&request_mu);
+    return *request_reason;
   }
   return byte == SIGINT ? "SIGINT" : byte == SIGTERM ? "SIGTERM" : absl::StrCat("signal ", byte);
 }

@@ -1,10 +1,12 @@
-// StopSignal: turns SIGTERM and SIGINT into a stop request the gateway's main thread waits for.
+// StopSignal: turns SIGTERM and SIGINT, and stop requests from inside the process (the StopService
+// RPC, a pool that failed to start), into the one stop the gateway's main thread waits for.
 //
 // The handler only writes the signal number to a pipe (async-signal-safe); Wait() reads it. A pipe
 // rather than a blocked signal mask, because a mask would be inherited by the MPI daemon and the
 // workers it starts, which then could not be stopped by a signal.
 //
-// Thread-safety: Install() once, early, from the main thread; Wait() from one thread.
+// Thread-safety: Install() once, early, from the main thread; Wait() from one thread; Request()
+// from any thread, after Install().
 #ifndef MPIGATE_SERVER_STOP_SIGNAL_H_
 #define MPIGATE_SERVER_STOP_SIGNAL_H_
 
@@ -19,7 +21,11 @@ class StopSignal {
   // Installs the handlers for SIGTERM and SIGINT.
   static absl::Status Install();
 
-  // Blocks until a stop signal arrives; returns its name, e.g. "SIGTERM".
+  // Asks for a stop, for `reason`, as a signal would. Never blocks.
+  static void Request(std::string reason);
+
+  // Blocks until a stop signal or request arrives; returns its name, e.g. "SIGTERM", or the
+  // reason of the first request.
   static std::string Wait();
 };
 

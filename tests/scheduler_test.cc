@@ -38,6 +38,8 @@ class CountingListener : public SessionListener {
  public:
   void OnSessionEvents() override { calls_.fetch_add(1, std::memory_order_relaxed); }
   int calls() const { return calls_.load(std::memory_order_relaxed); }
+  // The calls so far, counting from zero again afterwards.
+  int TakeCalls() { return calls_.exchange(0, std::memory_order_relaxed); }
 
  private:
   std::atomic<int> calls_{0};
@@ -84,17 +86,38 @@ wire::ResultFrame Echoed(const Assignment& assignment) {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  // Builds the scheduler under test; `functions` are the names the workers registered.
-  void Start(int workers, std::vector<std::string> functions = {"echo", "fail"}) {
+  // Builds the scheduler under test, still booting.
+  void Boot(int workers) {
     Scheduler::Options options;
     options.workers = workers;
-    for (std::string& name : functions) {
-      v1::FunctionInfo& info = options.functions.emplace_back();
+    options.clock = [this] { return now_; };
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  }
+
+  static std::vector<v1::FunctionInfo> Functions(std::vector<std::string> names) {
+    std::vector<v1::FunctionInfo> functions;
+    for (std::string& name : names) {
+      v1::FunctionInfo& info = functions.emplace_back();
       info.set_name(std::move(name));
       info.set_description(absl::StrCat("does ", info.name()));
     }
-    options.clock = [this] { return now_; };
-    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    return functions;
+  }
+
+  // Builds the scheduler under test with a ready pool; `functions` are the names the workers
+  // registered.
+  void Start(int workers, std::vector<std::string> functions = {"echo", "fail"}) {
+    Boot(workers);
+    scheduler_->PoolReady(Functions(std::move(functions)));
+  }
+
+  // Collects a session's events after a dispatch: the listener was told once, and there are only
+  // starts. Returns their ids; the listener's count starts from zero again.
+  std::vector<uint64_t> TakeStarted(SessionId session) {
+    EXPECT_EQ(Listener(session).TakeCalls(), 1);
+    SessionEvents events = scheduler_->TakeEvents(session);
+    EXPECT_THAT(events.outcomes, IsEmpty());
+    return events.started;
   }
 
   // Opens a session with a fresh counting listener, kept in listeners_[session].
@@ -215,7 +238,7 @@ TEST_F(SchedulerTest, CompleteDeliversSucceededOutcome) {
   now_ += absl::Milliseconds(5);
   const std::vector<Assignment> assignments = Dispatch();
   ASSERT_EQ(assignments.size(), 1u);
-  EXPECT_EQ(Listener(session).calls(), 0);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(42));
 
   wire::ResultFrame result;
   result.set_task_key(assignments[0].frame.task_key());
@@ -268,6 +291,8 @@ TEST_F(SchedulerTest, OutcomesGoToTheirOwnSession) {
   SubmitRange(b, 1, 1);
   const std::vector<Assignment> assignments = Dispatch();
   ASSERT_EQ(assignments.size(), 2u);
+  EXPECT_THAT(TakeStarted(a), ElementsAre(1));
+  EXPECT_THAT(TakeStarted(b), ElementsAre(1));
   CompleteEchoed(assignments[1]);
   EXPECT_EQ(Listener(a).calls(), 0);
   EXPECT_EQ(Listener(b).calls(), 1);
@@ -592,6 +617,7 @@ TEST_F(SchedulerTest, ShutdownWithoutCancelLetsQueuedTasksRun) {
   SubmitRange(session, 1, 2);
   std::vector<Assignment> assignments = Dispatch();
   ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
 
   ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
   EXPECT_EQ(Listener(session).calls(), 0) << "nothing has happened yet";
@@ -633,6 +659,7 @@ TEST_F(SchedulerTest, AbandonCancelsQueuedAndDropsRunningOutcomes) {
   SubmitRange(gone, 1, 3);
   const std::vector<Assignment> assignments = Dispatch();
   ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(TakeStarted(gone), ElementsAre(1));
   ASSERT_EQ(scheduler_->Status().sessions(), 2u);
 
   scheduler_->Abandon(gone);
@@ -702,6 +729,7 @@ TEST_F(SchedulerTest, QueueTimeoutFailsTaskThatWaitedTooLong) {
   EXPECT_THAT(Submit(session, {Task(1), patient, impatient}), IsEmpty());
   std::vector<Assignment> assignments = Dispatch();
   ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
 
   // Before the deadline nothing happens.
   now_ += absl::Milliseconds(99);
@@ -906,6 +934,7 @@ TEST_F(SchedulerTest, CompleteWithStaleKeyOrBadWorkerIsIgnored) {
   ASSERT_EQ(assignments.size(), 1u);
   const Assignment& assignment = assignments[0];
   ASSERT_EQ(assignment.worker, 0);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
 
   wire::ResultFrame wrong_key = Echoed(assignment);
   wrong_key.set_task_key(assignment.frame.task_key() + 1000);
@@ -986,4 +1015,122 @@ TEST_F(SchedulerTest, ListenerMayCallBackIntoScheduler) {
 }
 
 }  // namespace
+// --- Pool state ---
+
+TEST_F(SchedulerTest, TasksQueueWhileBootingAndRunOnceReady) {
+  Boot(/*workers=*/2);
+  EXPECT_EQ(scheduler_->PoolState().state(), v1::POOL_STATE_BOOTING);
+  EXPECT_EQ(scheduler_->PoolState().workers(), 2u);
+  const SessionId session = Open();
+  // Function names cannot be checked yet: both are accepted.
+  EXPECT_THAT(Submit(session, {Task(1), Task(2, "nonesuch")}), IsEmpty());
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "no worker is up";
+
+  scheduler_->PoolReady(Functions({"echo"}));
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_TRUE(events.pool.has_value());
+  EXPECT_EQ(events.pool->state(), v1::POOL_STATE_READY);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 2u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kNotFound));
+
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+  // Now names are checked at submit.
+  const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(3, "nonesuch")});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, BrokenPoolFailsQueuedAndNewTasks) {
+  Boot(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  scheduler_->PoolBroken("worker 1: initializer 'setup' failed: no data");
+
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_TRUE(events.pool.has_value());
+  EXPECT_EQ(events.pool->state(), v1::POOL_STATE_BROKEN);
+  EXPECT_EQ(events.pool->reason(), "worker 1: initializer 'setup' failed: no data");
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2, 3));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+    EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(outcome.error().message(), HasSubstr("BrokenExecutor: worker 1"));
+  }
+
+  const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(4)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(rejections[0].message(), HasSubstr("BrokenExecutor: worker 1"));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.state(), v1::POOL_STATE_BROKEN);
+  EXPECT_THAT(status.state_reason(), HasSubstr("no data"));
+  // A broken pool cannot become ready.
+  scheduler_->PoolReady(Functions({"echo"}));
+  EXPECT_EQ(scheduler_->PoolState().state(), v1::POOL_STATE_BROKEN);
+}
+
+TEST_F(SchedulerTest, DrainTellsEverySessionThePoolState) {
+  Start(/*workers=*/1);
+  const SessionId a = Open("a");
+  const SessionId b = Open("b");
+  scheduler_->Drain("maintenance");
+  for (const SessionId session : {a, b}) {
+    const SessionEvents events = scheduler_->TakeEvents(session);
+    ASSERT_TRUE(events.pool.has_value());
+    EXPECT_EQ(events.pool->state(), v1::POOL_STATE_DRAINING);
+    EXPECT_EQ(events.pool->reason(), "maintenance");
+  }
+  EXPECT_EQ(scheduler_->OpenSession("late", nullptr).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SchedulerTest, FailRunningEndsRunningTasksAndKeepsTheirWorkersBusy) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1, 2));
+  scheduler_->Drain("stop");
+  scheduler_->FailRunning("cancelled: the drain grace period passed");
+  EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 3u);
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kCancelled));
+  }
+  EXPECT_THAT(events.outcomes[1].error().message(), HasSubstr("grace period"));
+  // A result that arrives afterwards is ignored, and the worker is not reused.
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(scheduler_->Status().tasks_succeeded(), 0u);
+}
+
+TEST_F(SchedulerTest, StatusListsOpenSessionsWithTheirLoad) {
+  Start(/*workers=*/1);
+  const SessionId heavy = Open("heavy");
+  const SessionId light = Open("light");
+  SubmitRange(heavy, 1, 5);
+  SubmitRange(light, 1, 1);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  const v1::PoolStatus status = scheduler_->Status();
+  ASSERT_EQ(status.session_list_size(), 2);
+  EXPECT_EQ(status.session_list(0).session_id(), heavy);
+  EXPECT_EQ(status.session_list(0).client_name(), "heavy");
+  EXPECT_EQ(status.session_list(0).queued_tasks(), 4u);
+  EXPECT_EQ(status.session_list(0).running_tasks(), 1u);
+  EXPECT_EQ(status.session_list(1).client_name(), "light");
+  EXPECT_EQ(status.session_list(1).queued_tasks(), 1u);
+  EXPECT_EQ(status.session_list(1).running_tasks(), 0u);
+}
+
 }  // namespace mpigate::server

@@ -1,5 +1,11 @@
 #include "worker/builtins.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -44,6 +50,37 @@ absl::StatusOr<std::string> Fail(const TaskContext&, absl::string_view input) {
   return absl::UnknownError(input);
 }
 
+// The next three let users and tests see (and, as an initializer, shape) a worker's environment.
+absl::StatusOr<std::string> GetEnv(const TaskContext&, absl::string_view input) {
+  const char* value = std::getenv(std::string(input).c_str());
+  if (value == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no environment variable ", input.substr(0, 128)));
+  }
+  return std::string(value);
+}
+
+absl::StatusOr<std::string> SetEnv(const TaskContext&, absl::string_view input) {
+  const size_t equals = input.find('=');
+  if (equals == 0 || equals == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected NAME=VALUE, got '", input.substr(0, 128), "'"));
+  }
+  const std::string name(input.substr(0, equals));
+  if (setenv(name.c_str(), std::string(input.substr(equals + 1)).c_str(), 1) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("setenv ", name, ": ", std::strerror(errno)));
+  }
+  return std::string();
+}
+
+absl::StatusOr<std::string> GetCwd(const TaskContext&, absl::string_view) {
+  char path[PATH_MAX];
+  if (getcwd(path, sizeof(path)) == nullptr) {
+    return absl::InternalError(absl::StrCat("getcwd: ", std::strerror(errno)));
+  }
+  return std::string(path);
+}
+
 }  // namespace
 
 absl::Status RegisterBuiltins(FunctionRegistry& registry) {
@@ -58,6 +95,11 @@ absl::Status RegisterBuiltins(FunctionRegistry& registry) {
        Sleep},
       {"spin", "Keeps a core busy for the milliseconds its input gives (ASCII decimal).", Spin},
       {"fail", "Fails with status UNKNOWN and its input as the message.", Fail},
+      {"getenv", "Returns the worker's value of the environment variable its input names.",
+       GetEnv},
+      {"setenv", "Sets NAME=VALUE (its input) in the worker's environment, e.g. as initializer.",
+       SetEnv},
+      {"getcwd", "Returns the worker's working directory.", GetCwd},
   };
   for (const Builtin& builtin : builtins) {
     if (absl::Status status =

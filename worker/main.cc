@@ -1,14 +1,14 @@
 // mpigate-worker: one MPI worker process of an mpigate pool. Started by mpigate-server through
-// MPI_Comm_spawn, never by hand.
+// MPI_Comm_spawn, never by hand; its arguments carry the pool's worker options (see
+// worker_process.h).
 #include <mpi.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
-#include "wire/mpi_frames.h"
-#include "worker/builtins.h"
-#include "worker/registry.h"
-#include "worker/worker_loop.h"
+#include "worker/worker_process.h"
 
 namespace {
 
@@ -20,7 +20,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // This process makes every MPI call from its main thread.
+  // This process makes every MPI call from its main thread; tasks run on a thread of their own.
   int provided = MPI_THREAD_SINGLE;
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     return Fail(absl::InternalError("MPI_Init_thread failed"));
@@ -32,24 +32,17 @@ int main(int argc, char** argv) {
     return Fail(absl::FailedPreconditionError(
         "mpigate-worker is started by mpigate-server (MPI_Comm_spawn), not by hand"));
   }
-  absl::Status status = mpigate::wire::ReturnErrors(gateway);
-  if (provided < MPI_THREAD_FUNNELED && status.ok()) {
-    status = absl::FailedPreconditionError("MPI does not provide MPI_THREAD_FUNNELED");
+  absl::StatusOr<mpigate::worker::WorkerOptions> options =
+      mpigate::worker::ParseArgs(std::vector<std::string>(argv + 1, argv + argc));
+  if (provided < MPI_THREAD_FUNNELED && options.ok()) {
+    options = absl::FailedPreconditionError("MPI does not provide MPI_THREAD_FUNNELED");
   }
-
-  mpigate::worker::TaskContext context;
-  MPI_Comm_rank(gateway, &context.worker_index);
-  MPI_Comm_size(gateway, &context.pool_size);
-
-  mpigate::worker::FunctionRegistry registry;
-  if (status.ok()) status = mpigate::worker::RegisterBuiltins(registry);
-  if (status.ok()) {
-    status = mpigate::worker::WorkerLoop(gateway, registry, context).Run();
-  } else {
-    mpigate::worker::ReportStartupFailure(gateway, status).IgnoreError();
+  if (!options.ok()) {
+    // Tell the gateway why, so that its bootup fails with the reason instead of waiting.
+    mpigate::worker::ReportStartupFailure(gateway, options.status()).IgnoreError();
+    MPI_Comm_disconnect(&gateway);
+    MPI_Finalize();
+    return Fail(options.status());
   }
-
-  MPI_Comm_disconnect(&gateway);
-  MPI_Finalize();
-  return status.ok() ? 0 : Fail(status);
+  return mpigate::worker::RunWorkerProcess(gateway, /*disconnect=*/true, *options);
 }

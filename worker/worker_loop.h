@@ -1,8 +1,10 @@
-// WorkerLoop: the MPI side of a worker process. Announces the worker to the gateway, then receives
-// task frames, runs them and sends back result frames until the gateway says shut down.
+// WorkerLoop: the MPI side of a worker process. Runs the pool's initializer, announces the worker
+// to the gateway, then receives task frames, runs them on the task thread and sends back result
+// frames until the gateway says shut down.
 //
 // Idle cost: it polls with MPI_Improbe and sleeps between polls (wire::PollBackoff) instead of
-// blocking in MPI_Recv, which in Open MPI busy-polls a whole core.
+// blocking in MPI_Recv, which in Open MPI busy-polls a whole core. While a task runs, it waits on
+// the task thread and looks for a shutdown from the gateway every few milliseconds.
 //
 // Thread-safety: Run() makes MPI calls and must run on the thread that initialised MPI; one loop
 // per process.
@@ -11,26 +13,50 @@
 
 #include <mpi.h>
 
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/registry.h"
 
 namespace mpigate::worker {
 
+// How the loop ended.
+enum class LoopEnd {
+  // The gateway said shut down while the worker was idle.
+  kStopped,
+  // The gateway said shut down while a task was still running. The task cannot be interrupted:
+  // after finalising MPI the process must exit without waiting for it (std::_Exit).
+  kStoppedDuringTask,
+};
+
+// A function run once on the worker, before any task (mpi4py's initializer and initargs).
+struct Initializer {
+  // A registered function name; empty for none.
+  std::string function;
+  // Its input.
+  std::string input;
+};
+
 class WorkerLoop {
  public:
-  // `gateway` is the intercommunicator to the gateway (rank 0 of its remote group).
-  WorkerLoop(MPI_Comm gateway, const FunctionRegistry& registry, TaskContext context);
+  // `gateway` reaches the gateway at rank 0: the parent intercommunicator of spawned workers, or
+  // MPI_COMM_WORLD in world mode.
+  WorkerLoop(MPI_Comm gateway, const FunctionRegistry& registry, TaskContext context,
+             Initializer initializer);
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
 
-  // Sends the hello frame, then serves tasks. Returns OK after a shutdown frame, or the first MPI
-  // error.
-  absl::Status Run();
+  // Runs the initializer, sends the hello frame, then serves tasks until a shutdown frame, which
+  // it answers before returning. Returns the first MPI error instead if there is one. After
+  // kStoppedDuringTask the abandoned task still uses the registry: keep it alive until exit.
+  absl::StatusOr<LoopEnd> Run();
 
  private:
   MPI_Comm gateway_;
   const FunctionRegistry& registry_;
   const TaskContext context_;
+  const Initializer initializer_;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup
