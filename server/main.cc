@@ -292,6 +292,10 @@ int Run(const RepeatedFlags& repeated) {
   }
 
   // Clients may connect from now on; their tasks queue until the workers are up.
+  std::printf("mpigate-server: listening on %s, endpoint file %s, starting %d workers, pid %d\n",
+              target.c_str(), endpoint_file.c_str(), started->workers,
+              static_cast<int>(getpid()));
+  std::fflush(stdout);
   pool.Serve(&scheduler, [&](const absl::Status& booted) {
     if (!booted.ok()) {
       StopSignal::Request(absl::StrCat("the workers could not start: ", booted.message()));

@@ -25,7 +25,10 @@ class RawSession {
     v1::SessionEvent event;
     EXPECT_TRUE(stream_->Read(&event));
     EXPECT_TRUE(event.has_opened());
+    opened_ = event.opened();
   }
+
+  const v1::SessionOpened& opened() const { return opened_; }
 
   void Submit(uint64_t id, const std::string& function, const std::string& payload) {
     v1::SessionRequest request;
@@ -59,6 +62,17 @@ class RawSession {
     return stream_->Finish();
   }
 
+  // Reads until the pool reaches `state`, keeping outcomes met on the way. False if the stream
+  // ends first.
+  bool AwaitPoolState(v1::PoolState state) {
+    v1::SessionEvent event;
+    while (stream_->Read(&event)) {
+      if (event.has_pool() && event.pool().state() == state) return true;
+      Keep(event);
+    }
+    return false;
+  }
+
   const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
   bool closed() const { return closed_; }
   int duplicate_outcomes() const { return duplicates_; }
@@ -72,6 +86,7 @@ class RawSession {
 
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> stream_;
+  v1::SessionOpened opened_;
   std::map<uint64_t, v1::TaskOutcome> outcomes_;
   bool closed_ = false;
   int duplicates_ = 0;

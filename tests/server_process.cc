@@ -80,8 +80,9 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   endpoint_file_ = absl::StrCat(dir_, "/endpoint");
 
   std::vector<std::string> args;
-  if (options.under_mpiexec) {
-    args = {"mpiexec", "-n", "1", "--oversubscribe"};
+  if (options.under_mpiexec || options.world) {
+    args = {"mpiexec", "-n", absl::StrCat(options.world ? options.workers + 1 : 1),
+            "--oversubscribe"};
     if (geteuid() == 0) args.push_back("--allow-run-as-root");
   }
   args.push_back(RunfilePath("server/mpigate-server"));
@@ -89,6 +90,7 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
               {absl::StrCat("--workers=", options.workers), absl::StrCat("--listen=", target_),
                absl::StrCat("--endpoint-file=", endpoint_file_),
                absl::StrCat("--worker-binary=", RunfilePath("worker/mpigate-worker"))});
+  if (options.world) args.push_back("--world");
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -113,8 +115,10 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   }
 
   std::string seen;
-  const bool ready = ReadUntil(out_pipe[0], "mpigate-server: ready", seen);
-  close(out_pipe[0]);
+  stdout_fd_ = out_pipe[0];
+  const bool ready = ReadUntil(
+      stdout_fd_, options.await_ready ? "mpigate-server: ready" : "mpigate-server: listening",
+      seen);
   const size_t pid_at = seen.rfind(", pid ");
   if (!ready || pid_at == std::string::npos ||
       !absl::SimpleAtoi(absl::StripAsciiWhitespace(seen.substr(pid_at + 6)), &server_pid_)) {
@@ -129,7 +133,7 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   if (pid_ <= 0) return absl::FailedPreconditionError("the server is not running");
   ServerExit exit;
   // Signal the server itself: under mpiexec, a SIGTERM to mpiexec kills the job without a drain.
-  kill(server_pid_ > 0 ? server_pid_ : pid_, signal_number);
+  if (signal_number != 0) kill(server_pid_ > 0 ? server_pid_ : pid_, signal_number);
   int wait_status = 0;
   if (waitpid(pid_, &wait_status, 0) != pid_) {
     return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
@@ -137,6 +141,8 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   pid_ = -1;
   server_pid_ = -1;
   exit.exit_code = ExitCode(wait_status);
+  close(stdout_fd_);
+  stdout_fd_ = -1;
   // Every descendant still alive is now our child: wait for each to end on its own.
   while (waitpid(-1, &wait_status, 0) > 0) ++exit.descendants_reaped;
   if (const int fd = open(stderr_file_.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {

@@ -27,6 +27,11 @@ struct ServerOptions {
   std::vector<std::string> flags;
   // Start under `mpiexec -n 1` instead of as a singleton.
   bool under_mpiexec = false;
+  // World mode: `mpiexec -n workers+1 mpigate-server --world`.
+  bool world = false;
+  // Return once the pool is up (the ready line); false: once the server listens, while its
+  // workers are still starting.
+  bool await_ready = true;
 };
 
 // How the server and its descendants ended.
@@ -46,8 +51,8 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
-  // Starts the server and waits for its ready line. Fails with the server's stderr if it exits
-  // first.
+  // Starts the server and waits for its ready line (or its listening line, see await_ready).
+  // Fails with the server's stderr if it exits first.
   absl::Status Start(const ServerOptions& options);
 
   // The gRPC target clients dial, e.g. "unix:/tmp/mpigate-test-XXXX/s.sock".
@@ -56,8 +61,8 @@ class ServerProcess {
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
 
-  // Sends `signal_number` (SIGTERM by default), waits for the server to exit, and reaps all its
-  // descendants.
+  // Sends `signal_number` (SIGTERM by default; 0 sends nothing, for a server that stops by
+  // itself), waits for the server to exit, and reaps all its descendants.
   absl::StatusOr<ServerExit> Stop(int signal_number = 15);
 
  private:
@@ -65,6 +70,8 @@ class ServerProcess {
   pid_t pid_ = -1;
   pid_t server_pid_ = -1;
   std::string stderr_file_;
+  // The read end of the server's stdout, open until it exits so that its prints never fail.
+  int stdout_fd_ = -1;
   std::string dir_;
   std::string target_;
   std::string endpoint_file_;
