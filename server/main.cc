@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/endpoint.h"
@@ -67,14 +68,18 @@ ABSL_FLAG(std::string, initializer, "",
           "\"BrokenExecutor: ...\" and status says why.");
 ABSL_FLAG(std::string, initargs, "", "The initializer's input (mpi4py's initargs).");
 ABSL_FLAG(std::string, worker_wdir, "", "The workers' working directory (mpi4py's wdir).");
+ABSL_FLAG(std::string, task_lib_path, "",
+          "Directories (DIR:DIR...) where workers look for --task-lib libraries, before those of "
+          "$MPIGATE_TASK_LIB_PATH (mpi4py's path).");
 
 // Flags that may be given more than once; Abseil flags keep only the last value, so these are
 // taken out of the command line before Abseil parses it.
-constexpr const char* kRepeatableFlags[] = {"worker_env", "spawn_info"};
+constexpr const char* kRepeatableFlags[] = {"worker_env", "spawn_info", "task_lib"};
 constexpr const char* kRepeatableFlagsHelp =
     "  --worker-env NAME=VALUE  set in every worker's environment (repeatable; mpi4py's env)\n"
     "  --spawn-info KEY=VALUE   MPI_Info for MPI_Comm_spawn, e.g. host=a,b or wdir=/x "
-    "(repeatable)\n";
+    "(repeatable)\n"
+    "  --task-lib NAME|PATH     a task library every worker loads at start (repeatable)\n";
 
 namespace mpigate::server {
 namespace {
@@ -224,6 +229,15 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
     return it == repeated.end() ? std::vector<std::string>() : it->second;
   };
   options.worker_options.env = values("worker_env");
+  options.worker_options.task_libs = values("task_lib");
+  const std::string task_lib_path = absl::GetFlag(FLAGS_task_lib_path);
+  for (const char* path :
+       {task_lib_path.c_str(), static_cast<const char*>(std::getenv("MPIGATE_TASK_LIB_PATH"))}) {
+    if (path == nullptr) continue;
+    for (absl::string_view directory : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+      options.worker_options.task_lib_path.emplace_back(directory);
+    }
+  }
   if (absl::Status status = worker::ValidateEnv(options.worker_options.env); !status.ok()) {
     return status;
   }

@@ -37,7 +37,7 @@ std::unique_ptr<v1::Gateway::Stub> StubFor(const testing::ServerProcess& server)
 }
 
 // Runs one task through the Run RPC; the call's own status must be OK.
-v1::TaskOutcome Run(v1::Gateway::Stub& stub, const std::string& function,
+v1::TaskOutcome RunOne(v1::Gateway::Stub& stub, const std::string& function,
                     const std::string& payload) {
   grpc::ClientContext context;
   v1::RunRequest request;
@@ -215,6 +215,54 @@ TEST(PoolOptionsTest, MalformedOptionsFailStartupWithAClearMessage) {
     const absl::Status started = server.Start({.workers = 1, .flags = {flag}});
     EXPECT_FALSE(started.ok()) << flag;
     EXPECT_THAT(std::string(started.message()), HasSubstr("=VALUE")) << flag;
+  }
+}
+
+// The directory Bazel put the test task libraries in.
+std::string TestLibraryDirectory() {
+  const std::string path = testing::RunfilePath("tests/testdata/libsample_tasks.so");
+  return path.substr(0, path.rfind('/'));
+}
+
+TEST(PoolOptionsTest, TaskLibrariesAreFoundOnTheSearchPath) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 2,
+                          .flags = {"--task-lib=libsample_tasks.so",
+                                    absl::StrCat("--task-lib-path=/nonexistent:",
+                                                 TestLibraryDirectory())}})
+                  .ok());
+  auto stub = StubFor(server);
+  const v1::TaskOutcome outcome = RunOne(*stub, "sample.greet", "pool");
+  EXPECT_EQ(outcome.result(), absl::StrCat("hello, pool from worker ", outcome.worker()));
+  bool listed = false;
+  const v1::PoolStatus status = Status(*stub);
+  for (const v1::FunctionInfo& function : status.functions()) {
+    listed |= function.name() == "sample.greet";
+  }
+  EXPECT_TRUE(listed) << "status does not list the library's function";
+  ExpectCleanExit(server);
+}
+
+TEST(PoolOptionsTest, ABadTaskLibraryFailsStartupNamingTheLibrary) {
+  const std::string directory = TestLibraryDirectory();
+  const struct {
+    std::vector<std::string> flags;
+    std::string message;
+  } cases[] = {
+      {{"--task-lib=libnope.so", "--task-lib-path=" + directory},
+       "task library 'libnope.so' is in none of [" + directory},
+      {{"--task-lib=" + directory + "/libno_entry_point.so"},
+       "libno_entry_point.so has no mpigate_register_tasks entry point"},
+      {{"--task-lib=libsample_tasks.so", "--task-lib", directory + "/libsample_tasks.so",
+        "--task-lib-path=" + directory},
+       "registers 'sample.greet', a name already taken"},
+  };
+  for (const auto& [flags, message] : cases) {
+    testing::ServerProcess server;
+    const absl::Status started = server.Start({.workers = 1, .flags = flags});
+    EXPECT_FALSE(started.ok()) << message;
+    EXPECT_THAT(std::string(started.message()), HasSubstr(message));
   }
 }
 

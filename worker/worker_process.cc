@@ -13,6 +13,7 @@
 #include "wire/mpi_frames.h"
 #include "worker/builtins.h"
 #include "worker/registry.h"
+#include "worker/task_library.h"
 
 namespace mpigate::worker {
 namespace {
@@ -21,6 +22,8 @@ constexpr absl::string_view kInitializer = "--initializer=";
 constexpr absl::string_view kInitargs = "--initargs=";
 constexpr absl::string_view kEnv = "--env=";
 constexpr absl::string_view kWdir = "--wdir=";
+constexpr absl::string_view kTaskLib = "--task_lib=";
+constexpr absl::string_view kTaskLibPath = "--task_lib_path=";
 
 absl::Status ApplyEnvironment(const WorkerOptions& options) {
   for (const std::string& entry : options.env) {
@@ -52,6 +55,10 @@ std::vector<std::string> ToArgs(const WorkerOptions& options) {
   }
   for (const std::string& entry : options.env) args.push_back(absl::StrCat(kEnv, entry));
   if (!options.wdir.empty()) args.push_back(absl::StrCat(kWdir, options.wdir));
+  for (const std::string& lib : options.task_libs) args.push_back(absl::StrCat(kTaskLib, lib));
+  for (const std::string& directory : options.task_lib_path) {
+    args.push_back(absl::StrCat(kTaskLibPath, directory));
+  }
   return args;
 }
 
@@ -66,6 +73,10 @@ absl::StatusOr<WorkerOptions> ParseArgs(const std::vector<std::string>& args) {
       options.env.emplace_back(arg);
     } else if (absl::ConsumePrefix(&arg, kWdir)) {
       options.wdir = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, kTaskLib)) {
+      options.task_libs.emplace_back(arg);
+    } else if (absl::ConsumePrefix(&arg, kTaskLibPath)) {
+      options.task_lib_path.emplace_back(arg);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown worker argument '", arg, "'"));
     }
@@ -99,6 +110,7 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   FunctionRegistry registry;
   if (status.ok()) status = ApplyEnvironment(options);
   if (status.ok()) status = RegisterBuiltins(registry);
+  if (status.ok()) status = LoadTaskLibraries(options.task_libs, options.task_lib_path, registry);
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {

@@ -1,5 +1,5 @@
 // A whole worker process, after MPI_Init: shapes its environment as the pool's options say,
-// registers the functions, runs the WorkerLoop and finalises MPI. Shared by mpigate-worker
+// registers the built-in functions and loads the task libraries, runs the WorkerLoop and finalises MPI. Shared by mpigate-worker
 // (spawned workers) and mpigate-server's ranks 1..N in world mode.
 //
 // Options reach spawned workers as command-line arguments (ToArgs / ParseArgs keep the one format
@@ -26,6 +26,9 @@ struct WorkerOptions {
   std::vector<std::string> env;
   // The working directory; empty keeps the one MPI started the process in.
   std::string wdir;
+  // Task libraries to load at start (see task_library.h), and the directories to find them in.
+  std::vector<std::string> task_libs;
+  std::vector<std::string> task_lib_path;
 };
 
 // Arguments that carry `options` to a spawned worker, e.g. "--env=OMP_NUM_THREADS=1".
