@@ -288,9 +288,8 @@ int Run(const RepeatedFlags& repeated) {
   Scheduler::Options scheduler_options;
   scheduler_options.workers = started->workers;
   Scheduler scheduler(std::move(scheduler_options));
-  GatewayService service(scheduler, [](std::string reason) {
-    StopSignal::Request(std::move(reason));
-  });
+  GatewayService service(scheduler,
+                         [](std::string reason) { StopSignal::Request(std::move(reason)); });
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
@@ -299,7 +298,8 @@ int Run(const RepeatedFlags& repeated) {
   builder.SetMaxSendMessageSize(max_message_bytes);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) return fail(absl::UnavailableError(absl::StrCat("cannot listen on ", *address)));
+  if (server == nullptr)
+    return fail(absl::UnavailableError(absl::StrCat("cannot listen on ", *address)));
   const std::string target = ClientTarget(*address, bound_port);
   if (absl::Status status = WriteEndpointFile(endpoint_file, target); !status.ok()) {
     return fail(status);
@@ -307,8 +307,7 @@ int Run(const RepeatedFlags& repeated) {
 
   // Clients may connect from now on; their tasks queue until the workers are up.
   std::printf("mpigate-server: listening on %s, endpoint file %s, starting %d workers, pid %d\n",
-              target.c_str(), endpoint_file.c_str(), started->workers,
-              static_cast<int>(getpid()));
+              target.c_str(), endpoint_file.c_str(), started->workers, static_cast<int>(getpid()));
   std::fflush(stdout);
   pool.Serve(&scheduler, [&](const absl::Status& booted) {
     if (!booted.ok()) {

@@ -107,10 +107,10 @@ void MpiWorkerPool::ThreadMain(Options options) {
     started_.Notify();
     return;
   }
-  absl::StatusOr<int> workers = provided < MPI_THREAD_FUNNELED
-                                    ? absl::FailedPreconditionError(
-                                          "MPI does not provide MPI_THREAD_FUNNELED")
-                                    : Init(options);
+  absl::StatusOr<int> workers =
+      provided < MPI_THREAD_FUNNELED
+          ? absl::FailedPreconditionError("MPI does not provide MPI_THREAD_FUNNELED")
+          : Init(options);
   if (!workers.ok()) {
     start_result_ = workers.status();
     started_.Notify();
@@ -193,8 +193,8 @@ absl::Status MpiWorkerPool::Spawn(const Options& options) {
     }
   }
   std::vector<int> spawn_errors(static_cast<size_t>(worker_count_), MPI_SUCCESS);
-  const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv.data(), worker_count_, info,
-                                0, MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
+  const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv.data(), worker_count_, info, 0,
+                                MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
   if (info != MPI_INFO_NULL) MPI_Info_free(&info);
   if (rc != MPI_SUCCESS) {
     workers_comm_ = MPI_COMM_NULL;

@@ -538,8 +538,7 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     return;
   }
   const bool has_events = !session.outbox.empty() || !session.started.empty() ||
-                          session.pool_changed ||
-                          (session.shut_down && session.live.empty());
+                          session.pool_changed || (session.shut_down && session.live.empty());
   if (has_events && !session.listener_told && session.listener) {
     session.listener_told = true;
     notifications.push_back(session.listener);

@@ -38,7 +38,7 @@ std::unique_ptr<v1::Gateway::Stub> StubFor(const testing::ServerProcess& server)
 
 // Runs one task through the Run RPC; the call's own status must be OK.
 v1::TaskOutcome RunOne(v1::Gateway::Stub& stub, const std::string& function,
-                    const std::string& payload) {
+                       const std::string& payload) {
   grpc::ClientContext context;
   v1::RunRequest request;
   request.mutable_task()->set_function(function);
@@ -189,8 +189,7 @@ TEST(PoolOptionsTest, WorkersGetTheirEnvironmentAndWorkingDirectory) {
                   .ok());
   auto stub = StubFor(server);
   EXPECT_THAT(ResultsOf(RunBatch(*stub, "getenv", "MPIGATE_A", 8)), UnorderedElementsAre("1"));
-  EXPECT_THAT(ResultsOf(RunBatch(*stub, "getenv", "MPIGATE_B", 8)),
-              UnorderedElementsAre("x,y=z"));
+  EXPECT_THAT(ResultsOf(RunBatch(*stub, "getenv", "MPIGATE_B", 8)), UnorderedElementsAre("x,y=z"));
   EXPECT_THAT(ResultsOf(RunBatch(*stub, "getcwd", "", 8)), UnorderedElementsAre(wdir));
   ExpectCleanExit(server);
   rmdir(wdir.c_str());
@@ -200,8 +199,8 @@ TEST(PoolOptionsTest, SpawnInfoKeysReachTheSpawn) {
   const std::string wdir = MakeTempDirectory();
   testing::ServerProcess server;
   // "wdir" is an MPI_Comm_spawn info key that Open MPI acts on.
-  ASSERT_TRUE(server.Start({.workers = 2, .flags = {"--spawn-info", absl::StrCat("wdir=", wdir)}})
-                  .ok());
+  ASSERT_TRUE(
+      server.Start({.workers = 2, .flags = {"--spawn-info", absl::StrCat("wdir=", wdir)}}).ok());
   auto stub = StubFor(server);
   EXPECT_THAT(ResultsOf(RunBatch(*stub, "getcwd", "", 8)), UnorderedElementsAre(wdir));
   ExpectCleanExit(server);
@@ -226,12 +225,12 @@ std::string TestLibraryDirectory() {
 
 TEST(PoolOptionsTest, TaskLibrariesAreFoundOnTheSearchPath) {
   testing::ServerProcess server;
-  ASSERT_TRUE(server
-                  .Start({.workers = 2,
-                          .flags = {"--task-lib=libsample_tasks.so",
-                                    absl::StrCat("--task-lib-path=/nonexistent:",
-                                                 TestLibraryDirectory())}})
-                  .ok());
+  ASSERT_TRUE(
+      server
+          .Start({.workers = 2,
+                  .flags = {"--task-lib=libsample_tasks.so",
+                            absl::StrCat("--task-lib-path=/nonexistent:", TestLibraryDirectory())}})
+          .ok());
   auto stub = StubFor(server);
   const v1::TaskOutcome outcome = RunOne(*stub, "sample.greet", "pool");
   EXPECT_EQ(outcome.result(), absl::StrCat("hello, pool from worker ", outcome.worker()));

@@ -116,9 +116,9 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
 
   std::string seen;
   stdout_fd_ = out_pipe[0];
-  const bool ready = ReadUntil(
-      stdout_fd_, options.await_ready ? "mpigate-server: ready" : "mpigate-server: listening",
-      seen);
+  const bool ready =
+      ReadUntil(stdout_fd_,
+                options.await_ready ? "mpigate-server: ready" : "mpigate-server: listening", seen);
   const size_t pid_at = seen.rfind(", pid ");
   if (!ready || pid_at == std::string::npos ||
       !absl::SimpleAtoi(absl::StripAsciiWhitespace(seen.substr(pid_at + 6)), &server_pid_)) {

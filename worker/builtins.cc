@@ -67,8 +67,7 @@ absl::StatusOr<std::string> SetEnv(const TaskContext&, absl::string_view input) 
   }
   const std::string name(input.substr(0, equals));
   if (setenv(name.c_str(), std::string(input.substr(equals + 1)).c_str(), 1) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("setenv ", name, ": ", std::strerror(errno)));
+    return absl::InvalidArgumentError(absl::StrCat("setenv ", name, ": ", std::strerror(errno)));
   }
   return std::string();
 }
@@ -95,8 +94,7 @@ absl::Status RegisterBuiltins(FunctionRegistry& registry) {
        Sleep},
       {"spin", "Keeps a core busy for the milliseconds its input gives (ASCII decimal).", Spin},
       {"fail", "Fails with status UNKNOWN and its input as the message.", Fail},
-      {"getenv", "Returns the worker's value of the environment variable its input names.",
-       GetEnv},
+      {"getenv", "Returns the worker's value of the environment variable its input names.", GetEnv},
       {"setenv", "Sets NAME=VALUE (its input) in the worker's environment, e.g. as initializer.",
        SetEnv},
       {"getcwd", "Returns the worker's working directory.", GetCwd},

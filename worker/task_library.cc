@@ -35,8 +35,8 @@ absl::Status LoadTaskLibraries(const std::vector<std::string>& names,
     const auto register_tasks =
         reinterpret_cast<RegisterTasksFunction>(dlsym(handle, kRegisterTasksSymbol));
     if (register_tasks == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "task library ", *path, " has no ", kRegisterTasksSymbol, " entry point"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("task library ", *path, " has no ", kRegisterTasksSymbol, " entry point"));
     }
     // Into a registry of its own first, so that a clash names both the library and the function.
     FunctionRegistry own;
@@ -46,8 +46,8 @@ absl::Status LoadTaskLibraries(const std::vector<std::string>& names,
     }
     for (const auto& [function, entry] : own.entries()) {
       if (registry.Find(function) != nullptr) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "task library ", *path, " registers '", function, "', a name already taken"));
+        return absl::AlreadyExistsError(absl::StrCat("task library ", *path, " registers '",
+                                                     function, "', a name already taken"));
       }
       if (absl::Status status = registry.Register(function, entry.description, entry.function);
           !status.ok()) {

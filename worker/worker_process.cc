@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "wire/mpi_frames.h"
 #include "worker/builtins.h"
 #include "worker/registry.h"
@@ -114,8 +114,7 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
-    absl::StatusOr<LoopEnd> end =
-        WorkerLoop(gateway, registry, context, options.initializer).Run();
+    absl::StatusOr<LoopEnd> end = WorkerLoop(gateway, registry, context, options.initializer).Run();
     if (end.ok() && *end == LoopEnd::kStoppedDuringTask) {
       // The task cannot be interrupted and still uses the registry: leave without unwinding.
       Finish(gateway, disconnect);

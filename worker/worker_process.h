@@ -1,6 +1,6 @@
 // A whole worker process, after MPI_Init: shapes its environment as the pool's options say,
-// registers the built-in functions and loads the task libraries, runs the WorkerLoop and finalises MPI. Shared by mpigate-worker
-// (spawned workers) and mpigate-server's ranks 1..N in world mode.
+// registers the built-in functions and loads the task libraries, runs the WorkerLoop and finalises
+// MPI. Shared by mpigate-worker (spawned workers) and mpigate-server's ranks 1..N in world mode.
 //
 // Options reach spawned workers as command-line arguments (ToArgs / ParseArgs keep the one format
 // in one place); in world mode every rank already has the server's own flags.
