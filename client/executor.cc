@@ -1,55 +1,58 @@
 #include "client/executor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/internal/future_core.h"
 #include "client/internal/session.h"
 
 namespace mpigate {
 
-bool Future::Done() const {
-  absl::MutexLock lock(&state_->mu);
-  return state_->done;
-}
-
-bool Future::Wait(absl::Duration timeout) const {
-  absl::MutexLock lock(&state_->mu);
-  return state_->mu.AwaitWithTimeout(absl::Condition(&state_->done), timeout);
-}
-
-absl::StatusOr<std::string> Future::Result(absl::Duration timeout) const {
-  absl::MutexLock lock(&state_->mu);
-  if (!state_->mu.AwaitWithTimeout(absl::Condition(&state_->done), timeout)) {
-    // The message names the wait, not the task, so callers can tell it from a task that itself
-    // ended with DEADLINE_EXCEEDED (e.g. its queue timeout).
-    return absl::DeadlineExceededError(absl::StrCat(
-        "timed out after ", absl::FormatDuration(timeout), " waiting for task ", state_->task_id));
-  }
-  // A copy: every copy of this Future may ask for the result, any number of times.
-  return state_->result;
-}
-
-uint64_t Future::task_id() const { return state_->task_id; }
-
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Connect(ExecutorOptions options) {
-  absl::StatusOr<std::unique_ptr<internal::Session>> session = internal::Session::Open(options);
+  absl::StatusOr<std::shared_ptr<internal::Session>> session = internal::Session::Open(options);
   if (!session.ok()) return session.status();
   return std::unique_ptr<Executor>(new Executor(*std::move(session)));
 }
 
-Executor::Executor(std::unique_ptr<internal::Session> session) : session_(std::move(session)) {}
+Executor::Executor(std::shared_ptr<internal::Session> session) : session_(std::move(session)) {}
 
-// Out of line: internal::Session is incomplete in the header.
-Executor::~Executor() = default;
+Executor::~Executor() { session_->Close(); }
 
 Future Executor::Submit(absl::string_view function, std::string payload) {
   return session_->Submit(function, std::move(payload));
 }
 
+MapResults Executor::Map(absl::string_view function, std::vector<std::string> inputs,
+                         const MapOptions& options) {
+  const absl::Time deadline = absl::Now() + options.timeout;
+  if (options.chunksize < 1) {
+    return MapResults({internal::FutureCore::Failed(
+                          0, absl::InvalidArgumentError(absl::StrCat(
+                                 "map: chunksize must be >= 1, got ", options.chunksize)))},
+                      inputs.size(), 1, options.unordered, options.timeout, deadline);
+  }
+  const size_t chunksize = static_cast<size_t>(options.chunksize);
+  std::vector<Future> chunks;
+  chunks.reserve((inputs.size() + chunksize - 1) / chunksize);
+  for (size_t first = 0; first < inputs.size(); first += chunksize) {
+    const size_t last = std::min(first + chunksize, inputs.size());
+    chunks.push_back(session_->SubmitChunk(
+        function, std::vector<std::string>(std::make_move_iterator(inputs.begin() + first),
+                                           std::make_move_iterator(inputs.begin() + last))));
+  }
+  return MapResults(std::move(chunks), inputs.size(), chunksize, options.unordered, options.timeout,
+                    deadline);
+}
+
 void Executor::Shutdown(bool wait, bool cancel_futures) {
   session_->Shutdown(wait, cancel_futures);
 }
+
+absl::Status Executor::Bootup(bool wait) { return session_->Bootup(wait); }
+
+PoolState Executor::pool_state() const { return session_->pool_state(); }
 
 int Executor::workers() const { return session_->workers(); }
 

@@ -1,59 +1,43 @@
-// mpigate::Executor: submit tasks to a running mpigate service and get futures back.
+// mpigate::Executor: submit tasks to a running mpigate service and get futures back, with the
+// semantics of Python's concurrent.futures / mpi4py.futures.MPIPoolExecutor.
 //
 //   absl::StatusOr<std::unique_ptr<mpigate::Executor>> executor = mpigate::Executor::Connect();
 //   mpigate::Future future = (*executor)->Submit("echo", "hello");
 //   absl::StatusOr<std::string> result = future.Result();   // "hello"
+//   for (absl::StatusOr<std::string> r : (*executor)->Map("echo", {"a", "b"})) { ... }
 //
-// One Executor is one session of the service, over one gRPC stream. Any number of threads may
-// submit through the same Executor at once: submissions are batched onto the stream by a writer
-// thread, and a reader thread completes futures as outcomes arrive.
+// One Executor is one session of the service, over one gRPC stream; many executors, in one
+// process or many, share the service's pool fairly, and one executor's shutdown or cancel never
+// touches another's futures. Any number of threads may submit through the same Executor at once:
+// submissions are batched onto the stream by a writer thread, and a reader thread marks futures
+// running and completes them (running their done callbacks) as updates arrive.
 //
-// Errors are absl::Status values with canonical codes. A task that failed on its worker yields the
-// worker's code and message (TaskError.exception_type, when set, is prefixed to the message as
-// "type: message"); a task the service rejected yields the rejection's code (e.g. NOT_FOUND for an
-// unknown function); if the connection is lost, unfinished futures yield UNAVAILABLE.
+// This header also brings in Future (client/future.h), MapResults (client/map_results.h), and
+// AsCompleted() and Wait() (client/wait.h).
 //
-// Thread-safety: Executor and Future are safe to use from any number of threads.
+// Thread-safety: every method may be called from any thread, except that Shutdown(wait=true) and
+// Bootup(wait=true) must not be called from a done callback (they would wait for the thread that
+// runs it).
 #ifndef MPIGATE_CLIENT_EXECUTOR_H_
 #define MPIGATE_CLIENT_EXECUTOR_H_
 
-#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/future.h"
+#include "client/map_results.h"
+#include "client/wait.h"
 
 namespace mpigate {
 
 namespace internal {
-struct FutureState;
 class Session;
 }  // namespace internal
-
-// The eventual result of one task. Cheap to copy; copies share the same result.
-class Future {
- public:
-  // True once the task has ended (succeeded, failed, was cancelled or rejected).
-  bool Done() const;
-
-  // Waits until the task ends or `timeout` passes; true if it ended.
-  bool Wait(absl::Duration timeout = absl::InfiniteDuration()) const;
-
-  // Waits until the task ends, then returns its result or error. If `timeout` passes first,
-  // returns DEADLINE_EXCEEDED with a message saying the wait timed out (the task goes on).
-  absl::StatusOr<std::string> Result(absl::Duration timeout = absl::InfiniteDuration()) const;
-
-  // The task's id within its session.
-  uint64_t task_id() const;
-
- private:
-  friend class internal::Session;
-  explicit Future(std::shared_ptr<internal::FutureState> state) : state_(std::move(state)) {}
-  std::shared_ptr<internal::FutureState> state_;
-};
 
 struct ExecutorOptions {
   // gRPC target such as "unix:/tmp/mpigate-0/gateway.sock" or "node12:50051". Empty: from
@@ -67,33 +51,69 @@ struct ExecutorOptions {
   int max_message_bytes = 512 << 20;
 };
 
+// The pool's life, as the service reports it (mpigate.v1.PoolState).
+enum class PoolState {
+  kBooting,   // Workers are starting; tasks queue.
+  kReady,     // Tasks run.
+  kBroken,    // A worker initializer failed: tasks fail with FAILED_PRECONDITION "BrokenExecutor:".
+  kDraining,  // The service is stopping: no new tasks (UNAVAILABLE).
+};
+
+struct MapOptions {
+  // Inputs per task (mpi4py's chunksize): one task carries this many inputs and the worker runs
+  // the function on each. Larger chunks cost fewer round trips for small tasks. Must be >= 1.
+  int chunksize = 1;
+  // Yield results as chunks complete (mpi4py's unordered=True) rather than in input order.
+  bool unordered = false;
+  // Counted from the Map() call, as in Python: each result waits at most until then.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
 class Executor {
  public:
   // Connects to the service and opens a session. UNAVAILABLE if the service does not answer
   // within the connect timeout; NOT_FOUND if no endpoint is known.
   static absl::StatusOr<std::unique_ptr<Executor>> Connect(ExecutorOptions options = {});
 
-  // Shuts the session down (waiting for its tasks) and closes the connection.
+  // Shutdown(wait=true), then closes the connection: Python's `with` block ending.
   ~Executor();
 
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // Submits `function(payload)` and returns its future at once. Never blocks on the network. After
-  // Shutdown() the future fails with FAILED_PRECONDITION.
+  // Submits `function(payload)` and returns its future at once; never blocks on the network.
+  // After Shutdown() the future fails with FAILED_PRECONDITION "cannot submit after shutdown".
   Future Submit(absl::string_view function, std::string payload);
 
-  // Stops accepting submissions; if `cancel_futures`, cancels the tasks that have not started
-  // (their futures yield CANCELLED); if `wait`, blocks until every submitted task has ended. Safe
-  // to call more than once.
+  // Submits `function` over `inputs` in chunks of `options.chunksize` (one task each) and returns
+  // the results to iterate; see client/map_results.h. Never blocks on the network. A chunksize
+  // below 1 yields one INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
+  MapResults Map(absl::string_view function, std::vector<std::string> inputs,
+                 const MapOptions& options = {});
+
+  // Stops accepting submissions, as Executor.shutdown(wait, cancel_futures):
+  // - `cancel_futures`: cancels this session's tasks that have not started; their futures are
+  //   CANCELLED when this returns. Works also after an earlier Shutdown() without it.
+  // - `wait`: blocks until every future of this session is done.
+  // Safe to call more than once.
   void Shutdown(bool wait = true, bool cancel_futures = false);
 
-  // The number of workers in the pool, as the service reported when the session opened.
+  // mpi4py's bootup(). With `wait`, blocks until the pool is ready to run tasks and says how it
+  // ended up: OK when READY; FAILED_PRECONDITION "BrokenExecutor: <reason>" when BROKEN;
+  // UNAVAILABLE when the service drains or the connection is lost. Without `wait`, reports the
+  // state as known now (BOOTING is OK). FAILED_PRECONDITION after Shutdown().
+  absl::Status Bootup(bool wait = true);
+
+  // The pool's state as last reported (READY for a service that does not report it).
+  PoolState pool_state() const;
+
+  // The number of workers in the pool, as the service last reported.
   int workers() const;
 
  private:
-  explicit Executor(std::unique_ptr<internal::Session> session);
-  std::unique_ptr<internal::Session> session_;
+  explicit Executor(std::shared_ptr<internal::Session> session);
+  // Shared with the futures' weak references; see client/internal/session.h.
+  std::shared_ptr<internal::Session> session_;
 };
 
 }  // namespace mpigate

@@ -6,9 +6,10 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
-#include "absl/memory/memory.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -42,27 +43,39 @@ absl::StatusCode CodeFromWire(int32_t code, absl::StatusCode if_ok) {
   return static_cast<absl::StatusCode>(code);
 }
 
-absl::StatusOr<std::string> OutcomeToResult(v1::TaskOutcome& outcome) {
+absl::Status StatusFromError(const v1::TaskError& error, absl::StatusCode if_ok) {
+  const absl::StatusCode code = CodeFromWire(error.code(), if_ok);
+  if (error.exception_type().empty()) return absl::Status(code, error.message());
+  return absl::Status(code, absl::StrCat(error.exception_type(), ": ", error.message()));
+}
+
+// Moves the result bytes out of `outcome`.
+Ending EndingOf(v1::TaskOutcome& outcome) {
+  Ending ending;
   switch (outcome.state()) {
     case v1::TASK_STATE_SUCCEEDED:
-      if (outcome.items_size() > 0) {
-        // Submit() never sends items, so only a Map() (not in this version) can get here.
-        return absl::UnimplementedError("chunked outcomes need Map()");
+      ending.result = std::move(*outcome.mutable_result());
+      ending.items.reserve(outcome.items_size());
+      for (v1::ItemOutcome& item : *outcome.mutable_items()) {
+        if (item.has_error()) {
+          ending.items.push_back(StatusFromError(item.error(), absl::StatusCode::kUnknown));
+        } else {
+          ending.items.push_back(std::move(*item.mutable_result()));
+        }
       }
-      return std::move(*outcome.mutable_result());
+      break;
     case v1::TASK_STATE_FAILED:
-    case v1::TASK_STATE_CANCELLED: {
-      const v1::TaskError& error = outcome.error();
-      const absl::StatusCode code = CodeFromWire(
-          error.code(), outcome.state() == v1::TASK_STATE_CANCELLED ? absl::StatusCode::kCancelled
-                                                                    : absl::StatusCode::kUnknown);
-      if (error.exception_type().empty()) return absl::Status(code, error.message());
-      return absl::Status(code, absl::StrCat(error.exception_type(), ": ", error.message()));
-    }
+      ending.result = StatusFromError(outcome.error(), absl::StatusCode::kUnknown);
+      break;
+    case v1::TASK_STATE_CANCELLED:
+      ending.state = FutureState::kCancelled;
+      ending.result = StatusFromError(outcome.error(), absl::StatusCode::kCancelled);
+      break;
     default:
-      return absl::InternalError(absl::StrCat(
+      ending.result = absl::InternalError(absl::StrCat(
           "the service sent an outcome with no end state for task ", outcome.task_id()));
   }
+  return ending;
 }
 
 gpr_timespec DeadlineAfter(absl::Duration timeout) {
@@ -73,18 +86,10 @@ gpr_timespec DeadlineAfter(absl::Duration timeout) {
 
 }  // namespace
 
-bool FutureState::Complete(absl::StatusOr<std::string> value) {
-  absl::MutexLock lock(&mu);
-  if (done) return false;
-  result = std::move(value);
-  done = true;
-  return true;
-}
-
 Session::Session(const ExecutorOptions& options)
     : max_message_bytes_(options.max_message_bytes), client_name_(options.client_name) {}
 
-absl::StatusOr<std::unique_ptr<Session>> Session::Open(const ExecutorOptions& options) {
+absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& options) {
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex runs the debug-only deadlock
   // detector: each Lock() takes a process-wide spinlock and a graph lookup, and each destroyed
   // Mutex (one per future) is removed from the graph. Measured against a trivial echo server that
@@ -103,15 +108,15 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(const ExecutorOptions& op
   absl::StatusOr<std::string> target = ResolveEndpoint(options.endpoint);
   if (!target.ok()) return target.status();
 
-  // Private constructor: absl::WrapUnique rather than std::make_unique.
-  std::unique_ptr<Session> session = absl::WrapUnique(new Session(options));
+  // Private constructor: no std::make_shared.
+  std::shared_ptr<Session> session(new Session(options));
   if (absl::Status status = session->Handshake(*target, options.connect_timeout); !status.ok()) {
     return status;
   }
   Session* self = session.get();
   self->writer_ = std::thread([self] { self->WriterLoop(); });
   self->reader_ = std::thread([self] { self->ReaderLoop(); });
-  self->started_ = true;
+  self->reader_id_ = self->reader_.get_id();
   return session;
 }
 
@@ -174,12 +179,17 @@ absl::Status Session::Handshake(const std::string& target, absl::Duration connec
         absl::StrCat("the mpigate service at ", target_, " answered `open` with event ",
                      static_cast<int>(event.event_case()), " instead of `opened`"));
   }
+  absl::MutexLock lock(&mu_);
   workers_ = static_cast<int>(event.opened().workers());
+  // A service that does not describe its pool opens sessions only once it is ready.
+  if (event.opened().has_pool()) HandlePoolState(event.opened().pool());
   return absl::OkStatus();
 }
 
-Session::~Session() {
-  if (!started_) return;  // Open() failed: no threads, and the call has been finished.
+// Close() has joined both threads, or Open() failed before starting them.
+Session::~Session() = default;
+
+void Session::Close() {
   Shutdown(/*wait=*/true, /*cancel_futures=*/false);
   {
     // After `closed` the server ends the stream, which ends the reader. Should it not, nothing is
@@ -194,88 +204,162 @@ Session::~Session() {
 }
 
 Future Session::Submit(absl::string_view function, std::string payload) {
-  const uint64_t task_id = next_task_id_.fetch_add(1, std::memory_order_relaxed);
-  auto state = std::make_shared<FutureState>(task_id);
-
   OutgoingTask task;
-  task.spec.set_task_id(task_id);
   task.spec.set_function(std::string(function));
   task.spec.set_payload(std::move(payload));
+  return Enqueue(std::move(task));
+}
+
+Future Session::SubmitChunk(absl::string_view function, std::vector<std::string> items) {
+  OutgoingTask task;
+  task.spec.set_function(std::string(function));
+  task.spec.mutable_items()->Reserve(static_cast<int>(items.size()));
+  for (std::string& item : items) task.spec.add_items(std::move(item));
+  return Enqueue(std::move(task));
+}
+
+Future Session::Enqueue(OutgoingTask task) {
+  const uint64_t task_id = next_task_id_.fetch_add(1, std::memory_order_relaxed);
+  task.spec.set_task_id(task_id);
   task.wire_bytes = task.spec.ByteSizeLong() + kPerTaskOverhead;
   // gRPC would fail the whole stream on an oversized message, taking every other task with it;
   // fail just this one.
   if (task.wire_bytes + kRequestOverhead > static_cast<size_t>(max_message_bytes_)) {
-    state->Complete(absl::ResourceExhaustedError(absl::StrCat(
-        "task ", task_id, " is ", task.wire_bytes, " bytes encoded, above the message limit of ",
-        max_message_bytes_, " bytes (ExecutorOptions.max_message_bytes)")));
-    return Future(std::move(state));
+    return FutureCore::Failed(
+        task_id, absl::ResourceExhaustedError(
+                     absl::StrCat("task ", task_id, " is ", task.wire_bytes,
+                                  " bytes encoded, above the message limit of ", max_message_bytes_,
+                                  " bytes (ExecutorOptions.max_message_bytes)")));
   }
 
-  absl::Status refused;
+  auto core = std::make_shared<FutureCore>(task_id, weak_from_this());
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_requested_) {
-      refused = absl::FailedPreconditionError("cannot submit after shutdown");
-    } else if (stream_ended_) {
-      refused = end_status_;
-    } else {
-      // Registered before the writer can see the spec: the outcome may arrive before we return.
-      pending_.emplace(task_id, state);
-      // Unlocking wakes the writer: its Await condition becomes true.
-      outgoing_.push_back(std::move(task));
+      return FutureCore::Failed(task_id,
+                                absl::FailedPreconditionError("cannot submit after shutdown"));
     }
+    if (stream_ended_) return FutureCore::Failed(task_id, end_status_);
+    // Registered before the writer can see the spec: the outcome may arrive before we return.
+    pending_.emplace(task_id, core);
+    // Unlocking wakes the writer: its Await condition becomes true.
+    outgoing_.push_back(std::move(task));
   }
-  if (!refused.ok()) state->Complete(std::move(refused));
-  return Future(std::move(state));
+  return FutureAccess::Make(std::move(core));
+}
+
+void Session::Cancel(std::vector<uint64_t> task_ids, bool wait) {
+  if (task_ids.empty()) return;
+  auto request = std::make_shared<CancelRequest>();
+  request->task_ids = std::move(task_ids);
+  {
+    absl::MutexLock lock(&mu_);
+    // After `closed`, or once the stream is over, no task of this session is pending any more.
+    if (closed_ || stream_ended_) return;
+    cancels_queued_.push_back(request);
+  }
+  // The reader thread delivers the answer; it cannot wait for itself.
+  if (wait && std::this_thread::get_id() != reader_id_) request->answered.WaitForNotification();
 }
 
 void Session::Shutdown(bool wait, bool cancel_futures) {
-  absl::MutexLock lock(&mu_);
-  if (!shutdown_requested_) {
+  std::vector<uint64_t> unfinished;
+  {
+    absl::MutexLock lock(&mu_);
     shutdown_requested_ = true;
-    cancel_pending_ = cancel_futures;
-  } else if (cancel_futures && !shutdown_taken_) {
-    // A second call before the writer sent the first request can still ask for cancellation.
-    cancel_pending_ = true;
+    if (cancel_futures) {
+      unfinished.reserve(pending_.size());
+      for (const auto& [task_id, core] : pending_) unfinished.push_back(task_id);
+    }
   }
-  if (wait) mu_.Await(absl::Condition(this, &Session::DrainedLocked));
+  // An explicit `cancel` rather than `shutdown{cancel_pending}`: it has an answer to wait for, so
+  // pending futures are CANCELLED when Shutdown() returns even with wait=false (as in
+  // concurrent.futures), and it still works after an earlier Shutdown() sent `shutdown`. The
+  // service skips the tasks that have started.
+  Cancel(std::move(unfinished), /*wait=*/true);
+  if (wait) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &Session::DrainedLocked));
+  }
+}
+
+absl::Status Session::Bootup(bool wait) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_requested_) return absl::FailedPreconditionError("cannot bootup after shutdown");
+  if (wait) mu_.Await(absl::Condition(this, &Session::BootedLocked));
+  switch (pool_state_) {
+    case PoolState::kBroken:
+      // The service's reason normally carries mpi4py's prefix already.
+      return absl::FailedPreconditionError(absl::StartsWith(pool_reason_, "BrokenExecutor:")
+                                               ? pool_reason_
+                                               : absl::StrCat("BrokenExecutor: ", pool_reason_));
+    case PoolState::kDraining:
+      return absl::UnavailableError(
+          absl::StrCat("the mpigate service is draining: ", pool_reason_));
+    case PoolState::kBooting:
+    case PoolState::kReady:
+      break;
+  }
+  return stream_ended_ ? end_status_ : absl::OkStatus();
+}
+
+PoolState Session::pool_state() const {
+  absl::MutexLock lock(&mu_);
+  return pool_state_;
+}
+
+int Session::workers() const {
+  absl::MutexLock lock(&mu_);
+  return workers_;
 }
 
 bool Session::WriterHasWorkLocked() const {
-  return !outgoing_.empty() || (shutdown_requested_ && !shutdown_taken_) || stream_ended_;
+  return !outgoing_.empty() || !cancels_queued_.empty() ||
+         (shutdown_requested_ && !shutdown_taken_) || closed_ || stream_ended_;
 }
 
 bool Session::DrainedLocked() const { return pending_.empty() && (closed_ || stream_ended_); }
 
+bool Session::BootedLocked() const { return pool_state_ != PoolState::kBooting || stream_ended_; }
+
 void Session::WriterLoop() {
   std::vector<OutgoingTask> batch;
+  std::vector<std::shared_ptr<CancelRequest>> cancels;
+  v1::SessionRequest request;
   for (;;) {
     bool send_shutdown = false;
-    bool cancel_pending = false;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Session::WriterHasWorkLocked));
-      // The reader has failed every pending future; there is no one left to send to.
-      if (stream_ended_) return;
-      // Take everything queued in one swap, together with the shutdown request if there is one:
-      // every spec queued so far was submitted before the shutdown, so it goes out first.
+      // Stream over: the reader fails pending futures and releases cancel waiters. Closed: no
+      // task is pending, so there is nothing left to send.
+      if (stream_ended_ || closed_) return;
+      // Take everything queued in one swap. Specs go out first: every cancel and the shutdown
+      // were requested after the tasks they concern were queued.
       batch.swap(outgoing_);
+      cancels.swap(cancels_queued_);
+      // Before the write, so that the answer, however quick, finds its request.
+      cancels_sent_.insert(cancels_sent_.end(), cancels.begin(), cancels.end());
       if (shutdown_requested_ && !shutdown_taken_) {
         shutdown_taken_ = true;
         send_shutdown = true;
-        cancel_pending = cancel_pending_;
       }
     }
     // On a failed write the call is over: the reader's Read fails as well and it fails every
-    // pending future, including the ones in this batch.
+    // pending future, including the ones in this batch, and releases every cancel waiter.
     if (!SendTasks(batch)) return;
     batch.clear();
+    for (const std::shared_ptr<CancelRequest>& cancel : cancels) {
+      request.mutable_cancel()->mutable_task_ids()->Add(cancel->task_ids.begin(),
+                                                        cancel->task_ids.end());
+      if (!stream_->Write(request)) return;
+      request.Clear();
+    }
+    cancels.clear();
     if (send_shutdown) {
-      v1::SessionRequest request;
-      request.mutable_shutdown()->set_cancel_pending(cancel_pending);
-      if (stream_->Write(request)) stream_->WritesDone();
-      // Nothing is sent after the shutdown: Submit() refuses new tasks from now on.
-      return;
+      request.mutable_shutdown();
+      if (!stream_->Write(request)) return;
+      request.Clear();
     }
   }
 }
@@ -288,7 +372,7 @@ bool Session::SendTasks(std::vector<OutgoingTask>& batch) {
   while (next < batch.size()) {
     auto* tasks = request.mutable_submit()->mutable_tasks();
     size_t bytes = 0;
-    // At least one task per message; Submit() made sure any single task fits the limit.
+    // At least one task per message; Enqueue() made sure any single task fits the limit.
     do {
       bytes += batch[next].wire_bytes;
       tasks->Add(std::move(batch[next].spec));
@@ -305,80 +389,153 @@ void Session::ReaderLoop() {
   while (stream_->Read(&event)) {
     switch (event.event_case()) {
       case v1::SessionEvent::kUpdates:
-        HandleCompleted(*event.mutable_updates());
+        HandleUpdates(*event.mutable_updates());
         break;
       case v1::SessionEvent::kRejected:
         HandleRejected(event.rejected());
         break;
+      case v1::SessionEvent::kCancelResults:
+        HandleCancelResults(event.cancel_results());
+        break;
+      case v1::SessionEvent::kPool: {
+        absl::MutexLock lock(&mu_);
+        HandlePoolState(event.pool());
+        break;
+      }
       case v1::SessionEvent::kClosed: {
         absl::MutexLock lock(&mu_);
         closed_ = true;
         break;
       }
       default:
-        // cancel_results: nothing to do, each cancelled task also gets a CANCELLED outcome.
-        // Anything else (a second `opened`, a newer server's event) carries nothing we need.
+        // A second `opened`, or a newer server's event: nothing we need.
         break;
     }
   }
   const grpc::Status finish = stream_->Finish();
 
-  // Fail whatever is still pending. stream_ended_ is set in the same critical section that takes
-  // the list, so no Submit() can add a future after it.
+  // Fail whatever is still pending and release every cancel waiter. stream_ended_ is set in the
+  // same critical section that takes the lists, so no Submit() or Cancel() can add to them after.
   const absl::Status lost = absl::UnavailableError(
       absl::StrCat("connection to the mpigate service lost: ",
                    finish.ok() ? "the service ended the session" : finish.error_message()));
-  std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> orphans;
+  std::vector<Completion> orphans;
+  std::vector<std::shared_ptr<CancelRequest>> cancels;
   {
     absl::MutexLock lock(&mu_);
     stream_ended_ = true;
     end_status_ = lost;
     orphans.reserve(pending_.size());
-    for (const auto& [task_id, state] : pending_) orphans.emplace_back(state, lost);
+    for (const auto& [task_id, core] : pending_) {
+      orphans.emplace_back(core, Ending{FutureState::kFinished, lost, {}});
+    }
+    cancels.swap(cancels_queued_);
+    cancels.insert(cancels.end(), cancels_sent_.begin(), cancels_sent_.end());
+    cancels_sent_.clear();
   }
   FinishFutures(orphans);
+  for (const std::shared_ptr<CancelRequest>& cancel : cancels) cancel->answered.Notify();
 }
 
-void Session::HandleCompleted(v1::TaskUpdates& completed) {
-  std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> results;
-  results.reserve(completed.outcomes_size());
+void Session::HandleUpdates(v1::TaskUpdates& updates) {
+  std::vector<std::shared_ptr<FutureCore>> started;
+  std::vector<Completion> completions;
+  started.reserve(updates.started_size());
+  completions.reserve(updates.outcomes_size());
   {
     absl::MutexLock lock(&mu_);
-    for (v1::TaskOutcome& outcome : *completed.mutable_outcomes()) {
+    for (const uint64_t task_id : updates.started()) {
+      auto it = pending_.find(task_id);
+      if (it != pending_.end()) started.push_back(it->second);
+    }
+    for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
       auto it = pending_.find(outcome.task_id());
-      // Not ours (or already failed): a broken server; there is no future to give it to.
+      // Not ours (a broken server), or already ended by a cancel answer: nothing to give it to.
       if (it == pending_.end()) continue;
-      // Only builds a Status or moves the result string: cheap enough to do under the lock.
-      results.emplace_back(it->second, OutcomeToResult(outcome));
+      // Only builds Statuses and moves result strings: cheap enough to do under the lock.
+      completions.emplace_back(it->second, EndingOf(outcome));
     }
   }
-  FinishFutures(results);
+  // Starts first: a start is reported no later than the task's end.
+  for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
+  FinishFutures(completions);
 }
 
 void Session::HandleRejected(const v1::TaskRejections& rejected) {
-  std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>> results;
-  results.reserve(rejected.rejections_size());
+  std::vector<Completion> completions;
+  completions.reserve(rejected.rejections_size());
   {
     absl::MutexLock lock(&mu_);
     for (const v1::TaskRejection& rejection : rejected.rejections()) {
       auto it = pending_.find(rejection.task_id());
       if (it == pending_.end()) continue;
-      results.emplace_back(it->second,
-                           absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown),
-                                        rejection.message()));
+      completions.emplace_back(
+          it->second,
+          Ending{FutureState::kFinished,
+                 absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown),
+                              rejection.message()),
+                 {}});
     }
   }
-  FinishFutures(results);
+  FinishFutures(completions);
 }
 
-void Session::FinishFutures(
-    std::vector<std::pair<std::shared_ptr<FutureState>, absl::StatusOr<std::string>>>& results) {
-  if (results.empty()) return;
-  // Outside mu_: waking a future's waiters must not stall submitters.
-  for (auto& [state, result] : results) state->Complete(std::move(result));
+void Session::HandleCancelResults(const v1::CancelResults& results) {
+  std::shared_ptr<CancelRequest> request;
+  std::vector<Completion> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    // One answer per request, in order; an answer with no request is a broken server's.
+    if (!cancels_sent_.empty()) {
+      request = std::move(cancels_sent_.front());
+      cancels_sent_.pop_front();
+    }
+    for (const v1::CancelResult& result : results.results()) {
+      if (!result.cancelled()) continue;
+      auto it = pending_.find(result.task_id());
+      if (it == pending_.end()) continue;
+      // The task's CANCELLED outcome follows, but Cancel() must be able to report CANCELLED as
+      // soon as the answer is in; the outcome then finds the future gone from pending_.
+      completions.emplace_back(
+          it->second, Ending{FutureState::kCancelled,
+                             absl::CancelledError(absl::StrCat("task ", result.task_id(),
+                                                               " was cancelled before it started")),
+                             {}});
+    }
+  }
+  FinishFutures(completions);
+  if (request != nullptr) request->answered.Notify();
+}
+
+void Session::HandlePoolState(const v1::PoolStateChange& change) {
+  switch (change.state()) {
+    case v1::POOL_STATE_BOOTING:
+      pool_state_ = PoolState::kBooting;
+      break;
+    case v1::POOL_STATE_READY:
+      pool_state_ = PoolState::kReady;
+      break;
+    case v1::POOL_STATE_BROKEN:
+      pool_state_ = PoolState::kBroken;
+      break;
+    case v1::POOL_STATE_DRAINING:
+      pool_state_ = PoolState::kDraining;
+      break;
+    default:
+      // Unspecified, or a newer server's state: nothing we can act on.
+      return;
+  }
+  pool_reason_ = change.reason();
+  if (change.workers() > 0) workers_ = static_cast<int>(change.workers());
+}
+
+void Session::FinishFutures(std::vector<Completion>& completions) {
+  if (completions.empty()) return;
+  // Outside mu_: waking a future's waiters and running its callbacks must not stall submitters.
+  for (auto& [core, ending] : completions) FutureCore::Complete(core, std::move(ending));
   // Only now leave pending_, so that Shutdown(wait) cannot return before these futures are done.
   absl::MutexLock lock(&mu_);
-  for (const auto& [state, result] : results) pending_.erase(state->task_id);
+  for (const auto& [core, ending] : completions) pending_.erase(core->task_id());
 }
 
 }  // namespace mpigate::internal

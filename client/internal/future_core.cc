@@ -1,0 +1,111 @@
+#include "client/internal/future_core.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/internal/session.h"
+
+namespace mpigate::internal {
+
+Future FutureCore::Failed(uint64_t task_id, absl::Status status) {
+  auto core = std::make_shared<FutureCore>(task_id, std::weak_ptr<Session>());
+  Complete(core, Ending{FutureState::kFinished, std::move(status), {}});
+  return FutureAccess::Make(std::move(core));
+}
+
+void FutureCore::MarkRunning() {
+  absl::MutexLock lock(&mu_);
+  if (state_ == FutureState::kPending) state_ = FutureState::kRunning;
+}
+
+bool FutureCore::Complete(const std::shared_ptr<FutureCore>& core, Ending ending) {
+  std::vector<Callback> callbacks;
+  {
+    absl::MutexLock lock(&core->mu_);
+    if (core->DoneLocked()) return false;
+    core->state_ = ending.state;
+    core->result_ = std::move(ending.result);
+    core->items_ = std::move(ending.items);
+    callbacks.swap(core->callbacks_);
+  }
+  if (!callbacks.empty()) {
+    const Future future = FutureAccess::Make(core);
+    for (Callback& callback : callbacks) callback(future);
+  }
+  return true;
+}
+
+void FutureCore::AddDoneCallback(const std::shared_ptr<FutureCore>& core, Callback callback) {
+  {
+    absl::MutexLock lock(&core->mu_);
+    if (!core->DoneLocked()) {
+      core->callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback(FutureAccess::Make(core));
+}
+
+FutureState FutureCore::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+bool FutureCore::Failed() const {
+  absl::MutexLock lock(&mu_);
+  return state_ == FutureState::kFinished && !result_.ok();
+}
+
+bool FutureCore::Cancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    // Known answers need no round trip: only the service knows whether a pending task started.
+    if (state_ != FutureState::kPending) return state_ == FutureState::kCancelled;
+  }
+  // No session: the executor is gone, and took every unfinished future with it (it waits for
+  // them), so this one has ended by now.
+  if (std::shared_ptr<Session> session = session_.lock()) {
+    session->Cancel({task_id_}, /*wait=*/true);
+  }
+  return state() == FutureState::kCancelled;
+}
+
+bool FutureCore::Await(absl::Time deadline, bool started) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Condition condition = started ? absl::Condition(this, &FutureCore::StartedLocked)
+                                            : absl::Condition(this, &FutureCore::DoneLocked);
+  return mu_.AwaitWithDeadline(condition, deadline);
+}
+
+absl::Status FutureCore::AwaitDoneLocked(absl::Duration timeout) const {
+  // absl::Now() + InfiniteDuration() is InfiniteFuture(): no special case for "no timeout".
+  if (mu_.AwaitWithDeadline(absl::Condition(this, &FutureCore::DoneLocked),
+                            absl::Now() + timeout)) {
+    return absl::OkStatus();
+  }
+  // The message names the wait, not the task, so callers can tell it from a task that itself
+  // ended with DEADLINE_EXCEEDED (e.g. its queue timeout).
+  return absl::DeadlineExceededError(absl::StrCat("timed out after ", absl::FormatDuration(timeout),
+                                                  " waiting for task ", task_id_));
+}
+
+absl::StatusOr<std::string> FutureCore::Result(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status waited = AwaitDoneLocked(timeout); !waited.ok()) return waited;
+  // A copy: every copy of this Future may ask for the result, any number of times.
+  return result_;
+}
+
+absl::Status FutureCore::Exception(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status waited = AwaitDoneLocked(timeout); !waited.ok()) return waited;
+  return result_.status();
+}
+
+std::vector<absl::StatusOr<std::string>> FutureCore::TakeItems() {
+  absl::MutexLock lock(&mu_);
+  return std::move(items_);
+}
+
+}  // namespace mpigate::internal

@@ -1,0 +1,99 @@
+// FutureCore: the state every copy of one mpigate::Future shares, and the only code that changes
+// it. The session's reader thread moves it from PENDING to RUNNING and completes it; user threads
+// read it, wait on it and add done callbacks.
+//
+// Thread-safety: every method may be called from any thread. Done callbacks run outside `mu_`, so
+// a callback may use any future, including this one.
+#ifndef MPIGATE_CLIENT_INTERNAL_FUTURE_CORE_H_
+#define MPIGATE_CLIENT_INTERNAL_FUTURE_CORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/future.h"
+
+namespace mpigate::internal {
+
+class Session;
+
+// How a task ended. `items` holds one result per input of a chunk task (see Session::SubmitChunk)
+// and is empty otherwise.
+struct Ending {
+  FutureState state = FutureState::kFinished;
+  absl::StatusOr<std::string> result;
+  std::vector<absl::StatusOr<std::string>> items;
+};
+
+class FutureCore {
+ public:
+  using Callback = absl::AnyInvocable<void(const Future&)>;
+
+  // `session` is where Cancel() sends its request; it may be gone by then.
+  FutureCore(uint64_t task_id, std::weak_ptr<Session> session)
+      : task_id_(task_id), session_(std::move(session)) {}
+
+  // A future that ended before it could be submitted, e.g. a submit after shutdown.
+  static Future Failed(uint64_t task_id, absl::Status status);
+
+  // PENDING -> RUNNING; no effect in any other state.
+  void MarkRunning();
+
+  // Ends the future with `ending` (whose state must be CANCELLED or FINISHED), wakes its waiters,
+  // then runs its done callbacks on this thread. False, and no effect, if it had already ended.
+  static bool Complete(const std::shared_ptr<FutureCore>& core, Ending ending);
+
+  static void AddDoneCallback(const std::shared_ptr<FutureCore>& core, Callback callback);
+
+  FutureState state() const;
+  // FINISHED with an error: concurrent.futures' "raised an exception" (cancelled is not).
+  bool Failed() const;
+  bool Cancel();
+  // Waits until the state is one of the final ones (`started`: or RUNNING) or `deadline` passes.
+  bool Await(absl::Time deadline, bool started) const;
+  // Wait until done; then the result (or just its status), or DEADLINE_EXCEEDED naming `timeout`.
+  absl::StatusOr<std::string> Result(absl::Duration timeout) const;
+  absl::Status Exception(absl::Duration timeout) const;
+  // The per-item results of a finished chunk task, moved out: only its one reader may call this.
+  std::vector<absl::StatusOr<std::string>> TakeItems();
+
+  uint64_t task_id() const { return task_id_; }
+  const std::weak_ptr<Session>& session() const { return session_; }
+
+ private:
+  bool DoneLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return state_ == FutureState::kFinished || state_ == FutureState::kCancelled;
+  }
+  absl::Status AwaitDoneLocked(absl::Duration timeout) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool StartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return state_ != FutureState::kPending;
+  }
+
+  const uint64_t task_id_;
+  const std::weak_ptr<Session> session_;
+
+  mutable absl::Mutex mu_;
+  FutureState state_ ABSL_GUARDED_BY(mu_) = FutureState::kPending;
+  absl::StatusOr<std::string> result_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
+  std::vector<absl::StatusOr<std::string>> items_ ABSL_GUARDED_BY(mu_);
+  // Run, and cleared, when the future ends. Most futures never have any.
+  std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+};
+
+// How the library's own code reaches a Future's core, without making it part of the public API.
+struct FutureAccess {
+  static const std::shared_ptr<FutureCore>& Core(const Future& future) { return future.core_; }
+  static Future Make(std::shared_ptr<FutureCore> core) { return Future(std::move(core)); }
+};
+
+}  // namespace mpigate::internal
+
+#endif  // MPIGATE_CLIENT_INTERNAL_FUTURE_CORE_H_
