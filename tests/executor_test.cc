@@ -1,0 +1,585 @@
+// Executor semantics end to end, modelled on CPython's and mpi4py's concurrent.futures tests: one
+// real mpigate-server with 2 MPI workers shared by the suite, driven through the C++ client.
+//
+// Tests that need a task to be PENDING occupy both workers with `sleep` tasks and wait until
+// those are RUNNING (Future::WaitStarted), so the pending task cannot start before the workers
+// free up; the sleeps are long enough that the test's next steps come first.
+#include "client/executor.h"
+
+#include <grpcpp/grpcpp.h>
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAreArray;
+
+// Long enough that a test's next few steps (a round trip or two) surely happen while it runs.
+constexpr char kBusyMs[] = "600";
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::ServerProcess();
+    const absl::Status started = server_->Start({.workers = 2});
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  static void TearDownTestSuite() {
+    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+    delete server_;
+    server_ = nullptr;
+  }
+
+  static std::unique_ptr<Executor> Connect(const std::string& name = "executor_test") {
+    ExecutorOptions options;
+    options.endpoint = server_->target();
+    options.client_name = name;
+    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(options);
+    EXPECT_TRUE(executor.ok()) << executor.status();
+    return executor.ok() ? *std::move(executor) : nullptr;
+  }
+
+  // Occupies both workers with `sleep` tasks and returns once both are running.
+  static std::vector<Future> OccupyWorkers(Executor& executor) {
+    std::vector<Future> busy = {executor.Submit("sleep", kBusyMs),
+                                executor.Submit("sleep", kBusyMs)};
+    for (const Future& future : busy) EXPECT_TRUE(future.WaitStarted(absl::Seconds(30)));
+    return busy;
+  }
+
+  static v1::PoolStatus PoolStatus() {
+    auto stub = v1::Gateway::NewStub(
+        grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::PoolStatus status;
+    EXPECT_TRUE(stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
+    return status;
+  }
+
+  static testing::ServerProcess* server_;
+};
+
+testing::ServerProcess* ExecutorTest::server_ = nullptr;
+
+std::vector<std::string> Numbered(int n) {
+  std::vector<std::string> inputs;
+  for (int i = 0; i < n; ++i) inputs.push_back(absl::StrCat("input-", i));
+  return inputs;
+}
+
+// Every result of `results`, which must all be OK.
+std::vector<std::string> Drain(MapResults results) {
+  std::vector<std::string> values;
+  for (absl::StatusOr<std::string> result : results) {
+    EXPECT_TRUE(result.ok()) << result.status();
+    values.push_back(result.value_or("<error>"));
+  }
+  return values;
+}
+
+// --- Future ---
+
+TEST_F(ExecutorTest, FutureReportsSuccessAndFailure) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future ok = executor->Submit("echo", "hello");
+  EXPECT_EQ(ok.Result().value_or(""), "hello");
+  EXPECT_EQ(ok.state(), FutureState::kFinished);
+  EXPECT_TRUE(ok.Done());
+  EXPECT_FALSE(ok.Running());
+  EXPECT_FALSE(ok.Cancelled());
+  EXPECT_TRUE(ok.Exception().ok());
+
+  Future failed = executor->Submit("fail", "boom");
+  const absl::Status error = failed.Exception();
+  EXPECT_EQ(error.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(error.message(), HasSubstr("boom"));
+  EXPECT_EQ(failed.state(), FutureState::kFinished);
+  EXPECT_EQ(failed.Result().status(), error);
+}
+
+TEST_F(ExecutorTest, ResultAndExceptionTimeOutWhileTheTaskGoesOn) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future future = executor->Submit("sleep", kBusyMs);
+  const absl::StatusOr<std::string> early = future.Result(absl::Milliseconds(1));
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(early.status().message(), HasSubstr("timed out"));
+  EXPECT_EQ(future.Exception(absl::Milliseconds(1)).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(future.Wait(absl::Milliseconds(1)));
+  EXPECT_TRUE(future.Exception().ok());
+  EXPECT_TRUE(future.Done());
+}
+
+TEST_F(ExecutorTest, PendingFuturesCancelRunningOnesDoNot) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*executor);
+  Future pending = executor->Submit("echo", "never");
+  EXPECT_EQ(pending.state(), FutureState::kPending);
+
+  EXPECT_TRUE(busy[0].Running());
+  EXPECT_FALSE(busy[0].Cancel());
+  EXPECT_EQ(busy[0].state(), FutureState::kRunning);
+
+  EXPECT_TRUE(pending.Cancel());
+  EXPECT_TRUE(pending.Cancelled());
+  EXPECT_TRUE(pending.Done());
+  EXPECT_EQ(pending.state(), FutureState::kCancelled);
+  EXPECT_EQ(pending.Result().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(pending.Exception().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(pending.Cancel()) << "cancelling twice still answers true";
+
+  for (Future& future : busy) {
+    EXPECT_TRUE(future.Result().ok());
+    EXPECT_FALSE(future.Cancel()) << "a finished future cannot be cancelled";
+  }
+}
+
+TEST_F(ExecutorTest, DoneCallbacksRunExactlyOnceBeforeOrAfterCompletion) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*executor);
+  Future pending = executor->Submit("echo", "later");
+  Future cancelled = executor->Submit("echo", "cancelled");
+
+  // A cancelled future's callbacks run too, once.
+  std::atomic<int> cancelled_calls{0};
+  cancelled.AddDoneCallback([&](const Future& future) {
+    EXPECT_TRUE(future.Cancelled());
+    cancelled_calls.fetch_add(1);
+  });
+  ASSERT_TRUE(cancelled.Cancel());
+
+  std::atomic<int> calls{0};
+  absl::Notification called;
+  Future seen = cancelled;
+  pending.AddDoneCallback([&](const Future& future) {
+    seen = future;
+    if (calls.fetch_add(1) == 0) called.Notify();
+  });
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_TRUE(pending.Result().ok());
+  called.WaitForNotification();
+  EXPECT_EQ(seen, pending);
+
+  // Added after completion: runs at once, on this thread.
+  const std::thread::id caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  pending.AddDoneCallback([&](const Future&) {
+    ran_on = std::this_thread::get_id();
+    calls.fetch_add(1);
+  });
+  EXPECT_EQ(ran_on, caller);
+  EXPECT_EQ(calls.load(), 2);
+
+  executor->Shutdown(/*wait=*/true);
+  EXPECT_EQ(cancelled_calls.load(), 1);
+  EXPECT_EQ(calls.load(), 2);
+}
+
+// --- Map ---
+
+TEST_F(ExecutorTest, MapYieldsInInputOrderForAnyChunksize) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  const std::vector<std::string> inputs = Numbered(23);
+  for (const int chunksize : {1, 4, 23, 50}) {
+    SCOPED_TRACE(absl::StrCat("chunksize ", chunksize));
+    EXPECT_THAT(Drain(executor->Map("echo", inputs, {.chunksize = chunksize})),
+                ElementsAreArray(inputs));
+  }
+  EXPECT_THAT(Drain(executor->Map("echo", {})), ElementsAre());
+}
+
+TEST_F(ExecutorTest, UnorderedMapYieldsEveryItemAndKeepsOrderWithinChunks) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  constexpr int kChunksize = 3;
+  const std::vector<std::string> inputs = Numbered(20);
+  const std::vector<std::string> results =
+      Drain(executor->Map("echo", inputs, {.chunksize = kChunksize, .unordered = true}));
+  ASSERT_THAT(results, UnorderedElementsAreArray(inputs));
+  std::vector<int> last_position_of_chunk(inputs.size() / kChunksize + 1, -1);
+  for (int position = 0; position < static_cast<int>(results.size()); ++position) {
+    const auto input = std::find(inputs.begin(), inputs.end(), results[position]);
+    const int chunk = static_cast<int>(input - inputs.begin()) / kChunksize;
+    EXPECT_LT(last_position_of_chunk[chunk], position);
+    last_position_of_chunk[chunk] = position;
+  }
+}
+
+TEST_F(ExecutorTest, UnorderedMapYieldsTheFirstChunkToComplete) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // Two chunks, one per worker: the first sleeps, the second fails at once (not a number).
+  const std::vector<std::string> inputs = {kBusyMs, "not a number"};
+  MapResults ordered = executor->Map("sleep", inputs);
+  std::optional<absl::StatusOr<std::string>> first = ordered.Next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->ok()) << "in order, the sleep's result comes first";
+  EXPECT_EQ(ordered.Next()->status().code(), absl::StatusCode::kInvalidArgument);
+
+  MapResults unordered = executor->Map("sleep", inputs, {.unordered = true});
+  first = unordered.Next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->status().code(), absl::StatusCode::kInvalidArgument)
+      << "unordered, the failure that completed first comes first";
+  EXPECT_FALSE(unordered.Next().has_value()) << "an error ends the iteration";
+}
+
+TEST_F(ExecutorTest, MapItemErrorSurfacesAtItsPositionAndEndsTheIteration) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  const std::vector<std::string> inputs = {"0", "1", "bad", "2", "3", "4"};
+  for (const int chunksize : {1, 2, 4}) {
+    SCOPED_TRACE(absl::StrCat("chunksize ", chunksize));
+    MapResults results = executor->Map("sleep", inputs, {.chunksize = chunksize});
+    EXPECT_TRUE(results.Next()->ok());
+    EXPECT_TRUE(results.Next()->ok());
+    const absl::StatusOr<std::string> error = *results.Next();
+    EXPECT_EQ(error.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(error.status().message(), HasSubstr("bad"));
+    EXPECT_FALSE(results.Next().has_value());
+  }
+}
+
+TEST_F(ExecutorTest, MapRejectsAChunksizeBelowOne) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  MapResults results = executor->Map("echo", {"a"}, {.chunksize = 0});
+  EXPECT_EQ(results.Next()->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(results.Next().has_value());
+}
+
+TEST_F(ExecutorTest, MapTimeoutTripsAndCancelsTheRemainingChunks) {
+  const v1::PoolStatus before = PoolStatus();
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // 40 chunks of 100 ms on 2 workers need 2 s; the map allows 250 ms.
+  constexpr int kChunks = 40;
+  MapResults results = executor->Map("sleep", std::vector<std::string>(kChunks, "100"),
+                                     {.timeout = absl::Milliseconds(250)});
+  int ok = 0;
+  absl::Status error;
+  while (std::optional<absl::StatusOr<std::string>> result = results.Next()) {
+    if (result->ok()) {
+      ++ok;
+    } else {
+      error = result->status();
+    }
+  }
+  EXPECT_EQ(error.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(error.message(), HasSubstr("map timed out"));
+  EXPECT_LT(ok, kChunks);
+  // Once the session's tasks have all ended, most of them must have been cancelled, not run.
+  executor->Shutdown(/*wait=*/true);
+  const v1::PoolStatus after = PoolStatus();
+  EXPECT_EQ((after.tasks_succeeded() - before.tasks_succeeded()) +
+                (after.tasks_cancelled() - before.tasks_cancelled()),
+            kChunks);
+  EXPECT_GE(after.tasks_cancelled() - before.tasks_cancelled(), kChunks / 2);
+}
+
+TEST_F(ExecutorTest, DestroyingAnUnfinishedMapCancelsItsPendingChunks) {
+  const v1::PoolStatus before = PoolStatus();
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  constexpr int kChunks = 40;
+  {
+    MapResults results = executor->Map("sleep", std::vector<std::string>(kChunks, "50"));
+    ASSERT_TRUE(results.Next()->ok());
+  }
+  executor->Shutdown(/*wait=*/true);
+  const v1::PoolStatus after = PoolStatus();
+  EXPECT_GE(after.tasks_cancelled() - before.tasks_cancelled(), kChunks / 2);
+}
+
+// --- AsCompleted and Wait ---
+
+TEST_F(ExecutorTest, AsCompletedYieldsDoneFuturesFirstAndDuplicatesOnce) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future slow = executor->Submit("sleep", kBusyMs);
+  Future fast = executor->Submit("echo", "fast");
+  ASSERT_TRUE(fast.Wait());
+  std::vector<Future> yielded;
+  for (absl::StatusOr<Future> future : AsCompleted({slow, fast, fast, slow})) {
+    ASSERT_TRUE(future.ok()) << future.status();
+    EXPECT_TRUE(future->Done());
+    yielded.push_back(*future);
+  }
+  EXPECT_THAT(yielded, ElementsAre(fast, slow));
+}
+
+TEST_F(ExecutorTest, AsCompletedTimeoutNamesTheUnfinished) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future slow = executor->Submit("sleep", kBusyMs);
+  Future fast = executor->Submit("echo", "fast");
+  ASSERT_TRUE(fast.Wait());
+  CompletedFutures completed = AsCompleted({slow, fast}, absl::Milliseconds(50));
+  EXPECT_EQ(**completed.Next(), fast);
+  const absl::StatusOr<Future> timed_out = *completed.Next();
+  EXPECT_EQ(timed_out.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(timed_out.status().message(), HasSubstr("1 (of 2) futures unfinished"));
+  EXPECT_FALSE(completed.Next().has_value());
+}
+
+TEST_F(ExecutorTest, WaitFirstCompletedReturnsOnTheFirstDone) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future slow = executor->Submit("sleep", kBusyMs);
+  Future fast = executor->Submit("echo", "fast");
+  const DoneAndNotDone split =
+      Wait({slow, fast}, absl::InfiniteDuration(), ReturnWhen::kFirstCompleted);
+  EXPECT_THAT(split.done, ElementsAre(fast));
+  EXPECT_THAT(split.not_done, ElementsAre(slow));
+}
+
+TEST_F(ExecutorTest, WaitFirstExceptionReturnsOnAnErrorButNotOnACancel) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  {
+    Future slow = executor->Submit("sleep", kBusyMs);
+    Future failing = executor->Submit("fail", "boom");
+    const DoneAndNotDone split =
+        Wait({slow, failing}, absl::InfiniteDuration(), ReturnWhen::kFirstException);
+    EXPECT_THAT(split.done, ElementsAre(failing));
+    EXPECT_THAT(split.not_done, ElementsAre(slow));
+    ASSERT_TRUE(slow.Wait());
+  }
+  {
+    std::vector<Future> busy = OccupyWorkers(*executor);
+    Future cancelled = executor->Submit("echo", "cancelled");
+    ASSERT_TRUE(cancelled.Cancel());
+    const DoneAndNotDone split =
+        Wait({cancelled, busy[0], busy[1]}, absl::InfiniteDuration(), ReturnWhen::kFirstException);
+    EXPECT_THAT(split.done, ElementsAre(cancelled, busy[0], busy[1]));
+    EXPECT_THAT(split.not_done, ElementsAre());
+  }
+}
+
+TEST_F(ExecutorTest, WaitAllCompletedAndWaitTimeout) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  Future slow = executor->Submit("sleep", kBusyMs);
+  Future fast = executor->Submit("echo", "fast");
+  DoneAndNotDone split = Wait({slow, fast}, absl::Milliseconds(50));
+  EXPECT_THAT(split.not_done, ElementsAre(slow));
+  split = Wait({slow, fast, slow});
+  EXPECT_THAT(split.done, ElementsAre(slow, fast));
+  EXPECT_THAT(split.not_done, ElementsAre());
+  EXPECT_TRUE(Wait({}).done.empty());
+}
+
+// --- Shutdown ---
+
+TEST_F(ExecutorTest, ShutdownWaitBlocksUntilEveryFutureIsDone) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> futures;
+  for (int i = 0; i < 4; ++i) futures.push_back(executor->Submit("sleep", "100"));
+  executor->Shutdown(/*wait=*/true);
+  for (const Future& future : futures) {
+    EXPECT_TRUE(future.Done());
+    EXPECT_TRUE(future.Exception(absl::ZeroDuration()).ok());
+  }
+}
+
+TEST_F(ExecutorTest, ShutdownWithoutWaitLetsTasksFinishAndRefusesSubmits) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> futures = OccupyWorkers(*executor);
+  futures.push_back(executor->Submit("echo", "queued"));
+  executor->Shutdown(/*wait=*/false);
+  const absl::Status refused = executor->Submit("echo", "late").Exception();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("cannot submit after shutdown"));
+  EXPECT_EQ(executor->Map("echo", {"late"}).Next()->status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(executor->Bootup().code(), absl::StatusCode::kFailedPrecondition);
+  for (const Future& future : futures) EXPECT_TRUE(future.Exception().ok());
+  executor->Shutdown(/*wait=*/false);  // Twice is fine.
+}
+
+TEST_F(ExecutorTest, ShutdownCancelFuturesWithoutWaitCancelsOnlyPendingOnes) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> pending = {executor->Submit("echo", "a"), executor->Submit("echo", "b")};
+  executor->Shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  for (const Future& future : pending) EXPECT_TRUE(future.Cancelled());
+  for (const Future& future : busy) {
+    EXPECT_FALSE(future.Cancelled());
+    EXPECT_TRUE(future.Result().ok());
+  }
+}
+
+TEST_F(ExecutorTest, ShutdownCancelFuturesAndWait) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*executor);
+  Future pending = executor->Submit("echo", "a");
+  executor->Shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  EXPECT_TRUE(pending.Cancelled());
+  for (const Future& future : busy) {
+    EXPECT_EQ(future.state(), FutureState::kFinished);
+    EXPECT_TRUE(future.Exception(absl::ZeroDuration()).ok());
+  }
+}
+
+TEST_F(ExecutorTest, LaterShutdownWithCancelFuturesStillCancels) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*executor);
+  Future pending = executor->Submit("echo", "a");
+  executor->Shutdown(/*wait=*/false);
+  executor->Shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  EXPECT_TRUE(pending.Cancelled());
+  for (const Future& future : busy) EXPECT_TRUE(future.Result().ok());
+}
+
+TEST_F(ExecutorTest, DestroyingTheExecutorWaitsForItsFutures) {
+  std::vector<Future> futures;
+  {
+    std::unique_ptr<Executor> executor = Connect();
+    ASSERT_NE(executor, nullptr);
+    for (int i = 0; i < 3; ++i) futures.push_back(executor->Submit("sleep", "100"));
+  }
+  for (const Future& future : futures) {
+    EXPECT_TRUE(future.Done());
+    EXPECT_TRUE(future.Exception(absl::ZeroDuration()).ok());
+  }
+}
+
+// --- Sessions ---
+
+TEST_F(ExecutorTest, OneExecutorsShutdownAndCancelLeaveAnothersFuturesAlone) {
+  std::unique_ptr<Executor> a = Connect("a");
+  std::unique_ptr<Executor> b = Connect("b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::vector<Future> busy = OccupyWorkers(*a);  // Task ids 1 and 2 of session a.
+  Future a_pending = a->Submit("echo", "a");     // Id 3.
+  std::vector<Future> b_futures;
+  for (int i = 0; i < 5; ++i) b_futures.push_back(b->Submit("echo", absl::StrCat("b", i)));
+  ASSERT_EQ(a_pending.task_id(), b_futures[2].task_id()) << "ids are per session";
+
+  a->Shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  EXPECT_TRUE(a_pending.Cancelled());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(b_futures[i].Result().value_or(""), absl::StrCat("b", i));
+  }
+  EXPECT_TRUE(b->Submit("echo", "b still open").Result().ok());
+  a.reset();
+  b->Shutdown(/*wait=*/true);
+  for (const Future& future : busy) EXPECT_TRUE(future.Exception().ok());
+}
+
+TEST_F(ExecutorTest, ALightSessionIsNotStuckBehindAHeavyOne) {
+  std::unique_ptr<Executor> heavy = Connect("heavy");
+  std::unique_ptr<Executor> light = Connect("light");
+  ASSERT_NE(heavy, nullptr);
+  ASSERT_NE(light, nullptr);
+  constexpr int kHeavyTasks = 2000;
+  std::vector<Future> heavy_futures;
+  for (int i = 0; i < kHeavyTasks; ++i) heavy_futures.push_back(heavy->Submit("sleep", "1"));
+  // The cancel's answer comes after the service took every earlier submit of the session: all
+  // of the heavy session's tasks are queued before the light session submits anything.
+  ASSERT_TRUE(heavy_futures.back().Cancel());
+
+  std::vector<Future> light_futures;
+  for (int i = 0; i < 10; ++i) light_futures.push_back(light->Submit("sleep", "1"));
+  const DoneAndNotDone light_done = Wait(light_futures);
+  ASSERT_EQ(light_done.done.size(), light_futures.size());
+  for (const Future& future : light_futures) EXPECT_TRUE(future.Exception().ok());
+
+  int heavy_unfinished = 0;
+  for (const Future& future : heavy_futures) heavy_unfinished += future.Done() ? 0 : 1;
+  EXPECT_GT(heavy_unfinished, kHeavyTasks / 2);
+  heavy->Shutdown(/*wait=*/true, /*cancel_futures=*/true);
+}
+
+TEST_F(ExecutorTest, ManyThreadsSubmitMapAndAddCallbacksThroughOneExecutor) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kTasksPerThread = 200;
+  std::atomic<int> callbacks{0};
+  std::vector<std::vector<Future>> futures(kThreads);
+  std::vector<std::vector<std::string>> mapped(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTasksPerThread; ++i) {
+        Future future = executor->Submit("echo", absl::StrCat(t, "/", i));
+        future.AddDoneCallback([&](const Future&) { callbacks.fetch_add(1); });
+        futures[t].push_back(std::move(future));
+      }
+      mapped[t] = Drain(executor->Map("echo", Numbered(50), {.chunksize = 7}));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_THAT(mapped[t], ElementsAreArray(Numbered(50)));
+    for (int i = 0; i < kTasksPerThread; ++i) {
+      EXPECT_EQ(futures[t][i].Result().value_or(""), absl::StrCat(t, "/", i));
+    }
+  }
+  executor->Shutdown(/*wait=*/true);
+  EXPECT_EQ(callbacks.load(), kThreads * kTasksPerThread);
+}
+
+TEST_F(ExecutorTest, BootupReportsAReadyPool) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  EXPECT_TRUE(executor->Bootup(/*wait=*/true).ok());
+  EXPECT_TRUE(executor->Bootup(/*wait=*/false).ok());
+  EXPECT_EQ(executor->pool_state(), PoolState::kReady);
+  EXPECT_EQ(executor->workers(), 2);
+}
+
+// --- The OpenMP example, as a separate client process ---
+
+TEST_F(ExecutorTest, OpenMpExampleChecksEveryResultFromFourThreads) {
+  const std::string command =
+      absl::StrCat("OMP_NUM_THREADS=4 '", testing::RunfilePath("examples/openmp/openmp_client"),
+                   "' --endpoint '", server_->target(), "' --tasks 1000");
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[512];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_THAT(output, HasSubstr("4 threads submitted 1000 tasks"));
+  EXPECT_THAT(output, HasSubstr("1400 of 1400 results correct"));
+}
+
+}  // namespace
+}  // namespace mpigate
