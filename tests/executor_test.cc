@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -561,6 +562,58 @@ TEST_F(ExecutorTest, BootupReportsAReadyPool) {
   EXPECT_TRUE(executor->Bootup(/*wait=*/false).ok());
   EXPECT_EQ(executor->pool_state(), PoolState::kReady);
   EXPECT_EQ(executor->workers(), 2);
+}
+
+// --- Bootup, against servers of their own ---
+
+std::unique_ptr<Executor> ConnectTo(const testing::ServerProcess& server) {
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target(), .client_name = "executor_test"});
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  return executor.ok() ? *std::move(executor) : nullptr;
+}
+
+TEST(ExecutorBootupTest, BootupWaitsForABootingPoolAndQueuedTasksRun) {
+  testing::ServerProcess server;
+  // The initializer holds the pool in BOOTING long enough for the client to arrive first.
+  ASSERT_TRUE(server
+                  .Start({.workers = 2,
+                          .flags = {"--initializer=sleep", "--initargs=1500"},
+                          .await_ready = false})
+                  .ok());
+  {
+    std::unique_ptr<Executor> executor = ConnectTo(server);
+    ASSERT_NE(executor, nullptr);
+    EXPECT_EQ(executor->pool_state(), PoolState::kBooting);
+    EXPECT_TRUE(executor->Bootup(/*wait=*/false).ok());
+    Future queued = executor->Submit("echo", "queued during boot");
+    EXPECT_TRUE(executor->Bootup(/*wait=*/true).ok());
+    EXPECT_EQ(executor->pool_state(), PoolState::kReady);
+    EXPECT_EQ(queued.Result().value_or(""), "queued during boot");
+  }
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+TEST(ExecutorBootupTest, BootupReportsABrokenPoolAsBrokenExecutor) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(
+      server.Start({.workers = 2, .flags = {"--initializer=fail", "--initargs=no database"}}).ok());
+  {
+    std::unique_ptr<Executor> executor = ConnectTo(server);
+    ASSERT_NE(executor, nullptr);
+    const absl::Status bootup = executor->Bootup(/*wait=*/true);
+    EXPECT_EQ(bootup.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(absl::StartsWith(bootup.message(), "BrokenExecutor: ")) << bootup;
+    EXPECT_THAT(bootup.message(), HasSubstr("no database"));
+    EXPECT_EQ(executor->pool_state(), PoolState::kBroken);
+    const absl::Status task = executor->Submit("echo", "x").Exception();
+    EXPECT_EQ(task.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(absl::StartsWith(task.message(), "BrokenExecutor: ")) << task;
+  }
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
 }
 
 // --- The OpenMP example, as a separate client process ---
