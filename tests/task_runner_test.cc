@@ -52,7 +52,8 @@ TEST_F(TaskRunnerTest, BuiltinsAreRegisteredSortedByName) {
     names.push_back(name);
     EXPECT_FALSE(entry.description.empty()) << name;
   }
-  EXPECT_THAT(names, ElementsAre("echo", "fail", "sleep", "spin"));
+  EXPECT_THAT(names,
+              ElementsAre("echo", "fail", "getcwd", "getenv", "setenv", "sleep", "spin"));
 }
 
 TEST_F(TaskRunnerTest, EchoReturnsItsInput) {
@@ -234,4 +235,14 @@ TEST(FunctionRegistryTest, FindReturnsNullForUnknownName) {
 }
 
 }  // namespace
+TEST_F(TaskRunnerTest, SetenvThenGetenvRoundTripsAndBadInputIsRejected) {
+  EXPECT_FALSE(Run("setenv", "MPIGATE_TASK_RUNNER_TEST=a=b").has_error());
+  EXPECT_EQ(Run("getenv", "MPIGATE_TASK_RUNNER_TEST").result(), "a=b");
+  EXPECT_EQ(Run("setenv", "=novalue").error().code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(Run("getenv", "MPIGATE_SURELY_UNSET_VARIABLE").error().code(),
+            static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(Run("getcwd", "").result().empty());
+}
+
 }  // namespace mpigate::worker
