@@ -35,8 +35,9 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAreArray;
 
-// Long enough that a test's next few steps (a round trip or two) surely happen while it runs.
-constexpr char kBusyMs[] = "600";
+// Long enough that a test's next few steps (a round trip or two) surely happen while it runs,
+// with room for a loaded CI machine.
+constexpr char kBusyMs[] = "1500";
 
 class ExecutorTest : public ::testing::Test {
  protected:
