@@ -67,10 +67,13 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     task_thread.Start([&] { init_result = RunTask(registry_, context_, init); });
     task_thread.AwaitIdle(absl::InfiniteDuration());
     if (init_result.has_error()) {
+      // The message is all the pool's status will show, so it carries the exception type too.
+      const wire::ErrorInfo& failure = init_result.error();
       wire::ErrorInfo& error = *hello.mutable_initializer_error();
-      error = init_result.error();
-      error.set_message(absl::StrCat("initializer '", initializer_.function,
-                                     "' failed: ", init_result.error().message()));
+      error = failure;
+      error.set_message(absl::StrCat(
+          "initializer '", initializer_.function, "' failed: ", failure.exception_type(),
+          failure.exception_type().empty() ? "" : ": ", failure.message()));
     }
   }
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);

@@ -9,7 +9,6 @@
 #include <thread>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -289,10 +288,8 @@ absl::Status Session::Bootup(bool wait) {
   if (wait) mu_.Await(absl::Condition(this, &Session::BootedLocked));
   switch (pool_state_) {
     case PoolState::kBroken:
-      // The service's reason normally carries mpi4py's prefix already.
-      return absl::FailedPreconditionError(absl::StartsWith(pool_reason_, "BrokenExecutor:")
-                                               ? pool_reason_
-                                               : absl::StrCat("BrokenExecutor: ", pool_reason_));
+      // The same words the service uses when it fails a task of a broken pool.
+      return absl::FailedPreconditionError(absl::StrCat("BrokenExecutor: ", pool_reason_));
     case PoolState::kDraining:
       return absl::UnavailableError(
           absl::StrCat("the mpigate service is draining: ", pool_reason_));
