@@ -1,9 +1,11 @@
 #include "worker/task_runner.h"
 
+#include <atomic>
 #include <cctype>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
 #include "wire/frames.pb.h"
 #include "worker/builtins.h"
@@ -25,6 +28,10 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 int Code(absl::StatusCode code) { return static_cast<int>(code); }
+
+absl::Status Register(FunctionRegistry& registry, absl::string_view name, TaskFunction function) {
+  return registry.Add({std::string(name), "a test function", "", "", std::move(function)});
+}
 
 wire::TaskFrame Frame(uint64_t key, absl::string_view function, absl::string_view payload) {
   wire::TaskFrame frame;
@@ -43,17 +50,16 @@ class TaskRunnerTest : public ::testing::Test {
   }
 
   FunctionRegistry registry_;
-  TaskContext context_{/*worker_index=*/2, /*pool_size=*/4};
+  TaskContext context_{/*rank=*/2, /*pool_size=*/4};
 };
 
 TEST_F(TaskRunnerTest, BuiltinsAreRegisteredSortedByName) {
   std::vector<std::string> names;
-  for (const auto& [name, entry] : registry_.entries()) {
+  for (const auto& [name, entry] : registry_.definitions()) {
     names.push_back(name);
     EXPECT_FALSE(entry.description.empty()) << name;
   }
-  EXPECT_THAT(names,
-              ElementsAre("echo", "fail", "getcwd", "getenv", "setenv", "sleep", "spin"));
+  EXPECT_THAT(names, ElementsAre("echo", "fail", "getcwd", "getenv", "setenv", "sleep", "spin"));
 }
 
 TEST_F(TaskRunnerTest, EchoReturnsItsInput) {
@@ -113,12 +119,11 @@ TEST_F(TaskRunnerTest, UnknownFunctionIsNotFound) {
 }
 
 TEST_F(TaskRunnerTest, StdExceptionKeepsTypeAndMessage) {
-  ASSERT_EQ(
-      registry_.Register("throws", "",
-                         [](const TaskContext&, absl::string_view) -> absl::StatusOr<std::string> {
-                           throw std::invalid_argument("bad input: 7");
-                         }),
-      absl::OkStatus());
+  ASSERT_EQ(Register(registry_, "throws",
+                     [](const TaskContext&, absl::string_view) -> absl::StatusOr<std::string> {
+                       throw std::invalid_argument("bad input: 7");
+                     }),
+            absl::OkStatus());
   const wire::ResultFrame result = Run("throws", "");
   ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
   EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kUnknown));
@@ -127,9 +132,10 @@ TEST_F(TaskRunnerTest, StdExceptionKeepsTypeAndMessage) {
 }
 
 TEST_F(TaskRunnerTest, NonStdExceptionReportsItsType) {
-  ASSERT_EQ(registry_.Register("throws_int", "",
-                               [](const TaskContext&,
-                                  absl::string_view) -> absl::StatusOr<std::string> { throw 42; }),
+  ASSERT_EQ(Register(registry_, "throws_int",
+                     [](const TaskContext&, absl::string_view) -> absl::StatusOr<std::string> {
+                       throw 42;
+                     }),
             absl::OkStatus());
   const wire::ResultFrame result = Run("throws_int", "");
   ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
@@ -139,28 +145,28 @@ TEST_F(TaskRunnerTest, NonStdExceptionReportsItsType) {
 }
 
 TEST_F(TaskRunnerTest, FunctionSeesItsContext) {
-  ASSERT_EQ(registry_.Register("whoami", "",
-                               [](const TaskContext& context, absl::string_view) {
-                                 return absl::StatusOr<std::string>(
-                                     absl::StrCat(context.worker_index, "/", context.pool_size));
-                               }),
+  ASSERT_EQ(Register(registry_, "whoami",
+                     [](const TaskContext& context, absl::string_view) {
+                       return absl::StatusOr<std::string>(
+                           absl::StrCat(context.rank(), "/", context.pool_size()));
+                     }),
             absl::OkStatus());
   EXPECT_EQ(Run("whoami", "").result(), "2/4");
 }
 
 TEST_F(TaskRunnerTest, ChunkRunsEachItemOnItsOwn) {
   // Succeeds on digits, returns a status on letters, throws on anything else.
-  ASSERT_EQ(registry_.Register(
-                "classify", "",
-                [](const TaskContext&, absl::string_view input) -> absl::StatusOr<std::string> {
-                  int value = 0;
-                  if (absl::SimpleAtoi(input, &value)) return std::string(input) + "!";
-                  if (!input.empty() && std::isalpha(static_cast<unsigned char>(input[0]))) {
-                    return absl::OutOfRangeError(absl::StrCat("letter ", input));
-                  }
-                  throw std::runtime_error("neither");
-                }),
-            absl::OkStatus());
+  ASSERT_EQ(
+      Register(registry_, "classify",
+               [](const TaskContext&, absl::string_view input) -> absl::StatusOr<std::string> {
+                 int value = 0;
+                 if (absl::SimpleAtoi(input, &value)) return std::string(input) + "!";
+                 if (!input.empty() && std::isalpha(static_cast<unsigned char>(input[0]))) {
+                   return absl::OutOfRangeError(absl::StrCat("letter ", input));
+                 }
+                 throw std::runtime_error("neither");
+               }),
+      absl::OkStatus());
   wire::TaskFrame frame = Frame(5, "classify", "payload is ignored for a chunk");
   for (const char* item : {"1", "x", "?", "22"}) frame.add_items(item);
 
@@ -201,29 +207,27 @@ TEST_F(TaskRunnerTest, ChunkOfBuiltinWithBadItem) {
 TEST(FunctionRegistryTest, DuplicateNameIsAlreadyExists) {
   FunctionRegistry registry;
   ASSERT_EQ(RegisterBuiltins(registry), absl::OkStatus());
-  const absl::Status status = registry.Register(
-      "echo", "again",
-      [](const TaskContext&, absl::string_view) { return absl::StatusOr<std::string>("second"); });
+  const absl::Status status = Register(registry, "echo", [](const TaskContext&, absl::string_view) {
+    return absl::StatusOr<std::string>("second");
+  });
   EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(status.message(), HasSubstr("echo"));
   // The first registration wins.
-  EXPECT_EQ(RunTask(registry, TaskContext(), Frame(1, "echo", "hi")).result(), "hi");
+  EXPECT_EQ(RunTask(registry, TaskContext(0, 1), Frame(1, "echo", "hi")).result(), "hi");
   // Registering the builtins twice fails the same way.
   EXPECT_EQ(RegisterBuiltins(registry).code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST(FunctionRegistryTest, EmptyNameOrFunctionIsInvalidArgument) {
   FunctionRegistry registry;
-  EXPECT_EQ(registry
-                .Register("", "nameless",
-                          [](const TaskContext&, absl::string_view) {
-                            return absl::StatusOr<std::string>("");
-                          })
+  EXPECT_EQ(Register(registry, "",
+                     [](const TaskContext&, absl::string_view) {
+                       return absl::StatusOr<std::string>("");
+                     })
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(registry.Register("empty", "no function", TaskFunction()).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(registry.entries().empty());
+  EXPECT_EQ(Register(registry, "empty", TaskFunction()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(registry.definitions().empty());
 }
 
 TEST(FunctionRegistryTest, FindReturnsNullForUnknownName) {
@@ -232,6 +236,89 @@ TEST(FunctionRegistryTest, FindReturnsNullForUnknownName) {
   ASSERT_NE(registry.Find("echo"), nullptr);
   EXPECT_EQ(registry.Find("echo")->description, "Returns its input unchanged.");
   EXPECT_EQ(registry.Find("ech"), nullptr);
+}
+
+// The task API as a library author uses it: typed functions, the cancellation flag, progress.
+
+absl::StatusOr<google::protobuf::Int64Value> Square(const TaskContext&,
+                                                    const google::protobuf::Int64Value& request) {
+  google::protobuf::Int64Value response;
+  response.set_value(request.value() * request.value());
+  return response;
+}
+
+TEST(TypedTaskTest, ParsesTheRequestAndSerializesTheResponse) {
+  FunctionRegistry registry;
+  ASSERT_EQ(registry.Add(TypedTask<google::protobuf::Int64Value, google::protobuf::Int64Value>(
+                "square", "Squares an Int64Value.", Square)),
+            absl::OkStatus());
+  const TaskDefinition& definition = *registry.Find("square");
+  EXPECT_EQ(definition.request_type, "google.protobuf.Int64Value");
+  EXPECT_EQ(definition.response_type, "google.protobuf.Int64Value");
+
+  google::protobuf::Int64Value request;
+  request.set_value(-12);
+  const wire::ResultFrame result =
+      RunTask(registry, TaskContext(0, 1), Frame(1, "square", request.SerializeAsString()));
+  google::protobuf::Int64Value response;
+  ASSERT_TRUE(response.ParseFromString(result.result())) << result.DebugString();
+  EXPECT_EQ(response.value(), 144);
+}
+
+TEST(TypedTaskTest, InputThatIsNotTheRequestTypeIsInvalidArgument) {
+  FunctionRegistry registry;
+  ASSERT_EQ(registry.Add(TypedTask<google::protobuf::Int64Value, google::protobuf::Int64Value>(
+                "square", "Squares an Int64Value.", Square)),
+            absl::OkStatus());
+  const wire::ResultFrame result =
+      RunTask(registry, TaskContext(0, 1), Frame(1, "square", "\xff\xff not protobuf"));
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(result.error().message(), HasSubstr("google.protobuf.Int64Value"));
+}
+
+TEST(TaskContextTest, SeesItsWorkerAndNoFlagByDefault) {
+  const TaskContext context(3, 8);
+  EXPECT_EQ(context.rank(), 3);
+  EXPECT_EQ(context.pool_size(), 8);
+  EXPECT_FALSE(context.cancelled());
+  context.ReportProgress(0.5, "nobody listens");  // No sink: a no-op, not a crash.
+}
+
+TEST_F(TaskRunnerTest, SleepAndSpinStopWhenTheFlagIsSet) {
+  std::atomic<bool> cancelled{true};
+  const TaskContext context(0, 1, &cancelled);
+  // An hour each: they return only because they see the flag.
+  for (const absl::string_view function : {"sleep", "spin"}) {
+    const wire::ResultFrame result = RunTask(registry_, context, Frame(1, function, "3600000"));
+    ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError) << function;
+    EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kCancelled)) << function;
+    EXPECT_THAT(result.error().message(), HasSubstr("interrupted")) << function;
+  }
+}
+
+class RecordingSink final : public ProgressSink {
+ public:
+  void Report(double fraction, absl::string_view message) override {
+    reports.emplace_back(fraction, std::string(message));
+  }
+  std::vector<std::pair<double, std::string>> reports;
+};
+
+TEST(TaskContextTest, ProgressReachesTheSink) {
+  RecordingSink sink;
+  FunctionRegistry registry;
+  ASSERT_EQ(Register(registry, "steps",
+                     [](const TaskContext& context, absl::string_view) {
+                       context.ReportProgress(0.25, "one");
+                       context.ReportProgress(1.0);
+                       return absl::StatusOr<std::string>("done");
+                     }),
+            absl::OkStatus());
+  EXPECT_EQ(RunTask(registry, TaskContext(0, 1, nullptr, &sink), Frame(1, "steps", "")).result(),
+            "done");
+  EXPECT_THAT(sink.reports, ElementsAre(std::make_pair(0.25, std::string("one")),
+                                        std::make_pair(1.0, std::string())));
 }
 
 }  // namespace

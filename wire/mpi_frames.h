@@ -26,6 +26,8 @@ enum class Tag : int {
   kTask = 2,      // gateway -> worker: TaskFrame
   kResult = 3,    // worker -> gateway: ResultFrame
   kShutdown = 4,  // gateway -> worker: ShutdownFrame
+  kCancel = 5,    // gateway -> worker: CancelFrame
+  kProgress = 6,  // worker -> gateway: ProgressFrame
 };
 
 // Converts an MPI error code into a status that names the failed operation.

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -30,19 +32,37 @@ absl::StatusOr<std::string> Echo(const TaskContext&, absl::string_view input) {
   return std::string(input);
 }
 
-absl::StatusOr<std::string> Sleep(const TaskContext&, absl::string_view input) {
+absl::Status Interrupted(absl::string_view function, absl::Time start) {
+  return absl::CancelledError(absl::StrCat(function, " interrupted after ",
+                                           absl::ToInt64Milliseconds(absl::Now() - start), " ms"));
+}
+
+// Both honour an interrupt within a few milliseconds, as long-running task code should.
+absl::StatusOr<std::string> Sleep(const TaskContext& context, absl::string_view input) {
   absl::StatusOr<absl::Duration> duration = ParseMilliseconds(input);
   if (!duration.ok()) return duration.status();
-  absl::SleepFor(*duration);
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + *duration;
+  for (absl::Time now = start; now < end; now = absl::Now()) {
+    if (context.cancelled()) return Interrupted("sleep", start);
+    context.ReportProgress(absl::FDivDuration(now - start, *duration),
+                           absl::StrCat("slept ", absl::ToInt64Milliseconds(now - start), " of ",
+                                        absl::ToInt64Milliseconds(*duration), " ms"));
+    absl::SleepFor(std::min(end - now, absl::Milliseconds(5)));
+  }
   return std::string();
 }
 
-absl::StatusOr<std::string> Spin(const TaskContext&, absl::string_view input) {
+absl::StatusOr<std::string> Spin(const TaskContext& context, absl::string_view input) {
   absl::StatusOr<absl::Duration> duration = ParseMilliseconds(input);
   if (!duration.ok()) return duration.status();
-  const absl::Time end = absl::Now() + *duration;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + *duration;
   uint64_t rounds = 0;
-  while (absl::Now() < end) ++rounds;
+  while (absl::Now() < end) {
+    if (context.cancelled()) return Interrupted("spin", start);
+    ++rounds;
+  }
   return absl::StrCat(rounds);
 }
 
@@ -83,28 +103,23 @@ absl::StatusOr<std::string> GetCwd(const TaskContext&, absl::string_view) {
 }  // namespace
 
 absl::Status RegisterBuiltins(FunctionRegistry& registry) {
-  struct Builtin {
-    const char* name;
-    const char* description;
-    TaskFunction function;
-  };
-  const Builtin builtins[] = {
-      {"echo", "Returns its input unchanged.", Echo},
-      {"sleep", "Sleeps for the milliseconds its input gives (ASCII decimal); returns nothing.",
-       Sleep},
-      {"spin", "Keeps a core busy for the milliseconds its input gives (ASCII decimal).", Spin},
-      {"fail", "Fails with status UNKNOWN and its input as the message.", Fail},
-      {"getenv", "Returns the worker's value of the environment variable its input names.", GetEnv},
+  TaskDefinition builtins[] = {
+      {"echo", "Returns its input unchanged.", "", "", Echo},
+      {"sleep",
+       "Sleeps for the milliseconds its input gives (ASCII decimal), reporting progress; stops "
+       "early if interrupted.",
+       "", "", Sleep},
+      {"spin", "Keeps a core busy for the milliseconds its input gives (ASCII decimal).", "", "",
+       Spin},
+      {"fail", "Fails with status UNKNOWN and its input as the message.", "", "", Fail},
+      {"getenv", "Returns the worker's value of the environment variable its input names.", "", "",
+       GetEnv},
       {"setenv", "Sets NAME=VALUE (its input) in the worker's environment, e.g. as initializer.",
-       SetEnv},
-      {"getcwd", "Returns the worker's working directory.", GetCwd},
+       "", "", SetEnv},
+      {"getcwd", "Returns the worker's working directory.", "", "", GetCwd},
   };
-  for (const Builtin& builtin : builtins) {
-    if (absl::Status status =
-            registry.Register(builtin.name, builtin.description, builtin.function);
-        !status.ok()) {
-      return status;
-    }
+  for (TaskDefinition& builtin : builtins) {
+    if (absl::Status status = registry.Add(std::move(builtin)); !status.ok()) return status;
   }
   return absl::OkStatus();
 }

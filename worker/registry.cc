@@ -6,24 +6,27 @@
 
 namespace mpigate::worker {
 
-absl::Status FunctionRegistry::Register(absl::string_view name, absl::string_view description,
-                                        TaskFunction function) {
-  if (name.empty()) return absl::InvalidArgumentError("a task function needs a name");
-  if (!function) {
-    return absl::InvalidArgumentError(absl::StrCat("task function '", name, "' is empty"));
+absl::Status FunctionRegistry::Add(TaskDefinition definition) {
+  if (definition.name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a task function needs a name (description: '", definition.description, "')"));
   }
-  const auto [it, inserted] =
-      entries_.try_emplace(std::string(name), Entry{std::string(description), std::move(function)});
+  if (!definition.function) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task function '", definition.name, "' is empty"));
+  }
+  std::string name = definition.name;
+  const auto [it, inserted] = definitions_.try_emplace(std::move(name), std::move(definition));
   if (!inserted) {
     return absl::AlreadyExistsError(
-        absl::StrCat("task function '", name, "' is already registered"));
+        absl::StrCat("task function '", it->first, "' is already registered"));
   }
   return absl::OkStatus();
 }
 
-const FunctionRegistry::Entry* FunctionRegistry::Find(absl::string_view name) const {
-  const auto it = entries_.find(name);
-  return it == entries_.end() ? nullptr : &it->second;
+const TaskDefinition* FunctionRegistry::Find(absl::string_view name) const {
+  const auto it = definitions_.find(name);
+  return it == definitions_.end() ? nullptr : &it->second;
 }
 
 }  // namespace mpigate::worker

@@ -3,10 +3,45 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
 namespace mpigate::worker {
+namespace {
+
+// What one library registers: checked against the worker's registry, and remembered with the
+// reason for the first refusal, so that the error names the library and the function.
+class LibraryRegistry final : public TaskRegistry {
+ public:
+  LibraryRegistry(const FunctionRegistry& taken, absl::string_view path)
+      : taken_(taken), path_(path) {}
+
+  absl::Status Add(TaskDefinition definition) override {
+    absl::Status status;
+    if (taken_.Find(definition.name) != nullptr) {
+      status = absl::AlreadyExistsError(absl::StrCat("task library ", path_, " registers '",
+                                                     definition.name, "', a name already taken"));
+    } else if (absl::Status added = own_.Add(std::move(definition)); !added.ok()) {
+      status =
+          absl::Status(added.code(), absl::StrCat("task library ", path_, ": ", added.message()));
+    }
+    if (!status.ok() && first_error_.ok()) first_error_ = status;
+    return status;
+  }
+
+  const absl::Status& first_error() const { return first_error_; }
+  FunctionRegistry& own() { return own_; }
+
+ private:
+  const FunctionRegistry& taken_;
+  const std::string path_;
+  FunctionRegistry own_;
+  absl::Status first_error_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::string> FindTaskLibrary(absl::string_view name,
                                             const std::vector<std::string>& search_path) {
@@ -35,24 +70,24 @@ absl::Status LoadTaskLibraries(const std::vector<std::string>& names,
     const auto register_tasks =
         reinterpret_cast<RegisterTasksFunction>(dlsym(handle, kRegisterTasksSymbol));
     if (register_tasks == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("task library ", *path, " has no ", kRegisterTasksSymbol, " entry point"));
-    }
-    // Into a registry of its own first, so that a clash names both the library and the function.
-    FunctionRegistry own;
-    if (const int rc = register_tasks(&own); rc != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "task library ", *path, ": ", kRegisterTasksSymbol, " failed with code ", rc));
+          "task library ", *path, " has no ", kRegisterTasksSymbol,
+          " entry point (does it include worker/task.h and register with MPIGATE_TASK?)"));
     }
-    for (const auto& [function, entry] : own.entries()) {
-      if (registry.Find(function) != nullptr) {
-        return absl::AlreadyExistsError(absl::StrCat("task library ", *path, " registers '",
-                                                     function, "', a name already taken"));
-      }
-      if (absl::Status status = registry.Register(function, entry.description, entry.function);
-          !status.ok()) {
-        return status;
-      }
+    LibraryRegistry library(registry, *path);
+    const int rc = register_tasks(&library, kTaskApiVersion);
+    if (!library.first_error().ok()) return library.first_error();
+    if (rc != 0) {
+      return absl::FailedPreconditionError(
+          rc == 2 ? absl::StrCat("task library ", *path,
+                                 " was built against another version of the mpigate task API "
+                                 "(this worker has version ",
+                                 kTaskApiVersion, "); rebuild it against worker/task.h")
+                  : absl::StrCat("task library ", *path, ": ", kRegisterTasksSymbol,
+                                 " failed with code ", rc));
+    }
+    for (auto& [function, definition] : library.own().definitions()) {
+      if (absl::Status status = registry.Add(definition); !status.ok()) return status;
     }
   }
   return absl::OkStatus();

@@ -1,13 +1,13 @@
 // Task libraries: shared objects that add users' own functions to a worker's registry, loaded
 // once at worker start (mpigate-server --task-lib NAME, searched for in --task-lib-path).
 //
-// A task library exports one C entry point, which registers its functions into the registry it
-// is given and returns 0 (anything else fails the worker's start):
+// A task library is written against worker/task.h, which defines its C entry point:
 //
-//   extern "C" int mpigate_register_tasks(mpigate::worker::FunctionRegistry* registry);
+//   extern "C" int mpigate_register_tasks(mpigate::TaskRegistry* registry, int api_version);
 //
-// Loading fails, naming the library, if it cannot be found or loaded, lacks the entry point,
-// reports a failure, or registers a name that is already taken.
+// Loading fails, naming the library, if it cannot be found or loaded, lacks the entry point, was
+// built against another version of the task API, or registers a name that is invalid or already
+// taken (the message then names the function too).
 //
 // Thread-safety: call before the worker loop starts, from one thread.
 #ifndef MPIGATE_WORKER_TASK_LIBRARY_H_
@@ -25,7 +25,7 @@ namespace mpigate::worker {
 
 // The entry point's name and type.
 inline constexpr char kRegisterTasksSymbol[] = "mpigate_register_tasks";
-using RegisterTasksFunction = int (*)(FunctionRegistry*);
+using RegisterTasksFunction = int (*)(TaskRegistry*, int api_version);
 
 // Where `name` is: itself if it holds a '/', else the first directory of `search_path` that has
 // it. NOT_FOUND, listing the directories searched, otherwise.

@@ -57,8 +57,8 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
                           const wire::TaskFrame& task) {
   wire::ResultFrame result;
   result.set_task_key(task.task_key());
-  const FunctionRegistry::Entry* entry = registry.Find(task.function());
-  if (entry == nullptr) {
+  const TaskDefinition* definition = registry.Find(task.function());
+  if (definition == nullptr) {
     SetError(absl::NotFoundError(
                  absl::StrCat("no task function named '", task.function(), "' on this worker")),
              *result.mutable_error());
@@ -70,7 +70,7 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
   if (task.items_size() == 0) {
     std::string output;
     wire::ErrorInfo error;
-    CallOnce(entry->function, context, task.payload(), output, error, failed);
+    CallOnce(definition->function, context, task.payload(), output, error, failed);
     if (failed) {
       *result.mutable_error() = std::move(error);
     } else {
@@ -81,7 +81,7 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
       wire::ItemResult& item_result = *result.add_items();
       std::string output;
       wire::ErrorInfo error;
-      CallOnce(entry->function, context, item, output, error, failed);
+      CallOnce(definition->function, context, item, output, error, failed);
       if (failed) {
         *item_result.mutable_error() = std::move(error);
       } else {

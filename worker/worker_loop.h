@@ -4,7 +4,8 @@
 //
 // Idle cost: it polls with MPI_Improbe and sleeps between polls (wire::PollBackoff) instead of
 // blocking in MPI_Recv, which in Open MPI busy-polls a whole core. While a task runs, it waits on
-// the task thread and looks for a shutdown from the gateway every few milliseconds.
+// the task thread and every 20 ms forwards the task's latest progress report and looks for a
+// cancel (which sets the task's cancellation flag) or a shutdown from the gateway.
 //
 // Thread-safety: Run() makes MPI calls and must run on the thread that initialised MPI; one loop
 // per process.
@@ -42,7 +43,8 @@ class WorkerLoop {
  public:
   // `gateway` reaches the gateway at rank 0: the parent intercommunicator of spawned workers, or
   // MPI_COMM_WORLD in world mode.
-  WorkerLoop(MPI_Comm gateway, const FunctionRegistry& registry, TaskContext context,
+  // `rank` and `pool_size` are what tasks see in their TaskContext.
+  WorkerLoop(MPI_Comm gateway, const FunctionRegistry& registry, int rank, int pool_size,
              Initializer initializer);
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
@@ -55,7 +57,8 @@ class WorkerLoop {
  private:
   MPI_Comm gateway_;
   const FunctionRegistry& registry_;
-  const TaskContext context_;
+  const int rank_;
+  const int pool_size_;
   const Initializer initializer_;
 };
 

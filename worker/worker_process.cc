@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "wire/mpi_frames.h"
 #include "worker/builtins.h"
+#include "worker/exec_task.h"
 #include "worker/registry.h"
 #include "worker/task_library.h"
 
@@ -24,6 +25,7 @@ constexpr absl::string_view kEnv = "--env=";
 constexpr absl::string_view kWdir = "--wdir=";
 constexpr absl::string_view kTaskLib = "--task_lib=";
 constexpr absl::string_view kTaskLibPath = "--task_lib_path=";
+constexpr absl::string_view kAllowExec = "--allow_exec";
 
 absl::Status ApplyEnvironment(const WorkerOptions& options) {
   for (const std::string& entry : options.env) {
@@ -59,6 +61,7 @@ std::vector<std::string> ToArgs(const WorkerOptions& options) {
   for (const std::string& directory : options.task_lib_path) {
     args.push_back(absl::StrCat(kTaskLibPath, directory));
   }
+  if (options.allow_exec) args.emplace_back(kAllowExec);
   return args;
 }
 
@@ -77,6 +80,8 @@ absl::StatusOr<WorkerOptions> ParseArgs(const std::vector<std::string>& args) {
       options.task_libs.emplace_back(arg);
     } else if (absl::ConsumePrefix(&arg, kTaskLibPath)) {
       options.task_lib_path.emplace_back(arg);
+    } else if (arg == kAllowExec) {
+      options.allow_exec = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown worker argument '", arg, "'"));
     }
@@ -98,23 +103,26 @@ absl::Status ValidateEnv(const std::vector<std::string>& env) {
 
 int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options) {
   absl::Status status = wire::ReturnErrors(gateway);
-  TaskContext context;
-  MPI_Comm_rank(gateway, &context.worker_index);
-  MPI_Comm_size(gateway, &context.pool_size);
+  int rank = 0;
+  int pool_size = 1;
+  MPI_Comm_rank(gateway, &rank);
+  MPI_Comm_size(gateway, &pool_size);
   if (!disconnect) {
     // World mode: rank 0 of MPI_COMM_WORLD is the gateway, not a worker.
-    context.worker_index -= 1;
-    context.pool_size -= 1;
+    rank -= 1;
+    pool_size -= 1;
   }
 
   FunctionRegistry registry;
   if (status.ok()) status = ApplyEnvironment(options);
   if (status.ok()) status = RegisterBuiltins(registry);
+  if (status.ok() && options.allow_exec) status = registry.Add(ExecTaskDefinition());
   if (status.ok()) status = LoadTaskLibraries(options.task_libs, options.task_lib_path, registry);
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
-    absl::StatusOr<LoopEnd> end = WorkerLoop(gateway, registry, context, options.initializer).Run();
+    absl::StatusOr<LoopEnd> end =
+        WorkerLoop(gateway, registry, rank, pool_size, options.initializer).Run();
     if (end.ok() && *end == LoopEnd::kStoppedDuringTask) {
       // The task cannot be interrupted and still uses the registry: leave without unwinding.
       Finish(gateway, disconnect);
@@ -124,8 +132,7 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   }
   Finish(gateway, disconnect);
   if (!status.ok()) {
-    std::fprintf(stderr, "mpigate-worker %d: %s\n", context.worker_index,
-                 status.ToString().c_str());
+    std::fprintf(stderr, "mpigate-worker %d: %s\n", rank, status.ToString().c_str());
     return 1;
   }
   return 0;

@@ -29,6 +29,8 @@ struct WorkerOptions {
   // Task libraries to load at start (see task_library.h), and the directories to find them in.
   std::vector<std::string> task_libs;
   std::vector<std::string> task_lib_path;
+  // Register the built-in `exec`, which runs programs (worker/exec_task.h).
+  bool allow_exec = false;
 };
 
 // Arguments that carry `options` to a spawned worker, e.g. "--env=OMP_NUM_THREADS=1".
