@@ -39,14 +39,17 @@ class ListenerRelay final : public SessionListener {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
-// Packs `events` into `updates` events: the started ids go into the first, before any outcome,
-// so that a client always learns of a start no later than of the end.
+// Packs `events` into `updates` events: the started ids and progress go into the first, before
+// any outcome, so that a client always learns of a start no later than of the end.
 void AppendUpdates(SessionEvents& events, std::deque<v1::SessionEvent>& out) {
   v1::TaskUpdates* updates = nullptr;
   size_t bytes = 0;
-  if (!events.started.empty()) {
+  if (!events.started.empty() || !events.progress.empty()) {
     updates = out.emplace_back().mutable_updates();
     updates->mutable_started()->Add(events.started.begin(), events.started.end());
+    for (v1::TaskProgress& progress : events.progress) {
+      *updates->add_progress() = std::move(progress);
+    }
     bytes = updates->ByteSizeLong();
   }
   for (v1::TaskOutcome& outcome : events.outcomes) {
@@ -164,8 +167,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
         break;
       }
       case v1::SessionRequest::kCancel: {
-        absl::StatusOr<std::vector<v1::CancelResult>> results =
-            scheduler_.Cancel(*session, request.cancel().task_ids());
+        absl::StatusOr<std::vector<v1::CancelResult>> results = scheduler_.Cancel(
+            *session, request.cancel().task_ids(), request.cancel().interrupt_running());
         if (!results.ok()) return results.status();
         // Answered even when empty: the client waits for one reply per cancel request.
         reply.mutable_cancel_results();
@@ -377,6 +380,20 @@ grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerCont
                                                         v1::PoolStatus* response) {
   *response = scheduler_.Status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* GatewayService::ListFunctions(grpc::CallbackServerContext* context,
+                                                        const v1::ListFunctionsRequest* /*request*/,
+                                                        v1::ListFunctionsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<std::vector<v1::FunctionInfo>> functions = scheduler_.Functions();
+  if (!functions.ok()) {
+    reactor->Finish(ToGrpcStatus(functions.status()));
+    return reactor;
+  }
+  for (v1::FunctionInfo& function : *functions) *response->add_functions() = std::move(function);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -36,6 +36,10 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                           const v1::GetPoolStatusRequest* request,
                                           v1::PoolStatus* response) override;
 
+  grpc::ServerUnaryReactor* ListFunctions(grpc::CallbackServerContext* context,
+                                          const v1::ListFunctionsRequest* request,
+                                          v1::ListFunctionsResponse* response) override;
+
   grpc::ServerUnaryReactor* StopService(grpc::CallbackServerContext* context,
                                         const v1::StopServiceRequest* request,
                                         v1::StopServiceResponse* response) override;

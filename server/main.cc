@@ -39,6 +39,7 @@
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
 #include "server/stop_signal.h"
+#include "worker/exec_task.h"
 
 ABSL_FLAG(int, workers, 0,
           "Number of workers. Default: $MPIGATE_MAX_WORKERS, else the MPI universe size, else "
@@ -71,6 +72,9 @@ ABSL_FLAG(std::string, worker_wdir, "", "The workers' working directory (mpi4py'
 ABSL_FLAG(std::string, task_lib_path, "",
           "Directories (DIR:DIR...) where workers look for --task-lib libraries, before those of "
           "$MPIGATE_TASK_LIB_PATH (mpi4py's path).");
+ABSL_FLAG(bool, allow_exec, false,
+          "Enable the built-in `exec` task, which runs any program a client names on the workers "
+          "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
 
 // Flags that may be given more than once; Abseil flags keep only the last value, so these are
 // taken out of the command line before Abseil parses it.
@@ -230,6 +234,7 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
   };
   options.worker_options.env = values("worker_env");
   options.worker_options.task_libs = values("task_lib");
+  options.worker_options.allow_exec = absl::GetFlag(FLAGS_allow_exec);
   const std::string task_lib_path = absl::GetFlag(FLAGS_task_lib_path);
   for (const char* path :
        {task_lib_path.c_str(), static_cast<const char*>(std::getenv("MPIGATE_TASK_LIB_PATH"))}) {
@@ -287,6 +292,11 @@ int Run(const RepeatedFlags& repeated) {
 
   Scheduler::Options scheduler_options;
   scheduler_options.workers = started->workers;
+  if (!absl::GetFlag(FLAGS_allow_exec)) {
+    scheduler_options.refused_functions[worker::kExecFunction] =
+        "exec is off on this service: it runs any program as the service's user; start "
+        "mpigate-server with --allow-exec to enable it";
+  }
   Scheduler scheduler(std::move(scheduler_options));
   GatewayService service(scheduler,
                          [](std::string reason) { StopSignal::Request(std::move(reason)); });

@@ -257,6 +257,8 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     v1::FunctionInfo& function = functions.emplace_back();
     function.set_name(entry.name());
     function.set_description(entry.description());
+    function.set_request_type(entry.request_type());
+    function.set_response_type(entry.response_type());
   }
   scheduler.PoolReady(std::move(functions));
   return absl::OkStatus();
@@ -293,6 +295,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::PollBackoff backoff;
   wire::PendingSends sends;
   wire::ResultFrame result;
+  wire::ProgressFrame progress;
   int in_flight = 0;
   while (true) {
     // With nothing in flight there is nothing to poll for: block until there is work.
@@ -317,6 +320,17 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
       ++in_flight;
       backoff.Reset();
     }
+    for (const Interrupt& interrupt : work.interrupts) {
+      wire::CancelFrame cancel;
+      cancel.set_task_key(interrupt.task_key);
+      absl::StatusOr<std::string> buffer = wire::Encode(cancel);
+      if (!buffer.ok()) return buffer.status();
+      if (absl::Status status = sends.Start(workers_comm_, RankOf(interrupt.worker),
+                                            wire::Tag::kCancel, *std::move(buffer));
+          !status.ok()) {
+        return status;
+      }
+    }
     if (absl::Status status = sends.Progress(); !status.ok()) return status;
 
     while (in_flight > 0) {
@@ -326,6 +340,13 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
       if (!received->has_value()) break;
       backoff.Reset();
       const wire::ReceivedMessage& message = **received;
+      if (message.tag == wire::Tag::kProgress) {
+        if (absl::Status status = wire::Decode(message.bytes, progress); !status.ok()) {
+          return status;
+        }
+        scheduler.Progress(WorkerAt(message.source), progress);
+        continue;
+      }
       if (message.tag != wire::Tag::kResult) {
         return absl::InternalError(absl::StrCat("worker ", WorkerAt(message.source),
                                                 " sent an unexpected frame with tag ",

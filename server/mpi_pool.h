@@ -1,8 +1,9 @@
 // MpiWorkerPool: the gateway's MPI side. Owns the one thread that makes every MPI call in the
 // gateway process: it initialises MPI, starts the workers (MPI_Comm_spawn, or in world mode the
 // ranks 1..N that mpiexec started), waits for each to say hello, tells the Scheduler whether the
-// pool is ready or broken, then moves tasks from the Scheduler to workers and results back until
-// told to stop, and finally shuts the workers down and finalises MPI.
+// pool is ready or broken, then moves tasks from the Scheduler to workers (and interrupts of
+// running tasks), and results and progress reports back, until told to stop, and finally shuts
+// the workers down and finalises MPI.
 //
 // Idle cost: while no task is in flight the thread blocks on the scheduler's condition and makes
 // no MPI call at all; while tasks are in flight it polls with MPI_Improbe, waiting between polls

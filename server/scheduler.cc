@@ -40,6 +40,7 @@ Scheduler::Scheduler(Options options)
     : workers_(options.workers),
       clock_(std::move(options.clock)),
       started_(clock_()),
+      refused_functions_(std::move(options.refused_functions)),
       running_(static_cast<size_t>(workers_), 0) {}
 
 void Scheduler::Notify(Notifications& notifications) {
@@ -74,14 +75,35 @@ absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpe
   }
   if (spec.task_id() == 0) return absl::InvalidArgumentError("task_id must be non-zero");
   if (spec.function().empty()) return absl::InvalidArgumentError("task has no function name");
+  if (const auto refused = refused_functions_.find(spec.function());
+      refused != refused_functions_.end()) {
+    return absl::PermissionDeniedError(refused->second);
+  }
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.
-  if (pool_state_ == v1::POOL_STATE_READY && !function_names_.contains(spec.function())) {
-    return absl::NotFoundError(absl::StrCat("no function named '", spec.function().substr(0, 128),
-                                            "' is registered on the workers"));
+  if (pool_state_ == v1::POOL_STATE_READY) {
+    if (absl::Status status = CheckFunctionLocked(spec.function(), spec.payload_type());
+        !status.ok()) {
+      return status;
+    }
   }
   if (session.live.contains(spec.task_id())) {
     return absl::AlreadyExistsError(
         absl::StrCat("task_id ", spec.task_id(), " is already in use in this session"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::CheckFunctionLocked(absl::string_view function,
+                                            absl::string_view payload_type) const {
+  const auto it = request_types_.find(function);
+  if (it == request_types_.end()) {
+    return absl::NotFoundError(absl::StrCat("no function named '", function.substr(0, 128),
+                                            "' is registered on the workers"));
+  }
+  const std::string& request_type = it->second;
+  if (!payload_type.empty() && !request_type.empty() && payload_type != request_type) {
+    return absl::InvalidArgumentError(absl::StrCat("function '", function, "' takes ", request_type,
+                                                   ", not ", payload_type.substr(0, 128)));
   }
   return absl::OkStatus();
 }
@@ -113,6 +135,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
     task.frame.mutable_items()->Swap(spec.mutable_items());
+    if (pool_state_ == v1::POOL_STATE_BOOTING) task.payload_type = spec.payload_type();
     if (const uint64_t timeout_ms = spec.options().queue_timeout_ms(); timeout_ms > 0) {
       // A deadline that never comes would never leave the heap; it is no deadline at all.
       const absl::Time deadline = now + QueueTimeout(timeout_ms);
@@ -130,8 +153,9 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
   return rejections;
 }
 
-absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(
-    SessionId id, absl::Span<const uint64_t> task_ids) {
+absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(SessionId id,
+                                                                absl::Span<const uint64_t> task_ids,
+                                                                bool interrupt_running) {
   std::vector<v1::CancelResult> results;
   Notifications notifications;
   {
@@ -144,9 +168,15 @@ absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(
       v1::CancelResult& result = results.emplace_back();
       result.set_task_id(task_id);
       const auto live = it->second.live.find(task_id);
-      if (live == it->second.live.end() || tasks_.at(live->second).running) continue;
-      CancelQueuedLocked(live->second, "cancelled by the client");
-      result.set_cancelled(true);
+      if (live == it->second.live.end()) continue;
+      Task& task = tasks_.at(live->second);
+      if (!task.running) {
+        CancelQueuedLocked(live->second, "cancelled by the client");
+        result.set_cancelled(true);
+      } else if (interrupt_running) {
+        InterruptLocked(live->second, task);
+        result.set_interrupted(true);
+      }
     }
     MaybeNotifyLocked(id, notifications);
   }
@@ -183,8 +213,11 @@ void Scheduler::Abandon(SessionId id) {
   session.abandoned = true;
   released_listener = std::move(session.listener);
   CancelAllQueuedLocked(session, "cancelled: the client went away");
+  // Nobody wants the results of the rest any more.
+  for (const auto& [client_id, key] : session.live) InterruptLocked(key, tasks_.at(key));
   session.outbox.clear();
   session.started.clear();
+  session.progress.clear();
   // Forgets the session now if nothing of it is running; it has no listener left to tell.
   MaybeNotifyLocked(id, notifications);
 }
@@ -201,6 +234,11 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
     events.pool = PoolStateLocked();
   }
   events.outcomes.swap(session.outbox);
+  events.progress.reserve(session.progress.size());
+  for (auto& [client_id, progress] : session.progress) {
+    events.progress.push_back(std::move(progress));
+  }
+  session.progress.clear();
   session.listener_told = false;
   if (session.shut_down && session.live.empty()) {
     events.closed = true;
@@ -241,16 +279,18 @@ void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
     absl::MutexLock lock(&mu_);
     if (pool_state_ != v1::POOL_STATE_BOOTING) return;
     functions_ = std::move(functions);
-    for (const v1::FunctionInfo& function : functions_) function_names_.insert(function.name());
-    std::vector<TaskKey> unknown;
-    for (const auto& [key, task] : tasks_) {
-      if (!function_names_.contains(task.frame.function())) unknown.push_back(key);
+    for (const v1::FunctionInfo& function : functions_) {
+      request_types_[function.name()] = function.request_type();
     }
-    for (const TaskKey key : unknown) {
-      const std::string function = tasks_.at(key).frame.function().substr(0, 128);
-      EndQueuedLocked(
-          key, v1::TASK_STATE_FAILED, absl::StatusCode::kNotFound,
-          absl::StrCat("no function named '", function, "' is registered on the workers"));
+    std::vector<std::pair<TaskKey, absl::Status>> unfit;
+    for (const auto& [key, task] : tasks_) {
+      if (absl::Status status = CheckFunctionLocked(task.frame.function(), task.payload_type);
+          !status.ok()) {
+        unfit.emplace_back(key, std::move(status));
+      }
+    }
+    for (const auto& [key, status] : unfit) {
+      EndQueuedLocked(key, v1::TASK_STATE_FAILED, status.code(), status.message());
     }
     // Worker 0 on top of the stack: a light load lands on the lowest-numbered workers.
     for (int w = workers_ - 1; w >= 0; --w) idle_workers_.push_back(w);
@@ -334,6 +374,18 @@ void Scheduler::StopDispatch() {
   stopping_ = true;
 }
 
+absl::StatusOr<std::vector<v1::FunctionInfo>> Scheduler::Functions() const {
+  absl::MutexLock lock(&mu_);
+  if (pool_state_ == v1::POOL_STATE_BOOTING) {
+    return absl::UnavailableError(
+        "the pool is still starting; its functions are known once the workers are up");
+  }
+  if (request_types_.empty() && pool_state_ == v1::POOL_STATE_BROKEN) {
+    return absl::FailedPreconditionError(absl::StrCat("BrokenExecutor: ", pool_reason_));
+  }
+  return functions_;
+}
+
 v1::PoolStatus Scheduler::Status() const {
   v1::PoolStatus status;
   absl::MutexLock lock(&mu_);
@@ -380,7 +432,13 @@ Scheduler::TaskKey Scheduler::PopQueuedLocked(Session& session) {
 }
 
 bool Scheduler::HasWorkLocked() const {
-  return stopping_ || (queued_count_ > 0 && !idle_workers_.empty());
+  return stopping_ || !interrupts_.empty() || (queued_count_ > 0 && !idle_workers_.empty());
+}
+
+void Scheduler::InterruptLocked(TaskKey key, Task& task) {
+  if (!task.running || task.interrupted) return;
+  task.interrupted = true;
+  interrupts_.push_back(Interrupt{task.worker, key});
 }
 
 DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
@@ -425,6 +483,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
         MaybeNotifyLocked(id, notifications);
       }
     }
+    work.interrupts.swap(interrupts_);
     work.stopping = stopping_;
     mu_.Unlock();
   }
@@ -450,7 +509,11 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
     outcome.set_run_us(result.run_us());
     switch (result.outcome_case()) {
       case wire::ResultFrame::kError:
-        outcome.set_state(v1::TASK_STATE_FAILED);
+        // An interrupted function that gives up says so with CANCELLED.
+        outcome.set_state(task.interrupted && result.error().code() ==
+                                                  static_cast<int>(absl::StatusCode::kCancelled)
+                              ? v1::TASK_STATE_CANCELLED
+                              : v1::TASK_STATE_FAILED);
         CopyError(*result.mutable_error(), *outcome.mutable_error());
         break;
       case wire::ResultFrame::kResult:
@@ -477,6 +540,25 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
   Notify(notifications);
 }
 
+void Scheduler::Progress(int worker, const wire::ProgressFrame& progress) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (worker < 0 || worker >= workers_) return;
+    const TaskKey key = running_[static_cast<size_t>(worker)];
+    if (key == 0 || key != progress.task_key()) return;
+    const Task& task = tasks_.at(key);
+    Session& session = sessions_.at(task.session);
+    if (session.abandoned) return;
+    v1::TaskProgress& latest = session.progress[task.client_id];
+    latest.set_task_id(task.client_id);
+    latest.set_fraction(progress.fraction());
+    latest.set_message(progress.message());
+    MaybeNotifyLocked(task.session, notifications);
+  }
+  Notify(notifications);
+}
+
 void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   const auto task_it = tasks_.find(key);
   const SessionId id = task_it->second.session;
@@ -496,6 +578,7 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   }
   Session& session = sessions_.at(id);
   session.live.erase(client_id);
+  session.progress.erase(client_id);
   if (!session.abandoned) {
     outcome.set_task_id(client_id);
     session.outbox.push_back(std::move(outcome));
@@ -538,7 +621,8 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     return;
   }
   const bool has_events = !session.outbox.empty() || !session.started.empty() ||
-                          session.pool_changed || (session.shut_down && session.live.empty());
+                          !session.progress.empty() || session.pool_changed ||
+                          (session.shut_down && session.live.empty());
   if (has_events && !session.listener_told && session.listener) {
     session.listener_told = true;
     notifications.push_back(session.listener);

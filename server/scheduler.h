@@ -11,7 +11,12 @@
 //
 // Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
 // (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
-// Outcomes wait in the session's outbox until the session's listener collects them.
+// Outcomes wait in the session's outbox until the session's listener collects them, with the
+// latest progress of running tasks.
+//
+// A running task cannot be cancelled, but it can be interrupted: the transport is asked (through
+// AwaitWork) to tell its worker to set the task's cancellation flag. The client asks for that
+// (Cancel with interrupt_running), and so does a session whose client has gone.
 //
 // The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
 // accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
@@ -35,7 +40,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -63,6 +67,9 @@ struct SessionEvents {
   std::vector<uint64_t> started;
   // Outcomes in the order their tasks ended.
   std::vector<v1::TaskOutcome> outcomes;
+  // The latest progress of tasks still running, for those that reported since the last
+  // collection.
+  std::vector<v1::TaskProgress> progress;
   // Set if the pool changed state since the last collection: its state now.
   std::optional<v1::PoolStateChange> pool;
   // The session was shut down and every accepted task has its outcome (all in `outcomes` or
@@ -76,9 +83,16 @@ struct Assignment {
   wire::TaskFrame frame;
 };
 
+// A running task whose worker should set its cancellation flag.
+struct Interrupt {
+  int worker = 0;
+  uint64_t task_key = 0;
+};
+
 // What AwaitWork() hands the transport.
 struct DispatchWork {
   std::vector<Assignment> assignments;
+  std::vector<Interrupt> interrupts;
   // StopDispatch() was called: the transport should finish in-flight tasks and stop.
   bool stopping = false;
 };
@@ -90,6 +104,9 @@ class Scheduler {
     int workers = 1;
     // The clock for queue timeouts and timing; tests pass a fake.
     std::function<absl::Time()> clock = [] { return absl::Now(); };
+    // Functions this service refuses to run, with why (e.g. exec without --allow-exec):
+    // submitting one is PERMISSION_DENIED with that message.
+    absl::flat_hash_map<std::string, std::string> refused_functions;
   };
 
   explicit Scheduler(Options options);
@@ -107,16 +124,19 @@ class Scheduler {
   absl::StatusOr<std::vector<v1::TaskRejection>> Submit(
       SessionId session, google::protobuf::RepeatedPtrField<v1::TaskSpec>& tasks);
 
-  // Cancels those of the tasks that are still queued. NOT_FOUND if the session does not exist.
+  // Cancels those of the tasks that are still queued and, if `interrupt_running`, interrupts those
+  // that are running. NOT_FOUND if the session does not exist.
   absl::StatusOr<std::vector<v1::CancelResult>> Cancel(SessionId session,
-                                                       absl::Span<const uint64_t> task_ids);
+                                                       absl::Span<const uint64_t> task_ids,
+                                                       bool interrupt_running = false);
 
   // Stops the session accepting tasks and, if `cancel_pending`, cancels its queued tasks. The
   // session closes (SessionEvents::closed) once all its tasks have outcomes. Idempotent.
   absl::Status Shutdown(SessionId session, bool cancel_pending);
 
-  // The client is gone: cancel the session's queued tasks, drop the outcomes of its running ones,
-  // forget the session once they end, and never call its listener again. Idempotent.
+  // The client is gone: cancel the session's queued tasks, interrupt its running ones and drop
+  // their outcomes, forget the session once they end, and never call its listener again.
+  // Idempotent.
   void Abandon(SessionId session);
 
   // Hands over the session's pending outcomes (and whether it has closed). Empty for an unknown
@@ -129,7 +149,8 @@ class Scheduler {
   v1::PoolStateChange PoolState() const;
 
   // Every worker is up and registered `functions`: tasks naming anything else are rejected (and
-  // those already queued fail with NOT_FOUND); the workers become idle. Only from BOOTING.
+  // those already queued fail with NOT_FOUND), as are tasks whose payload_type is not the
+  // function's request type (INVALID_ARGUMENT); the workers become idle. Only from BOOTING.
   void PoolReady(std::vector<v1::FunctionInfo> functions);
 
   // The pool can run no task, because of `reason`: queued and new tasks fail with
@@ -152,17 +173,24 @@ class Scheduler {
 
   v1::PoolStatus Status() const;
 
+  // The workers' functions, sorted by name. UNAVAILABLE while booting; FAILED_PRECONDITION
+  // "BrokenExecutor: ..." if the pool never became ready.
+  absl::StatusOr<std::vector<v1::FunctionInfo>> Functions() const;
+
   int workers() const { return workers_; }
 
   // --- Dispatch (transport side) ---
 
-  // Waits up to `timeout` until there is a task for an idle worker or dispatch is stopping, then
-  // assigns queued tasks to idle workers (fair share) and fails queued tasks whose queue timeout
-  // has passed.
+  // Waits up to `timeout` until there is a task for an idle worker, an interrupt to deliver, or
+  // dispatch is stopping, then assigns queued tasks to idle workers (fair share), hands over the
+  // interrupts, and fails queued tasks whose queue timeout has passed.
   DispatchWork AwaitWork(absl::Duration timeout);
 
   // The worker finished the task it was assigned and is idle again.
   void Complete(int worker, wire::ResultFrame result);
+
+  // The worker's task reported progress. Ignored if that task is no longer running.
+  void Progress(int worker, const wire::ProgressFrame& progress);
 
  private:
   using TaskKey = uint64_t;
@@ -174,6 +202,10 @@ class Scheduler {
     int worker = -1;
     absl::Time enqueued;
     absl::Time started;
+    // Its worker has been asked to set its cancellation flag.
+    bool interrupted = false;
+    // TaskSpec.payload_type, for PoolReady() to check tasks queued while booting.
+    std::string payload_type;
     // Holds the function and input until the task is dispatched.
     wire::TaskFrame frame;
   };
@@ -187,6 +219,8 @@ class Scheduler {
     absl::flat_hash_map<uint64_t, TaskKey> live;
     size_t queued = 0;
     std::vector<v1::TaskOutcome> outbox;
+    // The latest progress of running tasks, by client id, since the listener last collected.
+    absl::flat_hash_map<uint64_t, v1::TaskProgress> progress;
     // Client ids of tasks dispatched since the listener last collected.
     std::vector<uint64_t> started;
     // The pool changed state since the listener last collected.
@@ -202,6 +236,12 @@ class Scheduler {
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
 
   void Notify(Notifications& notifications);
+
+  // Asks for the running task's worker to be told to set its cancellation flag; once per task.
+  void InterruptLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The reason a task of `function` with `payload_type` cannot run on the ready pool, or OK.
+  absl::Status CheckFunctionLocked(absl::string_view function, absl::string_view payload_type) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Status ValidateLocked(const Session& session, const v1::TaskSpec& spec) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -236,13 +276,15 @@ class Scheduler {
   const int workers_;
   const std::function<absl::Time()> clock_;
   const absl::Time started_;
+  const absl::flat_hash_map<std::string, std::string> refused_functions_;
 
   mutable absl::Mutex mu_;
   v1::PoolState pool_state_ ABSL_GUARDED_BY(mu_) = v1::POOL_STATE_BOOTING;
   // Why the pool is BROKEN or DRAINING.
   std::string pool_reason_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::FunctionInfo> functions_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> function_names_ ABSL_GUARDED_BY(mu_);
+  // Each function's request type ("" for a function of bytes), by name.
+  absl::flat_hash_map<std::string, std::string> request_types_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks, in the order they get their next turn.
@@ -256,6 +298,8 @@ class Scheduler {
   // The task each worker runs, or 0 when idle.
   std::vector<TaskKey> running_ ABSL_GUARDED_BY(mu_);
   size_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Interrupts for the transport to deliver.
+  std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;
   SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
   TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;

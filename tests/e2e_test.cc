@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -348,6 +349,93 @@ TEST_F(EndToEndTest, AClientThatVanishesLeavesThePoolServing) {
     ASSERT_TRUE(stream->Write(request));
     context.TryCancel();
   }
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  EXPECT_EQ(executor->Submit("echo", "after").Result().value_or(""), "after");
+}
+
+TEST_F(EndToEndTest, ListFunctionsDescribesWhatStatusLists) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  grpc::ClientContext list_context;
+  v1::ListFunctionsResponse listed;
+  ASSERT_TRUE(stub->ListFunctions(&list_context, v1::ListFunctionsRequest(), &listed).ok());
+  grpc::ClientContext status_context;
+  v1::PoolStatus status;
+  ASSERT_TRUE(stub->GetPoolStatus(&status_context, v1::GetPoolStatusRequest(), &status).ok());
+  ASSERT_EQ(listed.functions_size(), status.functions_size());
+  for (int i = 0; i < listed.functions_size(); ++i) {
+    const v1::FunctionInfo& function = listed.functions(i);
+    EXPECT_EQ(function.name(), status.functions(i).name());
+    EXPECT_FALSE(function.description().empty()) << function.name();
+    // The built-ins of this server are functions of bytes; exec is not enabled.
+    EXPECT_EQ(function.request_type(), "") << function.name();
+    EXPECT_NE(function.name(), "exec");
+  }
+}
+
+TEST_F(EndToEndTest, ExecIsRefusedUnlessTheServiceAllowsIt) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  testing::RawSession session(*stub);
+  session.Submit(1, "exec", "");
+  const v1::SessionEvent reply = session.NextReply();
+  ASSERT_TRUE(reply.has_rejected()) << reply.DebugString();
+  ASSERT_EQ(reply.rejected().rejections_size(), 1);
+  EXPECT_EQ(reply.rejected().rejections(0).code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(reply.rejected().rejections(0).message(), HasSubstr("--allow-exec"));
+}
+
+TEST_F(EndToEndTest, ARunningTaskReportsProgressBeforeItsOutcome) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  testing::RawSession session(*stub);
+  session.Submit(1, "sleep", "400");
+  const std::optional<v1::TaskProgress> progress = session.AwaitProgress(1);
+  ASSERT_TRUE(progress.has_value()) << "the task ended without reporting progress";
+  EXPECT_GE(progress->fraction(), 0.0);
+  EXPECT_LE(progress->fraction(), 1.0);
+  EXPECT_THAT(progress->message(), HasSubstr("of 400 ms"));
+  v1::SessionRequest shutdown;
+  shutdown.mutable_shutdown();
+  session.Send(shutdown);
+  ASSERT_TRUE(session.ReadToEnd().ok());
+  EXPECT_EQ(session.outcomes().at(1).state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(EndToEndTest, InterruptStopsARunningTaskThatPollsItsFlag) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  testing::RawSession session(*stub);
+  session.Submit(1, "sleep", "600000");  // Ten minutes: it ends only if interrupted.
+  ASSERT_TRUE(session.AwaitStarted(1));
+  v1::SessionRequest cancel;
+  cancel.mutable_cancel()->add_task_ids(1);
+  cancel.mutable_cancel()->set_interrupt_running(true);
+  session.Send(cancel);
+  const v1::SessionEvent reply = session.NextReply();
+  ASSERT_TRUE(reply.has_cancel_results()) << reply.DebugString();
+  ASSERT_EQ(reply.cancel_results().results_size(), 1);
+  EXPECT_FALSE(reply.cancel_results().results(0).cancelled()) << "it was running";
+  EXPECT_TRUE(reply.cancel_results().results(0).interrupted());
+
+  v1::SessionRequest shutdown;
+  shutdown.mutable_shutdown();
+  session.Send(shutdown);
+  ASSERT_TRUE(session.ReadToEnd().ok());
+  const v1::TaskOutcome& outcome = session.outcomes().at(1);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(outcome.error().code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(outcome.error().message(), HasSubstr("sleep interrupted after"));
+}
+
+TEST_F(EndToEndTest, AClientThatVanishesFreesTheWorkersItsTasksHeld) {
+  {
+    // Both workers take ten-minute sleeps for a client that then goes away.
+    std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+    testing::RawSession session(*stub);
+    session.Submit(1, "sleep", "600000");
+    session.Submit(2, "sleep", "600000");
+    ASSERT_TRUE(session.AwaitStarted(1));
+    ASSERT_TRUE(session.AwaitStarted(2));
+  }
+  // Its tasks are interrupted, so the workers are free again long before ten minutes.
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
   EXPECT_EQ(executor->Submit("echo", "after").Result().value_or(""), "after");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -17,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
@@ -234,12 +236,55 @@ TEST(PoolOptionsTest, TaskLibrariesAreFoundOnTheSearchPath) {
   auto stub = StubFor(server);
   const v1::TaskOutcome outcome = RunOne(*stub, "sample.greet", "pool");
   EXPECT_EQ(outcome.result(), absl::StrCat("hello, pool from worker ", outcome.worker()));
-  bool listed = false;
+  std::map<std::string, v1::FunctionInfo> listed;
   const v1::PoolStatus status = Status(*stub);
   for (const v1::FunctionInfo& function : status.functions()) {
-    listed |= function.name() == "sample.greet";
+    listed[function.name()] = function;
   }
-  EXPECT_TRUE(listed) << "status does not list the library's function";
+  ASSERT_TRUE(listed.count("sample.greet")) << "status does not list the library's functions";
+  EXPECT_EQ(listed["sample.greet"].description(),
+            "Returns 'hello, <input>' and the worker's index.");
+  EXPECT_EQ(listed["sample.greet"].request_type(), "");
+  EXPECT_EQ(listed["sample.square"].request_type(), "google.protobuf.Int64Value");
+  EXPECT_EQ(listed["sample.square"].response_type(), "google.protobuf.Int64Value");
+  ExpectCleanExit(server);
+}
+
+TEST(PoolOptionsTest, TaskLibraryFunctionsRunTypedAndFailCleanly) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 1,
+                          .flags = {"--task-lib=libsample_tasks.so",
+                                    "--task-lib-path=" + TestLibraryDirectory()}})
+                  .ok());
+  auto stub = StubFor(server);
+
+  google::protobuf::Int64Value seven;
+  seven.set_value(7);
+  v1::TaskOutcome outcome = RunOne(*stub, "sample.square", seven.SerializeAsString());
+  google::protobuf::Int64Value squared;
+  ASSERT_TRUE(squared.ParseFromString(outcome.result())) << outcome.DebugString();
+  EXPECT_EQ(squared.value(), 49);
+
+  outcome = RunOne(*stub, "sample.square", "\xff not an Int64Value");
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(outcome.error().message(), HasSubstr("not a valid google.protobuf.Int64Value"));
+
+  // An exception escaping the function fails the task with its type; the worker lives on.
+  outcome = RunOne(*stub, "sample.throw", "x");
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_EQ(outcome.error().exception_type(), "std::domain_error");
+  EXPECT_EQ(outcome.error().message(), "cannot handle 'x'");
+
+  outcome = RunOne(*stub, "sample.reject", "42");
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(outcome.error().message(), "'42' is out of range");
+  EXPECT_EQ(outcome.error().exception_type(), "");
+
+  EXPECT_EQ(RunOne(*stub, "sample.greet", "again").result(), "hello, again from worker 0");
   ExpectCleanExit(server);
 }
 
@@ -255,7 +300,11 @@ TEST(PoolOptionsTest, ABadTaskLibraryFailsStartupNamingTheLibrary) {
        "libno_entry_point.so has no mpigate_register_tasks entry point"},
       {{"--task-lib=libsample_tasks.so", "--task-lib", directory + "/libsample_tasks.so",
         "--task-lib-path=" + directory},
-       "registers 'sample.greet', a name already taken"},
+       "libsample_tasks.so registers 'sample.greet', a name already taken"},
+      {{"--task-lib=" + directory + "/libclashing_tasks.so"},
+       "libclashing_tasks.so registers 'echo', a name already taken"},
+      {{"--task-lib=" + directory + "/libother_api_version.so"},
+       "libother_api_version.so was built against another version of the mpigate task API"},
   };
   for (const auto& [flags, message] : cases) {
     testing::ServerProcess server;

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -26,6 +28,11 @@ class RawSession {
     EXPECT_TRUE(stream_->Read(&event));
     EXPECT_TRUE(event.has_opened());
     opened_ = event.opened();
+  }
+
+  // A session not read to its end goes away as a vanishing client does: its call is cancelled.
+  ~RawSession() {
+    if (!finished_) context_.TryCancel();
   }
 
   const v1::SessionOpened& opened() const { return opened_; }
@@ -59,6 +66,7 @@ class RawSession {
       if (event.has_closed()) closed_ = true;
       Keep(event);
     }
+    finished_ = true;
     return stream_->Finish();
   }
 
@@ -73,12 +81,33 @@ class RawSession {
     return false;
   }
 
+  // Reads until an update says task `id` has started; false if the stream ends first.
+  bool AwaitStarted(uint64_t id) {
+    v1::SessionEvent event;
+    while (!started_.count(id) > 0 && stream_->Read(&event)) Keep(event);
+    return started_.count(id) > 0;
+  }
+
+  // Reads until an update carries progress of task `id` and returns it; nullopt if the task's
+  // outcome or the end of the stream comes first.
+  std::optional<v1::TaskProgress> AwaitProgress(uint64_t id) {
+    v1::SessionEvent event;
+    while (!outcomes_.count(id) > 0 && stream_->Read(&event)) {
+      Keep(event);
+      for (const v1::TaskProgress& progress : event.updates().progress()) {
+        if (progress.task_id() == id && !outcomes_.count(id) > 0) return progress;
+      }
+    }
+    return std::nullopt;
+  }
+
   const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
   bool closed() const { return closed_; }
   int duplicate_outcomes() const { return duplicates_; }
 
  private:
   void Keep(const v1::SessionEvent& event) {
+    started_.insert(event.updates().started().begin(), event.updates().started().end());
     for (const v1::TaskOutcome& outcome : event.updates().outcomes()) {
       if (!outcomes_.emplace(outcome.task_id(), outcome).second) ++duplicates_;
     }
@@ -88,7 +117,9 @@ class RawSession {
   std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> stream_;
   v1::SessionOpened opened_;
   std::map<uint64_t, v1::TaskOutcome> outcomes_;
+  std::set<uint64_t> started_;
   bool closed_ = false;
+  bool finished_ = false;
   int duplicates_ = 0;
 };
 

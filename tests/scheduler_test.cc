@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -87,9 +88,10 @@ wire::ResultFrame Echoed(const Assignment& assignment) {
 class SchedulerTest : public ::testing::Test {
  protected:
   // Builds the scheduler under test, still booting.
-  void Boot(int workers) {
+  void Boot(int workers, absl::flat_hash_map<std::string, std::string> refused = {}) {
     Scheduler::Options options;
     options.workers = workers;
+    options.refused_functions = std::move(refused);
     options.clock = [this] { return now_; };
     scheduler_ = std::make_unique<Scheduler>(std::move(options));
   }
@@ -1012,6 +1014,195 @@ TEST_F(SchedulerTest, ListenerMayCallBackIntoScheduler) {
 
   EXPECT_THAT(IdsOf(listener->outcomes), ElementsAre(3, 1, 2));
   EXPECT_TRUE(listener->closed);
+}
+
+// --- Interrupts, progress, typed functions ---
+
+// The typed function "square" takes and returns google.protobuf.Int64Value.
+std::vector<v1::FunctionInfo> TypedFunctions() {
+  std::vector<v1::FunctionInfo> functions(2);
+  functions[0].set_name("echo");
+  functions[1].set_name("square");
+  functions[1].set_request_type("google.protobuf.Int64Value");
+  functions[1].set_response_type("google.protobuf.Int64Value");
+  return functions;
+}
+
+v1::TaskSpec Typed(uint64_t id, absl::string_view payload_type) {
+  v1::TaskSpec spec = Task(id, "square");
+  spec.set_payload_type(std::string(payload_type));
+  return spec;
+}
+
+wire::ResultFrame Cancelled(const Assignment& assignment) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.mutable_error()->set_code(Code(absl::StatusCode::kCancelled));
+  result.mutable_error()->set_message("gave up");
+  return result;
+}
+
+TEST_F(SchedulerTest, InterruptAsksTheWorkerOnceAndCancelledErrorEndsCancelled) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  TakeStarted(session);
+
+  const std::vector<uint64_t> ids = {1, 3};
+  absl::StatusOr<std::vector<v1::CancelResult>> results =
+      scheduler_->Cancel(session, ids, /*interrupt_running=*/true);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_FALSE((*results)[0].cancelled());
+  EXPECT_TRUE((*results)[0].interrupted()) << "1 is running";
+  EXPECT_TRUE((*results)[1].cancelled()) << "3 was still queued";
+  EXPECT_FALSE((*results)[1].interrupted());
+
+  DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_EQ(work.interrupts[0].worker, assignments[0].worker);
+  EXPECT_EQ(work.interrupts[0].task_key, assignments[0].frame.task_key());
+  // Asking again is answered the same but sends nothing more.
+  EXPECT_TRUE(scheduler_->Cancel(session, ids, true)->at(0).interrupted());
+  EXPECT_THAT(scheduler_->AwaitWork(absl::ZeroDuration()).interrupts, IsEmpty());
+
+  // The interrupted task gives up with CANCELLED: it ends CANCELLED. The other one, which was
+  // not interrupted, fails with the same error as FAILED.
+  scheduler_->Complete(assignments[0].worker, Cancelled(assignments[0]));
+  scheduler_->Complete(assignments[1].worker, Cancelled(assignments[1]));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 3u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 3u);
+  EXPECT_EQ(events.outcomes[1].task_id(), 1u);
+  EXPECT_EQ(events.outcomes[1].state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(events.outcomes[1].error().message(), "gave up");
+  EXPECT_EQ(events.outcomes[2].task_id(), 2u);
+  EXPECT_EQ(events.outcomes[2].state(), v1::TASK_STATE_FAILED);
+}
+
+TEST_F(SchedulerTest, PlainCancelNeverInterrupts) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  EXPECT_FALSE(Cancel(session, {1})[0].interrupted());
+  EXPECT_THAT(scheduler_->AwaitWork(absl::ZeroDuration()).interrupts, IsEmpty());
+}
+
+TEST_F(SchedulerTest, AbandonInterruptsRunningTasks) {
+  Start(/*workers=*/2);
+  const SessionId gone = Open("gone");
+  const SessionId other = Open("other");
+  SubmitRange(gone, 1, 1);
+  SubmitRange(other, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+
+  scheduler_->Abandon(gone);
+  const DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u) << "only the abandoned session's task";
+  const Assignment& gone_task = assignments[0].frame.task_key() == work.interrupts[0].task_key
+                                    ? assignments[0]
+                                    : assignments[1];
+  EXPECT_EQ(work.interrupts[0].worker, gone_task.worker);
+}
+
+wire::ProgressFrame ProgressOf(const Assignment& assignment, double fraction,
+                               absl::string_view message) {
+  wire::ProgressFrame progress;
+  progress.set_task_key(assignment.frame.task_key());
+  progress.set_fraction(fraction);
+  progress.set_message(std::string(message));
+  return progress;
+}
+
+TEST_F(SchedulerTest, ProgressKeepsTheLatestReportUntilCollected) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  TakeStarted(session);
+
+  scheduler_->Progress(assignments[0].worker, ProgressOf(assignments[0], 0.25, "a quarter"));
+  scheduler_->Progress(assignments[0].worker, ProgressOf(assignments[0], 0.5, "half"));
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.progress.size(), 1u);
+  EXPECT_EQ(events.progress[0].task_id(), 1u);
+  EXPECT_EQ(events.progress[0].fraction(), 0.5);
+  EXPECT_EQ(events.progress[0].message(), "half");
+
+  // A report that the outcome overtakes is dropped: progress never follows an outcome.
+  scheduler_->Progress(assignments[0].worker, ProgressOf(assignments[0], 0.9, "nearly"));
+  CompleteEchoed(assignments[0]);
+  events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(events.progress, IsEmpty());
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1));
+
+  // Reports of a task that has ended, or from a worker out of range, are ignored.
+  scheduler_->Progress(assignments[0].worker, ProgressOf(assignments[0], 1, "late"));
+  scheduler_->Progress(7, ProgressOf(assignments[0], 1, "nobody"));
+  EXPECT_EQ(Listener(session).TakeCalls(), 1) << "once, for the report before the outcome";
+  EXPECT_THAT(scheduler_->TakeEvents(session).progress, IsEmpty());
+}
+
+TEST_F(SchedulerTest, RefusedFunctionIsPermissionDeniedWithTheReason) {
+  Boot(/*workers=*/1, {{"exec", "exec is off: start with --allow-exec"}});
+  const SessionId session = Open();
+  // Refused even before the pool knows its functions.
+  std::vector<v1::TaskRejection> rejections = Submit(session, {Task(1, "exec")});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(rejections[0].message(), "exec is off: start with --allow-exec");
+  scheduler_->PoolReady(Functions({"echo"}));
+  rejections = Submit(session, {Task(2, "exec"), Task(3)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kPermissionDenied));
+}
+
+TEST_F(SchedulerTest, PayloadTypeMustMatchTheFunctionsRequestType) {
+  Boot(/*workers=*/1);
+  const SessionId session = Open();
+  // While booting, types are checked once the pool is ready.
+  EXPECT_THAT(Submit(session, {Typed(1, "google.protobuf.StringValue"),
+                               Typed(2, "google.protobuf.Int64Value")}),
+              IsEmpty());
+  scheduler_->PoolReady(TypedFunctions());
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 1u);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(events.outcomes[0].error().message(),
+              HasSubstr("takes google.protobuf.Int64Value, not google.protobuf.StringValue"));
+
+  // Once ready, at submit. An empty payload_type, or a function of bytes, is not checked.
+  std::vector<v1::TaskRejection> rejections =
+      Submit(session, {Typed(3, "google.protobuf.StringValue"), Typed(4, ""), [] {
+                         v1::TaskSpec spec = Task(5, "echo");
+                         spec.set_payload_type("anything.At.All");
+                         return spec;
+                       }()});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].task_id(), 3u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(SchedulerTest, FunctionsAreKnownOnceThePoolIsReady) {
+  Boot(/*workers=*/1);
+  EXPECT_EQ(scheduler_->Functions().status().code(), absl::StatusCode::kUnavailable);
+  scheduler_->PoolReady(TypedFunctions());
+  absl::StatusOr<std::vector<v1::FunctionInfo>> functions = scheduler_->Functions();
+  ASSERT_TRUE(functions.ok()) << functions.status();
+  ASSERT_EQ(functions->size(), 2u);
+  EXPECT_EQ((*functions)[1].name(), "square");
+  EXPECT_EQ((*functions)[1].response_type(), "google.protobuf.Int64Value");
+  EXPECT_EQ(scheduler_->Status().functions(1).request_type(), "google.protobuf.Int64Value");
+
+  Boot(/*workers=*/1);
+  scheduler_->PoolBroken("initializer 'setup' failed");
+  EXPECT_EQ(scheduler_->Functions().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace
