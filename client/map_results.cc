@@ -93,6 +93,8 @@ MapResults::MapResults(std::vector<Future> chunks, size_t inputs, size_t chunksi
   if (unordered) state_->done = internal::DoneQueue::Watch(state_->chunks);
 }
 
+MapResults::MapResults(MapResults&&) = default;
+MapResults& MapResults::operator=(MapResults&&) = default;
 MapResults::~MapResults() = default;
 
 std::optional<absl::StatusOr<std::string>> MapResults::Next() {

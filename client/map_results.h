@@ -35,8 +35,9 @@ class MapResults {
  public:
   using iterator = internal::NextIterator<MapResults, absl::StatusOr<std::string>>;
 
-  MapResults(MapResults&&) = default;
-  MapResults& operator=(MapResults&&) = default;
+  // Out of line, where State is complete: a move assignment destroys the State it replaces.
+  MapResults(MapResults&&);
+  MapResults& operator=(MapResults&&);
   ~MapResults();
 
   // The next result or error, waiting at most until the map's deadline (its call time plus its
