@@ -21,7 +21,12 @@ Executor::Executor(std::shared_ptr<internal::Session> session) : session_(std::m
 Executor::~Executor() { session_->Close(); }
 
 Future Executor::Submit(absl::string_view function, std::string payload) {
-  return session_->Submit(function, std::move(payload));
+  return Submit(function, std::move(payload), SubmitOptions());
+}
+
+Future Executor::Submit(absl::string_view function, std::string payload,
+                        const SubmitOptions& options) {
+  return session_->Submit(function, std::move(payload), options);
 }
 
 MapResults Executor::Map(absl::string_view function, std::vector<std::string> inputs,
@@ -34,13 +39,17 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
                       inputs.size(), 1, options.unordered, options.timeout, deadline);
   }
   const size_t chunksize = static_cast<size_t>(options.chunksize);
+  SubmitOptions chunk_options;
+  chunk_options.payload_type = options.payload_type;
   std::vector<Future> chunks;
   chunks.reserve((inputs.size() + chunksize - 1) / chunksize);
   for (size_t first = 0; first < inputs.size(); first += chunksize) {
     const size_t last = std::min(first + chunksize, inputs.size());
     chunks.push_back(session_->SubmitChunk(
-        function, std::vector<std::string>(std::make_move_iterator(inputs.begin() + first),
-                                           std::make_move_iterator(inputs.begin() + last))));
+        function,
+        std::vector<std::string>(std::make_move_iterator(inputs.begin() + first),
+                                 std::make_move_iterator(inputs.begin() + last)),
+        chunk_options));
   }
   return MapResults(std::move(chunks), inputs.size(), chunksize, options.unordered, options.timeout,
                     deadline);
@@ -55,5 +64,9 @@ absl::Status Executor::Bootup(bool wait) { return session_->Bootup(wait); }
 PoolState Executor::pool_state() const { return session_->pool_state(); }
 
 int Executor::workers() const { return session_->workers(); }
+
+absl::StatusOr<std::vector<FunctionInfo>> Executor::ListFunctions(absl::Duration timeout) const {
+  return session_->ListFunctions(timeout);
+}
 
 }  // namespace mpigate

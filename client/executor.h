@@ -59,6 +59,28 @@ enum class PoolState {
   kDraining,  // The service is stopping: no new tasks (UNAVAILABLE).
 };
 
+struct SubmitOptions {
+  // The full name of the Protobuf message in the payload, e.g. "mpigate.v1.ExecRequest". The
+  // service rejects the task with INVALID_ARGUMENT if the function declares another request type.
+  // Empty: not checked. client/typed.h sets it.
+  std::string payload_type;
+  // How long the task may wait for a worker: if none has taken it by then, it fails with
+  // DEADLINE_EXCEEDED and never runs. Counted from when the service accepts it; whole
+  // milliseconds, rounded up.
+  absl::Duration queue_timeout = absl::InfiniteDuration();
+};
+
+// A function the pool's workers can run (Executor::ListFunctions).
+struct FunctionInfo {
+  std::string name;
+  // One line on what it does and what its payload and result are.
+  std::string description;
+  // For a typed function, the full names of its request and response messages, e.g.
+  // "mpigate.v1.ExecRequest"; empty for a function of raw bytes.
+  std::string request_type;
+  std::string response_type;
+};
+
 struct MapOptions {
   // Inputs per task (mpi4py's chunksize): one task carries this many inputs and the worker runs
   // the function on each. Larger chunks cost fewer round trips for small tasks. Must be >= 1.
@@ -67,6 +89,8 @@ struct MapOptions {
   bool unordered = false;
   // Counted from the Map() call, as in Python: each result waits at most until then.
   absl::Duration timeout = absl::InfiniteDuration();
+  // As SubmitOptions::payload_type, for every input. MapTyped (client/typed.h) sets it.
+  std::string payload_type;
 };
 
 class Executor {
@@ -84,6 +108,7 @@ class Executor {
   // Submits `function(payload)` and returns its future at once; never blocks on the network.
   // After Shutdown() the future fails with FAILED_PRECONDITION "cannot submit after shutdown".
   Future Submit(absl::string_view function, std::string payload);
+  Future Submit(absl::string_view function, std::string payload, const SubmitOptions& options);
 
   // Submits `function` over `inputs` in chunks of `options.chunksize` (one task each) and returns
   // the results to iterate; see client/map_results.h. Never blocks on the network. A chunksize
@@ -109,6 +134,12 @@ class Executor {
 
   // The number of workers in the pool, as the service last reported.
   int workers() const;
+
+  // The functions the workers can run, sorted by name: one call to the service, which waits at
+  // most `timeout` (DEADLINE_EXCEEDED then). UNAVAILABLE while the pool is still booting or if the
+  // service cannot be reached. Works also after Shutdown().
+  absl::StatusOr<std::vector<FunctionInfo>> ListFunctions(
+      absl::Duration timeout = absl::Seconds(10)) const;
 
  private:
   explicit Executor(std::shared_ptr<internal::Session> session);

@@ -20,6 +20,8 @@ bool Future::Cancelled() const { return core_->state() == FutureState::kCancelle
 
 bool Future::Cancel() { return core_->Cancel(); }
 
+bool Future::Interrupt() { return core_->Interrupt(); }
+
 bool Future::Wait(absl::Duration timeout) const {
   return core_->Await(absl::Now() + timeout, /*started=*/false);
 }
@@ -36,6 +38,13 @@ absl::Status Future::Exception(absl::Duration timeout) const { return core_->Exc
 
 void Future::AddDoneCallback(absl::AnyInvocable<void(const Future&)> callback) const {
   internal::FutureCore::AddDoneCallback(core_, std::move(callback));
+}
+
+std::optional<TaskProgress> Future::progress() const { return core_->progress(); }
+
+void Future::AddProgressCallback(
+    absl::AnyInvocable<void(const Future&, const TaskProgress&)> callback) const {
+  core_->AddProgressCallback(std::move(callback));
 }
 
 uint64_t Future::task_id() const { return core_->task_id(); }

@@ -5,7 +5,9 @@
 //   absl::StatusOr<std::string> result = future.Result(absl::Seconds(5));
 //
 // A future is PENDING until a worker takes its task, then RUNNING, and ends FINISHED (with a
-// result or an error) or CANCELLED. Only a PENDING future can be cancelled.
+// result or an error) or CANCELLED. Only a PENDING future can be cancelled; beyond
+// concurrent.futures, Interrupt() also asks a RUNNING task's function to give up, and a running
+// task may report its progress (progress(), AddProgressCallback()).
 //
 // Errors are absl::Status values with canonical codes. A task that failed on its worker yields the
 // worker's code and message (TaskError.exception_type, when set, is prefixed to the message as
@@ -20,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -39,8 +42,16 @@ struct FutureAccess;
 enum class FutureState {
   kPending,    // Submitted; no worker has taken it yet. Cancel() can still stop it.
   kRunning,    // A worker is running it.
-  kCancelled,  // Cancelled before it ran; Result() yields CANCELLED.
+  kCancelled,  // Cancelled before it ran, or interrupted and given up; Result() yields CANCELLED.
   kFinished,   // Ended with a result or an error (including rejections and a lost connection).
+};
+
+// How far a running task says it has got (TaskContext::ReportProgress on the worker).
+struct TaskProgress {
+  // From 0 to 1, as the task's function reported it.
+  double fraction = 0;
+  // The function's words, e.g. "trajectory 300 of 1000"; may be empty.
+  std::string message;
 };
 
 class Future {
@@ -57,6 +68,17 @@ class Future {
   // at once. From a done callback (the executor's reader thread) it cannot wait: it sends the
   // request and returns false unless the future is already cancelled.
   bool Cancel();
+
+  // Beyond concurrent.futures, which cannot touch a running task: cancels the task if it is still
+  // pending, as Cancel() does, and if it is running asks the service to set its cancellation flag
+  // (TaskContext::cancelled() on the worker), in the same one round trip. True if the task is
+  // (now or already) CANCELLED or its worker was told to interrupt it; false if it had already
+  // finished. An interrupted task runs on until its function returns: if that is a CANCELLED
+  // error the future ends CANCELLED, otherwise as the function says; Wait() for it. Functions
+  // that never poll their flag are not stopped. From a done or progress callback (the executor's
+  // reader thread) it cannot wait: it sends the request and returns false unless the future is
+  // already cancelled.
+  bool Interrupt();
 
   // Waits until the future is done or `timeout` passes; true if it is done.
   bool Wait(absl::Duration timeout = absl::InfiniteDuration()) const;
@@ -79,6 +101,17 @@ class Future {
   // not block: no Result() of an unfinished future, no Shutdown(wait=true). Callbacks added to one
   // future run in the order they were added.
   void AddDoneCallback(absl::AnyInvocable<void(const Future&)> callback) const;
+
+  // The task's latest progress report, or nullopt if it has reported none (yet). Reports arrive
+  // at most every 20 ms per task; the last one before the task ended stays.
+  std::optional<TaskProgress> progress() const;
+
+  // Calls `callback(future, progress)` for each progress report received after this call, on the
+  // executor's reader thread (so, as done callbacks, it must be quick and must not block), and
+  // never once the future is done; a callback added to a done future is never called. Callbacks
+  // of one future run in the order they were added.
+  void AddProgressCallback(
+      absl::AnyInvocable<void(const Future&, const TaskProgress&)> callback) const;
 
   // The task's id within its session (0 for a future that failed before it was submitted).
   uint64_t task_id() const;

@@ -79,7 +79,9 @@ void MapResults::State::CancelUnstarted() {
     unstarted.push_back(core->task_id());
   }
   // No session: the executor is gone and every chunk has ended.
-  if (session != nullptr) session->Cancel(std::move(unstarted), /*wait=*/false);
+  if (session != nullptr) {
+    session->Cancel(std::move(unstarted), /*wait=*/false, /*interrupt_running=*/false);
+  }
 }
 
 MapResults::MapResults(std::vector<Future> chunks, size_t inputs, size_t chunksize, bool unordered,

@@ -1,5 +1,6 @@
 #include "client/internal/future_core.h"
 
+#include <cstddef>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,7 @@ bool FutureCore::Complete(const std::shared_ptr<FutureCore>& core, Ending ending
     core->result_ = std::move(ending.result);
     core->items_ = std::move(ending.items);
     callbacks.swap(core->callbacks_);
+    core->progress_callbacks_.clear();
   }
   if (!callbacks.empty()) {
     const Future future = FutureAccess::Make(core);
@@ -47,6 +49,32 @@ void FutureCore::AddDoneCallback(const std::shared_ptr<FutureCore>& core, Callba
   callback(FutureAccess::Make(core));
 }
 
+void FutureCore::ReportProgress(const std::shared_ptr<FutureCore>& core,
+                                const TaskProgress& progress) {
+  std::vector<std::shared_ptr<ProgressCallback>> callbacks;
+  {
+    absl::MutexLock lock(&core->mu_);
+    if (core->DoneLocked()) return;
+    core->progress_ = progress;
+    callbacks = core->progress_callbacks_;
+  }
+  if (callbacks.empty()) return;
+  const Future future = FutureAccess::Make(core);
+  for (const std::shared_ptr<ProgressCallback>& callback : callbacks) (*callback)(future, progress);
+}
+
+void FutureCore::AddProgressCallback(ProgressCallback callback) {
+  absl::MutexLock lock(&mu_);
+  // A done future reports no more progress: keeping the callback would only hold what it captured.
+  if (DoneLocked()) return;
+  progress_callbacks_.push_back(std::make_shared<ProgressCallback>(std::move(callback)));
+}
+
+std::optional<TaskProgress> FutureCore::progress() const {
+  absl::MutexLock lock(&mu_);
+  return progress_;
+}
+
 FutureState FutureCore::state() const {
   absl::MutexLock lock(&mu_);
   return state_;
@@ -57,18 +85,22 @@ bool FutureCore::Failed() const {
   return state_ == FutureState::kFinished && !result_.ok();
 }
 
-bool FutureCore::Cancel() {
+bool FutureCore::RequestCancel(bool interrupt_running) {
   {
     absl::MutexLock lock(&mu_);
-    // Known answers need no round trip: only the service knows whether a pending task started.
-    if (state_ != FutureState::kPending) return state_ == FutureState::kCancelled;
+    // Known answers need no round trip: only the service knows whether a pending task started,
+    // and whether a running one has ended.
+    if (state_ == FutureState::kCancelled) return true;
+    if (state_ == FutureState::kFinished) return false;
+    if (state_ == FutureState::kRunning && !interrupt_running) return false;
   }
   // No session: the executor is gone, and took every unfinished future with it (it waits for
   // them), so this one has ended by now.
+  size_t interrupted = 0;
   if (std::shared_ptr<Session> session = session_.lock()) {
-    session->Cancel({task_id_}, /*wait=*/true);
+    interrupted = session->Cancel({task_id_}, /*wait=*/true, interrupt_running);
   }
-  return state() == FutureState::kCancelled;
+  return interrupted > 0 || state() == FutureState::kCancelled;
 }
 
 bool FutureCore::Await(absl::Time deadline, bool started) const {

@@ -1,14 +1,15 @@
 // FutureCore: the state every copy of one mpigate::Future shares, and the only code that changes
-// it. The session's reader thread moves it from PENDING to RUNNING and completes it; user threads
-// read it, wait on it and add done callbacks.
+// it. The session's reader thread moves it from PENDING to RUNNING, records its progress and
+// completes it; user threads read it, wait on it and add callbacks.
 //
-// Thread-safety: every method may be called from any thread. Done callbacks run outside `mu_`, so
-// a callback may use any future, including this one.
+// Thread-safety: every method may be called from any thread. Callbacks run outside `mu_`, so a
+// callback may use any future, including this one.
 #ifndef MPIGATE_CLIENT_INTERNAL_FUTURE_CORE_H_
 #define MPIGATE_CLIENT_INTERNAL_FUTURE_CORE_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +37,7 @@ struct Ending {
 class FutureCore {
  public:
   using Callback = absl::AnyInvocable<void(const Future&)>;
+  using ProgressCallback = absl::AnyInvocable<void(const Future&, const TaskProgress&)>;
 
   // `session` is where Cancel() sends its request; it may be gone by then.
   FutureCore(uint64_t task_id, std::weak_ptr<Session> session)
@@ -53,10 +55,20 @@ class FutureCore {
 
   static void AddDoneCallback(const std::shared_ptr<FutureCore>& core, Callback callback);
 
+  // Records `progress` and runs the progress callbacks on this thread, unless the future is done.
+  // Only the session's reader thread calls this, and it is also the thread that completes the
+  // future, so no progress callback can run once the future is done.
+  static void ReportProgress(const std::shared_ptr<FutureCore>& core, const TaskProgress& progress);
+  void AddProgressCallback(ProgressCallback callback);
+  std::optional<TaskProgress> progress() const;
+
   FutureState state() const;
   // FINISHED with an error: concurrent.futures' "raised an exception" (cancelled is not).
   bool Failed() const;
-  bool Cancel();
+  // Future::Cancel() and Future::Interrupt(): the same request, without or with interrupting the
+  // task if it is running.
+  bool Cancel() { return RequestCancel(/*interrupt_running=*/false); }
+  bool Interrupt() { return RequestCancel(/*interrupt_running=*/true); }
   // Waits until the state is one of the final ones (`started`: or RUNNING) or `deadline` passes.
   bool Await(absl::Time deadline, bool started) const;
   // Wait until done; then the result (or just its status), or DEADLINE_EXCEEDED naming `timeout`.
@@ -76,6 +88,7 @@ class FutureCore {
   bool StartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return state_ != FutureState::kPending;
   }
+  bool RequestCancel(bool interrupt_running);
 
   const uint64_t task_id_;
   const std::weak_ptr<Session> session_;
@@ -86,6 +99,10 @@ class FutureCore {
   std::vector<absl::StatusOr<std::string>> items_ ABSL_GUARDED_BY(mu_);
   // Run, and cleared, when the future ends. Most futures never have any.
   std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+  std::optional<TaskProgress> progress_ ABSL_GUARDED_BY(mu_);
+  // Run on every report until the future ends, then cleared. Shared so that a report can run them
+  // outside mu_ while another thread adds one.
+  std::vector<std::shared_ptr<ProgressCallback>> progress_callbacks_ ABSL_GUARDED_BY(mu_);
 };
 
 // How the library's own code reaches a Future's core, without making it part of the public API.

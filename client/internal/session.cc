@@ -202,16 +202,28 @@ void Session::Close() {
   reader_.join();
 }
 
-Future Session::Submit(absl::string_view function, std::string payload) {
+Session::OutgoingTask Session::NewTask(absl::string_view function, const SubmitOptions& options) {
   OutgoingTask task;
   task.spec.set_function(std::string(function));
+  task.spec.set_payload_type(options.payload_type);
+  if (options.queue_timeout != absl::InfiniteDuration()) {
+    // 0 on the wire means no limit, so a timeout that rounds to nothing becomes 1 ms.
+    task.spec.mutable_options()->set_queue_timeout_ms(static_cast<uint64_t>(std::max<int64_t>(
+        1, absl::ToInt64Milliseconds(absl::Ceil(options.queue_timeout, absl::Milliseconds(1))))));
+  }
+  return task;
+}
+
+Future Session::Submit(absl::string_view function, std::string payload,
+                       const SubmitOptions& options) {
+  OutgoingTask task = NewTask(function, options);
   task.spec.set_payload(std::move(payload));
   return Enqueue(std::move(task));
 }
 
-Future Session::SubmitChunk(absl::string_view function, std::vector<std::string> items) {
-  OutgoingTask task;
-  task.spec.set_function(std::string(function));
+Future Session::SubmitChunk(absl::string_view function, std::vector<std::string> items,
+                            const SubmitOptions& options) {
+  OutgoingTask task = NewTask(function, options);
   task.spec.mutable_items()->Reserve(static_cast<int>(items.size()));
   for (std::string& item : items) task.spec.add_items(std::move(item));
   return Enqueue(std::move(task));
@@ -247,18 +259,21 @@ Future Session::Enqueue(OutgoingTask task) {
   return FutureAccess::Make(std::move(core));
 }
 
-void Session::Cancel(std::vector<uint64_t> task_ids, bool wait) {
-  if (task_ids.empty()) return;
+size_t Session::Cancel(std::vector<uint64_t> task_ids, bool wait, bool interrupt_running) {
+  if (task_ids.empty()) return 0;
   auto request = std::make_shared<CancelRequest>();
   request->task_ids = std::move(task_ids);
+  request->interrupt_running = interrupt_running;
   {
     absl::MutexLock lock(&mu_);
     // After `closed`, or once the stream is over, no task of this session is pending any more.
-    if (closed_ || stream_ended_) return;
+    if (closed_ || stream_ended_) return 0;
     cancels_queued_.push_back(request);
   }
   // The reader thread delivers the answer; it cannot wait for itself.
-  if (wait && std::this_thread::get_id() != reader_id_) request->answered.WaitForNotification();
+  if (!wait || std::this_thread::get_id() == reader_id_) return 0;
+  request->answered.WaitForNotification();
+  return request->interrupted;
 }
 
 void Session::Shutdown(bool wait, bool cancel_futures) {
@@ -275,7 +290,7 @@ void Session::Shutdown(bool wait, bool cancel_futures) {
   // pending futures are CANCELLED when Shutdown() returns even with wait=false (as in
   // concurrent.futures), and it still works after an earlier Shutdown() sent `shutdown`. The
   // service skips the tasks that have started.
-  Cancel(std::move(unfinished), /*wait=*/true);
+  Cancel(std::move(unfinished), /*wait=*/true, /*interrupt_running=*/false);
   if (wait) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &Session::DrainedLocked));
@@ -308,6 +323,22 @@ PoolState Session::pool_state() const {
 int Session::workers() const {
   absl::MutexLock lock(&mu_);
   return workers_;
+}
+
+absl::StatusOr<std::vector<FunctionInfo>> Session::ListFunctions(absl::Duration timeout) const {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineAfter(timeout));
+  v1::ListFunctionsResponse response;
+  const grpc::Status status = stub_->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  std::vector<FunctionInfo> functions;
+  functions.reserve(response.functions_size());
+  for (v1::FunctionInfo& function : *response.mutable_functions()) {
+    functions.push_back(FunctionInfo{
+        std::move(*function.mutable_name()), std::move(*function.mutable_description()),
+        std::move(*function.mutable_request_type()), std::move(*function.mutable_response_type())});
+  }
+  return functions;
 }
 
 bool Session::WriterHasWorkLocked() const {
@@ -349,6 +380,7 @@ void Session::WriterLoop() {
     for (const std::shared_ptr<CancelRequest>& cancel : cancels) {
       request.mutable_cancel()->mutable_task_ids()->Add(cancel->task_ids.begin(),
                                                         cancel->task_ids.end());
+      request.mutable_cancel()->set_interrupt_running(cancel->interrupt_running);
       if (!stream_->Write(request)) return;
       request.Clear();
     }
@@ -436,14 +468,22 @@ void Session::ReaderLoop() {
 
 void Session::HandleUpdates(v1::TaskUpdates& updates) {
   std::vector<std::shared_ptr<FutureCore>> started;
+  std::vector<std::pair<std::shared_ptr<FutureCore>, TaskProgress>> progress;
   std::vector<Completion> completions;
   started.reserve(updates.started_size());
+  progress.reserve(updates.progress_size());
   completions.reserve(updates.outcomes_size());
   {
     absl::MutexLock lock(&mu_);
     for (const uint64_t task_id : updates.started()) {
       auto it = pending_.find(task_id);
       if (it != pending_.end()) started.push_back(it->second);
+    }
+    for (v1::TaskProgress& report : *updates.mutable_progress()) {
+      auto it = pending_.find(report.task_id());
+      if (it == pending_.end()) continue;
+      progress.emplace_back(it->second,
+                            TaskProgress{report.fraction(), std::move(*report.mutable_message())});
     }
     for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
       auto it = pending_.find(outcome.task_id());
@@ -453,8 +493,10 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
       completions.emplace_back(it->second, EndingOf(outcome));
     }
   }
-  // Starts first: a start is reported no later than the task's end.
+  // Starts first: a start is reported no later than the task's progress, and progress before the
+  // task's end.
   for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
+  for (const auto& [core, report] : progress) FutureCore::ReportProgress(core, report);
   FinishFutures(completions);
 }
 
@@ -480,6 +522,7 @@ void Session::HandleRejected(const v1::TaskRejections& rejected) {
 void Session::HandleCancelResults(const v1::CancelResults& results) {
   std::shared_ptr<CancelRequest> request;
   std::vector<Completion> completions;
+  size_t interrupted = 0;
   {
     absl::MutexLock lock(&mu_);
     // One answer per request, in order; an answer with no request is a broken server's.
@@ -488,6 +531,8 @@ void Session::HandleCancelResults(const v1::CancelResults& results) {
       cancels_sent_.pop_front();
     }
     for (const v1::CancelResult& result : results.results()) {
+      // The task runs on until its function gives up; its outcome says how it ended.
+      if (result.interrupted()) ++interrupted;
       if (!result.cancelled()) continue;
       auto it = pending_.find(result.task_id());
       if (it == pending_.end()) continue;
@@ -501,7 +546,10 @@ void Session::HandleCancelResults(const v1::CancelResults& results) {
     }
   }
   FinishFutures(completions);
-  if (request != nullptr) request->answered.Notify();
+  if (request != nullptr) {
+    request->interrupted = interrupted;
+    request->answered.Notify();
+  }
 }
 
 void Session::HandlePoolState(const v1::PoolStateChange& change) {

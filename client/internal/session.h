@@ -3,16 +3,18 @@
 // Threads:
 // - Callers (any number of threads) call Submit(), Cancel(), Shutdown() and Bootup(). Submit()
 //   registers the task's future and queues its TaskSpec; it never touches the network. Cancel()
-//   queues a request and may wait for its answer.
+//   queues a request and may wait for its answer. ListFunctions() is a unary call of its own on
+//   the session's channel, made on the caller's thread.
 // - The writer thread is the only one that calls stream_->Write(). It takes every queued spec at
 //   once and sends them as few `submit` messages as the batch size allows, so a burst of
 //   submissions costs a handful of messages rather than one per task; then the queued `cancel`
 //   requests, then `shutdown`. Specs go first, so a cancel never overtakes the task it names. It
 //   keeps serving cancel requests after `shutdown`, until the session closes.
 // - The reader thread is the only one that calls stream_->Read() and Finish(). It marks futures
-//   RUNNING and completes them as updates, rejections and cancel answers arrive (running their
-//   done callbacks), tracks the pool's state, and, when the stream ends, fails whatever is still
-//   pending with UNAVAILABLE and releases every cancel waiter.
+//   RUNNING, passes on their progress and completes them as updates, rejections and cancel
+//   answers arrive (running their progress and done callbacks), tracks the pool's state, and, when
+//   the stream ends, fails whatever is still pending with UNAVAILABLE and releases every cancel
+//   waiter.
 //
 // Invariants:
 // - A future is in pending_ from before its spec can be sent until after it is completed, so a
@@ -71,19 +73,23 @@ class Session : public std::enable_shared_from_this<Session> {
   Session& operator=(const Session&) = delete;
 
   // Submits `function(payload)`.
-  Future Submit(absl::string_view function, std::string payload);
+  Future Submit(absl::string_view function, std::string payload, const SubmitOptions& options);
   // Submits one task that runs `function` on each of `items`; its future's ending carries one
   // result per item (FutureCore::TakeItems).
-  Future SubmitChunk(absl::string_view function, std::vector<std::string> items);
+  Future SubmitChunk(absl::string_view function, std::vector<std::string> items,
+                     const SubmitOptions& options);
 
-  // Asks the service to cancel `task_ids` (those not yet started). With `wait`, blocks until the
-  // answer arrived and the cancelled futures are CANCELLED; never waits on the reader thread.
-  void Cancel(std::vector<uint64_t> task_ids, bool wait);
+  // Asks the service to cancel `task_ids` (those not yet started) and, with `interrupt_running`,
+  // to interrupt those that are running. With `wait`, blocks until the answer arrived and the
+  // cancelled futures are CANCELLED, and returns how many running tasks were interrupted; never
+  // waits on the reader thread. Returns 0 when it does not wait.
+  size_t Cancel(std::vector<uint64_t> task_ids, bool wait, bool interrupt_running);
 
   void Shutdown(bool wait, bool cancel_futures);
   absl::Status Bootup(bool wait);
   PoolState pool_state() const;
   int workers() const;
+  absl::StatusOr<std::vector<FunctionInfo>> ListFunctions(absl::Duration timeout) const;
 
   // Shutdown(wait=true), then ends the stream and joins both threads. Called once, by the owner.
   void Close();
@@ -99,6 +105,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // futures are complete) or the stream ended.
   struct CancelRequest {
     std::vector<uint64_t> task_ids;
+    bool interrupt_running = false;
+    // How many running tasks the answer says were interrupted. Written by the reader thread
+    // before it notifies `answered`, read only after.
+    size_t interrupted = 0;
     absl::Notification answered;
   };
 
@@ -109,6 +119,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Connects and performs the open handshake on the calling thread; no threads run yet.
   absl::Status Handshake(const std::string& target, absl::Duration connect_timeout);
 
+  // A task for `function` with `options` applied; the caller adds its input.
+  static OutgoingTask NewTask(absl::string_view function, const SubmitOptions& options);
   // Registers and queues `task` (whose spec has everything but the id).
   Future Enqueue(OutgoingTask task);
 
