@@ -5,6 +5,12 @@
 //   mpigate::Future future = (*executor)->Submit("echo", "hello");
 //   absl::StatusOr<std::string> result = future.Result();   // "hello"
 //   for (absl::StatusOr<std::string> r : (*executor)->Map("echo", {"a", "b"})) { ... }
+//   // Fails with DEADLINE_EXCEEDED if no worker took it within 5 s.
+//   mpigate::Future soon = (*executor)->Submit("echo", "hi", {.queue_timeout = absl::Seconds(5)});
+//
+// Payloads and results are bytes. For functions typed with Protobuf messages, client/typed.h
+// submits messages and decodes results (SubmitTyped, MapTyped); ListFunctions() says which
+// functions take which types.
 //
 // One Executor is one session of the service, over one gRPC stream; many executors, in one
 // process or many, share the service's pool fairly, and one executor's shutdown or cancel never
