@@ -4,9 +4,12 @@
 //
 // The program is started with posix_spawn (vfork semantics: the MPI-initialised worker is never
 // duplicated by fork(), which Open MPI warns against), in a process group of its own, with stdin,
-// stdout and stderr on pipes. Its stdin is fed and its output collected by the task thread in
-// one poll() loop. Past the request's time limit, or when the task is interrupted, the whole
-// group is killed with SIGKILL and reaped: no program outlives its task.
+// stdout and stderr on pipes, no other descriptor of the worker's, an empty signal mask and default
+// signal dispositions. argv[0] is looked up in the worker's PATH, not in a PATH the request sets.
+// Its stdin is fed and its output collected by the task thread in one poll() loop. Past the
+// request's time limit, or when the task is interrupted, the whole group is killed with SIGKILL
+// and reaped; when the program exits, whatever it left running in its group is killed too: no
+// program outlives its task (except one that leaves the group, e.g. with setsid).
 //
 // Thread-safety: the function may run on any thread, several at once.
 #ifndef MPIGATE_WORKER_EXEC_TASK_H_
