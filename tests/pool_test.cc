@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
+#include "mpigate/v1/exec.pb.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
 #include "tests/server_process.h"
@@ -312,6 +313,67 @@ TEST(PoolOptionsTest, ABadTaskLibraryFailsStartupNamingTheLibrary) {
     EXPECT_FALSE(started.ok()) << message;
     EXPECT_THAT(std::string(started.message()), HasSubstr(message));
   }
+}
+
+v1::TaskOutcome RunExec(v1::Gateway::Stub& stub, const v1::ExecRequest& request) {
+  return RunOne(stub, "exec", request.SerializeAsString());
+}
+
+TEST(ExecTest, AnAllowedExecRunsProgramsAndKillsThemAtTheirTimeLimit) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 1, .flags = {"--allow-exec"}}).ok());
+  auto stub = StubFor(server);
+
+  // A non-zero exit is a result: the program's status and both streams come back.
+  v1::ExecRequest request;
+  request.add_argv("sh");
+  request.add_argv("-c");
+  request.add_argv("read line; echo \"out $line $GREETING\"; echo err >&2; exit 3");
+  request.set_stdin("fed\n");
+  (*request.mutable_env())["GREETING"] = "hi";
+  v1::TaskOutcome outcome = RunExec(*stub, request);
+  ASSERT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED) << outcome.DebugString();
+  v1::ExecResponse response;
+  ASSERT_TRUE(response.ParseFromString(outcome.result()));
+  EXPECT_EQ(response.exit_code(), 3);
+  EXPECT_EQ(response.stdout(), "out fed hi\n");
+  EXPECT_EQ(response.stderr(), "err\n");
+
+  // With check, the same exit fails the task and says why.
+  request.set_check(true);
+  outcome = RunExec(*stub, request);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(outcome.error().message(), HasSubstr("status 3"));
+
+  // Past its time limit the program is killed and the task fails with DEADLINE_EXCEEDED.
+  v1::ExecRequest slow;
+  slow.add_argv("sleep");
+  slow.add_argv("600");
+  slow.set_time_limit_ms(200);
+  outcome = RunExec(*stub, slow);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.error().code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(outcome.error().message(), HasSubstr("sleep"));
+
+  // exec is typed: listed with its messages, and another payload type is refused at submit.
+  const v1::PoolStatus status = Status(*stub);
+  bool listed = false;
+  for (const v1::FunctionInfo& function : status.functions()) {
+    if (function.name() != "exec") continue;
+    listed = true;
+    EXPECT_EQ(function.request_type(), "mpigate.v1.ExecRequest");
+    EXPECT_EQ(function.response_type(), "mpigate.v1.ExecResponse");
+  }
+  EXPECT_TRUE(listed);
+  grpc::ClientContext context;
+  v1::RunRequest mistyped;
+  mistyped.mutable_task()->set_function("exec");
+  mistyped.mutable_task()->set_payload_type("google.protobuf.Empty");
+  v1::TaskOutcome unused;
+  const grpc::Status refused = stub->Run(&context, mistyped, &unused);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("takes mpigate.v1.ExecRequest"));
+  ExpectCleanExit(server);
 }
 
 TEST(WorldModeTest, RanksOneToNOfTheWorldAreTheWorkers) {
