@@ -20,6 +20,7 @@ TEST(WorkerOptionsTest, ArgumentsCarryEveryOptionAndBack) {
   options.wdir = "/scratch/run";
   options.task_libs = {"libone.so", "/abs/libtwo.so"};
   options.task_lib_path = {"/opt/a", "/opt/b"};
+  options.allow_exec = true;
 
   absl::StatusOr<WorkerOptions> parsed = ParseArgs(ToArgs(options));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -29,6 +30,7 @@ TEST(WorkerOptionsTest, ArgumentsCarryEveryOptionAndBack) {
   EXPECT_EQ(parsed->wdir, "/scratch/run");
   EXPECT_THAT(parsed->task_libs, ElementsAre("libone.so", "/abs/libtwo.so"));
   EXPECT_THAT(parsed->task_lib_path, ElementsAre("/opt/a", "/opt/b"));
+  EXPECT_TRUE(parsed->allow_exec);
 }
 
 TEST(WorkerOptionsTest, NoOptionsMeansNoArguments) {
@@ -36,6 +38,7 @@ TEST(WorkerOptionsTest, NoOptionsMeansNoArguments) {
   absl::StatusOr<WorkerOptions> parsed = ParseArgs({});
   ASSERT_TRUE(parsed.ok());
   EXPECT_TRUE(parsed->initializer.function.empty());
+  EXPECT_FALSE(parsed->allow_exec);
 }
 
 TEST(WorkerOptionsTest, UnknownArgumentsAndMalformedEnvironmentAreRejected) {
