@@ -2,10 +2,10 @@
 // libmpigate_examples.so`. Typed functions take and return the messages of
 // examples/tasks/examples.proto; examples_client.cc calls them.
 //
-//   examples.pi            Monte Carlo estimate of pi (seeded; polls cancellation, reports
-//   progress) examples.trajectories  a seeded batch of Langevin oscillator trajectories, summed per
-//   time step examples.integrate     a definite integral by the trapezoid or Simpson rule
-//   examples.word_count    bytes in, bytes out; throws a C++ exception on input that is not UTF-8
+//   examples.pi            Monte Carlo estimate of pi (seeded; interruptible; reports progress)
+//   examples.trajectories  a seeded batch of Langevin oscillator trajectories, summed per step
+//   examples.integrate     a definite integral by the trapezoid or Simpson rule
+//   examples.word_count    bytes in, bytes out; throws a C++ exception on input that isn't UTF-8
 //
 // Every name starts with "examples.": names are unique across the pool's libraries.
 #include <algorithm>
