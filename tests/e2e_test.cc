@@ -19,6 +19,7 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
 #include "tests/server_process.h"
+#include "tests/shared_server.h"
 
 namespace mpigate {
 namespace {
@@ -28,32 +29,14 @@ using ::testing::HasSubstr;
 // The suite's server refuses messages over 4 MiB, to test the limit without huge payloads.
 constexpr int kServerMaxMessageMb = 4;
 
-class EndToEndTest : public ::testing::Test {
+class EndToEndTest : public testing::SharedServerTest<EndToEndTest> {
+ public:
+  static testing::ServerOptions SharedServerOptions() {
+    return {.workers = 2, .flags = {absl::StrCat("--max-message-mb=", kServerMaxMessageMb)}};
+  }
+  static constexpr char kClientName[] = "e2e_test";
+
  protected:
-  static void SetUpTestSuite() {
-    server_ = new testing::ServerProcess();
-    const absl::Status started = server_->Start(
-        {.workers = 2, .flags = {absl::StrCat("--max-message-mb=", kServerMaxMessageMb)}});
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  static void TearDownTestSuite() {
-    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
-    ASSERT_TRUE(exit.ok()) << exit.status();
-    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-    delete server_;
-    server_ = nullptr;
-  }
-
-  static std::unique_ptr<Executor> Connect() {
-    ExecutorOptions options;
-    options.endpoint = server_->target();
-    options.client_name = "e2e_test";
-    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(options);
-    EXPECT_TRUE(executor.ok()) << executor.status();
-    return executor.ok() ? *std::move(executor) : nullptr;
-  }
-
   static std::unique_ptr<v1::Gateway::Stub> Stub() {
     grpc::ChannelArguments arguments;
     arguments.SetMaxSendMessageSize(64 << 20);
@@ -68,11 +51,7 @@ class EndToEndTest : public ::testing::Test {
     request.mutable_task()->set_payload(payload);
     return request;
   }
-
-  static testing::ServerProcess* server_;
 };
-
-testing::ServerProcess* EndToEndTest::server_ = nullptr;
 
 TEST_F(EndToEndTest, EchoReturnsTheExactBytes) {
   std::unique_ptr<Executor> executor = Connect();

@@ -5,8 +5,6 @@
 // Nothing waits on time: the interrupted task is interrupted once it has reported progress (so
 // its function is surely running), and then runs until its function sees the flag.
 #include <grpcpp/grpcpp.h>
-#include <stdio.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <memory>
@@ -23,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/server_process.h"
+#include "tests/shared_server.h"
 
 namespace mpigate {
 namespace {
@@ -39,36 +38,22 @@ using ::testing::HasSubstr;
 
 constexpr double kPi = 3.14159265358979323846;
 
-class ExamplesTest : public ::testing::Test {
+class ExamplesTest : public testing::SharedServerTest<ExamplesTest> {
+ public:
+  static testing::ServerOptions SharedServerOptions() {
+    return {
+        .workers = 2,
+        .flags = {"--task-lib=" + testing::RunfilePath("examples/tasks/libmpigate_examples.so")}};
+  }
+
  protected:
-  static void SetUpTestSuite() {
-    server_ = new testing::ServerProcess();
-    const absl::Status started = server_->Start(
-        {.workers = 2,
-         .flags = {"--task-lib=" + testing::RunfilePath("examples/tasks/libmpigate_examples.so")}});
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  static void TearDownTestSuite() {
-    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
-    ASSERT_TRUE(exit.ok()) << exit.status();
-    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-    delete server_;
-    server_ = nullptr;
-  }
-
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::Connect({.endpoint = server_->target(), .client_name = "examples_test"});
-    ASSERT_TRUE(executor.ok()) << executor.status();
-    executor_ = *std::move(executor);
+    executor_ = Connect("examples_test");
+    ASSERT_NE(executor_, nullptr);
   }
 
-  static testing::ServerProcess* server_;
   std::unique_ptr<Executor> executor_;
 };
-
-testing::ServerProcess* ExamplesTest::server_ = nullptr;
 
 PiRequest Pi(uint64_t seed, uint64_t samples) {
   PiRequest request;
@@ -325,21 +310,16 @@ TEST_F(ExamplesTest, AnInterruptedLongPiReportsProgressThenEndsCancelled) {
 TEST_F(ExamplesTest, TheExamplesClientRunsAgainstThePool) {
   const std::string command =
       absl::StrCat("MPIGATE_ENDPOINT='", server_->target(), "' '",
-                   testing::RunfilePath("examples/tasks/examples_client"), "' 2>&1");
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << output;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
-  EXPECT_THAT(output, HasSubstr("pi: 3.14"));
-  EXPECT_THAT(output, HasSubstr("trajectories: 2000 in 8 batches"));
-  EXPECT_THAT(output, HasSubstr("integrate: sin over [0, pi] = 2.000000000"));
-  EXPECT_THAT(output, HasSubstr("word_count: 9 words"));
-  EXPECT_THAT(output, HasSubstr("std::invalid_argument"));
-  EXPECT_THAT(output, HasSubstr("ends CANCELLED"));
+                   testing::RunfilePath("examples/tasks/examples_client"), "'");
+  absl::StatusOr<testing::CommandResult> run = testing::RunCommand(command);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 0) << run->output;
+  EXPECT_THAT(run->output, HasSubstr("pi: 3.14"));
+  EXPECT_THAT(run->output, HasSubstr("trajectories: 2000 in 8 batches"));
+  EXPECT_THAT(run->output, HasSubstr("integrate: sin over [0, pi] = 2.000000000"));
+  EXPECT_THAT(run->output, HasSubstr("word_count: 9 words"));
+  EXPECT_THAT(run->output, HasSubstr("std::invalid_argument"));
+  EXPECT_THAT(run->output, HasSubstr("ends CANCELLED"));
 }
 
 }  // namespace

@@ -7,8 +7,6 @@
 #include "client/executor.h"
 
 #include <grpcpp/grpcpp.h>
-#include <stdio.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/server_process.h"
+#include "tests/shared_server.h"
 
 namespace mpigate {
 namespace {
@@ -40,31 +39,12 @@ using ::testing::UnorderedElementsAreArray;
 // with room for a loaded CI machine.
 constexpr char kBusyMs[] = "1500";
 
-class ExecutorTest : public ::testing::Test {
+class ExecutorTest : public testing::SharedServerTest<ExecutorTest> {
+ public:
+  static testing::ServerOptions SharedServerOptions() { return {.workers = 2}; }
+  static constexpr char kClientName[] = "executor_test";
+
  protected:
-  static void SetUpTestSuite() {
-    server_ = new testing::ServerProcess();
-    const absl::Status started = server_->Start({.workers = 2});
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  static void TearDownTestSuite() {
-    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
-    ASSERT_TRUE(exit.ok()) << exit.status();
-    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-    delete server_;
-    server_ = nullptr;
-  }
-
-  static std::unique_ptr<Executor> Connect(const std::string& name = "executor_test") {
-    ExecutorOptions options;
-    options.endpoint = server_->target();
-    options.client_name = name;
-    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(options);
-    EXPECT_TRUE(executor.ok()) << executor.status();
-    return executor.ok() ? *std::move(executor) : nullptr;
-  }
-
   // Occupies both workers with `sleep` tasks and returns once both are running.
   static std::vector<Future> OccupyWorkers(Executor& executor) {
     std::vector<Future> busy = {executor.Submit("sleep", kBusyMs),
@@ -81,11 +61,7 @@ class ExecutorTest : public ::testing::Test {
     EXPECT_TRUE(stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
     return status;
   }
-
-  static testing::ServerProcess* server_;
 };
-
-testing::ServerProcess* ExecutorTest::server_ = nullptr;
 
 std::vector<std::string> Numbered(int n) {
   std::vector<std::string> inputs;
@@ -625,16 +601,11 @@ TEST_F(ExecutorTest, OpenMpExampleChecksEveryResultFromFourThreads) {
   const std::string command =
       absl::StrCat("OMP_NUM_THREADS=4 '", testing::RunfilePath("examples/openmp/openmp_client"),
                    "' --endpoint '", server_->target(), "' --tasks 1000");
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << output;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
-  EXPECT_THAT(output, HasSubstr("4 threads submitted 1000 tasks"));
-  EXPECT_THAT(output, HasSubstr("1400 of 1400 results correct"));
+  absl::StatusOr<testing::CommandResult> run = testing::RunCommand(command);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->exit_code, 0) << run->output;
+  EXPECT_THAT(run->output, HasSubstr("4 threads submitted 1000 tasks"));
+  EXPECT_THAT(run->output, HasSubstr("1400 of 1400 results correct"));
 }
 
 }  // namespace

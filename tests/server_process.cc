@@ -63,6 +63,39 @@ std::string RunfilePath(const std::string& relative) {
   return absl::StrCat(srcdir, "/", workspace != nullptr ? workspace : "mpigate", "/", relative);
 }
 
+absl::StatusOr<CommandResult> RunCommand(const std::string& command) {
+  // One pipe for both stdout and stderr, read to its end; then the shell is waited for.
+  int out_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2 failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDERR_FILENO);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  const int rc =
+      posix_spawn(&pid, argv[0], &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    return absl::InternalError(absl::StrCat("cannot start /bin/sh: ", std::strerror(rc)));
+  }
+  CommandResult result;
+  result.output = ReadAll(out_pipe[0]);
+  close(out_pipe[0]);
+  int wait_status = 0;
+  if (waitpid(pid, &wait_status, 0) != pid) {
+    return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+  }
+  if (!WIFEXITED(wait_status)) {
+    return absl::InternalError(absl::StrCat("`", command, "` did not exit normally (signal ",
+                                            WTERMSIG(wait_status), "):\n", result.output));
+  }
+  result.exit_code = WEXITSTATUS(wait_status);
+  return result;
+}
+
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) Stop(SIGKILL).IgnoreError();
 }

@@ -84,6 +84,20 @@ absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int atte
 // Path of a binary built by Bazel, from the test's runfiles, e.g. "server/mpigate-server".
 std::string RunfilePath(const std::string& relative);
 
+// How a command run by RunCommand ended.
+struct CommandResult {
+  // Its exit status (0 to 255).
+  int exit_code = 0;
+  // Everything it wrote to stdout and stderr, interleaved as written.
+  std::string output;
+};
+
+// Runs `command` with `/bin/sh -c`, its stdout and stderr on one pipe, and waits for the shell to
+// exit. An error if the shell cannot be started or does not exit normally (is killed by a signal);
+// the message then carries what was printed. A command the shell runs and a signal kills is, as
+// the shell reports it, an exit code of 128 + the signal.
+absl::StatusOr<CommandResult> RunCommand(const std::string& command);
+
 }  // namespace mpigate::testing
 
 #endif  // MPIGATE_TESTS_SERVER_PROCESS_H_

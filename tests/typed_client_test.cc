@@ -22,6 +22,7 @@
 #include "mpigate/v1/exec.pb.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "tests/server_process.h"
+#include "tests/shared_server.h"
 
 namespace mpigate {
 namespace {
@@ -34,29 +35,14 @@ using ::testing::Not;
 // A sleep that outlasts any test: only an interrupt ends it in time.
 constexpr char kForeverMs[] = "600000";
 
-class TypedClientTest : public ::testing::Test {
+class TypedClientTest : public testing::SharedServerTest<TypedClientTest> {
+ public:
+  static testing::ServerOptions SharedServerOptions() {
+    return {.workers = 2, .flags = {"--allow_exec"}};
+  }
+  static constexpr char kClientName[] = "typed_client_test";
+
  protected:
-  static void SetUpTestSuite() {
-    server_ = new testing::ServerProcess();
-    const absl::Status started = server_->Start({.workers = 2, .flags = {"--allow_exec"}});
-    ASSERT_TRUE(started.ok()) << started;
-  }
-
-  static void TearDownTestSuite() {
-    absl::StatusOr<testing::ServerExit> exit = server_->Stop();
-    ASSERT_TRUE(exit.ok()) << exit.status();
-    EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-    delete server_;
-    server_ = nullptr;
-  }
-
-  static std::unique_ptr<Executor> Connect() {
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::Connect({.endpoint = server_->target(), .client_name = "typed_client_test"});
-    EXPECT_TRUE(executor.ok()) << executor.status();
-    return executor.ok() ? *std::move(executor) : nullptr;
-  }
-
   // Occupies both workers with sleeps that only an interrupt ends; returns once both run.
   static std::vector<Future> OccupyWorkers(Executor& executor) {
     std::vector<Future> busy = {executor.Submit("sleep", kForeverMs),
@@ -71,11 +57,7 @@ class TypedClientTest : public ::testing::Test {
       EXPECT_EQ(future.Exception().code(), absl::StatusCode::kCancelled);
     }
   }
-
-  static testing::ServerProcess* server_;
 };
-
-testing::ServerProcess* TypedClientTest::server_ = nullptr;
 
 v1::ExecRequest Command(std::vector<std::string> argv) {
   v1::ExecRequest request;
