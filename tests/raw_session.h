@@ -84,7 +84,7 @@ class RawSession {
   // Reads until an update says task `id` has started; false if the stream ends first.
   bool AwaitStarted(uint64_t id) {
     v1::SessionEvent event;
-    while (!started_.count(id) > 0 && stream_->Read(&event)) Keep(event);
+    while (started_.count(id) == 0 && stream_->Read(&event)) Keep(event);
     return started_.count(id) > 0;
   }
 
@@ -92,10 +92,10 @@ class RawSession {
   // outcome or the end of the stream comes first.
   std::optional<v1::TaskProgress> AwaitProgress(uint64_t id) {
     v1::SessionEvent event;
-    while (!outcomes_.count(id) > 0 && stream_->Read(&event)) {
+    while (outcomes_.count(id) == 0 && stream_->Read(&event)) {
       Keep(event);
       for (const v1::TaskProgress& progress : event.updates().progress()) {
-        if (progress.task_id() == id && !outcomes_.count(id) > 0) return progress;
+        if (progress.task_id() == id && outcomes_.count(id) == 0) return progress;
       }
     }
     return std::nullopt;
