@@ -45,14 +45,6 @@ class ExecutorTest : public testing::SharedServerTest<ExecutorTest> {
   static constexpr char kClientName[] = "executor_test";
 
  protected:
-  // Occupies both workers with `sleep` tasks and returns once both are running.
-  static std::vector<Future> OccupyWorkers(Executor& executor) {
-    std::vector<Future> busy = {executor.Submit("sleep", kBusyMs),
-                                executor.Submit("sleep", kBusyMs)};
-    for (const Future& future : busy) EXPECT_TRUE(future.WaitStarted(absl::Seconds(30)));
-    return busy;
-  }
-
   static v1::PoolStatus PoolStatus() {
     auto stub = v1::Gateway::NewStub(
         grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
@@ -116,7 +108,7 @@ TEST_F(ExecutorTest, ResultAndExceptionTimeOutWhileTheTaskGoesOn) {
 TEST_F(ExecutorTest, PendingFuturesCancelRunningOnesDoNot) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
   Future pending = executor->Submit("echo", "never");
   EXPECT_EQ(pending.state(), FutureState::kPending);
 
@@ -141,7 +133,7 @@ TEST_F(ExecutorTest, PendingFuturesCancelRunningOnesDoNot) {
 TEST_F(ExecutorTest, DoneCallbacksRunExactlyOnceBeforeOrAfterCompletion) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
   Future pending = executor->Submit("echo", "later");
   Future cancelled = executor->Submit("echo", "cancelled");
 
@@ -352,7 +344,7 @@ TEST_F(ExecutorTest, WaitFirstExceptionReturnsOnAnErrorButNotOnACancel) {
     ASSERT_TRUE(slow.Wait());
   }
   {
-    std::vector<Future> busy = OccupyWorkers(*executor);
+    std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
     Future cancelled = executor->Submit("echo", "cancelled");
     ASSERT_TRUE(cancelled.Cancel());
     const DoneAndNotDone split =
@@ -392,7 +384,7 @@ TEST_F(ExecutorTest, ShutdownWaitBlocksUntilEveryFutureIsDone) {
 TEST_F(ExecutorTest, ShutdownWithoutWaitLetsTasksFinishAndRefusesSubmits) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> futures = OccupyWorkers(*executor);
+  std::vector<Future> futures = OccupyWorkers(*executor, kBusyMs);
   futures.push_back(executor->Submit("echo", "queued"));
   executor->Shutdown(/*wait=*/false);
   const absl::Status refused = executor->Submit("echo", "late").Exception();
@@ -408,7 +400,7 @@ TEST_F(ExecutorTest, ShutdownWithoutWaitLetsTasksFinishAndRefusesSubmits) {
 TEST_F(ExecutorTest, ShutdownCancelFuturesWithoutWaitCancelsOnlyPendingOnes) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
   std::vector<Future> pending = {executor->Submit("echo", "a"), executor->Submit("echo", "b")};
   executor->Shutdown(/*wait=*/false, /*cancel_futures=*/true);
   for (const Future& future : pending) EXPECT_TRUE(future.Cancelled());
@@ -421,7 +413,7 @@ TEST_F(ExecutorTest, ShutdownCancelFuturesWithoutWaitCancelsOnlyPendingOnes) {
 TEST_F(ExecutorTest, ShutdownCancelFuturesAndWait) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
   Future pending = executor->Submit("echo", "a");
   executor->Shutdown(/*wait=*/true, /*cancel_futures=*/true);
   EXPECT_TRUE(pending.Cancelled());
@@ -434,7 +426,7 @@ TEST_F(ExecutorTest, ShutdownCancelFuturesAndWait) {
 TEST_F(ExecutorTest, LaterShutdownWithCancelFuturesStillCancels) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kBusyMs);
   Future pending = executor->Submit("echo", "a");
   executor->Shutdown(/*wait=*/false);
   executor->Shutdown(/*wait=*/false, /*cancel_futures=*/true);
@@ -462,8 +454,8 @@ TEST_F(ExecutorTest, OneExecutorsShutdownAndCancelLeaveAnothersFuturesAlone) {
   std::unique_ptr<Executor> b = Connect("b");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*a);  // Task ids 1 and 2 of session a.
-  Future a_pending = a->Submit("echo", "a");     // Id 3.
+  std::vector<Future> busy = OccupyWorkers(*a, kBusyMs);  // Task ids 1 and 2 of session a.
+  Future a_pending = a->Submit("echo", "a");              // Id 3.
   std::vector<Future> b_futures;
   for (int i = 0; i < 5; ++i) b_futures.push_back(b->Submit("echo", absl::StrCat("b", i)));
   ASSERT_EQ(a_pending.task_id(), b_futures[2].task_id()) << "ids are per session";

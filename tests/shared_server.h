@@ -12,7 +12,8 @@
 //     static constexpr char kClientName[] = "my_test";
 //   };
 //
-// Tests reach the server as `server_` and connect clients to it with Connect().
+// Tests reach the server as `server_`, connect clients to it with Connect() and keep its workers
+// busy with OccupyWorkers().
 //
 // Thread-safety: SetUpTestSuite, TearDownTestSuite and Connect are called on the test thread
 // only.
@@ -22,9 +23,11 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/executor.h"
 #include "gtest/gtest.h"
 #include "tests/server_process.h"
@@ -55,6 +58,14 @@ class SharedServerTest : public ::testing::Test {
         Executor::Connect({.endpoint = server_->target(), .client_name = client_name});
     EXPECT_TRUE(executor.ok()) << executor.status();
     return executor.ok() ? *std::move(executor) : nullptr;
+  }
+
+  // Gives every worker of the pool a `sleep` of `sleep_ms` and returns once all of them run.
+  static std::vector<Future> OccupyWorkers(Executor& executor, const std::string& sleep_ms) {
+    std::vector<Future> busy;
+    for (int i = 0; i < executor.workers(); ++i) busy.push_back(executor.Submit("sleep", sleep_ms));
+    for (const Future& future : busy) EXPECT_TRUE(future.WaitStarted(absl::Seconds(30)));
+    return busy;
   }
 
   static inline ServerProcess* server_ = nullptr;

@@ -43,14 +43,6 @@ class TypedClientTest : public testing::SharedServerTest<TypedClientTest> {
   static constexpr char kClientName[] = "typed_client_test";
 
  protected:
-  // Occupies both workers with sleeps that only an interrupt ends; returns once both run.
-  static std::vector<Future> OccupyWorkers(Executor& executor) {
-    std::vector<Future> busy = {executor.Submit("sleep", kForeverMs),
-                                executor.Submit("sleep", kForeverMs)};
-    for (const Future& future : busy) EXPECT_TRUE(future.WaitStarted(absl::Seconds(30)));
-    return busy;
-  }
-
   static void Release(std::vector<Future>& busy) {
     for (Future& future : busy) {
       EXPECT_TRUE(future.Interrupt());
@@ -325,7 +317,7 @@ TEST_F(TypedClientTest, InterruptEndsARunningSleepCancelled) {
 TEST_F(TypedClientTest, InterruptCancelsAPendingTaskAsCancelDoes) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kForeverMs);
   Future pending = executor->Submit("echo", "never");
   EXPECT_EQ(pending.state(), FutureState::kPending);
   EXPECT_TRUE(pending.Interrupt());
@@ -352,7 +344,7 @@ TEST_F(TypedClientTest, QueueTimeoutFailsATaskNoWorkerTookInTime) {
   Future in_time = executor->Submit("echo", "in time", {.queue_timeout = absl::Seconds(60)});
   EXPECT_EQ(in_time.Result().value_or(""), "in time");
 
-  std::vector<Future> busy = OccupyWorkers(*executor);
+  std::vector<Future> busy = OccupyWorkers(*executor, kForeverMs);
   Future late = executor->Submit("echo", "late", {.queue_timeout = absl::Milliseconds(50)});
   // Typed submissions pass their options on.
   TypedFuture<v1::ExecResponse> typed_late = SubmitTyped<v1::ExecResponse>(
