@@ -33,6 +33,7 @@
 #define MPIGATE_WORKER_TASK_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -49,7 +50,17 @@ namespace mpigate {
 
 // Bumped whenever a type below changes layout; a library built against another version is
 // refused at load instead of crashing.
-inline constexpr int kTaskApiVersion = 1;
+inline constexpr int kTaskApiVersion = 2;
+
+// The seed of item `index` of a seeded range map (v1.RangeSpec) whose base seed is `base_seed`:
+// SplitMix64 of both, so neighbouring items get unrelated seeds and an item's seed does not depend
+// on how the range was split into batches. Public so that a run can be reproduced anywhere.
+inline constexpr uint64_t ItemSeed(uint64_t base_seed, uint64_t index) {
+  uint64_t z = base_seed + (index + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
 
 // Where a task's progress reports go; the worker provides it.
 class ProgressSink {
@@ -85,16 +96,39 @@ class TaskContext {
     if (progress_ != nullptr) progress_->Report(fraction, message);
   }
 
+  // In a seeded range map (v1.RangeSpec), the index of the item this call computes and its seed,
+  // ItemSeed(base_seed, index); both 0 in any other task.
+  uint64_t item_index() const { return item_index_; }
+  uint64_t item_seed() const { return item_seed_; }
+
+  // This context for item `index` of a range map; the worker makes one per item.
+  TaskContext ForItem(uint64_t index, uint64_t seed) const {
+    TaskContext context = *this;
+    context.item_index_ = index;
+    context.item_seed_ = seed;
+    return context;
+  }
+
  private:
   int rank_;
   int pool_size_;
   const std::atomic<bool>* cancelled_;
   ProgressSink* progress_;
+  uint64_t item_index_ = 0;
+  uint64_t item_seed_ = 0;
 };
+
+// Defined in worker/gang.h, which needs MPI; only gang functions use it.
+class GangContext;
 
 // A function of raw bytes: the task's input in, its result out.
 using TaskFunction =
     std::function<absl::StatusOr<std::string>(const TaskContext&, absl::string_view input)>;
+
+// A gang function (worker/gang.h): called on every worker of a gang at once, with a communicator
+// of their own.
+using GangFunction =
+    std::function<absl::StatusOr<std::string>(const GangContext&, absl::string_view input)>;
 
 // One registered function.
 struct TaskDefinition {
@@ -105,24 +139,24 @@ struct TaskDefinition {
   // For a typed function, the full names of its Protobuf request and response; else empty.
   std::string request_type;
   std::string response_type;
+  // Exactly one of the two is set.
   TaskFunction function;
+  GangFunction gang_function;
 };
 
+namespace task_internal {
+
 // Wraps a typed function into one of bytes: the input is parsed as a `Request` (INVALID_ARGUMENT
-// if it is not one) and the `Response` serialized.
-template <typename Request, typename Response>
-TaskDefinition TypedTask(
-    std::string name, std::string description,
-    std::function<absl::StatusOr<Response>(const TaskContext&, const Request&)> function) {
+// if it is not one) and the `Response` serialized. `Context` is TaskContext or GangContext.
+template <typename Context, typename Request, typename Response>
+std::function<absl::StatusOr<std::string>(const Context&, absl::string_view)> TypedCall(
+    std::string name,
+    std::function<absl::StatusOr<Response>(const Context&, const Request&)> function) {
   static_assert(std::is_base_of_v<google::protobuf::Message, Request> &&
                     std::is_base_of_v<google::protobuf::Message, Response>,
                 "a typed task takes and returns Protobuf messages");
-  TaskDefinition definition;
-  definition.request_type = Request::descriptor()->full_name();
-  definition.response_type = Response::descriptor()->full_name();
-  definition.function = [name, function = std::move(function)](
-                            const TaskContext& context,
-                            absl::string_view input) -> absl::StatusOr<std::string> {
+  return [name = std::move(name), function = std::move(function)](
+             const Context& context, absl::string_view input) -> absl::StatusOr<std::string> {
     Request request;
     if (!request.ParseFromArray(input.data(), static_cast<int>(input.size()))) {
       return absl::InvalidArgumentError(
@@ -132,6 +166,21 @@ TaskDefinition TypedTask(
     if (!response.ok()) return response.status();
     return response->SerializeAsString();
   };
+}
+
+}  // namespace task_internal
+
+// A definition for a typed function: the input is parsed as a `Request` (INVALID_ARGUMENT if it
+// is not one) and the `Response` serialized.
+template <typename Request, typename Response>
+TaskDefinition TypedTask(
+    std::string name, std::string description,
+    std::function<absl::StatusOr<Response>(const TaskContext&, const Request&)> function) {
+  TaskDefinition definition;
+  definition.request_type = Request::descriptor()->full_name();
+  definition.response_type = Response::descriptor()->full_name();
+  definition.function = task_internal::TypedCall<TaskContext, Request, Response>(
+      name, std::move(function));
   definition.name = std::move(name);
   definition.description = std::move(description);
   return definition;
