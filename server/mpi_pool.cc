@@ -259,6 +259,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     function.set_description(entry.description());
     function.set_request_type(entry.request_type());
     function.set_response_type(entry.response_type());
+    function.set_gang(entry.gang());
   }
   scheduler.PoolReady(std::move(functions));
   return absl::OkStatus();
