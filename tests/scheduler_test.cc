@@ -1205,7 +1205,6 @@ TEST_F(SchedulerTest, FunctionsAreKnownOnceThePoolIsReady) {
   EXPECT_EQ(scheduler_->Functions().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-}  // namespace
 // --- Pool state ---
 
 TEST_F(SchedulerTest, TasksQueueWhileBootingAndRunOnceReady) {
@@ -1324,4 +1323,5 @@ TEST_F(SchedulerTest, StatusListsOpenSessionsWithTheirLoad) {
   EXPECT_EQ(status.session_list(1).running_tasks(), 0u);
 }
 
+}  // namespace
 }  // namespace mpigate::server
