@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/internal/future_core.h"
 #include "client/internal/session.h"
 
 namespace mpigate {
@@ -33,10 +32,8 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
                          const MapOptions& options) {
   const absl::Time deadline = absl::Now() + options.timeout;
   if (options.chunksize < 1) {
-    return MapResults({internal::FutureCore::Failed(
-                          0, absl::InvalidArgumentError(absl::StrCat(
-                                 "map: chunksize must be >= 1, got ", options.chunksize)))},
-                      inputs.size(), 1, options.unordered, options.timeout, deadline);
+    return MapResults::Failed(absl::InvalidArgumentError(
+        absl::StrCat("map: chunksize must be >= 1, got ", options.chunksize)));
   }
   const size_t chunksize = static_cast<size_t>(options.chunksize);
   SubmitOptions chunk_options;

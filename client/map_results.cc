@@ -95,6 +95,13 @@ MapResults::MapResults(std::vector<Future> chunks, size_t inputs, size_t chunksi
   if (unordered) state_->done = internal::DoneQueue::Watch(state_->chunks);
 }
 
+MapResults MapResults::Failed(absl::Status error) {
+  // One chunk of one input that has already failed: the first Next() yields its error.
+  return MapResults({internal::FutureCore::Failed(0, std::move(error))}, /*inputs=*/1,
+                    /*chunksize=*/1, /*unordered=*/false, absl::InfiniteDuration(),
+                    absl::InfiniteFuture());
+}
+
 MapResults::MapResults(MapResults&&) = default;
 MapResults& MapResults::operator=(MapResults&&) = default;
 MapResults::~MapResults() = default;

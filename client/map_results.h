@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/future.h"
@@ -55,6 +56,8 @@ class MapResults {
   // map's call time plus `timeout`.
   MapResults(std::vector<Future> chunks, size_t inputs, size_t chunksize, bool unordered,
              absl::Duration timeout, absl::Time deadline);
+  // A map that could not be submitted (e.g. bad options): yields `error`, then ends.
+  static MapResults Failed(absl::Status error);
 
   // Behind a pointer so that moves are cheap, and so that the State's destructor, which cancels
   // what is left, runs exactly once whatever moves happened.
