@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "wire/frames.pb.h"
 #include "worker/builtins.h"
+#include "worker/gang.h"
 #include "worker/registry.h"
 
 namespace mpigate::worker {
@@ -230,6 +231,34 @@ TEST(FunctionRegistryTest, EmptyNameOrFunctionIsInvalidArgument) {
   EXPECT_TRUE(registry.definitions().empty());
 }
 
+TEST(FunctionRegistryTest, BothPlainAndGangFunctionIsInvalidArgument) {
+  FunctionRegistry registry;
+  TaskDefinition definition;
+  definition.name = "both";
+  definition.function = [](const TaskContext&, absl::string_view) {
+    return absl::StatusOr<std::string>("plain");
+  };
+  definition.gang_function = [](const GangContext&, absl::string_view) {
+    return absl::StatusOr<std::string>("gang");
+  };
+  const absl::Status status = registry.Add(definition);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("both"));
+  EXPECT_TRUE(registry.definitions().empty());
+}
+
+TEST(FunctionRegistryTest, GangFunctionAloneIsAccepted) {
+  FunctionRegistry registry;
+  TaskDefinition definition;
+  definition.name = "gang";
+  definition.gang_function = [](const GangContext&, absl::string_view) {
+    return absl::StatusOr<std::string>("gang");
+  };
+  EXPECT_EQ(registry.Add(definition), absl::OkStatus());
+  ASSERT_NE(registry.Find("gang"), nullptr);
+  EXPECT_FALSE(registry.Find("gang")->function);
+}
+
 TEST(FunctionRegistryTest, FindReturnsNullForUnknownName) {
   FunctionRegistry registry;
   ASSERT_EQ(RegisterBuiltins(registry), absl::OkStatus());
@@ -321,7 +350,230 @@ TEST(TaskContextTest, ProgressReachesTheSink) {
                                         std::make_pair(1.0, std::string())));
 }
 
-}  // namespace
+// Seeded range maps: the worker makes the items from TaskFrame.range.
+
+wire::TaskFrame RangeFrame(uint64_t first, uint64_t count, uint64_t base_seed) {
+  wire::TaskFrame frame = Frame(9, "seeded", "shared input");
+  frame.mutable_range()->set_first(first);
+  frame.mutable_range()->set_count(count);
+  frame.mutable_range()->set_base_seed(base_seed);
+  return frame;
+}
+
+// The item's index, its seed, the input and the worker's index; odd indices from 100 on fail, to
+// show that items fail on their own.
+absl::StatusOr<std::string> Seeded(const TaskContext& context, absl::string_view input) {
+  if (context.item_index() >= 100 && context.item_index() % 2 == 1) {
+    return absl::OutOfRangeError(absl::StrCat("odd item ", context.item_index()));
+  }
+  return absl::StrCat(context.item_index(), ":", context.item_seed(), ":", input, ":",
+                      context.rank());
+}
+
+std::vector<std::string> Results(const wire::ResultFrame& frame) {
+  std::vector<std::string> results;
+  for (const wire::ItemResult& item : frame.items()) {
+    results.push_back(item.outcome_case() == wire::ItemResult::kResult
+                          ? item.result()
+                          : absl::StrCat("error ", item.error().code()));
+  }
+  return results;
+}
+
+TEST_F(TaskRunnerTest, RangeCallsTheFunctionOncePerIndexWithItsSeedAndThePayload) {
+  ASSERT_EQ(Register(registry_, "seeded", Seeded), absl::OkStatus());
+  const wire::ResultFrame result = RunTask(registry_, context_, RangeFrame(7, 3, 42));
+  EXPECT_EQ(result.task_key(), 9u);
+  // A range batch reports per item, like a chunk.
+  EXPECT_EQ(result.outcome_case(), wire::ResultFrame::OUTCOME_NOT_SET);
+  EXPECT_THAT(Results(result), ElementsAre(absl::StrCat("7:", ItemSeed(42, 7), ":shared input:2"),
+                                           absl::StrCat("8:", ItemSeed(42, 8), ":shared input:2"),
+                                           absl::StrCat("9:", ItemSeed(42, 9), ":shared input:2")));
+}
+
+TEST_F(TaskRunnerTest, RangeItemsFailOnTheirOwn) {
+  ASSERT_EQ(Register(registry_, "seeded", Seeded), absl::OkStatus());
+  const wire::ResultFrame result = RunTask(registry_, context_, RangeFrame(100, 3, 1));
+  ASSERT_EQ(result.items_size(), 3);
+  EXPECT_EQ(result.items(0).outcome_case(), wire::ItemResult::kResult);
+  ASSERT_EQ(result.items(1).outcome_case(), wire::ItemResult::kError);
+  EXPECT_EQ(result.items(1).error().code(), Code(absl::StatusCode::kOutOfRange));
+  EXPECT_EQ(result.items(1).error().message(), "odd item 101");
+  EXPECT_EQ(result.items(2).outcome_case(), wire::ItemResult::kResult);
+}
+
+TEST_F(TaskRunnerTest, RangeResultsDoNotDependOnTheBatches) {
+  ASSERT_EQ(Register(registry_, "seeded", Seeded), absl::OkStatus());
+  const std::vector<std::string> whole = Results(RunTask(registry_, context_, RangeFrame(0, 7, 5)));
+  ASSERT_EQ(whole.size(), 7u);
+  std::vector<std::string> batched;
+  for (const auto& [first, count] : {std::pair<uint64_t, uint64_t>{0, 2}, {2, 1}, {3, 4}}) {
+    for (std::string& result : Results(RunTask(registry_, context_, RangeFrame(first, count, 5)))) {
+      batched.push_back(std::move(result));
+    }
+  }
+  EXPECT_EQ(batched, whole);
+}
+
+TEST(ItemSeedTest, DependsOnBaseAndIndexOnly) {
+  // A compile-time constant: a client can compute an item's seed to reproduce it alone.
+  static_assert(ItemSeed(1, 2) == ItemSeed(1, 2));
+  EXPECT_NE(ItemSeed(7, 0), ItemSeed(7, 1));
+  EXPECT_NE(ItemSeed(7, 1), ItemSeed(7, 2));
+  EXPECT_NE(ItemSeed(7, 1), ItemSeed(8, 1));
+  // Not a plain sum: base b, index i+1 and base b+1, index i differ.
+  EXPECT_NE(ItemSeed(7, 2), ItemSeed(8, 1));
+  EXPECT_NE(ItemSeed(0, 0), 0u);
+}
+
+TEST(TaskContextTest, ForItemKeepsTheWorkerAndSetsTheItem) {
+  std::atomic<bool> cancelled{true};
+  const TaskContext context(3, 8, &cancelled);
+  EXPECT_EQ(context.item_index(), 0u);
+  EXPECT_EQ(context.item_seed(), 0u);
+  const TaskContext item = context.ForItem(12, 34);
+  EXPECT_EQ(item.rank(), 3);
+  EXPECT_EQ(item.pool_size(), 8);
+  EXPECT_TRUE(item.cancelled());
+  EXPECT_EQ(item.item_index(), 12u);
+  EXPECT_EQ(item.item_seed(), 34u);
+}
+
+// Gang functions: the runner's side. The communicator is made by the worker loop; here it is
+// MPI_COMM_NULL, and the functions make no MPI calls.
+
+absl::Status RegisterGang(FunctionRegistry& registry, absl::string_view name,
+                          GangFunction function) {
+  TaskDefinition definition;
+  definition.name = std::string(name);
+  definition.description = "a test gang function";
+  definition.gang_function = std::move(function);
+  return registry.Add(std::move(definition));
+}
+
+// Counts polls and sets the task's flag on the third, as a cancel from the gateway would.
+class FakeLink final : public GangLink {
+ public:
+  explicit FakeLink(std::atomic<bool>& cancelled) : cancelled_(cancelled) {}
+  void Poll() override {
+    if (++polls == 3) cancelled_.store(true);
+  }
+  int polls = 0;
+
+ private:
+  std::atomic<bool>& cancelled_;
+};
+
+TEST_F(TaskRunnerTest, RunGangTaskCallsTheGangFunctionWithItsContext) {
+  ASSERT_EQ(RegisterGang(registry_, "gang.whoami",
+                         [](const GangContext& gang, absl::string_view input) {
+                           return absl::StatusOr<std::string>(
+                               absl::StrCat(input, " ", gang.gang_rank(), "/", gang.gang_size(),
+                                            " worker ", gang.rank(), "/", gang.pool_size(),
+                                            gang.comm() == MPI_COMM_NULL ? " null" : " comm"));
+                         }),
+            absl::OkStatus());
+  const GangContext gang(context_, MPI_COMM_NULL, /*gang_rank=*/1, /*gang_size=*/3, nullptr);
+  const wire::ResultFrame result = RunGangTask(registry_, gang, Frame(4, "gang.whoami", "hi"));
+  EXPECT_EQ(result.task_key(), 4u);
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kResult) << result.DebugString();
+  EXPECT_EQ(result.result(), "hi 1/3 worker 2/4 null");
+}
+
+TEST_F(TaskRunnerTest, GangFunctionPollsThroughItsLink) {
+  ASSERT_EQ(
+      RegisterGang(registry_, "gang.wait",
+                   [](const GangContext& gang, absl::string_view) -> absl::StatusOr<std::string> {
+                     while (!gang.cancelled()) {
+                     }
+                     return absl::CancelledError("gang interrupted");
+                   }),
+      absl::OkStatus());
+  std::atomic<bool> cancelled{false};
+  FakeLink link(cancelled);
+  const GangContext gang(TaskContext(0, 2, &cancelled), MPI_COMM_NULL, 0, 2, &link);
+  const wire::ResultFrame result = RunGangTask(registry_, gang, Frame(4, "gang.wait", ""));
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kCancelled));
+  EXPECT_EQ(link.polls, 3);
+}
+
+TEST_F(TaskRunnerTest, GangFunctionExceptionKeepsTypeAndMessage) {
+  ASSERT_EQ(RegisterGang(registry_, "gang.throws",
+                         [](const GangContext&, absl::string_view) -> absl::StatusOr<std::string> {
+                           throw std::logic_error("rank trouble");
+                         }),
+            absl::OkStatus());
+  const GangContext gang(context_, MPI_COMM_NULL, 0, 1, nullptr);
+  const wire::ResultFrame result = RunGangTask(registry_, gang, Frame(4, "gang.throws", ""));
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kUnknown));
+  EXPECT_EQ(result.error().message(), "rank trouble");
+  EXPECT_EQ(result.error().exception_type(), "std::logic_error");
+}
+
+absl::StatusOr<google::protobuf::Int64Value> GangSquare(
+    const GangContext& gang, const google::protobuf::Int64Value& request) {
+  google::protobuf::Int64Value response;
+  response.set_value(request.value() * request.value() + gang.gang_rank());
+  return response;
+}
+
+TEST_F(TaskRunnerTest, TypedGangFunctionParsesItsRequest) {
+  TaskDefinition definition;
+  definition.name = "gang.square";
+  definition.gang_function =
+      task_internal::TypedCall<GangContext, google::protobuf::Int64Value,
+                               google::protobuf::Int64Value>("gang.square", GangSquare);
+  ASSERT_EQ(registry_.Add(std::move(definition)), absl::OkStatus());
+  const GangContext gang(context_, MPI_COMM_NULL, 2, 3, nullptr);
+  google::protobuf::Int64Value request;
+  request.set_value(5);
+  const wire::ResultFrame result =
+      RunGangTask(registry_, gang, Frame(4, "gang.square", request.SerializeAsString()));
+  google::protobuf::Int64Value response;
+  ASSERT_TRUE(response.ParseFromString(result.result())) << result.DebugString();
+  EXPECT_EQ(response.value(), 27);
+
+  const wire::ResultFrame bad = RunGangTask(registry_, gang, Frame(4, "gang.square", "\xff\xff"));
+  ASSERT_EQ(bad.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(bad.error().code(), Code(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(TaskRunnerTest, PlainFrameNamingAGangFunctionIsFailedPrecondition) {
+  ASSERT_EQ(RegisterGang(registry_, "gang.only",
+                         [](const GangContext&, absl::string_view) {
+                           return absl::StatusOr<std::string>("ran");
+                         }),
+            absl::OkStatus());
+  for (const bool range : {false, true}) {
+    wire::TaskFrame frame = Frame(3, "gang.only", "");
+    if (range) frame.mutable_range()->set_count(2);
+    const wire::ResultFrame result = RunTask(registry_, context_, frame);
+    EXPECT_EQ(result.task_key(), 3u);
+    ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError) << range;
+    EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(result.error().message(), HasSubstr("'gang.only' is a gang function"));
+    EXPECT_THAT(result.items(), IsEmpty());
+  }
+}
+
+TEST_F(TaskRunnerTest, GangFrameNamingAPlainFunctionIsFailedPrecondition) {
+  const GangContext gang(context_, MPI_COMM_NULL, 0, 2, nullptr);
+  const wire::ResultFrame result = RunGangTask(registry_, gang, Frame(3, "echo", "x"));
+  EXPECT_EQ(result.task_key(), 3u);
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(result.error().message(), HasSubstr("'echo' is not a gang function"));
+}
+
+TEST_F(TaskRunnerTest, GangFrameNamingNoFunctionIsNotFound) {
+  const GangContext gang(context_, MPI_COMM_NULL, 0, 2, nullptr);
+  const wire::ResultFrame result = RunGangTask(registry_, gang, Frame(3, "nowhere", ""));
+  ASSERT_EQ(result.outcome_case(), wire::ResultFrame::kError);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kNotFound));
+}
+
 TEST_F(TaskRunnerTest, SetenvThenGetenvRoundTripsAndBadInputIsRejected) {
   EXPECT_FALSE(Run("setenv", "MPIGATE_TASK_RUNNER_TEST=a=b").has_error());
   EXPECT_EQ(Run("getenv", "MPIGATE_TASK_RUNNER_TEST").result(), "a=b");
@@ -332,4 +584,5 @@ TEST_F(TaskRunnerTest, SetenvThenGetenvRoundTripsAndBadInputIsRejected) {
   EXPECT_FALSE(Run("getcwd", "").result().empty());
 }
 
+}  // namespace
 }  // namespace mpigate::worker

@@ -11,9 +11,14 @@ absl::Status FunctionRegistry::Add(TaskDefinition definition) {
     return absl::InvalidArgumentError(
         absl::StrCat("a task function needs a name (description: '", definition.description, "')"));
   }
-  if (!definition.function) {
+  if (!definition.function && !definition.gang_function) {
     return absl::InvalidArgumentError(
         absl::StrCat("task function '", definition.name, "' is empty"));
+  }
+  if (definition.function && definition.gang_function) {
+    // Which one a task would call would depend on how it was submitted: refuse the ambiguity.
+    return absl::InvalidArgumentError(
+        absl::StrCat("task function '", definition.name, "' is both a plain and a gang function"));
   }
   std::string name = definition.name;
   const auto [it, inserted] = definitions_.try_emplace(std::move(name), std::move(definition));

@@ -26,7 +26,8 @@ class FunctionRegistry final : public TaskRegistry {
   FunctionRegistry(const FunctionRegistry&) = delete;
   FunctionRegistry& operator=(const FunctionRegistry&) = delete;
 
-  // INVALID_ARGUMENT for an empty name or function; ALREADY_EXISTS if the name is taken.
+  // INVALID_ARGUMENT for an empty name, or unless exactly one of `function` and `gang_function`
+  // is set; ALREADY_EXISTS if the name is taken.
   absl::Status Add(TaskDefinition definition) override;
 
   // The definition registered under `name`, or null. The pointer stays valid for the registry's

@@ -189,7 +189,8 @@ TaskDefinition TypedTask(
 // Where definitions go; the worker implements it.
 class TaskRegistry {
  public:
-  // INVALID_ARGUMENT for an empty name or function; ALREADY_EXISTS if the name is taken.
+  // INVALID_ARGUMENT for an empty name, or unless exactly one of `function` and `gang_function`
+  // is set; ALREADY_EXISTS if the name is taken.
   virtual absl::Status Add(TaskDefinition definition) = 0;
 
  protected:

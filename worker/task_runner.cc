@@ -9,6 +9,8 @@
 #include <typeinfo>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -27,70 +29,91 @@ void SetError(const absl::Status& status, wire::ErrorInfo& error) {
   error.set_message(std::string(status.message()));
 }
 
-// Calls `function` on one input and records the outcome in `result` or `error`.
-void CallOnce(const TaskFunction& function, const TaskContext& context, absl::string_view input,
-              std::string& result, wire::ErrorInfo& error, bool& failed) {
-  failed = true;
+// Makes one call of a function and records its outcome in `outcome`: a ResultFrame or an
+// ItemResult, which both hold a result or an error.
+template <typename Outcome>
+void Call(absl::FunctionRef<absl::StatusOr<std::string>()> call, Outcome& outcome) {
   try {
-    absl::StatusOr<std::string> output = function(context, input);
+    absl::StatusOr<std::string> output = call();
     if (output.ok()) {
-      result = *std::move(output);
-      failed = false;
+      outcome.set_result(*std::move(output));
     } else {
-      SetError(output.status(), error);
+      SetError(output.status(), *outcome.mutable_error());
     }
   } catch (const std::exception& e) {
+    wire::ErrorInfo& error = *outcome.mutable_error();
     error.set_code(static_cast<int>(absl::StatusCode::kUnknown));
     error.set_message(e.what());
     error.set_exception_type(Demangle(typeid(e).name()));
   } catch (...) {
     const std::type_info* type = abi::__cxa_current_exception_type();
+    wire::ErrorInfo& error = *outcome.mutable_error();
     error.set_code(static_cast<int>(absl::StatusCode::kUnknown));
     error.set_message("task threw a non-standard exception");
     error.set_exception_type(type ? Demangle(type->name()) : "unknown");
   }
 }
 
+// Looks up the function `task` names and, if it is of the kind the caller runs (a gang function
+// or not), runs `calls` with it and times them. Otherwise the result says why not.
+wire::ResultFrame Run(const FunctionRegistry& registry, const wire::TaskFrame& task, bool gang,
+                      absl::FunctionRef<void(const TaskDefinition&, wire::ResultFrame&)> calls) {
+  wire::ResultFrame result;
+  result.set_task_key(task.task_key());
+  const TaskDefinition* definition = registry.Find(task.function());
+  absl::Status refused;
+  if (definition == nullptr) {
+    refused = absl::NotFoundError(
+        absl::StrCat("no task function named '", task.function(), "' on this worker"));
+  } else if (gang && !definition->gang_function) {
+    refused = absl::FailedPreconditionError(absl::StrCat(
+        "'", task.function(), "' is not a gang function: it runs on one worker, not as a gang"));
+  } else if (!gang && !definition->function) {
+    refused = absl::FailedPreconditionError(
+        absl::StrCat("'", task.function(),
+                     "' is a gang function: it runs only as a gang task (gang_size), with a "
+                     "communicator of its own"));
+  }
+  if (!refused.ok()) {
+    SetError(refused, *result.mutable_error());
+    return result;
+  }
+  const absl::Time start = absl::Now();
+  calls(*definition, result);
+  result.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
+  return result;
+}
+
 }  // namespace
 
 wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& context,
                           const wire::TaskFrame& task) {
-  wire::ResultFrame result;
-  result.set_task_key(task.task_key());
-  const TaskDefinition* definition = registry.Find(task.function());
-  if (definition == nullptr) {
-    SetError(absl::NotFoundError(
-                 absl::StrCat("no task function named '", task.function(), "' on this worker")),
-             *result.mutable_error());
-    return result;
-  }
+  return Run(registry, task, /*gang=*/false,
+             [&](const TaskDefinition& definition, wire::ResultFrame& result) {
+               const TaskFunction& function = definition.function;
+               if (task.has_range()) {
+                 const wire::RangeBatch& range = task.range();
+                 for (uint64_t k = 0; k < range.count(); ++k) {
+                   const uint64_t i = range.first() + k;
+                   const TaskContext item = context.ForItem(i, ItemSeed(range.base_seed(), i));
+                   Call([&] { return function(item, task.payload()); }, *result.add_items());
+                 }
+               } else if (task.items_size() > 0) {
+                 for (const std::string& item : task.items()) {
+                   Call([&] { return function(context, item); }, *result.add_items());
+                 }
+               } else {
+                 Call([&] { return function(context, task.payload()); }, result);
+               }
+             });
+}
 
-  const absl::Time start = absl::Now();
-  bool failed = false;
-  if (task.items_size() == 0) {
-    std::string output;
-    wire::ErrorInfo error;
-    CallOnce(definition->function, context, task.payload(), output, error, failed);
-    if (failed) {
-      *result.mutable_error() = std::move(error);
-    } else {
-      result.set_result(std::move(output));
-    }
-  } else {
-    for (const std::string& item : task.items()) {
-      wire::ItemResult& item_result = *result.add_items();
-      std::string output;
-      wire::ErrorInfo error;
-      CallOnce(definition->function, context, item, output, error, failed);
-      if (failed) {
-        *item_result.mutable_error() = std::move(error);
-      } else {
-        item_result.set_result(std::move(output));
-      }
-    }
-  }
-  result.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
-  return result;
+wire::ResultFrame RunGangTask(const FunctionRegistry& registry, const GangContext& context,
+                              const wire::TaskFrame& task) {
+  return Run(registry, task, /*gang=*/true,
+             [&](const TaskDefinition& definition, wire::ResultFrame& result) {
+               Call([&] { return definition.gang_function(context, task.payload()); }, result);
+             });
 }
 
 }  // namespace mpigate::worker
