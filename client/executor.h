@@ -7,10 +7,12 @@
 //   for (absl::StatusOr<std::string> r : (*executor)->Map("echo", {"a", "b"})) { ... }
 //   // Fails with DEADLINE_EXCEEDED if no worker took it within 5 s.
 //   mpigate::Future soon = (*executor)->Submit("echo", "hi", {.queue_timeout = absl::Seconds(5)});
+//   // A gang function (worker/gang.h) on 4 workers at once, with a communicator of their own.
+//   mpigate::Future sum = (*executor)->Submit("mylib.sum", input, {.gang_size = 4});
 //
 // Payloads and results are bytes. For functions typed with Protobuf messages, client/typed.h
 // submits messages and decodes results (SubmitTyped, MapTyped); ListFunctions() says which
-// functions take which types.
+// functions take which types, and which are gang functions.
 //
 // One Executor is one session of the service, over one gRPC stream; many executors, in one
 // process or many, share the service's pool fairly, and one executor's shutdown or cancel never
@@ -27,6 +29,7 @@
 #ifndef MPIGATE_CLIENT_EXECUTOR_H_
 #define MPIGATE_CLIENT_EXECUTOR_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,6 +77,13 @@ struct SubmitOptions {
   // DEADLINE_EXCEEDED and never runs. Counted from when the service accepts it; whole
   // milliseconds, rounded up.
   absl::Duration queue_timeout = absl::InfiniteDuration();
+  // For a gang function (FunctionInfo::gang): how many workers run it at once, each with its rank
+  // in a communicator of their own (worker/gang.h); the result is gang rank 0's, or the error of
+  // the lowest rank that failed. 0 means 1. The task waits until that many workers are idle at
+  // once, and no other task starts meanwhile, so a stream of small tasks cannot starve it. The
+  // service rejects with INVALID_ARGUMENT a gang larger than the pool, or above 1 for a function
+  // that is not a gang function. Unsigned, as on the wire.
+  uint32_t gang_size = 0;
 };
 
 // A function the pool's workers can run (Executor::ListFunctions).
@@ -85,6 +95,8 @@ struct FunctionInfo {
   // "mpigate.v1.ExecRequest"; empty for a function of raw bytes.
   std::string request_type;
   std::string response_type;
+  // A gang function (worker/gang.h): submit it with SubmitOptions::gang_size.
+  bool gang = false;
 };
 
 struct MapOptions {

@@ -211,6 +211,7 @@ Session::OutgoingTask Session::NewTask(absl::string_view function, const SubmitO
     task.spec.mutable_options()->set_queue_timeout_ms(static_cast<uint64_t>(std::max<int64_t>(
         1, absl::ToInt64Milliseconds(absl::Ceil(options.queue_timeout, absl::Milliseconds(1))))));
   }
+  if (options.gang_size != 0) task.spec.mutable_options()->set_gang_size(options.gang_size);
   return task;
 }
 
@@ -336,7 +337,8 @@ absl::StatusOr<std::vector<FunctionInfo>> Session::ListFunctions(absl::Duration 
   for (v1::FunctionInfo& function : *response.mutable_functions()) {
     functions.push_back(FunctionInfo{
         std::move(*function.mutable_name()), std::move(*function.mutable_description()),
-        std::move(*function.mutable_request_type()), std::move(*function.mutable_response_type())});
+        std::move(*function.mutable_request_type()), std::move(*function.mutable_response_type()),
+        function.gang()});
   }
   return functions;
 }
