@@ -52,6 +52,11 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
                     deadline);
 }
 
+BroadcastFuture Executor::Broadcast(absl::string_view function, std::string payload,
+                                    const SubmitOptions& options) {
+  return BroadcastFuture(session_->SubmitBroadcast(function, std::move(payload), options));
+}
+
 void Executor::Shutdown(bool wait, bool cancel_futures) {
   session_->Shutdown(wait, cancel_futures);
 }

@@ -9,6 +9,8 @@
 //   mpigate::Future soon = (*executor)->Submit("echo", "hi", {.queue_timeout = absl::Seconds(5)});
 //   // A gang function (worker/gang.h) on 4 workers at once, with a communicator of their own.
 //   mpigate::Future sum = (*executor)->Submit("mylib.sum", input, {.gang_size = 4});
+//   // Once on every worker: to load data or warm a cache.
+//   mpigate::BroadcastFuture loaded = (*executor)->Broadcast("mylib.load", path);
 //
 // Payloads and results are bytes. For functions typed with Protobuf messages, client/typed.h
 // submits messages and decodes results (SubmitTyped, MapTyped); ListFunctions() says which
@@ -20,8 +22,8 @@
 // submissions are batched onto the stream by a writer thread, and a reader thread marks futures
 // running and completes them (running their done callbacks) as updates arrive.
 //
-// This header also brings in Future (client/future.h), MapResults (client/map_results.h), and
-// AsCompleted() and Wait() (client/wait.h).
+// This header also brings in Future (client/future.h), BroadcastFuture (client/broadcast.h),
+// MapResults (client/map_results.h), and AsCompleted() and Wait() (client/wait.h).
 //
 // Thread-safety: every method may be called from any thread, except that Shutdown(wait=true) and
 // Bootup(wait=true) must not be called from a done callback (they would wait for the thread that
@@ -38,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/broadcast.h"
 #include "client/future.h"
 #include "client/map_results.h"
 #include "client/wait.h"
@@ -133,6 +136,13 @@ class Executor {
   // below 1 yields one INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
   MapResults Map(absl::string_view function, std::vector<std::string> inputs,
                  const MapOptions& options = {});
+
+  // Submits `function(payload)` to run once on every worker of the pool at once, and returns its
+  // future at once (client/broadcast.h); never blocks on the network. `options` as for Submit(),
+  // except gang_size, which a broadcast refuses (INVALID_ARGUMENT): a gang function broadcast runs
+  // as a gang of the whole pool.
+  BroadcastFuture Broadcast(absl::string_view function, std::string payload,
+                            const SubmitOptions& options = {});
 
   // Stops accepting submissions, as Executor.shutdown(wait, cancel_futures):
   // - `cancel_futures`: cancels this session's tasks that have not started; their futures are

@@ -140,4 +140,9 @@ std::vector<absl::StatusOr<std::string>> FutureCore::TakeItems() {
   return std::move(items_);
 }
 
+std::vector<absl::StatusOr<std::string>> FutureCore::Items() const {
+  absl::MutexLock lock(&mu_);
+  return items_;
+}
+
 }  // namespace mpigate::internal

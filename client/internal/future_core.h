@@ -27,7 +27,7 @@ namespace mpigate::internal {
 class Session;
 
 // How a task ended. `items` holds one result per input of a chunk task (see Session::SubmitChunk)
-// and is empty otherwise.
+// or per worker of a broadcast, and is empty otherwise.
 struct Ending {
   FutureState state = FutureState::kFinished;
   absl::StatusOr<std::string> result;
@@ -76,6 +76,8 @@ class FutureCore {
   absl::Status Exception(absl::Duration timeout) const;
   // The per-item results of a finished chunk task, moved out: only its one reader may call this.
   std::vector<absl::StatusOr<std::string>> TakeItems();
+  // A copy of them, for a future that many copies may read (a broadcast's, one item per worker).
+  std::vector<absl::StatusOr<std::string>> Items() const;
 
   uint64_t task_id() const { return task_id_; }
   const std::weak_ptr<Session>& session() const { return session_; }

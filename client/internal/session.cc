@@ -230,6 +230,14 @@ Future Session::SubmitChunk(absl::string_view function, std::vector<std::string>
   return Enqueue(std::move(task));
 }
 
+Future Session::SubmitBroadcast(absl::string_view function, std::string payload,
+                                const SubmitOptions& options) {
+  OutgoingTask task = NewTask(function, options);
+  task.spec.set_payload(std::move(payload));
+  task.spec.mutable_options()->set_broadcast(true);
+  return Enqueue(std::move(task));
+}
+
 Future Session::Enqueue(OutgoingTask task) {
   const uint64_t task_id = next_task_id_.fetch_add(1, std::memory_order_relaxed);
   task.spec.set_task_id(task_id);

@@ -78,6 +78,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // result per item (FutureCore::TakeItems).
   Future SubmitChunk(absl::string_view function, std::vector<std::string> items,
                      const SubmitOptions& options);
+  // Submits `function(payload)` to run once on every worker; its future's ending carries one
+  // result per worker, as a chunk's.
+  Future SubmitBroadcast(absl::string_view function, std::string payload,
+                         const SubmitOptions& options);
 
   // Asks the service to cancel `task_ids` (those not yet started) and, with `interrupt_running`,
   // to interrupt those that are running. With `wait`, blocks until the answer arrived and the
