@@ -1,11 +1,14 @@
 #include "client/executor.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/internal/session.h"
+#include "mpigate/v1/task.pb.h"
 
 namespace mpigate {
 
@@ -50,6 +53,35 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
   }
   return MapResults(std::move(chunks), inputs.size(), chunksize, options.unordered, options.timeout,
                     deadline);
+}
+
+MapResults Executor::MapRange(absl::string_view function, std::string payload,
+                              const RangeOptions& options) {
+  const absl::Time deadline = absl::Now() + options.timeout;
+  if (options.batch_size < 1) {
+    return MapResults::Failed(absl::InvalidArgumentError(
+        absl::StrCat("map_range: batch_size must be >= 1, got ", options.batch_size)));
+  }
+  // Indices would wrap around, repeating items (and seeds) the caller did not ask for.
+  if (options.count > std::numeric_limits<uint64_t>::max() - options.first) {
+    return MapResults::Failed(
+        absl::InvalidArgumentError(absl::StrCat("map_range: ", options.count, " items from ",
+                                                options.first, " go past the largest index")));
+  }
+  const uint64_t batch_size = static_cast<uint64_t>(options.batch_size);
+  SubmitOptions batch_options;
+  batch_options.payload_type = options.payload_type;
+  v1::RangeSpec range;
+  range.set_base_seed(options.base_seed);
+  std::vector<Future> batches;
+  batches.reserve(options.count / batch_size + (options.count % batch_size != 0 ? 1 : 0));
+  for (uint64_t offset = 0; offset < options.count; offset += batch_size) {
+    range.set_first(options.first + offset);
+    range.set_count(std::min(batch_size, options.count - offset));
+    batches.push_back(session_->SubmitRange(function, payload, range, batch_options));
+  }
+  return MapResults(std::move(batches), options.count, batch_size, options.unordered,
+                    options.timeout, deadline);
 }
 
 BroadcastFuture Executor::Broadcast(absl::string_view function, std::string payload,

@@ -11,10 +11,15 @@
 //   mpigate::Future sum = (*executor)->Submit("mylib.sum", input, {.gang_size = 4});
 //   // Once on every worker: to load data or warm a cache.
 //   mpigate::BroadcastFuture loaded = (*executor)->Broadcast("mylib.load", path);
+//   // Items 0..999 of a seeded ensemble, 50 per task; item i's seed is ItemSeed(7, i).
+//   mpigate::RangeOptions range = {.count = 1000, .batch_size = 50, .base_seed = 7};
+//   for (absl::StatusOr<std::string> r : (*executor)->MapRange("mylib.walk", params, range)) {
+//     ...
+//   }
 //
 // Payloads and results are bytes. For functions typed with Protobuf messages, client/typed.h
-// submits messages and decodes results (SubmitTyped, MapTyped); ListFunctions() says which
-// functions take which types, and which are gang functions.
+// submits messages and decodes results (SubmitTyped, MapTyped, MapRangeTyped); ListFunctions()
+// says which functions take which types, and which are gang functions.
 //
 // One Executor is one session of the service, over one gRPC stream; many executors, in one
 // process or many, share the service's pool fairly, and one executor's shutdown or cancel never
@@ -114,6 +119,27 @@ struct MapOptions {
   std::string payload_type;
 };
 
+// A seeded range map (Executor::MapRange): items [first, first + count), each computed from the
+// same payload and its own index and seed (TaskContext::item_index() and item_seed() on the
+// worker, the seed being ItemSeed(base_seed, index) of worker/task.h). Nothing per item crosses
+// the network, and an item's result does not depend on how the range is split into batches.
+struct RangeOptions {
+  // Items in the map; 0 makes an empty map.
+  uint64_t count = 0;
+  // Items per task, as MapOptions::chunksize: one task computes this many in a row. Must be >= 1.
+  int batch_size = 1;
+  // Mixed with each item's index into its seed: the same base seed gives the same items.
+  uint64_t base_seed = 0;
+  // The first item's index: a later map from `first` = the earlier `count` extends an ensemble
+  // with items the earlier map did not compute.
+  uint64_t first = 0;
+  // As MapOptions: by batch as they complete rather than in index order; the map's timeout.
+  bool unordered = false;
+  absl::Duration timeout = absl::InfiniteDuration();
+  // As SubmitOptions::payload_type. MapRangeTyped (client/typed.h) sets it.
+  std::string payload_type;
+};
+
 class Executor {
  public:
   // Connects to the service and opens a session. UNAVAILABLE if the service does not answer
@@ -136,6 +162,13 @@ class Executor {
   // below 1 yields one INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
   MapResults Map(absl::string_view function, std::vector<std::string> inputs,
                  const MapOptions& options = {});
+
+  // A seeded range map: submits ceil(count / batch_size) tasks, each computing a batch of
+  // consecutive items of the range (see RangeOptions) with `payload` as input, and returns the
+  // results to iterate, item `first` first, exactly as Map() does (client/map_results.h). Never
+  // blocks on the network. A batch_size below 1, or a range past the largest index, yields one
+  // INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
+  MapResults MapRange(absl::string_view function, std::string payload, const RangeOptions& options);
 
   // Submits `function(payload)` to run once on every worker of the pool at once, and returns its
   // future at once (client/broadcast.h); never blocks on the network. `options` as for Submit(),

@@ -1,5 +1,5 @@
-// mpigate::MapResults: the results of Executor::Map(), read one at a time, as the iterator that
-// Python's Executor.map() returns.
+// mpigate::MapResults: the results of Executor::Map() (and of its seeded form, MapRange()), read
+// one at a time, as the iterator that Python's Executor.map() returns.
 //
 //   for (absl::StatusOr<std::string> result : executor->Map("echo", inputs, {.chunksize = 16})) {
 //     if (!result.ok()) return result.status();   // an item's error ends the iteration
@@ -7,9 +7,10 @@
 //   }
 //
 // Results come in input order, or with `unordered` as chunks complete (the items of one chunk in
-// order). As in Python, an error (an item's, a chunk's, or the map's timeout) is yielded where the
-// iteration reaches it and ends the iteration, cancelling the chunks that have not started; so
-// does destroying a MapResults before its end. Chunks already running finish on their own.
+// order). For MapRange() the inputs are the range's items and its batches are the chunks. As in
+// Python, an error (an item's, a chunk's, or the map's timeout) is yielded where the iteration
+// reaches it and ends the iteration, cancelling the chunks that have not started; so does
+// destroying a MapResults before its end. Chunks already running finish on their own.
 //
 // Thread-safety: movable, not copyable; one thread at a time may read it. May outlive its Executor
 // (which waits for every chunk when destroyed).

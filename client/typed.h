@@ -11,6 +11,13 @@
 //     ...
 //   }
 //
+//   // One request for a whole seeded ensemble: item i runs with seed ItemSeed(7, i).
+//   mpigate::RangeOptions range = {.count = 1000, .batch_size = 50, .base_seed = 7};
+//   for (absl::StatusOr<WalkResponse> r :
+//        mpigate::MapRangeTyped<WalkResponse>(*executor, "walk", request, range)) {
+//     ...
+//   }
+//
 // Each task carries its request's full type name (TaskSpec.payload_type), so the service rejects
 // a request of the wrong type with INVALID_ARGUMENT before it reaches a worker. A result that does
 // not parse as the expected response yields INTERNAL "... is not a valid <type>". Everything else
@@ -65,6 +72,13 @@ TypedMapResults<Response> MapTyped(Executor& executor, absl::string_view functio
                                    const std::vector<Request>& requests,
                                    const MapOptions& options = {});
 
+// Executor::MapRange with `request` serialized as every item's input, and payload_type set to
+// Request's full name; see TypedMapResults. If the request cannot be serialized, the only result
+// is that error.
+template <typename Response, typename Request>
+TypedMapResults<Response> MapRangeTyped(Executor& executor, absl::string_view function,
+                                        const Request& request, const RangeOptions& options);
+
 // The future of a typed task: a Future whose result decodes as a `Response`.
 template <typename Response>
 class TypedFuture {
@@ -100,9 +114,9 @@ class TypedFuture {
   Future future_;
 };
 
-// The results of MapTyped(), read as MapResults are (input order, or with `unordered` by chunk),
-// each decoded as a `Response`. A result that does not parse is yielded as INTERNAL and, as any
-// error, ends the iteration and cancels the chunks that have not started.
+// The results of MapTyped() or MapRangeTyped(), read as MapResults are (input order, or with
+// `unordered` by chunk), each decoded as a `Response`. A result that does not parse is yielded as
+// INTERNAL and, as any error, ends the iteration and cancels the chunks that have not started.
 template <typename Response>
 class TypedMapResults {
   static_assert(internal::kIsMessage<Response>, "Response must be a Protobuf message");
@@ -136,6 +150,9 @@ class TypedMapResults {
   template <typename R, typename Q>
   friend TypedMapResults<R> MapTyped(Executor&, absl::string_view, const std::vector<Q>&,
                                      const MapOptions&);
+  template <typename R, typename Q>
+  friend TypedMapResults<R> MapRangeTyped(Executor&, absl::string_view, const Q&,
+                                          const RangeOptions&);
 
   explicit TypedMapResults(MapResults results) : results_(std::move(results)) {}
   // A map that could not be submitted: yields `error`, then ends.
@@ -169,6 +186,17 @@ TypedMapResults<Response> MapTyped(Executor& executor, absl::string_view functio
   MapOptions typed = options;
   typed.payload_type = Request::descriptor()->full_name();
   return TypedMapResults<Response>(executor.Map(function, std::move(inputs), typed));
+}
+
+template <typename Response, typename Request>
+TypedMapResults<Response> MapRangeTyped(Executor& executor, absl::string_view function,
+                                        const Request& request, const RangeOptions& options) {
+  static_assert(internal::kIsMessage<Request>, "Request must be a Protobuf message");
+  absl::StatusOr<std::string> payload = internal::SerializeRequest(request);
+  if (!payload.ok()) return TypedMapResults<Response>(payload.status());
+  RangeOptions typed = options;
+  typed.payload_type = Request::descriptor()->full_name();
+  return TypedMapResults<Response>(executor.MapRange(function, *std::move(payload), typed));
 }
 
 }  // namespace mpigate

@@ -26,8 +26,8 @@ namespace mpigate::internal {
 
 class Session;
 
-// How a task ended. `items` holds one result per input of a chunk task (see Session::SubmitChunk)
-// or per worker of a broadcast, and is empty otherwise.
+// How a task ended. `items` holds one result per item of a chunk or range task (see
+// Session::SubmitChunk and SubmitRange) or per worker of a broadcast, and is empty otherwise.
 struct Ending {
   FutureState state = FutureState::kFinished;
   absl::StatusOr<std::string> result;

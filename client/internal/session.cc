@@ -230,6 +230,14 @@ Future Session::SubmitChunk(absl::string_view function, std::vector<std::string>
   return Enqueue(std::move(task));
 }
 
+Future Session::SubmitRange(absl::string_view function, std::string payload,
+                            const v1::RangeSpec& range, const SubmitOptions& options) {
+  OutgoingTask task = NewTask(function, options);
+  task.spec.set_payload(std::move(payload));
+  *task.spec.mutable_range() = range;
+  return Enqueue(std::move(task));
+}
+
 Future Session::SubmitBroadcast(absl::string_view function, std::string payload,
                                 const SubmitOptions& options) {
   OutgoingTask task = NewTask(function, options);

@@ -78,6 +78,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // result per item (FutureCore::TakeItems).
   Future SubmitChunk(absl::string_view function, std::vector<std::string> items,
                      const SubmitOptions& options);
+  // Submits one batch of a seeded range map: `function(payload)` once per item of `range`; its
+  // future's ending carries one result per item, as a chunk's.
+  Future SubmitRange(absl::string_view function, std::string payload, const v1::RangeSpec& range,
+                     const SubmitOptions& options);
   // Submits `function(payload)` to run once on every worker; its future's ending carries one
   // result per worker, as a chunk's.
   Future SubmitBroadcast(absl::string_view function, std::string payload,
