@@ -1,6 +1,6 @@
-// The client beyond concurrent.futures, end to end: typed tasks (client/typed.h), payload type
-// checks, ListFunctions, progress reports, Interrupt and queue timeouts. One real mpigate-server
-// with 2 MPI workers and `exec` enabled is shared by the suite.
+// The client beyond concurrent.futures, end to end: typed tasks (client/typed.h) including typed
+// range maps, payload type checks, ListFunctions, progress reports, Interrupt and queue timeouts.
+// One real mpigate-server with 2 MPI workers and `exec` enabled is shared by the suite.
 //
 // Tests that need a task to stay PENDING occupy both workers with `sleep` tasks that would run
 // for ten minutes, wait until those are RUNNING (Future::WaitStarted), and interrupt them at the
@@ -126,6 +126,19 @@ TEST_F(TypedClientTest, MapTypedDecodesEveryResultInInputOrder) {
   }
 }
 
+// One request, run once per item of the range: a seeded map's typed form.
+TEST_F(TypedClientTest, MapRangeTypedRunsExecOncePerItem) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  std::vector<std::string> outputs;
+  for (absl::StatusOr<v1::ExecResponse> response : MapRangeTyped<v1::ExecResponse>(
+           *executor, "exec", Command({"/bin/echo", "item"}), {.count = 5, .batch_size = 2})) {
+    ASSERT_TRUE(response.ok()) << response.status();
+    outputs.push_back(response->stdout());
+  }
+  EXPECT_THAT(outputs, ElementsAreArray(std::vector<std::string>(5, "item\n")));
+}
+
 TEST_F(TypedClientTest, PayloadOfAnotherTypeIsRejectedWithInvalidArgument) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
@@ -146,6 +159,14 @@ TEST_F(TypedClientTest, PayloadOfAnotherTypeIsRejectedWithInvalidArgument) {
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(mapped.Next().has_value()) << "an error ends the iteration";
+
+  // And for every batch of a range map.
+  TypedMapResults<v1::ExecResponse> ranged = MapRangeTyped<v1::ExecResponse>(
+      *executor, "exec", EchoInDisguise(), {.count = 4, .batch_size = 2});
+  first = ranged.Next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ranged.Next().has_value()) << "an error ends the iteration";
 
   // The same bytes under the right type are not rejected for their type.
   Future declared_right = executor->Submit("exec", Command({"/bin/echo"}).SerializeAsString(),
@@ -206,6 +227,8 @@ TEST_F(TypedClientTest, ListFunctionsDescribesBuiltinsAndExecsTypes) {
   ASSERT_NE(exec, nullptr);
   EXPECT_EQ(exec->request_type, "mpigate.v1.ExecRequest");
   EXPECT_EQ(exec->response_type, "mpigate.v1.ExecResponse");
+  // No built-in is a gang function (tests/gang_test.cc lists some that are).
+  for (const FunctionInfo& function : *functions) EXPECT_FALSE(function.gang) << function.name;
 
   executor->Shutdown();
   EXPECT_TRUE(executor->ListFunctions().ok()) << "a unary call, not part of the session";
