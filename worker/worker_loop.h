@@ -7,6 +7,13 @@
 // the task thread and every 20 ms forwards the task's latest progress report and looks for a
 // cancel (which sets the task's cancellation flag) or a shutdown from the gateway.
 //
+// A gang task (TaskFrame.gang, worker/gang.h) runs on the loop's own thread instead, because its
+// function makes MPI calls and MPI belongs to that thread: the loop makes the gang's communicator
+// with the other members (MPI_Comm_create_group over WorkerGroup), calls the function, and frees
+// the communicator. The loop cannot listen while the function runs, so the function's polls of
+// GangContext::cancelled() do it, at most every millisecond; a shutdown heard then interrupts the
+// call and is answered when it returns.
+//
 // Thread-safety: Run() makes MPI calls and must run on the thread that initialised MPI; one loop
 // per process.
 #ifndef MPIGATE_WORKER_WORKER_LOOP_H_
@@ -39,13 +46,22 @@ struct Initializer {
   std::string input;
 };
 
+// The communicator that gang communicators are made from: it holds every worker of the pool, and
+// may hold other processes (the gateway, in world mode), which need not take part.
+struct WorkerGroup {
+  MPI_Comm comm = MPI_COMM_NULL;
+  // Worker i is rank first_rank + i of `comm`.
+  int first_rank = 0;
+};
+
 class WorkerLoop {
  public:
   // `gateway` reaches the gateway at rank 0: the parent intercommunicator of spawned workers, or
-  // MPI_COMM_WORLD in world mode.
+  // MPI_COMM_WORLD in world mode. `workers` is where gangs come from; it must use
+  // MPI_ERRORS_RETURN (wire::ReturnErrors).
   // `rank` and `pool_size` are what tasks see in their TaskContext.
-  WorkerLoop(MPI_Comm gateway, const FunctionRegistry& registry, int rank, int pool_size,
-             Initializer initializer);
+  WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry, int rank,
+             int pool_size, Initializer initializer);
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
 
@@ -56,6 +72,7 @@ class WorkerLoop {
 
  private:
   MPI_Comm gateway_;
+  const WorkerGroup workers_;
   const FunctionRegistry& registry_;
   const int rank_;
   const int pool_size_;

@@ -107,11 +107,16 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   int pool_size = 1;
   MPI_Comm_rank(gateway, &rank);
   MPI_Comm_size(gateway, &pool_size);
+  // Gangs are made from MPI_COMM_WORLD: the spawned workers' own world, in which worker i is rank
+  // i, or in world mode the whole job, whose rank 0 is the gateway.
+  WorkerGroup workers{MPI_COMM_WORLD, 0};
   if (!disconnect) {
     // World mode: rank 0 of MPI_COMM_WORLD is the gateway, not a worker.
     rank -= 1;
     pool_size -= 1;
+    workers.first_rank = 1;
   }
+  if (status.ok()) status = wire::ReturnErrors(workers.comm);
 
   FunctionRegistry registry;
   if (status.ok()) status = ApplyEnvironment(options);
@@ -122,7 +127,7 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
     absl::StatusOr<LoopEnd> end =
-        WorkerLoop(gateway, registry, rank, pool_size, options.initializer).Run();
+        WorkerLoop(gateway, workers, registry, rank, pool_size, options.initializer).Run();
     if (end.ok() && *end == LoopEnd::kStoppedDuringTask) {
       // The task cannot be interrupted and still uses the registry: leave without unwinding.
       Finish(gateway, disconnect);
