@@ -1,6 +1,7 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <utility>
@@ -34,6 +35,44 @@ void CopyError(wire::ErrorInfo& from, v1::TaskError& to) {
   to.set_exception_type(std::move(*from.mutable_exception_type()));
 }
 
+// Fills in what one worker's result says: state, result, items or error, and run time. Moves the
+// result's bytes out.
+void SetOutcome(wire::ResultFrame& result, bool interrupted, v1::TaskOutcome& outcome) {
+  outcome.set_run_us(result.run_us());
+  switch (result.outcome_case()) {
+    case wire::ResultFrame::kError:
+      // An interrupted function that gives up says so with CANCELLED.
+      outcome.set_state(interrupted && result.error().code() ==
+                                           static_cast<int>(absl::StatusCode::kCancelled)
+                            ? v1::TASK_STATE_CANCELLED
+                            : v1::TASK_STATE_FAILED);
+      CopyError(*result.mutable_error(), *outcome.mutable_error());
+      break;
+    case wire::ResultFrame::kResult:
+      outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+      outcome.set_result(std::move(*result.mutable_result()));
+      break;
+    case wire::ResultFrame::OUTCOME_NOT_SET:
+      // A chunk: each item carries its own result or error.
+      outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+      for (wire::ItemResult& item : *result.mutable_items()) {
+        v1::ItemOutcome& item_outcome = *outcome.add_items();
+        if (item.has_error()) {
+          CopyError(*item.mutable_error(), *item_outcome.mutable_error());
+        } else {
+          item_outcome.set_result(std::move(*item.mutable_result()));
+        }
+      }
+      break;
+  }
+}
+
+// Records where a task ran: its first worker and, for a group task, all of them in order.
+void SetWorkers(absl::Span<const int> members, bool group, v1::TaskOutcome& outcome) {
+  outcome.set_worker(members.front());
+  if (group) outcome.mutable_workers()->Add(members.begin(), members.end());
+}
+
 }  // namespace
 
 Scheduler::Scheduler(Options options)
@@ -63,7 +102,8 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   return id;
 }
 
-absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpec& spec) const {
+absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
+    const Session& session, const v1::TaskSpec& spec) const {
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
   }
@@ -79,33 +119,82 @@ absl::Status Scheduler::ValidateLocked(const Session& session, const v1::TaskSpe
       refused != refused_functions_.end()) {
     return absl::PermissionDeniedError(refused->second);
   }
+  if (absl::Status status = CheckShape(spec); !status.ok()) return status;
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.
+  const FunctionTraits* traits = nullptr;
   if (pool_state_ == v1::POOL_STATE_READY) {
-    if (absl::Status status = CheckFunctionLocked(spec.function(), spec.payload_type());
-        !status.ok()) {
-      return status;
-    }
+    absl::StatusOr<const FunctionTraits*> checked = CheckFunctionLocked(
+        spec.function(), spec.payload_type(), spec.options().gang_size(), spec.has_range());
+    if (!checked.ok()) return checked.status();
+    traits = *checked;
   }
   if (session.live.contains(spec.task_id())) {
     return absl::AlreadyExistsError(
         absl::StrCat("task_id ", spec.task_id(), " is already in use in this session"));
   }
+  return traits;
+}
+
+absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
+  const uint32_t gang_size = spec.options().gang_size();
+  if (gang_size > static_cast<uint32_t>(workers_)) {
+    return absl::InvalidArgumentError(absl::StrCat("gang_size ", gang_size, " is more than the ",
+                                                   workers_, " workers of the pool"));
+  }
+  if (spec.options().broadcast()) {
+    if (spec.items_size() > 0) {
+      return absl::InvalidArgumentError(
+          "a broadcast cannot have items: it calls the function once on every worker");
+    }
+    if (spec.has_range()) {
+      return absl::InvalidArgumentError(
+          "a broadcast cannot have a range: it calls the function once on every worker");
+    }
+    if (gang_size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a broadcast cannot have a gang_size (", gang_size,
+          "): it runs on every worker, and a gang function broadcast runs as a gang of them all"));
+    }
+  }
+  if (spec.has_range()) {
+    if (spec.items_size() > 0) {
+      return absl::InvalidArgumentError("a task cannot have both items and a range");
+    }
+    if (gang_size > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a range cannot run on a gang (gang_size ", gang_size, ")"));
+    }
+    if (spec.range().count() == 0) {
+      return absl::InvalidArgumentError("range.count must be at least 1");
+    }
+  }
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::CheckFunctionLocked(absl::string_view function,
-                                            absl::string_view payload_type) const {
-  const auto it = request_types_.find(function);
-  if (it == request_types_.end()) {
+absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::CheckFunctionLocked(
+    absl::string_view function, absl::string_view payload_type, uint32_t gang_size,
+    bool has_range) const {
+  const auto it = function_traits_.find(function);
+  if (it == function_traits_.end()) {
     return absl::NotFoundError(absl::StrCat("no function named '", function.substr(0, 128),
                                             "' is registered on the workers"));
   }
-  const std::string& request_type = it->second;
+  const FunctionTraits& traits = it->second;
+  const std::string& request_type = traits.request_type;
   if (!payload_type.empty() && !request_type.empty() && payload_type != request_type) {
     return absl::InvalidArgumentError(absl::StrCat("function '", function, "' takes ", request_type,
                                                    ", not ", payload_type.substr(0, 128)));
   }
-  return absl::OkStatus();
+  if (traits.gang && has_range) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("function '", function, "' is a gang function: a range cannot run it"));
+  }
+  if (!traits.gang && gang_size > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("function '", function,
+                                                   "' is not a gang function: it cannot run on ",
+                                                   gang_size, " workers at once"));
+  }
+  return &traits;
 }
 
 absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
@@ -119,22 +208,32 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
   Session& session = it->second;
   const absl::Time now = clock_();
   for (v1::TaskSpec& spec : tasks) {
-    if (absl::Status status = ValidateLocked(session, spec); !status.ok()) {
+    const absl::StatusOr<const FunctionTraits*> traits = ValidateLocked(session, spec);
+    if (!traits.ok()) {
       v1::TaskRejection& rejection = rejections.emplace_back();
       rejection.set_task_id(spec.task_id());
-      rejection.set_code(static_cast<int>(status.code()));
-      rejection.set_message(std::string(status.message()));
+      rejection.set_code(static_cast<int>(traits.status().code()));
+      rejection.set_message(std::string(traits.status().message()));
       continue;
     }
     const TaskKey key = next_task_key_++;
     Task& task = tasks_[key];
     task.session = id;
     task.client_id = spec.task_id();
+    task.broadcast = spec.options().broadcast();
+    task.gang_size = spec.options().gang_size();
+    task.gang_function = *traits != nullptr && (*traits)->gang;
     task.enqueued = now;
     task.frame.set_task_key(key);
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
     task.frame.mutable_items()->Swap(spec.mutable_items());
+    if (spec.has_range()) {
+      wire::RangeBatch& range = *task.frame.mutable_range();
+      range.set_first(spec.range().first());
+      range.set_count(spec.range().count());
+      range.set_base_seed(spec.range().base_seed());
+    }
     if (pool_state_ == v1::POOL_STATE_BOOTING) task.payload_type = spec.payload_type();
     if (const uint64_t timeout_ms = spec.options().queue_timeout_ms(); timeout_ms > 0) {
       // A deadline that never comes would never leave the heap; it is no deadline at all.
@@ -280,13 +379,18 @@ void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
     if (pool_state_ != v1::POOL_STATE_BOOTING) return;
     functions_ = std::move(functions);
     for (const v1::FunctionInfo& function : functions_) {
-      request_types_[function.name()] = function.request_type();
+      FunctionTraits& traits = function_traits_[function.name()];
+      traits.request_type = function.request_type();
+      traits.gang = function.gang();
     }
     std::vector<std::pair<TaskKey, absl::Status>> unfit;
-    for (const auto& [key, task] : tasks_) {
-      if (absl::Status status = CheckFunctionLocked(task.frame.function(), task.payload_type);
-          !status.ok()) {
-        unfit.emplace_back(key, std::move(status));
+    for (auto& [key, task] : tasks_) {
+      const absl::StatusOr<const FunctionTraits*> traits = CheckFunctionLocked(
+          task.frame.function(), task.payload_type, task.gang_size, task.frame.has_range());
+      if (traits.ok()) {
+        task.gang_function = (*traits)->gang;
+      } else {
+        unfit.emplace_back(key, traits.status());
       }
     }
     for (const auto& [key, status] : unfit) {
@@ -323,20 +427,26 @@ void Scheduler::FailRunning(absl::string_view reason) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
-    for (TaskKey& key : running_) {
+    for (const TaskKey key : running_) {
       if (key == 0) continue;
       const Task& task = tasks_.at(key);
       const SessionId id = task.session;
       v1::TaskOutcome outcome;
       outcome.set_state(v1::TASK_STATE_FAILED);
-      outcome.set_worker(task.worker);
+      SetWorkers(task.members, task.group(), outcome);
       outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
       SetError(absl::StatusCode::kCancelled, reason, *outcome.mutable_error());
+      // Every member still running it at once, so that a group task ends once. The workers stay
+      // busy: they are still running the task, and are about to be stopped.
+      for (const int member : task.members) {
+        TaskKey& slot = running_[static_cast<size_t>(member)];
+        if (slot == key) {
+          slot = 0;
+          --running_count_;
+        }
+      }
       EndTaskLocked(key, std::move(outcome));
       MaybeNotifyLocked(id, notifications);
-      // The worker stays busy: it is still running the task, and is about to be stopped.
-      key = 0;
-      --running_count_;
     }
   }
   Notify(notifications);
@@ -380,7 +490,7 @@ absl::StatusOr<std::vector<v1::FunctionInfo>> Scheduler::Functions() const {
     return absl::UnavailableError(
         "the pool is still starting; its functions are known once the workers are up");
   }
-  if (request_types_.empty() && pool_state_ == v1::POOL_STATE_BROKEN) {
+  if (function_traits_.empty() && pool_state_ == v1::POOL_STATE_BROKEN) {
     return absl::FailedPreconditionError(absl::StrCat("BrokenExecutor: ", pool_reason_));
   }
   return functions_;
@@ -416,29 +526,87 @@ v1::PoolStatus Scheduler::Status() const {
   return status;
 }
 
-Scheduler::TaskKey Scheduler::PopQueuedLocked(Session& session) {
+Scheduler::TaskKey Scheduler::PeekQueuedLocked(Session& session) {
   while (!session.queue.empty()) {
     const TaskKey key = session.queue.front();
-    session.queue.pop_front();
     // Keys of tasks cancelled or expired while queued are skipped here.
     const auto task = tasks_.find(key);
-    if (task != tasks_.end() && !task->second.running) {
-      --session.queued;
-      --queued_count_;
-      return key;
-    }
+    if (task != tasks_.end() && !task->second.running) return key;
+    session.queue.pop_front();
   }
   return 0;
 }
 
+size_t Scheduler::WorkersNeeded(const Task& task) const {
+  if (task.broadcast) return static_cast<size_t>(workers_);
+  if (task.gang_function) return std::max<size_t>(task.gang_size, 1);
+  return 1;
+}
+
+void Scheduler::TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>& members) {
+  if (count == 1) {
+    members.push_back(idle_workers_.back());
+    idle_workers_.pop_back();
+    return;
+  }
+  // The lowest-numbered idle workers, so that a gang's ranks follow the workers' order and the
+  // choice does not depend on which finished last; the others keep their reuse order.
+  std::vector<int> sorted = idle_workers_;
+  std::sort(sorted.begin(), sorted.end());
+  members.assign(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(count));
+  idle_workers_.erase(std::remove_if(idle_workers_.begin(), idle_workers_.end(),
+                                     [&members](int worker) {
+                                       return std::binary_search(members.begin(), members.end(),
+                                                                 worker);
+                                     }),
+                      idle_workers_.end());
+}
+
+void Scheduler::StartLocked(TaskKey key, Task& task, size_t count, absl::Time now,
+                            DispatchWork& work) {
+  TakeIdleWorkersLocked(count, task.members);
+  task.running = true;
+  task.started = now;
+  task.running_members = static_cast<int>(count);
+  for (const int worker : task.members) running_[static_cast<size_t>(worker)] = key;
+  running_count_ += count;
+  if (!task.group()) {
+    work.assignments.push_back(Assignment{task.members.front(), std::move(task.frame)});
+    task.frame.Clear();
+    return;
+  }
+  task.results.resize(count);
+  // Only a gang function makes a communicator; a plain function broadcast runs alone on each.
+  if (task.gang_function) {
+    task.frame.mutable_gang()->Add(task.members.begin(), task.members.end());
+  }
+  for (size_t i = 0; i < count; ++i) {
+    Assignment& assignment = work.assignments.emplace_back();
+    assignment.worker = task.members[i];
+    if (i + 1 < count) {
+      assignment.frame = task.frame;
+    } else {
+      assignment.frame = std::move(task.frame);
+    }
+  }
+  task.frame.Clear();
+}
+
 bool Scheduler::HasWorkLocked() const {
-  return stopping_ || !interrupts_.empty() || (queued_count_ > 0 && !idle_workers_.empty());
+  // While a group task waits for its workers nothing else may start, so fewer idle workers than
+  // it needs are no work.
+  const size_t idle_needed = held_key_ != 0 ? held_need_ : 1;
+  return stopping_ || !interrupts_.empty() ||
+         (queued_count_ > 0 && idle_workers_.size() >= idle_needed);
 }
 
 void Scheduler::InterruptLocked(TaskKey key, Task& task) {
   if (!task.running || task.interrupted) return;
   task.interrupted = true;
-  interrupts_.push_back(Interrupt{task.worker, key});
+  // Members that have already reported are done with it.
+  for (const int member : task.members) {
+    if (running_[static_cast<size_t>(member)] == key) interrupts_.push_back(Interrupt{member, key});
+  }
 }
 
 DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
@@ -459,25 +627,31 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       const auto session_it = sessions_.find(id);
       if (session_it == sessions_.end()) continue;
       Session& session = session_it->second;
-      const TaskKey key = PopQueuedLocked(session);
+      const TaskKey key = PeekQueuedLocked(session);
+      if (key == 0) {
+        session.in_ready_ring = false;
+        continue;
+      }
+      Task& task = tasks_.at(key);
+      const size_t needed = WorkersNeeded(task);
+      if (needed > idle_workers_.size()) {
+        // The session keeps its turn, and the idle workers stay idle, until enough are.
+        ready_ring_.push_front(id);
+        held_key_ = key;
+        held_need_ = needed;
+        break;
+      }
+      if (key == held_key_) held_key_ = 0;
+      session.queue.pop_front();
+      --session.queued;
+      --queued_count_;
       if (session.queued > 0) {
         ready_ring_.push_back(id);
       } else {
         session.in_ready_ring = false;
         session.queue.clear();
       }
-      if (key == 0) continue;
-
-      Task& task = tasks_.at(key);
-      const int worker = idle_workers_.back();
-      idle_workers_.pop_back();
-      task.running = true;
-      task.worker = worker;
-      task.started = now;
-      running_[static_cast<size_t>(worker)] = key;
-      ++running_count_;
-      work.assignments.push_back(Assignment{worker, std::move(task.frame)});
-      task.frame.Clear();
+      StartLocked(key, task, needed, now, work);
       if (!session.abandoned) {
         session.started.push_back(task.client_id);
         MaybeNotifyLocked(id, notifications);
@@ -500,44 +674,58 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
     if (key == 0 || key != result.task_key()) return;
     running_[static_cast<size_t>(worker)] = 0;
     --running_count_;
+    // A gang member that is done is free at once, even while the rest of its gang runs.
     idle_workers_.push_back(worker);
 
-    const Task& task = tasks_.at(key);
+    Task& task = tasks_.at(key);
     v1::TaskOutcome outcome;
-    outcome.set_worker(worker);
-    outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
-    outcome.set_run_us(result.run_us());
-    switch (result.outcome_case()) {
-      case wire::ResultFrame::kError:
-        // An interrupted function that gives up says so with CANCELLED.
-        outcome.set_state(task.interrupted && result.error().code() ==
-                                                  static_cast<int>(absl::StatusCode::kCancelled)
-                              ? v1::TASK_STATE_CANCELLED
-                              : v1::TASK_STATE_FAILED);
-        CopyError(*result.mutable_error(), *outcome.mutable_error());
-        break;
-      case wire::ResultFrame::kResult:
-        outcome.set_state(v1::TASK_STATE_SUCCEEDED);
-        outcome.set_result(std::move(*result.mutable_result()));
-        break;
-      case wire::ResultFrame::OUTCOME_NOT_SET:
-        // A chunk: each item carries its own result or error.
-        outcome.set_state(v1::TASK_STATE_SUCCEEDED);
-        for (wire::ItemResult& item : *result.mutable_items()) {
-          v1::ItemOutcome& item_outcome = *outcome.add_items();
-          if (item.has_error()) {
-            CopyError(*item.mutable_error(), *item_outcome.mutable_error());
-          } else {
-            item_outcome.set_result(std::move(*item.mutable_result()));
-          }
-        }
-        break;
+    if (task.group()) {
+      const auto member = std::find(task.members.begin(), task.members.end(), worker);
+      task.results[static_cast<size_t>(member - task.members.begin())] = std::move(result);
+      if (--task.running_members > 0) return;
+      outcome = GroupOutcome(task);
+    } else {
+      SetOutcome(result, task.interrupted, outcome);
     }
+    SetWorkers(task.members, task.group(), outcome);
+    outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
     const SessionId id = task.session;
     EndTaskLocked(key, std::move(outcome));
     MaybeNotifyLocked(id, notifications);
   }
   Notify(notifications);
+}
+
+v1::TaskOutcome Scheduler::GroupOutcome(Task& task) {
+  v1::TaskOutcome outcome;
+  uint64_t run_us = 0;
+  for (const wire::ResultFrame& result : task.results) run_us = std::max(run_us, result.run_us());
+  if (task.broadcast) {
+    // Each worker's call succeeds or fails on its own, as the items of a chunk do.
+    outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+    for (wire::ResultFrame& result : task.results) {
+      v1::ItemOutcome& item = *outcome.add_items();
+      if (result.has_error()) {
+        CopyError(*result.mutable_error(), *item.mutable_error());
+      } else {
+        item.set_result(std::move(*result.mutable_result()));
+      }
+    }
+  } else {
+    // The gang's outcome is rank 0's, unless a rank failed: then the lowest that did.
+    const auto failed =
+        std::find_if(task.results.begin(), task.results.end(),
+                     [](const wire::ResultFrame& result) { return result.has_error(); });
+    const size_t rank =
+        failed == task.results.end() ? 0 : static_cast<size_t>(failed - task.results.begin());
+    SetOutcome(task.results[rank], task.interrupted, outcome);
+    if (outcome.has_error()) {
+      outcome.mutable_error()->set_message(absl::StrCat(
+          "gang rank ", rank, " (worker ", task.members[rank], "): ", outcome.error().message()));
+    }
+  }
+  outcome.set_run_us(run_us);
+  return outcome;
 }
 
 void Scheduler::Progress(int worker, const wire::ProgressFrame& progress) {
@@ -595,6 +783,8 @@ void Scheduler::EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCo
   Session& session = sessions_.at(task.session);
   --session.queued;
   --queued_count_;
+  // A group task that was waiting for its workers no longer holds the others back.
+  if (key == held_key_) held_key_ = 0;
   v1::TaskOutcome outcome;
   outcome.set_state(state);
   outcome.set_worker(-1);

@@ -9,6 +9,12 @@
 // round-robin, so a session with 100,000 queued tasks delays one with 10 by at most one task per
 // worker each turn.
 //
+// Group tasks run on several workers at once: a gang (TaskOptions.gang_size, for a gang function)
+// on that many, a broadcast on every worker. Each member worker gets its own copy of the frame,
+// and the task ends once every member has reported. A group task at the head of its session's
+// turn waits until enough workers are idle, and while it waits nothing else starts, from any
+// session: otherwise a stream of small tasks could keep it from ever finding its workers.
+//
 // Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
 // (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
 // Outcomes wait in the session's outbox until the session's listener collects them, with the
@@ -20,9 +26,9 @@
 //
 // The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
 // accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
-// function the workers do not have. PoolBroken() (an initializer failed) fails queued and new
-// tasks with FAILED_PRECONDITION "BrokenExecutor: ...". Drain() makes it DRAINING. Every session
-// is told of each change.
+// function the workers do not have, or that its kind (gang or not) does not allow. PoolBroken() (an
+// initializer failed) fails queued and new tasks with FAILED_PRECONDITION "BrokenExecutor: ...".
+// Drain() makes it DRAINING. Every session is told of each change.
 //
 // Thread-safety: every method may be called from any thread. Listeners are called without the
 // scheduler's lock held, so they may call back into the scheduler.
@@ -40,6 +46,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -77,7 +84,8 @@ struct SessionEvents {
   bool closed = false;
 };
 
-// A task for the transport to send to a worker.
+// A task for the transport to send to a worker. A group task is one Assignment per member worker,
+// each with its own copy of the frame.
 struct Assignment {
   int worker = 0;
   wire::TaskFrame frame;
@@ -150,7 +158,8 @@ class Scheduler {
 
   // Every worker is up and registered `functions`: tasks naming anything else are rejected (and
   // those already queued fail with NOT_FOUND), as are tasks whose payload_type is not the
-  // function's request type (INVALID_ARGUMENT); the workers become idle. Only from BOOTING.
+  // function's request type, or whose gang_size or range the function does not allow
+  // (INVALID_ARGUMENT); the workers become idle. Only from BOOTING.
   void PoolReady(std::vector<v1::FunctionInfo> functions);
 
   // The pool can run no task, because of `reason`: queued and new tasks fail with
@@ -186,10 +195,13 @@ class Scheduler {
   // interrupts, and fails queued tasks whose queue timeout has passed.
   DispatchWork AwaitWork(absl::Duration timeout);
 
-  // The worker finished the task it was assigned and is idle again.
+  // The worker finished the task it was assigned and is idle again. A group task ends once every
+  // member has reported: a gang with gang rank 0's result, or the error of the lowest gang rank
+  // that failed; a broadcast with one item per worker.
   void Complete(int worker, wire::ResultFrame result);
 
-  // The worker's task reported progress. Ignored if that task is no longer running.
+  // The worker's task reported progress (for a group task, any member may). Ignored if that task
+  // is no longer running on that worker.
   void Progress(int worker, const wire::ProgressFrame& progress);
 
  private:
@@ -199,15 +211,38 @@ class Scheduler {
     SessionId session = 0;
     uint64_t client_id = 0;
     bool running = false;
-    int worker = -1;
+    // TaskOptions.broadcast and .gang_size, as submitted.
+    bool broadcast = false;
+    uint32_t gang_size = 0;
+    // Its function is a gang function. Known at submit once the pool is ready, and for tasks
+    // queued while booting from PoolReady(), before any task runs.
+    bool gang_function = false;
+    // Its workers have been asked to set its cancellation flag.
+    bool interrupted = false;
+    // Members still running (a group task ends when none is).
+    int running_members = 0;
     absl::Time enqueued;
     absl::Time started;
-    // Its worker has been asked to set its cancellation flag.
-    bool interrupted = false;
+    // The workers running it since dispatch: one for a single task (inline, so that those never
+    // allocate), the gang in gang rank order, or every worker in order for a broadcast.
+    absl::InlinedVector<int, 1> members;
+    // A group task's results by member, filled in as the members report; empty otherwise.
+    std::vector<wire::ResultFrame> results;
     // TaskSpec.payload_type, for PoolReady() to check tasks queued while booting.
     std::string payload_type;
     // Holds the function and input until the task is dispatched.
     wire::TaskFrame frame;
+
+    // Runs on several workers, each reporting on its own.
+    bool group() const { return broadcast || gang_function; }
+  };
+
+  // What the scheduler needs to know of a registered function.
+  struct FunctionTraits {
+    // The Protobuf message it takes, or "" for a function of bytes.
+    std::string request_type;
+    // A gang function (worker/gang.h).
+    bool gang = false;
   };
 
   struct Session {
@@ -237,13 +272,24 @@ class Scheduler {
 
   void Notify(Notifications& notifications);
 
-  // Asks for the running task's worker to be told to set its cancellation flag; once per task.
+  // Asks for the running task's workers (every member still running it) to be told to set its
+  // cancellation flag; once per task.
   void InterruptLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The reason a task of `function` with `payload_type` cannot run on the ready pool, or OK.
-  absl::Status CheckFunctionLocked(absl::string_view function, absl::string_view payload_type) const
+  // The function's traits if a task of `function` with `payload_type`, `gang_size` and (if
+  // `has_range`) a range can run on the ready pool; otherwise why not.
+  absl::StatusOr<const FunctionTraits*> CheckFunctionLocked(absl::string_view function,
+                                                            absl::string_view payload_type,
+                                                            uint32_t gang_size,
+                                                            bool has_range) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The rules on gang_size, broadcast, items and range that hold whatever the function: why the
+  // task is malformed, or OK.
+  absl::Status CheckShape(const v1::TaskSpec& spec) const;
 
-  absl::Status ValidateLocked(const Session& session, const v1::TaskSpec& spec) const
+  // Why the task cannot be accepted; otherwise its function's traits once the pool is ready, or
+  // nullptr while booting (PoolReady() then checks the function).
+  absl::StatusOr<const FunctionTraits*> ValidateLocked(const Session& session,
+                                                       const v1::TaskSpec& spec) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends a task that never ran or has just finished: frees it and puts `outcome` in its
   // session's outbox. Callers then call MaybeNotifyLocked for the session; it is not done here
@@ -253,8 +299,19 @@ class Scheduler {
   void CancelQueuedLocked(TaskKey key, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelAllQueuedLocked(Session& session, absl::string_view why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Takes the next live queued task of `session`, or 0.
-  TaskKey PopQueuedLocked(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next live queued task of `session`, left in its queue, or 0. Drops the keys of ended
+  // tasks ahead of it.
+  TaskKey PeekQueuedLocked(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How many workers the task runs on.
+  size_t WorkersNeeded(const Task& task) const;
+  // Takes `count` idle workers into `members`, in ascending order.
+  void TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>& members)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the queued task `key` on `count` idle workers: appends its assignments to `work`.
+  void StartLocked(TaskKey key, Task& task, size_t count, absl::Time now, DispatchWork& work)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The outcome of a group task whose members have all reported; moves their results out.
+  static v1::TaskOutcome GroupOutcome(Task& task);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned
   // session whose tasks have all ended.
   void MaybeNotifyLocked(SessionId id, Notifications& notifications)
@@ -283,12 +340,17 @@ class Scheduler {
   // Why the pool is BROKEN or DRAINING.
   std::string pool_reason_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::FunctionInfo> functions_ ABSL_GUARDED_BY(mu_);
-  // Each function's request type ("" for a function of bytes), by name.
-  absl::flat_hash_map<std::string, std::string> request_types_ ABSL_GUARDED_BY(mu_);
+  // What each registered function needs, by name.
+  absl::flat_hash_map<std::string, FunctionTraits> function_traits_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks, in the order they get their next turn.
   std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);
+  // The group task at the front of the ring that is waiting for this many idle workers, during
+  // which nothing else starts; 0 when none is waiting. Cleared when it starts or ends, so that
+  // AwaitWork() neither wakes for fewer idle workers nor keeps others waiting for a task gone.
+  TaskKey held_key_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t held_need_ ABSL_GUARDED_BY(mu_) = 0;
   // Queue deadlines, earliest first; entries of tasks that have left the queue are skipped.
   using Deadline = std::pair<absl::Time, TaskKey>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
@@ -297,6 +359,7 @@ class Scheduler {
   std::vector<int> idle_workers_ ABSL_GUARDED_BY(mu_);
   // The task each worker runs, or 0 when idle.
   std::vector<TaskKey> running_ ABSL_GUARDED_BY(mu_);
+  // Busy workers: those with a task in running_.
   size_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
   // Interrupts for the transport to deliver.
   std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);

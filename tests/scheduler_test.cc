@@ -1323,5 +1323,506 @@ TEST_F(SchedulerTest, StatusListsOpenSessionsWithTheirLoad) {
   EXPECT_EQ(status.session_list(1).running_tasks(), 0u);
 }
 
+// --- Gang tasks, broadcasts and range maps ---
+
+// The workers' functions for group tasks: "echo" and "fail" as usual, and "sum", a gang
+// function (worker/gang.h).
+std::vector<v1::FunctionInfo> WithGangFunction() {
+  std::vector<v1::FunctionInfo> functions(3);
+  functions[0].set_name("echo");
+  functions[1].set_name("fail");
+  functions[2].set_name("sum");
+  functions[2].set_gang(true);
+  return functions;
+}
+
+v1::TaskSpec Gang(uint64_t id, uint32_t gang_size, absl::string_view function = "sum") {
+  v1::TaskSpec spec = Task(id, function);
+  spec.mutable_options()->set_gang_size(gang_size);
+  return spec;
+}
+
+v1::TaskSpec Broadcast(uint64_t id, absl::string_view function = "echo") {
+  v1::TaskSpec spec = Task(id, function);
+  spec.mutable_options()->set_broadcast(true);
+  return spec;
+}
+
+v1::TaskSpec Ranged(uint64_t id, uint64_t first, uint64_t count,
+                    absl::string_view function = "echo") {
+  v1::TaskSpec spec = Task(id, function);
+  spec.mutable_range()->set_first(first);
+  spec.mutable_range()->set_count(count);
+  spec.mutable_range()->set_base_seed(99);
+  return spec;
+}
+
+std::vector<int> WorkersOf(const std::vector<Assignment>& assignments) {
+  std::vector<int> workers;
+  for (const Assignment& assignment : assignments) workers.push_back(assignment.worker);
+  return workers;
+}
+
+wire::ResultFrame ResultOf(const Assignment& assignment, absl::string_view result,
+                           uint64_t run_us = 0) {
+  wire::ResultFrame frame;
+  frame.set_task_key(assignment.frame.task_key());
+  frame.set_result(std::string(result));
+  frame.set_run_us(run_us);
+  return frame;
+}
+
+wire::ResultFrame ErrorOf(const Assignment& assignment, absl::StatusCode code,
+                          absl::string_view message) {
+  wire::ResultFrame frame;
+  frame.set_task_key(assignment.frame.task_key());
+  frame.mutable_error()->set_code(Code(code));
+  frame.mutable_error()->set_message(std::string(message));
+  return frame;
+}
+
+// The one rejection of a batch of one task.
+v1::TaskRejection RejectionOf(std::vector<v1::TaskRejection> rejections) {
+  EXPECT_EQ(rejections.size(), 1u);
+  return rejections.empty() ? v1::TaskRejection() : rejections[0];
+}
+
+TEST_F(SchedulerTest, GangSizeAboveThePoolIsRejectedEvenWhileBooting) {
+  Boot(/*workers=*/4);
+  const SessionId session = Open();
+  v1::TaskRejection rejection = RejectionOf(Submit(session, {Gang(1, 5)}));
+  EXPECT_EQ(rejection.task_id(), 1u);
+  EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejection.message(), HasSubstr("gang_size 5"));
+  EXPECT_THAT(rejection.message(), HasSubstr("4 workers"));
+
+  scheduler_->PoolReady(WithGangFunction());
+  rejection = RejectionOf(Submit(session, {Gang(2, 5), Gang(3, 4)}));
+  EXPECT_EQ(rejection.task_id(), 2u);
+  EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(SchedulerTest, GangSizeAboveOneNeedsAGangFunction) {
+  Boot(/*workers=*/4);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  const v1::TaskRejection rejection =
+      RejectionOf(Submit(session, {Gang(1, 2, "echo"), Gang(2, 1, "echo"), Gang(3, 2)}));
+  EXPECT_EQ(rejection.task_id(), 1u);
+  EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejection.message(), HasSubstr("'echo' is not a gang function"));
+}
+
+TEST_F(SchedulerTest, BroadcastCannotHaveItemsRangeOrGangSize) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  v1::TaskSpec with_items = Broadcast(1);
+  with_items.add_items("x");
+  v1::TaskSpec with_range = Broadcast(2);
+  with_range.mutable_range()->set_count(1);
+  v1::TaskSpec with_gang_size = Broadcast(3, "sum");
+  with_gang_size.mutable_options()->set_gang_size(1);
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {with_items, with_range, with_gang_size, Broadcast(4)});
+  ASSERT_EQ(rejections.size(), 3u);
+  for (const v1::TaskRejection& rejection : rejections) {
+    EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument)) << rejection.task_id();
+    EXPECT_THAT(rejection.message(), HasSubstr("a broadcast cannot have")) << rejection.task_id();
+  }
+  EXPECT_THAT(rejections[0].message(), HasSubstr("items"));
+  EXPECT_THAT(rejections[1].message(), HasSubstr("range"));
+  EXPECT_THAT(rejections[2].message(), HasSubstr("gang_size (1)"));
+}
+
+TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsAtLeastOne) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  v1::TaskSpec with_items = Ranged(1, 0, 3);
+  with_items.add_items("x");
+  v1::TaskSpec with_gang_size = Ranged(2, 0, 3, "sum");
+  with_gang_size.mutable_options()->set_gang_size(2);
+  const std::vector<v1::TaskRejection> rejections = Submit(
+      session,
+      {with_items, with_gang_size, Ranged(3, 0, 3, "sum"), Ranged(4, 7, 0), Ranged(5, 7, 1)});
+  ASSERT_EQ(rejections.size(), 4u);
+  for (const v1::TaskRejection& rejection : rejections) {
+    EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument)) << rejection.task_id();
+  }
+  EXPECT_THAT(rejections[0].message(), HasSubstr("both items and a range"));
+  EXPECT_THAT(rejections[1].message(), HasSubstr("a range cannot run on a gang (gang_size 2)"));
+  // A gang function is a gang even without a gang_size.
+  EXPECT_THAT(rejections[2].message(), HasSubstr("'sum' is a gang function"));
+  EXPECT_THAT(rejections[3].message(), HasSubstr("range.count"));
+}
+
+TEST_F(SchedulerTest, RangeIsCopiedIntoTheFrame) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Ranged(1, 1000, 4)}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  ASSERT_TRUE(assignments[0].frame.has_range());
+  EXPECT_EQ(assignments[0].frame.range().first(), 1000u);
+  EXPECT_EQ(assignments[0].frame.range().count(), 4u);
+  EXPECT_EQ(assignments[0].frame.range().base_seed(), 99u);
+  EXPECT_EQ(IdOf(assignments[0]), 1u) << "the payload is every item's input";
+  EXPECT_THAT(assignments[0].frame.gang(), IsEmpty());
+
+  // Ordinary tasks carry no range.
+  CompleteEchoed(assignments[0]);
+  SubmitRange(session, 2, 2);
+  const std::vector<Assignment> plain = Dispatch();
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_FALSE(plain[0].frame.has_range());
+}
+
+TEST_F(SchedulerTest, GangGetsTheLowestIdleWorkersInRankOrder) {
+  Boot(/*workers=*/4);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  SubmitRange(session, 1, 4);
+  const std::vector<Assignment> singles = Dispatch();
+  ASSERT_EQ(singles.size(), 4u);
+  // Workers 1 and then 3 come free: a single task would take 3, the most recently freed, first.
+  CompleteEchoed(singles[1]);
+  CompleteEchoed(singles[3]);
+  scheduler_->TakeEvents(session);
+  Listener(session).TakeCalls();
+
+  EXPECT_THAT(Submit(session, {Gang(5, 2)}), IsEmpty());
+  const std::vector<Assignment> gang = Dispatch();
+  ASSERT_EQ(gang.size(), 2u);
+  EXPECT_THAT(WorkersOf(gang), ElementsAre(1, 3));
+  for (const Assignment& member : gang) {
+    EXPECT_EQ(member.frame.task_key(), gang[0].frame.task_key());
+    EXPECT_EQ(member.frame.function(), "sum");
+    EXPECT_EQ(IdOf(member), 5u) << "every member gets the input";
+    EXPECT_THAT(member.frame.gang(), ElementsAre(1, 3));
+  }
+  EXPECT_THAT(TakeStarted(session), ElementsAre(5)) << "started once, not once per member";
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 4u);
+}
+
+TEST_F(SchedulerTest, GangFunctionWithoutGangSizeRunsAsAGangOfOne) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Gang(1, 0), Gang(2, 1)}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) {
+    EXPECT_THAT(assignment.frame.gang(), ElementsAre(assignment.worker)) << IdOf(assignment);
+  }
+  scheduler_->Complete(assignments[0].worker, ResultOf(assignments[0], "one"));
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(events.outcomes[0].result(), "one");
+  EXPECT_THAT(events.outcomes[0].workers(), ElementsAre(assignments[0].worker));
+}
+
+TEST_F(SchedulerTest, GangWaitsForItsWorkersAndNothingElseStartsMeanwhile) {
+  Boot(/*workers=*/3);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId busy = Open("busy");
+  const SessionId gang = Open("gang");
+  const SessionId small = Open("small");
+  SubmitRange(busy, 1, 2);
+  const std::vector<Assignment> running = Dispatch();
+  ASSERT_EQ(running.size(), 2u);  // Workers 0 and 1; 2 is idle.
+  EXPECT_THAT(Submit(gang, {Gang(10, 3)}), IsEmpty());
+  SubmitRange(small, 20, 21);
+
+  // One worker is idle, but the gang needs three and goes first.
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  // And waiting for work does not wake for the one idle worker either.
+  const absl::Time before = absl::Now();
+  EXPECT_THAT(scheduler_->AwaitWork(absl::Milliseconds(50)).assignments, IsEmpty());
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(40)) << "AwaitWork must not spin";
+
+  CompleteEchoed(running[0]);
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "two idle workers are still too few";
+  CompleteEchoed(running[1]);
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u) << "the gang, and nothing else: no worker is left";
+  EXPECT_THAT(IdsOf(members), ElementsAre(10, 10, 10));
+  EXPECT_THAT(WorkersOf(members), ElementsAre(0, 1, 2));
+  EXPECT_EQ(Listener(small).calls(), 0);
+
+  // Once the gang is done, the small session's tasks run.
+  for (const Assignment& member : members) CompleteEchoed(member);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(20, 21));
+}
+
+TEST_F(SchedulerTest, CancellingAHeldGangLetsOthersRun) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId busy = Open("busy");
+  const SessionId gang = Open("gang");
+  const SessionId small = Open("small");
+  SubmitRange(busy, 1, 1);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  EXPECT_THAT(Submit(gang, {Gang(10, 2)}), IsEmpty());
+  SubmitRange(small, 20, 20);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+
+  EXPECT_TRUE(Cancel(gang, {10})[0].cancelled());
+  // The hold is gone with the gang: waiting for work returns at once with the small task.
+  const absl::Time before = absl::Now();
+  const DispatchWork work = scheduler_->AwaitWork(absl::Seconds(10));
+  EXPECT_LT(absl::Now() - before, absl::Seconds(5));
+  EXPECT_THAT(IdsOf(work.assignments), ElementsAre(20));
+  EXPECT_THAT(WorkersOf(work.assignments), ElementsAre(1));
+}
+
+TEST_F(SchedulerTest, ExpiredHeldGangLetsOthersRun) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId busy = Open("busy");
+  const SessionId gang = Open("gang");
+  SubmitRange(busy, 1, 1);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  v1::TaskSpec impatient = Gang(10, 2);
+  impatient.mutable_options()->set_queue_timeout_ms(100);
+  EXPECT_THAT(Submit(gang, {impatient}), IsEmpty());
+  SubmitRange(busy, 2, 2);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+
+  now_ += absl::Milliseconds(100);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
+  const SessionEvents events = scheduler_->TakeEvents(gang);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(SchedulerTest, BroadcastWaitsForEveryWorkerAndHasOneItemPerWorker) {
+  Start(/*workers=*/3);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> single = Dispatch();
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_THAT(Submit(session, {Broadcast(2)}), IsEmpty());
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "worker 0 is busy";
+  CompleteEchoed(single[0]);
+  scheduler_->TakeEvents(session);
+  Listener(session).TakeCalls();
+
+  now_ += absl::Milliseconds(3);
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u);
+  EXPECT_THAT(WorkersOf(members), ElementsAre(0, 1, 2));
+  for (const Assignment& member : members) {
+    EXPECT_EQ(IdOf(member), 2u);
+    EXPECT_THAT(member.frame.gang(), IsEmpty()) << "a plain function runs alone on each worker";
+  }
+  EXPECT_THAT(TakeStarted(session), ElementsAre(2));
+
+  // The members report in any order; the items are in worker order.
+  scheduler_->Complete(2, ErrorOf(members[2], absl::StatusCode::kUnknown, "no disk"));
+  scheduler_->Complete(0, ResultOf(members[0], "zero", 5));
+  EXPECT_EQ(Listener(session).calls(), 0) << "worker 1 has not reported";
+  scheduler_->Complete(1, ResultOf(members[1], "one", 9));
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 2u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  ASSERT_EQ(outcome.items_size(), 3);
+  EXPECT_EQ(outcome.items(0).result(), "zero");
+  EXPECT_EQ(outcome.items(1).result(), "one");
+  ASSERT_EQ(outcome.items(2).outcome_case(), v1::ItemOutcome::kError);
+  EXPECT_EQ(outcome.items(2).error().message(), "no disk");
+  EXPECT_THAT(outcome.workers(), ElementsAre(0, 1, 2));
+  EXPECT_EQ(outcome.worker(), 0);
+  EXPECT_EQ(outcome.run_us(), 9u) << "the longest member";
+  EXPECT_EQ(outcome.queue_us(), 3000u);
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 0u);
+  EXPECT_EQ(scheduler_->Status().tasks_succeeded(), 2u);
+}
+
+TEST_F(SchedulerTest, BroadcastOfAGangFunctionIsAGangOfThePool) {
+  Boot(/*workers=*/3);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Broadcast(1, "sum")}), IsEmpty());
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u);
+  for (const Assignment& member : members) EXPECT_THAT(member.frame.gang(), ElementsAre(0, 1, 2));
+  for (const Assignment& member : members) CompleteEchoed(member);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].items_size(), 3) << "still one item per worker";
+}
+
+TEST_F(SchedulerTest, GangOutcomeIsRankZerosResult) {
+  Boot(/*workers=*/4);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  const SessionId other = Open("other");
+  EXPECT_THAT(Submit(session, {Gang(1, 3)}), IsEmpty());
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u);
+  TakeStarted(session);
+
+  // Progress from any member counts.
+  scheduler_->Progress(members[1].worker, ProgressOf(members[1], 0.5, "rank 1 halfway"));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.progress.size(), 1u);
+  EXPECT_EQ(events.progress[0].message(), "rank 1 halfway");
+  Listener(session).TakeCalls();
+
+  scheduler_->Complete(members[2].worker, ResultOf(members[2], "rank 2", 30));
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 2u);
+  // The member that is done is free at once.
+  SubmitRange(other, 7, 8);
+  EXPECT_THAT(WorkersOf(Dispatch()), UnorderedElementsAre(members[2].worker, 3));
+  scheduler_->Complete(members[0].worker, ResultOf(members[0], "rank 0", 10));
+  EXPECT_EQ(Listener(session).calls(), 0);
+  scheduler_->Complete(members[1].worker, ResultOf(members[1], "rank 1", 20));
+
+  events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome.result(), "rank 0");
+  EXPECT_THAT(outcome.items(), IsEmpty());
+  EXPECT_THAT(outcome.workers(), ElementsAre(0, 1, 2));
+  EXPECT_EQ(outcome.worker(), 0);
+  EXPECT_EQ(outcome.run_us(), 30u);
+}
+
+TEST_F(SchedulerTest, GangOutcomeIsTheLowestFailingRanksError) {
+  Boot(/*workers=*/4);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);  // Takes worker 0, so the gang's ranks are not its workers.
+  ASSERT_EQ(Dispatch().size(), 1u);
+  EXPECT_THAT(Submit(session, {Gang(2, 3)}), IsEmpty());
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u);
+  ASSERT_THAT(WorkersOf(members), ElementsAre(1, 2, 3));
+
+  scheduler_->Complete(3, ErrorOf(members[2], absl::StatusCode::kInternal, "rank 2 broke"));
+  scheduler_->Complete(1, ResultOf(members[0], "rank 0"));
+  scheduler_->Complete(2, ErrorOf(members[1], absl::StatusCode::kDataLoss, "rank 1 broke"));
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.task_id(), 2u);
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(outcome.result(), "");
+  EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(outcome.error().message(), "gang rank 1 (worker 2): rank 1 broke");
+  EXPECT_THAT(outcome.workers(), ElementsAre(1, 2, 3));
+  EXPECT_EQ(outcome.worker(), 1);
+}
+
+TEST_F(SchedulerTest, InterruptReachesEveryRunningMember) {
+  Boot(/*workers=*/3);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Gang(1, 3)}), IsEmpty());
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 3u);
+  // Rank 1 has already finished: only the others are still running the task.
+  scheduler_->Complete(1, ResultOf(members[1], "done"));
+
+  const std::vector<uint64_t> ids = {1};
+  absl::StatusOr<std::vector<v1::CancelResult>> results =
+      scheduler_->Cancel(session, ids, /*interrupt_running=*/true);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_TRUE((*results)[0].interrupted());
+  const DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  std::vector<int> interrupted;
+  for (const Interrupt& interrupt : work.interrupts) {
+    EXPECT_EQ(interrupt.task_key, members[0].frame.task_key());
+    interrupted.push_back(interrupt.worker);
+  }
+  EXPECT_THAT(interrupted, ElementsAre(0, 2));
+  EXPECT_THAT(work.assignments, IsEmpty());
+
+  // The ranks give up with CANCELLED: the gang ends CANCELLED with rank 0's error.
+  scheduler_->Complete(0, Cancelled(members[0]));
+  scheduler_->Complete(2, Cancelled(members[2]));
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(events.outcomes[0].error().message(), "gang rank 0 (worker 0): gave up");
+}
+
+TEST_F(SchedulerTest, AbandonInterruptsEveryGangMember) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Gang(1, 2)}), IsEmpty());
+  ASSERT_EQ(Dispatch().size(), 2u);
+  scheduler_->Abandon(session);
+  std::vector<int> interrupted;
+  for (const Interrupt& interrupt : scheduler_->AwaitWork(absl::ZeroDuration()).interrupts) {
+    interrupted.push_back(interrupt.worker);
+  }
+  EXPECT_THAT(interrupted, ElementsAre(0, 1));
+}
+
+TEST_F(SchedulerTest, FailRunningEndsAGangOnce) {
+  Boot(/*workers=*/3);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Gang(1, 2), Task(2)}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 3u);
+  // One member has reported; the other still runs.
+  scheduler_->Complete(assignments[0].worker, Echoed(assignments[0]));
+  scheduler_->Drain("stop");
+  scheduler_->FailRunning("cancelled: the drain grace period passed");
+  EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 0u);
+
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  ASSERT_EQ(events.outcomes.size(), 2u);
+  EXPECT_THAT(IdsOf(events.outcomes), UnorderedElementsAre(1, 2));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+    EXPECT_THAT(outcome.error().message(), HasSubstr("grace period"));
+    if (outcome.task_id() == 1) {
+      EXPECT_THAT(outcome.workers(), ElementsAre(0, 1));
+    }
+  }
+  EXPECT_EQ(scheduler_->Status().tasks_failed(), 2u);
+  // The other member's late result is ignored.
+  scheduler_->Complete(assignments[1].worker, Echoed(assignments[1]));
+  EXPECT_EQ(scheduler_->Status().tasks_succeeded(), 0u);
+}
+
+TEST_F(SchedulerTest, PoolReadyRejectsQueuedTasksThatBreakTheGangRules) {
+  Boot(/*workers=*/2);
+  const SessionId session = Open();
+  EXPECT_THAT(
+      Submit(session, {Gang(1, 2, "echo"), Ranged(2, 0, 3, "sum"), Gang(3, 2), Ranged(4, 0, 3)}),
+      IsEmpty());
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 2u);
+  std::vector<v1::TaskOutcome> outcomes = events.outcomes;
+  std::sort(
+      outcomes.begin(), outcomes.end(),
+      [](const v1::TaskOutcome& a, const v1::TaskOutcome& b) { return a.task_id() < b.task_id(); });
+  EXPECT_EQ(outcomes[0].task_id(), 1u);
+  EXPECT_EQ(outcomes[0].error().code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(outcomes[0].error().message(), HasSubstr("not a gang function"));
+  EXPECT_EQ(outcomes[1].task_id(), 2u);
+  EXPECT_EQ(outcomes[1].error().code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(outcomes[1].error().message(), HasSubstr("is a gang function"));
+
+  // The gang queued while booting is known for one now: it runs as a gang.
+  const std::vector<Assignment> members = Dispatch();
+  ASSERT_EQ(members.size(), 2u);
+  EXPECT_THAT(IdsOf(members), ElementsAre(3, 3));
+  EXPECT_THAT(members[0].frame.gang(), ElementsAre(0, 1));
+}
+
 }  // namespace
 }  // namespace mpigate::server
