@@ -20,12 +20,17 @@
 
 namespace {
 
+using ::mpigate::examples::AllreduceSumRequest;
+using ::mpigate::examples::AllreduceSumResponse;
 using ::mpigate::examples::IntegrateRequest;
 using ::mpigate::examples::IntegrateResponse;
 using ::mpigate::examples::PiRequest;
 using ::mpigate::examples::PiResponse;
+using ::mpigate::examples::PowerIterationRequest;
+using ::mpigate::examples::PowerIterationResponse;
 using ::mpigate::examples::TrajectoriesRequest;
 using ::mpigate::examples::TrajectoriesResponse;
+using ::mpigate::examples::TrajectoryRequest;
 
 constexpr double kPi = 3.14159265358979323846;
 
@@ -54,6 +59,27 @@ bool EstimatePi(mpigate::Executor& executor) {
   return std::abs(estimate - kPi) < 0.01;
 }
 
+// The oscillator both trajectory examples run: one period is 2 time units.
+template <typename Request>
+void SetOscillator(Request& request, uint32_t steps) {
+  request.set_steps(steps);
+  request.set_dt(0.01);
+  request.set_frequency(kPi);
+  request.set_friction(0.5);
+  request.set_temperature(0.25);
+  request.set_initial_position(1.0);
+}
+
+// The ensemble's mean position at time t follows the oscillator without noise:
+// x0 exp(-gamma t / 2) (cos(W t) + gamma / (2 W) sin(W t)), W = sqrt(w^2 - gamma^2 / 4).
+template <typename Request>
+double ExactMeanPosition(const Request& request, double t) {
+  const double gamma = request.friction();
+  const double w = std::sqrt(request.frequency() * request.frequency() - gamma * gamma / 4);
+  return request.initial_position() * std::exp(-gamma * t / 2) *
+         (std::cos(w * t) + gamma / (2 * w) * std::sin(w * t));
+}
+
 // An ensemble of Langevin trajectories in batches, one task each, as QC Lab's parallel drivers
 // run them: trajectory i has its own seed, so the batches add up to the ensemble.
 bool RunTrajectories(mpigate::Executor& executor) {
@@ -62,12 +88,7 @@ bool RunTrajectories(mpigate::Executor& executor) {
   TrajectoriesRequest request;
   request.set_seed(2024);
   request.set_count(kBatch);
-  request.set_steps(1000);
-  request.set_dt(0.01);
-  request.set_frequency(kPi);
-  request.set_friction(0.5);
-  request.set_temperature(0.25);
-  request.set_initial_position(1.0);
+  SetOscillator(request, 1000);
   std::vector<mpigate::TypedFuture<TrajectoriesResponse>> batches;
   for (int first = 0; first < kTrajectories; first += kBatch) {
     request.set_first_index(first);
@@ -89,13 +110,8 @@ bool RunTrajectories(mpigate::Executor& executor) {
     }
     count += response->count();
   }
-  // The ensemble's mean position follows the oscillator without noise:
-  // x0 exp(-gamma t / 2) (cos(W t) + gamma / (2 W) sin(W t)), W = sqrt(w^2 - gamma^2 / 4).
   const double t = 1.0;
-  const double gamma = request.friction();
-  const double w = std::sqrt(request.frequency() * request.frequency() - gamma * gamma / 4);
-  const double exact = request.initial_position() * std::exp(-gamma * t / 2) *
-                       (std::cos(w * t) + gamma / (2 * w) * std::sin(w * t));
+  const double exact = ExactMeanPosition(request, t);
   const double mean = position[std::lround(t / request.dt())] / count;
   std::printf(
       "trajectories: %llu in %zu batches; <x>(t=1) = %.3f (exact %.3f); <E> from %.2f to %.3f, "
@@ -103,6 +119,78 @@ bool RunTrajectories(mpigate::Executor& executor) {
       static_cast<unsigned long long>(count), batches.size(), mean, exact, energy.front() / count,
       energy.back() / count, request.temperature());
   return count == kTrajectories && std::abs(mean - exact) < 0.05;
+}
+
+// The same ensemble as a seeded range map: one request for all of it, and the pool makes each
+// trajectory from its own item seed, so the ensemble is the same whatever the batch size.
+bool MapTrajectories(mpigate::Executor& executor) {
+  constexpr uint64_t kTrajectories = 1000;
+  TrajectoryRequest request;
+  SetOscillator(request, 100);
+  double position_at_end = 0;
+  uint64_t count = 0;
+  for (absl::StatusOr<TrajectoriesResponse> item : mpigate::MapRangeTyped<TrajectoriesResponse>(
+           executor, "examples.trajectory", request,
+           {.count = kTrajectories, .batch_size = 125, .base_seed = 2024})) {
+    if (!item.ok()) {
+      std::printf("trajectory: %s\n", item.status().ToString().c_str());
+      return false;
+    }
+    if (item->first_index() != count) {
+      std::printf("trajectory: item %llu came as item %llu\n",
+                  static_cast<unsigned long long>(count),
+                  static_cast<unsigned long long>(item->first_index()));
+      return false;
+    }
+    position_at_end += item->position_sum(request.steps());
+    ++count;
+  }
+  // The trajectories end at t = steps * dt = 1.
+  const double exact = ExactMeanPosition(request, request.steps() * request.dt());
+  const double mean = position_at_end / count;
+  std::printf("trajectory: %llu items of a range map; <x>(t=1) = %.3f (exact %.3f)\n",
+              static_cast<unsigned long long>(count), mean, exact);
+  return count == kTrajectories && std::abs(mean - exact) < 0.05;
+}
+
+// A gang of the whole pool: each rank adds its own share of 0 .. n-1, MPI_Allreduce the shares.
+bool SumOverGang(mpigate::Executor& executor) {
+  AllreduceSumRequest request;
+  request.set_n(1000000);
+  absl::StatusOr<AllreduceSumResponse> response =
+      mpigate::SubmitTyped<AllreduceSumResponse>(
+          executor, "examples.allreduce_sum", request,
+          {.gang_size = static_cast<uint32_t>(executor.workers())})
+          .Result();
+  if (!response.ok()) {
+    std::printf("allreduce_sum: %s\n", response.status().ToString().c_str());
+    return false;
+  }
+  std::printf("allreduce_sum: 0 + 1 + ... + %llu = %llu on a gang of %u\n",
+              static_cast<unsigned long long>(request.n() - 1),
+              static_cast<unsigned long long>(response->total()), response->gang_size());
+  return response->total() == request.n() * (request.n() - 1) / 2;
+}
+
+// The largest eigenvalue of the 1-D Laplacian, its rows spread over a gang of the whole pool.
+bool PowerIteration(mpigate::Executor& executor) {
+  PowerIterationRequest request;
+  request.set_n(50);
+  request.set_max_iterations(100000);
+  request.set_tolerance(1e-8);
+  absl::StatusOr<PowerIterationResponse> response =
+      mpigate::SubmitTyped<PowerIterationResponse>(
+          executor, "examples.power_iteration", request,
+          {.gang_size = static_cast<uint32_t>(executor.workers())})
+          .Result();
+  if (!response.ok()) {
+    std::printf("power_iteration: %s\n", response.status().ToString().c_str());
+    return false;
+  }
+  std::printf(
+      "power_iteration: largest eigenvalue %.9f (exact %.9f) after %u iterations on a gang of %u\n",
+      response->eigenvalue(), response->exact(), response->iterations(), response->gang_size());
+  return response->converged() && std::abs(response->eigenvalue() - response->exact()) < 1e-6;
 }
 
 bool Integrate(mpigate::Executor& executor) {
@@ -172,6 +260,9 @@ int main() {
   mpigate::Executor& executor = **connected;
   bool ok = EstimatePi(executor);
   ok &= RunTrajectories(executor);
+  ok &= MapTrajectories(executor);
+  ok &= SumOverGang(executor);
+  ok &= PowerIteration(executor);
   ok &= Integrate(executor);
   ok &= CountWords(executor);
   ok &= InterruptLongPi(executor);
