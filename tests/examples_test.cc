@@ -1,6 +1,6 @@
 // The example task library (examples/tasks) end to end: one real mpigate-server with 2 MPI
-// workers that load libmpigate_examples.so, driven through the C++ client's typed helpers, and
-// the example client run against it as a separate process.
+// workers that load libmpigate_examples.so, driven through the C++ client's typed helpers (gangs
+// and seeded range maps included), and the example client run against it as a separate process.
 //
 // Nothing waits on time: the interrupted task is interrupted once it has reported progress (so
 // its function is surely running), and then runs until its function sees the flag.
@@ -26,12 +26,17 @@
 namespace mpigate {
 namespace {
 
+using ::mpigate::examples::AllreduceSumRequest;
+using ::mpigate::examples::AllreduceSumResponse;
 using ::mpigate::examples::IntegrateRequest;
 using ::mpigate::examples::IntegrateResponse;
 using ::mpigate::examples::PiRequest;
 using ::mpigate::examples::PiResponse;
+using ::mpigate::examples::PowerIterationRequest;
+using ::mpigate::examples::PowerIterationResponse;
 using ::mpigate::examples::TrajectoriesRequest;
 using ::mpigate::examples::TrajectoriesResponse;
+using ::mpigate::examples::TrajectoryRequest;
 using ::testing::AllOf;
 using ::testing::DoubleNear;
 using ::testing::HasSubstr;
@@ -76,6 +81,26 @@ TrajectoriesRequest Trajectories(uint64_t first_index, uint32_t count) {
   return request;
 }
 
+// One trajectory of the oscillator Trajectories() describes, as a range map's item.
+TrajectoryRequest Trajectory() {
+  TrajectoryRequest request;
+  request.set_steps(200);
+  request.set_dt(0.02);
+  request.set_frequency(2.0);
+  request.set_friction(0.3);
+  request.set_temperature(0.5);
+  request.set_initial_position(1.0);
+  return request;
+}
+
+PowerIterationRequest PowerIteration(uint32_t n, uint32_t max_iterations, double tolerance) {
+  PowerIterationRequest request;
+  request.set_n(n);
+  request.set_max_iterations(max_iterations);
+  request.set_tolerance(tolerance);
+  return request;
+}
+
 IntegrateRequest Integral(IntegrateRequest::Integrand integrand, double a, double b,
                           int64_t intervals, IntegrateRequest::Method method) {
   IntegrateRequest request;
@@ -103,12 +128,22 @@ TEST_F(ExamplesTest, ThePoolListsTheLibrarysFunctionsWithTheirTypes) {
                       "mpigate.examples.TrajectoriesResponse"),
            IsFunction("examples.integrate", "mpigate.examples.IntegrateRequest",
                       "mpigate.examples.IntegrateResponse"),
-           IsFunction("examples.word_count", "", "")}));
+           IsFunction("examples.word_count", "", ""),
+           IsFunction("examples.trajectory", "mpigate.examples.TrajectoryRequest",
+                      "mpigate.examples.TrajectoriesResponse"),
+           IsFunction("examples.allreduce_sum", "mpigate.examples.AllreduceSumRequest",
+                      "mpigate.examples.AllreduceSumResponse"),
+           IsFunction("examples.power_iteration", "mpigate.examples.PowerIterationRequest",
+                      "mpigate.examples.PowerIterationResponse")}));
+  std::vector<std::string> gangs;
   for (const FunctionInfo& function : *functions) {
     if (function.name == "examples.pi") {
       EXPECT_THAT(function.description, HasSubstr("Monte Carlo"));
     }
+    if (function.gang) gangs.push_back(function.name);
   }
+  EXPECT_THAT(
+      gangs, ::testing::UnorderedElementsAre("examples.allreduce_sum", "examples.power_iteration"));
 
   // The pool's status lists them too, as a client without the C++ library sees them.
   auto stub = v1::Gateway::NewStub(
@@ -193,6 +228,114 @@ TEST_F(ExamplesTest, TwoTrajectoryBatchesAddUpToOneBatchOfBoth) {
   // Every trajectory starts where it was told to; after that they differ.
   EXPECT_DOUBLE_EQ(all->position_sum(0), 10.0);
   EXPECT_NE(first->position_sum(200) / 4, second->position_sum(200) / 6);
+}
+
+// examples.trajectory seeds each item from the map's base seed and the item's index alone.
+TEST_F(ExamplesTest, ARangeMapOfTrajectoriesIsTheSameWhateverItsBatches) {
+  const auto ensemble = [this](int batch_size, uint64_t base_seed) {
+    std::vector<std::string> items;
+    for (absl::StatusOr<TrajectoriesResponse> item : MapRangeTyped<TrajectoriesResponse>(
+             *executor_, "examples.trajectory", Trajectory(),
+             {.count = 12, .batch_size = batch_size, .base_seed = base_seed})) {
+      EXPECT_TRUE(item.ok()) << item.status();
+      if (!item.ok()) break;
+      EXPECT_EQ(item->first_index(), items.size());
+      EXPECT_EQ(item->count(), 1u);
+      EXPECT_EQ(item->position_sum_size(), 201);
+      EXPECT_DOUBLE_EQ(item->position_sum(0), 1.0) << "every trajectory starts where it was told";
+      items.push_back(item->SerializeAsString());
+    }
+    return items;
+  };
+  const std::vector<std::string> by_five = ensemble(5, 42);
+  ASSERT_EQ(by_five.size(), 12u);
+  // Bit for bit: each trajectory is computed alone, from its own seed.
+  EXPECT_EQ(ensemble(12, 42), by_five);
+  EXPECT_EQ(ensemble(1, 42), by_five);
+  EXPECT_NE(by_five[0], by_five[1]) << "items have seeds of their own";
+  EXPECT_NE(ensemble(5, 43), by_five) << "another base seed is another ensemble";
+}
+
+// A gang of 1 and a gang of the whole pool: each rank adds its own share, whatever their number.
+TEST_F(ExamplesTest, AllreduceSumAddsTheSharesOfEveryRank) {
+  AllreduceSumRequest request;
+  request.set_n(100001);
+  for (const uint32_t gang_size : {1u, 2u}) {
+    SCOPED_TRACE(absl::StrCat("gang_size ", gang_size));
+    absl::StatusOr<AllreduceSumResponse> response =
+        SubmitTyped<AllreduceSumResponse>(*executor_, "examples.allreduce_sum", request,
+                                          {.gang_size = gang_size})
+            .Result();
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->total(), uint64_t{100001} * 100000 / 2);
+    EXPECT_EQ(response->n(), 100001u);
+    EXPECT_EQ(response->gang_size(), gang_size);
+  }
+  request.set_n((uint64_t{1} << 32) + 1);
+  const absl::Status too_long = SubmitTyped<AllreduceSumResponse>(
+                                    *executor_, "examples.allreduce_sum", request, {.gang_size = 2})
+                                    .Result()
+                                    .status();
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument) << too_long;
+  EXPECT_THAT(too_long.message(), HasSubstr("n must be at most"));
+}
+
+TEST_F(ExamplesTest, PowerIterationOnAGangFindsTheLargestEigenvalue) {
+  std::vector<PowerIterationResponse> responses;
+  for (const uint32_t gang_size : {1u, 2u}) {
+    absl::StatusOr<PowerIterationResponse> response =
+        SubmitTyped<PowerIterationResponse>(*executor_, "examples.power_iteration",
+                                            PowerIteration(50, 100000, 1e-9),
+                                            {.gang_size = gang_size})
+            .Result();
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_TRUE(response->converged()) << response->DebugString();
+    EXPECT_EQ(response->gang_size(), gang_size);
+    EXPECT_THAT(response->exact(), DoubleNear(2 + 2 * std::cos(kPi / 51), 1e-15));
+    EXPECT_THAT(response->eigenvalue(), DoubleNear(response->exact(), 1e-8));
+    EXPECT_LE(response->residual(), 1e-9 * response->eigenvalue());
+    responses.push_back(*response);
+  }
+  // Split over two ranks, the same iteration up to the order of the sums.
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_THAT(responses[1].eigenvalue(), DoubleNear(responses[0].eigenvalue(), 1e-12));
+
+  const absl::Status bad =
+      SubmitTyped<PowerIterationResponse>(*executor_, "examples.power_iteration",
+                                          PowerIteration(0, 10, 1e-6), {.gang_size = 2})
+          .Result()
+          .status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument) << bad;
+  EXPECT_THAT(bad.message(), HasSubstr("examples.power_iteration: n must be"));
+}
+
+TEST_F(ExamplesTest, AnInterruptedPowerIterationGangEndsCancelled) {
+  // A tolerance no iteration reaches and more iterations than the test would wait for.
+  TypedFuture<PowerIterationResponse> future = SubmitTyped<PowerIterationResponse>(
+      *executor_, "examples.power_iteration", PowerIteration(10000, 4000000000u, 1e-300),
+      {.gang_size = 2});
+  absl::Notification reported;
+  future.future().AddProgressCallback([&reported](const Future&, const TaskProgress&) {
+    if (!reported.HasBeenNotified()) reported.Notify();
+  });
+  // A report that came before the callback was added is in progress() by now.
+  if (future.future().progress().has_value() && !reported.HasBeenNotified()) reported.Notify();
+  reported.WaitForNotification();
+  const std::optional<TaskProgress> progress = future.future().progress();
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_THAT(progress->message, HasSubstr("iteration "));
+
+  EXPECT_TRUE(future.Interrupt());
+  const absl::Status status = future.Result().status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_THAT(status.message(), HasSubstr("examples.power_iteration: interrupted after"));
+  // Both workers are free again.
+  AllreduceSumRequest small;
+  small.set_n(10);
+  EXPECT_TRUE(SubmitTyped<AllreduceSumResponse>(*executor_, "examples.allreduce_sum", small,
+                                                {.gang_size = 2})
+                  .Result()
+                  .ok());
 }
 
 TEST_F(ExamplesTest, SinIntegratesToTwoOverZeroToPi) {
@@ -316,6 +459,11 @@ TEST_F(ExamplesTest, TheExamplesClientRunsAgainstThePool) {
   EXPECT_EQ(run->exit_code, 0) << run->output;
   EXPECT_THAT(run->output, HasSubstr("pi: 3.14"));
   EXPECT_THAT(run->output, HasSubstr("trajectories: 2000 in 8 batches"));
+  EXPECT_THAT(run->output, HasSubstr("trajectory: 1000 items of a range map"));
+  EXPECT_THAT(run->output, HasSubstr("allreduce_sum: 0 + 1 + ... + 999999 = 499999500000 on a "
+                                     "gang of 2"));
+  EXPECT_THAT(run->output,
+              HasSubstr("power_iteration: largest eigenvalue 3.996206657 (exact 3.996206657)"));
   EXPECT_THAT(run->output, HasSubstr("integrate: sin over [0, pi] = 2.000000000"));
   EXPECT_THAT(run->output, HasSubstr("word_count: 9 words"));
   EXPECT_THAT(run->output, HasSubstr("std::invalid_argument"));
