@@ -123,8 +123,9 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.
   const FunctionTraits* traits = nullptr;
   if (pool_state_ == v1::POOL_STATE_READY) {
-    absl::StatusOr<const FunctionTraits*> checked = CheckFunctionLocked(
-        spec.function(), spec.payload_type(), spec.options().gang_size(), spec.has_range());
+    absl::StatusOr<const FunctionTraits*> checked =
+        CheckFunctionLocked(spec.function(), spec.payload_type(), spec.options().gang_size(),
+                            spec.items_size() > 0 || spec.has_range());
     if (!checked.ok()) return checked.status();
     traits = *checked;
   }
@@ -156,13 +157,13 @@ absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
           "): it runs on every worker, and a gang function broadcast runs as a gang of them all"));
     }
   }
+  if (gang_size > 1 && (spec.items_size() > 0 || spec.has_range())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a gang (gang_size ", gang_size, ") takes one payload, not items or a range"));
+  }
   if (spec.has_range()) {
     if (spec.items_size() > 0) {
       return absl::InvalidArgumentError("a task cannot have both items and a range");
-    }
-    if (gang_size > 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a range cannot run on a gang (gang_size ", gang_size, ")"));
     }
     if (spec.range().count() == 0) {
       return absl::InvalidArgumentError("range.count must be at least 1");
@@ -173,7 +174,7 @@ absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
 
 absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::CheckFunctionLocked(
     absl::string_view function, absl::string_view payload_type, uint32_t gang_size,
-    bool has_range) const {
+    bool several_inputs) const {
   const auto it = function_traits_.find(function);
   if (it == function_traits_.end()) {
     return absl::NotFoundError(absl::StrCat("no function named '", function.substr(0, 128),
@@ -185,9 +186,10 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::CheckFunctionLocked(
     return absl::InvalidArgumentError(absl::StrCat("function '", function, "' takes ", request_type,
                                                    ", not ", payload_type.substr(0, 128)));
   }
-  if (traits.gang && has_range) {
+  if (traits.gang && several_inputs) {
     return absl::InvalidArgumentError(
-        absl::StrCat("function '", function, "' is a gang function: a range cannot run it"));
+        absl::StrCat("function '", function,
+                     "' is a gang function: it takes one payload, not items or a range"));
   }
   if (!traits.gang && gang_size > 1) {
     return absl::InvalidArgumentError(absl::StrCat("function '", function,
@@ -385,8 +387,9 @@ void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
     }
     std::vector<std::pair<TaskKey, absl::Status>> unfit;
     for (auto& [key, task] : tasks_) {
-      const absl::StatusOr<const FunctionTraits*> traits = CheckFunctionLocked(
-          task.frame.function(), task.payload_type, task.gang_size, task.frame.has_range());
+      const absl::StatusOr<const FunctionTraits*> traits =
+          CheckFunctionLocked(task.frame.function(), task.payload_type, task.gang_size,
+                              task.frame.items_size() > 0 || task.frame.has_range());
       if (traits.ok()) {
         task.gang_function = (*traits)->gang;
       } else {

@@ -276,11 +276,11 @@ class Scheduler {
   // cancellation flag; once per task.
   void InterruptLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The function's traits if a task of `function` with `payload_type`, `gang_size` and (if
-  // `has_range`) a range can run on the ready pool; otherwise why not.
+  // `several_inputs`) items or a range can run on the ready pool; otherwise why not.
   absl::StatusOr<const FunctionTraits*> CheckFunctionLocked(absl::string_view function,
                                                             absl::string_view payload_type,
                                                             uint32_t gang_size,
-                                                            bool has_range) const
+                                                            bool several_inputs) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The rules on gang_size, broadcast, items and range that hold whatever the function: why the
   // task is malformed, or OK.

@@ -1451,10 +1451,31 @@ TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsAtLeastOne) {
     EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument)) << rejection.task_id();
   }
   EXPECT_THAT(rejections[0].message(), HasSubstr("both items and a range"));
-  EXPECT_THAT(rejections[1].message(), HasSubstr("a range cannot run on a gang (gang_size 2)"));
+  EXPECT_THAT(rejections[1].message(),
+              HasSubstr("a gang (gang_size 2) takes one payload, not items or a range"));
   // A gang function is a gang even without a gang_size.
   EXPECT_THAT(rejections[2].message(), HasSubstr("'sum' is a gang function"));
   EXPECT_THAT(rejections[3].message(), HasSubstr("range.count"));
+}
+
+TEST_F(SchedulerTest, AGangTakesOnePayloadNotItems) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  v1::TaskSpec gang_function_items;
+  gang_function_items.set_task_id(1);
+  gang_function_items.set_function("sum");
+  gang_function_items.add_items("x");
+  v1::TaskSpec gang_size_items = gang_function_items;
+  gang_size_items.set_task_id(2);
+  gang_size_items.mutable_options()->set_gang_size(2);
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {gang_function_items, gang_size_items});
+  ASSERT_EQ(rejections.size(), 2u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejections[0].message(), HasSubstr("'sum' is a gang function: it takes one payload"));
+  EXPECT_EQ(rejections[1].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejections[1].message(), HasSubstr("a gang (gang_size 2) takes one payload"));
 }
 
 TEST_F(SchedulerTest, RangeIsCopiedIntoTheFrame) {
