@@ -114,6 +114,17 @@ absl::StatusOr<std::vector<std::string>> ReadAll(MapResults results) {
   return all;
 }
 
+// Waits until `future` has reported progress; false if it has not within kPatience.
+bool AwaitProgress(const Future& future) {
+  absl::Notification reported;
+  future.AddProgressCallback([&reported](const Future&, const TaskProgress&) {
+    if (!reported.HasBeenNotified()) reported.Notify();
+  });
+  // A report that came before the callback was added is in progress() by now.
+  if (future.progress().has_value() && !reported.HasBeenNotified()) reported.Notify();
+  return reported.WaitForNotificationWithTimeout(kPatience);
+}
+
 // --- Gang tasks ---
 
 TEST_F(GangTest, ListFunctionsMarksGangFunctions) {
@@ -191,13 +202,7 @@ TEST_F(GangTest, AFailingRankFailsTheGangWithItsErrorNamingTheRank) {
 
 TEST_F(GangTest, InterruptEndsARunningGangCancelled) {
   Future gang = executor_->Submit("sample.gang_wait", "", {.gang_size = 2});
-  absl::Notification waiting;
-  gang.AddProgressCallback([&waiting](const Future&, const TaskProgress&) {
-    if (!waiting.HasBeenNotified()) waiting.Notify();
-  });
-  // A report that came before the callback was added is in progress() by now.
-  if (gang.progress().has_value() && !waiting.HasBeenNotified()) waiting.Notify();
-  ASSERT_TRUE(waiting.WaitForNotificationWithTimeout(kPatience)) << "the gang never reported";
+  ASSERT_TRUE(AwaitProgress(gang)) << "the gang never reported";
   const std::optional<TaskProgress> progress = gang.progress();
   ASSERT_TRUE(progress.has_value());
   EXPECT_EQ(progress->fraction, 0.5);
@@ -414,6 +419,56 @@ TEST_F(GangTest, MapRangeOfAFailingFunctionYieldsTheFirstItemsError) {
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->status().code(), absl::StatusCode::kOutOfRange) << first->status();
   EXPECT_FALSE(results.Next().has_value()) << "an error ends the iteration";
+}
+
+// --- Gangs and the service's own life ---
+
+std::string SampleTasksFlag() {
+  return "--task-lib=" + testing::RunfilePath("tests/testdata/libsample_tasks.so");
+}
+
+// In world mode the workers are ranks 1..N of mpiexec's world and rank 0 is the gateway: a gang's
+// communicator is made from the worker ranks alone.
+TEST(GangServiceTest, InWorldModeAGangSpansTheWorkerRanks) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 2, .flags = {SampleTasksFlag()}, .world = true}).ok());
+  {
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::Connect({.endpoint = server.target(), .client_name = "gang_world"});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    const absl::StatusOr<std::string> info =
+        (*executor)->Submit("sample.gang_info", "", {.gang_size = 2}).Result(kPatience);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_THAT(*info, MatchesRegex("gang_size=2 workers=(0,1|1,0)"));
+    const absl::StatusOr<std::vector<absl::StatusOr<std::string>>> everyone =
+        (*executor)->Broadcast("sample.whoami", "").Results(kPatience);
+    ASSERT_TRUE(everyone.ok()) << everyone.status();
+    ASSERT_EQ(everyone->size(), 2u);
+  }
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+// A gang still running when the drain's grace ends fails; the shutdown that follows reaches its
+// function through its polls of the cancellation flag, and the service exits cleanly.
+TEST(GangServiceTest, ADrainStopsARunningGangThatPollsAndTheServiceExitsCleanly) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(
+      server.Start({.workers = 2, .flags = {SampleTasksFlag(), "--drain-grace=300ms"}}).ok());
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target(), .client_name = "gang_drain"});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  Future gang = (*executor)->Submit("sample.gang_wait", "", {.gang_size = 2});
+  ASSERT_TRUE(AwaitProgress(gang)) << "the gang never reported";
+
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+  EXPECT_THAT(exit->stderr_text, ::testing::Not(HasSubstr("aborting the workers")));
+  const absl::Status error = gang.Exception(kPatience);
+  EXPECT_EQ(error.code(), absl::StatusCode::kCancelled) << error;
+  EXPECT_THAT(error.message(), HasSubstr("drain grace period"));
 }
 
 }  // namespace
