@@ -126,7 +126,8 @@ struct MapOptions {
 struct RangeOptions {
   // Items in the map; 0 makes an empty map.
   uint64_t count = 0;
-  // Items per task, as MapOptions::chunksize: one task computes this many in a row. Must be >= 1.
+  // Items per task, as MapOptions::chunksize: one task computes this many in a row. Must be >= 1;
+  // the service refuses batches above 1,048,576 items (INVALID_ARGUMENT).
   int batch_size = 1;
   // Mixed with each item's index into its seed: the same base seed gives the same items.
   uint64_t base_seed = 0;

@@ -24,6 +24,10 @@ absl::Duration QueueTimeout(uint64_t timeout_ms) {
   return absl::Milliseconds(static_cast<int64_t>(timeout_ms));
 }
 
+// The most items one range task may compute. A range costs the client a few bytes whatever its
+// size, but the worker holds every item's result until the batch ends: this bounds that.
+constexpr uint64_t kMaxRangeCount = uint64_t{1} << 20;
+
 void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
   error.set_code(static_cast<int>(code));
   error.set_message(std::string(message));
@@ -167,6 +171,11 @@ absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
     }
     if (spec.range().count() == 0) {
       return absl::InvalidArgumentError("range.count must be at least 1");
+    }
+    if (spec.range().count() > kMaxRangeCount) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("range.count ", spec.range().count(), " is more than the ", kMaxRangeCount,
+                       " items one task may compute: split the range into batches"));
     }
   }
   return absl::OkStatus();

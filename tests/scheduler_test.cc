@@ -1435,7 +1435,7 @@ TEST_F(SchedulerTest, BroadcastCannotHaveItemsRangeOrGangSize) {
   EXPECT_THAT(rejections[2].message(), HasSubstr("gang_size (1)"));
 }
 
-TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsAtLeastOne) {
+TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsOneToTwoToTheTwenty) {
   Boot(/*workers=*/2);
   scheduler_->PoolReady(WithGangFunction());
   const SessionId session = Open();
@@ -1443,10 +1443,10 @@ TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsAtLeastOne) {
   with_items.add_items("x");
   v1::TaskSpec with_gang_size = Ranged(2, 0, 3, "sum");
   with_gang_size.mutable_options()->set_gang_size(2);
-  const std::vector<v1::TaskRejection> rejections = Submit(
-      session,
-      {with_items, with_gang_size, Ranged(3, 0, 3, "sum"), Ranged(4, 7, 0), Ranged(5, 7, 1)});
-  ASSERT_EQ(rejections.size(), 4u);
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {with_items, with_gang_size, Ranged(3, 0, 3, "sum"), Ranged(4, 7, 0),
+                       Ranged(5, 7, 1), Ranged(6, 0, (1 << 20) + 1), Ranged(7, 0, 1 << 20)});
+  ASSERT_EQ(rejections.size(), 5u);
   for (const v1::TaskRejection& rejection : rejections) {
     EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument)) << rejection.task_id();
   }
@@ -1455,7 +1455,10 @@ TEST_F(SchedulerTest, RangeCannotHaveItemsOrAGangAndCountsAtLeastOne) {
               HasSubstr("a gang (gang_size 2) takes one payload, not items or a range"));
   // A gang function is a gang even without a gang_size.
   EXPECT_THAT(rejections[2].message(), HasSubstr("'sum' is a gang function"));
-  EXPECT_THAT(rejections[3].message(), HasSubstr("range.count"));
+  EXPECT_THAT(rejections[3].message(), HasSubstr("range.count must be at least 1"));
+  EXPECT_EQ(rejections[4].task_id(), 6u);
+  EXPECT_THAT(rejections[4].message(),
+              HasSubstr("range.count 1048577 is more than the 1048576 items one task may compute"));
 }
 
 TEST_F(SchedulerTest, AGangTakesOnePayloadNotItems) {
