@@ -5,8 +5,11 @@ cd "$(dirname "$0")/.."
 ./tools/setup.sh
 bazel test //... "$@"
 # Every test case that ran, then one closing line with the totals, from the JUnit files Bazel
-# wrote for each test target.
-find bazel-testlogs/ -name test.xml -not -path '*/run_*' -not -path '*/shard_*' -print0 | sort -z | xargs -0 cat | awk '
+# wrote for each test target of the workspace (not for targets since removed, whose old files
+# bazel-testlogs keeps).
+bazel query 'tests(//...)' 2>/dev/null | sort | sed -e 's|^//||' -e 's|:|/|' | while read -r target; do
+  if [ -f "bazel-testlogs/$target/test.xml" ]; then cat "bazel-testlogs/$target/test.xml"; fi
+done | awk '
   /<testcase/ {
     match($0, /name="[^"]*"/); name = substr($0, RSTART + 6, RLENGTH - 7)
     match($0, /classname="[^"]*"/); suite = substr($0, RSTART + 11, RLENGTH - 12)
