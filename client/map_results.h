@@ -49,6 +49,10 @@ class MapResults {
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
 
+  // A map that could not be submitted (e.g. bad options or a request that does not serialize):
+  // yields `error`, then ends.
+  static MapResults Failed(absl::Status error);
+
  private:
   friend class Executor;
   struct State;
@@ -57,9 +61,6 @@ class MapResults {
   // map's call time plus `timeout`.
   MapResults(std::vector<Future> chunks, size_t inputs, size_t chunksize, bool unordered,
              absl::Duration timeout, absl::Time deadline);
-  // A map that could not be submitted (e.g. bad options): yields `error`, then ends.
-  static MapResults Failed(absl::Status error);
-
   // Behind a pointer so that moves are cheap, and so that the State's destructor, which cancels
   // what is left, runs exactly once whatever moves happened.
   std::unique_ptr<State> state_;

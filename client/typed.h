@@ -129,7 +129,6 @@ class TypedMapResults {
 
   // The next decoded result or error; nullopt after the last result or after an error.
   std::optional<absl::StatusOr<Response>> Next() {
-    if (!error_.ok()) return std::exchange(error_, absl::OkStatus());
     if (!results_.has_value()) return std::nullopt;
     std::optional<absl::StatusOr<std::string>> next = results_->Next();
     if (!next.has_value()) return std::nullopt;
@@ -155,11 +154,9 @@ class TypedMapResults {
                                           const RangeOptions&);
 
   explicit TypedMapResults(MapResults results) : results_(std::move(results)) {}
-  // A map that could not be submitted: yields `error`, then ends.
-  explicit TypedMapResults(absl::Status error) : error_(std::move(error)) {}
 
+  // Reset once a result does not parse, which ends the map.
   std::optional<MapResults> results_;
-  absl::Status error_;
 };
 
 // Submits `function` with `request` serialized and payload_type set to Request's full name.
@@ -180,7 +177,7 @@ TypedMapResults<Response> MapTyped(Executor& executor, absl::string_view functio
   inputs.reserve(requests.size());
   for (const Request& request : requests) {
     absl::StatusOr<std::string> bytes = internal::SerializeRequest(request);
-    if (!bytes.ok()) return TypedMapResults<Response>(bytes.status());
+    if (!bytes.ok()) return TypedMapResults<Response>(MapResults::Failed(bytes.status()));
     inputs.push_back(*std::move(bytes));
   }
   MapOptions typed = options;
@@ -193,7 +190,7 @@ TypedMapResults<Response> MapRangeTyped(Executor& executor, absl::string_view fu
                                         const Request& request, const RangeOptions& options) {
   static_assert(internal::kIsMessage<Request>, "Request must be a Protobuf message");
   absl::StatusOr<std::string> payload = internal::SerializeRequest(request);
-  if (!payload.ok()) return TypedMapResults<Response>(payload.status());
+  if (!payload.ok()) return TypedMapResults<Response>(MapResults::Failed(payload.status()));
   RangeOptions typed = options;
   typed.payload_type = Request::descriptor()->full_name();
   return TypedMapResults<Response>(executor.MapRange(function, *std::move(payload), typed));
