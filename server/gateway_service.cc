@@ -168,7 +168,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       }
       case v1::SessionRequest::kCancel: {
         absl::StatusOr<std::vector<v1::CancelResult>> results = scheduler_.Cancel(
-            *session, request.cancel().task_ids(), request.cancel().interrupt_running());
+            *session, request.cancel().task_ids(), request.cancel().interrupt_running(),
+            request.cancel().force());
         if (!results.ok()) return results.status();
         // Answered even when empty: the client waits for one reply per cancel request.
         reply.mutable_cancel_results();

@@ -324,6 +324,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     for (const Interrupt& interrupt : work.interrupts) {
       wire::CancelFrame cancel;
       cancel.set_task_key(interrupt.task_key);
+      cancel.set_force(interrupt.force);
       absl::StatusOr<std::string> buffer = wire::Encode(cancel);
       if (!buffer.ok()) return buffer.status();
       if (absl::Status status = sends.Start(workers_comm_, RankOf(interrupt.worker),

@@ -28,6 +28,10 @@ absl::Duration QueueTimeout(uint64_t timeout_ms) {
 // size, but the worker holds every item's result until the batch ends: this bounds that.
 constexpr uint64_t kMaxRangeCount = uint64_t{1} << 20;
 
+// The most retries a task may ask for: a function that crashes its runner ten times in a row will
+// not stop crashing, and each attempt holds a worker.
+constexpr uint32_t kMaxRetries = 10;
+
 void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
   error.set_code(static_cast<int>(code));
   error.set_message(std::string(message));
@@ -161,6 +165,14 @@ absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
           "): it runs on every worker, and a gang function broadcast runs as a gang of them all"));
     }
   }
+  if (spec.options().max_retries() > kMaxRetries) {
+    return absl::InvalidArgumentError(absl::StrCat("max_retries ", spec.options().max_retries(),
+                                                   " is more than ", kMaxRetries));
+  }
+  if (spec.options().broadcast() && spec.options().max_retries() > 0) {
+    return absl::InvalidArgumentError(
+        "a broadcast cannot have max_retries: each worker's crash is reported in its own item");
+  }
   if (gang_size > 1 && (spec.items_size() > 0 || spec.has_range())) {
     return absl::InvalidArgumentError(
         absl::StrCat("a gang (gang_size ", gang_size, ") takes one payload, not items or a range"));
@@ -234,8 +246,10 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.broadcast = spec.options().broadcast();
     task.gang_size = spec.options().gang_size();
     task.gang_function = *traits != nullptr && (*traits)->gang;
+    task.max_retries = spec.options().max_retries();
     task.enqueued = now;
     task.frame.set_task_key(key);
+    task.frame.set_run_timeout_ms(spec.options().run_timeout_ms());
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
     task.frame.mutable_items()->Swap(spec.mutable_items());
@@ -265,7 +279,8 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
 
 absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(SessionId id,
                                                                 absl::Span<const uint64_t> task_ids,
-                                                                bool interrupt_running) {
+                                                                bool interrupt_running,
+                                                                bool force) {
   std::vector<v1::CancelResult> results;
   Notifications notifications;
   {
@@ -283,8 +298,8 @@ absl::StatusOr<std::vector<v1::CancelResult>> Scheduler::Cancel(SessionId id,
       if (!task.running) {
         CancelQueuedLocked(live->second, "cancelled by the client");
         result.set_cancelled(true);
-      } else if (interrupt_running) {
-        InterruptLocked(live->second, task);
+      } else if (interrupt_running || force) {
+        InterruptLocked(live->second, task, force);
         result.set_interrupted(true);
       }
     }
@@ -324,7 +339,9 @@ void Scheduler::Abandon(SessionId id) {
   released_listener = std::move(session.listener);
   CancelAllQueuedLocked(session, "cancelled: the client went away");
   // Nobody wants the results of the rest any more.
-  for (const auto& [client_id, key] : session.live) InterruptLocked(key, tasks_.at(key));
+  for (const auto& [client_id, key] : session.live) {
+    InterruptLocked(key, tasks_.at(key), /*force=*/false);
+  }
   session.outbox.clear();
   session.started.clear();
   session.progress.clear();
@@ -579,12 +596,18 @@ void Scheduler::StartLocked(TaskKey key, Task& task, size_t count, absl::Time no
   TakeIdleWorkersLocked(count, task.members);
   task.running = true;
   task.started = now;
+  ++task.attempts;
   task.running_members = static_cast<int>(count);
   for (const int worker : task.members) running_[static_cast<size_t>(worker)] = key;
   running_count_ += count;
   if (!task.group()) {
-    work.assignments.push_back(Assignment{task.members.front(), std::move(task.frame)});
-    task.frame.Clear();
+    if (task.attempts <= task.max_retries) {
+      // It may run again if its runner dies: keep the frame.
+      work.assignments.push_back(Assignment{task.members.front(), task.frame});
+    } else {
+      work.assignments.push_back(Assignment{task.members.front(), std::move(task.frame)});
+      task.frame.Clear();
+    }
     return;
   }
   task.results.resize(count);
@@ -612,12 +635,32 @@ bool Scheduler::HasWorkLocked() const {
          (queued_count_ > 0 && idle_workers_.size() >= idle_needed);
 }
 
-void Scheduler::InterruptLocked(TaskKey key, Task& task) {
-  if (!task.running || task.interrupted) return;
+void Scheduler::InterruptLocked(TaskKey key, Task& task, bool force) {
+  // A kill may follow a flag, never the other way round.
+  if (!task.running || task.forced || (task.interrupted && !force)) return;
   task.interrupted = true;
+  task.forced = force;
   // Members that have already reported are done with it.
   for (const int member : task.members) {
-    if (running_[static_cast<size_t>(member)] == key) interrupts_.push_back(Interrupt{member, key});
+    if (running_[static_cast<size_t>(member)] == key) {
+      interrupts_.push_back(Interrupt{member, key, force});
+    }
+  }
+}
+
+void Scheduler::RequeueLocked(TaskKey key, Task& task) {
+  task.running = false;
+  task.members.clear();
+  task.running_members = 0;
+  Session& session = sessions_.at(task.session);
+  // Ahead of the session's other tasks: it was accepted before them. Its queue timeout does not
+  // apply again; that bounded the wait for a first start.
+  session.queue.push_front(key);
+  ++session.queued;
+  ++queued_count_;
+  if (!session.in_ready_ring) {
+    session.in_ready_ring = true;
+    ready_ring_.push_back(task.session);
   }
 }
 
@@ -690,6 +733,11 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
     idle_workers_.push_back(worker);
 
     Task& task = tasks_.at(key);
+    if (result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
+        !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
+      RequeueLocked(key, task);
+      return;
+    }
     v1::TaskOutcome outcome;
     if (task.group()) {
       const auto member = std::find(task.members.begin(), task.members.end(), worker);
@@ -697,8 +745,15 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
       if (--task.running_members > 0) return;
       outcome = GroupOutcome(task);
     } else {
+      const bool runner_lost = result.runner_lost();
       SetOutcome(result, task.interrupted, outcome);
+      if (runner_lost && task.attempts > 1) {
+        outcome.mutable_error()->set_message(absl::StrCat("failed on all ", task.attempts,
+                                                          " attempts; the last: ",
+                                                          outcome.error().message()));
+      }
     }
+    outcome.set_attempts(task.attempts);
     SetWorkers(task.members, task.group(), outcome);
     outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
     const SessionId id = task.session;

@@ -21,8 +21,15 @@
 // latest progress of running tasks.
 //
 // A running task cannot be cancelled, but it can be interrupted: the transport is asked (through
-// AwaitWork) to tell its worker to set the task's cancellation flag. The client asks for that
-// (Cancel with interrupt_running), and so does a session whose client has gone.
+// AwaitWork) to tell its worker to set the task's cancellation flag, or with `force` to kill the
+// process running it. The client asks for that (Cancel with interrupt_running or force), and so
+// does a session whose client has gone.
+//
+// Crashes: a worker reports that the task runner process died under a task
+// (ResultFrame.runner_lost). A task with TaskOptions.max_retries left goes back to the front of its
+// session's queue and runs again, perhaps on another worker; otherwise it fails with the worker's
+// ABORTED error, which then says how many attempts it took. A task that may be retried keeps a
+// copy of its frame while it runs; others hand theirs to the transport.
 //
 // The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
 // accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
@@ -95,6 +102,8 @@ struct Assignment {
 struct Interrupt {
   int worker = 0;
   uint64_t task_key = 0;
+  // Kill the task rather than set its flag (CancelTasks.force).
+  bool force = false;
 };
 
 // What AwaitWork() hands the transport.
@@ -132,11 +141,13 @@ class Scheduler {
   absl::StatusOr<std::vector<v1::TaskRejection>> Submit(
       SessionId session, google::protobuf::RepeatedPtrField<v1::TaskSpec>& tasks);
 
-  // Cancels those of the tasks that are still queued and, if `interrupt_running`, interrupts those
-  // that are running. NOT_FOUND if the session does not exist.
+  // Cancels those of the tasks that are still queued and, if `interrupt_running` or `force`,
+  // interrupts those that are running (with `force`, has them killed). NOT_FOUND if the session
+  // does not exist.
   absl::StatusOr<std::vector<v1::CancelResult>> Cancel(SessionId session,
                                                        absl::Span<const uint64_t> task_ids,
-                                                       bool interrupt_running = false);
+                                                       bool interrupt_running = false,
+                                                       bool force = false);
 
   // Stops the session accepting tasks and, if `cancel_pending`, cancels its queued tasks. The
   // session closes (SessionEvents::closed) once all its tasks have outcomes. Idempotent.
@@ -197,7 +208,8 @@ class Scheduler {
 
   // The worker finished the task it was assigned and is idle again. A group task ends once every
   // member has reported: a gang with gang rank 0's result, or the error of the lowest gang rank
-  // that failed; a broadcast with one item per worker.
+  // that failed; a broadcast with one item per worker. A task whose runner was lost
+  // (result.runner_lost) is queued again if it has retries left and was not interrupted.
   void Complete(int worker, wire::ResultFrame result);
 
   // The worker's task reported progress (for a group task, any member may). Ignored if that task
@@ -217,8 +229,12 @@ class Scheduler {
     // Its function is a gang function. Known at submit once the pool is ready, and for tasks
     // queued while booting from PoolReady(), before any task runs.
     bool gang_function = false;
-    // Its workers have been asked to set its cancellation flag.
+    // Its workers have been asked to set its cancellation flag, or (forced) to kill it.
     bool interrupted = false;
+    bool forced = false;
+    // TaskOptions.max_retries, and how many times the task has been started.
+    uint32_t max_retries = 0;
+    uint32_t attempts = 0;
     // Members still running (a group task ends when none is).
     int running_members = 0;
     absl::Time enqueued;
@@ -230,7 +246,8 @@ class Scheduler {
     std::vector<wire::ResultFrame> results;
     // TaskSpec.payload_type, for PoolReady() to check tasks queued while booting.
     std::string payload_type;
-    // Holds the function and input until the task is dispatched.
+    // Holds the function and input until the task is dispatched, and while it runs if it may run
+    // again (attempts <= max_retries).
     wire::TaskFrame frame;
 
     // Runs on several workers, each reporting on its own.
@@ -273,8 +290,10 @@ class Scheduler {
   void Notify(Notifications& notifications);
 
   // Asks for the running task's workers (every member still running it) to be told to set its
-  // cancellation flag; once per task.
-  void InterruptLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // cancellation flag, or with `force` to kill it; once per task and kind.
+  void InterruptLocked(TaskKey key, Task& task, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a task whose runner was lost back at the front of its session's queue.
+  void RequeueLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The function's traits if a task of `function` with `payload_type`, `gang_size` and (if
   // `several_inputs`) items or a range can run on the ready pool; otherwise why not.
   absl::StatusOr<const FunctionTraits*> CheckFunctionLocked(absl::string_view function,

@@ -1848,5 +1848,188 @@ TEST_F(SchedulerTest, PoolReadyRejectsQueuedTasksThatBreakTheGangRules) {
   EXPECT_THAT(members[0].frame.gang(), ElementsAre(0, 1));
 }
 
+// --- Crashes, retries, run timeouts and forced cancels ---
+
+// What a worker reports when the task runner process died under the task.
+wire::ResultFrame RunnerLost(const Assignment& assignment, absl::string_view how) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.set_runner_lost(true);
+  result.mutable_error()->set_code(Code(absl::StatusCode::kAborted));
+  result.mutable_error()->set_message(std::string(how));
+  return result;
+}
+
+v1::TaskSpec Retried(uint64_t id, uint32_t max_retries) {
+  v1::TaskSpec spec = Task(id);
+  spec.mutable_options()->set_max_retries(max_retries);
+  return spec;
+}
+
+TEST_F(SchedulerTest, ACrashWithoutRetriesFailsTheTaskWithTheWorkersWords) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 1u);
+  // Without retries the frame is handed over, not copied.
+  scheduler_->Complete(first[0].worker, RunnerLost(first[0], "killed by signal 11"));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kAborted));
+  EXPECT_EQ(events.outcomes[0].error().message(), "killed by signal 11");
+  EXPECT_EQ(events.outcomes[0].attempts(), 1u);
+  // The worker is free again for the next task.
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
+}
+
+TEST_F(SchedulerTest, ACrashedTaskWithRetriesRunsAgainAheadOfItsSessionsQueue) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  ASSERT_THAT(Submit(session, {Retried(1, 2), Task(2), Task(3)}), IsEmpty());
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_EQ(IdOf(first[0]), 1u);
+  scheduler_->Complete(first[0].worker, RunnerLost(first[0], "killed by signal 9"));
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty()) << "it is retried, not ended";
+
+  // Task 1 goes before task 3, with its payload intact.
+  std::vector<Assignment> second = Dispatch();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(IdOf(second[0]), 1u);
+  EXPECT_EQ(second[0].frame.task_key(), first[0].frame.task_key());
+  CompleteEchoed(second[0]);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(events.outcomes[0].result(), "t1");
+  EXPECT_EQ(events.outcomes[0].attempts(), 2u);
+}
+
+TEST_F(SchedulerTest, ATaskThatKeepsCrashingFailsSayingHowManyAttemptsItTook) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_THAT(Submit(session, {Retried(1, 2)}), IsEmpty());
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(assignments[0].frame.payload(), "t1") << "attempt " << attempt;
+    scheduler_->Complete(assignments[0].worker, RunnerLost(assignments[0], "killed by signal 11"));
+  }
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "no fourth attempt";
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kAborted));
+  EXPECT_EQ(events.outcomes[0].error().message(),
+            "failed on all 3 attempts; the last: killed by signal 11");
+  EXPECT_EQ(events.outcomes[0].attempts(), 3u);
+  EXPECT_THAT(events.started, ElementsAre(1, 1, 1)) << "each attempt is a start";
+}
+
+TEST_F(SchedulerTest, ErrorsThatAreNotCrashesAreNeverRetried) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_THAT(Submit(session, {Retried(1, 3)}), IsEmpty());
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  wire::ResultFrame failed;
+  failed.set_task_key(assignments[0].frame.task_key());
+  failed.mutable_error()->set_code(Code(absl::StatusCode::kDeadlineExceeded));
+  failed.mutable_error()->set_message("ran past its run timeout");
+  scheduler_->Complete(assignments[0].worker, failed);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(events.outcomes[0].attempts(), 1u);
+}
+
+TEST_F(SchedulerTest, AnInterruptedTaskIsNotRetriedAfterACrash) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_THAT(Submit(session, {Retried(1, 3)}), IsEmpty());
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  const std::vector<uint64_t> ids = {1};
+  ASSERT_TRUE(scheduler_->Cancel(session, ids, /*interrupt_running=*/true).ok());
+  scheduler_->Complete(assignments[0].worker, RunnerLost(assignments[0], "exited with status 3"));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].error().message(), "exited with status 3");
+}
+
+TEST_F(SchedulerTest, ADrainingPoolDoesNotRetry) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  ASSERT_THAT(Submit(session, {Retried(1, 3)}), IsEmpty());
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  scheduler_->Drain("stopping");
+  scheduler_->Complete(assignments[0].worker, RunnerLost(assignments[0], "killed by signal 9"));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kAborted));
+}
+
+TEST_F(SchedulerTest, RetriesAreBoundedAndNotForBroadcasts) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  v1::TaskSpec broadcast = Retried(2, 1);
+  broadcast.mutable_options()->set_broadcast(true);
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {Retried(1, 11), std::move(broadcast), Retried(3, 10)});
+  ASSERT_EQ(rejections.size(), 2u);
+  EXPECT_EQ(rejections[0].task_id(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejections[0].message(), HasSubstr("max_retries 11"));
+  EXPECT_EQ(rejections[1].task_id(), 2u);
+  EXPECT_THAT(rejections[1].message(), HasSubstr("broadcast"));
+}
+
+TEST_F(SchedulerTest, TheRunTimeoutTravelsInTheFrame) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  v1::TaskSpec spec = Task(1);
+  spec.mutable_options()->set_run_timeout_ms(250);
+  ASSERT_THAT(Submit(session, {std::move(spec)}), IsEmpty());
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(assignments[0].frame.run_timeout_ms(), 250u);
+}
+
+TEST_F(SchedulerTest, ForcedCancelAsksTheWorkerToKillEvenAfterAnInterrupt) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  const std::vector<uint64_t> ids = {1};
+
+  ASSERT_TRUE(scheduler_->Cancel(session, ids, /*interrupt_running=*/true).ok());
+  DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_FALSE(work.interrupts[0].force);
+
+  absl::StatusOr<std::vector<v1::CancelResult>> forced =
+      scheduler_->Cancel(session, ids, /*interrupt_running=*/false, /*force=*/true);
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_TRUE(forced->at(0).interrupted());
+  work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_TRUE(work.interrupts[0].force);
+  EXPECT_EQ(work.interrupts[0].task_key, assignments[0].frame.task_key());
+  // Once killed, asking again sends nothing.
+  ASSERT_TRUE(scheduler_->Cancel(session, ids, true, true).ok());
+  EXPECT_THAT(scheduler_->AwaitWork(absl::ZeroDuration()).interrupts, IsEmpty());
+
+  // The worker answers a kill with CANCELLED: the task ends CANCELLED.
+  scheduler_->Complete(assignments[0].worker, Cancelled(assignments[0]));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+}
+
 }  // namespace
 }  // namespace mpigate::server
