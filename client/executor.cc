@@ -41,6 +41,8 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
   const size_t chunksize = static_cast<size_t>(options.chunksize);
   SubmitOptions chunk_options;
   chunk_options.payload_type = options.payload_type;
+  chunk_options.run_timeout = options.run_timeout;
+  chunk_options.max_retries = options.max_retries;
   std::vector<Future> chunks;
   chunks.reserve((inputs.size() + chunksize - 1) / chunksize);
   for (size_t first = 0; first < inputs.size(); first += chunksize) {
@@ -71,6 +73,8 @@ MapResults Executor::MapRange(absl::string_view function, std::string payload,
   const uint64_t batch_size = static_cast<uint64_t>(options.batch_size);
   SubmitOptions batch_options;
   batch_options.payload_type = options.payload_type;
+  batch_options.run_timeout = options.run_timeout;
+  batch_options.max_retries = options.max_retries;
   v1::RangeSpec range;
   range.set_base_seed(options.base_seed);
   std::vector<Future> batches;

@@ -92,6 +92,14 @@ struct SubmitOptions {
   // service rejects with INVALID_ARGUMENT a gang larger than the pool, or above 1 for a function
   // that is not a gang function. Unsigned, as on the wire.
   uint32_t gang_size = 0;
+  // How long the task may run once a worker has started it: past that it is killed and fails
+  // with DEADLINE_EXCEEDED (with --isolation=none, and for gang functions, its cancellation flag
+  // is set instead and it fails so when the function returns). Whole milliseconds, rounded up.
+  absl::Duration run_timeout = absl::InfiniteDuration();
+  // How many times to run the task again if the process running it dies under it (a segfault,
+  // abort(), exit(), the OOM killer). 0: the first crash fails the task with ABORTED. At most 10;
+  // not for broadcasts. Future::attempts() says how many runs it took.
+  uint32_t max_retries = 0;
 };
 
 // A function the pool's workers can run (Executor::ListFunctions).
@@ -117,6 +125,10 @@ struct MapOptions {
   absl::Duration timeout = absl::InfiniteDuration();
   // As SubmitOptions::payload_type, for every input. MapTyped (client/typed.h) sets it.
   std::string payload_type;
+  // As SubmitOptions, for each chunk: a chunk that runs longer is killed, and one whose runner
+  // dies runs again this many times; its items then fail together.
+  absl::Duration run_timeout = absl::InfiniteDuration();
+  uint32_t max_retries = 0;
 };
 
 // A seeded range map (Executor::MapRange): items [first, first + count), each computed from the
@@ -139,6 +151,9 @@ struct RangeOptions {
   absl::Duration timeout = absl::InfiniteDuration();
   // As SubmitOptions::payload_type. MapRangeTyped (client/typed.h) sets it.
   std::string payload_type;
+  // As MapOptions, for each batch.
+  absl::Duration run_timeout = absl::InfiniteDuration();
+  uint32_t max_retries = 0;
 };
 
 class Executor {

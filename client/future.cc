@@ -22,6 +22,10 @@ bool Future::Cancel() { return core_->Cancel(); }
 
 bool Future::Interrupt() { return core_->Interrupt(); }
 
+bool Future::Kill() { return core_->Kill(); }
+
+uint32_t Future::attempts() const { return core_->attempts(); }
+
 bool Future::Wait(absl::Duration timeout) const {
   return core_->Await(absl::Now() + timeout, /*started=*/false);
 }

@@ -80,6 +80,14 @@ class Future {
   // already cancelled.
   bool Interrupt();
 
+  // Beyond Interrupt(): cancels the task if it is still pending, and if it is running has the
+  // service kill it (its task runner process is killed and replaced), in the same one round trip;
+  // the future then ends CANCELLED whatever the function was doing. True if the task is (now or
+  // already) CANCELLED or was told to die; false if it had already finished. A function that runs
+  // inside the worker process (a pool started with --isolation=none, or a gang function) cannot
+  // be killed: for those this is Interrupt(). The same reader-thread caveat as Interrupt().
+  bool Kill();
+
   // Waits until the future is done or `timeout` passes; true if it is done.
   bool Wait(absl::Duration timeout = absl::InfiniteDuration()) const;
 
@@ -115,6 +123,10 @@ class Future {
 
   // The task's id within its session (0 for a future that failed before it was submitted).
   uint64_t task_id() const;
+
+  // Once done: how many times the task was started, 1 unless it was run again after crashes
+  // (SubmitOptions::max_retries); 0 if it never ran, and while it is not done.
+  uint32_t attempts() const;
 
   // Copies of one future are equal; futures of different submissions are not.
   friend bool operator==(const Future& a, const Future& b) { return a.core_ == b.core_; }

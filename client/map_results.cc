@@ -80,7 +80,7 @@ void MapResults::State::CancelUnstarted() {
   }
   // No session: the executor is gone and every chunk has ended.
   if (session != nullptr) {
-    session->Cancel(std::move(unstarted), /*wait=*/false, /*interrupt_running=*/false);
+    session->Cancel(std::move(unstarted), /*wait=*/false, internal::CancelMode::kPendingOnly);
   }
 }
 

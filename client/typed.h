@@ -106,6 +106,8 @@ class TypedFuture {
   bool Cancel() { return future_.Cancel(); }
   // Beyond concurrent.futures: see Future::Interrupt().
   bool Interrupt() { return future_.Interrupt(); }
+  // Beyond Interrupt(): see Future::Kill().
+  bool Kill() { return future_.Kill(); }
   bool Wait(absl::Duration timeout = absl::InfiniteDuration()) const {
     return future_.Wait(timeout);
   }

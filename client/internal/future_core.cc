@@ -28,6 +28,7 @@ bool FutureCore::Complete(const std::shared_ptr<FutureCore>& core, Ending ending
     core->state_ = ending.state;
     core->result_ = std::move(ending.result);
     core->items_ = std::move(ending.items);
+    core->attempts_ = ending.attempts;
     callbacks.swap(core->callbacks_);
     core->progress_callbacks_.clear();
   }
@@ -85,20 +86,25 @@ bool FutureCore::Failed() const {
   return state_ == FutureState::kFinished && !result_.ok();
 }
 
-bool FutureCore::RequestCancel(bool interrupt_running) {
+uint32_t FutureCore::attempts() const {
+  absl::MutexLock lock(&mu_);
+  return attempts_;
+}
+
+bool FutureCore::RequestCancel(CancelMode mode) {
   {
     absl::MutexLock lock(&mu_);
     // Known answers need no round trip: only the service knows whether a pending task started,
     // and whether a running one has ended.
     if (state_ == FutureState::kCancelled) return true;
     if (state_ == FutureState::kFinished) return false;
-    if (state_ == FutureState::kRunning && !interrupt_running) return false;
+    if (state_ == FutureState::kRunning && mode == CancelMode::kPendingOnly) return false;
   }
   // No session: the executor is gone, and took every unfinished future with it (it waits for
   // them), so this one has ended by now.
   size_t interrupted = 0;
   if (std::shared_ptr<Session> session = session_.lock()) {
-    interrupted = session->Cancel({task_id_}, /*wait=*/true, interrupt_running);
+    interrupted = session->Cancel({task_id_}, /*wait=*/true, mode);
   }
   return interrupted > 0 || state() == FutureState::kCancelled;
 }

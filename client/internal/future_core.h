@@ -26,12 +26,22 @@ namespace mpigate::internal {
 
 class Session;
 
+// What a cancel request does to tasks that are already running (CancelTasks.interrupt_running and
+// .force).
+enum class CancelMode {
+  kPendingOnly,  // Nothing: only tasks still pending are cancelled (Future::Cancel).
+  kInterrupt,    // Set their cancellation flag (Future::Interrupt).
+  kKill,         // Kill the process running them (Future::Kill).
+};
+
 // How a task ended. `items` holds one result per item of a chunk or range task (see
 // Session::SubmitChunk and SubmitRange) or per worker of a broadcast, and is empty otherwise.
 struct Ending {
   FutureState state = FutureState::kFinished;
   absl::StatusOr<std::string> result;
   std::vector<absl::StatusOr<std::string>> items;
+  // TaskOutcome.attempts: how many times the task was started.
+  uint32_t attempts = 0;
 };
 
 class FutureCore {
@@ -65,10 +75,11 @@ class FutureCore {
   FutureState state() const;
   // FINISHED with an error: concurrent.futures' "raised an exception" (cancelled is not).
   bool Failed() const;
-  // Future::Cancel() and Future::Interrupt(): the same request, without or with interrupting the
-  // task if it is running.
-  bool Cancel() { return RequestCancel(/*interrupt_running=*/false); }
-  bool Interrupt() { return RequestCancel(/*interrupt_running=*/true); }
+  // Future::Cancel(), Interrupt() and Kill(): the same request, doing what `mode` says to the task
+  // if it is running.
+  bool Cancel() { return RequestCancel(CancelMode::kPendingOnly); }
+  bool Interrupt() { return RequestCancel(CancelMode::kInterrupt); }
+  bool Kill() { return RequestCancel(CancelMode::kKill); }
   // Waits until the state is one of the final ones (`started`: or RUNNING) or `deadline` passes.
   bool Await(absl::Time deadline, bool started) const;
   // Wait until done; then the result (or just its status), or DEADLINE_EXCEEDED naming `timeout`.
@@ -80,6 +91,7 @@ class FutureCore {
   std::vector<absl::StatusOr<std::string>> Items() const;
 
   uint64_t task_id() const { return task_id_; }
+  uint32_t attempts() const;
   const std::weak_ptr<Session>& session() const { return session_; }
 
  private:
@@ -90,7 +102,7 @@ class FutureCore {
   bool StartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return state_ != FutureState::kPending;
   }
-  bool RequestCancel(bool interrupt_running);
+  bool RequestCancel(CancelMode mode);
 
   const uint64_t task_id_;
   const std::weak_ptr<Session> session_;
@@ -99,6 +111,7 @@ class FutureCore {
   FutureState state_ ABSL_GUARDED_BY(mu_) = FutureState::kPending;
   absl::StatusOr<std::string> result_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
   std::vector<absl::StatusOr<std::string>> items_ ABSL_GUARDED_BY(mu_);
+  uint32_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
   // Run, and cleared, when the future ends. Most futures never have any.
   std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
   std::optional<TaskProgress> progress_ ABSL_GUARDED_BY(mu_);

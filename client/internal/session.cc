@@ -51,6 +51,7 @@ absl::Status StatusFromError(const v1::TaskError& error, absl::StatusCode if_ok)
 // Moves the result bytes out of `outcome`.
 Ending EndingOf(v1::TaskOutcome& outcome) {
   Ending ending;
+  ending.attempts = outcome.attempts();
   switch (outcome.state()) {
     case v1::TASK_STATE_SUCCEEDED:
       ending.result = std::move(*outcome.mutable_result());
@@ -75,6 +76,13 @@ Ending EndingOf(v1::TaskOutcome& outcome) {
           "the service sent an outcome with no end state for task ", outcome.task_id()));
   }
   return ending;
+}
+
+// A timeout in whole milliseconds, rounded up; 0 on the wire means no limit, so a timeout that
+// rounds to nothing becomes 1 ms.
+uint64_t WholeMillisecondsAtLeastOne(absl::Duration timeout) {
+  return static_cast<uint64_t>(std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)))));
 }
 
 gpr_timespec DeadlineAfter(absl::Duration timeout) {
@@ -207,11 +215,14 @@ Session::OutgoingTask Session::NewTask(absl::string_view function, const SubmitO
   task.spec.set_function(std::string(function));
   task.spec.set_payload_type(options.payload_type);
   if (options.queue_timeout != absl::InfiniteDuration()) {
-    // 0 on the wire means no limit, so a timeout that rounds to nothing becomes 1 ms.
-    task.spec.mutable_options()->set_queue_timeout_ms(static_cast<uint64_t>(std::max<int64_t>(
-        1, absl::ToInt64Milliseconds(absl::Ceil(options.queue_timeout, absl::Milliseconds(1))))));
+    task.spec.mutable_options()->set_queue_timeout_ms(
+        WholeMillisecondsAtLeastOne(options.queue_timeout));
   }
   if (options.gang_size != 0) task.spec.mutable_options()->set_gang_size(options.gang_size);
+  if (options.run_timeout != absl::InfiniteDuration()) {
+    task.spec.mutable_options()->set_run_timeout_ms(WholeMillisecondsAtLeastOne(options.run_timeout));
+  }
+  task.spec.mutable_options()->set_max_retries(options.max_retries);
   return task;
 }
 
@@ -276,11 +287,11 @@ Future Session::Enqueue(OutgoingTask task) {
   return FutureAccess::Make(std::move(core));
 }
 
-size_t Session::Cancel(std::vector<uint64_t> task_ids, bool wait, bool interrupt_running) {
+size_t Session::Cancel(std::vector<uint64_t> task_ids, bool wait, CancelMode mode) {
   if (task_ids.empty()) return 0;
   auto request = std::make_shared<CancelRequest>();
   request->task_ids = std::move(task_ids);
-  request->interrupt_running = interrupt_running;
+  request->mode = mode;
   {
     absl::MutexLock lock(&mu_);
     // After `closed`, or once the stream is over, no task of this session is pending any more.
@@ -307,7 +318,7 @@ void Session::Shutdown(bool wait, bool cancel_futures) {
   // pending futures are CANCELLED when Shutdown() returns even with wait=false (as in
   // concurrent.futures), and it still works after an earlier Shutdown() sent `shutdown`. The
   // service skips the tasks that have started.
-  Cancel(std::move(unfinished), /*wait=*/true, /*interrupt_running=*/false);
+  Cancel(std::move(unfinished), /*wait=*/true, CancelMode::kPendingOnly);
   if (wait) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &Session::DrainedLocked));
@@ -398,7 +409,8 @@ void Session::WriterLoop() {
     for (const std::shared_ptr<CancelRequest>& cancel : cancels) {
       request.mutable_cancel()->mutable_task_ids()->Add(cancel->task_ids.begin(),
                                                         cancel->task_ids.end());
-      request.mutable_cancel()->set_interrupt_running(cancel->interrupt_running);
+      request.mutable_cancel()->set_interrupt_running(cancel->mode == CancelMode::kInterrupt);
+      request.mutable_cancel()->set_force(cancel->mode == CancelMode::kKill);
       if (!stream_->Write(request)) return;
       request.Clear();
     }

@@ -87,11 +87,11 @@ class Session : public std::enable_shared_from_this<Session> {
   Future SubmitBroadcast(absl::string_view function, std::string payload,
                          const SubmitOptions& options);
 
-  // Asks the service to cancel `task_ids` (those not yet started) and, with `interrupt_running`,
-  // to interrupt those that are running. With `wait`, blocks until the answer arrived and the
-  // cancelled futures are CANCELLED, and returns how many running tasks were interrupted; never
-  // waits on the reader thread. Returns 0 when it does not wait.
-  size_t Cancel(std::vector<uint64_t> task_ids, bool wait, bool interrupt_running);
+  // Asks the service to cancel `task_ids` (those not yet started) and, as `mode` says, to
+  // interrupt or kill those that are running. With `wait`, blocks until the answer arrived and
+  // the cancelled futures are CANCELLED, and returns how many running tasks were interrupted or
+  // killed; never waits on the reader thread. Returns 0 when it does not wait.
+  size_t Cancel(std::vector<uint64_t> task_ids, bool wait, CancelMode mode);
 
   void Shutdown(bool wait, bool cancel_futures);
   absl::Status Bootup(bool wait);
@@ -113,7 +113,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // futures are complete) or the stream ended.
   struct CancelRequest {
     std::vector<uint64_t> task_ids;
-    bool interrupt_running = false;
+    CancelMode mode = CancelMode::kPendingOnly;
     // How many running tasks the answer says were interrupted. Written by the reader thread
     // before it notifies `answered`, read only after.
     size_t interrupted = 0;
