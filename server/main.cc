@@ -40,6 +40,7 @@
 #include "server/scheduler.h"
 #include "server/stop_signal.h"
 #include "worker/exec_task.h"
+#include "worker/worker_options.h"
 
 ABSL_FLAG(int, workers, 0,
           "Number of workers. Default: $MPIGATE_MAX_WORKERS, else the MPI universe size, else "
@@ -52,6 +53,14 @@ ABSL_FLAG(std::string, endpoint_file, "",
           "$MPIGATE_RUN_DIR/endpoint.");
 ABSL_FLAG(std::string, worker_binary, "",
           "Path of mpigate-worker. Default: $MPIGATE_WORKER_BINARY, else next to this program.");
+ABSL_FLAG(std::string, isolation, "process",
+          "Where workers run task code: `process` (a task runner process per worker, so that a "
+          "function that crashes fails only its task: ABORTED, and the worker starts a fresh "
+          "runner) or `none` (on a thread of the MPI worker itself: a little cheaper per task, "
+          "but a crash takes down the whole pool). Gang functions always run in the worker.");
+ABSL_FLAG(std::string, runner_binary, "",
+          "Path of mpigate-runner, the task runner. Default: $MPIGATE_RUNNER_BINARY, else next to "
+          "the worker's executable (in world mode, next to this program).");
 ABSL_FLAG(int, max_message_mb, 512,
           "Largest gRPC message accepted or sent, in MiB; larger requests fail with "
           "RESOURCE_EXHAUSTED.");
@@ -170,6 +179,18 @@ absl::StatusOr<std::string> FindWorkerBinary() {
       absl::StrCat("cannot find mpigate-worker next to ", here, "; pass --worker-binary"));
 }
 
+// The task runner executable for the workers: the flag or $MPIGATE_RUNNER_BINARY, checked here;
+// else, in world mode (where the workers are this program), a sibling of this program, and when
+// spawning, empty: each worker finds the one next to its own executable.
+absl::StatusOr<std::string> RunnerBinaryForWorkers(bool world) {
+  std::string explicit_path = absl::GetFlag(FLAGS_runner_binary);
+  if (explicit_path.empty() && std::getenv("MPIGATE_RUNNER_BINARY") != nullptr) {
+    explicit_path = std::getenv("MPIGATE_RUNNER_BINARY");
+  }
+  if (explicit_path.empty() && !world) return std::string();
+  return worker::FindRunnerBinary(explicit_path);
+}
+
 // Open MPI refuses to run as root unless told it may, and refuses to place more processes than
 // cores unless oversubscription is allowed. The gateway is one more process than the workers and
 // mostly idle, so the default pool (one worker per core) needs it. Users' own settings win.
@@ -235,6 +256,17 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
   options.worker_options.env = values("worker_env");
   options.worker_options.task_libs = values("task_lib");
   options.worker_options.allow_exec = absl::GetFlag(FLAGS_allow_exec);
+  const std::string isolation = absl::GetFlag(FLAGS_isolation);
+  if (isolation != "process" && isolation != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--isolation is `process` or `none`, got '", isolation, "'"));
+  }
+  options.worker_options.in_process = isolation == "none";
+  if (!options.worker_options.in_process) {
+    absl::StatusOr<std::string> runner_binary = RunnerBinaryForWorkers(options.world);
+    if (!runner_binary.ok()) return runner_binary.status();
+    options.worker_options.runner_binary = *std::move(runner_binary);
+  }
   const std::string task_lib_path = absl::GetFlag(FLAGS_task_lib_path);
   for (const char* path :
        {task_lib_path.c_str(), static_cast<const char*>(std::getenv("MPIGATE_TASK_LIB_PATH"))}) {

@@ -12,6 +12,8 @@
 #include <set>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 
@@ -20,7 +22,10 @@ namespace mpigate::testing {
 // Opens the session on construction (`open`, then expects `opened`).
 class RawSession {
  public:
-  explicit RawSession(v1::Gateway::Stub& stub) : stream_(stub.Session(&context_)) {
+  // `deadline` bounds the whole session, so that a test waiting for an outcome that never comes
+  // fails instead of hanging.
+  explicit RawSession(v1::Gateway::Stub& stub, absl::Duration deadline = absl::InfiniteDuration())
+      : stream_(OpenStream(stub, context_, deadline)) {
     v1::SessionRequest open;
     open.mutable_open()->set_client_name("raw");
     EXPECT_TRUE(stream_->Write(open));
@@ -106,6 +111,14 @@ class RawSession {
   int duplicate_outcomes() const { return duplicates_; }
 
  private:
+  static std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> OpenStream(
+      v1::Gateway::Stub& stub, grpc::ClientContext& context, absl::Duration deadline) {
+    if (deadline != absl::InfiniteDuration()) {
+      context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    }
+    return stub.Session(&context);
+  }
+
   void Keep(const v1::SessionEvent& event) {
     started_.insert(event.updates().started().begin(), event.updates().started().end());
     for (const v1::TaskOutcome& outcome : event.updates().outcomes()) {

@@ -1,11 +1,12 @@
 // Unit tests of the worker options' command-line form and of finding task libraries. No MPI calls.
+#include "worker/worker_options.h"
+
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/task_library.h"
-#include "worker/worker_process.h"
 
 namespace mpigate::worker {
 namespace {

@@ -24,11 +24,19 @@ absl::Status ReturnErrors(MPI_Comm comm) {
   return rc == MPI_SUCCESS ? absl::OkStatus() : MpiError(rc, "MPI_Comm_set_errhandler");
 }
 
+namespace {
+
+absl::Status CheckFitsOneMessage(size_t size) {
+  if (size <= static_cast<size_t>(INT_MAX)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("frame of ", size, " bytes exceeds the 2 GiB limit of one MPI message"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> Encode(const google::protobuf::MessageLite& frame) {
-  const size_t size = frame.ByteSizeLong();
-  if (size > static_cast<size_t>(INT_MAX)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("frame of ", size, " bytes exceeds the 2 GiB limit of one MPI message"));
+  if (absl::Status status = CheckFitsOneMessage(frame.ByteSizeLong()); !status.ok()) {
+    return status;
   }
   std::string buffer;
   if (!frame.SerializeToString(&buffer)) {
@@ -49,7 +57,12 @@ absl::Status SendFrame(MPI_Comm comm, int dest, Tag tag,
                        const google::protobuf::MessageLite& frame) {
   absl::StatusOr<std::string> buffer = Encode(frame);
   if (!buffer.ok()) return buffer.status();
-  const int rc = MPI_Send(buffer->data(), static_cast<int>(buffer->size()), MPI_BYTE, dest,
+  return SendEncoded(comm, dest, tag, *buffer);
+}
+
+absl::Status SendEncoded(MPI_Comm comm, int dest, Tag tag, absl::string_view bytes) {
+  if (absl::Status status = CheckFitsOneMessage(bytes.size()); !status.ok()) return status;
+  const int rc = MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest,
                           static_cast<int>(tag), comm);
   return rc == MPI_SUCCESS ? absl::OkStatus() : MpiError(rc, "MPI_Send");
 }

@@ -17,18 +17,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message_lite.h"
+#include "wire/tag.h"
 
 namespace mpigate::wire {
-
-// The MPI tag of a message says which frame it carries.
-enum class Tag : int {
-  kHello = 1,     // worker -> gateway: HelloFrame
-  kTask = 2,      // gateway -> worker: TaskFrame
-  kResult = 3,    // worker -> gateway: ResultFrame
-  kShutdown = 4,  // gateway -> worker: ShutdownFrame
-  kCancel = 5,    // gateway -> worker: CancelFrame
-  kProgress = 6,  // worker -> gateway: ProgressFrame
-};
 
 // Converts an MPI error code into a status that names the failed operation.
 absl::Status MpiError(int code, absl::string_view operation);
@@ -46,6 +37,10 @@ absl::Status Decode(absl::string_view bytes, google::protobuf::MessageLite& fram
 // Sends a frame and blocks until its buffer may be reused.
 absl::Status SendFrame(MPI_Comm comm, int dest, Tag tag,
                        const google::protobuf::MessageLite& frame);
+
+// Sends a frame that is already serialized (e.g. a task runner's ResultFrame, forwarded as it
+// came) and blocks until `bytes` may be reused. RESOURCE_EXHAUSTED above 2 GiB - 1, as Encode.
+absl::Status SendEncoded(MPI_Comm comm, int dest, Tag tag, absl::string_view bytes);
 
 // A message taken off the wire.
 struct ReceivedMessage {

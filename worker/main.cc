@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "worker/worker_loop.h"
 #include "worker/worker_process.h"
 
 namespace {

@@ -108,6 +108,23 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
              });
 }
 
+std::optional<wire::ErrorInfo> RunInitializer(const FunctionRegistry& registry,
+                                              const TaskContext& context,
+                                              const Initializer& initializer) {
+  if (initializer.function.empty()) return std::nullopt;
+  wire::TaskFrame init;
+  init.set_function(initializer.function);
+  init.set_payload(initializer.input);
+  const wire::ResultFrame result = RunTask(registry, context, init);
+  if (!result.has_error()) return std::nullopt;
+  const wire::ErrorInfo& failure = result.error();
+  wire::ErrorInfo error = failure;
+  error.set_message(absl::StrCat("initializer '", initializer.function,
+                                 "' failed: ", failure.exception_type(),
+                                 failure.exception_type().empty() ? "" : ": ", failure.message()));
+  return error;
+}
+
 wire::ResultFrame RunGangTask(const FunctionRegistry& registry, const GangContext& context,
                               const wire::TaskFrame& task) {
   return Run(registry, task, /*gang=*/true,

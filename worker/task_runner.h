@@ -5,16 +5,37 @@
 // type and message). A chunk (TaskFrame.items) or a range batch (TaskFrame.range) runs its items
 // in order, each succeeding or failing on its own, with one ItemResult per item.
 //
+// No MPI here (GangContext is only named): the task runner process (worker/runner_main.cc) runs
+// tasks with this without linking MPI.
+//
 // Thread-safety: pure functions of their arguments; safe from any thread. A gang function makes
 // MPI calls, so RunGangTask belongs on the thread that owns MPI.
 #ifndef MPIGATE_WORKER_TASK_RUNNER_H_
 #define MPIGATE_WORKER_TASK_RUNNER_H_
 
+#include <optional>
+#include <string>
+
 #include "wire/frames.pb.h"
-#include "worker/gang.h"
 #include "worker/registry.h"
 
 namespace mpigate::worker {
+
+// A function run once before any task, wherever task code runs (mpi4py's initializer and
+// initargs).
+struct Initializer {
+  // A registered function name; empty for none.
+  std::string function;
+  // Its input.
+  std::string input;
+};
+
+// Runs `initializer` (nothing if it names no function). Returns why it failed, if it did, with a
+// message that names the initializer and carries the exception type: it is all the pool's
+// status will show.
+std::optional<wire::ErrorInfo> RunInitializer(const FunctionRegistry& registry,
+                                              const TaskContext& context,
+                                              const Initializer& initializer);
 
 // Runs a task on this worker alone: a single call, a chunk or a range batch, whose item i is
 // called with context.ForItem(i, ItemSeed(range.base_seed, i)) and the frame's payload.

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,7 +21,9 @@
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
+#include "wire/task_peek.h"
 #include "worker/gang.h"
+#include "worker/runner_process.h"
 #include "worker/task_runner.h"
 #include "worker/task_thread.h"
 
@@ -51,16 +54,6 @@ wire::HelloFrame BaseHello() {
 
 absl::Status SayGoodbye(MPI_Comm gateway) {
   return wire::SendFrame(gateway, kGatewayRank, wire::Tag::kShutdown, wire::ShutdownFrame());
-}
-
-// Sets `cancelled` if the CancelFrame in `bytes` is for the running task (it may instead be for
-// one that has just ended).
-absl::Status InterruptIfRunning(const std::string& bytes, uint64_t running_key,
-                                std::atomic<bool>& cancelled) {
-  wire::CancelFrame cancel;
-  if (absl::Status status = wire::Decode(bytes, cancel); !status.ok()) return status;
-  if (cancel.task_key() == running_key) cancelled.store(true, std::memory_order_relaxed);
-  return absl::OkStatus();
 }
 
 // The running task's cancellation flag and its latest progress report: written by the task
@@ -108,26 +101,67 @@ absl::Status ForwardProgress(MPI_Comm gateway, uint64_t task_key, TaskSignals& s
   return wire::SendFrame(gateway, kGatewayRank, wire::Tag::kProgress, progress);
 }
 
+// What the gateway said while a task ran.
+struct Heard {
+  bool shutdown = false;
+  // A cancel of the running task (not of one that has just ended); `force` if it asked for the
+  // task to be killed.
+  bool interrupt = false;
+  bool force = false;
+};
+
 // While the task with key `task_key` runs: takes every frame the gateway has sent meanwhile,
-// which can only be cancels (for this task, they set its flag) and a shutdown. Returns true on a
-// shutdown, leaving anything after it unread.
-absl::StatusOr<bool> HearGateway(MPI_Comm gateway, uint64_t task_key, TaskSignals& signals) {
-  while (true) {
-    absl::StatusOr<std::optional<wire::ReceivedMessage>> heard =
+// which can only be cancels and a shutdown. Stops at a shutdown, leaving anything after it unread.
+absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, uint64_t task_key) {
+  Heard heard;
+  while (!heard.shutdown) {
+    absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
         wire::TryReceive(gateway, kGatewayRank);
-    if (!heard.ok()) return heard.status();
-    if (!heard->has_value()) return false;
-    if ((**heard).tag == wire::Tag::kShutdown) return true;
-    if ((**heard).tag != wire::Tag::kCancel) {
+    if (!received.ok()) return received.status();
+    if (!received->has_value()) break;
+    if ((**received).tag == wire::Tag::kShutdown) {
+      heard.shutdown = true;
+      continue;
+    }
+    if ((**received).tag != wire::Tag::kCancel) {
       return absl::InternalError(absl::StrCat("worker received a frame with tag ",
-                                              static_cast<int>((**heard).tag),
+                                              static_cast<int>((**received).tag),
                                               " while running a task"));
     }
-    if (absl::Status status = InterruptIfRunning((**heard).bytes, task_key, signals.cancelled);
-        !status.ok()) {
+    wire::CancelFrame cancel;
+    if (absl::Status status = wire::Decode((**received).bytes, cancel); !status.ok()) {
       return status;
     }
+    if (cancel.task_key() != task_key) continue;
+    heard.interrupt = true;
+    heard.force = heard.force || cancel.force();
   }
+  return heard;
+}
+
+// When a task must end by: run_timeout_ms after `start`, or never.
+absl::Time RunDeadline(uint64_t run_timeout_ms, absl::Time start) {
+  if (run_timeout_ms == 0) return absl::InfiniteFuture();
+  return start + absl::Milliseconds(static_cast<int64_t>(
+                     std::min<uint64_t>(run_timeout_ms, std::numeric_limits<int64_t>::max())));
+}
+
+void SetError(const absl::Status& status, wire::ErrorInfo& error) {
+  error.set_code(static_cast<int>(status.code()));
+  error.set_message(std::string(status.message()));
+}
+
+// The outcome of a task that ran past its run timeout, whatever it returned; `how` says what was
+// done about it.
+void FailPastDeadline(uint64_t run_timeout_ms, absl::string_view how, wire::ResultFrame& result) {
+  const uint64_t key = result.task_key();
+  const uint64_t run_us = result.run_us();
+  result.Clear();
+  result.set_task_key(key);
+  result.set_run_us(run_us);
+  SetError(absl::DeadlineExceededError(absl::StrCat("task ran past its run timeout of ",
+                                                    run_timeout_ms, " ms and was ", how)),
+           *result.mutable_error());
 }
 
 // The loop's ear while it runs a gang function itself: the function's polls of cancelled() listen
@@ -138,9 +172,10 @@ absl::StatusOr<bool> HearGateway(MPI_Comm gateway, uint64_t task_key, TaskSignal
 // made the listener (the MPI thread); the accessors are for that thread, after the call.
 class GangListener final : public GangLink {
  public:
-  GangListener(MPI_Comm gateway, uint64_t task_key, TaskSignals& signals)
+  GangListener(MPI_Comm gateway, uint64_t task_key, absl::Time deadline, TaskSignals& signals)
       : gateway_(gateway),
         task_key_(task_key),
+        deadline_(deadline),
         signals_(signals),
         mpi_thread_(std::this_thread::get_id()) {}
 
@@ -157,27 +192,37 @@ class GangListener final : public GangLink {
       status_ = ForwardProgress(gateway_, task_key_, signals_);
     }
     if (status_.ok()) {
-      absl::StatusOr<bool> shutdown = HearGateway(gateway_, task_key_, signals_);
-      status_ = shutdown.status();
-      shutdown_ = shutdown.value_or(false);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, task_key_);
+      status_ = heard.status();
+      // A gang runs in the worker itself: even a forced cancel can only interrupt it.
+      if (heard.ok() && heard->interrupt) signals_.cancelled.store(true, std::memory_order_relaxed);
+      shutdown_ = heard.ok() && heard->shutdown;
     }
-    // A shutdown, or a gateway that cannot be heard, stops the call; the loop acts after it.
-    if (shutdown_ || !status_.ok()) signals_.cancelled.store(true, std::memory_order_relaxed);
+    timed_out_ = timed_out_ || now >= deadline_;
+    // A shutdown, the run timeout, or a gateway that cannot be heard stops the call; the loop
+    // acts after it.
+    if (shutdown_ || timed_out_ || !status_.ok()) {
+      signals_.cancelled.store(true, std::memory_order_relaxed);
+    }
   }
 
   // The first error in talking to the gateway.
   const absl::Status& status() const { return status_; }
   // True if the gateway said shut down during the call.
   bool shutdown() const { return shutdown_; }
+  // True if the call ran past its run timeout.
+  bool timed_out() const { return timed_out_; }
 
  private:
   const MPI_Comm gateway_;
   const uint64_t task_key_;
+  const absl::Time deadline_;
   TaskSignals& signals_;
   const std::thread::id mpi_thread_;
   absl::Time next_listen_ = absl::InfinitePast();
   absl::Time next_progress_ = absl::InfinitePast();
   bool shutdown_ = false;
+  bool timed_out_ = false;
   absl::Status status_;
 };
 
@@ -215,11 +260,6 @@ absl::StatusOr<MPI_Comm> MakeGangComm(const WorkerGroup& workers, const wire::Ta
   return comm;
 }
 
-void SetError(const absl::Status& status, wire::ErrorInfo& error) {
-  error.set_code(static_cast<int>(status.code()));
-  error.set_message(std::string(status.message()));
-}
-
 // Runs this worker's part of the gang task `task` on the calling thread, which must own MPI, and
 // leaves its outcome in `result`. Returns true if the gateway said shut down during the call (the
 // result is then not wanted); an error only if MPI fails outside the function.
@@ -240,10 +280,12 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
     SetError(comm.status(), *result.mutable_error());
     return false;
   }
-  GangListener listener(gateway, task.task_key(), signals);
+  GangListener listener(gateway, task.task_key(), RunDeadline(task.run_timeout_ms(), absl::Now()),
+                        signals);
   const GangContext gang(context, *comm, static_cast<int>(me - task.gang().begin()),
                          task.gang_size(), &listener);
   result = RunGangTask(registry, gang, task);
+  if (listener.timed_out()) FailPastDeadline(task.run_timeout_ms(), "interrupted", result);
   if (const int rc = MPI_Comm_free(&*comm); rc != MPI_SUCCESS) {
     return wire::MpiError(rc, "MPI_Comm_free");
   }
@@ -254,17 +296,21 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
 }  // namespace
 
 WorkerLoop::WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry,
-                       int rank, int pool_size, Initializer initializer)
+                       int rank, int pool_size, Initializer initializer,
+                       std::optional<RunnerProcess::Options> runner)
     : gateway_(gateway),
       workers_(workers),
       registry_(registry),
       rank_(rank),
       pool_size_(pool_size),
-      initializer_(std::move(initializer)) {}
+      initializer_(std::move(initializer)),
+      runner_options_(std::move(runner)) {}
+
+WorkerLoop::~WorkerLoop() = default;
 
 absl::StatusOr<LoopEnd> WorkerLoop::Run() {
-  TaskThread task_thread;
   wire::HelloFrame hello = BaseHello();
+  bool has_gang_functions = false;
   for (const auto& [name, definition] : registry_.definitions()) {
     wire::FunctionEntry& function = *hello.add_functions();
     function.set_name(name);
@@ -272,26 +318,45 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     function.set_request_type(definition.request_type);
     function.set_response_type(definition.response_type);
     function.set_gang(static_cast<bool>(definition.gang_function));
+    has_gang_functions = has_gang_functions || function.gang();
   }
-  if (!initializer_.function.empty()) {
-    // On the task thread, like every task, so that thread-local state it sets up is theirs.
-    wire::TaskFrame init;
-    init.set_function(initializer_.function);
-    init.set_payload(initializer_.input);
-    wire::ResultFrame init_result;
-    task_thread.Start(
-        [&] { init_result = RunTask(registry_, TaskContext(rank_, pool_size_), init); });
-    task_thread.AwaitIdle(absl::InfiniteDuration());
-    if (init_result.has_error()) {
-      // The message is all the pool's status will show, so it carries the exception type too.
-      const wire::ErrorInfo& failure = init_result.error();
-      wire::ErrorInfo& error = *hello.mutable_initializer_error();
-      error = failure;
-      error.set_message(absl::StrCat(
-          "initializer '", initializer_.function, "' failed: ", failure.exception_type(),
-          failure.exception_type().empty() ? "" : ": ", failure.message()));
+  // The initializer runs wherever task code runs: in the runner (which runs it before its hello)
+  // or on the task thread, and for gang functions on this thread too.
+  std::optional<TaskThread> task_thread;
+  std::optional<wire::ErrorInfo> initializer_error;
+  const TaskContext init_context(rank_, pool_size_);
+  if (runner_options_.has_value()) {
+    absl::StatusOr<wire::HelloFrame> runner_hello = StartRunner();
+    if (runner_hello.ok() && runner_hello->has_error()) {
+      runner_hello = absl::Status(static_cast<absl::StatusCode>(runner_hello->error().code()),
+                                  absl::StrCat("task runner: ", runner_hello->error().message()));
     }
+    if (runner_hello.ok()) {
+      if (runner_hello->has_initializer_error()) {
+        initializer_error = runner_hello->initializer_error();
+      }
+    } else if (absl::IsAborted(runner_hello.status()) && !initializer_.function.empty()) {
+      // The runner died before its hello, in the initializer.
+      initializer_error.emplace();
+      SetError(absl::AbortedError(absl::StrCat("initializer '", initializer_.function,
+                                               "' failed: ", runner_hello.status().message())),
+               *initializer_error);
+    } else {
+      SetError(runner_hello.status(), *hello.mutable_error());
+      wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello).IgnoreError();
+      return runner_hello.status();
+    }
+    if (!initializer_error.has_value() && has_gang_functions) {
+      initializer_error = RunInitializer(registry_, init_context, initializer_);
+    }
+  } else {
+    task_thread.emplace();
+    // On the task thread, like every task, so that thread-local state it sets up is theirs.
+    task_thread->Start(
+        [&] { initializer_error = RunInitializer(registry_, init_context, initializer_); });
+    task_thread->AwaitIdle(absl::InfiniteDuration());
   }
+  if (initializer_error.has_value()) *hello.mutable_initializer_error() = *initializer_error;
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
     return status;
@@ -316,14 +381,21 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     }
     backoff.Reset();
     const wire::ReceivedMessage& message = **received;
-    if (message.tag == wire::Tag::kShutdown) {
-      if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
-      return LoopEnd::kStopped;
-    }
+    if (message.tag == wire::Tag::kShutdown) return Stop();
     if (message.tag == wire::Tag::kCancel) continue;  // Its task has already ended.
     if (message.tag != wire::Tag::kTask) {
       return absl::InternalError(absl::StrCat("worker received a frame with unexpected tag ",
                                               static_cast<int>(message.tag)));
+    }
+    if (runner_options_.has_value()) {
+      absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(message.bytes);
+      if (!header.ok()) return header.status();
+      if (!header->gang) {
+        absl::StatusOr<TaskEnd> end = RunInRunner(message.bytes, *header);
+        if (!end.ok()) return end.status();
+        if (*end == TaskEnd::kShutdown) return Stop();
+        continue;
+      }
     }
     if (absl::Status status = wire::Decode(message.bytes, slot->task); !status.ok()) {
       return status;
@@ -335,27 +407,32 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       absl::StatusOr<bool> shutdown =
           RunGang(gateway_, workers_, registry_, context, slot->task, slot->signals, slot->result);
       if (!shutdown.ok()) return shutdown.status();
-      if (*shutdown) {
-        if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
-        return LoopEnd::kStopped;
-      }
+      if (*shutdown) return Stop();
     } else {
-      task_thread.Start([this, slot] {
+      task_thread->Start([this, slot] {
         const TaskContext context(rank_, pool_size_, &slot->signals.cancelled, &slot->signals);
         slot->result = RunTask(registry_, context, slot->task);
       });
-      while (!task_thread.AwaitIdle(kListenWhileBusy)) {
+      // A function in this process cannot be killed: past its run timeout it is interrupted.
+      const absl::Time deadline = RunDeadline(slot->task.run_timeout_ms(), absl::Now());
+      bool timed_out = false;
+      while (!task_thread->AwaitIdle(kListenWhileBusy)) {
         if (absl::Status status = ForwardProgress(gateway_, slot->task.task_key(), slot->signals);
             !status.ok()) {
           return status;
         }
-        absl::StatusOr<bool> shutdown = HearGateway(gateway_, slot->task.task_key(), slot->signals);
-        if (!shutdown.ok()) return shutdown.status();
-        if (*shutdown) {
+        absl::StatusOr<Heard> heard = HearGateway(gateway_, slot->task.task_key());
+        if (!heard.ok()) return heard.status();
+        if (heard->shutdown) {
           if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
           return LoopEnd::kStoppedDuringTask;
         }
+        timed_out = timed_out || absl::Now() >= deadline;
+        if (heard->interrupt || timed_out) {
+          slot->signals.cancelled.store(true, std::memory_order_relaxed);
+        }
       }
+      if (timed_out) FailPastDeadline(slot->task.run_timeout_ms(), "interrupted", slot->result);
     }
     if (absl::Status status =
             wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, slot->result);
@@ -364,6 +441,112 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     }
     slot->result.Clear();
   }
+}
+
+absl::StatusOr<LoopEnd> WorkerLoop::Stop() {
+  // Gone before the gateway hears the goodbye: once it has, the pool may be taken down.
+  runner_.reset();
+  if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
+  return LoopEnd::kStopped;
+}
+
+absl::StatusOr<wire::HelloFrame> WorkerLoop::StartRunner() {
+  runner_.reset();
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> spawned = RunnerProcess::Spawn(*runner_options_);
+  if (!spawned.ok()) return spawned.status();
+  runner_ = *std::move(spawned);
+  absl::StatusOr<wire::HelloFrame> hello = runner_->AwaitHello();
+  if (!hello.ok()) runner_.reset();
+  return hello;
+}
+
+absl::Status WorkerLoop::ReplaceRunner() {
+  absl::StatusOr<wire::HelloFrame> hello = StartRunner();
+  absl::Status status = hello.status();
+  if (hello.ok() && hello->has_error()) {
+    status = absl::InternalError(hello->error().message());
+  } else if (hello.ok() && hello->has_initializer_error()) {
+    status = absl::FailedPreconditionError(hello->initializer_error().message());
+  }
+  if (!status.ok()) runner_.reset();
+  return status;
+}
+
+absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& task_frame,
+                                                            const wire::TaskHeader& header) {
+  wire::ResultFrame failed;
+  failed.set_task_key(header.task_key);
+  if (runner_ == nullptr) {
+    // The last replacement could not start: try once more before failing the task.
+    if (absl::Status status = ReplaceRunner(); !status.ok()) {
+      SetError(absl::UnavailableError(absl::StrCat("no task runner: ", status.message())),
+               *failed.mutable_error());
+      if (absl::Status sent = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
+          !sent.ok()) {
+        return sent;
+      }
+      return TaskEnd::kEnded;
+    }
+  }
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = RunDeadline(header.run_timeout_ms, start);
+  absl::Time next_listen = start + kListenWhileBusy;
+  runner_->SendTask(task_frame);
+  // Until the runner answers, or the task is failed here (in `failed`) after the runner died or
+  // was killed.
+  while (!failed.has_error()) {
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      runner_->Kill();
+      SetError(
+          absl::DeadlineExceededError(absl::StrCat("task ran past its run timeout of ",
+                                                   header.run_timeout_ms, " ms and was killed")),
+          *failed.mutable_error());
+      break;
+    }
+    if (now >= next_listen) {
+      next_listen = now + kListenWhileBusy;
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, header.task_key);
+      if (!heard.ok()) return heard.status();
+      if (heard->shutdown) return TaskEnd::kShutdown;
+      if (heard->force) {
+        runner_->Kill();
+        SetError(absl::CancelledError("task was killed by a forced cancel"),
+                 *failed.mutable_error());
+        break;
+      }
+      if (heard->interrupt) runner_->SendCancel(header.task_key);
+    }
+    RunnerEvent event = runner_->Await(std::min(next_listen, deadline) - now);
+    if (event.kind == RunnerEvent::Kind::kResult) {
+      // As the runner encoded it: the payload is not copied again.
+      if (absl::Status status =
+              wire::SendEncoded(gateway_, kGatewayRank, wire::Tag::kResult, event.result);
+          !status.ok()) {
+        return status;
+      }
+      return TaskEnd::kEnded;
+    }
+    if (event.kind == RunnerEvent::Kind::kProgress) {
+      if (absl::Status status =
+              wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kProgress, event.progress);
+          !status.ok()) {
+        return status;
+      }
+    } else if (event.kind == RunnerEvent::Kind::kDied) {
+      SetError(absl::AbortedError(event.death), *failed.mutable_error());
+      failed.set_runner_lost(true);
+    }
+  }
+  failed.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
+  if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
+      !status.ok()) {
+    return status;
+  }
+  // After the answer, so that the gateway need not wait for the new runner's start. If it cannot
+  // start, the next task tries again.
+  ReplaceRunner().IgnoreError();
+  return TaskEnd::kEnded;
 }
 
 absl::Status ReportStartupFailure(MPI_Comm gateway, const absl::Status& why) {

@@ -3,9 +3,26 @@
 // frames until the gateway says shut down.
 //
 // Idle cost: it polls with MPI_Improbe and sleeps between polls (wire::PollBackoff) instead of
-// blocking in MPI_Recv, which in Open MPI busy-polls a whole core. While a task runs, it waits on
-// the task thread and every 20 ms forwards the task's latest progress report and looks for a
-// cancel (which sets the task's cancellation flag) or a shutdown from the gateway.
+// blocking in MPI_Recv, which in Open MPI busy-polls a whole core.
+//
+// Where task code runs:
+//   - Isolated (the default): plain, chunk and range tasks run in a task runner process
+//     (worker/runner_process.h), started with the loop. The loop hands it each TaskFrame as it
+//     came and forwards its ResultFrame as it goes, and while the task runs it waits on the
+//     runner's socket, forwarding progress and every 20 ms looking for a cancel (passed on: it
+//     sets the task's cancellation flag; a forced cancel kills the runner) or a shutdown (the
+//     runner is killed and the loop stops). When the runner dies under a task, the task fails
+//     with ABORTED, saying how, and runner_lost; past the task's run timeout the runner is killed
+//     and the task fails with DEADLINE_EXCEEDED. A fresh runner is started after the answer, so
+//     the pool keeps serving; while it starts (its initializer runs) the loop does not listen.
+//   - In process (WorkerOptions.in_process): on a task thread of this process, as the runner
+//     would, except that a function cannot be killed: a forced cancel or the run timeout only
+//     sets the cancellation flag (a timed-out task fails with DEADLINE_EXCEEDED when it returns),
+//     and a shutdown during a task abandons it (kStoppedDuringTask).
+//
+// The initializer runs wherever task code runs: in each runner (replacements too), or on the
+// task thread; and, in isolated mode when the registry holds gang functions, once more on this
+// thread, where gang functions run.
 //
 // A gang task (TaskFrame.gang, worker/gang.h) runs on the loop's own thread instead, because its
 // function makes MPI calls and MPI belongs to that thread: the loop makes the gang's communicator
@@ -21,11 +38,17 @@
 
 #include <mpi.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wire/frames.pb.h"
+#include "wire/task_peek.h"
 #include "worker/registry.h"
+#include "worker/runner_process.h"
+#include "worker/task_runner.h"
 
 namespace mpigate::worker {
 
@@ -33,17 +56,10 @@ namespace mpigate::worker {
 enum class LoopEnd {
   // The gateway said shut down while the worker was idle.
   kStopped,
-  // The gateway said shut down while a task was still running. The task cannot be interrupted:
-  // after finalising MPI the process must exit without waiting for it (std::_Exit).
+  // In process only: the gateway said shut down while a task was still running. The task cannot
+  // be interrupted: after finalising MPI the process must exit without waiting for it
+  // (std::_Exit).
   kStoppedDuringTask,
-};
-
-// A function run once on the worker, before any task (mpi4py's initializer and initargs).
-struct Initializer {
-  // A registered function name; empty for none.
-  std::string function;
-  // Its input.
-  std::string input;
 };
 
 // The communicator that gang communicators are made from: it holds every worker of the pool, and
@@ -59,24 +75,48 @@ class WorkerLoop {
   // `gateway` reaches the gateway at rank 0: the parent intercommunicator of spawned workers, or
   // MPI_COMM_WORLD in world mode. `workers` is where gangs come from; it must use
   // MPI_ERRORS_RETURN (wire::ReturnErrors).
-  // `rank` and `pool_size` are what tasks see in their TaskContext.
+  // `rank` and `pool_size` are what tasks see in their TaskContext. `runner` starts the task
+  // runner that runs plain tasks; nullopt runs them in this process.
   WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry, int rank,
-             int pool_size, Initializer initializer);
+             int pool_size, Initializer initializer, std::optional<RunnerProcess::Options> runner);
+  // Kills the task runner, if one runs, and reaps it.
+  ~WorkerLoop();
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
 
-  // Runs the initializer, sends the hello frame, then serves tasks until a shutdown frame, which
-  // it answers before returning. Returns the first MPI error instead if there is one. After
+  // Starts the task runner, runs the initializer, sends the hello frame, then serves tasks until
+  // a shutdown frame, which it answers before returning. Returns the first MPI error instead if
+  // there is one, or why the runner could not start (after saying so in the hello). After
   // kStoppedDuringTask the abandoned task still uses the registry: keep it alive until exit.
   absl::StatusOr<LoopEnd> Run();
 
  private:
+  // How a task handed to the runner ended: answered, or the gateway said shut down meanwhile.
+  enum class TaskEnd { kEnded, kShutdown };
+
+  // Kills the runner and answers the gateway's shutdown.
+  absl::StatusOr<LoopEnd> Stop();
+
+  // Starts a runner (killing the last one) and waits for its hello. ABORTED if it dies first.
+  absl::StatusOr<wire::HelloFrame> StartRunner();
+
+  // Starts a runner after the last one died or was killed; an error, and no runner, if it
+  // cannot start or its initializer fails.
+  absl::Status ReplaceRunner();
+
+  // Runs a task in the runner and answers the gateway. `task_frame` is the TaskFrame as it came.
+  absl::StatusOr<TaskEnd> RunInRunner(const std::string& task_frame,
+                                      const wire::TaskHeader& header);
+
   MPI_Comm gateway_;
   const WorkerGroup workers_;
   const FunctionRegistry& registry_;
   const int rank_;
   const int pool_size_;
   const Initializer initializer_;
+  const std::optional<RunnerProcess::Options> runner_options_;
+  // The runner; null in process, or when a replacement could not start.
+  std::unique_ptr<RunnerProcess> runner_;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup

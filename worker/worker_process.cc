@@ -6,26 +6,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "wire/mpi_frames.h"
-#include "worker/builtins.h"
-#include "worker/exec_task.h"
 #include "worker/registry.h"
-#include "worker/task_library.h"
+#include "worker/runner_process.h"
+#include "worker/worker_loop.h"
 
 namespace mpigate::worker {
 namespace {
-
-constexpr absl::string_view kInitializer = "--initializer=";
-constexpr absl::string_view kInitargs = "--initargs=";
-constexpr absl::string_view kEnv = "--env=";
-constexpr absl::string_view kWdir = "--wdir=";
-constexpr absl::string_view kTaskLib = "--task_lib=";
-constexpr absl::string_view kTaskLibPath = "--task_lib_path=";
-constexpr absl::string_view kAllowExec = "--allow_exec";
 
 absl::Status ApplyEnvironment(const WorkerOptions& options) {
   for (const std::string& entry : options.env) {
@@ -49,58 +41,6 @@ void Finish(MPI_Comm gateway, bool disconnect) {
 
 }  // namespace
 
-std::vector<std::string> ToArgs(const WorkerOptions& options) {
-  std::vector<std::string> args;
-  if (!options.initializer.function.empty()) {
-    args.push_back(absl::StrCat(kInitializer, options.initializer.function));
-    args.push_back(absl::StrCat(kInitargs, options.initializer.input));
-  }
-  for (const std::string& entry : options.env) args.push_back(absl::StrCat(kEnv, entry));
-  if (!options.wdir.empty()) args.push_back(absl::StrCat(kWdir, options.wdir));
-  for (const std::string& lib : options.task_libs) args.push_back(absl::StrCat(kTaskLib, lib));
-  for (const std::string& directory : options.task_lib_path) {
-    args.push_back(absl::StrCat(kTaskLibPath, directory));
-  }
-  if (options.allow_exec) args.emplace_back(kAllowExec);
-  return args;
-}
-
-absl::StatusOr<WorkerOptions> ParseArgs(const std::vector<std::string>& args) {
-  WorkerOptions options;
-  for (absl::string_view arg : args) {
-    if (absl::ConsumePrefix(&arg, kInitializer)) {
-      options.initializer.function = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, kInitargs)) {
-      options.initializer.input = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, kEnv)) {
-      options.env.emplace_back(arg);
-    } else if (absl::ConsumePrefix(&arg, kWdir)) {
-      options.wdir = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, kTaskLib)) {
-      options.task_libs.emplace_back(arg);
-    } else if (absl::ConsumePrefix(&arg, kTaskLibPath)) {
-      options.task_lib_path.emplace_back(arg);
-    } else if (arg == kAllowExec) {
-      options.allow_exec = true;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown worker argument '", arg, "'"));
-    }
-  }
-  if (absl::Status status = ValidateEnv(options.env); !status.ok()) return status;
-  return options;
-}
-
-absl::Status ValidateEnv(const std::vector<std::string>& env) {
-  for (const std::string& entry : env) {
-    const size_t equals = entry.find('=');
-    if (equals == 0 || equals == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("worker environment entries are NAME=VALUE, got '", entry, "'"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options) {
   absl::Status status = wire::ReturnErrors(gateway);
   int rank = 0;
@@ -120,14 +60,23 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
 
   FunctionRegistry registry;
   if (status.ok()) status = ApplyEnvironment(options);
-  if (status.ok()) status = RegisterBuiltins(registry);
-  if (status.ok() && options.allow_exec) status = registry.Add(ExecTaskDefinition());
-  if (status.ok()) status = LoadTaskLibraries(options.task_libs, options.task_lib_path, registry);
+  if (status.ok()) status = LoadFunctions(options, registry);
+  std::optional<RunnerProcess::Options> runner;
+  if (status.ok() && !options.in_process) {
+    // The runner inherits the environment and working directory set above.
+    absl::StatusOr<std::string> binary = FindRunnerBinary(options.runner_binary);
+    status = binary.status();
+    if (binary.ok()) {
+      runner = RunnerProcess::Options{
+          *std::move(binary), ToRunnerArgs({options, rank, pool_size, static_cast<int>(getpid())})};
+    }
+  }
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
-    absl::StatusOr<LoopEnd> end =
-        WorkerLoop(gateway, workers, registry, rank, pool_size, options.initializer).Run();
+    absl::StatusOr<LoopEnd> end = WorkerLoop(gateway, workers, registry, rank, pool_size,
+                                             options.initializer, std::move(runner))
+                                      .Run();
     if (end.ok() && *end == LoopEnd::kStoppedDuringTask) {
       // The task cannot be interrupted and still uses the registry: leave without unwinding.
       Finish(gateway, disconnect);

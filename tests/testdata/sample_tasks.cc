@@ -1,9 +1,13 @@
 // A task library for tests: small but real, loaded by workers at start. One function of each kind
 // the task API offers, and one of each way a function can fail; gang functions that show their
-// gang, fail on one rank, or wait to be interrupted; and plain functions that show which worker
-// and which item of a range map they ran as.
+// gang, fail on one rank, or wait to be interrupted; plain functions that show which worker, which
+// item of a range map and which process they ran as; and one that kills its process.
 #include <mpi.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/wrappers.pb.h"
@@ -89,6 +94,34 @@ absl::StatusOr<std::string> Seeded(const mpigate::TaskContext& context, absl::st
   return absl::StrCat(context.item_index(), ":", context.item_seed(), ":", input);
 }
 
+// Ends its process as the input says, or never returns.
+absl::StatusOr<std::string> Crash(const mpigate::TaskContext&, absl::string_view input) {
+  int status = 0;
+  if (input == "segv") {
+    raise(SIGSEGV);
+  } else if (input == "abort") {
+    std::abort();
+  } else if (input == "sigkill") {
+    raise(SIGKILL);  // What the kernel's OOM killer sends.
+  } else if (absl::ConsumePrefix(&input, "exit:") && absl::SimpleAtoi(input, &status)) {
+    std::exit(status);
+  } else if (input == "spin") {
+    // Never polls cancelled(): only a kill ends it.
+    for (volatile uint64_t i = 0;; i = i + 1) {
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("no such way to crash: '", input, "'"));
+}
+
+// The name of the executable the task runs in: mpigate-runner, or mpigate-worker in process.
+absl::StatusOr<std::string> Process(const mpigate::TaskContext&, absl::string_view) {
+  char path[PATH_MAX];
+  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (length <= 0) return absl::InternalError("cannot read /proc/self/exe");
+  const std::string exe(path, static_cast<size_t>(length));
+  return exe.substr(exe.rfind('/') + 1);
+}
+
 }  // namespace
 
 MPIGATE_TASK("sample.greet", "Returns 'hello, <input>' and the worker's index.", Greet);
@@ -109,3 +142,10 @@ MPIGATE_GANG_TASK("sample.gang_wait",
                   GangWait);
 MPIGATE_TASK("sample.whoami", "Returns the worker's index in decimal.", WhoAmI);
 MPIGATE_TASK("sample.seeded", "Returns '<item index>:<item seed>:<input>' (range maps).", Seeded);
+MPIGATE_TASK("sample.crash",
+             "Kills its process: 'segv' (SIGSEGV), 'abort', 'exit:N', 'sigkill' (as the OOM killer "
+             "does); 'spin' loops for ever without polling for interrupts.",
+             Crash);
+MPIGATE_TASK("sample.process",
+             "Returns the name of the executable it runs in (mpigate-runner, or mpigate-worker).",
+             Process);

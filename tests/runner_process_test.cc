@@ -1,0 +1,341 @@
+// Unit tests of the worker's task runner without MPI: the real mpigate-runner, spawned and driven
+// through RunnerProcess as a worker would, with the test task library for crashes; and the stream
+// frames it speaks, over a socketpair.
+#include "worker/runner_process.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+#include "wire/frames.pb.h"
+#include "wire/stream_frames.h"
+#include "wire/task_peek.h"
+#include "worker/worker_options.h"
+
+extern char** environ;
+
+namespace mpigate::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+int Code(absl::StatusCode code) { return static_cast<int>(code); }
+
+// A wait for something that must happen, long enough never to be the reason a test fails.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+RunnerProcess::Options RunnerOptions(Initializer initializer = {}) {
+  RunnerConfig config;
+  config.worker.task_libs = {testing::RunfilePath("tests/testdata/libsample_tasks.so")};
+  config.worker.initializer = std::move(initializer);
+  config.rank = 1;
+  config.pool_size = 2;
+  config.worker_pid = static_cast<int>(getpid());
+  return {testing::RunfilePath("worker/mpigate-runner"), ToRunnerArgs(config)};
+}
+
+std::string TaskBytes(uint64_t key, const std::string& function, const std::string& payload) {
+  wire::TaskFrame task;
+  task.set_task_key(key);
+  task.set_function(function);
+  task.set_payload(payload);
+  return task.SerializeAsString();
+}
+
+// The next event other than progress.
+RunnerEvent AwaitEnd(RunnerProcess& runner) {
+  RunnerEvent event;
+  do {
+    event = runner.Await(kPatience);
+  } while (event.kind == RunnerEvent::Kind::kProgress);
+  return event;
+}
+
+wire::ResultFrame ResultOf(const RunnerEvent& event) {
+  EXPECT_EQ(event.kind, RunnerEvent::Kind::kResult) << event.death;
+  wire::ResultFrame result;
+  EXPECT_TRUE(result.ParseFromString(event.result));
+  return result;
+}
+
+// True once `pid` is neither running nor a zombie of this process.
+bool Gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
+
+class RunnerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<RunnerProcess>> spawned = RunnerProcess::Spawn(RunnerOptions());
+    ASSERT_TRUE(spawned.ok()) << spawned.status();
+    runner_ = *std::move(spawned);
+    absl::StatusOr<wire::HelloFrame> hello = runner_->AwaitHello();
+    ASSERT_TRUE(hello.ok()) << hello.status();
+    EXPECT_FALSE(hello->has_error());
+    EXPECT_FALSE(hello->has_initializer_error());
+    EXPECT_EQ(hello->pid(), runner_->pid());
+  }
+
+  std::unique_ptr<RunnerProcess> runner_;
+};
+
+TEST_F(RunnerProcessTest, RunsTasksWithTheWorkersPlaceInThePool) {
+  runner_->SendTask(TaskBytes(5, "echo", "hello"));
+  wire::ResultFrame result = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(result.task_key(), 5u);
+  EXPECT_EQ(result.result(), "hello");
+
+  runner_->SendTask(TaskBytes(6, "sample.whoami", ""));
+  EXPECT_EQ(ResultOf(AwaitEnd(*runner_)).result(), "1");
+  runner_->SendTask(TaskBytes(7, "sample.process", ""));
+  EXPECT_EQ(ResultOf(AwaitEnd(*runner_)).result(), "mpigate-runner");
+}
+
+TEST_F(RunnerProcessTest, ChunksAndErrorsComeBackAsTheyWouldInProcess) {
+  wire::TaskFrame chunk;
+  chunk.set_task_key(8);
+  chunk.set_function("sample.reject");
+  chunk.add_items("a");
+  chunk.add_items("b");
+  runner_->SendTask(chunk.SerializeAsString());
+  wire::ResultFrame result = ResultOf(AwaitEnd(*runner_));
+  ASSERT_EQ(result.items_size(), 2);
+  EXPECT_EQ(result.items(1).error().code(), Code(absl::StatusCode::kOutOfRange));
+
+  runner_->SendTask(TaskBytes(9, "sample.throw", "x"));
+  result = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(result.error().exception_type(), "std::domain_error");
+  runner_->SendTask(TaskBytes(10, "sample.gang_info", ""));
+  EXPECT_EQ(ResultOf(AwaitEnd(*runner_)).error().code(),
+            Code(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(RunnerProcessTest, A64MiBPayloadMakesTheRoundTripIntact) {
+  std::string payload(64 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); i += 4096) payload[i] = static_cast<char>(i / 4096);
+  runner_->SendTask(TaskBytes(11, "echo", payload));
+  const wire::ResultFrame result = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(result.result().size(), payload.size());
+  EXPECT_TRUE(result.result() == payload);
+}
+
+TEST_F(RunnerProcessTest, ProgressIsReportedAndACancelSetsTheFlag) {
+  runner_->SendTask(TaskBytes(12, "sleep", "60000"));
+  const RunnerEvent progress = runner_->Await(kPatience);
+  ASSERT_EQ(progress.kind, RunnerEvent::Kind::kProgress) << progress.death;
+  EXPECT_EQ(progress.progress.task_key(), 12u);
+  // A cancel of another task is ignored; the running one's stops the sleep.
+  runner_->SendCancel(99);
+  runner_->SendCancel(12);
+  const wire::ResultFrame result = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(result.task_key(), 12u);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kCancelled));
+}
+
+TEST_F(RunnerProcessTest, KillEndsAnEndlessLoopAndReapsTheRunner) {
+  runner_->SendTask(TaskBytes(13, "sample.crash", "spin"));
+  EXPECT_EQ(runner_->Await(absl::Milliseconds(50)).kind, RunnerEvent::Kind::kNone);
+  const pid_t pid = runner_->pid();
+  runner_->Kill();
+  EXPECT_FALSE(runner_->alive());
+  EXPECT_TRUE(Gone(pid));
+  EXPECT_EQ(runner_->Await(absl::ZeroDuration()).kind, RunnerEvent::Kind::kDied);
+}
+
+struct Death {
+  std::string how;
+  std::string described;
+};
+
+class RunnerDeathTest : public RunnerProcessTest, public ::testing::WithParamInterface<Death> {};
+
+TEST_P(RunnerDeathTest, IsDescribedAndAReplacementServes) {
+  const pid_t pid = runner_->pid();
+  runner_->SendTask(TaskBytes(14, "sample.crash", GetParam().how));
+  const RunnerEvent event = AwaitEnd(*runner_);
+  ASSERT_EQ(event.kind, RunnerEvent::Kind::kDied);
+  EXPECT_EQ(event.death, absl::StrCat("task runner (pid ", pid, ") ", GetParam().described));
+  EXPECT_FALSE(runner_->alive());
+  EXPECT_TRUE(Gone(pid));
+
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> replacement =
+      RunnerProcess::Spawn(RunnerOptions());
+  ASSERT_TRUE(replacement.ok()) << replacement.status();
+  ASSERT_TRUE((*replacement)->AwaitHello().ok());
+  (*replacement)->SendTask(TaskBytes(15, "echo", "again"));
+  EXPECT_EQ(ResultOf(AwaitEnd(**replacement)).result(), "again");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EachWayToDie, RunnerDeathTest,
+    ::testing::Values(
+        Death{"segv", "was killed by signal 11 (SIGSEGV, Segmentation fault)"},
+        Death{"abort", "was killed by signal 6 (SIGABRT, Aborted)"},
+        Death{"exit:3", "exited with status 3"}, Death{"exit:0", "exited with status 0"},
+        Death{"sigkill",
+              "was killed by signal 9 (SIGKILL, Killed; the kernel's OOM killer sends this too)"}),
+    [](const ::testing::TestParamInfo<Death>& info) {
+      std::string name = info.param.how;
+      for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return name;
+    });
+
+TEST(RunnerStartTest, AFailingInitializerIsReportedInTheHello) {
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
+      RunnerProcess::Spawn(RunnerOptions({"fail", "no data"}));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(hello->initializer_error().code(), Code(absl::StatusCode::kUnknown));
+  EXPECT_EQ(hello->initializer_error().message(), "initializer 'fail' failed: no data");
+}
+
+TEST(RunnerStartTest, AnInitializerThatCrashesIsADeathBeforeTheHello) {
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
+      RunnerProcess::Spawn(RunnerOptions({"sample.crash", "abort"}));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  EXPECT_EQ(hello.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(hello.status().message(), HasSubstr("(SIGABRT, Aborted)"));
+}
+
+TEST(RunnerStartTest, AMissingTaskLibraryIsAnErrorInTheHello) {
+  RunnerProcess::Options options = RunnerOptions();
+  options.args.push_back("--task_lib=/nonexistent/libnothing.so");
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner = RunnerProcess::Spawn(options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_THAT(hello->error().message(), HasSubstr("libnothing.so"));
+}
+
+// Without RunnerProcess: the runner's own end of the bargain when its worker closes the socket.
+TEST(RunnerStartTest, TheRunnerExitsWhenTheSocketCloses) {
+  int ends[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, ends[1], 3);
+  RunnerProcess::Options options = RunnerOptions();
+  std::vector<char*> argv = {options.binary.data()};
+  for (std::string& arg : options.args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(ends[1]);
+  absl::StatusOr<wire::StreamFrame> hello = wire::ReadFrame(ends[0]);
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(hello->tag, wire::Tag::kHello);
+  close(ends[0]);
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(wait_status));
+  EXPECT_EQ(WEXITSTATUS(wait_status), 0);
+}
+
+// --- wire/stream_frames and wire/task_peek ---
+
+class StreamFramesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, ends_), 0); }
+  void TearDown() override {
+    for (int fd : ends_) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  void CloseWriter() {
+    close(ends_[0]);
+    ends_[0] = -1;
+  }
+
+  int ends_[2] = {-1, -1};
+};
+
+TEST_F(StreamFramesTest, FramesArriveWholeWhateverTheirSize) {
+  // Far beyond the socket's buffer: written and read in many partial transfers, concurrently.
+  const std::string big(200 << 20, 'x');
+  std::thread writer([&] {
+    EXPECT_EQ(wire::WriteFrame(ends_[0], wire::Tag::kResult, big), absl::OkStatus());
+    EXPECT_EQ(wire::WriteFrame(ends_[0], wire::Tag::kProgress, ""), absl::OkStatus());
+  });
+  absl::StatusOr<wire::StreamFrame> first = wire::ReadFrame(ends_[1]);
+  absl::StatusOr<wire::StreamFrame> second = wire::ReadFrame(ends_[1]);
+  writer.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->tag, wire::Tag::kResult);
+  EXPECT_TRUE(first->bytes == big);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->tag, wire::Tag::kProgress);
+  EXPECT_EQ(second->bytes, "");
+}
+
+TEST_F(StreamFramesTest, AnEndBetweenFramesIsOutOfRange) {
+  CloseWriter();
+  EXPECT_EQ(wire::ReadFrame(ends_[1]).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(StreamFramesTest, ATruncatedFrameIsDataLoss) {
+  // A header announcing 100 bytes, followed by 3.
+  const uint64_t length = 100;
+  char header[9];
+  std::memcpy(header, &length, sizeof(length));
+  header[8] = static_cast<char>(wire::Tag::kTask);
+  ASSERT_EQ(write(ends_[0], header, sizeof(header)), 9);
+  ASSERT_EQ(write(ends_[0], "abc", 3), 3);
+  CloseWriter();
+  absl::StatusOr<wire::StreamFrame> frame = wire::ReadFrame(ends_[1]);
+  EXPECT_EQ(frame.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(frame.status().message(), HasSubstr("after 3 of the 100 bytes"));
+}
+
+TEST_F(StreamFramesTest, WritingToAClosedPeerIsUnavailableNotSigpipe) {
+  close(ends_[1]);
+  ends_[1] = -1;
+  EXPECT_EQ(wire::WriteFrame(ends_[0], wire::Tag::kTask, "x").code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(TaskPeekTest, ReadsTheRoutingFieldsAsADecodeWould) {
+  wire::TaskFrame task;
+  task.set_task_key(0xfedcba9876543210ULL);
+  task.set_function("echo");
+  task.set_payload(std::string(1 << 20, 'p'));
+  task.add_items("i");
+  task.mutable_range()->set_count(3);
+  task.set_run_timeout_ms(1500);
+  absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(task.SerializeAsString());
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_EQ(header->task_key, task.task_key());
+  EXPECT_EQ(header->run_timeout_ms, 1500u);
+  EXPECT_FALSE(header->gang);
+
+  task.add_gang(0);
+  task.add_gang(1);
+  header = wire::PeekTask(task.SerializeAsString());
+  ASSERT_TRUE(header.ok()) << header.status();
+  EXPECT_TRUE(header->gang);
+
+  EXPECT_EQ(wire::PeekTask("\x0a\xff").status().code(), absl::StatusCode::kInternal);
+  absl::StatusOr<wire::TaskHeader> empty = wire::PeekTask("");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->task_key, 0u);
+}
+
+}  // namespace
+}  // namespace mpigate::worker

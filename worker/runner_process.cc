@@ -1,0 +1,228 @@
+#include "worker/runner_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "wire/tag.h"
+
+extern char** environ;
+
+namespace mpigate::worker {
+namespace {
+
+// The runner finds its end of the socket here (runner_main.cc).
+constexpr int kRunnerSocketFd = 3;
+
+// The poll() timeout for `timeout`: whole milliseconds, rounded up so that a short wait is not a
+// busy one; -1 for ever.
+int PollMillis(absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return -1;
+  if (timeout <= absl::ZeroDuration()) return 0;
+  const int64_t millis = absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)));
+  return static_cast<int>(std::min<int64_t>(millis, INT_MAX));
+}
+
+std::string DescribeEnd(pid_t pid, int wait_status) {
+  if (WIFEXITED(wait_status)) {
+    return absl::StrCat("task runner (pid ", pid, ") exited with status ",
+                        WEXITSTATUS(wait_status));
+  }
+  if (WIFSIGNALED(wait_status)) {
+    const int signal_number = WTERMSIG(wait_status);
+    const char* abbreviation = sigabbrev_np(signal_number);
+    const char* description = sigdescr_np(signal_number);
+    return absl::StrCat("task runner (pid ", pid, ") was killed by signal ", signal_number, " (SIG",
+                        abbreviation != nullptr ? abbreviation : "?", ", ",
+                        description != nullptr ? description : "unknown signal",
+                        signal_number == SIGKILL ? "; the kernel's OOM killer sends this too" : "",
+                        ")");
+  }
+  return absl::StrCat("task runner (pid ", pid, ") ended with wait status ", wait_status);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Options& options) {
+  int ends[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    return absl::ErrnoToStatus(errno, "task runner: socketpair");
+  }
+  absl::Cleanup close_runner_end = [&ends] { close(ends[1]); };
+  absl::Cleanup close_worker_end = [&ends] { close(ends[0]); };
+  // dup2 onto itself would leave close-on-exec set (glibc clears it only from 2.29 on, and only
+  // then): keep the runner's end off fd 3 so that dup2 always makes a fresh, inheritable copy.
+  if (ends[1] == kRunnerSocketFd) {
+    const int moved = fcntl(ends[1], F_DUPFD_CLOEXEC, kRunnerSocketFd + 1);
+    if (moved < 0) return absl::ErrnoToStatus(errno, "task runner: fcntl");
+    close(ends[1]);
+    ends[1] = moved;
+  }
+
+  posix_spawn_file_actions_t actions;
+  int error = posix_spawn_file_actions_init(&actions);
+  if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawn_file_actions_init");
+  absl::Cleanup destroy_actions = [&actions] { posix_spawn_file_actions_destroy(&actions); };
+  error = posix_spawn_file_actions_adddup2(&actions, ends[1], kRunnerSocketFd);
+  // MPI's and gRPC's descriptors are not all close-on-exec; the runner must hold none of them.
+  if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, kRunnerSocketFd + 1);
+  if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawn_file_actions");
+
+  posix_spawnattr_t attributes;
+  error = posix_spawnattr_init(&attributes);
+  if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawnattr_init");
+  absl::Cleanup destroy_attributes = [&attributes] { posix_spawnattr_destroy(&attributes); };
+  // Open MPI installs signal handlers and the worker may block signals; the runner starts clean,
+  // so that a crash in task code dies of its own signal and is described as such.
+  sigset_t no_signals;
+  sigset_t all_signals;
+  sigemptyset(&no_signals);
+  sigfillset(&all_signals);
+  error = posix_spawnattr_setflags(
+      &attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  if (error == 0) error = posix_spawnattr_setpgroup(&attributes, 0);
+  if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &no_signals);
+  if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all_signals);
+  if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawnattr");
+
+  std::vector<std::string> args = {options.binary};
+  args.insert(args.end(), options.args.begin(), options.args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  error = posix_spawn(&pid, options.binary.c_str(), &actions, &attributes, argv.data(), environ);
+  if (error != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot start the task runner ", options.binary, ": ", std::strerror(error)));
+  }
+  std::move(close_worker_end).Cancel();
+  // Without a pidfd (kernels before 5.3) death is still seen as the end of the stream. Through
+  // syscall(): glibc 2.36's <sys/pidfd.h> lacks extern "C".
+  const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  return std::unique_ptr<RunnerProcess>(new RunnerProcess(pid, ends[0], pid_fd));
+}
+
+RunnerProcess::~RunnerProcess() { Kill(); }
+
+absl::StatusOr<wire::HelloFrame> RunnerProcess::AwaitHello() {
+  wire::StreamFrame frame;
+  if (Receive(absl::InfiniteDuration(), frame) == Received::kDied) {
+    return absl::AbortedError(death_);
+  }
+  wire::HelloFrame hello;
+  if (frame.tag != wire::Tag::kHello || !hello.ParseFromString(frame.bytes)) {
+    Reap("sent something other than a hello at start");
+    return absl::AbortedError(death_);
+  }
+  return hello;
+}
+
+void RunnerProcess::SendTask(absl::string_view task_frame) {
+  if (!alive()) return;
+  // A runner that cannot be written to is of no use: Await reaps it and says how it ended.
+  if (!wire::WriteFrame(socket_fd_, wire::Tag::kTask, task_frame).ok()) kill(-pid_, SIGKILL);
+}
+
+void RunnerProcess::SendCancel(uint64_t task_key) {
+  if (!alive()) return;
+  wire::CancelFrame cancel;
+  cancel.set_task_key(task_key);
+  if (!wire::WriteFrame(socket_fd_, wire::Tag::kCancel, cancel).ok()) kill(-pid_, SIGKILL);
+}
+
+RunnerEvent RunnerProcess::Await(absl::Duration timeout) {
+  RunnerEvent event;
+  wire::StreamFrame frame;
+  switch (Receive(timeout, frame)) {
+    case Received::kTimeout:
+      return event;
+    case Received::kDied:
+      event.kind = RunnerEvent::Kind::kDied;
+      event.death = death_;
+      return event;
+    case Received::kFrame:
+      break;
+  }
+  if (frame.tag == wire::Tag::kResult) {
+    event.kind = RunnerEvent::Kind::kResult;
+    event.result = std::move(frame.bytes);
+    return event;
+  }
+  if (frame.tag == wire::Tag::kProgress && event.progress.ParseFromString(frame.bytes)) {
+    event.kind = RunnerEvent::Kind::kProgress;
+    return event;
+  }
+  Reap(absl::StrCat("sent a malformed frame (tag ", static_cast<int>(frame.tag),
+                    ") while running a task"));
+  event.kind = RunnerEvent::Kind::kDied;
+  event.death = death_;
+  return event;
+}
+
+void RunnerProcess::Kill() {
+  if (alive()) Reap();
+}
+
+RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::StreamFrame& frame) {
+  if (!alive()) return Received::kDied;
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
+  const nfds_t count = pid_fd_ >= 0 ? 2 : 1;
+  while (true) {
+    const int ready = poll(fds, count,
+                           PollMillis(deadline == absl::InfiniteFuture() ? absl::InfiniteDuration()
+                                                                         : deadline - absl::Now()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) {
+      Reap(absl::StrCat("could not be polled (", std::strerror(errno), ")"));
+      return Received::kDied;
+    }
+    if (ready == 0) return Received::kTimeout;
+    break;
+  }
+  // What the runner wrote before it ended is still there to read: the socket comes first.
+  if (fds[0].revents != 0) {
+    absl::StatusOr<wire::StreamFrame> read = wire::ReadFrame(socket_fd_);
+    if (read.ok()) {
+      frame = *std::move(read);
+      return Received::kFrame;
+    }
+  }
+  // The stream ended, or only the pidfd is ready: the runner has ended (or handed its end of the
+  // socket to a process that outlives it).
+  Reap();
+  return Received::kDied;
+}
+
+void RunnerProcess::Reap(absl::string_view broke) {
+  // The whole group: whatever the task started in it goes too. A runner that is already dead
+  // is a zombie until reaped, and the signal leaves its exit status as it was.
+  kill(-pid_, SIGKILL);
+  int wait_status = 0;
+  while (waitpid(pid_, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  death_ = broke.empty() ? DescribeEnd(pid_, wait_status)
+                         : absl::StrCat("task runner (pid ", pid_, ") ", broke, " and was killed");
+  close(socket_fd_);
+  if (pid_fd_ >= 0) close(pid_fd_);
+  socket_fd_ = -1;
+  pid_fd_ = -1;
+  pid_ = -1;
+}
+
+}  // namespace mpigate::worker

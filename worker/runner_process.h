@@ -1,0 +1,126 @@
+// RunnerProcess: a worker's supervisor of one task runner, the process (mpigate-runner,
+// worker/runner_main.cc) that runs the worker's plain, chunk and range tasks so that a function
+// that crashes (a signal, abort(), exit(), the OOM killer) takes down only the runner, never the
+// MPI worker and with it the whole MPI job.
+//
+// The runner is started with posix_spawn, which glibc implements with clone(CLONE_VM |
+// CLONE_VFORK) and exec: the MPI-initialised worker is never duplicated and no atfork handlers
+// run (Open MPI warns against fork() in MPI processes). It gets one end of a Unix stream
+// socketpair as fd 3 and no other descriptor of the worker's, default signal dispositions, an
+// empty signal mask and a process group of its own, so that a kill reaches whatever the task
+// started in it too. Frames cross the socket as wire/stream_frames.h says: task and cancel frames
+// to the runner; hello, progress and result frames back.
+//
+// Bytes are forwarded as they are: a TaskFrame goes to the runner as the worker received it, and
+// the runner's ResultFrame comes back serialized, to be sent on to the gateway unchanged.
+//
+// Death is seen as the end of the socket stream, or, should the runner have handed its end to a
+// process that outlives it, through a pidfd. The runner is then reaped and its end described:
+// "task runner (pid 12) was killed by signal 11 (SIGSEGV, Segmentation fault)", "... exited with
+// status 3".
+//
+// Thread-safety: not thread-safe; owned and called by the worker's MPI thread only. The runner
+// asks the kernel to kill it when the thread that spawned it exits (PR_SET_PDEATHSIG), so spawn
+// it from a thread that lives as long as the worker.
+#ifndef MPIGATE_WORKER_RUNNER_PROCESS_H_
+#define MPIGATE_WORKER_RUNNER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "wire/frames.pb.h"
+#include "wire/stream_frames.h"
+
+namespace mpigate::worker {
+
+// What a runner said or did, as RunnerProcess::Await saw it.
+struct RunnerEvent {
+  enum class Kind {
+    // Nothing happened before the timeout.
+    kNone,
+    // The task's result: `result` holds its ResultFrame, serialized.
+    kResult,
+    // The task's latest progress report.
+    kProgress,
+    // The runner died (or broke the protocol and was killed): `death` says how.
+    kDied,
+  };
+  Kind kind = Kind::kNone;
+  std::string result;
+  wire::ProgressFrame progress;
+  std::string death;
+};
+
+class RunnerProcess {
+ public:
+  struct Options {
+    // The mpigate-runner executable.
+    std::string binary;
+    // Its arguments (worker/worker_options.h: ToRunnerArgs).
+    std::vector<std::string> args;
+  };
+
+  // Starts a runner. It loads its functions and runs the initializer, then says hello; see
+  // AwaitHello. INTERNAL if the process cannot be started.
+  static absl::StatusOr<std::unique_ptr<RunnerProcess>> Spawn(const Options& options);
+
+  // Kills the runner, if it still runs, and reaps it.
+  ~RunnerProcess();
+  RunnerProcess(const RunnerProcess&) = delete;
+  RunnerProcess& operator=(const RunnerProcess&) = delete;
+
+  // Blocks until the runner's hello: its initializer_error says if the initializer failed, its
+  // error if the runner could not start. ABORTED, describing its death, if it died first.
+  absl::StatusOr<wire::HelloFrame> AwaitHello();
+
+  // Hands the runner a task: `task_frame` is a serialized TaskFrame. If the runner cannot be
+  // written to, it is killed; the next Await reports its death.
+  void SendTask(absl::string_view task_frame);
+
+  // Sets the cancellation flag of the runner's task `task_key`, if it still runs it.
+  void SendCancel(uint64_t task_key);
+
+  // Waits up to `timeout` for the next result or progress report, or the runner's death.
+  RunnerEvent Await(absl::Duration timeout);
+
+  // Kills the runner (and its process group) with SIGKILL and reaps it. Idempotent.
+  void Kill();
+
+  // False once the runner has died or been killed.
+  bool alive() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  RunnerProcess(pid_t pid, int socket_fd, int pid_fd)
+      : pid_(pid), socket_fd_(socket_fd), pid_fd_(pid_fd) {}
+
+  enum class Received { kFrame, kTimeout, kDied };
+
+  // Waits up to `timeout` for a frame from the runner and, if one comes, leaves it in `frame`.
+  // After kDied, death() says how the runner ended.
+  Received Receive(absl::Duration timeout, wire::StreamFrame& frame);
+
+  // Kills and reaps the runner and records how it ended in death_; `broke` names a breach of the
+  // protocol for which the worker killed it.
+  void Reap(absl::string_view broke = {});
+
+  // The runner's pid while it runs; -1 once reaped.
+  pid_t pid_;
+  // The worker's end of the socketpair and the runner's pidfd (-1 where the kernel has none).
+  int socket_fd_;
+  int pid_fd_;
+  // How the runner ended, once it has.
+  std::string death_;
+};
+
+}  // namespace mpigate::worker
+
+#endif  // MPIGATE_WORKER_RUNNER_PROCESS_H_
