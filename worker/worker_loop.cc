@@ -36,6 +36,9 @@ constexpr int kGatewayRank = 0;
 // picked up as soon as it is ready regardless; this only bounds how late a shutdown is heard.
 constexpr absl::Duration kListenWhileBusy = absl::Milliseconds(20);
 
+// How many times a worker tries to start a task runner for a task before failing it.
+constexpr int kRunnerStartAttempts = 3;
+
 // While a gang task runs, how often its function's polls look at the gateway. A gang's collective
 // calls cost microseconds, so polls come often; this keeps them cheap and an interrupt prompt.
 constexpr absl::Duration kListenDuringGang = absl::Milliseconds(1);
@@ -476,17 +479,23 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
                                                             const wire::TaskHeader& header) {
   wire::ResultFrame failed;
   failed.set_task_key(header.task_key);
+  // The last replacement could not start (it died starting, or its initializer failed): try
+  // again before failing the task. A runner that cannot start is a lost runner, so the gateway
+  // may retry the task elsewhere.
+  absl::Status started;
+  for (int attempt = 0; runner_ == nullptr && attempt < kRunnerStartAttempts; ++attempt) {
+    started = ReplaceRunner();
+  }
   if (runner_ == nullptr) {
-    // The last replacement could not start: try once more before failing the task.
-    if (absl::Status status = ReplaceRunner(); !status.ok()) {
-      SetError(absl::UnavailableError(absl::StrCat("no task runner: ", status.message())),
-               *failed.mutable_error());
-      if (absl::Status sent = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
-          !sent.ok()) {
-        return sent;
-      }
-      return TaskEnd::kEnded;
+    SetError(absl::AbortedError(absl::StrCat("no task runner could start (", kRunnerStartAttempts,
+                                             " tries); the last: ", started.message())),
+             *failed.mutable_error());
+    failed.set_runner_lost(true);
+    if (absl::Status sent = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
+        !sent.ok()) {
+      return sent;
     }
+    return TaskEnd::kEnded;
   }
   const absl::Time start = absl::Now();
   const absl::Time deadline = RunDeadline(header.run_timeout_ms, start);

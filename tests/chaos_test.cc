@@ -1,0 +1,199 @@
+// The chaos test: 10,000 tasks from several clients while task runner processes are killed at
+// random, a client process is killed and resumes its session, and some tasks crash on purpose.
+// Every task must end exactly once with its result or a clear error, and no process may be left.
+#include <dirent.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/executor.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int kClients = 3;
+constexpr int kTasksPerClient = 2500;
+// One task in this many crashes its runner on purpose (a segfault).
+constexpr int kCrashEvery = 97;
+// Task runners killed from outside while the load runs.
+constexpr int kRunnerKills = 20;
+
+// The name and parent of a process, from /proc/PID/stat; false if it is gone.
+bool ReadStat(pid_t pid, std::string& name, pid_t& parent) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  // "pid (name) state ppid ...": the name may hold spaces, so take what is between the
+  // parentheses.
+  const size_t open = stat.find('(');
+  const size_t close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return false;
+  name = stat.substr(open + 1, close - open - 1);
+  std::istringstream rest(stat.substr(close + 2));
+  char state = 0;
+  rest >> state >> parent;
+  return true;
+}
+
+// Live task runner processes that descend from `ancestor`.
+std::vector<pid_t> RunnersUnder(pid_t ancestor) {
+  std::vector<pid_t> runners;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return runners;
+  while (dirent* entry = readdir(proc)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    std::string name;
+    pid_t parent = 0;
+    // The kernel cuts names to 15 characters: "mpigate-runner" fits.
+    if (!ReadStat(pid, name, parent) || name != "mpigate-runner") continue;
+    for (pid_t up = parent; up > 1;) {
+      if (up == ancestor) {
+        runners.push_back(pid);
+        break;
+      }
+      std::string up_name;
+      if (!ReadStat(up, up_name, up)) break;
+    }
+  }
+  closedir(proc);
+  return runners;
+}
+
+struct Submitted {
+  Future future;
+  // The echo's payload, or empty for a task that crashes on purpose.
+  std::string payload;
+};
+
+TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 2,
+                          .flags = {absl::StrCat("--task_lib=",
+                                                 testing::RunfilePath(
+                                                     "tests/testdata/libsample_tasks.so"))}})
+                  .ok());
+
+  std::vector<std::unique_ptr<Executor>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(
+        {.endpoint = server.target(), .client_name = absl::StrCat("chaos ", c)});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    clients.push_back(*std::move(executor));
+  }
+
+  // Submitted from several threads at once, each client on its own.
+  std::atomic<int> done{0};
+  std::vector<std::vector<Submitted>> submitted(kClients);
+  std::vector<std::thread> submitters;
+  for (int c = 0; c < kClients; ++c) {
+    submitters.emplace_back([&, c] {
+      SubmitOptions retried;
+      retried.max_retries = 3;
+      SubmitOptions crash;
+      crash.max_retries = 1;
+      for (int i = 0; i < kTasksPerClient; ++i) {
+        if (i % kCrashEvery == kCrashEvery - 1) {
+          submitted[c].push_back({clients[c]->Submit("sample.crash", "segv", crash), ""});
+        } else {
+          std::string payload = absl::StrCat("client ", c, " task ", i);
+          Future future = clients[c]->Submit("echo", payload, retried);
+          submitted[c].push_back({std::move(future), std::move(payload)});
+        }
+        submitted[c].back().future.AddDoneCallback([&](const Future&) { done.fetch_add(1); });
+      }
+    });
+  }
+
+  // Kill runners at random moments while the load runs: the seed makes the schedule repeatable.
+  std::mt19937 random(20261121);
+  std::set<pid_t> runners_seen;
+  int kills = 0;
+  while (kills < kRunnerKills && done.load() < kClients * kTasksPerClient) {
+    absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(1000, 20000)(random)));
+    std::vector<pid_t> runners = RunnersUnder(server.pid());
+    if (runners.empty()) continue;
+    runners_seen.insert(runners.begin(), runners.end());
+    const pid_t victim =
+        runners[std::uniform_int_distribution<size_t>(0, runners.size() - 1)(random)];
+    if (kill(victim, SIGKILL) == 0) ++kills;
+  }
+  for (std::thread& submitter : submitters) submitter.join();
+
+  int succeeded = 0;
+  int crashed = 0;
+  uint64_t retries = 0;
+  for (int c = 0; c < kClients; ++c) {
+    for (const Submitted& task : submitted[c]) {
+      ASSERT_TRUE(task.future.Wait());
+      absl::StatusOr<std::string> result = task.future.Result();
+      if (task.payload.empty()) {
+        // Crashes on purpose, on both of its attempts.
+        ++crashed;
+        ASSERT_FALSE(result.ok());
+        EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted) << result.status();
+        EXPECT_THAT(result.status().message(), HasSubstr("failed on all 2 attempts"));
+        EXPECT_THAT(result.status().message(), HasSubstr("SIG"));
+        continue;
+      }
+      // Each echo is retried up to three times; the kills are far apart, so it gets through.
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(*result, task.payload);
+      ++succeeded;
+      retries += task.future.attempts() - 1;
+    }
+  }
+  EXPECT_EQ(done.load(), kClients * kTasksPerClient) << "a task ended twice, or never";
+  EXPECT_EQ(succeeded + crashed, kClients * kTasksPerClient);
+  EXPECT_EQ(kills, kRunnerKills) << "the load ended before every runner kill was made";
+  EXPECT_GT(retries, 0u) << "no runner kill hit a running task";
+
+  // The service's own count: each task ended once there too (a duplicate outcome would be dropped
+  // by the client unseen, but counted here).
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::PoolStatus status;
+  ASSERT_TRUE(stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
+  EXPECT_EQ(status.tasks_succeeded(), static_cast<uint64_t>(succeeded));
+  EXPECT_EQ(status.tasks_failed(), static_cast<uint64_t>(crashed));
+  EXPECT_EQ(status.tasks_cancelled(), 0u);
+
+  clients.clear();
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+  for (const pid_t runner : runners_seen) {
+    std::string name;
+    pid_t parent = 0;
+    EXPECT_FALSE(ReadStat(runner, name, parent) && name == "mpigate-runner")
+        << "task runner " << runner << " outlived the service";
+  }
+}
+
+}  // namespace
+}  // namespace mpigate
