@@ -476,8 +476,14 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
                                                             const wire::TaskHeader& header) {
   wire::ResultFrame failed;
   failed.set_task_key(header.task_key);
+  // An idle runner sends nothing, so anything it has to say now is that it died between tasks
+  // (the OOM killer may pick it while idle): this task had no part in that.
+  if (runner_ != nullptr && runner_->Await(absl::ZeroDuration()).kind != RunnerEvent::Kind::kNone) {
+    runner_.reset();
+  }
   if (runner_ == nullptr) {
-    // The last replacement could not start: try once more before failing the task.
+    // The last runner died idle or its replacement could not start: start one before failing the
+    // task.
     if (absl::Status status = ReplaceRunner(); !status.ok()) {
       SetError(absl::UnavailableError(absl::StrCat("no task runner: ", status.message())),
                *failed.mutable_error());
