@@ -4,7 +4,9 @@
 // pool serves on; an endless loop is killed by its run timeout or a forced cancel; no runner
 // outlives the server.
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -180,6 +182,29 @@ TEST_F(IsolationTest, TasksInFlightFromAnotherSessionSurviveACrash) {
     succeeded += result.ok() && *result == absl::StrCat(i);
   }
   EXPECT_EQ(succeeded, kTasks);
+}
+
+TEST_F(IsolationTest, ARunnerKilledWhileIdleIsReplacedBeforeTheNextTask) {
+  const std::vector<pid_t> runners = RunnersUnder(server_->pid());
+  ASSERT_EQ(runners.size(), 2u);
+  // The OOM killer's way, between tasks; then wait until the runner has gone.
+  const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, runners[0], 0));
+  ASSERT_GE(pid_fd, 0);
+  ASSERT_EQ(kill(runners[0], SIGKILL), 0);
+  pollfd exited = {pid_fd, POLLIN, 0};
+  ASSERT_EQ(poll(&exited, 1, -1), 1);
+  close(pid_fd);
+
+  // No task of the next ones is blamed for the death: each worker answers from a runner.
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> processes =
+      executor->Broadcast("sample.process", "").Results();
+  ASSERT_TRUE(processes.ok()) << processes.status();
+  ASSERT_EQ(processes->size(), 2u);
+  for (const absl::StatusOr<std::string>& process : *processes) {
+    EXPECT_EQ(process.value_or(process.status().ToString()), "mpigate-runner");
+  }
 }
 
 // Needs the gateway to pass TaskOptions.run_timeout_ms on in TaskFrame.run_timeout_ms.

@@ -18,8 +18,10 @@
 // //worker:task, or `g++ -shared -fPIC`) and start the service with --task-lib. This header is the
 // whole API: a library links no mpigate code, only Abseil and Protobuf, which the worker provides.
 //
-// A function runs on a worker's task thread, one task at a time per worker. It may throw: an
-// escaping C++ exception fails the task with its type and message and never harms the worker.
+// A function runs in its worker's task runner process (or, with mpigate-server --isolation=none,
+// on a thread of the worker itself), one task at a time per worker. It may throw: an escaping C++
+// exception fails the task with its type and message and never harms the worker. If it crashes
+// the runner, only its task fails (ABORTED), and the worker starts a fresh runner.
 // Long loops should poll context.cancelled() and may call context.ReportProgress().
 //
 // Each MPIGATE_TASK adds to a list private to the shared object it is compiled into; when a worker

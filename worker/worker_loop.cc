@@ -479,9 +479,14 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
                                                             const wire::TaskHeader& header) {
   wire::ResultFrame failed;
   failed.set_task_key(header.task_key);
-  // The last replacement could not start (it died starting, or its initializer failed): try
-  // again before failing the task. A runner that cannot start is a lost runner, so the gateway
-  // may retry the task elsewhere.
+  // An idle runner sends nothing, so anything it has to say now is that it died between tasks
+  // (the OOM killer may pick it while idle): this task had no part in that.
+  if (runner_ != nullptr && runner_->Await(absl::ZeroDuration()).kind != RunnerEvent::Kind::kNone) {
+    runner_.reset();
+  }
+  // The last runner died idle, or its replacement could not start (it died starting, or its
+  // initializer failed): start one before failing the task. A runner that cannot start is a lost
+  // runner, so the gateway may retry the task elsewhere.
   absl::Status started;
   for (int attempt = 0; runner_ == nullptr && attempt < kRunnerStartAttempts; ++attempt) {
     started = ReplaceRunner();
