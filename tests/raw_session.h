@@ -20,10 +20,14 @@ namespace mpigate::testing {
 // Opens the session on construction (`open`, then expects `opened`).
 class RawSession {
  public:
-  explicit RawSession(v1::Gateway::Stub& stub) : stream_(stub.Session(&context_)) {
-    v1::SessionRequest open;
-    open.mutable_open()->set_client_name("raw");
-    EXPECT_TRUE(stream_->Write(open));
+  explicit RawSession(v1::Gateway::Stub& stub) : RawSession(stub, NamedRaw()) {}
+
+  // Opens (or, with a resume token, resumes) the session with `open`.
+  RawSession(v1::Gateway::Stub& stub, const v1::OpenSession& open)
+      : stream_(stub.Session(&context_)) {
+    v1::SessionRequest request;
+    *request.mutable_open() = open;
+    EXPECT_TRUE(stream_->Write(request));
     v1::SessionEvent event;
     EXPECT_TRUE(stream_->Read(&event));
     EXPECT_TRUE(event.has_opened());
@@ -101,11 +105,24 @@ class RawSession {
     return std::nullopt;
   }
 
+  // Reads until outcomes of `count` tasks have arrived; false if the stream ends first.
+  bool AwaitOutcomes(size_t count) {
+    v1::SessionEvent event;
+    while (outcomes_.size() < count && stream_->Read(&event)) Keep(event);
+    return outcomes_.size() >= count;
+  }
+
   const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
   bool closed() const { return closed_; }
   int duplicate_outcomes() const { return duplicates_; }
 
  private:
+  static v1::OpenSession NamedRaw() {
+    v1::OpenSession open;
+    open.set_client_name("raw");
+    return open;
+  }
+
   void Keep(const v1::SessionEvent& event) {
     started_.insert(event.updates().started().begin(), event.updates().started().end());
     for (const v1::TaskOutcome& outcome : event.updates().outcomes()) {
