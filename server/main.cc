@@ -2,6 +2,7 @@
 // the StopService RPC.
 //
 //   mpigate-server [--workers N] [--listen unix:PATH | HOST:PORT] [--endpoint-file PATH]
+//                  [--resume-grace-s S] [--max-unread-result-mb MB]
 //   mpiexec -n N+1 mpigate-server --world ...      (rank 0 the gateway, ranks 1..N the workers)
 //
 // Works as an MPI singleton (started directly) and under `mpiexec -n 1`, spawning its workers, or
@@ -80,7 +81,9 @@ ABSL_FLAG(double, resume_grace_s, 60,
 ABSL_FLAG(int, max_unread_result_mb, 1024,
           "The most MiB of outcomes one session may hold for its client: not yet read, or read and "
           "not acknowledged. A result that would pass it fails with RESOURCE_EXHAUSTED, so a "
-          "client that stops reading cannot exhaust the gateway's memory. 0: no limit.");
+          "client that stops reading cannot exhaust the gateway's memory. Keep it well above the "
+          "largest result: clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). "
+          "0: no limit.");
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
