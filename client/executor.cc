@@ -107,4 +107,8 @@ absl::StatusOr<std::vector<FunctionInfo>> Executor::ListFunctions(absl::Duration
   return session_->ListFunctions(timeout);
 }
 
+const std::string& Executor::resume_token() const { return session_->resume_token(); }
+
+const std::vector<Future>& Executor::Reattached() const { return session_->reattached(); }
+
 }  // namespace mpigate

@@ -27,6 +27,19 @@
 // submissions are batched onto the stream by a writer thread, and a reader thread marks futures
 // running and completes them (running their done callbacks) as updates arrive.
 //
+// A session survives a dropped connection: when its stream breaks, the executor resumes the
+// session on a new connection, with backoff, for as long as the service keeps it (its grace
+// period, mpigate-server --resume_grace_s): nothing is lost or run twice, and every future
+// completes exactly once. Only if the grace period passes do pending futures fail with
+// UNAVAILABLE. A process that died can be followed by one that resumes its session
+// (ExecutorOptions::resume_token) and collects the results it never read (Reattached()).
+//
+// An outcome counts as read once its future is complete and its done callbacks have run: the
+// executor then acknowledges it to the service, which forgets it (and, until then, counts it
+// against its --max_unread_result_mb). A program that must not lose results if it dies records
+// them in done callbacks, and passes the ids it recorded to the executor that resumes its session
+// (ExecutorOptions::acked_task_ids).
+//
 // This header also brings in Future (client/future.h), BroadcastFuture (client/broadcast.h),
 // MapResults (client/map_results.h), and AsCompleted() and Wait() (client/wait.h).
 //
@@ -66,6 +79,16 @@ struct ExecutorOptions {
   absl::Duration connect_timeout = absl::Seconds(10);
   // The largest message this client sends or accepts; must not exceed the server's limit.
   int max_message_bytes = 512 << 20;
+  // Resume the session of an executor that is gone, typically in a process that died, instead of
+  // opening a new one: that executor's resume_token(). Its tasks' futures are then in
+  // Reattached(). Connect() fails with NOT_FOUND if the service no longer has the session (it
+  // closed, or its grace period passed), and retries within connect_timeout while the service
+  // has not yet noticed that the earlier connection is gone.
+  std::string resume_token;
+  // With resume_token: ids of the session's tasks whose outcomes the application already has
+  // (e.g. recorded by the earlier process in done callbacks). The service forgets those outcomes
+  // instead of sending them again, and Reattached() leaves them out.
+  std::vector<uint64_t> acked_task_ids;
 };
 
 // The pool's life, as the service reports it (mpigate.v1.PoolState).
@@ -217,6 +240,18 @@ class Executor {
   // service cannot be reached. Works also after Shutdown().
   absl::StatusOr<std::vector<FunctionInfo>> ListFunctions(
       absl::Duration timeout = absl::Seconds(10)) const;
+
+  // The secret that resumes this executor's session from another executor, typically in a new
+  // process after this one died (ExecutorOptions::resume_token). Whoever holds it can read the
+  // session's results: keep it as private as they are. Empty if the service cannot resume
+  // sessions.
+  const std::string& resume_token() const;
+
+  // For an executor that resumed a session (ExecutorOptions::resume_token): futures of the tasks
+  // the earlier executor submitted whose outcomes were not read (acknowledged) or listed in
+  // acked_task_ids, in task id order (Future::task_id() is the earlier executor's). Whether queued,
+  // running or ended meanwhile, each completes as Submit()'s futures do. Empty otherwise.
+  const std::vector<Future>& Reattached() const;
 
  private:
   explicit Executor(std::shared_ptr<internal::Session> session);

@@ -3,10 +3,12 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/grpc_status.h"
 
 namespace mpigate::server {
@@ -65,6 +67,11 @@ void AppendUpdates(SessionEvents& events, std::deque<v1::SessionEvent>& out) {
 
 // One Session stream. Reads are handled one at a time on gRPC threads; writes are driven both by
 // reads (replies) and by the scheduler's notifications (outcomes), with one write in flight.
+//
+// Every outcome collected from the scheduler goes back to it (Scheduler::Retain) once its write
+// has completed, or when it is dropped unwritten because the stream is ending, so that the
+// session keeps it until the client acknowledges it. A stream that ends without `closed` detaches
+// its session, which a new stream may resume; one the service ends with an error abandons it.
 class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
   explicit SessionReactor(Scheduler& scheduler)
@@ -74,18 +81,17 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      // The client half-closed (no more requests) or went away. Either way its session accepts
-      // nothing more; outcomes of accepted tasks still flow until the session closes.
-      std::optional<SessionId> session = Session();
-      if (session.has_value()) {
-        scheduler_.Shutdown(*session, /*cancel_pending=*/false).IgnoreError();
-      } else {
-        RequestFinish(grpc::Status::OK);
-      }
+      // The client half-closed, or the stream broke: the server cannot always tell which, so this
+      // is not a shutdown (a broken stream's session waits to be resumed). Outcomes still flow.
+      if (!Session().has_value()) RequestFinish(grpc::Status::OK);
       MaybeWrite();
       return;
     }
     if (absl::Status status = Handle(request_); !status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        abandon_on_done_ = true;
+      }
       RequestFinish(ToGrpcStatus(status));
       MaybeWrite();
       return;
@@ -94,6 +100,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   }
 
   void OnWriteDone(bool ok) override {
+    // Whether or not the write got through, the session keeps its outcomes until the client
+    // acknowledges them. Before write_in_flight_ is cleared: until then no other thread touches
+    // writing_.
+    if (std::optional<SessionId> session = Session();
+        session.has_value() && writing_.has_updates()) {
+      scheduler_.Retain(*session, *writing_.mutable_updates()->mutable_outcomes());
+    }
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
@@ -103,19 +116,29 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   }
 
   void OnCancel() override {
-    // The client went away (or its deadline passed): its queued tasks will never be read.
-    if (std::optional<SessionId> session = Session(); session.has_value()) {
-      scheduler_.Abandon(*session);
-    }
+    // The client went away, its connection dropped, or its deadline passed; OnDone detaches the
+    // session.
     RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the session"));
     MaybeWrite();
   }
 
   void OnDone() override {
     relay_->Detach();
-    // A session that closed normally is already gone; otherwise the client left early.
-    if (std::optional<SessionId> session = Session(); session.has_value()) {
-      scheduler_.Abandon(*session);
+    // A session that closed normally is already gone. Otherwise the stream ended early: the
+    // session waits for its client to resume it, unless the service ended the stream itself.
+    std::optional<SessionId> session;
+    bool abandon = false;
+    {
+      absl::MutexLock lock(&mu_);
+      session = session_;
+      abandon = abandon_on_done_;
+    }
+    if (session.has_value()) {
+      if (abandon) {
+        scheduler_.Abandon(*session);
+      } else {
+        scheduler_.Detach(*session);
+      }
     }
     delete this;
   }
@@ -135,21 +158,46 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     return session_;
   }
 
+  // Opens or resumes the session `open` asks for; the answer is `opened`.
+  absl::StatusOr<v1::SessionEvent> Open(v1::OpenSession& open) {
+    v1::SessionEvent event;
+    v1::SessionOpened& opened = *event.mutable_opened();
+    if (!open.resume_token().empty()) {
+      absl::StatusOr<ResumedSession> resumed =
+          scheduler_.Resume(open.resume_token(), relay_, open.acked_task_ids());
+      if (!resumed.ok()) return resumed.status();
+      opened.set_session_id(resumed->id);
+      opened.set_resumed(true);
+      opened.set_last_task_id(resumed->last_task_id);
+      opened.mutable_pending_task_ids()->Add(resumed->pending_task_ids.begin(),
+                                             resumed->pending_task_ids.end());
+      opened.set_resume_token(std::move(*open.mutable_resume_token()));
+    } else {
+      absl::StatusOr<SessionId> id = scheduler_.OpenSession(open.client_name(), relay_);
+      if (!id.ok()) return id.status();
+      absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
+      if (!token.ok()) return token.status();
+      opened.set_session_id(*id);
+      opened.set_resume_token(*std::move(token));
+    }
+    opened.set_resume_grace_ms(
+        static_cast<uint64_t>(absl::ToInt64Milliseconds(scheduler_.resume_grace())));
+    opened.set_workers(static_cast<uint32_t>(scheduler_.workers()));
+    // Read after opening: a change in between is also sent as a `pool` event, never lost.
+    *opened.mutable_pool() = scheduler_.PoolState();
+    return event;
+  }
+
   absl::Status Handle(v1::SessionRequest& request) {
     std::optional<SessionId> session = Session();
     if (request.request_case() == v1::SessionRequest::kOpen) {
       if (session.has_value()) return absl::InvalidArgumentError("the session is already open");
-      absl::StatusOr<SessionId> opened =
-          scheduler_.OpenSession(request.open().client_name(), relay_);
+      absl::StatusOr<v1::SessionEvent> opened = Open(*request.mutable_open());
       if (!opened.ok()) return opened.status();
-      v1::SessionEvent event;
-      event.mutable_opened()->set_session_id(*opened);
-      event.mutable_opened()->set_workers(static_cast<uint32_t>(scheduler_.workers()));
-      // Read after opening: a change in between is also sent as a `pool` event, never lost.
-      *event.mutable_opened()->mutable_pool() = scheduler_.PoolState();
       absl::MutexLock lock(&mu_);
-      session_ = *opened;
-      outgoing_.push_back(std::move(event));
+      session_ = opened->opened().session_id();
+      // Ahead of any outcome: a resumed session's listener may already have been told.
+      outgoing_.push_back(*std::move(opened));
     } else if (!session.has_value()) {
       return absl::InvalidArgumentError("the first message of a session must be `open`");
     }
@@ -185,6 +233,12 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
           return status;
         }
         break;
+      case v1::SessionRequest::kAck:
+        if (absl::Status status = scheduler_.Ack(*session, request.ack().task_ids());
+            !status.ok()) {
+          return status;
+        }
+        break;
       case v1::SessionRequest::REQUEST_NOT_SET:
         return absl::InvalidArgumentError("empty session request");
     }
@@ -199,12 +253,23 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   }
 
   // Ends the stream with `status` once the write in flight (if any) is done. The first request
-  // wins; replies not yet written are dropped.
+  // wins; replies not yet written are dropped, and their outcomes given back to the session.
   void RequestFinish(grpc::Status status) {
-    absl::MutexLock lock(&mu_);
-    if (finish_status_.has_value()) return;
-    finish_status_ = std::move(status);
-    outgoing_.clear();
+    std::deque<v1::SessionEvent> unwritten;
+    std::optional<SessionId> session;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_status_.has_value()) return;
+      finish_status_ = std::move(status);
+      unwritten.swap(outgoing_);
+      session = session_;
+    }
+    if (!session.has_value()) return;
+    for (v1::SessionEvent& event : unwritten) {
+      if (event.has_updates()) {
+        scheduler_.Retain(*session, *event.mutable_updates()->mutable_outcomes());
+      }
+    }
   }
 
   // Starts the next write, or finishes the stream, if nothing is in flight.
@@ -261,6 +326,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   // How to end the stream once `outgoing_` is written.
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // The service ends the stream because of a bad request: the session is abandoned, not detached.
+  bool abandon_on_done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // One Run call: a session of its own with one task.

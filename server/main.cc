@@ -2,6 +2,7 @@
 // the StopService RPC.
 //
 //   mpigate-server [--workers N] [--listen unix:PATH | HOST:PORT] [--endpoint-file PATH]
+//                  [--resume-grace-s S] [--max-unread-result-mb MB]
 //   mpiexec -n N+1 mpigate-server --world ...      (rank 0 the gateway, ranks 1..N the workers)
 //
 // Works as an MPI singleton (started directly) and under `mpiexec -n 1`, spawning its workers, or
@@ -81,6 +82,17 @@ ABSL_FLAG(std::string, worker_wdir, "", "The workers' working directory (mpi4py'
 ABSL_FLAG(std::string, task_lib_path, "",
           "Directories (DIR:DIR...) where workers look for --task-lib libraries, before those of "
           "$MPIGATE_TASK_LIB_PATH (mpi4py's path).");
+ABSL_FLAG(double, resume_grace_s, 60,
+          "How long, in seconds, a session whose stream ended early (its connection dropped, its "
+          "client died) keeps running its tasks and keeping their outcomes for a client to resume "
+          "it with its token. After that its queued tasks are cancelled, its running ones "
+          "interrupted, and everything it held is freed. 0: a session ends with its stream.");
+ABSL_FLAG(int, max_unread_result_mb, 1024,
+          "The most MiB of outcomes one session may hold for its client: not yet read, or read and "
+          "not acknowledged. A result that would pass it fails with RESOURCE_EXHAUSTED, so a "
+          "client that stops reading cannot exhaust the gateway's memory. Keep it well above the "
+          "largest result: clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). "
+          "0: no limit.");
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
@@ -322,8 +334,16 @@ int Run(const RepeatedFlags& repeated) {
   std::string endpoint_file = absl::GetFlag(FLAGS_endpoint_file);
   if (endpoint_file.empty()) endpoint_file = DefaultEndpointFile();
 
+  const double resume_grace_s = absl::GetFlag(FLAGS_resume_grace_s);
+  const int max_unread_result_mb = absl::GetFlag(FLAGS_max_unread_result_mb);
+  if (!(resume_grace_s >= 0) || max_unread_result_mb < 0) {
+    return fail(absl::InvalidArgumentError(
+        "--resume_grace_s and --max_unread_result_mb must not be negative"));
+  }
   Scheduler::Options scheduler_options;
   scheduler_options.workers = started->workers;
+  scheduler_options.resume_grace = absl::Seconds(resume_grace_s);
+  scheduler_options.max_unread_result_bytes = static_cast<uint64_t>(max_unread_result_mb) << 20;
   if (!absl::GetFlag(FLAGS_allow_exec)) {
     scheduler_options.refused_functions[worker::kExecFunction] =
         "exec is off on this service: it runs any program as the service's user; start "
@@ -338,6 +358,11 @@ int Run(const RepeatedFlags& repeated) {
   const int max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
+  // Pings on every connection, so that one that died silently (a host gone, a cable pulled)
+  // ends its streams within half a minute and their sessions detach, ready to be resumed.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr)

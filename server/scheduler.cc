@@ -1,8 +1,13 @@
 #include "server/scheduler.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -83,11 +88,28 @@ void SetWorkers(absl::Span<const int> members, bool group, v1::TaskOutcome& outc
 
 }  // namespace
 
+absl::StatusOr<std::string> RandomResumeToken() {
+  std::string token(16, '\0');
+  size_t filled = 0;
+  while (filled < token.size()) {
+    const ssize_t n = getrandom(token.data() + filled, token.size() - filled, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+    }
+    filled += static_cast<size_t>(n);
+  }
+  return token;
+}
+
 Scheduler::Scheduler(Options options)
     : workers_(options.workers),
       clock_(std::move(options.clock)),
       started_(clock_()),
       refused_functions_(std::move(options.refused_functions)),
+      resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
+      max_unread_result_bytes_(options.max_unread_result_bytes),
+      token_source_(std::move(options.token_source)),
       running_(static_cast<size_t>(workers_), 0) {}
 
 void Scheduler::Notify(Notifications& notifications) {
@@ -103,11 +125,26 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
   }
+  absl::StatusOr<std::string> token = token_source_();
+  if (!token.ok()) return token.status();
+  if (tokens_.contains(*token))
+    return absl::InternalError("the resume token source repeated itself");
   const SessionId id = next_session_id_++;
   Session& session = sessions_[id];
   session.client_name = std::move(client_name);
   session.listener = std::move(listener);
+  tokens_.emplace(*token, id);
+  session.resume_token = *std::move(token);
   return id;
+}
+
+absl::StatusOr<std::string> Scheduler::ResumeToken(SessionId id) const {
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned) {
+    return absl::NotFoundError(absl::StrCat("no open session ", id));
+  }
+  return it->second.resume_token;
 }
 
 absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
@@ -137,9 +174,11 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
     if (!checked.ok()) return checked.status();
     traits = *checked;
   }
-  if (session.live.contains(spec.task_id())) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("task_id ", spec.task_id(), " is already in use in this session"));
+  if (session.live.contains(spec.task_id()) || session.unread.contains(spec.task_id())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "task_id ", spec.task_id(),
+        " is already in use in this session (by a task not ended, or one whose outcome is not "
+        "acknowledged)"));
   }
   return traits;
 }
@@ -231,6 +270,12 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
   Session& session = it->second;
   const absl::Time now = clock_();
   for (v1::TaskSpec& spec : tasks) {
+    session.last_task_id = std::max(session.last_task_id, spec.task_id());
+    // A client that resumed re-sends the tasks it is not sure arrived; the session has these.
+    if (session.resumed &&
+        (session.live.contains(spec.task_id()) || session.unread.contains(spec.task_id()))) {
+      continue;
+    }
     const absl::StatusOr<const FunctionTraits*> traits = ValidateLocked(session, spec);
     if (!traits.ok()) {
       v1::TaskRejection& rejection = rejections.emplace_back();
@@ -334,10 +379,17 @@ void Scheduler::Abandon(SessionId id) {
   absl::MutexLock lock(&mu_);
   const auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
-  Session& session = it->second;
+  released_listener = std::move(it->second.listener);
+  AbandonLocked(it->second, "cancelled: the client went away");
+  // Forgets the session now if nothing of it is running; it has no listener left to tell.
+  MaybeNotifyLocked(id, notifications);
+}
+
+void Scheduler::AbandonLocked(Session& session, absl::string_view why) {
   session.abandoned = true;
-  released_listener = std::move(session.listener);
-  CancelAllQueuedLocked(session, "cancelled: the client went away");
+  session.detached = false;
+  tokens_.erase(session.resume_token);
+  CancelAllQueuedLocked(session, why);
   // Nobody wants the results of the rest any more.
   for (const auto& [client_id, key] : session.live) {
     InterruptLocked(key, tasks_.at(key), /*force=*/false);
@@ -345,8 +397,129 @@ void Scheduler::Abandon(SessionId id) {
   session.outbox.clear();
   session.started.clear();
   session.progress.clear();
-  // Forgets the session now if nothing of it is running; it has no listener left to tell.
-  MaybeNotifyLocked(id, notifications);
+  session.retained.clear();
+  session.unread.clear();
+  session.unread_bytes = 0;
+}
+
+void Scheduler::Detach(SessionId id) {
+  // As in Abandon: the listener's last reference is dropped after the unlock.
+  std::shared_ptr<SessionListener> released_listener;
+  Notifications notifications;
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned || it->second.detached) return;
+  Session& session = it->second;
+  released_listener = std::move(session.listener);
+  session.listener_told = false;
+  if (resume_grace_ == absl::ZeroDuration()) {
+    AbandonLocked(session, "cancelled: the client went away");
+    MaybeNotifyLocked(id, notifications);
+    return;
+  }
+  session.detached = true;
+  session.grace_deadline = clock_() + resume_grace_;
+  // Wakes AwaitWork() if this deadline is earlier than the one it waits for (HasWorkLocked).
+  grace_deadlines_.emplace(session.grace_deadline, id);
+}
+
+absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
+                                                 std::shared_ptr<SessionListener> listener,
+                                                 absl::Span<const uint64_t> acked_task_ids) {
+  ResumedSession resumed;
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    const auto token_it = tokens_.find(token);
+    if (token_it == tokens_.end()) {
+      return absl::NotFoundError(
+          "no session waits to be resumed with this token: it closed, its grace period passed, "
+          "or it never existed");
+    }
+    resumed.id = token_it->second;
+    Session& session = sessions_.at(resumed.id);
+    if (!session.detached) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("session ", resumed.id,
+                       " is still held by another stream; retry once that stream has ended"));
+    }
+    AckLocked(session, acked_task_ids);
+    session.detached = false;
+    session.resumed = true;
+    session.listener = std::move(listener);
+    session.listener_told = false;
+    // Outcomes written to the old stream go again, before those it never collected.
+    std::vector<v1::TaskOutcome> outbox;
+    outbox.reserve(session.retained.size() + session.outbox.size());
+    for (auto& [client_id, outcome] : session.retained) outbox.push_back(std::move(outcome));
+    session.retained.clear();
+    std::sort(outbox.begin(), outbox.end(), [](const v1::TaskOutcome& a, const v1::TaskOutcome& b) {
+      return a.task_id() < b.task_id();
+    });
+    std::move(session.outbox.begin(), session.outbox.end(), std::back_inserter(outbox));
+    session.outbox = std::move(outbox);
+    resumed.last_task_id = session.last_task_id;
+    resumed.pending_task_ids.reserve(session.live.size() + session.unread.size());
+    for (const auto& [client_id, key] : session.live) resumed.pending_task_ids.push_back(client_id);
+    for (const auto& [client_id, size] : session.unread) {
+      resumed.pending_task_ids.push_back(client_id);
+    }
+    std::sort(resumed.pending_task_ids.begin(), resumed.pending_task_ids.end());
+    MaybeNotifyLocked(resumed.id, notifications);
+  }
+  Notify(notifications);
+  return resumed;
+}
+
+void Scheduler::AckLocked(Session& session, absl::Span<const uint64_t> task_ids) {
+  for (const uint64_t task_id : task_ids) {
+    const auto it = session.unread.find(task_id);
+    if (it == session.unread.end()) continue;
+    session.unread_bytes -= it->second;
+    session.unread.erase(it);
+    // An outcome not given back yet is dropped when it is (Retain).
+    session.retained.erase(task_id);
+  }
+}
+
+absl::Status Scheduler::Ack(SessionId id, absl::Span<const uint64_t> task_ids) {
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned) {
+    return absl::NotFoundError(absl::StrCat("no open session ", id));
+  }
+  AckLocked(it->second, task_ids);
+  return absl::OkStatus();
+}
+
+void Scheduler::Retain(SessionId id,
+                       google::protobuf::RepeatedPtrField<v1::TaskOutcome>& outcomes) {
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.abandoned) return;
+  Session& session = it->second;
+  for (v1::TaskOutcome& outcome : outcomes) {
+    if (session.unread.contains(outcome.task_id())) {
+      session.retained.insert_or_assign(outcome.task_id(), std::move(outcome));
+    }
+  }
+}
+
+void Scheduler::ExpireGracePeriodsLocked(absl::Time now, Notifications& notifications) {
+  while (!grace_deadlines_.empty() && grace_deadlines_.top().first <= now) {
+    const auto [deadline, id] = grace_deadlines_.top();
+    grace_deadlines_.pop();
+    const auto it = sessions_.find(id);
+    // Resumed since (and maybe detached again, with a later deadline), or gone.
+    if (it == sessions_.end() || !it->second.detached || it->second.grace_deadline != deadline) {
+      continue;
+    }
+    AbandonLocked(it->second,
+                  absl::StrCat("cancelled: the client did not resume the session within its grace "
+                               "period of ",
+                               absl::FormatDuration(resume_grace_)));
+    MaybeNotifyLocked(id, notifications);
+  }
 }
 
 SessionEvents Scheduler::TakeEvents(SessionId id) {
@@ -369,6 +542,7 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
   session.listener_told = false;
   if (session.shut_down && session.live.empty()) {
     events.closed = true;
+    tokens_.erase(session.resume_token);
     sessions_.erase(it);
   }
   return events;
@@ -551,6 +725,8 @@ v1::PoolStatus Scheduler::Status() const {
     entry.set_client_name(session->client_name);
     entry.set_queued_tasks(session->queued);
     entry.set_running_tasks(session->live.size() - session->queued);
+    entry.set_detached(session->detached);
+    entry.set_unread_result_bytes(session->unread_bytes);
   }
   return status;
 }
@@ -632,7 +808,8 @@ bool Scheduler::HasWorkLocked() const {
   // it needs are no work.
   const size_t idle_needed = held_key_ != 0 ? held_need_ : 1;
   return stopping_ || !interrupts_.empty() ||
-         (queued_count_ > 0 && idle_workers_.size() >= idle_needed);
+         (queued_count_ > 0 && idle_workers_.size() >= idle_needed) ||
+         (!grace_deadlines_.empty() && grace_deadlines_.top().first < grace_wake_);
 }
 
 void Scheduler::InterruptLocked(TaskKey key, Task& task, bool force) {
@@ -668,14 +845,24 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
   DispatchWork work;
   Notifications notifications;
   {
-    const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
-    if (timeout == absl::InfiniteDuration()) {
-      mu_.LockWhen(has_work);
-    } else {
-      mu_.LockWhenWithTimeout(has_work, timeout);
+    mu_.Lock();
+    // The earliest grace deadline bounds the wait, so that a detached session expires even while
+    // the pool is idle; a later Detach with an earlier deadline wakes the wait (HasWorkLocked).
+    absl::Duration wait = timeout;
+    if (!grace_deadlines_.empty()) {
+      grace_wake_ = grace_deadlines_.top().first;
+      wait = std::min(wait, std::max(grace_wake_ - clock_(), absl::ZeroDuration()));
     }
+    const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
+    if (wait == absl::InfiniteDuration()) {
+      mu_.Await(has_work);
+    } else {
+      mu_.AwaitWithTimeout(has_work, wait);
+    }
+    grace_wake_ = absl::InfiniteFuture();
     const absl::Time now = clock_();
     ExpireQueueTimeoutsLocked(now, notifications);
+    ExpireGracePeriodsLocked(now, notifications);
     while (!idle_workers_.empty() && !ready_ring_.empty()) {
       const SessionId id = ready_ring_.front();
       ready_ring_.pop_front();
@@ -819,6 +1006,16 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   const SessionId id = task_it->second.session;
   const uint64_t client_id = task_it->second.client_id;
   tasks_.erase(task_it);
+  Session& session = sessions_.at(id);
+  size_t size = 0;
+  if (!session.abandoned) {
+    outcome.set_task_id(client_id);
+    size = outcome.ByteSizeLong();
+    if (max_unread_result_bytes_ > 0 && session.unread_bytes + size > max_unread_result_bytes_) {
+      BoundUnreadLocked(session, client_id, size, outcome);
+      size = outcome.ByteSizeLong();
+    }
+  }
 
   switch (outcome.state()) {
     case v1::TASK_STATE_SUCCEEDED:
@@ -831,13 +1028,32 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
       ++failed_;
       break;
   }
-  Session& session = sessions_.at(id);
   session.live.erase(client_id);
   session.progress.erase(client_id);
   if (!session.abandoned) {
-    outcome.set_task_id(client_id);
+    session.unread.emplace(client_id, size);
+    session.unread_bytes += size;
     session.outbox.push_back(std::move(outcome));
   }
+}
+
+void Scheduler::BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
+                                  v1::TaskOutcome& outcome) const {
+  // Keeps where and how long it ran; the failure itself is a few hundred bytes, always admitted.
+  outcome.clear_result();
+  outcome.clear_items();
+  outcome.set_state(v1::TASK_STATE_FAILED);
+  outcome.mutable_error()->Clear();
+  SetError(absl::StatusCode::kResourceExhausted,
+           absl::StrCat("the outcome of task ", client_id, " (", size,
+                        " bytes) would take its session past the server's limit of ",
+                        max_unread_result_bytes_,
+                        " bytes of unread outcomes (--max_unread_result_mb): the session already "
+                        "holds ",
+                        session.unread_bytes,
+                        " bytes of outcomes its client has not read; raise "
+                        "--max_unread_result_mb or read results sooner"),
+           *outcome.mutable_error());
 }
 
 void Scheduler::CancelQueuedLocked(TaskKey key, absl::string_view why) {

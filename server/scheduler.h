@@ -20,6 +20,20 @@
 // Outcomes wait in the session's outbox until the session's listener collects them, with the
 // latest progress of running tasks.
 //
+// A session outlives its stream. The adapter gives collected outcomes back once they are written
+// (Retain), and the session keeps them until the client acknowledges them (Ack), without copying
+// them. A stream that ends without `closed` detaches its session (Detach): the tasks run on, the
+// outcomes are kept, and a new stream with the session's resume token takes it over (Resume) and
+// collects every outcome not acknowledged again. A session not resumed within the grace period is
+// abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait includes the earliest,
+// so they expire while the pool is idle too (not while it boots: AwaitWork is not called then).
+//
+// Unread results are bounded: the bytes of the outcomes a session holds for its client (not
+// collected, being written, or retained until acknowledged) may not exceed
+// Options::max_unread_result_bytes. An outcome that would pass it is replaced by a failure with
+// RESOURCE_EXHAUSTED, so a client that stops reading costs the gateway a bounded amount of memory
+// and other sessions nothing.
+//
 // A running task cannot be cancelled, but it can be interrupted: the transport is asked (through
 // AwaitWork) to tell its worker to set the task's cancellation flag, or with `force` to kill the
 // process running it. The client asks for that (Cancel with interrupt_running or force), and so
@@ -56,9 +70,11 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
 #include "wire/frames.pb.h"
@@ -106,6 +122,19 @@ struct Interrupt {
   bool force = false;
 };
 
+// What Resume() hands the gRPC adapter for SessionOpened.
+struct ResumedSession {
+  SessionId id = 0;
+  // The highest task id the session has received.
+  uint64_t last_task_id = 0;
+  // The session's tasks with no acknowledged outcome: queued, running, or ended with an outcome to
+  // be collected again. Ascending.
+  std::vector<uint64_t> pending_task_ids;
+};
+
+// 16 bytes from the kernel's CSPRNG (getrandom): a resume token nobody can guess.
+absl::StatusOr<std::string> RandomResumeToken();
+
 // What AwaitWork() hands the transport.
 struct DispatchWork {
   std::vector<Assignment> assignments;
@@ -124,6 +153,14 @@ class Scheduler {
     // Functions this service refuses to run, with why (e.g. exec without --allow-exec):
     // submitting one is PERMISSION_DENIED with that message.
     absl::flat_hash_map<std::string, std::string> refused_functions;
+    // How long a detached session waits for Resume() before it is abandoned. Zero: Detach()
+    // abandons at once, and sessions cannot be resumed.
+    absl::Duration resume_grace = absl::Seconds(60);
+    // The most bytes of outcomes one session may hold for its client (see the top of this file);
+    // 0 for no limit.
+    uint64_t max_unread_result_bytes = 0;
+    // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
+    std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
   };
 
   explicit Scheduler(Options options);
@@ -136,8 +173,15 @@ class Scheduler {
   absl::StatusOr<SessionId> OpenSession(std::string client_name,
                                         std::shared_ptr<SessionListener> listener);
 
+  // The secret that resumes the session (SessionOpened.resume_token). NOT_FOUND for a session
+  // that does not exist.
+  absl::StatusOr<std::string> ResumeToken(SessionId session) const;
+
+  absl::Duration resume_grace() const { return resume_grace_; }
+
   // Accepts or rejects each task on its own; returns the rejections. Payloads are moved out of
-  // `tasks`. NOT_FOUND if the session does not exist.
+  // `tasks`. On a resumed session, a task whose id the session holds (not ended, or its outcome not
+  // acknowledged) is a re-send and is ignored. NOT_FOUND if the session does not exist.
   absl::StatusOr<std::vector<v1::TaskRejection>> Submit(
       SessionId session, google::protobuf::RepeatedPtrField<v1::TaskSpec>& tasks);
 
@@ -158,8 +202,35 @@ class Scheduler {
   // Idempotent.
   void Abandon(SessionId session);
 
+  // The session's stream ended without `closed`: its listener is dropped and never called again,
+  // its tasks run on and their outcomes are kept, and it waits for Resume() until the grace period
+  // (Options::resume_grace) passes; then it is abandoned. Abandons at once if the grace period
+  // is zero. Idempotent; no effect on an abandoned session.
+  void Detach(SessionId session);
+
+  // A new stream takes over the detached session whose resume token is `token`, with `listener`.
+  // `acked_task_ids` are acknowledged first (as Ack). Then every outcome the client has not
+  // acknowledged is collected again through TakeEvents(): those given back by Retain() in task id
+  // order, then those never collected. From now on tasks the client re-sends while the session
+  // still holds them are ignored (see Submit). NOT_FOUND if no session has this token (it never
+  // existed, closed, or was abandoned); FAILED_PRECONDITION if its stream has not ended.
+  absl::StatusOr<ResumedSession> Resume(absl::string_view token,
+                                        std::shared_ptr<SessionListener> listener,
+                                        absl::Span<const uint64_t> acked_task_ids);
+
+  // The client has handled the outcomes of `task_ids`: the session forgets them. Ids it does not
+  // hold are ignored. NOT_FOUND if the session does not exist.
+  absl::Status Ack(SessionId session, absl::Span<const uint64_t> task_ids);
+
+  // Gives back outcomes collected with TakeEvents() once their write to the session's stream has
+  // completed, or has failed: they are kept until acknowledged, to be collected again by a
+  // resumed stream. Moves them out of `outcomes`. Those acknowledged meanwhile, and those of a
+  // session that is gone, are dropped.
+  void Retain(SessionId session, google::protobuf::RepeatedPtrField<v1::TaskOutcome>& outcomes);
+
   // Hands over the session's pending outcomes (and whether it has closed). Empty for an unknown
-  // session.
+  // session. The outcomes still count against the session's unread bytes until acknowledged;
+  // give them back with Retain() once written.
   SessionEvents TakeEvents(SessionId session);
 
   // --- Service lifecycle ---
@@ -201,9 +272,10 @@ class Scheduler {
 
   // --- Dispatch (transport side) ---
 
-  // Waits up to `timeout` until there is a task for an idle worker, an interrupt to deliver, or
-  // dispatch is stopping, then assigns queued tasks to idle workers (fair share), hands over the
-  // interrupts, and fails queued tasks whose queue timeout has passed.
+  // Waits up to `timeout` (or until a detached session's grace period ends) until there is a task
+  // for an idle worker, an interrupt to deliver, or dispatch is stopping, then fails queued tasks
+  // whose queue timeout has passed, abandons detached sessions whose grace period has passed,
+  // assigns queued tasks to idle workers (fair share), and hands over the interrupts.
   DispatchWork AwaitWork(absl::Duration timeout);
 
   // The worker finished the task it was assigned and is idle again. A group task ends once every
@@ -282,6 +354,23 @@ class Scheduler {
     bool abandoned = false;
     // The listener was told and has not collected yet.
     bool listener_told = false;
+
+    // Resumes the session on a new stream; a key of tokens_.
+    std::string resume_token;
+    // The highest client task id received, accepted or not (SessionOpened.last_task_id).
+    uint64_t last_task_id = 0;
+    // Every outcome the session holds for its client, wherever it is (the outbox, collected by
+    // the listener, or retained): its encoded size, by client id. What the session "holds" for
+    // Ack, id reuse and the unread bound.
+    absl::flat_hash_map<uint64_t, size_t> unread;
+    uint64_t unread_bytes = 0;
+    // Outcomes written to the stream and given back (Retain), until acknowledged.
+    absl::flat_hash_map<uint64_t, v1::TaskOutcome> retained;
+    // Resumed at least once: re-sent tasks it holds are ignored rather than rejected.
+    bool resumed = false;
+    // Its stream ended: no listener; abandoned at grace_deadline unless resumed first.
+    bool detached = false;
+    absl::Time grace_deadline;
   };
 
   // Listeners to call once the lock is released.
@@ -331,6 +420,18 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The outcome of a group task whose members have all reported; moves their results out.
   static v1::TaskOutcome GroupOutcome(Task& task);
+  // Marks the session abandoned (see Abandon) with `why` for its queued tasks; the caller drops
+  // its listener and then calls MaybeNotifyLocked, which forgets it once nothing of it runs.
+  void AbandonLocked(Session& session, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Abandons detached sessions whose grace period has passed by `now`.
+  void ExpireGracePeriodsLocked(absl::Time now, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the outcomes of `task_ids`, wherever they are held.
+  static void AckLocked(Session& session, absl::Span<const uint64_t> task_ids);
+  // Replaces `outcome` (of the session's task `client_id`, `size` bytes encoded) by a
+  // RESOURCE_EXHAUSTED failure if holding it would take the session past the unread bound.
+  void BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
+                         v1::TaskOutcome& outcome) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned
   // session whose tasks have all ended.
   void MaybeNotifyLocked(SessionId id, Notifications& notifications)
@@ -353,6 +454,9 @@ class Scheduler {
   const std::function<absl::Time()> clock_;
   const absl::Time started_;
   const absl::flat_hash_map<std::string, std::string> refused_functions_;
+  const absl::Duration resume_grace_;
+  const uint64_t max_unread_result_bytes_;
+  const std::function<absl::StatusOr<std::string>()> token_source_;
 
   mutable absl::Mutex mu_;
   v1::PoolState pool_state_ ABSL_GUARDED_BY(mu_) = v1::POOL_STATE_BOOTING;
@@ -362,6 +466,16 @@ class Scheduler {
   // What each registered function needs, by name.
   absl::flat_hash_map<std::string, FunctionTraits> function_traits_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // Sessions by resume token, until abandoned or closed.
+  absl::flat_hash_map<std::string, SessionId> tokens_ ABSL_GUARDED_BY(mu_);
+  // Grace deadlines of detached sessions, earliest first; entries of sessions resumed or gone
+  // since are skipped.
+  using GraceDeadline = std::pair<absl::Time, SessionId>;
+  std::priority_queue<GraceDeadline, std::vector<GraceDeadline>, std::greater<>> grace_deadlines_
+      ABSL_GUARDED_BY(mu_);
+  // The grace deadline AwaitWork() is waiting for (InfiniteFuture when none, or when it is not
+  // waiting): a session detached meanwhile with an earlier one wakes it (HasWorkLocked).
+  absl::Time grace_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks, in the order they get their next turn.
   std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);

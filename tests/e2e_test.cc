@@ -29,10 +29,14 @@ using ::testing::HasSubstr;
 // The suite's server refuses messages over 4 MiB, to test the limit without huge payloads.
 constexpr int kServerMaxMessageMb = 4;
 
+// The suite's sessions end with their streams (no grace period to resume them in), so that a
+// client that vanishes frees what it held at once; tests/reconnect_test.cc covers resuming.
 class EndToEndTest : public testing::SharedServerTest<EndToEndTest> {
  public:
   static testing::ServerOptions SharedServerOptions() {
-    return {.workers = 2, .flags = {absl::StrCat("--max-message-mb=", kServerMaxMessageMb)}};
+    return {
+        .workers = 2,
+        .flags = {absl::StrCat("--max-message-mb=", kServerMaxMessageMb), "--resume-grace-s=0"}};
   }
   static constexpr char kClientName[] = "e2e_test";
 

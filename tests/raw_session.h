@@ -25,10 +25,15 @@ class RawSession {
   // `deadline` bounds the whole session, so that a test waiting for an outcome that never comes
   // fails instead of hanging.
   explicit RawSession(v1::Gateway::Stub& stub, absl::Duration deadline = absl::InfiniteDuration())
+      : RawSession(stub, NamedRaw(), deadline) {}
+
+  // Opens (or, with a resume token, resumes) the session with `open`.
+  RawSession(v1::Gateway::Stub& stub, const v1::OpenSession& open,
+             absl::Duration deadline = absl::InfiniteDuration())
       : stream_(OpenStream(stub, context_, deadline)) {
-    v1::SessionRequest open;
-    open.mutable_open()->set_client_name("raw");
-    EXPECT_TRUE(stream_->Write(open));
+    v1::SessionRequest request;
+    *request.mutable_open() = open;
+    EXPECT_TRUE(stream_->Write(request));
     v1::SessionEvent event;
     EXPECT_TRUE(stream_->Read(&event));
     EXPECT_TRUE(event.has_opened());
@@ -106,6 +111,13 @@ class RawSession {
     return std::nullopt;
   }
 
+  // Reads until outcomes of `count` tasks have arrived; false if the stream ends first.
+  bool AwaitOutcomes(size_t count) {
+    v1::SessionEvent event;
+    while (outcomes_.size() < count && stream_->Read(&event)) Keep(event);
+    return outcomes_.size() >= count;
+  }
+
   const std::map<uint64_t, v1::TaskOutcome>& outcomes() const { return outcomes_; }
   bool closed() const { return closed_; }
   int duplicate_outcomes() const { return duplicates_; }
@@ -117,6 +129,12 @@ class RawSession {
       context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     }
     return stub.Session(&context);
+  }
+
+  static v1::OpenSession NamedRaw() {
+    v1::OpenSession open;
+    open.set_client_name("raw");
+    return open;
   }
 
   void Keep(const v1::SessionEvent& event) {

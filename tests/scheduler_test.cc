@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,7 @@
 namespace mpigate::server {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -106,6 +108,46 @@ class SchedulerTest : public ::testing::Test {
     return functions;
   }
 
+  // Builds the scheduler under test with a ready pool of echo and fail whose sessions may be
+  // resumed within `grace` and hold at most `max_unread` bytes of outcomes (0: any). Session n's
+  // resume token is "token-n".
+  void StartResumable(int workers, absl::Duration grace, uint64_t max_unread = 0) {
+    Scheduler::Options options;
+    options.workers = workers;
+    options.clock = [this] { return now_; };
+    options.resume_grace = grace;
+    options.max_unread_result_bytes = max_unread;
+    options.token_source = [this]() -> absl::StatusOr<std::string> {
+      return absl::StrCat("token-", ++tokens_made_);
+    };
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    scheduler_->PoolReady(Functions({"echo", "fail"}));
+  }
+
+  // Resumes the session with `token` on a fresh counting listener, which replaces the session's
+  // entry in listeners_.
+  absl::StatusOr<ResumedSession> Resume(const std::string& token,
+                                        std::vector<uint64_t> acked = {}) {
+    auto listener = std::make_shared<CountingListener>();
+    absl::StatusOr<ResumedSession> resumed = scheduler_->Resume(token, listener, acked);
+    if (resumed.ok()) {
+      for (auto& [id, old] : listeners_) {
+        if (id == resumed->id) old = listener;
+      }
+    }
+    return resumed;
+  }
+
+  // The session's entry in the pool status; fails the test if the status does not list it.
+  v1::SessionStatus SessionStatusOf(SessionId session) {
+    const v1::PoolStatus status = scheduler_->Status();
+    for (const v1::SessionStatus& entry : status.session_list()) {
+      if (entry.session_id() == session) return entry;
+    }
+    ADD_FAILURE() << "status does not list session " << session;
+    return v1::SessionStatus();
+  }
+
   // Builds the scheduler under test with a ready pool; `functions` are the names the workers
   // registered.
   void Start(int workers, std::vector<std::string> functions = {"echo", "fail"}) {
@@ -181,6 +223,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  int tokens_made_ = 0;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<std::pair<SessionId, std::shared_ptr<CountingListener>>> listeners_;
 };
@@ -438,7 +481,7 @@ TEST_F(SchedulerTest, UnknownSessionIsNotFound) {
   EXPECT_EQ(scheduler_->Status().sessions(), 0u);
 }
 
-TEST_F(SchedulerTest, TaskIdMayBeReusedAfterItsTaskEnded) {
+TEST_F(SchedulerTest, TaskIdMayBeReusedOnceItsOutcomeIsAcknowledged) {
   Start(/*workers=*/1);
   const SessionId session = Open();
   SubmitRange(session, 7, 8);
@@ -447,6 +490,14 @@ TEST_F(SchedulerTest, TaskIdMayBeReusedAfterItsTaskEnded) {
   CompleteEchoed(assignments[0]);
   // 7 succeeded; 8 ends by cancellation.
   EXPECT_TRUE(Cancel(session, {8})[0].cancelled());
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(7, 8));
+
+  // The session holds both outcomes until the client acknowledges them.
+  const std::vector<v1::TaskRejection> rejections = Submit(session, {Task(7)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kAlreadyExists));
+  const std::vector<uint64_t> acked = {7, 8};
+  ASSERT_EQ(scheduler_->Ack(session, acked), absl::OkStatus());
 
   SubmitRange(session, 7, 8);
   assignments = Dispatch();
@@ -718,6 +769,306 @@ TEST_F(SchedulerTest, AbandonAfterShutdownDropsUncollectedOutcomes) {
   scheduler_->Abandon(session);
   EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
   EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+// --- Detach, resume, acknowledgements and the unread bound ---
+
+// The outcomes of `events`, as the gateway holds them in the SessionEvent it writes.
+google::protobuf::RepeatedPtrField<v1::TaskOutcome> Written(SessionEvents& events) {
+  return google::protobuf::RepeatedPtrField<v1::TaskOutcome>(
+      std::make_move_iterator(events.outcomes.begin()),
+      std::make_move_iterator(events.outcomes.end()));
+}
+
+// A successful result of `bytes` bytes for `assignment`.
+wire::ResultFrame ResultOfSize(const Assignment& assignment, size_t bytes) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.set_result(std::string(bytes, 'r'));
+  return result;
+}
+
+TEST_F(SchedulerTest, SessionsGetDistinctTokensFromTheSource) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId first = Open();
+  const SessionId second = Open();
+  EXPECT_EQ(scheduler_->ResumeToken(first).value_or(""), "token-1");
+  EXPECT_EQ(scheduler_->ResumeToken(second).value_or(""), "token-2");
+  EXPECT_EQ(scheduler_->ResumeToken(12345).status().code(), absl::StatusCode::kNotFound);
+
+  const absl::StatusOr<std::string> a = RandomResumeToken();
+  const absl::StatusOr<std::string> b = RandomResumeToken();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->size(), 16u);
+  EXPECT_NE(*a, *b);
+}
+
+TEST_F(SchedulerTest, DetachedSessionRunsOnAndResumeDeliversWhatHappenedMeanwhile) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+
+  scheduler_->Detach(session);
+  scheduler_->Detach(session);  // Idempotent.
+  EXPECT_TRUE(SessionStatusOf(session).detached());
+  // Its tasks go on, and nobody is told.
+  CompleteEchoed(assignments[0]);
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(IdOf(assignments[0]), 2u);
+  EXPECT_EQ(Listener(session).calls(), 0);
+
+  const absl::StatusOr<ResumedSession> resumed = Resume("token-1");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->id, session);
+  EXPECT_EQ(resumed->last_task_id, 3u);
+  EXPECT_THAT(resumed->pending_task_ids, ElementsAre(1, 2, 3));
+  EXPECT_FALSE(SessionStatusOf(session).detached());
+  // The new listener is told at once of what happened while detached.
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1));
+  EXPECT_EQ(events.outcomes[0].result(), "t1");
+  EXPECT_THAT(events.started, ElementsAre(2));
+
+  // The session is the client's again: tasks flow to the new listener.
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(2));
+}
+
+TEST_F(SchedulerTest, ResumeNeedsTheTokenOfADetachedSession) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  EXPECT_EQ(Resume("token-99").status().code(), absl::StatusCode::kNotFound);
+  // Its stream is still there.
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kFailedPrecondition);
+
+  scheduler_->Detach(session);
+  ASSERT_TRUE(Resume("token-1").ok());
+  // A second stream while the first resumed one holds it.
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kFailedPrecondition);
+
+  // Closed sessions cannot be resumed.
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  EXPECT_TRUE(scheduler_->TakeEvents(session).closed);
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, WrittenOutcomesAreSentAgainOnResumeUntilAcknowledged) {
+  StartResumable(/*workers=*/2, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 4);
+  for (int round = 0; round < 2; ++round) {
+    for (const Assignment& assignment : Dispatch()) CompleteEchoed(assignment);
+  }
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2, 3, 4));
+  const uint64_t held = SessionStatusOf(session).unread_result_bytes();
+  EXPECT_GT(held, 0u);
+
+  // The client acknowledges 2 while the gateway is still writing, and 3 once it is written.
+  const std::vector<uint64_t> early = {2};
+  ASSERT_EQ(scheduler_->Ack(session, early), absl::OkStatus());
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written = Written(events);
+  scheduler_->Retain(session, written);
+  const std::vector<uint64_t> late = {3, 999};  // 999 is not held: ignored.
+  ASSERT_EQ(scheduler_->Ack(session, late), absl::OkStatus());
+  EXPECT_LT(SessionStatusOf(session).unread_result_bytes(), held);
+
+  // The stream breaks; the client resumes, saying it already has 4.
+  scheduler_->Detach(session);
+  absl::StatusOr<ResumedSession> resumed = Resume("token-1", {4});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_THAT(resumed->pending_task_ids, ElementsAre(1));
+  events = scheduler_->TakeEvents(session);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1));
+  EXPECT_EQ(events.outcomes[0].result(), "t1");
+
+  // Written again and acknowledged at last: the session holds nothing.
+  written = Written(events);
+  scheduler_->Retain(session, written);
+  const std::vector<uint64_t> last = {1};
+  ASSERT_EQ(scheduler_->Ack(session, last), absl::OkStatus());
+  EXPECT_EQ(SessionStatusOf(session).unread_result_bytes(), 0u);
+  scheduler_->Detach(session);
+  resumed = Resume("token-1");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_THAT(resumed->pending_task_ids, IsEmpty());
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+}
+
+TEST_F(SchedulerTest, OutcomesNotWrittenBeforeTheStreamEndedAreSentAgain) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  std::vector<Assignment> assignments = Dispatch();
+  CompleteEchoed(assignments[0]);
+  // Collected, then given back unwritten as the stream broke; task 2 ends while detached.
+  SessionEvents events = scheduler_->TakeEvents(session);
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> unwritten = Written(events);
+  scheduler_->Retain(session, unwritten);
+  scheduler_->Detach(session);
+  assignments = Dispatch();
+  CompleteEchoed(assignments[0]);
+
+  ASSERT_TRUE(Resume("token-1").ok());
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(1, 2));
+}
+
+TEST_F(SchedulerTest, ResubmittedTasksTheSessionHoldsAreIgnoredOnceResumed) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  std::vector<Assignment> assignments = Dispatch();
+  CompleteEchoed(assignments[0]);
+  // 1's outcome is written, not acknowledged.
+  SessionEvents events = scheduler_->TakeEvents(session);
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written = Written(events);
+  scheduler_->Retain(session, written);
+  scheduler_->Detach(session);
+  const absl::StatusOr<ResumedSession> resumed = Resume("token-1");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->last_task_id, 2u);
+
+  // The client re-sends all it is unsure of: 1 (ended) and 2 (queued) are ignored, 3 is new.
+  EXPECT_THAT(Submit(session, {Task(1), Task(2), Task(3)}), IsEmpty());
+  EXPECT_EQ(SessionStatusOf(session).queued_tasks(), 2u);
+  std::vector<uint64_t> ran;
+  for (int round = 0; round < 3; ++round) {
+    for (const Assignment& assignment : Dispatch()) {
+      ran.push_back(IdOf(assignment));
+      CompleteEchoed(assignment);
+    }
+  }
+  EXPECT_THAT(ran, ElementsAre(2, 3));
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(1, 2, 3));
+  // 1 is acknowledged now: the session no longer holds it, and a new task may take its id.
+  const std::vector<uint64_t> acked = {1};
+  ASSERT_EQ(scheduler_->Ack(session, acked), absl::OkStatus());
+  EXPECT_THAT(Submit(session, {Task(1)}), IsEmpty());
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(1));
+}
+
+TEST_F(SchedulerTest, GracePeriodExpiryCancelsInterruptsAndFreesTheSession) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId gone = Open("gone");
+  const SessionId other = Open("other");
+  SubmitRange(gone, 1, 3);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(TakeStarted(gone), ElementsAre(1));
+  scheduler_->Detach(gone);
+
+  now_ += absl::Seconds(9);
+  DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  EXPECT_THAT(work.interrupts, IsEmpty());
+  EXPECT_TRUE(SessionStatusOf(gone).detached());
+
+  now_ += absl::Seconds(2);
+  work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_EQ(work.interrupts[0].worker, assignments[0].worker);
+  EXPECT_EQ(work.interrupts[0].task_key, assignments[0].frame.task_key());
+  v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.queued_tasks(), 0u);
+  EXPECT_EQ(status.tasks_cancelled(), 2u);
+  ASSERT_EQ(status.session_list_size(), 1);
+  EXPECT_EQ(status.session_list(0).session_id(), other);
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
+
+  // Its running task ends: the session is forgotten, its outcome dropped.
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(scheduler_->Status().sessions(), 1u);
+  EXPECT_EQ(Listener(gone).calls(), 0);
+}
+
+TEST_F(SchedulerTest, AResumedSessionIsNotExpiredByItsEarlierDetach) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  scheduler_->Detach(session);
+  now_ += absl::Seconds(5);
+  ASSERT_TRUE(Resume("token-1").ok());
+  scheduler_->Detach(session);  // A new grace period, to 15 s.
+  now_ += absl::Seconds(6);
+  scheduler_->AwaitWork(absl::ZeroDuration());
+  EXPECT_TRUE(SessionStatusOf(session).detached());
+  now_ += absl::Seconds(5);
+  scheduler_->AwaitWork(absl::ZeroDuration());
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, WithoutAGracePeriodDetachAbandons) {
+  StartResumable(/*workers=*/1, absl::ZeroDuration());
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  scheduler_->Detach(session);
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+  EXPECT_EQ(scheduler_->Status().tasks_cancelled(), 2u);
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, AnIdlePoolStillExpiresGracePeriods) {
+  // The real clock: AwaitWork's wait must end at the grace deadline by itself.
+  Scheduler::Options options;
+  options.workers = 1;
+  options.resume_grace = absl::Milliseconds(50);
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId session = Open();
+  // The transport's loop, blocked with nothing to do before the session is detached: the detach
+  // must wake it, and the expiry must end its next wait. A scheduler that did neither would
+  // hang this test.
+  std::thread transport([this] {
+    while (scheduler_->Status().sessions() > 0) scheduler_->AwaitWork(absl::InfiniteDuration());
+  });
+  scheduler_->Detach(session);
+  transport.join();
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, UnreadBoundFailsTheOutcomeThatWouldPassItAndSparesOtherSessions) {
+  StartResumable(/*workers=*/1, absl::Seconds(10), /*max_unread=*/10'000);
+  const SessionId slow = Open("slow reader");
+  const SessionId other = Open("other");
+  SubmitRange(slow, 1, 3);
+  std::vector<Assignment> assignments;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 4'000));
+  }
+  SessionEvents events = scheduler_->TakeEvents(slow);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2, 3));
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(events.outcomes[1].state(), v1::TASK_STATE_SUCCEEDED);
+  const v1::TaskOutcome& refused = events.outcomes[2];
+  EXPECT_EQ(refused.state(), v1::TASK_STATE_FAILED);
+  EXPECT_TRUE(refused.result().empty());
+  EXPECT_EQ(refused.worker(), assignments[0].worker);
+  EXPECT_EQ(refused.error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(refused.error().message(),
+              AllOf(HasSubstr("task 3"), HasSubstr("10000 bytes"),
+                    HasSubstr("--max_unread_result_mb"), HasSubstr("not read")));
+  EXPECT_EQ(scheduler_->Status().tasks_failed(), 1u);
+  EXPECT_LE(SessionStatusOf(slow).unread_result_bytes(), 10'000u);
+
+  // Another session's results are not counted against this one's.
+  SubmitRange(other, 1, 1);
+  assignments = Dispatch();
+  scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 4'000));
+  EXPECT_EQ(scheduler_->TakeEvents(other).outcomes.at(0).state(), v1::TASK_STATE_SUCCEEDED);
+
+  // Once the slow reader acknowledges, it has room again.
+  const std::vector<uint64_t> acked = {1, 2, 3};
+  ASSERT_EQ(scheduler_->Ack(slow, acked), absl::OkStatus());
+  SubmitRange(slow, 4, 4);
+  assignments = Dispatch();
+  scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 4'000));
+  EXPECT_EQ(scheduler_->TakeEvents(slow).outcomes.at(0).state(), v1::TASK_STATE_SUCCEEDED);
 }
 
 // --- Queue timeout ---

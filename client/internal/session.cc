@@ -1,11 +1,15 @@
 #include "client/internal/session.h"
 
+#include <grpc/grpc.h>
 #include <grpc/support/time.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -30,9 +34,25 @@ constexpr size_t kBatchBytes = 4 << 20;
 constexpr size_t kRequestOverhead = 16;
 constexpr size_t kPerTaskOverhead = 1 + 10;
 
+// A task id adds at most this much to a TaskSpec's encoding (a tag and a 10-byte varint); specs are
+// measured before they get their id.
+constexpr size_t kTaskIdBytes = 1 + 10;
+
 // How long the destructor waits, after the session closed, for the server to end the stream before
 // cancelling it. Only a server that breaks the protocol makes this matter; nothing is lost then.
 constexpr absl::Duration kCloseGrace = absl::Seconds(5);
+
+// Acknowledgements go out in batches: once this many outcomes are waiting, or they hold this many
+// bytes on the service, or the oldest has waited this long. A burst of results costs one `ack`
+// per few thousand tasks, and a sequential client one per kAckDelay, never one per task; the
+// service holds what a client has read for at most about that long.
+constexpr size_t kAckBatch = 4096;
+constexpr size_t kAckBytes = 4 << 20;
+constexpr absl::Duration kAckDelay = absl::Milliseconds(20);
+
+// Resuming a broken session: the first retry after this long, doubling up to kMaxResumeBackoff.
+constexpr absl::Duration kFirstResumeBackoff = absl::Milliseconds(20);
+constexpr absl::Duration kMaxResumeBackoff = absl::Seconds(1);
 
 absl::StatusCode CodeFromWire(int32_t code, absl::StatusCode if_ok) {
   if (code <= 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
@@ -91,10 +111,36 @@ gpr_timespec DeadlineAfter(absl::Duration timeout) {
                       gpr_time_from_micros(absl::ToInt64Microseconds(timeout), GPR_TIMESPAN));
 }
 
+// A Session call ended with `status` without `closed`: whether that looks like a broken connection
+// (worth resuming) rather than the service ending the session on purpose (OK, or an error about
+// the request such as INVALID_ARGUMENT).
+bool LooksBroken(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Opening a call to resume the session failed with `status`: whether a later attempt may succeed
+// (the service unreachable or restarting its listener, or still holding the old stream).
+bool MayResumeLater(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsFailedPrecondition(status) ||
+         absl::IsDeadlineExceeded(status) || absl::IsCancelled(status);
+}
+
 }  // namespace
 
 Session::Session(const ExecutorOptions& options)
-    : max_message_bytes_(options.max_message_bytes), client_name_(options.client_name) {}
+    : max_message_bytes_(options.max_message_bytes),
+      client_name_(options.client_name),
+      connect_timeout_(options.connect_timeout) {}
 
 absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& options) {
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex runs the debug-only deadlock
@@ -117,9 +163,7 @@ absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& op
 
   // Private constructor: no std::make_shared.
   std::shared_ptr<Session> session(new Session(options));
-  if (absl::Status status = session->Handshake(*target, options.connect_timeout); !status.ok()) {
-    return status;
-  }
+  if (absl::Status status = session->Connect(*target, options); !status.ok()) return status;
   Session* self = session.get();
   self->writer_ = std::thread([self] { self->WriterLoop(); });
   self->reader_ = std::thread([self] { self->ReaderLoop(); });
@@ -127,52 +171,90 @@ absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& op
   return session;
 }
 
-absl::Status Session::Handshake(const std::string& target, absl::Duration connect_timeout) {
+absl::Status Session::Connect(const std::string& target, const ExecutorOptions& options) {
   target_ = target;
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(max_message_bytes_);
   args.SetMaxReceiveMessageSize(max_message_bytes_);
+  // After a dropped connection the channel reconnects within a second, not gRPC's default of up
+  // to two minutes, so that a resumed session is back well within the service's grace period.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
-  const absl::Time deadline = connect_timeout == absl::InfiniteDuration()
+  const absl::Time deadline = connect_timeout_ == absl::InfiniteDuration()
                                   ? absl::InfiniteFuture()
-                                  : absl::Now() + connect_timeout;
-  const auto no_answer = [&] {
+                                  : absl::Now() + connect_timeout_;
+  if (!channel_->WaitForConnected(DeadlineAfter(connect_timeout_))) {
     return absl::UnavailableError(
         absl::StrCat("the mpigate service at ", target_, " did not answer within ",
-                     absl::FormatDuration(connect_timeout), "; is it running?"));
-  };
-  if (!channel_->WaitForConnected(DeadlineAfter(connect_timeout))) return no_answer();
-
+                     absl::FormatDuration(connect_timeout_), "; is it running?"));
+  }
   stub_ = v1::Gateway::NewStub(channel_);
-  stream_ = stub_->Session(&context_);
 
-  // A service that accepts the connection but never answers `open` must not hang Connect(): a
-  // watchdog cancels the call when the connect timeout runs out. (A deadline on the context would
-  // bound the whole session, not just the handshake.)
+  v1::SessionOpened opened;
+  absl::StatusOr<Call> call;
+  if (options.resume_token.empty()) {
+    v1::SessionRequest open;
+    open.mutable_open()->set_client_name(client_name_);
+    call = OpenCall(open, deadline, /*wait_for_ready=*/false, opened);
+  } else {
+    resume_token_ = options.resume_token;
+    // A resumed session's grace period is not known yet; Connect's own timeout bounds the tries.
+    absl::MutexLock lock(&mu_);
+    acks_ = options.acked_task_ids;
+    call = ResumeCall(deadline, opened);
+  }
+  if (!call.ok()) return call.status();
+
+  absl::MutexLock lock(&mu_);
+  resume_token_ = opened.resume_token();
+  resume_grace_ = absl::Milliseconds(static_cast<int64_t>(std::min<uint64_t>(
+      opened.resume_grace_ms(), static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))));
+  // A resumed session's earlier tasks: new ids continue after them, and their futures are made
+  // before the reader can deliver their outcomes.
+  next_task_id_ = opened.last_task_id() + 1;
+  for (const uint64_t task_id : opened.pending_task_ids()) {
+    auto core = std::make_shared<FutureCore>(task_id, weak_from_this());
+    pending_.emplace(task_id, core);
+    reattached_.push_back(FutureAccess::Make(std::move(core)));
+  }
+  AdoptLocked(*std::move(call), opened);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Session::Call> Session::OpenCall(const v1::SessionRequest& open, absl::Time deadline,
+                                                bool wait_for_ready, v1::SessionOpened& opened) {
+  Call call;
+  call.context = std::make_unique<grpc::ClientContext>();
+  call.context->set_wait_for_ready(wait_for_ready);
+  grpc::ClientContext& context = *call.context;
+  call.stream = stub_->Session(&context);
+
+  // A service that accepts the connection but never answers `open` must not hang: a watchdog
+  // cancels the call when the deadline passes. (A deadline on the context would bound the whole
+  // session, not just the handshake.)
   absl::Notification answered;
   std::atomic<bool> timed_out{false};
   std::thread watchdog([&] {
-    const absl::Duration remaining = deadline - absl::Now();
-    if (!answered.WaitForNotificationWithTimeout(remaining)) {
+    if (!answered.WaitForNotificationWithDeadline(deadline)) {
       timed_out.store(true);
-      context_.TryCancel();
+      context.TryCancel();
     }
   });
-
-  v1::SessionRequest request;
-  request.mutable_open()->set_client_name(client_name_);
   v1::SessionEvent event;
   // A failed Write means the call already ended; Read then fails too and Finish says why.
-  const bool read = stream_->Write(request) && stream_->Read(&event);
+  const bool read = call.stream->Write(open) && call.stream->Read(&event);
   answered.Notify();
   watchdog.join();
 
   if (timed_out.load()) {
-    stream_->Finish();  // Returns CANCELLED at once: we cancelled the call.
-    return no_answer();
+    call.stream->Finish();  // Returns CANCELLED at once: we cancelled the call.
+    return absl::UnavailableError(absl::StrCat("the mpigate service at ", target_,
+                                               " did not answer `open` in time; is it running?"));
   }
   if (!read) {
-    absl::Status status = FromGrpcStatus(stream_->Finish());
+    absl::Status status = FromGrpcStatus(call.stream->Finish());
     if (status.ok()) {
       return absl::InternalError(
           absl::StrCat("the mpigate service at ", target_, " ended the session before opening it"));
@@ -180,17 +262,69 @@ absl::Status Session::Handshake(const std::string& target, absl::Duration connec
     return status;
   }
   if (event.event_case() != v1::SessionEvent::kOpened) {
-    context_.TryCancel();
-    stream_->Finish();
+    context.TryCancel();
+    call.stream->Finish();
     return absl::InternalError(
         absl::StrCat("the mpigate service at ", target_, " answered `open` with event ",
                      static_cast<int>(event.event_case()), " instead of `opened`"));
   }
-  absl::MutexLock lock(&mu_);
-  workers_ = static_cast<int>(event.opened().workers());
+  opened = std::move(*event.mutable_opened());
+  return call;
+}
+
+absl::StatusOr<Session::Call> Session::ResumeCall(absl::Time deadline, v1::SessionOpened& opened) {
+  v1::SessionRequest open;
+  open.mutable_open()->set_client_name(client_name_);
+  open.mutable_open()->set_resume_token(resume_token_);
+  // The writer is idle and only this thread adds to acks_, so they cannot change meanwhile.
+  open.mutable_open()->mutable_acked_task_ids()->Add(acks_.begin(), acks_.end());
+  absl::Duration backoff = kFirstResumeBackoff;
+  for (;;) {
+    mu_.Unlock();
+    absl::StatusOr<Call> call = OpenCall(open, std::min(deadline, absl::Now() + connect_timeout_),
+                                         /*wait_for_ready=*/true, opened);
+    mu_.Lock();
+    if (call.ok()) {
+      acks_.clear();
+      ack_bytes_ = 0;
+      ack_due_ = absl::InfiniteFuture();
+      return call;
+    }
+    if (!MayResumeLater(call.status()) || closing_ || absl::Now() + backoff >= deadline) {
+      return call.status();
+    }
+    // Close() cuts the wait short.
+    mu_.AwaitWithTimeout(absl::Condition(this, &Session::ClosingLocked), backoff);
+    backoff = std::min(2 * backoff, kMaxResumeBackoff);
+  }
+}
+
+void Session::AdoptLocked(Call call, const v1::SessionOpened& opened) {
+  if (opened.workers() > 0) workers_ = static_cast<int>(opened.workers());
   // A service that does not describe its pool opens sessions only once it is ready.
-  if (event.opened().has_pool()) HandlePoolState(event.opened().pool());
-  return absl::OkStatus();
+  if (opened.has_pool()) HandlePoolState(opened.pool());
+  if (opened.resumed()) {
+    // The service has every spec up to last_task_id; the rest go again, before anything queued
+    // since (which has higher ids).
+    ReceivedUpToLocked(opened.last_task_id());
+    std::vector<OutgoingTask> resend;
+    for (SentBatch& batch : sent_) {
+      for (OutgoingTask& task : batch.tasks) {
+        if (task.spec.task_id() > opened.last_task_id()) resend.push_back(std::move(task));
+      }
+    }
+    sent_.clear();
+    std::move(outgoing_.begin(), outgoing_.end(), std::back_inserter(resend));
+    outgoing_ = std::move(resend);
+    // Unanswered cancels may never have arrived; asking again is harmless.
+    cancels_queued_.insert(cancels_queued_.begin(), cancels_sent_.begin(), cancels_sent_.end());
+    cancels_sent_.clear();
+    shutdown_taken_ = false;
+  }
+  call_ = std::move(call);
+  writer_stream_ = call_.stream.get();
+  call_context_ = call_.context.get();
+  connected_ = true;
 }
 
 // Close() has joined both threads, or Open() failed before starting them.
@@ -200,10 +334,12 @@ void Session::Close() {
   Shutdown(/*wait=*/true, /*cancel_futures=*/false);
   {
     // After `closed` the server ends the stream, which ends the reader. Should it not, nothing is
-    // pending any more, so cancelling the call loses nothing and frees the reader.
+    // pending any more, so cancelling the call (and any resuming) loses nothing and frees the
+    // reader.
     absl::MutexLock lock(&mu_);
     if (!mu_.AwaitWithTimeout(absl::Condition(this, &Session::StreamEndedLocked), kCloseGrace)) {
-      context_.TryCancel();
+      closing_ = true;
+      if (call_context_ != nullptr) call_context_->TryCancel();
     }
   }
   writer_.join();
@@ -258,27 +394,28 @@ Future Session::SubmitBroadcast(absl::string_view function, std::string payload,
 }
 
 Future Session::Enqueue(OutgoingTask task) {
-  const uint64_t task_id = next_task_id_.fetch_add(1, std::memory_order_relaxed);
-  task.spec.set_task_id(task_id);
-  task.wire_bytes = task.spec.ByteSizeLong() + kPerTaskOverhead;
+  // Measured before the id is known, with room for any id.
+  task.wire_bytes = task.spec.ByteSizeLong() + kTaskIdBytes + kPerTaskOverhead;
   // gRPC would fail the whole stream on an oversized message, taking every other task with it;
-  // fail just this one.
+  // fail just this one. It never gets an id: the service never hears of it.
   if (task.wire_bytes + kRequestOverhead > static_cast<size_t>(max_message_bytes_)) {
     return FutureCore::Failed(
-        task_id, absl::ResourceExhaustedError(
-                     absl::StrCat("task ", task_id, " is ", task.wire_bytes,
-                                  " bytes encoded, above the message limit of ", max_message_bytes_,
-                                  " bytes (ExecutorOptions.max_message_bytes)")));
+        0, absl::ResourceExhaustedError(absl::StrCat(
+               "the task is ", task.wire_bytes, " bytes encoded, above the message limit of ",
+               max_message_bytes_, " bytes (ExecutorOptions.max_message_bytes)")));
   }
 
-  auto core = std::make_shared<FutureCore>(task_id, weak_from_this());
+  std::shared_ptr<FutureCore> core;
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_requested_) {
-      return FutureCore::Failed(task_id,
-                                absl::FailedPreconditionError("cannot submit after shutdown"));
+      return FutureCore::Failed(0, absl::FailedPreconditionError("cannot submit after shutdown"));
     }
-    if (stream_ended_) return FutureCore::Failed(task_id, end_status_);
+    if (stream_ended_) return FutureCore::Failed(0, end_status_);
+    // Under mu_, so that ids increase in the order specs are queued and sent (see the invariants).
+    const uint64_t task_id = next_task_id_++;
+    task.spec.set_task_id(task_id);
+    core = std::make_shared<FutureCore>(task_id, weak_from_this());
     // Registered before the writer can see the spec: the outcome may arrive before we return.
     pending_.emplace(task_id, core);
     // Unlocking wakes the writer: its Await condition becomes true.
@@ -371,9 +508,18 @@ absl::StatusOr<std::vector<FunctionInfo>> Session::ListFunctions(absl::Duration 
 }
 
 bool Session::WriterHasWorkLocked() const {
-  return !outgoing_.empty() || !cancels_queued_.empty() ||
-         (shutdown_requested_ && !shutdown_taken_) || closed_ || stream_ended_;
+  return stream_ended_ || closed_ || SendableLocked() ||
+         // Acknowledgements queued since the writer began to wait: it waits again, until their
+         // deadline.
+         (connected_ && !acks_.empty() && ack_due_ < writer_wake_);
 }
+
+bool Session::SendableLocked() const {
+  return connected_ && (!outgoing_.empty() || !cancels_queued_.empty() ||
+                        (shutdown_requested_ && !shutdown_taken_) || AcksDueLocked());
+}
+
+bool Session::AcksDueLocked() const { return acks_.size() >= kAckBatch || ack_bytes_ >= kAckBytes; }
 
 bool Session::DrainedLocked() const { return pending_.empty() && (closed_ || stream_ended_); }
 
@@ -382,15 +528,25 @@ bool Session::BootedLocked() const { return pool_state_ != PoolState::kBooting |
 void Session::WriterLoop() {
   std::vector<OutgoingTask> batch;
   std::vector<std::shared_ptr<CancelRequest>> cancels;
+  std::vector<uint64_t> acks;
   v1::SessionRequest request;
   for (;;) {
     bool send_shutdown = false;
+    StreamType* stream = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &Session::WriterHasWorkLocked));
-      // Stream over: the reader fails pending futures and releases cancel waiters. Closed: no
+      const absl::Condition has_work(this, &Session::WriterHasWorkLocked);
+      // Acknowledgements that are not due by number or size wait until kAckDelay has passed.
+      bool timed_out = false;
+      do {
+        writer_wake_ = connected_ && !acks_.empty() ? ack_due_ : absl::InfiniteFuture();
+        timed_out = !mu_.AwaitWithDeadline(has_work, writer_wake_);
+      } while (!timed_out && !stream_ended_ && !closed_ && !SendableLocked());
+      writer_wake_ = absl::InfiniteFuture();
+      // Session over: the reader fails pending futures and releases cancel waiters. Closed: no
       // task is pending, so there is nothing left to send.
       if (stream_ended_ || closed_) return;
+      if (!connected_) continue;
       // Take everything queued in one swap. Specs go out first: every cancel and the shutdown
       // were requested after the tasks they concern were queued.
       batch.swap(outgoing_);
@@ -401,35 +557,60 @@ void Session::WriterLoop() {
         shutdown_taken_ = true;
         send_shutdown = true;
       }
+      if (!acks_.empty() && (timed_out || AcksDueLocked() || absl::Now() >= ack_due_)) {
+        acks.swap(acks_);
+        ack_bytes_ = 0;
+        ack_due_ = absl::InfiniteFuture();
+      }
+      stream = writer_stream_;
+      writer_busy_ = true;
     }
-    // On a failed write the call is over: the reader's Read fails as well and it fails every
-    // pending future, including the ones in this batch, and releases every cancel waiter.
-    if (!SendTasks(batch)) return;
-    batch.clear();
+    // A failed write means the call is over: the reader's Read fails too, and it resumes the
+    // session (which sends again what this stream may have lost) or ends it.
+    bool ok = SendTasks(stream, batch);
     for (const std::shared_ptr<CancelRequest>& cancel : cancels) {
+      if (!ok) break;
       request.mutable_cancel()->mutable_task_ids()->Add(cancel->task_ids.begin(),
                                                         cancel->task_ids.end());
       request.mutable_cancel()->set_interrupt_running(cancel->mode == CancelMode::kInterrupt);
       request.mutable_cancel()->set_force(cancel->mode == CancelMode::kKill);
-      if (!stream_->Write(request)) return;
+      ok = stream->Write(request);
       request.Clear();
     }
     cancels.clear();
-    if (send_shutdown) {
+    if (ok && send_shutdown) {
       request.mutable_shutdown();
-      if (!stream_->Write(request)) return;
+      ok = stream->Write(request);
       request.Clear();
+    }
+    // Lost with a broken stream, acknowledgements cost only a repeat: the resumed session sends
+    // those outcomes again, and the reader acknowledges them again.
+    if (ok && !acks.empty()) {
+      request.mutable_ack()->mutable_task_ids()->Add(acks.begin(), acks.end());
+      ok = stream->Write(request);
+      request.Clear();
+    }
+    acks.clear();
+    absl::MutexLock lock(&mu_);
+    writer_busy_ = false;
+    // Stops writing to a broken stream until the reader has a new one.
+    if (!ok) connected_ = false;
+    if (!batch.empty()) {
+      const uint64_t last_task_id = batch.back().spec.task_id();
+      sent_.push_back(SentBatch{last_task_id, std::move(batch)});
+      batch.clear();
     }
   }
 }
 
-bool Session::SendTasks(std::vector<OutgoingTask>& batch) {
+bool Session::SendTasks(StreamType* stream, std::vector<OutgoingTask>& batch) {
   const size_t budget =
       std::min(kBatchBytes, static_cast<size_t>(max_message_bytes_) - kRequestOverhead);
   v1::SessionRequest request;
   size_t next = 0;
   while (next < batch.size()) {
     auto* tasks = request.mutable_submit()->mutable_tasks();
+    const size_t first = next;
     size_t bytes = 0;
     // At least one task per message; Enqueue() made sure any single task fits the limit.
     do {
@@ -437,7 +618,12 @@ bool Session::SendTasks(std::vector<OutgoingTask>& batch) {
       tasks->Add(std::move(batch[next].spec));
       ++next;
     } while (next < batch.size() && bytes + batch[next].wire_bytes <= budget);
-    if (!stream_->Write(request)) return false;
+    const bool ok = stream->Write(request);
+    // Back into the batch, for sent_: moving a message swaps its fields, so no payload is copied.
+    for (size_t i = first; i < next; ++i) {
+      batch[i].spec = std::move(*tasks->Mutable(static_cast<int>(i - first)));
+    }
+    if (!ok) return false;
     request.Clear();
   }
   return true;
@@ -445,39 +631,59 @@ bool Session::SendTasks(std::vector<OutgoingTask>& batch) {
 
 void Session::ReaderLoop() {
   v1::SessionEvent event;
-  while (stream_->Read(&event)) {
-    switch (event.event_case()) {
-      case v1::SessionEvent::kUpdates:
-        HandleUpdates(*event.mutable_updates());
-        break;
-      case v1::SessionEvent::kRejected:
-        HandleRejected(event.rejected());
-        break;
-      case v1::SessionEvent::kCancelResults:
-        HandleCancelResults(event.cancel_results());
-        break;
-      case v1::SessionEvent::kPool: {
-        absl::MutexLock lock(&mu_);
-        HandlePoolState(event.pool());
-        break;
+  absl::Status lost;
+  for (;;) {
+    while (call_.stream->Read(&event)) {
+      switch (event.event_case()) {
+        case v1::SessionEvent::kUpdates:
+          HandleUpdates(*event.mutable_updates());
+          break;
+        case v1::SessionEvent::kRejected:
+          HandleRejected(event.rejected());
+          break;
+        case v1::SessionEvent::kCancelResults:
+          HandleCancelResults(event.cancel_results());
+          break;
+        case v1::SessionEvent::kPool: {
+          absl::MutexLock lock(&mu_);
+          HandlePoolState(event.pool());
+          break;
+        }
+        case v1::SessionEvent::kClosed: {
+          absl::MutexLock lock(&mu_);
+          closed_ = true;
+          break;
+        }
+        default:
+          // A second `opened`, or a newer server's event: nothing we need.
+          break;
       }
-      case v1::SessionEvent::kClosed: {
-        absl::MutexLock lock(&mu_);
-        closed_ = true;
-        break;
-      }
-      default:
-        // A second `opened`, or a newer server's event: nothing we need.
-        break;
     }
+    const grpc::Status finish = EndCall();
+    if (!ShouldResume(finish)) {
+      lost = absl::UnavailableError(
+          absl::StrCat("connection to the mpigate service lost: ",
+                       finish.ok() ? "the service ended the session" : finish.error_message()));
+      break;
+    }
+    // The service keeps the session for its grace period from when it noticed the break, which
+    // is no earlier than now.
+    const absl::Time deadline = absl::Now() + resume_grace_;
+    v1::SessionOpened opened;
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Call> call = ResumeCall(deadline, opened);
+    if (!call.ok()) {
+      lost = absl::UnavailableError(
+          absl::StrCat("connection to the mpigate service lost (", finish.error_message(),
+                       ") and the session could not be resumed within its grace period of ",
+                       absl::FormatDuration(resume_grace_), ": ", call.status().message()));
+      break;
+    }
+    AdoptLocked(*std::move(call), opened);
   }
-  const grpc::Status finish = stream_->Finish();
 
   // Fail whatever is still pending and release every cancel waiter. stream_ended_ is set in the
   // same critical section that takes the lists, so no Submit() or Cancel() can add to them after.
-  const absl::Status lost = absl::UnavailableError(
-      absl::StrCat("connection to the mpigate service lost: ",
-                   finish.ok() ? "the service ended the session" : finish.error_message()));
   std::vector<Completion> orphans;
   std::vector<std::shared_ptr<CancelRequest>> cancels;
   {
@@ -491,43 +697,78 @@ void Session::ReaderLoop() {
     cancels.swap(cancels_queued_);
     cancels.insert(cancels.end(), cancels_sent_.begin(), cancels_sent_.end());
     cancels_sent_.clear();
+    sent_.clear();
   }
   FinishFutures(orphans);
   for (const std::shared_ptr<CancelRequest>& cancel : cancels) cancel->answered.Notify();
+}
+
+grpc::Status Session::EndCall() {
+  {
+    absl::MutexLock lock(&mu_);
+    connected_ = false;
+    // A write to a call that is over fails at once, so this is short.
+    mu_.Await(absl::Condition(this, &Session::WriterIdleLocked));
+    writer_stream_ = nullptr;
+    call_context_ = nullptr;
+  }
+  return call_.stream->Finish();
+}
+
+bool Session::ShouldResume(const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  return !closed_ && !closing_ && !resume_token_.empty() && resume_grace_ > absl::ZeroDuration() &&
+         LooksBroken(status);
 }
 
 void Session::HandleUpdates(v1::TaskUpdates& updates) {
   std::vector<std::shared_ptr<FutureCore>> started;
   std::vector<std::pair<std::shared_ptr<FutureCore>, TaskProgress>> progress;
   std::vector<Completion> completions;
+  // Every outcome is acknowledged once handled, also one that finds no future: it was ended by a
+  // cancel answer, or sent again after a resume, and the service holds it until acknowledged.
+  std::vector<uint64_t> handled;
+  size_t handled_bytes = 0;
   started.reserve(updates.started_size());
   progress.reserve(updates.progress_size());
   completions.reserve(updates.outcomes_size());
+  handled.reserve(updates.outcomes_size());
   {
+    uint64_t highest = 0;
     absl::MutexLock lock(&mu_);
     for (const uint64_t task_id : updates.started()) {
+      highest = std::max(highest, task_id);
       auto it = pending_.find(task_id);
       if (it != pending_.end()) started.push_back(it->second);
     }
     for (v1::TaskProgress& report : *updates.mutable_progress()) {
+      highest = std::max(highest, report.task_id());
       auto it = pending_.find(report.task_id());
       if (it == pending_.end()) continue;
       progress.emplace_back(it->second,
                             TaskProgress{report.fraction(), std::move(*report.mutable_message())});
     }
     for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
+      highest = std::max(highest, outcome.task_id());
+      handled.push_back(outcome.task_id());
+      handled_bytes += outcome.ByteSizeLong();
       auto it = pending_.find(outcome.task_id());
-      // Not ours (a broken server), or already ended by a cancel answer: nothing to give it to.
+      // Already ended by a cancel answer, or delivered before a resume: nothing to give it to.
       if (it == pending_.end()) continue;
       // Only builds Statuses and moves result strings: cheap enough to do under the lock.
       completions.emplace_back(it->second, EndingOf(outcome));
     }
+    ReceivedUpToLocked(highest);
   }
   // Starts first: a start is reported no later than the task's progress, and progress before the
   // task's end.
   for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
   for (const auto& [core, report] : progress) FutureCore::ReportProgress(core, report);
-  FinishFutures(completions);
+  FinishFutures(completions, handled, handled_bytes);
+}
+
+void Session::ReceivedUpToLocked(uint64_t task_id) {
+  while (!sent_.empty() && sent_.front().last_task_id <= task_id) sent_.pop_front();
 }
 
 void Session::HandleRejected(const v1::TaskRejections& rejected) {
@@ -535,6 +776,11 @@ void Session::HandleRejected(const v1::TaskRejections& rejected) {
   completions.reserve(rejected.rejections_size());
   {
     absl::MutexLock lock(&mu_);
+    uint64_t highest = 0;
+    for (const v1::TaskRejection& rejection : rejected.rejections()) {
+      highest = std::max(highest, rejection.task_id());
+    }
+    ReceivedUpToLocked(highest);
     for (const v1::TaskRejection& rejection : rejected.rejections()) {
       auto it = pending_.find(rejection.task_id());
       if (it == pending_.end()) continue;
@@ -604,13 +850,19 @@ void Session::HandlePoolState(const v1::PoolStateChange& change) {
   if (change.workers() > 0) workers_ = static_cast<int>(change.workers());
 }
 
-void Session::FinishFutures(std::vector<Completion>& completions) {
-  if (completions.empty()) return;
+void Session::FinishFutures(std::vector<Completion>& completions,
+                            const std::vector<uint64_t>& handled, size_t handled_bytes) {
+  if (completions.empty() && handled.empty()) return;
   // Outside mu_: waking a future's waiters and running its callbacks must not stall submitters.
   for (auto& [core, ending] : completions) FutureCore::Complete(core, std::move(ending));
-  // Only now leave pending_, so that Shutdown(wait) cannot return before these futures are done.
+  // Only now leave pending_, so that Shutdown(wait) cannot return before these futures are done,
+  // and only now acknowledge: the callbacks have run.
   absl::MutexLock lock(&mu_);
   for (const auto& [core, ending] : completions) pending_.erase(core->task_id());
+  if (handled.empty()) return;
+  if (acks_.empty()) ack_due_ = absl::Now() + kAckDelay;
+  acks_.insert(acks_.end(), handled.begin(), handled.end());
+  ack_bytes_ += handled_bytes;
 }
 
 }  // namespace mpigate::internal
