@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -27,6 +28,7 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/resume_client_process.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -36,6 +38,9 @@ using ::testing::HasSubstr;
 
 constexpr int kClients = 3;
 constexpr int kTasksPerClient = 2500;
+// Tasks of the client process that is killed midway, and how many results it reads first.
+constexpr int kKilledClientTasks = 2500;
+constexpr size_t kKilledClientReads = 300;
 // One task in this many crashes its runner on purpose (a segfault).
 constexpr int kCrashEvery = 97;
 // Task runners killed from outside while the load runs.
@@ -129,12 +134,22 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
     });
   }
 
-  // Kill runners at random moments while the load runs: the seed makes the schedule repeatable.
+  // Meanwhile a client process reads some of its results and is killed.
+  absl::StatusOr<testing::KilledClient> killed;
+  std::thread killed_client([&] {
+    killed = testing::RunAndKillResumeClient(server.target(), kKilledClientTasks,
+                                             kKilledClientReads);
+  });
+
+  // Kill runners at random moments spread over the load (the i-th once i/(kills + 1) of the tasks
+  // are done); the seed makes the choices repeatable.
+  constexpr int kTotal = kClients * kTasksPerClient;
   std::mt19937 random(20261121);
   std::set<pid_t> runners_seen;
   int kills = 0;
-  while (kills < kRunnerKills && done.load() < kClients * kTasksPerClient) {
-    absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(1000, 20000)(random)));
+  while (kills < kRunnerKills && done.load() < kTotal) {
+    absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(500, 5000)(random)));
+    if (done.load() < (kills + 1) * kTotal / (kRunnerKills + 1)) continue;
     std::vector<pid_t> runners = RunnersUnder(server.pid());
     if (runners.empty()) continue;
     runners_seen.insert(runners.begin(), runners.end());
@@ -143,6 +158,48 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
     if (kill(victim, SIGKILL) == 0) ++kills;
   }
   for (std::thread& submitter : submitters) submitter.join();
+  killed_client.join();
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_EQ(killed->duplicates, 0);
+  ASSERT_GE(killed->recorded.size(), kKilledClientReads);
+
+  // A new client resumes the killed one's session and collects everything it had not read.
+  ExecutorOptions resume{.endpoint = server.target(), .client_name = "resumed"};
+  resume.resume_token = killed->token;
+  for (const auto& [id, result] : killed->recorded) resume.acked_task_ids.push_back(id);
+  absl::StatusOr<std::unique_ptr<Executor>> resumed = Executor::Connect(resume);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  std::set<uint64_t> killed_client_tasks;
+  int resumed_succeeded = 0;
+  // Its echoes have no retries: a runner kill may fail one, with a clear error.
+  const auto expect_result_or_killed = [](uint64_t id, const absl::StatusOr<std::string>& result) {
+    if (result.ok()) {
+      EXPECT_EQ(*result, testing::ResumeClientResult(id)) << "task " << id;
+    } else {
+      EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted) << result.status();
+      EXPECT_THAT(result.status().message(), HasSubstr("signal 9")) << "task " << id;
+    }
+  };
+  for (const auto& [id, result] : killed->recorded) {
+    // resume_client records an error as absl::Status::ToString() does.
+    if (absl::StartsWith(result, "ABORTED: ")) {
+      expect_result_or_killed(id, absl::AbortedError(result.substr(9)));
+    } else {
+      expect_result_or_killed(id, result);
+    }
+    killed_client_tasks.insert(id);
+  }
+  for (const Future& future : (*resumed)->Reattached()) {
+    EXPECT_TRUE(killed_client_tasks.insert(future.task_id()).second)
+        << "task " << future.task_id() << " was read before the kill and delivered again";
+    absl::StatusOr<std::string> result = future.Result();
+    expect_result_or_killed(future.task_id(), result);
+    if (result.ok()) ++resumed_succeeded;
+  }
+  // Every task of the killed client, exactly once: read by it, or by its successor.
+  EXPECT_EQ(killed_client_tasks.size(), static_cast<size_t>(kKilledClientTasks));
+  EXPECT_EQ(*killed_client_tasks.begin(), 1u);
+  EXPECT_EQ(*killed_client_tasks.rbegin(), static_cast<uint64_t>(kKilledClientTasks));
 
   int succeeded = 0;
   int crashed = 0;
@@ -167,8 +224,7 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
       retries += task.future.attempts() - 1;
     }
   }
-  EXPECT_EQ(done.load(), kClients * kTasksPerClient) << "a task ended twice, or never";
-  EXPECT_EQ(succeeded + crashed, kClients * kTasksPerClient);
+  EXPECT_EQ(succeeded + crashed, kTotal);
   EXPECT_EQ(kills, kRunnerKills) << "the load ended before every runner kill was made";
   EXPECT_GT(retries, 0u) << "no runner kill hit a running task";
 
@@ -179,11 +235,16 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   grpc::ClientContext context;
   v1::PoolStatus status;
   ASSERT_TRUE(stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
-  EXPECT_EQ(status.tasks_succeeded(), static_cast<uint64_t>(succeeded));
-  EXPECT_EQ(status.tasks_failed(), static_cast<uint64_t>(crashed));
+  const uint64_t resumed_failed = (*resumed)->Reattached().size() - resumed_succeeded;
+  const uint64_t killed_read = killed->recorded.size();
+  EXPECT_EQ(status.tasks_succeeded() + status.tasks_failed(),
+            static_cast<uint64_t>(kTotal + kKilledClientTasks));
+  EXPECT_GE(status.tasks_succeeded(), static_cast<uint64_t>(succeeded + resumed_succeeded));
+  EXPECT_LE(status.tasks_failed(), static_cast<uint64_t>(crashed) + resumed_failed + killed_read);
   EXPECT_EQ(status.tasks_cancelled(), 0u);
 
   clients.clear();
+  resumed->reset();
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;

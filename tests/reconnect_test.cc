@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
+#include "tests/resume_client_process.h"
 #include "tests/server_process.h"
 #include "tests/shared_server.h"
 #include "tests/tcp_proxy.h"
@@ -102,8 +103,6 @@ grpc::Status RefusedOpen(v1::Gateway::Stub& stub, const v1::OpenSession& open) {
   return stream->Finish();
 }
 
-// What resume_client's task `id` returns.
-std::string ExpectedResult(uint64_t id) { return id % 50 == 0 ? "" : absl::StrCat("task ", id); }
 
 TEST_F(ReconnectTest, FuturesCompleteExactlyOnceWhileEveryConnectionIsDroppedAgainAndAgain) {
   absl::StatusOr<std::unique_ptr<testing::TcpProxy>> proxy = testing::TcpProxy::Start(UnixPath());
@@ -219,61 +218,16 @@ TEST_F(ReconnectTest, ResumingNeedsTheTokenOfASessionNoOtherStreamHolds) {
 
 TEST_F(ReconnectTest, AClientKilledMidwayIsFollowedByOneThatCollectsEveryResultItDidNotRead) {
   constexpr int kTasks = 400;
-  // Starts the client with its stdout on a pipe.
-  int out_pipe[2];
-  ASSERT_EQ(pipe2(out_pipe, O_CLOEXEC), 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  const std::string binary = testing::RunfilePath("tests/resume_client");
-  const std::string tasks = absl::StrCat(kTasks);
-  const char* argv[] = {binary.c_str(), server_->target().c_str(), tasks.c_str(), nullptr};
-  pid_t pid = -1;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, const_cast<char* const*>(argv), environ),
-            0);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-
-  // Reads what it records until it has read 100 results, then kills it.
-  std::string token;
-  std::map<uint64_t, std::string> recorded;
-  std::string line;
-  char c;
-  while (recorded.size() < 100 && read(out_pipe[0], &c, 1) == 1) {
-    if (c != '\n') {
-      line.push_back(c);
-      continue;
-    }
-    std::vector<std::string> words = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-    line.clear();
-    uint64_t id = 0;
-    if (words[0] == "token") {
-      token = absl::HexStringToBytes(words.at(1));
-    } else if (words[0] == "done" && absl::SimpleAtoi(words.at(1), &id)) {
-      EXPECT_TRUE(recorded.emplace(id, words.size() > 2 ? words[2] : "").second) << id;
-    }
-  }
-  ASSERT_EQ(kill(pid, SIGKILL), 0);
-  int wait_status = 0;
-  ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
-  // Lines it wrote before dying are recorded too.
-  while (read(out_pipe[0], &c, 1) == 1) {
-    if (c != '\n') {
-      line.push_back(c);
-      continue;
-    }
-    std::vector<std::string> words = absl::StrSplit(line, absl::MaxSplits(' ', 2));
-    line.clear();
-    uint64_t id = 0;
-    if (words[0] == "done" && absl::SimpleAtoi(words.at(1), &id)) {
-      recorded.emplace(id, words.size() > 2 ? words[2] : "");
-    }
-  }
-  close(out_pipe[0]);
+  absl::StatusOr<testing::KilledClient> killed =
+      testing::RunAndKillResumeClient(server_->target(), kTasks, /*kill_after=*/100);
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  const std::string& token = killed->token;
+  const std::map<uint64_t, std::string>& recorded = killed->recorded;
   ASSERT_EQ(token.size(), 16u);
+  EXPECT_EQ(killed->duplicates, 0);
   ASSERT_GE(recorded.size(), 100u);
   ASSERT_LT(recorded.size(), static_cast<size_t>(kTasks)) << "it finished before it was killed";
-  for (const auto& [id, result] : recorded) EXPECT_EQ(result, ExpectedResult(id)) << id;
+  for (const auto& [id, result] : recorded) EXPECT_EQ(result, testing::ResumeClientResult(id)) << id;
 
   // A new client resumes the session, telling the service what the first one recorded.
   ExecutorOptions options{.endpoint = server_->target(), .client_name = "resumed"};
@@ -300,7 +254,7 @@ TEST_F(ReconnectTest, AClientKilledMidwayIsFollowedByOneThatCollectsEveryResultI
   EXPECT_EQ(*all.begin(), 1u);
   EXPECT_EQ(*all.rbegin(), static_cast<uint64_t>(kTasks));
   for (const Future& future : (*executor)->Reattached()) {
-    EXPECT_EQ(future.Result().value_or("error"), ExpectedResult(future.task_id()))
+    EXPECT_EQ(future.Result().value_or("error"), testing::ResumeClientResult(future.task_id()))
         << future.task_id();
   }
   // New tasks take ids after the first client's.
