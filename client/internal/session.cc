@@ -717,8 +717,9 @@ grpc::Status Session::EndCall() {
 
 bool Session::ShouldResume(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
-  return !closed_ && !closing_ && !resume_token_.empty() && resume_grace_ > absl::ZeroDuration() &&
-         LooksBroken(status);
+  // A draining service is going away with its sessions: there is nothing to resume.
+  return !closed_ && !closing_ && pool_state_ != PoolState::kDraining && !resume_token_.empty() &&
+         resume_grace_ > absl::ZeroDuration() && LooksBroken(status);
 }
 
 void Session::HandleUpdates(v1::TaskUpdates& updates) {
