@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mpigate/v1/exec.pb.h"
+#include "worker/clean_spawn.h"
 
 extern char** environ;
 
@@ -241,19 +242,10 @@ absl::StatusOr<pid_t> Spawn(const v1::ExecRequest& request, const int (&stdio)[3
   error = posix_spawnattr_init(&attributes);
   if (error != 0) return absl::ErrnoToStatus(error, "exec: posix_spawnattr_init");
   absl::Cleanup destroy_attributes = [&attributes] { posix_spawnattr_destroy(&attributes); };
-  // Its own group, so that a kill reaches whatever it starts too. The worker's thread may block
-  // signals (SIGPIPE, at least, during this task) and may ignore some, and both would be
-  // inherited through exec: the program starts with an empty mask and default dispositions.
-  sigset_t no_signals;
-  sigset_t all_signals;
-  sigemptyset(&no_signals);
-  sigfillset(&all_signals);
-  error = posix_spawnattr_setflags(
-      &attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  if (error == 0) error = posix_spawnattr_setpgroup(&attributes, 0);
-  if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &no_signals);
-  if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all_signals);
-  if (error != 0) return absl::ErrnoToStatus(error, "exec: posix_spawnattr");
+  // The worker's thread blocks SIGPIPE, at least, during this task.
+  if (absl::Status status = SetCleanSpawnAttributes(attributes); !status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("exec: ", status.message()));
+  }
 
   std::vector<std::string> argv(request.argv().begin(), request.argv().end());
   std::vector<std::string> env = Environment(request);

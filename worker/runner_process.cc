@@ -18,6 +18,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "wire/tag.h"
+#include "worker/clean_spawn.h"
 
 extern char** environ;
 
@@ -85,18 +86,10 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Option
   error = posix_spawnattr_init(&attributes);
   if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawnattr_init");
   absl::Cleanup destroy_attributes = [&attributes] { posix_spawnattr_destroy(&attributes); };
-  // Open MPI installs signal handlers and the worker may block signals; the runner starts clean,
-  // so that a crash in task code dies of its own signal and is described as such.
-  sigset_t no_signals;
-  sigset_t all_signals;
-  sigemptyset(&no_signals);
-  sigfillset(&all_signals);
-  error = posix_spawnattr_setflags(
-      &attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  if (error == 0) error = posix_spawnattr_setpgroup(&attributes, 0);
-  if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &no_signals);
-  if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all_signals);
-  if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawnattr");
+  // A crash in task code must die of its own signal, to be described as such.
+  if (absl::Status status = SetCleanSpawnAttributes(attributes); !status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("task runner: ", status.message()));
+  }
 
   std::vector<std::string> args = {options.binary};
   args.insert(args.end(), options.args.begin(), options.args.end());
