@@ -12,11 +12,12 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 logs="${TEST_UNDECLARED_OUTPUTS_DIR:-${TEST_TMPDIR}}/sanitizer-logs"
 mkdir -p "$logs"
-for runtime in ASAN UBSAN; do
+for runtime in ASAN UBSAN TSAN; do
   name="${runtime}_OPTIONS"
   export "${name}=${!name:-}:log_path=${logs}/${runtime,,}:log_exe_name=1"
 done
 export LSAN_OPTIONS="${LSAN_OPTIONS:-}:suppressions=${here}/lsan.supp"
+export TSAN_OPTIONS="${TSAN_OPTIONS}:suppressions=${here}/tsan.supp"
 
 # Prints every report and says whether there was one.
 reported() {
