@@ -18,11 +18,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/executor.h"
 #include "gmock/gmock.h"
@@ -116,13 +117,21 @@ absl::StatusOr<std::vector<std::string>> ReadAll(MapResults results) {
 
 // Waits until `future` has reported progress; false if it has not within kPatience.
 bool AwaitProgress(const Future& future) {
-  absl::Notification reported;
-  future.AddProgressCallback([&reported](const Future&, const TaskProgress&) {
-    if (!reported.HasBeenNotified()) reported.Notify();
+  // Shared with the callback, which stays registered after this returns and runs on the
+  // executor's reader thread for every later report.
+  struct Reported {
+    absl::Mutex mu;
+    bool value ABSL_GUARDED_BY(mu) = false;
+  };
+  auto reported = std::make_shared<Reported>();
+  future.AddProgressCallback([reported](const Future&, const TaskProgress&) {
+    absl::MutexLock lock(&reported->mu);
+    reported->value = true;
   });
   // A report that came before the callback was added is in progress() by now.
-  if (future.progress().has_value() && !reported.HasBeenNotified()) reported.Notify();
-  return reported.WaitForNotificationWithTimeout(kPatience);
+  if (future.progress().has_value()) return true;
+  absl::MutexLock lock(&reported->mu);
+  return reported->mu.AwaitWithTimeout(absl::Condition(&reported->value), kPatience);
 }
 
 // --- Gang tasks ---
