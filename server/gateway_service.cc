@@ -103,13 +103,18 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     // Whether or not the write got through, the session keeps its outcomes until the client
     // acknowledges them. Before write_in_flight_ is cleared: until then no other thread touches
     // writing_.
-    if (std::optional<SessionId> session = Session();
-        session.has_value() && writing_.has_updates()) {
+    std::optional<SessionId> session = Session();
+    if (session.has_value() && writing_.has_updates()) {
       scheduler_.Retain(*session, *writing_.mutable_updates()->mutable_outcomes());
     }
+    // Only once `closed` has gone out is the session forgotten; if it did not, OnDone detaches the
+    // session and a resumed stream collects its tail and `closed` again.
+    const bool closed_written = ok && session.has_value() && writing_.has_closed();
+    if (closed_written) scheduler_.ForgetClosed(*session);
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
+      if (closed_written) session_.reset();
     }
     if (!ok) RequestFinish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
     MaybeWrite();
@@ -124,7 +129,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
 
   void OnDone() override {
     relay_->Detach();
-    // A session that closed normally is already gone. Otherwise the stream ended early: the
+    // A session whose `closed` was written is already gone. Otherwise the stream ended early: the
     // session waits for its client to resume it, unless the service ended the stream itself.
     std::optional<SessionId> session;
     bool abandon = false;
@@ -287,7 +292,6 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
         if (events.closed) {
           outgoing_.emplace_back().mutable_closed();
           finish_status_ = grpc::Status::OK;
-          session_.reset();
         }
       }
       if (!outgoing_.empty()) {
@@ -315,7 +319,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   v1::SessionRequest request_;
 
   absl::Mutex mu_;
-  // Set once `open` succeeds; reset when the session closes.
+  // Set once `open` succeeds; reset once `closed` has been written.
   std::optional<SessionId> session_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::SessionEvent> outgoing_ ABSL_GUARDED_BY(mu_);
   // The event being written; untouched while write_in_flight_.

@@ -540,12 +540,16 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
   }
   session.progress.clear();
   session.listener_told = false;
-  if (session.shut_down && session.live.empty()) {
-    events.closed = true;
-    tokens_.erase(session.resume_token);
-    sessions_.erase(it);
-  }
+  events.closed = session.shut_down && session.live.empty();
   return events;
+}
+
+void Scheduler::ForgetClosed(SessionId id) {
+  absl::MutexLock lock(&mu_);
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end() || !it->second.shut_down || !it->second.live.empty()) return;
+  tokens_.erase(it->second.resume_token);
+  sessions_.erase(it);
 }
 
 v1::PoolStateChange Scheduler::PoolState() const {

@@ -22,7 +22,7 @@
 //
 // A session outlives its stream. The adapter gives collected outcomes back once they are written
 // (Retain), and the session keeps them until the client acknowledges them (Ack), without copying
-// them. A stream that ends without `closed` detaches its session (Detach): the tasks run on, the
+// them. A stream that ends before `closed` has been written to it detaches its session (Detach): the tasks run on, the
 // outcomes are kept, and a new stream with the session's resume token takes it over (Resume) and
 // collects every outcome not acknowledged again. A session not resumed within the grace period is
 // abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait includes the earliest,
@@ -103,7 +103,8 @@ struct SessionEvents {
   // Set if the pool changed state since the last collection: its state now.
   std::optional<v1::PoolStateChange> pool;
   // The session was shut down and every accepted task has its outcome (all in `outcomes` or
-  // collected before). The session is gone: no more events, and its id is no longer valid.
+  // collected before): no more events. The session lives on until ForgetClosed(), so that a
+  // stream that breaks before the client has read `closed` can still be resumed.
   bool closed = false;
 };
 
@@ -202,10 +203,10 @@ class Scheduler {
   // Idempotent.
   void Abandon(SessionId session);
 
-  // The session's stream ended without `closed`: its listener is dropped and never called again,
-  // its tasks run on and their outcomes are kept, and it waits for Resume() until the grace period
-  // (Options::resume_grace) passes; then it is abandoned. Abandons at once if the grace period
-  // is zero. Idempotent; no effect on an abandoned session.
+  // The session's stream ended before its `closed` was written: its listener is dropped and
+  // never called again, its tasks run on and their outcomes are kept, and it waits for Resume()
+  // until the grace period (Options::resume_grace) passes; then it is abandoned. Abandons at once
+  // if the grace period is zero. Idempotent; no effect on an abandoned session.
   void Detach(SessionId session);
 
   // A new stream takes over the detached session whose resume token is `token`, with `listener`.
@@ -232,6 +233,12 @@ class Scheduler {
   // session. The outcomes still count against the session's unread bytes until acknowledged;
   // give them back with Retain() once written.
   SessionEvents TakeEvents(SessionId session);
+
+  // The `closed` that TakeEvents() reported has been written to the session's stream: the session
+  // is gone, and its id and resume token are no longer valid. Until then a stream that breaks
+  // detaches it as any other, and resuming it collects its unacknowledged outcomes and `closed`
+  // again. No effect on a session that has not closed.
+  void ForgetClosed(SessionId session);
 
   // --- Service lifecycle ---
 

@@ -653,7 +653,8 @@ TEST_F(SchedulerTest, ShutdownCancellingPendingClosesWhenRunningTasksEnd) {
   EXPECT_EQ(events.outcomes[0].task_id(), 1u);
   EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
 
-  // Closed means gone.
+  // Once `closed` is written, the session is gone.
+  scheduler_->ForgetClosed(session);
   events = scheduler_->TakeEvents(session);
   EXPECT_FALSE(events.closed);
   EXPECT_THAT(events.outcomes, IsEmpty());
@@ -688,6 +689,7 @@ TEST_F(SchedulerTest, ShutdownWithoutCancelLetsQueuedTasksRun) {
   for (const v1::TaskOutcome& outcome : events.outcomes) {
     EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
   }
+  scheduler_->ForgetClosed(session);
   EXPECT_EQ(scheduler_->Status().sessions(), 0u);
 }
 
@@ -700,6 +702,7 @@ TEST_F(SchedulerTest, ShutdownOfIdleSessionClosesAtOnce) {
   const SessionEvents events = scheduler_->TakeEvents(session);
   EXPECT_TRUE(events.closed);
   EXPECT_THAT(events.outcomes, IsEmpty());
+  scheduler_->ForgetClosed(session);
   EXPECT_EQ(scheduler_->Status().sessions(), 0u);
 }
 
@@ -855,6 +858,39 @@ TEST_F(SchedulerTest, ResumeNeedsTheTokenOfADetachedSession) {
   // Closed sessions cannot be resumed.
   ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
   EXPECT_TRUE(scheduler_->TakeEvents(session).closed);
+  scheduler_->ForgetClosed(session);
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, ClosedThatWasNotWrittenIsCollectedAgainOnResume) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  ASSERT_EQ(scheduler_->Shutdown(session, /*cancel_pending=*/false), absl::OkStatus());
+  for (int task = 0; task < 2; ++task) {
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    CompleteEchoed(assignments[0]);
+  }
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_TRUE(events.closed);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+  // The stream broke while writing them: they come back, and the session is not forgotten.
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> unwritten(events.outcomes.begin(),
+                                                                 events.outcomes.end());
+  scheduler_->Retain(session, unwritten);
+  scheduler_->Detach(session);
+  EXPECT_EQ(scheduler_->Status().sessions(), 1u);
+
+  const absl::StatusOr<ResumedSession> resumed = Resume("token-1");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_THAT(resumed->pending_task_ids, ElementsAre(1, 2));
+  events = scheduler_->TakeEvents(session);
+  EXPECT_TRUE(events.closed);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+
+  scheduler_->ForgetClosed(session);
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
   EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -1189,6 +1225,8 @@ TEST_F(SchedulerTest, DrainCancelsQueuedAndClosesSessionsAsTasksEnd) {
   EXPECT_TRUE(events.closed);
   ASSERT_EQ(events.outcomes.size(), 1u);
   EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+  scheduler_->ForgetClosed(a);
+  scheduler_->ForgetClosed(b);
   EXPECT_EQ(scheduler_->Status().sessions(), 0u);
 
   scheduler_->Drain("again");  // Idempotent.
@@ -1212,6 +1250,7 @@ TEST_F(SchedulerTest, DrainRejectsNewSessionsAndTasks) {
   EXPECT_THAT(rejections[0].message(), HasSubstr("maintenance"));
 
   EXPECT_TRUE(scheduler_->TakeEvents(session).closed);
+  scheduler_->ForgetClosed(session);
   EXPECT_EQ(TrySubmit(session, {Task(1)}).status().code(), absl::StatusCode::kNotFound);
 }
 
