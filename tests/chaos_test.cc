@@ -98,9 +98,12 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   testing::ServerProcess server;
   ASSERT_TRUE(server
                   .Start({.workers = 2,
+                          // The killed client's session is resumed only after the whole load,
+                          // which takes minutes in a sanitizer build.
                           .flags = {absl::StrCat("--task_lib=",
                                                  testing::RunfilePath(
-                                                     "tests/testdata/libsample_tasks.so"))}})
+                                                     "tests/testdata/libsample_tasks.so")),
+                                    "--resume_grace_s=600"}})
                   .ok());
 
   std::vector<std::unique_ptr<Executor>> clients;
