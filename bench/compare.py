@@ -21,10 +21,12 @@ and its workload reported as an error, never waited for. This script adopts orph
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -117,7 +119,8 @@ def log(message):
 
 
 class Program:
-    """A child process whose stdout lines are read with deadlines; its stderr goes to a log file."""
+    """A child process whose stdout lines are read with deadlines; its stderr goes to a log file.
+    As a context manager, kills the process and its descendants on exit if it still runs."""
 
     def __init__(self, argv, log_path):
         self.log_path = log_path
@@ -127,6 +130,13 @@ class Program:
         self.pid = self.process.pid
         self._lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        if self.process.poll() is None:
+            self.kill_tree()
 
     def _read(self):
         for line in self.process.stdout:
@@ -209,27 +219,26 @@ class Run:
     def start(self, name, argv):
         return Program(argv, os.path.join(self.logs, f"{name}.log"))
 
-    def program(self, system, workload, argv, sizes, service_root=None):
+    def program(self, system, workload, argv, service_root=None):
         """Runs one workload program to its end, answering its idle gate by measuring the CPU of
         the process tree at `service_root` (the program's own if None). True if it succeeded."""
         began = time.monotonic()
-        program = self.start(f"{system}.{workload}", argv)
         deadline = began + self.time_limit(workload)
-        try:
-            while (line := program.next_line(deadline)) is not None:
-                if line == "gate,idle":
-                    cpu = idle_cpu_percent(service_root or program.pid, sizes.idle_seconds)
-                    self.results.add(system, "idle", "cpu", cpu, "% of one core")
-                    program.go()
-                else:
-                    self.results.add_line(system, line)
-            succeeded = program.wait(deadline) == 0
-            if not succeeded:
-                self.results.error(system, workload, program.failure())
-        except TimeoutError:
-            succeeded = False
-            program.kill_tree()
-            self.results.error(system, workload, self.timed_out(workload))
+        with self.start(f"{system}.{workload}", argv) as program:
+            try:
+                while (line := program.next_line(deadline)) is not None:
+                    if line == "gate,idle":
+                        cpu = idle_cpu_percent(service_root or program.pid, self.sizes.idle_seconds)
+                        self.results.add(system, "idle", "cpu", cpu, "% of one core")
+                        program.go()
+                    else:
+                        self.results.add_line(system, line)
+                succeeded = program.wait(deadline) == 0
+                if not succeeded:
+                    self.results.error(system, workload, program.failure())
+            except TimeoutError:
+                succeeded = False
+                self.results.error(system, workload, self.timed_out(workload))
         log(f"{system} {workload}: {time.monotonic() - began:.1f} s")
         return succeeded
 
@@ -241,7 +250,13 @@ class Run:
         aggregate tasks/s, from that moment to the last one's last result."""
         began = time.monotonic()
         deadline = began + self.time_limit("clients")
-        programs = [self.start(f"{system}.clients.{i}", argv) for i in range(CLIENT_PROCESSES)]
+        with contextlib.ExitStack() as running:
+            programs = [running.enter_context(self.start(f"{system}.clients.{i}", argv))
+                        for i in range(CLIENT_PROCESSES)]
+            self._let_clients_go(system, programs, deadline)
+        log(f"{system} clients: {time.monotonic() - began:.1f} s")
+
+    def _let_clients_go(self, system, programs, deadline):
         try:
             for program in programs:
                 program.expect("gate,clients", deadline)
@@ -265,11 +280,6 @@ class Run:
             self.results.error(system, "clients", self.timed_out("clients"))
         except (RuntimeError, ValueError) as error:
             self.results.error(system, "clients", str(error))
-        finally:
-            for program in programs:
-                if program.process.poll() is None:
-                    program.kill_tree()
-        log(f"{system} clients: {time.monotonic() - began:.1f} s")
 
 
 def workload_flags(workload, sizes):
@@ -280,7 +290,8 @@ def workload_flags(workload, sizes):
 
 
 class MpigateServer:
-    """An mpigate-server with its own socket directory, launched on construction."""
+    """An mpigate-server with a socket directory of its own, launched on construction. As a
+    context manager, kills what is left of it on exit (nothing after a clean stop())."""
 
     def __init__(self, run, name, workers, isolation):
         # A directory under /tmp: a Unix socket's path must stay short.
@@ -290,6 +301,13 @@ class MpigateServer:
         self.program = run.start(f"{name}.server", [
             SERVER, f"--workers={workers}", f"--isolation={isolation}", f"--listen={self.endpoint}",
             f"--endpoint-file={self.socket_dir}/endpoint"])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.program.__exit__()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def wait_for(self, text, deadline):
         """Waits for a line of the server's stdout containing `text`; RuntimeError if it exits
@@ -321,14 +339,6 @@ class MpigateServer:
             return f"mpigate-server exited with status {status}"
         return None
 
-    def close(self):
-        """Kills what is left (nothing after a clean stop)."""
-        if self.program.process.poll() is None:
-            self.program.kill_tree()
-        for name in os.listdir(self.socket_dir):
-            os.remove(os.path.join(self.socket_dir, name))
-        os.rmdir(self.socket_dir)
-
 
 def record_sizes(run, system, sizes):
     """How much of each workload `system` ran, for the notes under the table."""
@@ -340,54 +350,54 @@ def run_mpigate(run, isolation):
     """(a)-(f) on one pool of WORKERS workers: (f) is its first task, the rest follow."""
     system = "mpigate" if isolation == "process" else f"mpigate-{isolation}"
     record_sizes(run, system, run.sizes)
-    server = MpigateServer(run, system, WORKERS, isolation)
-    try:
-        server.wait_for("listening on", time.monotonic() + run.time_limit("start"))
+    with MpigateServer(run, system, WORKERS, isolation) as server:
+        try:
+            server.wait_for("listening on", time.monotonic() + run.time_limit("start"))
+        except TimeoutError:
+            run.results.error(system, "*", f"mpigate-server: {run.timed_out('start')}")
+            return
+        except RuntimeError as error:
+            run.results.error(system, "*", str(error))
+            return
         command = [MPIGATE_BENCH, f"--endpoint={server.endpoint}"]
         run.program(system, "start", command + workload_flags("start", run.sizes) +
-                    [f"--launched_at={server.launched_at:.6f}"], run.sizes)
+                    [f"--launched_at={server.launched_at:.6f}"])
         for workload in ("throughput", "latency", "payload", "idle"):
-            run.program(system, workload, command + workload_flags(workload, run.sizes), run.sizes,
+            run.program(system, workload, command + workload_flags(workload, run.sizes),
                         service_root=server.program.pid)
         client_sizes = dataclasses.replace(run.sizes,
                                            tasks=run.sizes.client_tasks // CLIENT_PROCESSES)
         run.clients(system, command + workload_flags("clients", client_sizes))
         if problem := server.stop(run.time_limit("stop")):
             run.results.error(system, "stop", problem)
-    except TimeoutError:
-        run.results.error(system, "*", f"mpigate-server: {run.timed_out('start')}")
-    except RuntimeError as error:
-        run.results.error(system, "*", str(error))
-    finally:
-        server.close()
 
 
 def run_scale(run):
     """(g) A pool of SCALE_WORKERS workers (oversubscribed): ready time, a burst spread over every
     worker, shutdown time, and whether everything ended within its time limit and left nothing."""
     system = "mpigate"
-    server = MpigateServer(run, f"{system}.scale", SCALE_WORKERS, "process")
-    no_hang = False
-    try:
-        server.wait_for("ready in", time.monotonic() + run.time_limit("start"))
-        run.results.add(system, "scale", "ready", round(time.time() - server.launched_at, 3), "s")
-        burst = dataclasses.replace(run.sizes, tasks=SCALE_WORKERS * run.sizes.burst_per_worker)
-        run.results.add(system, "scale", "burst_tasks", burst.tasks, "tasks")
-        burst_done = run.program(system, "burst", [MPIGATE_BENCH, f"--endpoint={server.endpoint}"]
-                                 + workload_flags("burst", burst), burst)
-        stopping = time.monotonic()
-        problem = server.stop(run.time_limit("stop"))
-        run.results.add(system, "scale", "shutdown", round(time.monotonic() - stopping, 3), "s")
-        if problem:
-            run.results.error(system, "scale", problem)
-        no_hang = burst_done and not problem
-    except TimeoutError:
-        run.results.error(system, "scale", f"mpigate-server: {run.timed_out('start')}")
-    except RuntimeError as error:
-        run.results.error(system, "scale", str(error))
-    finally:
-        server.close()
-    run.results.add(system, "scale", "no_hang", "yes" if no_hang else "no", "")
+    with MpigateServer(run, f"{system}.scale", SCALE_WORKERS, "process") as server:
+        no_hang = False
+        try:
+            server.wait_for("ready in", time.monotonic() + run.time_limit("start"))
+            run.results.add(system, "scale", "ready", round(time.time() - server.launched_at, 3),
+                            "s")
+            burst = dataclasses.replace(run.sizes,
+                                        tasks=SCALE_WORKERS * run.sizes.burst_per_worker)
+            run.results.add(system, "scale", "burst_tasks", burst.tasks, "tasks")
+            command = [MPIGATE_BENCH, f"--endpoint={server.endpoint}"]
+            burst_done = run.program(system, "burst", command + workload_flags("burst", burst))
+            stopping = time.monotonic()
+            problem = server.stop(run.time_limit("stop"))
+            run.results.add(system, "scale", "shutdown", round(time.monotonic() - stopping, 3), "s")
+            if problem:
+                run.results.error(system, "scale", problem)
+            no_hang = burst_done and not problem
+        except TimeoutError:
+            run.results.error(system, "scale", f"mpigate-server: {run.timed_out('start')}")
+        except RuntimeError as error:
+            run.results.error(system, "scale", str(error))
+        run.results.add(system, "scale", "no_hang", "yes" if no_hang else "no", "")
 
 
 def run_peer(run, system, script, sizes, can_share_pool):
@@ -396,31 +406,28 @@ def run_peer(run, system, script, sizes, can_share_pool):
     record_sizes(run, system, sizes)
     command = [PYTHON, os.path.join(BENCH, "peers", script)]
     for workload in ("start", "throughput", "latency", "payload", "idle"):
-        run.program(system, workload, command + workload_flags(workload, sizes), sizes)
+        run.program(system, workload, command + workload_flags(workload, sizes))
     if not can_share_pool:
         run.results.add(system, "clients", "*", "n/a", "one client process per pool")
         return
-    server = run.start(f"{system}.serve", command + workload_flags("serve", sizes))
-    try:
-        deadline = time.monotonic() + run.time_limit("serve")
-        line = server.next_line(deadline)
-        if line is None or not line.startswith("serve,address,"):
-            server.wait(deadline)
-            raise RuntimeError(server.failure())
-        address = line.split(",")[2]
-        server.expect("gate,serving", deadline)
-        client_sizes = dataclasses.replace(sizes, tasks=sizes.client_tasks // CLIENT_PROCESSES)
-        run.clients(system, command + workload_flags("clients", client_sizes) +
-                    [f"--scheduler={address}"])
-        server.go()
-        server.wait(time.monotonic() + run.time_limit("stop"))
-    except TimeoutError:
-        run.results.error(system, "clients", f"{script} serve: {run.timed_out('serve')}")
-    except RuntimeError as error:
-        run.results.error(system, "clients", f"{script} serve: {error}")
-    finally:
-        if server.process.poll() is None:
-            server.kill_tree()
+    with run.start(f"{system}.serve", command + workload_flags("serve", sizes)) as server:
+        try:
+            deadline = time.monotonic() + run.time_limit("serve")
+            line = server.next_line(deadline)
+            if line is None or not line.startswith("serve,address,"):
+                server.wait(deadline)
+                raise RuntimeError(server.failure())
+            address = line.split(",")[2]
+            server.expect("gate,serving", deadline)
+            client_sizes = dataclasses.replace(sizes, tasks=sizes.client_tasks // CLIENT_PROCESSES)
+            run.clients(system, command + workload_flags("clients", client_sizes) +
+                        [f"--scheduler={address}"])
+            server.go()
+            server.wait(time.monotonic() + run.time_limit("stop"))
+        except TimeoutError:
+            run.results.error(system, "clients", f"{script} serve: {run.timed_out('serve')}")
+        except RuntimeError as error:
+            run.results.error(system, "clients", f"{script} serve: {error}")
 
 
 def leftover_check(run):
@@ -439,6 +446,11 @@ def leftover_check(run):
     run.results.add("run", "leftover", "processes", len(left), "processes")
 
 
+def stop_on_sigterm(*_):
+    log("SIGTERM: stopping everything this run started")
+    sys.exit(143)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
@@ -454,8 +466,8 @@ def main():
     if os.geteuid() == 0:
         os.environ.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    # SIGTERM ends the run as Ctrl-C does: through the finally below, which kills what is left.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM ends the run as Ctrl-C does: through the exits that stop what each step started.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     began = time.monotonic()
     try:

@@ -143,8 +143,11 @@ def is_number(value):
 
 
 def number(value):
-    if abs(value) >= 100:
+    if abs(value) >= 100 or value.is_integer():
         return f"{value:,.0f}"
+    if abs(value) >= 1:
+        # Not 3 significant digits: 10.003 s must not read as 10 next to a target of ≤10 s.
+        return f"{value:.2f}"
     return f"{value:.3g}"
 
 
@@ -232,8 +235,8 @@ def size_notes(raw):
     text = (f"(a) {mine['tasks']:,} tasks, (b) {mine['samples']:,} round trips, "
             f"(d) {mine['client_tasks']:,} tasks in all")
     if any(dask.values()) and dask != mine:
-        text += (f"; Dask, 10-30x slower per task, {dask['tasks']:,}, {dask['samples']:,} and "
-                 f"{dask['client_tasks']:,}")
+        text += (f"; Dask, 10-30x slower per task, ran fewer: {dask['tasks']:,} tasks, "
+                 f"{dask['samples']:,} round trips and {dask['client_tasks']:,} tasks")
     return text + "."
 
 
@@ -289,7 +292,7 @@ set multiplot layout 2,2 title "mpigate vs mpi4py.futures vs Dask, 2 workers eac
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set key top right
+set key below horizontal
 titles = '{titles}'
 set logscale y
 set title "(a), (d) throughput of empty tasks, tasks/s (higher is better)"

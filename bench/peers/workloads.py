@@ -190,7 +190,8 @@ def parse_args(extra_workloads):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", required=True,
                         choices=sorted(["start", *WORKLOADS, *extra_workloads]))
-    parser.add_argument("--tasks", type=int, default=100_000, help="tasks of a throughput or clients run")
+    parser.add_argument("--tasks", type=int, default=100_000,
+                        help="tasks of a throughput or clients run")
     parser.add_argument("--chunksize", type=int, default=64, help="items per chunk of the map")
     parser.add_argument("--samples", type=int, default=2000, help="sequential round trips")
     parser.add_argument("--payloads", type=payload_list,
