@@ -62,6 +62,8 @@ class Row:
     target: typing.Optional[Target] = None
     # Whether mpigate / peer means something here (not for ratios of a system to itself).
     compare: bool = True
+    # A count, shown without decimals.
+    count: bool = False
 
 
 def size_label(size):
@@ -87,7 +89,7 @@ ROWS = (
     Row("(f) start to first result, s", "start", "first_task", at_most(0.5, " s")),
     Row("(g) 32 workers: ready, s", "scale", "ready", at_most(10, " s")),
     Row("(g) 32 workers: burst, s", "scale", "burst"),
-    Row("(g) 32 workers: workers that ran tasks", "scale", "workers_used"),
+    Row("(g) 32 workers: workers that ran tasks", "scale", "workers_used", count=True),
     Row("(g) 32 workers: shutdown, s", "scale", "shutdown"),
     Row("(g) 32 workers: no hang", "scale", "no_hang", YES),
 )
@@ -143,7 +145,7 @@ def is_number(value):
 
 
 def number(value):
-    if abs(value) >= 100 or value.is_integer():
+    if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         # Not 3 significant digits: 10.003 s must not read as 10 next to a target of ≤10 s.
@@ -170,7 +172,7 @@ class Table:
         if isinstance(value, tuple):
             kind, why = value
             return f"{kind} {self.note(why)}"
-        text = number(value) if is_number(value) else value
+        text = value if not is_number(value) else f"{value:.0f}" if row.count else number(value)
         if system == "mpi4py" and row.metric == "p50":
             text += " " + self.note(MPI4PY_POLL_NOTE)
         return text
@@ -205,7 +207,7 @@ class Table:
         return f"{verdicts[DEFAULT]} (none: {verdicts['mpigate-none']})"
 
     def lines(self):
-        header = ("workload", *HEADERS, "mpigate / mpi4py", "mpigate / Dask", "target", "")
+        header = ("workload", *HEADERS, "mpigate / mpi4py", "mpigate / Dask", "target", "verdict")
         rows = [(row.label, *(self.cell(system, row) for system in SYSTEMS),
                  *(self.ratio(row, peer) for peer in PEERS),
                  row.target.text if row.target else "", self.verdict(row)) for row in ROWS]
