@@ -206,7 +206,6 @@ class Run:
     """One run of the comparison: where its logs go, how big it is, what it found."""
 
     def __init__(self, out_dir, sizes, time_scale):
-        self.out_dir = out_dir
         self.logs = os.path.join(out_dir, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.sizes = sizes
