@@ -1,0 +1,341 @@
+"""The table, CSV and plot of bench/compare.py, from its raw.csv (system, workload, metric, value,
+unit). Runs on its own too, to redo them from a raw.csv:
+
+    /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR
+
+Prints the table (Markdown) with each system's figure, the ratios mpigate / peer, and each target
+of the performance issue with PASS or FAIL for mpigate's default configuration (and, where it
+differs, for --isolation=none); writes OUT_DIR/results.csv (the table's numbers) and
+OUT_DIR/results.png (gnuplot).
+"""
+
+import csv
+import dataclasses
+import os
+import subprocess
+import sys
+import typing
+
+SYSTEMS = ("mpigate", "mpigate-none", "mpi4py", "dask")
+HEADERS = ("mpigate", "mpigate --isolation=none", "mpi4py.futures", "Dask")
+DEFAULT, PEERS = "mpigate", ("mpi4py", "dask")
+PAYLOAD_SIZES = (1 << 10, 1 << 20, 64 << 20, 256 << 20)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A goal of the issue. margin(value, mpi4py's value) is >= 1 when it is met: how far past
+    the goal the value is (achieved / required for an "at least", the inverse for an "at most")."""
+
+    text: str
+    margin: typing.Callable[[typing.Any, typing.Any], float]
+
+    def __and__(self, other):
+        return Target(f"{self.text}, {other.text}",
+                      lambda mine, ref: min(self.margin(mine, ref), other.margin(mine, ref)))
+
+
+def at_least(limit, unit):
+    return Target(f"≥{limit:g} {unit}", lambda mine, ref: mine / limit)
+
+
+def at_most(limit, unit):
+    return Target(f"≤{limit:g}{unit}", lambda mine, ref: limit / mine if mine else float("inf"))
+
+
+def at_least_times_mpi4py(factor):
+    return Target(f"≥{factor:g}x mpi4py", lambda mine, ref: mine / ref / factor)
+
+
+def at_most_times_mpi4py(factor):
+    return Target(f"≤{factor:g}x mpi4py", lambda mine, ref: factor * ref / mine)
+
+
+YES = Target("no hang", lambda mine, ref: 1.0 if mine == "yes" else 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    workload: str
+    metric: str
+    target: typing.Optional[Target] = None
+    # Whether mpigate / peer means something here (not for ratios of a system to itself).
+    compare: bool = True
+    # A count, shown without decimals.
+    count: bool = False
+
+
+def size_label(size):
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+ROWS = (
+    Row("(a) submit loop, tasks/s", "throughput", "futures", at_least_times_mpi4py(20)),
+    Row("(a) map, chunksize 64, tasks/s", "throughput", "map64", at_least_times_mpi4py(3)),
+    Row("(b) latency p50, µs", "latency", "p50", at_most_times_mpi4py(0.25)),
+    Row("(b) latency p99, µs", "latency", "p99"),
+    *(Row(f"(c) echo {size_label(size)}, GB/s both ways", "payload", str(size),
+          (at_least(1, "GB/s") & at_least_times_mpi4py(1)) if size >= 64 << 20
+          else at_least_times_mpi4py(1)) for size in PAYLOAD_SIZES),
+    Row("(d) 8 processes x 4 threads, tasks/s", "clients", "aggregate"),
+    Row("(d) that / one client's submit loop", "clients", "vs_single", at_least(0.8, "(80%)"),
+        compare=False),
+    Row("(e) idle CPU, % of one core", "idle", "cpu", at_most(1, "%")),
+    Row("(e) hot p50 before idle, µs", "idle", "hot_p50"),
+    Row("(e) first task after idle, µs", "idle", "first_task"),
+    Row("(e) first after idle / hot p50", "idle", "after_idle_vs_hot", at_most(2, "x"),
+        compare=False),
+    Row("(f) start to first result, s", "start", "first_task", at_most(0.5, " s")),
+    Row("(g) 32 workers: ready, s", "scale", "ready", at_most(10, " s")),
+    Row("(g) 32 workers: burst, s", "scale", "burst"),
+    Row("(g) 32 workers: workers that ran tasks", "scale", "workers_used", count=True),
+    Row("(g) 32 workers: shutdown, s", "scale", "shutdown"),
+    Row("(g) 32 workers: no hang", "scale", "no_hang", YES),
+)
+
+# Beside mpi4py's latency: what its figure is made of.
+MPI4PY_POLL_NOTE = "mpi4py.futures' workers sleep up to ~1 ms between polls (its backoff)"
+
+
+class Raw:
+    """raw.csv, by (system, workload, metric): numbers, words (yes, no) and failures, each
+    failure a pair (error or n/a, "system workload: why")."""
+
+    def __init__(self, path):
+        self.values, self.failures = {}, {}
+        with open(path, newline="", encoding="utf-8") as raw:
+            for row in csv.DictReader(raw):
+                key = (row["system"], row["workload"], row["metric"])
+                if row["value"] in ("error", "n/a"):
+                    self.failures[key] = (row["value"],
+                                          f"{row['system']} {row['workload']}: {row['unit']}")
+                else:
+                    try:
+                        self.values[key] = float(row["value"])
+                    except ValueError:
+                        self.values[key] = row["value"]
+        for system in SYSTEMS:
+            self._derive(system, ("clients", "vs_single"), ("clients", "aggregate"),
+                         ("throughput", "futures"))
+            self._derive(system, ("idle", "after_idle_vs_hot"), ("idle", "first_task"),
+                         ("idle", "hot_p50"))
+
+    def _derive(self, system, key, numerator, denominator):
+        """key = numerator / denominator, or the failure of either."""
+        top, bottom = self.get(system, *numerator), self.get(system, *denominator)
+        if is_number(top) and is_number(bottom) and bottom:
+            self.values[(system, *key)] = top / bottom
+        elif failure := next((part for part in (top, bottom) if isinstance(part, tuple)), None):
+            self.failures[(system, *key)] = failure
+
+    def get(self, system, workload, metric):
+        """The value; else the failure (kind, why) of that metric or of its whole workload (or
+        of the whole system); else None (not measured)."""
+        for key in ((system, workload, metric), (system, workload, "*"), (system, "*", "*")):
+            if key in self.values:
+                return self.values[key]
+            if key in self.failures:
+                return self.failures[key]
+        return None
+
+
+def is_number(value):
+    return isinstance(value, float)
+
+
+def number(value):
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        # Not 3 significant digits: 10.003 s must not read as 10 next to a target of ≤10 s.
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+class Table:
+    """The rows of the report, with footnotes for failures and remarks."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.notes = []
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+        return f"[{self.notes.index(text) + 1}]"
+
+    def cell(self, system, row):
+        value = self.raw.get(system, row.workload, row.metric)
+        if value is None:
+            return "—"
+        if isinstance(value, tuple):
+            kind, why = value
+            return f"{kind} {self.note(why)}"
+        text = value if not is_number(value) else f"{value:.0f}" if row.count else number(value)
+        if system == "mpi4py" and row.metric == "p50":
+            text += " " + self.note(MPI4PY_POLL_NOTE)
+        return text
+
+    def ratio(self, row, peer):
+        mine = self.raw.get(DEFAULT, row.workload, row.metric)
+        theirs = self.raw.get(peer, row.workload, row.metric)
+        if not (row.compare and is_number(mine) and is_number(theirs) and theirs):
+            return ""
+        return f"{mine / theirs:.3g}x"
+
+    def margin(self, system, row):
+        """The target's margin for `system`, or None if it cannot be judged."""
+        mine = self.raw.get(system, row.workload, row.metric)
+        reference = self.raw.get("mpi4py", row.workload, row.metric)
+        if isinstance(mine, tuple) or mine is None:
+            return 0.0  # A workload that failed misses its target.
+        try:
+            return row.target.margin(mine, reference)
+        except (TypeError, ZeroDivisionError):
+            return None  # mpi4py's figure, needed for the judgement, is missing.
+
+    def verdict(self, row):
+        if row.target is None:
+            return ""
+        verdicts = {}
+        for system in (DEFAULT, "mpigate-none"):
+            margin = self.margin(system, row)
+            verdicts[system] = "n/a" if margin is None else "PASS" if margin >= 1 else "FAIL"
+        if verdicts["mpigate-none"] in (verdicts[DEFAULT], "n/a") or row.workload == "scale":
+            return verdicts[DEFAULT]
+        return f"{verdicts[DEFAULT]} (none: {verdicts['mpigate-none']})"
+
+    def lines(self):
+        header = ("workload", *HEADERS, "mpigate / mpi4py", "mpigate / Dask", "target", "verdict")
+        rows = [(row.label, *(self.cell(system, row) for system in SYSTEMS),
+                 *(self.ratio(row, peer) for peer in PEERS),
+                 row.target.text if row.target else "", self.verdict(row)) for row in ROWS]
+        return [header, *rows]
+
+
+def markdown(lines):
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    numeric = [i > 0 for i in range(len(widths))]
+
+    def format_line(line):
+        cells = (cell.rjust(width) if right else cell.ljust(width)
+                 for cell, width, right in zip(line, widths, numeric))
+        return "| " + " | ".join(cells) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if right else ("-" * (w + 2))
+                          for w, right in zip(widths, numeric)) + "|"
+    return [format_line(lines[0]), rule, *(format_line(line) for line in lines[1:])]
+
+
+def size_notes(raw):
+    """What each system ran, where Dask ran less."""
+    def sizes(system):
+        return {metric: int(raw.values.get((system, "sizes", metric), 0))
+                for metric in ("tasks", "samples", "client_tasks")}
+    mine, dask = sizes(DEFAULT), sizes("dask")
+    text = (f"(a) {mine['tasks']:,} tasks, (b) {mine['samples']:,} round trips, "
+            f"(d) {mine['client_tasks']:,} tasks in all")
+    if any(dask.values()) and dask != mine:
+        text += (f"; Dask, 10-30x slower per task, ran fewer: {dask['tasks']:,} tasks, "
+                 f"{dask['samples']:,} round trips and {dask['client_tasks']:,} tasks")
+    return text + "."
+
+
+def write_csv(table, path):
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(("row", "workload", "metric", *SYSTEMS, "mpigate/mpi4py", "mpigate/dask",
+                         "target", "verdict"))
+        raw = table.raw
+        for row in ROWS:
+            values = []
+            for system in SYSTEMS:
+                value = raw.get(system, row.workload, row.metric)
+                values.append(": ".join(value) if isinstance(value, tuple) else
+                              "" if value is None else value)
+            writer.writerow((row.label, row.workload, row.metric, *values,
+                             *(table.ratio(row, peer) for peer in PEERS),
+                             row.target.text if row.target else "", table.verdict(row)))
+
+
+def write_plot(table, out_dir):
+    """results.png: throughput, latency, payload and the targets' margins. Needs gnuplot."""
+    raw = table.raw
+
+    def data_file(name, rows, columns):
+        with open(os.path.join(out_dir, f"{name}.dat"), "w", encoding="utf-8") as out:
+            for label, workload, metric in rows:
+                values = (raw.get(system, workload, metric) for system in columns)
+                out.write(f'"{label}" ' + " ".join(
+                    f"{value:g}" if is_number(value) and value > 0 else "?" for value in values)
+                    + "\n")
+
+    data_file("throughput", [("submit loop", "throughput", "futures"),
+                             ("map, chunks of 64", "throughput", "map64"),
+                             ("8 x 4 clients", "clients", "aggregate")], SYSTEMS)
+    data_file("latency", [("p50", "latency", "p50"), ("p99", "latency", "p99"),
+                          ("first after idle", "idle", "first_task")], SYSTEMS)
+    data_file("payload", [(size_label(size), "payload", str(size)) for size in PAYLOAD_SIZES],
+              SYSTEMS)
+    with open(os.path.join(out_dir, "targets.dat"), "w", encoding="utf-8") as out:
+        for row in ROWS:
+            if row.target and row.target is not YES:
+                margins = [table.margin(system, row) for system in (DEFAULT, "mpigate-none")]
+                out.write(f'"{row.label.split(",")[0]}" ' + " ".join(
+                    f"{m:g}" if m else "?" for m in margins) + "\n")
+
+    titles = " ".join(f'"{header}"' for header in HEADERS)
+    script = f"""
+set terminal pngcairo size 1400,1000 font ",10"
+set output "{out_dir}/results.png"
+set datafile missing "?"
+set multiplot layout 2,2 title "mpigate vs mpi4py.futures vs Dask, 2 workers each"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key below horizontal
+titles = '{titles}'
+set logscale y
+set title "(a), (d) throughput of empty tasks, tasks/s (higher is better)"
+plot for [i=2:5] "{out_dir}/throughput.dat" using i:xtic(1) title word(titles, i-1)
+set title "(b), (e) round trip of an empty task, µs (lower is better)"
+plot for [i=2:5] "{out_dir}/latency.dat" using i:xtic(1) title word(titles, i-1)
+set title "(c) echo, GB/s counting both ways (higher is better)"
+plot for [i=2:5] "{out_dir}/payload.dat" using i:xtic(1) title word(titles, i-1)
+set title "targets of the issue: margin, ≥1 passes (log scale)"
+set xtics rotate by -30
+plot 1 with lines lw 2 lc "black" title "target", \\
+     for [i=2:3] "{out_dir}/targets.dat" using i:xtic(1) title word(titles, i-1)
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def write(raw_path, out_dir):
+    """Prints the table and writes results.csv and results.png next to it."""
+    raw = Raw(raw_path)
+    table = Table(raw)
+    lines = markdown(table.lines())
+    notes = [f"Ratios are mpigate (default, --isolation=process) / peer, from one run; for times "
+             f"lower is better. {size_notes(raw)}"]
+    leftover = raw.values.get(("run", "leftover", "processes"))
+    if leftover is not None:
+        notes.append("No process was left behind." if not leftover else
+                     f"{leftover:.0f} processes were left behind (killed at the end).")
+    minutes = raw.values.get(("run", "duration", "minutes"))
+    if minutes is not None:
+        notes.append(f"The run took {minutes:g} min.")
+    print("\n".join(lines))
+    print()
+    for i, text in enumerate(table.notes, 1):
+        print(f"[{i}] {text}")
+    print(" ".join(notes))
+    write_csv(table, os.path.join(out_dir, "results.csv"))
+    write_plot(table, out_dir)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    write(sys.argv[1], sys.argv[2])
