@@ -168,8 +168,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     v1::SessionEvent event;
     v1::SessionOpened& opened = *event.mutable_opened();
     if (!open.resume_token().empty()) {
-      absl::StatusOr<ResumedSession> resumed =
-          scheduler_.Resume(open.resume_token(), relay_, open.acked_task_ids());
+      absl::StatusOr<ResumedSession> resumed = scheduler_.Resume(
+          open.resume_token(), relay_, open.acked_task_ids(), open.max_message_bytes());
       if (!resumed.ok()) return resumed.status();
       opened.set_session_id(resumed->id);
       opened.set_resumed(true);
@@ -178,7 +178,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
                                              resumed->pending_task_ids.end());
       opened.set_resume_token(std::move(*open.mutable_resume_token()));
     } else {
-      absl::StatusOr<SessionId> id = scheduler_.OpenSession(open.client_name(), relay_);
+      absl::StatusOr<SessionId> id =
+          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes());
       if (!id.ok()) return id.status();
       absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
       if (!token.ok()) return token.status();
@@ -188,6 +189,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     opened.set_resume_grace_ms(
         static_cast<uint64_t>(absl::ToInt64Milliseconds(scheduler_.resume_grace())));
     opened.set_workers(static_cast<uint32_t>(scheduler_.workers()));
+    opened.set_max_message_bytes(scheduler_.max_message_bytes());
     // Read after opening: a change in between is also sent as a `pool` event, never lost.
     *opened.mutable_pool() = scheduler_.PoolState();
     return event;

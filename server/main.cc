@@ -63,8 +63,8 @@ ABSL_FLAG(std::string, runner_binary, "",
           "Path of mpigate-runner, the task runner. Default: $MPIGATE_RUNNER_BINARY, else next to "
           "the worker's executable (in world mode, next to this program).");
 ABSL_FLAG(int, max_message_mb, 512,
-          "Largest gRPC message accepted or sent, in MiB; larger requests fail with "
-          "RESOURCE_EXHAUSTED.");
+          "Largest gRPC message accepted or sent, in MiB (1-2047); a larger task or result fails "
+          "alone with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, drain_grace, absl::Seconds(30),
           "On SIGTERM/SIGINT, how long running tasks may take to finish before the workers are "
           "aborted.");
@@ -340,7 +340,15 @@ int Run(const RepeatedFlags& repeated) {
     return fail(absl::InvalidArgumentError(
         "--resume_grace_s and --max_unread_result_mb must not be negative"));
   }
+  // gRPC's limits are ints: up to 2 GiB less one byte.
+  const int max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
+  if (max_message_mb < 1 || max_message_mb > 2047) {
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("--max_message_mb must be between 1 and 2047, not ", max_message_mb)));
+  }
+  const int max_message_bytes = max_message_mb << 20;
   Scheduler::Options scheduler_options;
+  scheduler_options.max_message_bytes = static_cast<uint64_t>(max_message_bytes);
   scheduler_options.workers = started->workers;
   scheduler_options.resume_grace = absl::Seconds(resume_grace_s);
   scheduler_options.max_unread_result_bytes = static_cast<uint64_t>(max_unread_result_mb) << 20;
@@ -355,7 +363,6 @@ int Run(const RepeatedFlags& repeated) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
-  const int max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   // Pings on every connection, so that one that died silently (a host gone, a cable pulled)

@@ -37,9 +37,23 @@ constexpr uint64_t kMaxRangeCount = uint64_t{1} << 20;
 // not stop crashing, and each attempt holds a worker.
 constexpr uint32_t kMaxRetries = 10;
 
+// Room for what a session's stream wraps around one outcome (SessionEvent.updates.outcomes: two
+// field tags and lengths).
+constexpr uint64_t kStreamFramingBytes = 64;
+
 void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
   error.set_code(static_cast<int>(code));
   error.set_message(std::string(message));
+}
+
+// Turns an outcome the session cannot hold or send into a RESOURCE_EXHAUSTED failure. Keeps where
+// and how long it ran; the failure itself is a few hundred bytes, always admitted.
+void FailResourceExhausted(std::string message, v1::TaskOutcome& outcome) {
+  outcome.clear_result();
+  outcome.clear_items();
+  outcome.set_state(v1::TASK_STATE_FAILED);
+  outcome.mutable_error()->Clear();
+  SetError(absl::StatusCode::kResourceExhausted, message, *outcome.mutable_error());
 }
 
 void CopyError(wire::ErrorInfo& from, v1::TaskError& to) {
@@ -109,6 +123,7 @@ Scheduler::Scheduler(Options options)
       refused_functions_(std::move(options.refused_functions)),
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
       max_unread_result_bytes_(options.max_unread_result_bytes),
+      max_message_bytes_(options.max_message_bytes),
       token_source_(std::move(options.token_source)),
       running_(static_cast<size_t>(workers_), 0) {}
 
@@ -120,7 +135,8 @@ void Scheduler::Notify(Notifications& notifications) {
 }
 
 absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
-                                                 std::shared_ptr<SessionListener> listener) {
+                                                 std::shared_ptr<SessionListener> listener,
+                                                 uint64_t client_max_message_bytes) {
   absl::MutexLock lock(&mu_);
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
@@ -133,9 +149,19 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   Session& session = sessions_[id];
   session.client_name = std::move(client_name);
   session.listener = std::move(listener);
+  session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
   tokens_.emplace(*token, id);
   session.resume_token = *std::move(token);
   return id;
+}
+
+uint64_t Scheduler::MaxOutcomeBytes(uint64_t client_max_message_bytes) const {
+  uint64_t limit = max_message_bytes_;
+  if (client_max_message_bytes > 0 && (limit == 0 || client_max_message_bytes < limit)) {
+    limit = client_max_message_bytes;
+  }
+  if (limit == 0) return 0;
+  return limit > kStreamFramingBytes ? limit - kStreamFramingBytes : 1;
 }
 
 absl::StatusOr<std::string> Scheduler::ResumeToken(SessionId id) const {
@@ -425,7 +451,8 @@ void Scheduler::Detach(SessionId id) {
 
 absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
                                                  std::shared_ptr<SessionListener> listener,
-                                                 absl::Span<const uint64_t> acked_task_ids) {
+                                                 absl::Span<const uint64_t> acked_task_ids,
+                                                 uint64_t client_max_message_bytes) {
   ResumedSession resumed;
   Notifications notifications;
   {
@@ -458,6 +485,18 @@ absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
     });
     std::move(session.outbox.begin(), session.outbox.end(), std::back_inserter(outbox));
     session.outbox = std::move(outbox);
+    // The new client may accept less than the old one did.
+    session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
+    for (v1::TaskOutcome& outcome : session.outbox) {
+      const auto held = session.unread.find(outcome.task_id());
+      // Not held: acknowledged by a confused client before it was ever sent, and unbounded.
+      if (held == session.unread.end()) continue;
+      if (FitToStreamLocked(session, held->second, outcome)) {
+        session.unread_bytes -= held->second;
+        held->second = outcome.ByteSizeLong();
+        session.unread_bytes += held->second;
+      }
+    }
     resumed.last_task_id = session.last_task_id;
     resumed.pending_task_ids.reserve(session.live.size() + session.unread.size());
     for (const auto& [client_id, key] : session.live) resumed.pending_task_ids.push_back(client_id);
@@ -1015,6 +1054,7 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   if (!session.abandoned) {
     outcome.set_task_id(client_id);
     size = outcome.ByteSizeLong();
+    if (FitToStreamLocked(session, size, outcome)) size = outcome.ByteSizeLong();
     if (max_unread_result_bytes_ > 0 && session.unread_bytes + size > max_unread_result_bytes_) {
       BoundUnreadLocked(session, client_id, size, outcome);
       size = outcome.ByteSizeLong();
@@ -1041,23 +1081,30 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   }
 }
 
+bool Scheduler::FitToStreamLocked(const Session& session, size_t size,
+                                  v1::TaskOutcome& outcome) const {
+  if (session.max_outcome_bytes == 0 || size <= session.max_outcome_bytes) return false;
+  FailResourceExhausted(
+      absl::StrCat("the outcome of task ", outcome.task_id(), " (", size,
+                   " bytes) is larger than the largest message its session's stream carries (",
+                   session.max_outcome_bytes,
+                   " bytes: the service's --max_message_mb or the client's max_message_bytes, "
+                   "whichever is smaller, less framing); raise both, or return less"),
+      outcome);
+  return true;
+}
+
 void Scheduler::BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
                                   v1::TaskOutcome& outcome) const {
-  // Keeps where and how long it ran; the failure itself is a few hundred bytes, always admitted.
-  outcome.clear_result();
-  outcome.clear_items();
-  outcome.set_state(v1::TASK_STATE_FAILED);
-  outcome.mutable_error()->Clear();
-  SetError(absl::StatusCode::kResourceExhausted,
-           absl::StrCat("the outcome of task ", client_id, " (", size,
-                        " bytes) would take its session past the server's limit of ",
-                        max_unread_result_bytes_,
-                        " bytes of unread outcomes (--max_unread_result_mb): the session already "
-                        "holds ",
-                        session.unread_bytes,
-                        " bytes of outcomes its client has not read; raise "
-                        "--max_unread_result_mb or read results sooner"),
-           *outcome.mutable_error());
+  FailResourceExhausted(
+      absl::StrCat("the outcome of task ", client_id, " (", size,
+                   " bytes) would take its session past the server's limit of ",
+                   max_unread_result_bytes_,
+                   " bytes of unread outcomes (--max_unread_result_mb): the session already holds ",
+                   session.unread_bytes,
+                   " bytes of outcomes its client has not read; raise --max_unread_result_mb or "
+                   "read results sooner"),
+      outcome);
 }
 
 void Scheduler::CancelQueuedLocked(TaskKey key, absl::string_view why) {

@@ -28,6 +28,11 @@
 // abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait includes the earliest,
 // so they expire while the pool is idle too (not while it boots: AwaitWork is not called then).
 //
+// An outcome must fit into one message of the session's stream: one larger than the smaller of the
+// service's message limit (Options::max_message_bytes) and the client's (OpenSession) is replaced by
+// a failure with RESOURCE_EXHAUSTED, rather than breaking the stream, and with it the session, on
+// every attempt to write it.
+//
 // Unread results are bounded: the bytes of the outcomes a session holds for its client (not
 // collected, being written, or retained until acknowledged) may not exceed
 // Options::max_unread_result_bytes. An outcome that would pass it is replaced by a failure with
@@ -160,6 +165,8 @@ class Scheduler {
     // The most bytes of outcomes one session may hold for its client (see the top of this file);
     // 0 for no limit.
     uint64_t max_unread_result_bytes = 0;
+    // The largest gRPC message the service sends or accepts; 0 for no limit.
+    uint64_t max_message_bytes = 0;
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
   };
@@ -170,15 +177,18 @@ class Scheduler {
 
   // --- Sessions (gRPC side) ---
 
-  // Opens a session whose events go to `listener`. UNAVAILABLE while draining.
+  // Opens a session whose events go to `listener`. `client_max_message_bytes` is the largest
+  // message its client accepts (0: any). UNAVAILABLE while draining.
   absl::StatusOr<SessionId> OpenSession(std::string client_name,
-                                        std::shared_ptr<SessionListener> listener);
+                                        std::shared_ptr<SessionListener> listener,
+                                        uint64_t client_max_message_bytes = 0);
 
   // The secret that resumes the session (SessionOpened.resume_token). NOT_FOUND for a session
   // that does not exist.
   absl::StatusOr<std::string> ResumeToken(SessionId session) const;
 
   absl::Duration resume_grace() const { return resume_grace_; }
+  uint64_t max_message_bytes() const { return max_message_bytes_; }
 
   // Accepts or rejects each task on its own; returns the rejections. Payloads are moved out of
   // `tasks`. On a resumed session, a task whose id the session holds (not ended, or its outcome not
@@ -212,12 +222,13 @@ class Scheduler {
   // A new stream takes over the detached session whose resume token is `token`, with `listener`.
   // `acked_task_ids` are acknowledged first (as Ack). Then every outcome the client has not
   // acknowledged is collected again through TakeEvents(): those given back by Retain() in task id
-  // order, then those never collected. From now on tasks the client re-sends while the session
+  // order, then those never collected. `client_max_message_bytes` as for OpenSession. From now on tasks the client re-sends while the session
   // still holds them are ignored (see Submit). NOT_FOUND if no session has this token (it never
   // existed, closed, or was abandoned); FAILED_PRECONDITION if its stream has not ended.
   absl::StatusOr<ResumedSession> Resume(absl::string_view token,
                                         std::shared_ptr<SessionListener> listener,
-                                        absl::Span<const uint64_t> acked_task_ids);
+                                        absl::Span<const uint64_t> acked_task_ids,
+                                        uint64_t client_max_message_bytes = 0);
 
   // The client has handled the outcomes of `task_ids`: the session forgets them. Ids it does not
   // hold are ignored. NOT_FOUND if the session does not exist.
@@ -364,6 +375,8 @@ class Scheduler {
 
     // Resumes the session on a new stream; a key of tokens_.
     std::string resume_token;
+    // The largest outcome its stream can carry; 0 for any.
+    uint64_t max_outcome_bytes = 0;
     // The highest client task id received, accepted or not (SessionOpened.last_task_id).
     uint64_t last_task_id = 0;
     // Every outcome the session holds for its client, wherever it is (the outbox, collected by
@@ -435,6 +448,13 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets the outcomes of `task_ids`, wherever they are held.
   static void AckLocked(Session& session, absl::Span<const uint64_t> task_ids);
+  // The largest outcome a session's stream carries, for a client that accepts messages of up to
+  // `client_max_message_bytes` (0: any); 0 for any.
+  uint64_t MaxOutcomeBytes(uint64_t client_max_message_bytes) const;
+  // Replaces `outcome` (`size` bytes encoded) by a RESOURCE_EXHAUSTED failure if it is larger than
+  // the session's stream carries; true if it did.
+  bool FitToStreamLocked(const Session& session, size_t size, v1::TaskOutcome& outcome) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces `outcome` (of the session's task `client_id`, `size` bytes encoded) by a
   // RESOURCE_EXHAUSTED failure if holding it would take the session past the unread bound.
   void BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
@@ -463,6 +483,7 @@ class Scheduler {
   const absl::flat_hash_map<std::string, std::string> refused_functions_;
   const absl::Duration resume_grace_;
   const uint64_t max_unread_result_bytes_;
+  const uint64_t max_message_bytes_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
 
   mutable absl::Mutex mu_;

@@ -24,6 +24,7 @@
 namespace mpigate {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // The suite's server refuses messages over 4 MiB, to test the limit without huge payloads.
@@ -182,6 +183,45 @@ TEST_F(EndToEndTest, OversizedRequestIsResourceExhausted) {
   // The server is unharmed.
   grpc::ClientContext next_context;
   EXPECT_TRUE(stub->Run(&next_context, RunRequestFor("echo", "ok"), &outcome).ok());
+}
+
+TEST_F(EndToEndTest, ATaskAboveTheServiceMessageLimitFailsAloneAndTheSessionGoesOn) {
+  // The client accepts far more than the service does: the service's limit is the one that bites.
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server_->target(), .client_name = kClientName});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  Future small = (*executor)->Submit("echo", "before");
+  Future oversized = (*executor)->Submit(
+      "echo", std::string(static_cast<size_t>(kServerMaxMessageMb + 1) << 20, 'x'));
+  Future after = (*executor)->Submit("echo", "after");
+  EXPECT_EQ(oversized.Result().status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(oversized.Result().status().message(), HasSubstr("--max_message_mb"));
+  EXPECT_EQ(small.Result().value_or(""), "before");
+  EXPECT_EQ(after.Result().value_or(""), "after");
+}
+
+TEST_F(EndToEndTest, AnOutcomeAboveTheClientMessageLimitFailsAloneAndTheSessionGoesOn) {
+  // A client that says it takes messages of up to 4 KiB, which its channel would refuse past.
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(4096);
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(grpc::CreateCustomChannel(
+      server_->target(), grpc::InsecureChannelCredentials(), arguments));
+  v1::OpenSession open;
+  open.set_client_name("small messages");
+  open.set_max_message_bytes(4096);
+  testing::RawSession session(*stub, open, absl::Minutes(1));
+  EXPECT_EQ(session.opened().max_message_bytes(), static_cast<uint64_t>(kServerMaxMessageMb) << 20);
+  session.Submit(1, "echo", std::string(3000, 'x'));
+  session.Submit(2, "echo", std::string(5000, 'x'));
+  session.Submit(3, "echo", "after");
+  ASSERT_TRUE(session.AwaitOutcomes(3));
+  EXPECT_EQ(session.outcomes().at(1).result().size(), 3000u);
+  const v1::TaskOutcome& refused = session.outcomes().at(2);
+  EXPECT_EQ(refused.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(refused.error().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_THAT(refused.error().message(),
+              AllOf(HasSubstr("task 2"), HasSubstr("max_message_bytes")));
+  EXPECT_EQ(session.outcomes().at(3).result(), "after");
 }
 
 TEST_F(EndToEndTest, MalformedRequestBytesAreRejectedAndTheServerGoesOn) {

@@ -1109,6 +1109,37 @@ TEST_F(SchedulerTest, UnreadBoundFailsTheOutcomeThatWouldPassItAndSparesOtherSes
 
 // --- Queue timeout ---
 
+TEST_F(SchedulerTest, AResumingClientThatTakesSmallerMessagesGetsTooLargeOutcomesAsFailures) {
+  StartResumable(/*workers=*/1, absl::Seconds(10));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  for (const size_t size : {4'000, 100}) {
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], size));
+  }
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written(events.outcomes.begin(),
+                                                              events.outcomes.end());
+  scheduler_->Retain(session, written);
+  scheduler_->Detach(session);
+
+  // Sending task 1's outcome as it is would break the new stream again, on every resume.
+  ASSERT_TRUE(scheduler_
+                  ->Resume("token-1", std::make_shared<CountingListener>(), {},
+                           /*client_max_message_bytes=*/2'000)
+                  .ok());
+  events = scheduler_->TakeEvents(session);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(events.outcomes[0].error().message(),
+              AllOf(HasSubstr("task 1"), HasSubstr("max_message_bytes")));
+  EXPECT_EQ(events.outcomes[1].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_LT(SessionStatusOf(session).unread_result_bytes(), 2'000u);
+}
+
 TEST_F(SchedulerTest, QueueTimeoutFailsTaskThatWaitedTooLong) {
   Start(/*workers=*/1);
   const SessionId session = Open();

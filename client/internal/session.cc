@@ -195,9 +195,7 @@ absl::Status Session::Connect(const std::string& target, const ExecutorOptions& 
   v1::SessionOpened opened;
   absl::StatusOr<Call> call;
   if (options.resume_token.empty()) {
-    v1::SessionRequest open;
-    open.mutable_open()->set_client_name(client_name_);
-    call = OpenCall(open, deadline, /*wait_for_ready=*/false, opened);
+    call = OpenCall(OpenRequest(), deadline, /*wait_for_ready=*/false, opened);
   } else {
     resume_token_ = options.resume_token;
     // A resumed session's grace period is not known yet; Connect's own timeout bounds the tries.
@@ -207,6 +205,11 @@ absl::Status Session::Connect(const std::string& target, const ExecutorOptions& 
   }
   if (!call.ok()) return call.status();
 
+  // Before any task can be submitted, and never changed after: read without the lock.
+  send_limit_ = static_cast<size_t>(max_message_bytes_);
+  if (opened.max_message_bytes() > 0) {
+    send_limit_ = std::min<uint64_t>(send_limit_, opened.max_message_bytes());
+  }
   absl::MutexLock lock(&mu_);
   resume_token_ = opened.resume_token();
   resume_grace_ = absl::Milliseconds(static_cast<int64_t>(std::min<uint64_t>(
@@ -272,9 +275,15 @@ absl::StatusOr<Session::Call> Session::OpenCall(const v1::SessionRequest& open, 
   return call;
 }
 
-absl::StatusOr<Session::Call> Session::ResumeCall(absl::Time deadline, v1::SessionOpened& opened) {
+v1::SessionRequest Session::OpenRequest() const {
   v1::SessionRequest open;
   open.mutable_open()->set_client_name(client_name_);
+  open.mutable_open()->set_max_message_bytes(static_cast<uint64_t>(max_message_bytes_));
+  return open;
+}
+
+absl::StatusOr<Session::Call> Session::ResumeCall(absl::Time deadline, v1::SessionOpened& opened) {
+  v1::SessionRequest open = OpenRequest();
   open.mutable_open()->set_resume_token(resume_token_);
   // The writer is idle and only this thread adds to acks_, so they cannot change meanwhile.
   open.mutable_open()->mutable_acked_task_ids()->Add(acks_.begin(), acks_.end());
@@ -398,11 +407,13 @@ Future Session::Enqueue(OutgoingTask task) {
   task.wire_bytes = task.spec.ByteSizeLong() + kTaskIdBytes + kPerTaskOverhead;
   // gRPC would fail the whole stream on an oversized message, taking every other task with it;
   // fail just this one. It never gets an id: the service never hears of it.
-  if (task.wire_bytes + kRequestOverhead > static_cast<size_t>(max_message_bytes_)) {
+  if (task.wire_bytes + kRequestOverhead > send_limit_) {
     return FutureCore::Failed(
         0, absl::ResourceExhaustedError(absl::StrCat(
                "the task is ", task.wire_bytes, " bytes encoded, above the message limit of ",
-               max_message_bytes_, " bytes (ExecutorOptions.max_message_bytes)")));
+               send_limit_,
+               " bytes (the smaller of ExecutorOptions.max_message_bytes and the service's "
+               "--max_message_mb)")));
   }
 
   std::shared_ptr<FutureCore> core;
@@ -604,8 +615,7 @@ void Session::WriterLoop() {
 }
 
 bool Session::SendTasks(StreamType* stream, std::vector<OutgoingTask>& batch) {
-  const size_t budget =
-      std::min(kBatchBytes, static_cast<size_t>(max_message_bytes_) - kRequestOverhead);
+  const size_t budget = std::min(kBatchBytes, send_limit_ - kRequestOverhead);
   v1::SessionRequest request;
   size_t next = 0;
   while (next < batch.size()) {

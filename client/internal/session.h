@@ -159,6 +159,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Connects, opens (or, with a resume token, resumes) the session and makes the futures of a
   // resumed session's tasks, on the calling thread; no threads run yet.
   absl::Status Connect(const std::string& target, const ExecutorOptions& options);
+  // An `open` for this client, without a resume token.
+  v1::SessionRequest OpenRequest() const;
   // Starts a Session call with `open` and waits for `opened` until `deadline`. With
   // `wait_for_ready`, waits for the channel to (re)connect within that time.
   absl::StatusOr<Call> OpenCall(const v1::SessionRequest& open, absl::Time deadline,
@@ -213,6 +215,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Set before the threads start, constant afterwards.
   const int max_message_bytes_;
+  // The largest message this session sends: the smaller of max_message_bytes_ and the service's
+  // (SessionOpened.max_message_bytes). Set by Connect().
+  size_t send_limit_ = 0;
   const std::string client_name_;
   const absl::Duration connect_timeout_;
   std::string target_;
