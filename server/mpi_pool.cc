@@ -216,6 +216,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     // Without every hello the workers' state is unknown and a disconnect could hang.
     AbortWorkers(hellos.status());
   }
+  ConnectDoorbells(*hellos);
   std::string broken;
   const wire::HelloFrame& first = hellos->begin()->second;
   for (const auto& [worker, hello] : *hellos) {
@@ -318,6 +319,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           !status.ok()) {
         return status;
       }
+      RingDoorbell(assignment.worker);
       ++in_flight;
       backoff.Reset();
     }
@@ -332,6 +334,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           !status.ok()) {
         return status;
       }
+      RingDoorbell(interrupt.worker);
     }
     if (absl::Status status = sends.Progress(); !status.ok()) return status;
 
@@ -363,6 +366,25 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   return sends.WaitAll();
 }
 
+void MpiWorkerPool::ConnectDoorbells(const std::map<int, wire::HelloFrame>& hellos) {
+  absl::StatusOr<wire::DoorbellRinger> ringer = wire::DoorbellRinger::Open();
+  if (!ringer.ok()) return;  // The workers poll, as they would for a gateway on another host.
+  ringer_ = *std::move(ringer);
+  doorbells_.assign(static_cast<size_t>(worker_count_), "");
+  for (const auto& [worker, hello] : hellos) {
+    // A doorbell in another host or network namespace is not found: that worker polls.
+    if (!hello.doorbell().empty() && ringer_->Ring(hello.doorbell()).ok()) {
+      doorbells_[static_cast<size_t>(worker)] = hello.doorbell();
+    }
+  }
+}
+
+void MpiWorkerPool::RingDoorbell(int worker) {
+  if (!ringer_.has_value() || doorbells_[static_cast<size_t>(worker)].empty()) return;
+  // A ring only wakes; should it fail, the worker finds the frame on its next poll.
+  ringer_->Ring(doorbells_[static_cast<size_t>(worker)]).IgnoreError();
+}
+
 absl::Status MpiWorkerPool::StopWorkers(const std::vector<int>& in_loop) {
   if (workers_comm_ == MPI_COMM_NULL) return absl::OkStatus();
   const wire::ShutdownFrame shutdown;
@@ -372,6 +394,7 @@ absl::Status MpiWorkerPool::StopWorkers(const std::vector<int>& in_loop) {
         !status.ok()) {
       return status;
     }
+    RingDoorbell(worker);
   }
   // A busy worker hears the shutdown within milliseconds (its task goes on, unwanted); one that
   // does not answer in this long cannot be stopped in order.

@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "server/scheduler.h"
+#include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "worker/worker_process.h"
 
@@ -98,6 +99,11 @@ class MpiWorkerPool {
   // Tells each worker in `in_loop` to stop and waits for each to answer, dropping results still
   // on their way, then disconnects from the workers (spawn mode).
   absl::Status StopWorkers(const std::vector<int>& in_loop);
+  // Rings each worker's doorbell once, to tell it that this gateway can (wire/doorbell.h), and
+  // remembers those that rang.
+  void ConnectDoorbells(const std::map<int, wire::HelloFrame>& hellos);
+  // After a frame was sent to `worker`: wakes it if it waits on its doorbell.
+  void RingDoorbell(int worker);
   // Ends the job when workers cannot be stopped in order. Does not return.
   [[noreturn]] void AbortWorkers(const absl::Status& why);
 
@@ -120,6 +126,9 @@ class MpiWorkerPool {
   // Rank of worker 0 in workers_comm_: 0 after a spawn, 1 in world mode.
   int rank_offset_ = 0;
   int worker_count_ = 0;
+  std::optional<wire::DoorbellRinger> ringer_;
+  // Each worker's doorbell address, by worker; empty for one this gateway cannot ring.
+  std::vector<std::string> doorbells_;
 };
 
 }  // namespace mpigate::server

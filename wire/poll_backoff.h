@@ -50,6 +50,10 @@ class PollBackoff {
     return delay;
   }
 
+  // The hot polls are over and the sleeps have reached their cap: nothing has happened for a
+  // while.
+  bool Settled() const { return hot_polls_left_ == 0 && next_sleep_ == options_.max_sleep; }
+
  private:
   Options options_;
   int hot_polls_left_ = options_.hot_polls;

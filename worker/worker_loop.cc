@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
@@ -35,6 +36,10 @@ constexpr int kGatewayRank = 0;
 // While a task runs, how often the MPI thread looks for a shutdown from the gateway. A result is
 // picked up as soon as it is ready regardless; this only bounds how late a shutdown is heard.
 constexpr absl::Duration kListenWhileBusy = absl::Milliseconds(20);
+
+// An idle worker whose gateway rings its doorbell waits this long between polls: a ring ends the
+// wait at once, so this only bounds the cost of a ring that never comes.
+constexpr absl::Duration kIdleWait = absl::Milliseconds(200);
 
 // How many times a worker tries to start a task runner for a task before failing it.
 constexpr int kRunnerStartAttempts = 3;
@@ -360,6 +365,9 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     task_thread->AwaitIdle(absl::InfiniteDuration());
   }
   if (initializer_error.has_value()) *hello.mutable_initializer_error() = *initializer_error;
+  // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
+  absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open();
+  if (doorbell.ok()) hello.set_doorbell(doorbell->address());
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
     return status;
@@ -367,6 +375,11 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
 
   wire::UsePreciseSleeps();
   wire::PollBackoff backoff;
+  // Once the gateway has rung the doorbell it rings after every frame it sends: once the backoff
+  // has settled, the loop then waits for a ring, up to kIdleWait, instead of polling every
+  // millisecond. Before that it waits out the backoff's delays on the doorbell too, so that a
+  // frame a ring ran ahead of is still picked up promptly.
+  bool gateway_rings = false;
   // Shared with the running job, which outlives this function if a shutdown abandons it.
   struct Slot {
     wire::TaskFrame task;
@@ -379,7 +392,16 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
         wire::TryReceive(gateway_, kGatewayRank);
     if (!received.ok()) return received.status();
     if (!received->has_value()) {
-      absl::SleepFor(backoff.NextDelay());
+      const absl::Duration delay = backoff.NextDelay();
+      if (delay == absl::ZeroDuration()) continue;
+      if (doorbell.ok()) {
+        if (doorbell->Wait(gateway_rings && backoff.Settled() ? kIdleWait : delay)) {
+          gateway_rings = true;
+          backoff.Reset();
+        }
+      } else {
+        absl::SleepFor(delay);
+      }
       continue;
     }
     backoff.Reset();

@@ -1,0 +1,75 @@
+// Doorbell: lets an idle worker sleep until the gateway has sent it something, instead of polling.
+//
+// Open MPI's blocking receive spins, so the owner of MPI polls with MPI_Improbe (PollBackoff).
+// Polling costs CPU while idle (each poll runs Open MPI's progress engine) and latency on the first
+// message after an idle spell (it waits out the current sleep). A worker on the gateway's host
+// therefore also opens a doorbell, a Unix datagram socket in the abstract namespace, and names it
+// in its hello; the gateway rings it after each frame it sends that worker, and the worker, past
+// its hot polls, waits on the doorbell instead of sleeping. Rings only wake: the frame itself
+// still comes through MPI, so a ring that is lost or early costs a poll, never a message.
+//
+// A gateway that cannot reach a worker's doorbell (another host or network namespace) never rings
+// it; the worker, never rung, keeps polling with its backoff.
+//
+// Not thread-safe: each side belongs to the one thread that owns MPI in its process.
+#ifndef MPIGATE_WIRE_DOORBELL_H_
+#define MPIGATE_WIRE_DOORBELL_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace mpigate::wire {
+
+// The worker's side.
+class Doorbell {
+ public:
+  // Binds a doorbell named after this process.
+  static absl::StatusOr<Doorbell> Open();
+
+  Doorbell(Doorbell&& other) noexcept;
+  Doorbell& operator=(Doorbell&& other) noexcept;
+  Doorbell(const Doorbell&) = delete;
+  Doorbell& operator=(const Doorbell&) = delete;
+  ~Doorbell();
+
+  // What the gateway rings (HelloFrame.doorbell): an abstract socket name.
+  const std::string& address() const { return address_; }
+
+  // Waits until the doorbell rings or `timeout` passes, and takes every ring waiting; true if it
+  // rang.
+  bool Wait(absl::Duration timeout);
+
+ private:
+  Doorbell(int fd, std::string address) : fd_(fd), address_(std::move(address)) {}
+
+  int fd_ = -1;
+  std::string address_;
+};
+
+// The gateway's side: one socket that rings any worker's doorbell.
+class DoorbellRinger {
+ public:
+  static absl::StatusOr<DoorbellRinger> Open();
+
+  DoorbellRinger(DoorbellRinger&& other) noexcept;
+  DoorbellRinger& operator=(DoorbellRinger&& other) noexcept;
+  DoorbellRinger(const DoorbellRinger&) = delete;
+  DoorbellRinger& operator=(const DoorbellRinger&) = delete;
+  ~DoorbellRinger();
+
+  // Rings the doorbell at `address`. A full doorbell counts as rung: it has rings to take already.
+  // An error if there is no such doorbell here (the worker runs elsewhere).
+  absl::Status Ring(absl::string_view address);
+
+ private:
+  explicit DoorbellRinger(int fd) : fd_(fd) {}
+
+  int fd_ = -1;
+};
+
+}  // namespace mpigate::wire
+
+#endif  // MPIGATE_WIRE_DOORBELL_H_
