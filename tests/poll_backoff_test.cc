@@ -40,6 +40,20 @@ TEST(PollBackoffTest, StaysAtCapWhileIdle) {
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(backoff.NextDelay(), absl::Microseconds(10));
 }
 
+TEST(PollBackoffTest, SettledOnceTheNextSleepIsTheCap) {
+  PollBackoff backoff(SmallOptions());
+  // Three hot polls, then sleeps of 2, 4 and 8 us; the next would be the cap.
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_FALSE(backoff.Settled()) << "before delay " << i;
+    backoff.NextDelay();
+  }
+  EXPECT_TRUE(backoff.Settled());
+  backoff.NextDelay();
+  EXPECT_TRUE(backoff.Settled());
+  backoff.Reset();
+  EXPECT_FALSE(backoff.Settled());
+}
+
 TEST(PollBackoffTest, ResetRestoresHotPhaseAndMinSleep) {
   PollBackoff backoff(SmallOptions());
   NextDelays(backoff, 10);

@@ -26,7 +26,7 @@ namespace mpigate::wire {
 // The worker's side.
 class Doorbell {
  public:
-  // Binds a doorbell named after this process.
+  // Binds the doorbell named after this process: one per process.
   static absl::StatusOr<Doorbell> Open();
 
   Doorbell(Doorbell&& other) noexcept;
