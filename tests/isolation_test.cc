@@ -114,18 +114,23 @@ class IsolationTest : public testing::SharedServerTest<IsolationTest> {
     return {.workers = 2, .flags = PoolFlags()};
   }
   static constexpr char kClientName[] = "isolation_test";
+
+ protected:
+  static void ExpectEveryWorkerRunsTasksInARunner(Executor& executor) {
+    absl::StatusOr<std::vector<absl::StatusOr<std::string>>> processes =
+        executor.Broadcast("sample.process", "").Results();
+    ASSERT_TRUE(processes.ok()) << processes.status();
+    ASSERT_EQ(processes->size(), 2u);
+    for (const absl::StatusOr<std::string>& process : *processes) {
+      EXPECT_EQ(process.value_or(process.status().ToString()), "mpigate-runner");
+    }
+  }
 };
 
 TEST_F(IsolationTest, TasksRunInTaskRunners) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> processes =
-      executor->Broadcast("sample.process", "").Results();
-  ASSERT_TRUE(processes.ok()) << processes.status();
-  ASSERT_EQ(processes->size(), 2u);
-  for (const absl::StatusOr<std::string>& process : *processes) {
-    EXPECT_EQ(process.value_or(process.status().ToString()), "mpigate-runner");
-  }
+  ExpectEveryWorkerRunsTasksInARunner(*executor);
 }
 
 TEST_F(IsolationTest, EachCrashFailsOnlyItsTaskAndThePoolServesOn) {
@@ -198,13 +203,7 @@ TEST_F(IsolationTest, ARunnerKilledWhileIdleIsReplacedBeforeTheNextTask) {
   // No task of the next ones is blamed for the death: each worker answers from a runner.
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
-  absl::StatusOr<std::vector<absl::StatusOr<std::string>>> processes =
-      executor->Broadcast("sample.process", "").Results();
-  ASSERT_TRUE(processes.ok()) << processes.status();
-  ASSERT_EQ(processes->size(), 2u);
-  for (const absl::StatusOr<std::string>& process : *processes) {
-    EXPECT_EQ(process.value_or(process.status().ToString()), "mpigate-runner");
-  }
+  ExpectEveryWorkerRunsTasksInARunner(*executor);
 }
 
 // Needs the gateway to pass TaskOptions.run_timeout_ms on in TaskFrame.run_timeout_ms.
