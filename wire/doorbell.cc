@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -64,11 +65,9 @@ Doorbell::~Doorbell() { CloseIfOpen(fd_); }
 
 bool Doorbell::Wait(absl::Duration timeout) {
   pollfd ready = {.fd = fd_, .events = POLLIN, .revents = 0};
-  // Rounded up: a wait of 0.5 ms must not become a busy poll.
-  const int64_t milliseconds = absl::ToInt64Milliseconds(timeout + absl::Microseconds(999));
-  if (poll(&ready, 1, static_cast<int>(std::min<int64_t>(milliseconds, 1 << 30))) <= 0) {
-    return false;
-  }
+  // ppoll, not poll: the backoff's microsecond waits must not become whole milliseconds.
+  const timespec limit = absl::ToTimespec(std::min(timeout, absl::Hours(24)));
+  if (ppoll(&ready, 1, &limit, nullptr) <= 0) return false;
   char ring[64];
   bool rang = false;
   while (recv(fd_, ring, sizeof(ring), 0) >= 0) rang = true;
