@@ -67,22 +67,6 @@ class ReconnectTest : public testing::SharedServerTest<ReconnectTest> {
   }
 };
 
-// Polls the server's status (the scheduler's own state) until `done` holds for it.
-// DEADLINE_EXCEEDED after `attempts` answers without it.
-absl::Status AwaitStatus(const std::string& target,
-                         const std::function<bool(const v1::PoolStatus&)>& done,
-                         int attempts = 1000000) {
-  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
-  for (int attempt = 0; attempt < attempts; ++attempt) {
-    grpc::ClientContext context;
-    v1::PoolStatus status;
-    const grpc::Status call = stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
-    if (!call.ok()) return absl::UnavailableError(call.error_message());
-    if (done(status)) return absl::OkStatus();
-  }
-  return absl::DeadlineExceededError("the status never showed what the test waited for");
-}
-
 // The status entry of session `id`, if the status lists it.
 const v1::SessionStatus* Find(const v1::PoolStatus& status, uint64_t id) {
   for (const v1::SessionStatus& session : status.session_list()) {
@@ -178,7 +162,7 @@ TEST_F(ReconnectTest, AResumedRawStreamGetsWhatWasNotAcknowledgedAndNothingElse)
     first.Send(cancel);
     ASSERT_TRUE(first.NextReply().has_cancel_results());
   }  // The stream is cancelled: the session is detached, not gone.
-  ASSERT_TRUE(AwaitStatus(server_->target(), [&](const v1::PoolStatus& status) {
+  ASSERT_TRUE(testing::AwaitPoolStatus(server_->target(), [&](const v1::PoolStatus& status) {
                 const v1::SessionStatus* session = Find(status, session_id);
                 return session != nullptr && session->detached();
               }).ok());
@@ -275,7 +259,7 @@ TEST_F(ReconnectTest, AnExecutorAcknowledgesWhatItReadSoTheServiceLetsGo) {
     ASSERT_TRUE(result.ok()) << result.status();
   }
   // Acknowledged in batches: the session ends up holding nothing for the client.
-  EXPECT_TRUE(AwaitStatus(server_->target(), [](const v1::PoolStatus& status) {
+  EXPECT_TRUE(testing::AwaitPoolStatus(server_->target(), [](const v1::PoolStatus& status) {
                 for (const v1::SessionStatus& session : status.session_list()) {
                   if (session.client_name() == "acknowledging") {
                     return session.unread_result_bytes() == 0;
@@ -337,7 +321,7 @@ TEST(ReconnectGraceTest, ADetachedSessionNotResumedInTimeIsCancelledAndFreed) {
     ASSERT_TRUE(session.AwaitStarted(2));
   }  // Gone without `closed`.
   // The running tasks are interrupted, the queued one cancelled, and the session forgotten.
-  ASSERT_TRUE(AwaitStatus(server.target(), [](const v1::PoolStatus& status) {
+  ASSERT_TRUE(testing::AwaitPoolStatus(server.target(), [](const v1::PoolStatus& status) {
                 return status.sessions() == 0 && status.busy_workers() == 0;
               }).ok());
   grpc::ClientContext context;

@@ -876,8 +876,7 @@ TEST_F(SchedulerTest, ClosedThatWasNotWrittenIsCollectedAgainOnResume) {
   ASSERT_TRUE(events.closed);
   ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
   // The stream broke while writing them: they come back, and the session is not forgotten.
-  google::protobuf::RepeatedPtrField<v1::TaskOutcome> unwritten(events.outcomes.begin(),
-                                                                 events.outcomes.end());
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> unwritten = Written(events);
   scheduler_->Retain(session, unwritten);
   scheduler_->Detach(session);
   EXPECT_EQ(scheduler_->Status().sessions(), 1u);
@@ -1120,8 +1119,7 @@ TEST_F(SchedulerTest, AResumingClientThatTakesSmallerMessagesGetsTooLargeOutcome
   }
   SessionEvents events = scheduler_->TakeEvents(session);
   ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
-  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written(events.outcomes.begin(),
-                                                              events.outcomes.end());
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written = Written(events);
   scheduler_->Retain(session, written);
   scheduler_->Detach(session);
 

@@ -189,16 +189,24 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   return exit;
 }
 
-absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts) {
+absl::Status AwaitPoolStatus(const std::string& target,
+                             const std::function<bool(const v1::PoolStatus&)>& done,
+                             int attempts) {
   auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   for (int attempt = 0; attempt < attempts; ++attempt) {
     grpc::ClientContext context;
     v1::PoolStatus status;
     const grpc::Status call = stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
     if (!call.ok()) return absl::UnavailableError(call.error_message());
-    if (status.busy_workers() == busy) return absl::OkStatus();
+    if (done(status)) return absl::OkStatus();
   }
-  return absl::DeadlineExceededError(absl::StrCat("never saw ", busy, " busy workers"));
+  return absl::DeadlineExceededError("the pool status never showed what the test waited for");
+}
+
+absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts) {
+  return AwaitPoolStatus(
+      target, [busy](const v1::PoolStatus& status) { return status.busy_workers() == busy; },
+      attempts);
 }
 
 }  // namespace mpigate::testing

@@ -13,11 +13,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mpigate/v1/gateway.pb.h"
 
 namespace mpigate::testing {
 
@@ -77,8 +79,13 @@ class ServerProcess {
   std::string endpoint_file_;
 };
 
-// Waits until the server at `target` reports `busy` workers running tasks, by asking for its pool
-// status (the scheduler's own state). DEADLINE_EXCEEDED after `attempts` answers without it.
+// Asks the server at `target` for its pool status (the scheduler's own state) until `done` holds
+// for it. DEADLINE_EXCEEDED after `attempts` answers without it.
+absl::Status AwaitPoolStatus(const std::string& target,
+                             const std::function<bool(const v1::PoolStatus&)>& done,
+                             int attempts = 1000000);
+
+// Waits until the server at `target` reports `busy` workers running tasks (AwaitPoolStatus).
 absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts = 100000);
 
 // Path of a binary built by Bazel, from the test's runfiles, e.g. "server/mpigate-server".
