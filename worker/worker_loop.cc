@@ -109,8 +109,10 @@ absl::Status ForwardProgress(MPI_Comm gateway, uint64_t task_key, TaskSignals& s
   return wire::SendFrame(gateway, kGatewayRank, wire::Tag::kProgress, progress);
 }
 
-// What the gateway said while a task ran.
+// What the gateway said since the loop last listened.
 struct Heard {
+  // Any frame at all.
+  bool anything = false;
   bool shutdown = false;
   // A cancel of the running task (not of one that has just ended); `force` if it asked for the
   // task to be killed.
@@ -118,31 +120,47 @@ struct Heard {
   bool force = false;
 };
 
-// While the task with key `task_key` runs: takes every frame the gateway has sent meanwhile,
-// which can only be cancels and a shutdown. Stops at a shutdown, leaving anything after it unread.
-absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, uint64_t task_key) {
+// Takes every frame the gateway has sent since the last call: tasks join the backlog, a cancel of
+// a task waiting there drops it (answered CANCELLED: it never started), and a cancel of the task
+// with key `running` (0: none runs) is reported. Stops at a shutdown, leaving anything after it
+// unread.
+absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, uint64_t running, TaskBacklog& backlog) {
   Heard heard;
   while (!heard.shutdown) {
     absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
         wire::TryReceive(gateway, kGatewayRank);
     if (!received.ok()) return received.status();
     if (!received->has_value()) break;
-    if ((**received).tag == wire::Tag::kShutdown) {
+    heard.anything = true;
+    wire::ReceivedMessage& message = **received;
+    if (message.tag == wire::Tag::kShutdown) {
       heard.shutdown = true;
       continue;
     }
-    if ((**received).tag != wire::Tag::kCancel) {
-      return absl::InternalError(absl::StrCat("worker received a frame with tag ",
-                                              static_cast<int>((**received).tag),
-                                              " while running a task"));
+    if (message.tag == wire::Tag::kTask) {
+      if (absl::Status status = backlog.Add(std::move(message.bytes)); !status.ok()) return status;
+      continue;
+    }
+    if (message.tag != wire::Tag::kCancel) {
+      return absl::InternalError(absl::StrCat("worker received a frame with unexpected tag ",
+                                              static_cast<int>(message.tag)));
     }
     wire::CancelFrame cancel;
-    if (absl::Status status = wire::Decode((**received).bytes, cancel); !status.ok()) {
-      return status;
+    if (absl::Status status = wire::Decode(message.bytes, cancel); !status.ok()) return status;
+    if (cancel.task_key() == running && running != 0) {
+      heard.interrupt = true;
+      heard.force = heard.force || cancel.force();
+    } else if (backlog.Drop(cancel.task_key())) {
+      wire::ResultFrame dropped;
+      dropped.set_task_key(cancel.task_key());
+      dropped.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
+      dropped.mutable_error()->set_message("cancelled before it started, in the worker's backlog");
+      if (absl::Status status = wire::SendFrame(gateway, kGatewayRank, wire::Tag::kResult, dropped);
+          !status.ok()) {
+        return status;
+      }
     }
-    if (cancel.task_key() != task_key) continue;
-    heard.interrupt = true;
-    heard.force = heard.force || cancel.force();
+    // Otherwise its task has already ended.
   }
   return heard;
 }
@@ -180,11 +198,13 @@ void FailPastDeadline(uint64_t run_timeout_ms, absl::string_view how, wire::Resu
 // made the listener (the MPI thread); the accessors are for that thread, after the call.
 class GangListener final : public GangLink {
  public:
-  GangListener(MPI_Comm gateway, uint64_t task_key, absl::Time deadline, TaskSignals& signals)
+  GangListener(MPI_Comm gateway, uint64_t task_key, absl::Time deadline, TaskSignals& signals,
+               TaskBacklog& backlog)
       : gateway_(gateway),
         task_key_(task_key),
         deadline_(deadline),
         signals_(signals),
+        backlog_(backlog),
         mpi_thread_(std::this_thread::get_id()) {}
 
   void Poll() override {
@@ -200,7 +220,7 @@ class GangListener final : public GangLink {
       status_ = ForwardProgress(gateway_, task_key_, signals_);
     }
     if (status_.ok()) {
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, task_key_);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, task_key_, backlog_);
       status_ = heard.status();
       // A gang runs in the worker itself: even a forced cancel can only interrupt it.
       if (heard.ok() && heard->interrupt) signals_.cancelled.store(true, std::memory_order_relaxed);
@@ -226,6 +246,7 @@ class GangListener final : public GangLink {
   const uint64_t task_key_;
   const absl::Time deadline_;
   TaskSignals& signals_;
+  TaskBacklog& backlog_;
   const std::thread::id mpi_thread_;
   absl::Time next_listen_ = absl::InfinitePast();
   absl::Time next_progress_ = absl::InfinitePast();
@@ -274,7 +295,7 @@ absl::StatusOr<MPI_Comm> MakeGangComm(const WorkerGroup& workers, const wire::Ta
 absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
                              const FunctionRegistry& registry, const TaskContext& context,
                              const wire::TaskFrame& task, TaskSignals& signals,
-                             wire::ResultFrame& result) {
+                             TaskBacklog& backlog, wire::ResultFrame& result) {
   result.set_task_key(task.task_key());
   const auto me = std::find(task.gang().begin(), task.gang().end(), context.rank());
   if (me == task.gang().end()) {
@@ -289,7 +310,7 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
     return false;
   }
   GangListener listener(gateway, task.task_key(), RunDeadline(task.run_timeout_ms(), absl::Now()),
-                        signals);
+                        signals, backlog);
   const GangContext gang(context, *comm, static_cast<int>(me - task.gang().begin()),
                          task.gang_size(), &listener);
   result = RunGangTask(registry, gang, task);
@@ -388,10 +409,16 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   };
   const auto slot = std::make_shared<Slot>();
   while (true) {
-    absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
-        wire::TryReceive(gateway_, kGatewayRank);
-    if (!received.ok()) return received.status();
-    if (!received->has_value()) {
+    // Everything that has come first, so that a cancel reaches a task waiting in the backlog
+    // before it would start.
+    absl::StatusOr<Heard> heard = HearGateway(gateway_, /*running=*/0, backlog_);
+    if (!heard.ok()) return heard.status();
+    if (heard->shutdown) return Stop();
+    if (backlog_.empty()) {
+      if (heard->anything) {
+        backoff.Reset();
+        continue;
+      }
       const absl::Duration delay = backoff.NextDelay();
       if (delay == absl::ZeroDuration()) continue;
       if (doorbell.ok()) {
@@ -405,32 +432,22 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       continue;
     }
     backoff.Reset();
-    const wire::ReceivedMessage& message = **received;
-    if (message.tag == wire::Tag::kShutdown) return Stop();
-    if (message.tag == wire::Tag::kCancel) continue;  // Its task has already ended.
-    if (message.tag != wire::Tag::kTask) {
-      return absl::InternalError(absl::StrCat("worker received a frame with unexpected tag ",
-                                              static_cast<int>(message.tag)));
+    TaskBacklog::Entry next = backlog_.TakeFront();
+    if (runner_options_.has_value() && !next.header.gang) {
+      absl::StatusOr<TaskEnd> end = RunInRunner(next.frame, next.header);
+      if (!end.ok()) return end.status();
+      if (*end == TaskEnd::kShutdown) return Stop();
+      continue;
     }
-    if (runner_options_.has_value()) {
-      absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(message.bytes);
-      if (!header.ok()) return header.status();
-      if (!header->gang) {
-        absl::StatusOr<TaskEnd> end = RunInRunner(message.bytes, *header);
-        if (!end.ok()) return end.status();
-        if (*end == TaskEnd::kShutdown) return Stop();
-        continue;
-      }
-    }
-    if (absl::Status status = wire::Decode(message.bytes, slot->task); !status.ok()) {
+    if (absl::Status status = wire::Decode(next.frame, slot->task); !status.ok()) {
       return status;
     }
     slot->signals.Reset();
     if (slot->task.gang_size() > 0) {
       // Here, not on the task thread: the gang function makes MPI calls, and MPI is this thread's.
       const TaskContext context(rank_, pool_size_, &slot->signals.cancelled, &slot->signals);
-      absl::StatusOr<bool> shutdown =
-          RunGang(gateway_, workers_, registry_, context, slot->task, slot->signals, slot->result);
+      absl::StatusOr<bool> shutdown = RunGang(gateway_, workers_, registry_, context, slot->task,
+                                              slot->signals, backlog_, slot->result);
       if (!shutdown.ok()) return shutdown.status();
       if (*shutdown) return Stop();
     } else {
@@ -446,7 +463,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
             !status.ok()) {
           return status;
         }
-        absl::StatusOr<Heard> heard = HearGateway(gateway_, slot->task.task_key());
+        absl::StatusOr<Heard> heard = HearGateway(gateway_, slot->task.task_key(), backlog_);
         if (!heard.ok()) return heard.status();
         if (heard->shutdown) {
           if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
@@ -542,7 +559,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
     }
     if (now >= next_listen) {
       next_listen = now + kListenWhileBusy;
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, header.task_key);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, header.task_key, backlog_);
       if (!heard.ok()) return heard.status();
       if (heard->shutdown) return TaskEnd::kShutdown;
       if (heard->force) {
@@ -583,6 +600,28 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
   // start, the next task tries again.
   ReplaceRunner().IgnoreError();
   return TaskEnd::kEnded;
+}
+
+absl::Status TaskBacklog::Add(std::string frame) {
+  absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(frame);
+  if (!header.ok()) return header.status();
+  entries_.push_back(Entry{*header, std::move(frame)});
+  return absl::OkStatus();
+}
+
+bool TaskBacklog::Drop(uint64_t task_key) {
+  const auto it = std::find_if(entries_.begin(), entries_.end(), [task_key](const Entry& entry) {
+    return entry.header.task_key == task_key;
+  });
+  if (it == entries_.end()) return false;
+  entries_.erase(it);
+  return true;
+}
+
+TaskBacklog::Entry TaskBacklog::TakeFront() {
+  Entry front = std::move(entries_.front());
+  entries_.pop_front();
+  return front;
 }
 
 absl::Status ReportStartupFailure(MPI_Comm gateway, const absl::Status& why) {

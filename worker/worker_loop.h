@@ -2,6 +2,11 @@
 // to the gateway, then receives task frames, runs them on the task thread and sends back result
 // frames until the gateway says shut down.
 //
+// The gateway may hand it several tasks at once when they are short (the scheduler's prefetch):
+// the loop takes every frame that has come before it starts the next task, and runs the tasks in
+// the order they came, the rest waiting in its backlog; a cancel of a task still waiting drops it,
+// answered CANCELLED, since it never started.
+//
 // Idle cost: it polls with MPI_Improbe and sleeps between polls (wire::PollBackoff) instead of
 // blocking in MPI_Recv, which in Open MPI busy-polls a whole core.
 //
@@ -38,6 +43,7 @@
 
 #include <mpi.h>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +66,27 @@ enum class LoopEnd {
   // be interrupted: after finalising MPI the process must exit without waiting for it
   // (std::_Exit).
   kStoppedDuringTask,
+};
+
+// Tasks the gateway has handed this worker ahead of the one it runs (the scheduler's prefetch),
+// in the order they came, as they came. Owned by the MPI thread.
+class TaskBacklog {
+ public:
+  struct Entry {
+    wire::TaskHeader header;
+    std::string frame;
+  };
+
+  // Appends a serialized TaskFrame; INTERNAL if it is not one.
+  absl::Status Add(std::string frame);
+  // Removes the task `task_key` if it waits here; true if it did.
+  bool Drop(uint64_t task_key);
+  // The first task, removed. Only when not empty.
+  Entry TakeFront();
+  bool empty() const { return entries_.empty(); }
+
+ private:
+  std::deque<Entry> entries_;
 };
 
 // The communicator that gang communicators are made from: it holds every worker of the pool, and
@@ -117,6 +144,8 @@ class WorkerLoop {
   const std::optional<RunnerProcess::Options> runner_options_;
   // The runner; null in process, or when a replacement could not start.
   std::unique_ptr<RunnerProcess> runner_;
+  // Tasks received and not yet started.
+  TaskBacklog backlog_;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup
