@@ -299,6 +299,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::ResultFrame result;
   wire::ProgressFrame progress;
   int in_flight = 0;
+  // Workers sent a frame this round; each is rung once, after all of them.
+  std::vector<bool> sent_to(static_cast<size_t>(worker_count_), false);
   while (true) {
     // With nothing in flight there is nothing to poll for: block until there is work.
     const absl::Duration wait =
@@ -319,7 +321,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           !status.ok()) {
         return status;
       }
-      RingDoorbell(assignment.worker);
+      sent_to[static_cast<size_t>(assignment.worker)] = true;
       ++in_flight;
       backoff.Reset();
     }
@@ -334,7 +336,14 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           !status.ok()) {
         return status;
       }
-      RingDoorbell(interrupt.worker);
+      sent_to[static_cast<size_t>(interrupt.worker)] = true;
+    }
+    if (!work.assignments.empty() || !work.interrupts.empty()) {
+      for (int worker = 0; worker < worker_count_; ++worker) {
+        if (!sent_to[static_cast<size_t>(worker)]) continue;
+        sent_to[static_cast<size_t>(worker)] = false;
+        RingDoorbell(worker);
+      }
     }
     if (absl::Status status = sends.Progress(); !status.ok()) return status;
 
