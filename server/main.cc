@@ -93,6 +93,13 @@ ABSL_FLAG(int, max_unread_result_mb, 1024,
           "client that stops reading cannot exhaust the gateway's memory. Keep it well above the "
           "largest result: clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). "
           "0: no limit.");
+ABSL_FLAG(int, max_tasks_per_worker, 16,
+          "The most tasks a worker holds at once when its tasks are short: one runs, the rest wait "
+          "in its backlog, so that it never waits for the gateway between two. A task handed to a "
+          "worker is running: it can be interrupted, no longer cancelled. 1: one task at a time.");
+ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(1),
+          "How much work, by its recent run times, a worker's backlog may hold: a worker running "
+          "tasks this long or longer holds one at a time.");
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
@@ -347,7 +354,17 @@ int Run(const RepeatedFlags& repeated) {
         absl::StrCat("--max_message_mb must be between 1 and 2047, not ", max_message_mb)));
   }
   const int max_message_bytes = max_message_mb << 20;
+  const int max_tasks_per_worker = absl::GetFlag(FLAGS_max_tasks_per_worker);
+  if (max_tasks_per_worker < 1 || max_tasks_per_worker > 4096) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max_tasks_per_worker must be between 1 and 4096, not ", max_tasks_per_worker)));
+  }
+  if (absl::GetFlag(FLAGS_prefetch_window) < absl::ZeroDuration()) {
+    return fail(absl::InvalidArgumentError("--prefetch_window must not be negative"));
+  }
   Scheduler::Options scheduler_options;
+  scheduler_options.max_tasks_per_worker = max_tasks_per_worker;
+  scheduler_options.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
   scheduler_options.max_message_bytes = static_cast<uint64_t>(max_message_bytes);
   scheduler_options.workers = started->workers;
   scheduler_options.resume_grace = absl::Seconds(resume_grace_s);

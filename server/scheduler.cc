@@ -124,8 +124,10 @@ Scheduler::Scheduler(Options options)
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
       max_unread_result_bytes_(options.max_unread_result_bytes),
       max_message_bytes_(options.max_message_bytes),
+      max_tasks_per_worker_(static_cast<size_t>(std::max(options.max_tasks_per_worker, 1))),
+      prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
-      running_(static_cast<size_t>(workers_), 0) {}
+      worker_state_(static_cast<size_t>(workers_)) {}
 
 void Scheduler::Notify(Notifications& notifications) {
   for (const std::shared_ptr<SessionListener>& listener : notifications) {
@@ -673,27 +675,26 @@ void Scheduler::FailRunning(absl::string_view reason) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
-    for (const TaskKey key : running_) {
-      if (key == 0) continue;
-      const Task& task = tasks_.at(key);
-      const SessionId id = task.session;
-      v1::TaskOutcome outcome;
-      outcome.set_state(v1::TASK_STATE_FAILED);
-      SetWorkers(task.members, task.group(), outcome);
-      outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
-      SetError(absl::StatusCode::kCancelled, reason, *outcome.mutable_error());
-      // Every member still running it at once, so that a group task ends once. The workers stay
-      // busy: they are still running the task, and are about to be stopped.
-      for (const int member : task.members) {
-        TaskKey& slot = running_[static_cast<size_t>(member)];
-        if (slot == key) {
-          slot = 0;
-          --running_count_;
-        }
+    // The workers stay busy: they are still running their tasks, and are about to be stopped.
+    for (Worker& worker : worker_state_) {
+      for (const TaskKey key : worker.tasks) {
+        // A group task ends once, with its first member.
+        const auto task = tasks_.find(key);
+        if (task == tasks_.end()) continue;
+        const SessionId id = task->second.session;
+        v1::TaskOutcome outcome;
+        outcome.set_state(v1::TASK_STATE_FAILED);
+        SetWorkers(task->second.members, task->second.group(), outcome);
+        outcome.set_queue_us(MicrosBetween(task->second.enqueued, task->second.started));
+        SetError(absl::StatusCode::kCancelled, reason, *outcome.mutable_error());
+        EndTaskLocked(key, std::move(outcome));
+        MaybeNotifyLocked(id, notifications);
       }
-      EndTaskLocked(key, std::move(outcome));
-      MaybeNotifyLocked(id, notifications);
+      worker.tasks.clear();
+      worker.open = false;
     }
+    running_count_ = 0;
+    open_workers_ = 0;
   }
   Notify(notifications);
 }
@@ -810,15 +811,65 @@ void Scheduler::TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>&
                       idle_workers_.end());
 }
 
-void Scheduler::StartLocked(TaskKey key, Task& task, size_t count, absl::Time now,
-                            DispatchWork& work) {
-  TakeIdleWorkersLocked(count, task.members);
+bool Scheduler::PickWorkersLocked(const Task& task, size_t count,
+                                  absl::InlinedVector<int, 1>& members) {
+  if (idle_workers_.size() >= count) {
+    TakeIdleWorkersLocked(count, members);
+    return true;
+  }
+  if (task.group() || open_workers_ == 0) return false;
+  // The open worker with the shortest backlog; the lowest-numbered among equals.
+  int best = -1;
+  for (int w = 0; w < workers_; ++w) {
+    const Worker& worker = worker_state_[static_cast<size_t>(w)];
+    if (worker.open &&
+        (best < 0 || worker.tasks.size() < worker_state_[static_cast<size_t>(best)].tasks.size())) {
+      best = w;
+    }
+  }
+  members.push_back(best);
+  return true;
+}
+
+void Scheduler::UpdateOpenLocked(int w) {
+  Worker& worker = worker_state_[static_cast<size_t>(w)];
+  const bool open = !worker.tasks.empty() && !worker.group && worker.tasks.size() < worker.depth;
+  if (open != worker.open) {
+    worker.open = open;
+    if (open) {
+      ++open_workers_;
+    } else {
+      --open_workers_;
+    }
+  }
+}
+
+void Scheduler::LearnRunTimeLocked(int w, uint64_t run_us) {
+  Worker& worker = worker_state_[static_cast<size_t>(w)];
+  const double run = static_cast<double>(run_us);
+  // A weight of 1/8: a few tasks of a new length are enough to change course.
+  worker.mean_run_us =
+      worker.mean_run_us < 0 ? run : worker.mean_run_us + (run - worker.mean_run_us) / 8;
+  const double fits = prefetch_window_us_ / std::max(worker.mean_run_us, 1.0);
+  worker.depth = fits >= static_cast<double>(max_tasks_per_worker_)
+                     ? max_tasks_per_worker_
+                     : std::max<size_t>(static_cast<size_t>(fits), 1);
+  UpdateOpenLocked(w);
+}
+
+void Scheduler::StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWork& work) {
+  const size_t count = task.members.size();
   task.running = true;
   task.started = now;
   ++task.attempts;
   task.running_members = static_cast<int>(count);
-  for (const int worker : task.members) running_[static_cast<size_t>(worker)] = key;
-  running_count_ += count;
+  for (const int w : task.members) {
+    Worker& worker = worker_state_[static_cast<size_t>(w)];
+    if (worker.tasks.empty()) ++running_count_;
+    worker.tasks.push_back(key);
+    worker.group = task.group();
+    UpdateOpenLocked(w);
+  }
   if (!task.group()) {
     if (task.attempts <= task.max_retries) {
       // It may run again if its runner dies: keep the frame.
@@ -849,9 +900,9 @@ void Scheduler::StartLocked(TaskKey key, Task& task, size_t count, absl::Time no
 bool Scheduler::HasWorkLocked() const {
   // While a group task waits for its workers nothing else may start, so fewer idle workers than
   // it needs are no work.
-  const size_t idle_needed = held_key_ != 0 ? held_need_ : 1;
-  return stopping_ || !interrupts_.empty() ||
-         (queued_count_ > 0 && idle_workers_.size() >= idle_needed) ||
+  const bool room = held_key_ != 0 ? idle_workers_.size() >= held_need_
+                                   : !idle_workers_.empty() || open_workers_ > 0;
+  return stopping_ || !interrupts_.empty() || (queued_count_ > 0 && room) ||
          (!grace_deadlines_.empty() && grace_deadlines_.top().first < grace_wake_);
 }
 
@@ -862,7 +913,8 @@ void Scheduler::InterruptLocked(TaskKey key, Task& task, bool force) {
   task.forced = force;
   // Members that have already reported are done with it.
   for (const int member : task.members) {
-    if (running_[static_cast<size_t>(member)] == key) {
+    const std::deque<TaskKey>& held = worker_state_[static_cast<size_t>(member)].tasks;
+    if (std::find(held.begin(), held.end(), key) != held.end()) {
       interrupts_.push_back(Interrupt{member, key, force});
     }
   }
@@ -899,14 +951,16 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
     const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
     if (wait == absl::InfiniteDuration()) {
       mu_.Await(has_work);
-    } else {
+    } else if (wait > absl::ZeroDuration()) {
       mu_.AwaitWithTimeout(has_work, wait);
     }
+    // A zero wait is a poll: Mutex::AwaitWithTimeout would block on a futex, a system call, even
+    // to time out at once.
     grace_wake_ = absl::InfiniteFuture();
     const absl::Time now = clock_();
     ExpireQueueTimeoutsLocked(now, notifications);
     ExpireGracePeriodsLocked(now, notifications);
-    while (!idle_workers_.empty() && !ready_ring_.empty()) {
+    while ((!idle_workers_.empty() || open_workers_ > 0) && !ready_ring_.empty()) {
       const SessionId id = ready_ring_.front();
       ready_ring_.pop_front();
       const auto session_it = sessions_.find(id);
@@ -919,11 +973,13 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       }
       Task& task = tasks_.at(key);
       const size_t needed = WorkersNeeded(task);
-      if (needed > idle_workers_.size()) {
+      if (!PickWorkersLocked(task, needed, task.members)) {
         // The session keeps its turn, and the idle workers stay idle, until enough are.
         ready_ring_.push_front(id);
-        held_key_ = key;
-        held_need_ = needed;
+        if (task.group()) {
+          held_key_ = key;
+          held_need_ = needed;
+        }
         break;
       }
       if (key == held_key_) held_key_ = 0;
@@ -936,7 +992,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
         session.in_ready_ring = false;
         session.queue.clear();
       }
-      StartLocked(key, task, needed, now, work);
+      StartLocked(key, task, now, work);
       if (!session.abandoned) {
         session.started.push_back(task.client_id);
         MaybeNotifyLocked(id, notifications);
@@ -955,14 +1011,25 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
   {
     absl::MutexLock lock(&mu_);
     if (worker < 0 || worker >= workers_) return;
-    const TaskKey key = running_[static_cast<size_t>(worker)];
-    if (key == 0 || key != result.task_key()) return;
-    running_[static_cast<size_t>(worker)] = 0;
-    --running_count_;
-    // A gang member that is done is free at once, even while the rest of its gang runs.
-    idle_workers_.push_back(worker);
-
+    Worker& state = worker_state_[static_cast<size_t>(worker)];
+    // Normally the first it holds; one interrupted while in its backlog may end before.
+    const TaskKey key = result.task_key();
+    const auto held = std::find(state.tasks.begin(), state.tasks.end(), key);
+    if (key == 0 || held == state.tasks.end()) return;
+    state.tasks.erase(held);
+    if (state.tasks.empty()) {
+      // A gang member that is done is free at once, even while the rest of its gang runs.
+      --running_count_;
+      state.group = false;
+      idle_workers_.push_back(worker);
+    }
     Task& task = tasks_.at(key);
+    if (task.group() || task.interrupted) {
+      // An interrupted task's time says nothing of how long such tasks take.
+      UpdateOpenLocked(worker);
+    } else {
+      LearnRunTimeLocked(worker, result.run_us());
+    }
     if (result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
         !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
       RequeueLocked(key, task);
@@ -1030,8 +1097,9 @@ void Scheduler::Progress(int worker, const wire::ProgressFrame& progress) {
   {
     absl::MutexLock lock(&mu_);
     if (worker < 0 || worker >= workers_) return;
-    const TaskKey key = running_[static_cast<size_t>(worker)];
-    if (key == 0 || key != progress.task_key()) return;
+    const TaskKey key = progress.task_key();
+    const std::deque<TaskKey>& held = worker_state_[static_cast<size_t>(worker)].tasks;
+    if (key == 0 || std::find(held.begin(), held.end(), key) == held.end()) return;
     const Task& task = tasks_.at(key);
     Session& session = sessions_.at(task.session);
     if (session.abandoned) return;

@@ -9,6 +9,16 @@
 // round-robin, so a session with 100,000 queued tasks delays one with 10 by at most one task per
 // worker each turn.
 //
+// Prefetch: a worker whose tasks are short is handed more than one at a time, up to
+// Options::max_tasks_per_worker, so that it never waits for the gateway between two of them: it
+// runs them in the order it got them, the rest waiting in its backlog. How many it may hold follows
+// its recent run times (an exponentially weighted mean), so that its backlog stays within
+// Options::prefetch_window of work: a worker running long tasks holds one, and another session's
+// task waits behind at most about that window. As with Python's ProcessPoolExecutor, whose call
+// queue holds tasks ahead of the workers, a task handed to a worker is running: it can be
+// interrupted (the worker then drops it from its backlog, CANCELLED) but no longer cancelled. A
+// group task only starts on idle workers, and none is handed more while it runs one.
+//
 // Group tasks run on several workers at once: a gang (TaskOptions.gang_size, for a gang function)
 // on that many, a broadcast on every worker. Each member worker gets its own copy of the frame,
 // and the task ends once every member has reported. A group task at the head of its session's
@@ -22,16 +32,17 @@
 //
 // A session outlives its stream. The adapter gives collected outcomes back once they are written
 // (Retain), and the session keeps them until the client acknowledges them (Ack), without copying
-// them. A stream that ends before `closed` has been written to it detaches its session (Detach): the tasks run on, the
-// outcomes are kept, and a new stream with the session's resume token takes it over (Resume) and
-// collects every outcome not acknowledged again. A session not resumed within the grace period is
-// abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait includes the earliest,
-// so they expire while the pool is idle too (not while it boots: AwaitWork is not called then).
+// them. A stream that ends before `closed` has been written to it detaches its session (Detach):
+// the tasks run on, the outcomes are kept, and a new stream with the session's resume token takes
+// it over (Resume) and collects every outcome not acknowledged again. A session not resumed within
+// the grace period is abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait
+// includes the earliest, so they expire while the pool is idle too (not while it boots: AwaitWork
+// is not called then).
 //
 // An outcome must fit into one message of the session's stream: one larger than the smaller of the
-// service's message limit (Options::max_message_bytes) and the client's (OpenSession) is replaced by
-// a failure with RESOURCE_EXHAUSTED, rather than breaking the stream, and with it the session, on
-// every attempt to write it.
+// service's message limit (Options::max_message_bytes) and the client's (OpenSession) is replaced
+// by a failure with RESOURCE_EXHAUSTED, rather than breaking the stream, and with it the session,
+// on every attempt to write it.
 //
 // Unread results are bounded: the bytes of the outcomes a session holds for its client (not
 // collected, being written, or retained until acknowledged) may not exceed
@@ -167,6 +178,11 @@ class Scheduler {
     uint64_t max_unread_result_bytes = 0;
     // The largest gRPC message the service sends or accepts; 0 for no limit.
     uint64_t max_message_bytes = 0;
+    // The most tasks one worker holds at once (see Prefetch above); 1 hands each worker one task
+    // at a time.
+    int max_tasks_per_worker = 1;
+    // How much work, by its recent run times, a worker's backlog may hold.
+    absl::Duration prefetch_window = absl::Milliseconds(1);
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
   };
@@ -296,7 +312,7 @@ class Scheduler {
   // assigns queued tasks to idle workers (fair share), and hands over the interrupts.
   DispatchWork AwaitWork(absl::Duration timeout);
 
-  // The worker finished the task it was assigned and is idle again. A group task ends once every
+  // The worker finished one of the tasks it was handed. A group task ends once every
   // member has reported: a gang with gang rank 0's result, or the error of the lowest gang rank
   // that failed; a broadcast with one item per worker. A task whose runner was lost
   // (result.runner_lost) is queued again if it has retries left and was not interrupted.
@@ -435,9 +451,18 @@ class Scheduler {
   // Takes `count` idle workers into `members`, in ascending order.
   void TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>& members)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts the queued task `key` on `count` idle workers: appends its assignments to `work`.
-  void StartLocked(TaskKey key, Task& task, size_t count, absl::Time now, DispatchWork& work)
+  // Picks the workers for the task at the head of the queue: `count` idle ones, or for a single
+  // task with no worker idle, the busy worker with room (see Prefetch) that holds the fewest
+  // tasks. False, picking none, if there are not enough.
+  bool PickWorkersLocked(const Task& task, size_t count, absl::InlinedVector<int, 1>& members)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the queued task `key` on the workers in task.members: appends its assignments to `work`.
+  void StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWork& work)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Recounts whether the worker may be handed another task while busy (open_workers_).
+  void UpdateOpenLocked(int worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Learns from a single task's run time how many tasks the worker may hold.
+  void LearnRunTimeLocked(int worker, uint64_t run_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The outcome of a group task whose members have all reported; moves their results out.
   static v1::TaskOutcome GroupOutcome(Task& task);
   // Marks the session abandoned (see Abandon) with `why` for its queued tasks; the caller drops
@@ -484,6 +509,8 @@ class Scheduler {
   const absl::Duration resume_grace_;
   const uint64_t max_unread_result_bytes_;
   const uint64_t max_message_bytes_;
+  const size_t max_tasks_per_worker_;
+  const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
 
   mutable absl::Mutex mu_;
@@ -516,12 +543,27 @@ class Scheduler {
   using Deadline = std::pair<absl::Time, TaskKey>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
       ABSL_GUARDED_BY(mu_);
+  // What the scheduler knows of one worker.
+  struct Worker {
+    // The tasks handed to it, in the order it runs them: the first runs, the rest wait in its
+    // backlog. Empty while idle.
+    std::deque<TaskKey> tasks;
+    // It runs a group task, and may be handed nothing else until that ends.
+    bool group = false;
+    // The weighted mean of its recent single tasks' run times; negative before the first.
+    double mean_run_us = -1;
+    // How many single tasks it may hold (see Prefetch); 1 until its run times are known.
+    size_t depth = 1;
+    // Busy and may be handed more: counted in open_workers_.
+    bool open = false;
+  };
+  std::vector<Worker> worker_state_ ABSL_GUARDED_BY(mu_);
   // Idle workers; the most recently freed is reused first, so a light load stays on warm workers.
   std::vector<int> idle_workers_ ABSL_GUARDED_BY(mu_);
-  // The task each worker runs, or 0 when idle.
-  std::vector<TaskKey> running_ ABSL_GUARDED_BY(mu_);
-  // Busy workers: those with a task in running_.
+  // Busy workers: those holding a task.
   size_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Busy workers that may be handed another task.
+  size_t open_workers_ ABSL_GUARDED_BY(mu_) = 0;
   // Interrupts for the transport to deliver.
   std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -222,6 +222,17 @@ class SchedulerTest : public ::testing::Test {
     return results.ok() ? *std::move(results) : std::vector<v1::CancelResult>();
   }
 
+  // Builds the scheduler under test with a ready pool of `functions` whose workers may hold up to
+  // `max_tasks` tasks each, within the default prefetch window of 1 ms.
+  void StartPrefetching(int workers, int max_tasks, std::vector<v1::FunctionInfo> functions) {
+    Scheduler::Options options;
+    options.workers = workers;
+    options.clock = [this] { return now_; };
+    options.max_tasks_per_worker = max_tasks;
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    scheduler_->PoolReady(std::move(functions));
+  }
+
   absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
   int tokens_made_ = 0;
   std::unique_ptr<Scheduler> scheduler_;
@@ -2448,6 +2459,156 @@ TEST_F(SchedulerTest, ForcedCancelAsksTheWorkerToKillEvenAfterAnInterrupt) {
   SessionEvents events = scheduler_->TakeEvents(session);
   ASSERT_EQ(events.outcomes.size(), 1u);
   EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+}
+
+// --- Prefetch: several short tasks per worker ---
+
+// Runs the one task AwaitWork() hands out and reports it done after `run`, so that the scheduler
+// learns how long its worker's tasks take.
+void RunOneTaken(Scheduler& scheduler, absl::Duration run) {
+  DispatchWork work = scheduler.AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.assignments.size(), 1u);
+  scheduler.Complete(
+      work.assignments[0].worker,
+      ResultOf(work.assignments[0], "done", static_cast<uint64_t>(absl::ToInt64Microseconds(run))));
+}
+
+TEST_F(SchedulerTest, AWorkerIsHandedOneTaskUntilItsTasksAreKnownToBeShort) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/4, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 20);
+  // Nothing is known of the worker's tasks yet: one at a time.
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(10)));
+
+  // 10 us each: a 1 ms window holds 100, capped at 4.
+  std::vector<Assignment> taken = Dispatch();
+  EXPECT_THAT(IdsOf(taken), ElementsAre(2, 3, 4, 5));
+  EXPECT_THAT(WorkersOf(taken), ElementsAre(0, 0, 0, 0));
+  // They are all running, as far as the session can tell, and the worker is full.
+  EXPECT_THAT(scheduler_->TakeEvents(session).started, ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 1u);
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 15u);
+
+  // Each task done makes room for one more.
+  scheduler_->Complete(0, ResultOf(taken[0], "done", 10));
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(6));
+}
+
+TEST_F(SchedulerTest, AWorkerRunningLongTasksHoldsOneAtATime) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/16, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 10);
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Milliseconds(5)));
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, ABacklogHoldsAboutTheWindowsWorthOfWork) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/16, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 20);
+  // 250 us each: 4 fit into the 1 ms window.
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(250)));
+  EXPECT_EQ(Dispatch().size(), 4u);
+}
+
+TEST_F(SchedulerTest, ATaskInABacklogCannotBeCancelledButCanBeInterrupted) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/4, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 5);
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(10)));
+  const std::vector<Assignment> taken = Dispatch();
+  ASSERT_THAT(IdsOf(taken), ElementsAre(2, 3, 4, 5));
+  scheduler_->TakeEvents(session);
+
+  // Task 4 waits in the worker's backlog: handed over, so running (as a ProcessPoolExecutor's
+  // call queue would have it).
+  const std::vector<v1::CancelResult> plain = Cancel(session, {4});
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_FALSE(plain[0].cancelled());
+  absl::StatusOr<std::vector<v1::CancelResult>> interrupted =
+      scheduler_->Cancel(session, {4}, /*interrupt_running=*/true);
+  ASSERT_TRUE(interrupted.ok()) << interrupted.status();
+  EXPECT_TRUE((*interrupted)[0].interrupted());
+  const DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_EQ(work.interrupts[0].worker, 0);
+  EXPECT_EQ(work.interrupts[0].task_key, taken[2].frame.task_key());
+
+  // The worker drops it from its backlog and says so before the tasks ahead of it end.
+  scheduler_->Complete(0, ErrorOf(taken[2], absl::StatusCode::kCancelled, "dropped"));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].task_id(), 4u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
+  // The others still end, in order, and the worker then takes none: nothing is left.
+  for (const size_t i : {0, 1, 3}) scheduler_->Complete(0, ResultOf(taken[i], "done", 10));
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(2, 3, 5));
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 0u);
+}
+
+TEST_F(SchedulerTest, AnotherSessionsTaskWaitsBehindTheBacklogNotTheQueue) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/4, Functions({"echo", "fail"}));
+  const SessionId flood = Open("flood");
+  SubmitRange(flood, 1, 1000);
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(10)));
+  const std::vector<Assignment> taken = Dispatch();
+  ASSERT_EQ(taken.size(), 4u);
+
+  const SessionId late = Open("late");
+  Submit(late, {Task(7)});
+  // Round-robin as between idle workers: the flood's turn, then the late session's. The late task
+  // waits for the backlog and one turn, not for the flood's 995 queued tasks.
+  scheduler_->Complete(0, ResultOf(taken[0], "done", 10));
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(6));
+  scheduler_->Complete(0, ResultOf(taken[1], "done", 10));
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(7));
+  TakeStarted(late);
+}
+
+TEST_F(SchedulerTest, AGangWaitsForWorkersToEmptyTheirBacklogsAndNothingIsPrefetchedMeanwhile) {
+  StartPrefetching(/*workers=*/2, /*max_tasks=*/4, WithGangFunction());
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  // Both workers learn that echo is short.
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 2u);
+  for (const Assignment& assignment : first) {
+    scheduler_->Complete(assignment.worker, ResultOf(assignment, "done", 10));
+  }
+  SubmitRange(session, 3, 6);
+  const std::vector<Assignment> backlog = Dispatch();
+  ASSERT_EQ(backlog.size(), 4u);
+  Submit(session, {Gang(7, 2), Task(8)});
+  // The gang needs both workers idle; task 8, behind it, must not slip into a backlog.
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  for (size_t i = 0; i + 1 < backlog.size(); ++i) {
+    scheduler_->Complete(backlog[i].worker, ResultOf(backlog[i], "done", 10));
+    EXPECT_THAT(Dispatch(), IsEmpty()) << "after " << i + 1 << " of 4 ended";
+  }
+  scheduler_->Complete(backlog.back().worker, ResultOf(backlog.back(), "done", 10));
+  const std::vector<Assignment> gang = Dispatch();
+  ASSERT_EQ(gang.size(), 2u);
+  EXPECT_THAT(IdsOf(gang), ElementsAre(7, 7));
+  // A worker in a gang is handed nothing else until the gang ends.
+  EXPECT_THAT(Dispatch(), IsEmpty());
+}
+
+TEST_F(SchedulerTest, FailRunningEndsEveryTaskInEveryBacklog) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/4, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 5);
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(10)));
+  ASSERT_EQ(Dispatch().size(), 4u);
+  scheduler_->TakeEvents(session);
+  scheduler_->FailRunning("drain grace period over");
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), UnorderedElementsAre(2, 3, 4, 5));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kCancelled));
+  }
+  EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
 }
 
 }  // namespace

@@ -1,0 +1,71 @@
+// End-to-end tests of prefetch (Scheduler's "Prefetch"): a real mpigate-server whose one worker,
+// once it has seen that its tasks are short, is handed several at a time and keeps the rest in its
+// backlog while one runs. A task waiting there can be interrupted, and is then dropped without
+// running; the task ahead of it is not disturbed. In both isolation modes.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/executor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/raw_session.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+constexpr absl::Duration kPatience = absl::Seconds(60);
+
+class PrefetchTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PrefetchTest, AnInterruptedTaskInTheBacklogIsDroppedAndTheOneAheadRunsOn) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start({.workers = 1,
+                          .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
+                                    absl::StrCat("--isolation=", GetParam())}}),
+            absl::OkStatus());
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(channel);
+  testing::RawSession session(*stub, kPatience);
+  // Short tasks first, so that the worker may hold several.
+  for (uint64_t id = 1; id <= 20; ++id) session.Submit(id, "echo", "short");
+  ASSERT_TRUE(session.AwaitOutcomes(20));
+
+  // The sleep runs; the echo behind it is handed to the worker at once and waits in its backlog.
+  session.Submit(21, "sleep", "1500");
+  session.Submit(22, "echo", "behind");
+  ASSERT_TRUE(session.AwaitStarted(21));
+  ASSERT_TRUE(session.AwaitStarted(22));
+  v1::SessionRequest cancel;
+  cancel.mutable_cancel()->add_task_ids(22);
+  session.Send(cancel);
+  const v1::SessionEvent plain = session.NextReply();
+  ASSERT_TRUE(plain.has_cancel_results()) << plain.DebugString();
+  EXPECT_FALSE(plain.cancel_results().results(0).cancelled()) << "handed over: running";
+  cancel.mutable_cancel()->set_interrupt_running(true);
+  session.Send(cancel);
+  const v1::SessionEvent reply = session.NextReply();
+  ASSERT_TRUE(reply.has_cancel_results()) << reply.DebugString();
+  EXPECT_TRUE(reply.cancel_results().results(0).interrupted());
+
+  ASSERT_TRUE(session.AwaitOutcomes(21));
+  const v1::TaskOutcome& dropped = session.outcomes().at(22);
+  EXPECT_EQ(dropped.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_EQ(dropped.error().message(), "cancelled before it started, in the worker's backlog");
+  EXPECT_EQ(session.outcomes().count(21), 0u) << "the sleep ended before the cancel of 22";
+
+  ASSERT_TRUE(session.AwaitOutcomes(22));
+  const v1::TaskOutcome& sleep = session.outcomes().at(21);
+  EXPECT_EQ(sleep.state(), v1::TASK_STATE_SUCCEEDED) << sleep.DebugString();
+  EXPECT_GE(sleep.run_us(), 1'500'000u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Isolation, PrefetchTest, ::testing::Values("process", "none"));
+
+}  // namespace
+}  // namespace mpigate
