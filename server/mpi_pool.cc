@@ -33,6 +33,9 @@ std::string FunctionNames(const wire::HelloFrame& hello) {
   return absl::StrJoin(names, ",");
 }
 
+// How often the MPI thread polls for results while workers have backlogs.
+constexpr absl::Duration kBackloggedPoll = absl::Microseconds(100);
+
 wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
   wire::ResultFrame result;
   result.set_task_key(task_key);
@@ -303,8 +306,12 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   std::vector<bool> sent_to(static_cast<size_t>(worker_count_), false);
   while (true) {
     // With nothing in flight there is nothing to poll for: block until there is work.
-    const absl::Duration wait =
+    absl::Duration wait =
         in_flight > 0 || !sends.empty() ? backoff.NextDelay() : absl::InfiniteDuration();
+    // More tasks in flight than workers: some wait in a backlog (Scheduler's prefetch), so results
+    // can wait a little and be taken several at a time; polling hot would only take CPU from the
+    // workers and gRPC. New work still ends the wait at once.
+    if (in_flight > worker_count_) wait = std::max(wait, kBackloggedPoll);
     DispatchWork work = scheduler.AwaitWork(wait);
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.

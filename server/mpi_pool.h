@@ -7,7 +7,7 @@
 //
 // Idle cost: while no task is in flight the thread blocks on the scheduler's condition and makes
 // no MPI call at all; while tasks are in flight it polls with MPI_Improbe, waiting between polls
-// as wire::PollBackoff says.
+// as wire::PollBackoff says, and at least 100 us while workers hold backlogs (prefetched tasks).
 //
 // Thread-safety: Start(), Serve() and Join() are called by one controlling thread, in that order.
 #ifndef MPIGATE_SERVER_MPI_POOL_H_
