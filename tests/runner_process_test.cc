@@ -149,12 +149,32 @@ TEST_F(RunnerProcessTest, ProgressIsReportedAndACancelSetsTheFlag) {
 
 TEST_F(RunnerProcessTest, KillEndsAnEndlessLoopAndReapsTheRunner) {
   runner_->SendTask(TaskBytes(13, "sample.crash", "spin"));
+  // It says it has started, then spins.
+  EXPECT_EQ(runner_->Await(absl::Seconds(30)).kind, RunnerEvent::Kind::kProgress);
   EXPECT_EQ(runner_->Await(absl::Milliseconds(50)).kind, RunnerEvent::Kind::kNone);
   const pid_t pid = runner_->pid();
   runner_->Kill();
   EXPECT_FALSE(runner_->alive());
   EXPECT_TRUE(Gone(pid));
   EXPECT_EQ(runner_->Await(absl::ZeroDuration()).kind, RunnerEvent::Kind::kDied);
+}
+
+TEST_F(RunnerProcessTest, TasksHandedOverTogetherRunInOrderAndAQueuedOneCanBeDropped) {
+  runner_->SendTask(TaskBytes(20, "sleep", "300"));
+  runner_->SendTask(TaskBytes(21, "echo", "dropped"));
+  runner_->SendTask(TaskBytes(22, "echo", "last"));
+  runner_->SendCancel(21);
+  // Answered at once, while the sleep still runs: it never started.
+  const wire::ResultFrame dropped = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(dropped.task_key(), 21u);
+  EXPECT_EQ(dropped.error().code(), Code(absl::StatusCode::kCancelled));
+  EXPECT_EQ(dropped.error().message(), "cancelled before it started, in the worker's backlog");
+  const wire::ResultFrame slept = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(slept.task_key(), 20u);
+  EXPECT_FALSE(slept.has_error()) << slept.error().message();
+  const wire::ResultFrame last = ResultOf(AwaitEnd(*runner_));
+  EXPECT_EQ(last.task_key(), 22u);
+  EXPECT_EQ(last.result(), "last");
 }
 
 struct Death {
@@ -335,6 +355,17 @@ TEST(TaskPeekTest, ReadsTheRoutingFieldsAsADecodeWould) {
   absl::StatusOr<wire::TaskHeader> empty = wire::PeekTask("");
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->task_key, 0u);
+}
+
+TEST(TaskPeekTest, ReadsAResultsTaskKeyAsADecodeWould) {
+  wire::ResultFrame result;
+  result.set_task_key(0x0123456789abcdefULL);
+  result.set_result(std::string(1 << 20, 'r'));
+  result.set_run_us(7);
+  absl::StatusOr<uint64_t> key = wire::PeekResultKey(result.SerializeAsString());
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(*key, result.task_key());
+  EXPECT_EQ(wire::PeekResultKey("\x12\xff").status().code(), absl::StatusCode::kInternal);
 }
 
 }  // namespace

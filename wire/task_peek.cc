@@ -51,4 +51,25 @@ absl::StatusOr<TaskHeader> PeekTask(absl::string_view bytes) {
   return header;
 }
 
+absl::StatusOr<uint64_t> PeekResultKey(absl::string_view bytes) {
+  using ::google::protobuf::internal::WireFormatLite;
+  const auto malformed = [&bytes] {
+    return absl::InternalError(absl::StrCat("malformed ResultFrame of ", bytes.size(), " bytes"));
+  };
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) return malformed();
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                               static_cast<int>(bytes.size()));
+  uint64_t key = 0;
+  while (const uint32_t tag = input.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == ResultFrame::kTaskKeyFieldNumber &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_VARINT) {
+      if (!input.ReadVarint64(&key)) return malformed();
+      continue;
+    }
+    if (!WireFormatLite::SkipField(&input, tag)) return malformed();
+  }
+  if (!input.ConsumedEntireMessage()) return malformed();
+  return key;
+}
+
 }  // namespace mpigate::wire

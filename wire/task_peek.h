@@ -1,5 +1,5 @@
 // PeekTask: the few fields of a serialized TaskFrame that a worker needs to route and supervise a
-// task, read without decoding the rest.
+// task, read without decoding the rest; PeekResultKey likewise for a ResultFrame's task key.
 //
 // A worker that hands tasks to a task runner forwards the TaskFrame's bytes as they came from MPI;
 // decoding the whole frame would copy every payload and item once more only to read two numbers.
@@ -24,6 +24,10 @@ struct TaskHeader {
 
 // INTERNAL if `bytes` are not a well-formed TaskFrame.
 absl::StatusOr<TaskHeader> PeekTask(absl::string_view bytes);
+
+// The task_key of a serialized ResultFrame, read likewise (a worker forwards a runner's results
+// as they came); INTERNAL if `bytes` are not a well-formed ResultFrame.
+absl::StatusOr<uint64_t> PeekResultKey(absl::string_view bytes);
 
 }  // namespace mpigate::wire
 

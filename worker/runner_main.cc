@@ -6,10 +6,14 @@
 // harmless). It loads the same functions as its worker (built-ins, exec if allowed, the task
 // libraries), runs the pool's initializer, says hello, then serves task frames from the socket on
 // fd 3 until the stream ends. Two threads:
-//   - the main thread runs the initializer and then each task (RunTask), and writes its result;
-//   - a reader thread reads frames: it hands tasks to the main thread, sets the running task's
-//     cancellation flag on a cancel, and sends the latest progress report at most every 20 ms.
-//     It exits the process when the stream ends: the worker is gone or done with this runner.
+//   - the main thread runs the initializer and then each task (RunTask), in the order they came,
+//     and writes its result;
+//   - a reader thread reads frames: it queues tasks for the main thread (a worker with a backlog
+//     hands over several at once, so that the main thread goes from one to the next without a
+//     wake-up), sets the running task's cancellation flag on a cancel or, for a task still queued,
+//     drops it and answers CANCELLED at once, and sends the latest progress report at most every
+//     20 ms. It exits the process when the stream ends: the worker is gone or done with this
+//     runner.
 // Idle, both threads block (in read and on a condition): no polling.
 #include <fcntl.h>
 #include <poll.h>
@@ -17,10 +21,12 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <optional>
 #include <string>
 #include <thread>
@@ -88,15 +94,27 @@ class Runner final : public ProgressSink {
   }
 
  private:
-  bool HasTask() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next_task_.has_value(); }
+  struct QueuedTask {
+    uint64_t task_key = 0;
+    std::string frame;
+  };
+
+  bool HasTask() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queued_.empty(); }
 
   void RunNextTask() {
     std::string bytes;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Runner::HasTask));
-      bytes = *std::move(next_task_);
-      next_task_.reset();
+      bytes = std::move(queued_.front().frame);
+      running_ = true;
+      running_key_ = queued_.front().task_key;
+      queued_.pop_front();
+      cancelled_.store(false, std::memory_order_relaxed);
+      progress_.Clear();
+      progress_.set_task_key(running_key_);
+      progress_pending_ = false;
+      next_progress_ = absl::InfinitePast();
     }
     wire::TaskFrame task;
     wire::ResultFrame result;
@@ -156,14 +174,7 @@ class Runner final : public ProgressSink {
       if (frame->tag == wire::Tag::kTask) {
         absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(frame->bytes);
         absl::MutexLock lock(&mu_);
-        running_ = true;
-        running_key_ = header.ok() ? header->task_key : 0;
-        cancelled_.store(false, std::memory_order_relaxed);
-        progress_.Clear();
-        progress_.set_task_key(running_key_);
-        progress_pending_ = false;
-        next_progress_ = absl::InfinitePast();
-        next_task_ = std::move(frame->bytes);
+        queued_.push_back(QueuedTask{header.ok() ? header->task_key : 0, std::move(frame->bytes)});
         continue;
       }
       wire::CancelFrame cancel;
@@ -172,9 +183,21 @@ class Runner final : public ProgressSink {
                                                static_cast<int>(frame->tag), " from the worker")));
       }
       absl::MutexLock lock(&mu_);
-      // A cancel that crossed its task's result finds another task running, or none.
       if (running_ && cancel.task_key() == running_key_) {
         cancelled_.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      // A task still queued never starts; a cancel that crossed its task's result finds nothing.
+      const auto queued =
+          std::find_if(queued_.begin(), queued_.end(), [&cancel](const QueuedTask& task) {
+            return task.task_key == cancel.task_key();
+          });
+      if (queued == queued_.end()) continue;
+      queued_.erase(queued);
+      if (absl::Status status = wire::WriteFrame(kSocketFd, wire::Tag::kResult,
+                                                 DroppedBeforeStart(cancel.task_key()));
+          !status.ok()) {
+        Leave(status);
       }
     }
   }
@@ -199,9 +222,9 @@ class Runner final : public ProgressSink {
 
   // Also serialises writes to the socket once the reader thread runs.
   absl::Mutex mu_;
-  // A task frame from the worker that the main thread has yet to take.
-  std::optional<std::string> next_task_ ABSL_GUARDED_BY(mu_);
-  // From when a task arrives until its result has been written.
+  // Task frames from the worker that the main thread has yet to take, in the order they came.
+  std::deque<QueuedTask> queued_ ABSL_GUARDED_BY(mu_);
+  // From when the main thread takes a task until its result has been written.
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t running_key_ ABSL_GUARDED_BY(mu_) = 0;
   // The latest report of the running task, and whether it has yet to be sent.

@@ -133,4 +133,12 @@ wire::ResultFrame RunGangTask(const FunctionRegistry& registry, const GangContex
              });
 }
 
+wire::ResultFrame DroppedBeforeStart(uint64_t task_key) {
+  wire::ResultFrame result;
+  result.set_task_key(task_key);
+  result.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
+  result.mutable_error()->set_message("cancelled before it started, in the worker's backlog");
+  return result;
+}
+
 }  // namespace mpigate::worker

@@ -48,6 +48,10 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
 wire::ResultFrame RunGangTask(const FunctionRegistry& registry, const GangContext& context,
                               const wire::TaskFrame& task);
 
+// The result of task `task_key`, interrupted while it waited behind another in a worker's backlog
+// (the worker's or its task runner's queue): CANCELLED, and it never ran.
+wire::ResultFrame DroppedBeforeStart(uint64_t task_key);
+
 }  // namespace mpigate::worker
 
 #endif  // MPIGATE_WORKER_TASK_RUNNER_H_

@@ -114,17 +114,26 @@ struct Heard {
   // Any frame at all.
   bool anything = false;
   bool shutdown = false;
-  // A cancel of the running task (not of one that has just ended); `force` if it asked for the
-  // task to be killed.
-  bool interrupt = false;
-  bool force = false;
+  // Cancels of tasks that were not waiting in the backlog: the running one, one queued in the task
+  // runner, or one that has already ended.
+  std::vector<wire::CancelFrame> cancels;
+
+  // Whether a cancel names `task_key`; sets `force` if one asked for it to be killed.
+  bool Cancels(uint64_t task_key, bool& force) const {
+    bool named = false;
+    for (const wire::CancelFrame& cancel : cancels) {
+      if (cancel.task_key() != task_key) continue;
+      named = true;
+      force = force || cancel.force();
+    }
+    return named;
+  }
 };
 
 // Takes every frame the gateway has sent since the last call: tasks join the backlog, a cancel of
-// a task waiting there drops it (answered CANCELLED: it never started), and a cancel of the task
-// with key `running` (0: none runs) is reported. Stops at a shutdown, leaving anything after it
-// unread.
-absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, uint64_t running, TaskBacklog& backlog) {
+// a task waiting there drops it (answered CANCELLED: it never started), and other cancels are
+// reported. Stops at a shutdown, leaving anything after it unread.
+absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
   Heard heard;
   while (!heard.shutdown) {
     absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
@@ -147,20 +156,15 @@ absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, uint64_t running, TaskBacklo
     }
     wire::CancelFrame cancel;
     if (absl::Status status = wire::Decode(message.bytes, cancel); !status.ok()) return status;
-    if (cancel.task_key() == running && running != 0) {
-      heard.interrupt = true;
-      heard.force = heard.force || cancel.force();
-    } else if (backlog.Drop(cancel.task_key())) {
-      wire::ResultFrame dropped;
-      dropped.set_task_key(cancel.task_key());
-      dropped.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
-      dropped.mutable_error()->set_message("cancelled before it started, in the worker's backlog");
-      if (absl::Status status = wire::SendFrame(gateway, kGatewayRank, wire::Tag::kResult, dropped);
-          !status.ok()) {
-        return status;
-      }
+    if (!backlog.Drop(cancel.task_key())) {
+      heard.cancels.push_back(std::move(cancel));
+      continue;
     }
-    // Otherwise its task has already ended.
+    if (absl::Status status = wire::SendFrame(gateway, kGatewayRank, wire::Tag::kResult,
+                                              DroppedBeforeStart(cancel.task_key()));
+        !status.ok()) {
+      return status;
+    }
   }
   return heard;
 }
@@ -220,10 +224,13 @@ class GangListener final : public GangLink {
       status_ = ForwardProgress(gateway_, task_key_, signals_);
     }
     if (status_.ok()) {
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, task_key_, backlog_);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
       status_ = heard.status();
       // A gang runs in the worker itself: even a forced cancel can only interrupt it.
-      if (heard.ok() && heard->interrupt) signals_.cancelled.store(true, std::memory_order_relaxed);
+      bool force = false;
+      if (heard.ok() && heard->Cancels(task_key_, force)) {
+        signals_.cancelled.store(true, std::memory_order_relaxed);
+      }
       shutdown_ = heard.ok() && heard->shutdown;
     }
     timed_out_ = timed_out_ || now >= deadline_;
@@ -411,7 +418,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   while (true) {
     // Everything that has come first, so that a cancel reaches a task waiting in the backlog
     // before it would start.
-    absl::StatusOr<Heard> heard = HearGateway(gateway_, /*running=*/0, backlog_);
+    absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
     if (!heard.ok()) return heard.status();
     if (heard->shutdown) return Stop();
     if (backlog_.empty()) {
@@ -432,13 +439,13 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       continue;
     }
     backoff.Reset();
-    TaskBacklog::Entry next = backlog_.TakeFront();
-    if (runner_options_.has_value() && !next.header.gang) {
-      absl::StatusOr<TaskEnd> end = RunInRunner(next.frame, next.header);
+    if (runner_options_.has_value() && !backlog_.front_is_gang()) {
+      absl::StatusOr<TaskEnd> end = ServeRunner();
       if (!end.ok()) return end.status();
       if (*end == TaskEnd::kShutdown) return Stop();
       continue;
     }
+    TaskBacklog::Entry next = backlog_.TakeFront();
     if (absl::Status status = wire::Decode(next.frame, slot->task); !status.ok()) {
       return status;
     }
@@ -463,14 +470,15 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
             !status.ok()) {
           return status;
         }
-        absl::StatusOr<Heard> heard = HearGateway(gateway_, slot->task.task_key(), backlog_);
+        absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
         if (!heard.ok()) return heard.status();
+        bool force = false;  // A function in this process cannot be killed: force interrupts.
         if (heard->shutdown) {
           if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
           return LoopEnd::kStoppedDuringTask;
         }
         timed_out = timed_out || absl::Now() >= deadline;
-        if (heard->interrupt || timed_out) {
+        if (heard->Cancels(slot->task.task_key(), force) || timed_out) {
           slot->signals.cancelled.store(true, std::memory_order_relaxed);
         }
       }
@@ -514,73 +522,138 @@ absl::Status WorkerLoop::ReplaceRunner() {
   return status;
 }
 
-absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& task_frame,
-                                                            const wire::TaskHeader& header) {
-  wire::ResultFrame failed;
-  failed.set_task_key(header.task_key);
+absl::Status WorkerLoop::Answer(const wire::ResultFrame& result) {
+  return wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, result);
+}
+
+absl::StatusOr<bool> WorkerLoop::EnsureRunner() {
   // An idle runner sends nothing, so anything it has to say now is that it died between tasks
-  // (the OOM killer may pick it while idle): this task had no part in that.
+  // (the OOM killer may pick it while idle): no task had a part in that.
   if (runner_ != nullptr && runner_->Await(absl::ZeroDuration()).kind != RunnerEvent::Kind::kNone) {
     runner_.reset();
   }
   // The last runner died idle, or its replacement could not start (it died starting, or its
-  // initializer failed): start one before failing the task. A runner that cannot start is a lost
-  // runner, so the gateway may retry the task elsewhere.
+  // initializer failed): start one before failing the tasks. A runner that cannot start is a lost
+  // runner, so the gateway may retry the tasks elsewhere.
   absl::Status started;
   for (int attempt = 0; runner_ == nullptr && attempt < kRunnerStartAttempts; ++attempt) {
     started = ReplaceRunner();
   }
-  if (runner_ == nullptr) {
-    SetError(absl::AbortedError(absl::StrCat("no task runner could start (", kRunnerStartAttempts,
-                                             " tries); the last: ", started.message())),
-             *failed.mutable_error());
+  if (runner_ != nullptr) return true;
+  const std::string why = absl::StrCat("no task runner could start (", kRunnerStartAttempts,
+                                       " tries); the last: ", started.message());
+  while (!backlog_.empty() && !backlog_.front_is_gang()) {
+    wire::ResultFrame failed;
+    failed.set_task_key(backlog_.TakeFront().header.task_key);
+    SetError(absl::AbortedError(why), *failed.mutable_error());
     failed.set_runner_lost(true);
-    if (absl::Status sent = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
-        !sent.ok()) {
-      return sent;
-    }
-    return TaskEnd::kEnded;
+    if (absl::Status status = Answer(failed); !status.ok()) return status;
   }
+  return false;
+}
+
+void WorkerLoop::FeedRunner(absl::Time now) {
+  // Small tasks go over all at once; a large one waits until the runner is done with the rest, so
+  // that the socket never holds more than one large payload.
+  constexpr size_t kQueueBytes = 1 << 20;
+  while (!backlog_.empty() && !backlog_.front_is_gang() &&
+         (in_runner_.empty() || in_runner_bytes_ + backlog_.front_bytes() <= kQueueBytes)) {
+    if (in_runner_.empty()) front_started_ = now;
+    TaskBacklog::Entry& entry = in_runner_.emplace_back(backlog_.TakeFront());
+    in_runner_bytes_ += entry.frame.size();
+    runner_->SendTask(entry.frame);
+  }
+}
+
+absl::Status WorkerLoop::FailFrontAndRestart(wire::ResultFrame failed, absl::Time start) {
+  failed.set_task_key(in_runner_.front().header.task_key);
+  failed.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
+  in_runner_bytes_ -= in_runner_.front().frame.size();
+  in_runner_.pop_front();
+  if (absl::Status status = Answer(failed); !status.ok()) return status;
+  // After the answer, so that the gateway need not wait for the new runner's start. The tasks
+  // queued behind never started: they go to the new runner, or back to the backlog's front to be
+  // failed (or tried again) there if it cannot start.
+  ReplaceRunner().IgnoreError();
+  while (!in_runner_.empty()) {
+    backlog_.PushFront(std::move(in_runner_.back()));
+    in_runner_.pop_back();
+  }
+  in_runner_bytes_ = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
+  absl::StatusOr<bool> runner_up = EnsureRunner();
+  if (!runner_up.ok()) return runner_up.status();
+  if (!*runner_up) return TaskEnd::kEnded;
   const absl::Time start = absl::Now();
-  const absl::Time deadline = RunDeadline(header.run_timeout_ms, start);
   absl::Time next_listen = start + kListenWhileBusy;
-  runner_->SendTask(task_frame);
-  // Until the runner answers, or the task is failed here (in `failed`) after the runner died or
-  // was killed.
-  while (!failed.has_error()) {
+  FeedRunner(start);
+  // Until the runner has answered every task it was given, or one is failed here after the runner
+  // died or was killed under it.
+  while (!in_runner_.empty()) {
+    const TaskBacklog::Entry& front = in_runner_.front();
     const absl::Time now = absl::Now();
+    const absl::Time deadline = RunDeadline(front.header.run_timeout_ms, front_started_);
+    wire::ResultFrame failed;
     if (now >= deadline) {
       runner_->Kill();
-      SetError(
-          absl::DeadlineExceededError(absl::StrCat("task ran past its run timeout of ",
-                                                   header.run_timeout_ms, " ms and was killed")),
-          *failed.mutable_error());
-      break;
+      SetError(absl::DeadlineExceededError(absl::StrCat("task ran past its run timeout of ",
+                                                        front.header.run_timeout_ms,
+                                                        " ms and was killed")),
+               *failed.mutable_error());
+      if (absl::Status status = FailFrontAndRestart(std::move(failed), front_started_);
+          !status.ok()) {
+        return status;
+      }
+      return TaskEnd::kEnded;
     }
     if (now >= next_listen) {
       next_listen = now + kListenWhileBusy;
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, header.task_key, backlog_);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
       if (!heard.ok()) return heard.status();
       if (heard->shutdown) return TaskEnd::kShutdown;
-      if (heard->force) {
+      bool force = false;
+      if (heard->Cancels(front.header.task_key, force) && force) {
         runner_->Kill();
         SetError(absl::CancelledError("task was killed by a forced cancel"),
                  *failed.mutable_error());
-        break;
+        if (absl::Status status = FailFrontAndRestart(std::move(failed), front_started_);
+            !status.ok()) {
+          return status;
+        }
+        return TaskEnd::kEnded;
       }
-      if (heard->interrupt) runner_->SendCancel(header.task_key);
+      // The runner sets the running task's flag, and drops one still queued (it never starts).
+      for (const wire::CancelFrame& cancel : heard->cancels) runner_->SendCancel(cancel.task_key());
+      FeedRunner(now);
     }
     RunnerEvent event = runner_->Await(std::min(next_listen, deadline) - now);
     if (event.kind == RunnerEvent::Kind::kResult) {
+      absl::StatusOr<uint64_t> answered = wire::PeekResultKey(event.result);
       // As the runner encoded it: the payload is not copied again.
       if (absl::Status status =
               wire::SendEncoded(gateway_, kGatewayRank, wire::Tag::kResult, event.result);
           !status.ok()) {
         return status;
       }
-      return TaskEnd::kEnded;
-    }
-    if (event.kind == RunnerEvent::Kind::kProgress) {
+      // In order, but for a task the runner dropped from its queue.
+      const uint64_t key = answered.ok() ? *answered : front.header.task_key;
+      const auto it = std::find_if(in_runner_.begin(), in_runner_.end(),
+                                   [key](const TaskBacklog::Entry& entry) {
+                                     return entry.header.task_key == key;
+                                   });
+      if (it == in_runner_.end()) continue;
+      const bool was_front = it == in_runner_.begin();
+      in_runner_bytes_ -= it->frame.size();
+      in_runner_.erase(it);
+      const absl::Time done = absl::Now();
+      if (was_front) front_started_ = done;
+      // Keep the runner fed: take what the gateway has sent meanwhile once it runs dry.
+      if (backlog_.empty()) next_listen = done;
+      FeedRunner(done);
+    } else if (event.kind == RunnerEvent::Kind::kProgress) {
       if (absl::Status status =
               wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kProgress, event.progress);
           !status.ok()) {
@@ -589,16 +662,13 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::RunInRunner(const std::string& t
     } else if (event.kind == RunnerEvent::Kind::kDied) {
       SetError(absl::AbortedError(event.death), *failed.mutable_error());
       failed.set_runner_lost(true);
+      if (absl::Status status = FailFrontAndRestart(std::move(failed), front_started_);
+          !status.ok()) {
+        return status;
+      }
+      return TaskEnd::kEnded;
     }
   }
-  failed.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
-  if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, failed);
-      !status.ok()) {
-    return status;
-  }
-  // After the answer, so that the gateway need not wait for the new runner's start. If it cannot
-  // start, the next task tries again.
-  ReplaceRunner().IgnoreError();
   return TaskEnd::kEnded;
 }
 
@@ -616,6 +686,10 @@ bool TaskBacklog::Drop(uint64_t task_key) {
   if (it == entries_.end()) return false;
   entries_.erase(it);
   return true;
+}
+
+void TaskBacklog::PushFront(Entry entry) {
+  entries_.push_front(std::move(entry));
 }
 
 TaskBacklog::Entry TaskBacklog::TakeFront() {

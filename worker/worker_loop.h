@@ -12,14 +12,18 @@
 //
 // Where task code runs:
 //   - Isolated (the default): plain, chunk and range tasks run in a task runner process
-//     (worker/runner_process.h), started with the loop. The loop hands it each TaskFrame as it
-//     came and forwards its ResultFrame as it goes, and while the task runs it waits on the
-//     runner's socket, forwarding progress and every 20 ms looking for a cancel (passed on: it
-//     sets the task's cancellation flag; a forced cancel kills the runner) or a shutdown (the
-//     runner is killed and the loop stops). When the runner dies under a task, the task fails
-//     with ABORTED, saying how, and runner_lost; past the task's run timeout the runner is killed
-//     and the task fails with DEADLINE_EXCEEDED. A fresh runner is started after the answer, so
-//     the pool keeps serving; while it starts (its initializer runs) the loop does not listen.
+//     (worker/runner_process.h), started with the loop. The loop hands it the TaskFrames as they
+//     came, every small one in the backlog at once (the runner runs them in order, going from one
+//     to the next without waiting for the loop), and forwards each ResultFrame as it comes. While
+//     tasks run it waits on the runner's socket, forwarding progress and every 20 ms (or as soon
+//     as the runner runs dry) taking the gateway's frames: a cancel is passed on (it sets the
+//     running task's cancellation flag, or drops a task still queued in the runner; a forced
+//     cancel of the running task kills the runner), a shutdown kills the runner and stops the
+//     loop. When the runner dies under a task, that task fails with ABORTED, saying how, and
+//     runner_lost; past the task's run timeout (counted from when the runner started it) the
+//     runner is killed and the task fails with DEADLINE_EXCEEDED. A fresh runner is started after
+//     the answer, so the pool keeps serving, and the tasks that were queued behind, which never
+//     started, go to it; while it starts (its initializer runs) the loop does not listen.
 //   - In process (WorkerOptions.in_process): on a task thread of this process, as the runner
 //     would, except that a function cannot be killed: a forced cancel or the run timeout only
 //     sets the cancellation flag (a timed-out task fails with DEADLINE_EXCEEDED when it returns),
@@ -50,6 +54,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "wire/frames.pb.h"
 #include "wire/task_peek.h"
 #include "worker/registry.h"
@@ -79,11 +84,16 @@ class TaskBacklog {
 
   // Appends a serialized TaskFrame; INTERNAL if it is not one.
   absl::Status Add(std::string frame);
+  // Puts back a task taken with TakeFront(), ahead of the rest.
+  void PushFront(Entry entry);
   // Removes the task `task_key` if it waits here; true if it did.
   bool Drop(uint64_t task_key);
   // The first task, removed. Only when not empty.
   Entry TakeFront();
   bool empty() const { return entries_.empty(); }
+  // Only when not empty.
+  bool front_is_gang() const { return entries_.front().header.gang; }
+  size_t front_bytes() const { return entries_.front().frame.size(); }
 
  private:
   std::deque<Entry> entries_;
@@ -131,9 +141,27 @@ class WorkerLoop {
   // cannot start or its initializer fails.
   absl::Status ReplaceRunner();
 
-  // Runs a task in the runner and answers the gateway. `task_frame` is the TaskFrame as it came.
-  absl::StatusOr<TaskEnd> RunInRunner(const std::string& task_frame,
-                                      const wire::TaskHeader& header);
+  // Runs the tasks at the front of the backlog in the runner, up to the first gang task, and
+  // answers the gateway for each; returns once the runner has none left, or after it died or was
+  // killed under one (the tasks queued behind it go back to the backlog).
+  absl::StatusOr<TaskEnd> ServeRunner();
+
+  // Makes sure a runner is up, replacing one that died idle. If none can start, fails the
+  // backlog's tasks up to the first gang task as a lost runner's (ABORTED, runner_lost) and
+  // returns false.
+  absl::StatusOr<bool> EnsureRunner();
+
+  // Hands the runner the tasks at the front of the backlog, up to the first gang task and within
+  // a bound on their bytes; `now` is when the first starts if the runner had none.
+  void FeedRunner(absl::Time now);
+
+  // Answers the runner's first task with `failed` (having run since `start`) after the runner
+  // died or was killed under it, starts a new runner, and puts the tasks queued behind back in
+  // the backlog.
+  absl::Status FailFrontAndRestart(wire::ResultFrame failed, absl::Time start);
+
+  // Sends the gateway a result.
+  absl::Status Answer(const wire::ResultFrame& result);
 
   MPI_Comm gateway_;
   const WorkerGroup workers_;
@@ -144,8 +172,13 @@ class WorkerLoop {
   const std::optional<RunnerProcess::Options> runner_options_;
   // The runner; null in process, or when a replacement could not start.
   std::unique_ptr<RunnerProcess> runner_;
-  // Tasks received and not yet started.
+  // Tasks received and not yet handed to the runner (or, in process, started).
   TaskBacklog backlog_;
+  // Tasks handed to the runner and not yet answered, in the order it runs them; their bytes, and
+  // when the first started.
+  std::deque<TaskBacklog::Entry> in_runner_;
+  size_t in_runner_bytes_ = 0;
+  absl::Time front_started_;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup
