@@ -223,7 +223,8 @@ TEST_F(IsolationTest, AForcedCancelKillsAnEndlessLoop) {
   std::unique_ptr<v1::Gateway::Stub> stub = StubFor(server_->target());
   testing::RawSession session(*stub, kPatience);
   session.Submit(1, "sample.crash", "spin");
-  ASSERT_TRUE(session.AwaitStarted(1));
+  // Its progress report: it runs in the runner (not merely handed to the worker).
+  ASSERT_TRUE(session.AwaitProgress(1).has_value());
   v1::SessionRequest cancel;
   cancel.mutable_cancel()->add_task_ids(1);
   cancel.mutable_cancel()->set_force(true);

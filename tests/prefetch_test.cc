@@ -1,7 +1,8 @@
 // End-to-end tests of prefetch (Scheduler's "Prefetch"): a real mpigate-server whose one worker,
 // once it has seen that its tasks are short, is handed several at a time and keeps the rest in its
-// backlog while one runs. A task waiting there can be interrupted, and is then dropped without
-// running; the task ahead of it is not disturbed. In both isolation modes.
+// backlog (or its task runner's queue) while one runs. A task waiting there can be interrupted,
+// and is then dropped without running; the task ahead of it is not disturbed. A crash fails only
+// its own task.
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,48 @@ TEST_P(PrefetchTest, AnInterruptedTaskInTheBacklogIsDroppedAndTheOneAheadRunsOn)
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolation, PrefetchTest, ::testing::Values("process", "none"));
+
+// The worker hands its runner every short task it holds at once. A crash fails only the task
+// that crashed; those queued behind it in the dead runner never started, and run in the new one.
+TEST(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start(
+                {.workers = 1,
+                 .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
+                           absl::StrCat("--task-lib=", testing::RunfilePath(
+                                                           "tests/testdata/libsample_tasks.so"))}}),
+            absl::OkStatus());
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(channel);
+  testing::RawSession session(*stub, kPatience);
+  for (uint64_t id = 1; id <= 20; ++id) session.Submit(id, "echo", "short");
+  ASSERT_TRUE(session.AwaitOutcomes(20));
+
+  v1::SessionRequest batch;
+  v1::TaskSpec& crash = *batch.mutable_submit()->add_tasks();
+  crash.set_task_id(21);
+  crash.set_function("sample.crash");
+  crash.set_payload("segv");
+  for (uint64_t id = 22; id <= 24; ++id) {
+    v1::TaskSpec& echo = *batch.mutable_submit()->add_tasks();
+    echo.set_task_id(id);
+    echo.set_function("echo");
+    echo.set_payload(absl::StrCat("after ", id));
+  }
+  session.Send(batch);
+  ASSERT_TRUE(session.AwaitOutcomes(24));
+  const v1::TaskOutcome& crashed = session.outcomes().at(21);
+  EXPECT_EQ(crashed.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(crashed.error().code(), grpc::StatusCode::ABORTED);
+  EXPECT_THAT(crashed.error().message(), ::testing::HasSubstr("SIGSEGV"));
+  for (uint64_t id = 22; id <= 24; ++id) {
+    const v1::TaskOutcome& echo = session.outcomes().at(id);
+    EXPECT_EQ(echo.state(), v1::TASK_STATE_SUCCEEDED) << echo.DebugString();
+    EXPECT_EQ(echo.result(), absl::StrCat("after ", id));
+    EXPECT_EQ(echo.attempts(), 1u);
+  }
+}
 
 }  // namespace
 }  // namespace mpigate

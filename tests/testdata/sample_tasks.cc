@@ -95,7 +95,7 @@ absl::StatusOr<std::string> Seeded(const mpigate::TaskContext& context, absl::st
 }
 
 // Ends its process as the input says, or never returns.
-absl::StatusOr<std::string> Crash(const mpigate::TaskContext&, absl::string_view input) {
+absl::StatusOr<std::string> Crash(const mpigate::TaskContext& context, absl::string_view input) {
   int status = 0;
   if (input == "segv") {
     // Dies by the signal even in a sanitizer build, whose handler would report it and exit 1.
@@ -108,7 +108,8 @@ absl::StatusOr<std::string> Crash(const mpigate::TaskContext&, absl::string_view
   } else if (absl::ConsumePrefix(&input, "exit:") && absl::SimpleAtoi(input, &status)) {
     std::exit(status);
   } else if (input == "spin") {
-    // Never polls cancelled(): only a kill ends it.
+    // Says it has started, then never polls cancelled(): only a kill ends it.
+    context.ReportProgress(0, "spinning");
     for (volatile uint64_t i = 0;; i = i + 1) {
     }
   }
