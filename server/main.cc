@@ -221,6 +221,21 @@ void PrepareMpiEnvironment() {
   setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", /*overwrite=*/0);
 }
 
+// Workers and task runners hold several buffers the size of a task's payload at once; backed by
+// 4 KiB pages, a fresh 64 MiB buffer costs 16,384 page faults, which on a virtual machine took
+// longer than copying it. glibc's malloc backs its large allocations with transparent huge pages
+// when told so through GLIBC_TUNABLES, which it reads only at a process's start: set here, the
+// processes this one starts (Open MPI's daemon, the workers it spawns, their runners) inherit it.
+// Measured: a 64 MiB echo went from 0.14 to 0.20 GB/s. A user's own hugetlb setting wins.
+void UseHugePagesInWorkers() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  const std::string current = tunables == nullptr ? "" : tunables;
+  if (absl::StrContains(current, "glibc.malloc.hugetlb")) return;
+  const std::string updated = current.empty() ? "glibc.malloc.hugetlb=1"
+                                              : absl::StrCat(current, ":glibc.malloc.hugetlb=1");
+  setenv("GLIBC_TUNABLES", updated.c_str(), /*overwrite=*/1);
+}
+
 // Makes `path` free for a new Unix socket: fails if a live server listens there, removes a stale
 // socket file left by one that died.
 absl::Status ClaimUnixSocket(const std::string& path) {
@@ -319,6 +334,7 @@ int Run(const RepeatedFlags& repeated) {
     return 1;
   };
   PrepareMpiEnvironment();
+  UseHugePagesInWorkers();
   absl::StatusOr<MpiWorkerPool::Options> pool_options = PoolOptions(repeated);
   if (!pool_options.ok()) return fail(pool_options.status());
 
