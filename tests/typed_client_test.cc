@@ -6,6 +6,7 @@
 // for ten minutes, wait until those are RUNNING (Future::WaitStarted), and interrupt them at the
 // end: nothing depends on how long a step takes.
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
 #include "client/executor.h"
 #include "client/typed.h"
@@ -327,7 +329,17 @@ TEST_F(TypedClientTest, InterruptEndsARunningSleepCancelled) {
   std::unique_ptr<Executor> executor = Connect();
   ASSERT_NE(executor, nullptr);
   Future sleeping = executor->Submit("sleep", kForeverMs);
-  ASSERT_TRUE(sleeping.WaitStarted(absl::Seconds(30)));
+  // Its first progress report: it runs (a task handed to a worker may still wait in its backlog,
+  // where an interrupt drops it instead).
+  std::atomic<bool> seen{false};
+  absl::Notification reported;
+  const auto report = [&seen, &reported] {
+    if (!seen.exchange(true)) reported.Notify();
+  };
+  sleeping.AddProgressCallback([&report](const Future&, const TaskProgress&) { report(); });
+  // A report that came before the callback was added is in progress() by now.
+  if (sleeping.progress().has_value()) report();
+  reported.WaitForNotification();
   EXPECT_FALSE(sleeping.Cancel()) << "Cancel() leaves a running task alone";
   EXPECT_TRUE(sleeping.Interrupt());
   const absl::Status error = sleeping.Exception();
