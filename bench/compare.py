@@ -404,7 +404,11 @@ def run_peer(run, system, script, sizes, can_share_pool):
     client processes can share: `serve` makes one, or the peer cannot."""
     record_sizes(run, system, sizes)
     command = [PYTHON, os.path.join(BENCH, "peers", script)]
-    for workload in ("start", "throughput", "latency", "payload", "idle"):
+    # (f) from the launch of the process, as for mpigate's server: a peer's start includes its
+    # interpreter and its MPI_Init (mpi4py runs it on import, before any pool is made).
+    run.program(system, "start", command + workload_flags("start", sizes) +
+                [f"--launched_at={time.time():.6f}"])
+    for workload in ("throughput", "latency", "payload", "idle"):
         run.program(system, workload, command + workload_flags(workload, sizes))
     if not can_share_pool:
         run.results.add(system, "clients", "*", "n/a", "one client process per pool")
