@@ -119,13 +119,16 @@ TEST_F(ReconnectTest, FuturesCompleteExactlyOnceWhileEveryConnectionIsDroppedAga
   };
   int dropped = 0;
   // While the first specs are still on their way, then in the middle of the results, then with a
-  // second batch in flight.
+  // second batch in flight. Each drop waits for the client's new connection first: tasks may
+  // finish faster than the client reconnects, and a drop between connections cuts nothing.
   submit(1, 3000);
   dropped += (*proxy)->DropAll();
   await_done(1000);
+  (*proxy)->AwaitAccepted(2);
   dropped += (*proxy)->DropAll();
   submit(3001, kTasks);
   await_done(4000);
+  (*proxy)->AwaitAccepted(3);
   dropped += (*proxy)->DropAll();
   await_done(kTasks);
 

@@ -144,4 +144,12 @@ int TcpProxy::accepted() const {
   return accepted_;
 }
 
+void TcpProxy::AwaitAccepted(int count) const {
+  const auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return accepted_ >= count;
+  };
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&reached));
+}
+
 }  // namespace mpigate::testing

@@ -38,6 +38,9 @@ class TcpProxy {
   // Connections accepted so far.
   int accepted() const;
 
+  // Blocks until `count` connections have been accepted in all.
+  void AwaitAccepted(int count) const;
+
  private:
   struct Connection {
     int client_fd = -1;
