@@ -110,5 +110,44 @@ TEST(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
   }
 }
 
+// A forced cancel that names the running task and one queued behind it in the runner: the first is
+// killed, the second never runs, though the runner it was queued in is gone.
+TEST(PrefetchRunnerTest, AForcedCancelOfTheRunningTaskAndOneQueuedBehindKillsOneAndDropsTheOther) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start(
+                {.workers = 1,
+                 .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
+                           absl::StrCat("--task-lib=", testing::RunfilePath(
+                                                           "tests/testdata/libsample_tasks.so"))}}),
+            absl::OkStatus());
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(channel);
+  testing::RawSession session(*stub, kPatience);
+  for (uint64_t id = 1; id <= 20; ++id) session.Submit(id, "echo", "short");
+  ASSERT_TRUE(session.AwaitOutcomes(20));
+
+  session.Submit(21, "sample.crash", "spin");
+  session.Submit(22, "echo", "behind");
+  // The spin reports progress once it runs; the echo was handed over with it and waits.
+  ASSERT_TRUE(session.AwaitProgress(21).has_value());
+  ASSERT_TRUE(session.AwaitStarted(22));
+  v1::SessionRequest cancel;
+  cancel.mutable_cancel()->add_task_ids(21);
+  cancel.mutable_cancel()->add_task_ids(22);
+  cancel.mutable_cancel()->set_force(true);
+  session.Send(cancel);
+  const v1::SessionEvent reply = session.NextReply();
+  ASSERT_TRUE(reply.has_cancel_results()) << reply.DebugString();
+
+  ASSERT_TRUE(session.AwaitOutcomes(22));
+  const v1::TaskOutcome& killed = session.outcomes().at(21);
+  EXPECT_EQ(killed.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_THAT(killed.error().message(), ::testing::HasSubstr("killed by a forced cancel"));
+  const v1::TaskOutcome& dropped = session.outcomes().at(22);
+  EXPECT_EQ(dropped.state(), v1::TASK_STATE_CANCELLED) << dropped.DebugString();
+  EXPECT_EQ(dropped.error().message(), "cancelled before it started, in the worker's backlog");
+}
+
 }  // namespace
 }  // namespace mpigate

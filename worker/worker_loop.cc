@@ -575,8 +575,14 @@ absl::Status WorkerLoop::FailFrontAndRestart(wire::ResultFrame failed, absl::Tim
   // queued behind never started: they go to the new runner, or back to the backlog's front to be
   // failed (or tried again) there if it cannot start.
   ReplaceRunner().IgnoreError();
+  for (const TaskBacklog::Entry& entry : in_runner_) {
+    if (!entry.interrupted) continue;
+    if (absl::Status status = Answer(DroppedBeforeStart(entry.header.task_key)); !status.ok()) {
+      return status;
+    }
+  }
   while (!in_runner_.empty()) {
-    backlog_.PushFront(std::move(in_runner_.back()));
+    if (!in_runner_.back().interrupted) backlog_.PushFront(std::move(in_runner_.back()));
     in_runner_.pop_back();
   }
   in_runner_bytes_ = 0;
@@ -616,6 +622,11 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       if (heard->shutdown) return TaskEnd::kShutdown;
       bool force = false;
       if (heard->Cancels(front.header.task_key, force) && force) {
+        // The other tasks it names never started: mark them, so that they are dropped.
+        for (TaskBacklog::Entry& entry : in_runner_) {
+          bool unused = false;
+          entry.interrupted = entry.interrupted || heard->Cancels(entry.header.task_key, unused);
+        }
         runner_->Kill();
         SetError(absl::CancelledError("task was killed by a forced cancel"),
                  *failed.mutable_error());
@@ -626,7 +637,13 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
         return TaskEnd::kEnded;
       }
       // The runner sets the running task's flag, and drops one still queued (it never starts).
-      for (const wire::CancelFrame& cancel : heard->cancels) runner_->SendCancel(cancel.task_key());
+      for (const wire::CancelFrame& cancel : heard->cancels) {
+        for (TaskBacklog::Entry& entry : in_runner_) {
+          if (entry.header.task_key != cancel.task_key()) continue;
+          entry.interrupted = true;
+          runner_->SendCancel(cancel.task_key());
+        }
+      }
       FeedRunner(now);
     }
     RunnerEvent event = runner_->Await(std::min(next_listen, deadline) - now);

@@ -80,6 +80,9 @@ class TaskBacklog {
   struct Entry {
     wire::TaskHeader header;
     std::string frame;
+    // Interrupted while queued in the task runner: if that runner dies before it answers, the
+    // task is answered as dropped rather than handed to the next one.
+    bool interrupted = false;
   };
 
   // Appends a serialized TaskFrame; INTERNAL if it is not one.
@@ -157,7 +160,7 @@ class WorkerLoop {
 
   // Answers the runner's first task with `failed` (having run since `start`) after the runner
   // died or was killed under it, starts a new runner, and puts the tasks queued behind back in
-  // the backlog.
+  // the backlog (answering those interrupted meanwhile as dropped).
   absl::Status FailFrontAndRestart(wire::ResultFrame failed, absl::Time start);
 
   // Sends the gateway a result.
