@@ -1,0 +1,247 @@
+#include "common/shared_memory.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace mpigate {
+namespace {
+
+constexpr char kShmDirectory[] = "/dev/shm";
+constexpr size_t kSuffixDigits = 16;
+
+// Identifies this process's PID namespace, so that a gateway only ever judges by process ids the
+// objects of gateways whose ids it can see.
+std::string PidNamespace() {
+  struct stat ns;
+  if (stat("/proc/self/ns/pid", &ns) != 0) return "0";
+  return absl::StrCat(ns.st_ino);
+}
+
+std::string PathOf(absl::string_view name) { return absl::StrCat("/", name); }
+
+absl::Status ErrnoStatus(absl::string_view what, absl::string_view name, int error) {
+  const std::string message =
+      absl::StrCat(what, " shared memory object ", name, ": ", std::strerror(error));
+  if (error == ENOSPC || error == ENOMEM || error == EMFILE || error == ENFILE) {
+    return absl::ResourceExhaustedError(message);
+  }
+  if (error == ENOENT) return absl::DataLossError(message);
+  if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(message);
+  return absl::InternalError(message);
+}
+
+// Opens object `name` for reading and checks that it holds `size` bytes.
+absl::StatusOr<int> OpenSized(absl::string_view name, uint64_t size) {
+  const int fd = shm_open(PathOf(name).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("cannot open", name, errno);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int error = errno;
+    close(fd);
+    return ErrnoStatus("cannot stat", name, error);
+  }
+  if (static_cast<uint64_t>(st.st_size) != size) {
+    close(fd);
+    return absl::DataLossError(
+        absl::StrCat("shared memory object ", name, " holds ", st.st_size, " bytes, not ", size));
+  }
+  return fd;
+}
+
+// The process id in an object name of any gateway of this PID namespace, or 0.
+pid_t GatewayOf(absl::string_view name, absl::string_view namespace_prefix) {
+  if (!absl::ConsumePrefix(&name, namespace_prefix)) return 0;
+  const size_t dash = name.find('-');
+  if (dash == absl::string_view::npos) return 0;
+  int pid = 0;
+  if (!absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) return 0;
+  if (!IsSharedObjectName(name, absl::StrCat(name.substr(0, dash + 1)))) return 0;
+  return pid;
+}
+
+std::string NamespacePrefix() { return absl::StrCat("mpigate-", PidNamespace(), "-"); }
+
+// Removes the objects in /dev/shm whose name `doomed` picks; returns how many.
+template <typename Doomed>
+int UnlinkWhere(Doomed doomed) {
+  DIR* directory = opendir(kShmDirectory);
+  if (directory == nullptr) return 0;
+  int removed = 0;
+  while (const dirent* entry = readdir(directory)) {
+    const absl::string_view name = entry->d_name;
+    if (!doomed(name)) continue;
+    if (shm_unlink(PathOf(name).c_str()) == 0) ++removed;
+  }
+  closedir(directory);
+  return removed;
+}
+
+}  // namespace
+
+std::string SharedMemoryDomain() {
+  if (const char* setting = std::getenv("MPIGATE_SHARED_MEMORY");
+      setting != nullptr && absl::string_view(setting) == "off") {
+    return "";
+  }
+  struct stat shm;
+  if (stat(kShmDirectory, &shm) != 0) return "";
+  std::ifstream boot_id_file("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  std::getline(boot_id_file, boot_id);
+  if (boot_id.empty()) return "";
+  return absl::StrCat(absl::StripAsciiWhitespace(boot_id), "/", shm.st_dev, ":", shm.st_ino, "/",
+                      geteuid());
+}
+
+std::string SharedObjectPrefix(pid_t gateway_pid) {
+  return absl::StrCat(NamespacePrefix(), gateway_pid, "-");
+}
+
+bool IsSharedObjectName(absl::string_view name, absl::string_view prefix) {
+  if (!absl::ConsumePrefix(&name, prefix) || name.size() != kSuffixDigits) return false;
+  for (const char c : name) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::string_view bytes) {
+  uint64_t random = 0;
+  if (getrandom(&random, sizeof(random), 0) != sizeof(random)) {
+    return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+  }
+  std::string name = absl::StrCat(prefix, absl::Hex(random, absl::kZeroPad16));
+  const int fd = shm_open(PathOf(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("cannot create", name, errno);
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  // write(2) rather than a mapping: the kernel fills the pages without a fault per page.
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = n < 0 ? errno : ENOSPC;
+      shm_unlink(PathOf(name).c_str());
+      return ErrnoStatus("cannot write", name, error);
+    }
+    written += static_cast<size_t>(n);
+  }
+  return name;
+}
+
+std::string LargeCopy(absl::string_view bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  std::string copy;
+  // Room first, untouched: malloc maps a buffer this large afresh, and the advice must come
+  // before its pages are.
+  copy.reserve(bytes.size());
+  if (bytes.size() >= 2 * kHugePage) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(copy.data());
+    const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
+    const uintptr_t last = (begin + bytes.size()) & ~(kHugePage - 1);
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+  copy.assign(bytes.data(), bytes.size());
+  return copy;
+}
+
+absl::StatusOr<std::string> ReadSharedObject(absl::string_view name, uint64_t size) {
+  absl::StatusOr<SharedMapping> mapping = SharedMapping::Map(name, size);
+  if (!mapping.ok()) return mapping.status();
+  return LargeCopy(mapping->bytes());
+}
+
+absl::StatusOr<SharedMapping> SharedMapping::Map(absl::string_view name, uint64_t size) {
+  absl::StatusOr<int> fd = OpenSized(name, size);
+  if (!fd.ok()) return fd.status();
+  absl::Cleanup close_fd = [fd = *fd] { close(fd); };
+  if (size == 0) return SharedMapping(nullptr, 0);
+  // Populated at once: one call maps every page instead of a fault per page.
+  void* data = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, *fd, 0);
+  if (data == MAP_FAILED) return ErrnoStatus("cannot map", name, errno);
+  return SharedMapping(static_cast<const char*>(data), size);
+}
+
+SharedMapping::SharedMapping(SharedMapping&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+SharedMapping& SharedMapping::operator=(SharedMapping&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) munmap(const_cast<char*>(data_), size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+SharedMapping::~SharedMapping() {
+  if (data_ != nullptr) munmap(const_cast<char*>(data_), size_);
+}
+
+void UnlinkSharedObject(absl::string_view name) { shm_unlink(PathOf(name).c_str()); }
+
+SharedObjectReaper::SharedObjectReaper() : thread_([this] { Loop(); }) {}
+
+SharedObjectReaper::~SharedObjectReaper() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void SharedObjectReaper::Remove(std::string name) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(name));
+}
+
+void SharedObjectReaper::Loop() {
+  std::vector<std::string> names;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !queue_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;
+      names.swap(queue_);
+    }
+    for (const std::string& name : names) UnlinkSharedObject(name);
+    names.clear();
+  }
+}
+
+int UnlinkSharedObjects(absl::string_view prefix) {
+  return UnlinkWhere([prefix](absl::string_view name) { return IsSharedObjectName(name, prefix); });
+}
+
+int UnlinkOrphanedSharedObjects() {
+  const std::string namespace_prefix = NamespacePrefix();
+  return UnlinkWhere([&namespace_prefix](absl::string_view name) {
+    const pid_t gateway = GatewayOf(name, namespace_prefix);
+    return gateway > 0 && kill(gateway, 0) != 0 && errno == ESRCH;
+  });
+}
+
+}  // namespace mpigate

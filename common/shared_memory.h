@@ -1,0 +1,112 @@
+// Shared memory objects: how large payloads and results skip the copies of the gRPC and MPI hops
+// when the client, the gateway and the worker share a host.
+//
+// An object is a POSIX shared memory object (shm_open, a file in /dev/shm) owned by the user,
+// mode 0600, named SharedObjectPrefix(gateway pid) followed by 16 random hex digits, so that a
+// gateway can tell its own objects from anything else and remove what is left of them when it
+// exits. Who creates and who removes each object is the protocol's business
+// (proto/mpigate/v1/task.proto, SharedBytes); this file only moves bytes.
+//
+// Two processes may exchange objects only if they see the same /dev/shm as the same user:
+// SharedMemoryDomain() says which one a process sees, and equal domains mean they may.
+//
+// Thread-safety: every function may be called from any thread.
+#ifndef MPIGATE_COMMON_SHARED_MEMORY_H_
+#define MPIGATE_COMMON_SHARED_MEMORY_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace mpigate {
+
+// The shared memory this process sees: the boot, the /dev/shm file system and the user. Empty if
+// it cannot tell (no /dev/shm), or if MPIGATE_SHARED_MEMORY=off in its environment (to keep a
+// client or worker off shared memory, e.g. where /dev/shm is small): empty matches nothing.
+std::string SharedMemoryDomain();
+
+// The name prefix of the objects of the gateway with process id `gateway_pid`.
+std::string SharedObjectPrefix(pid_t gateway_pid);
+
+// Whether `name` is an object name with `prefix`: the prefix, then 16 lowercase hex digits.
+bool IsSharedObjectName(absl::string_view name, absl::string_view prefix);
+
+// Creates a new object with `prefix` holding `bytes`; returns its name. RESOURCE_EXHAUSTED when
+// /dev/shm is full, nothing left behind.
+absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::string_view bytes);
+
+// A copy of `bytes`. A large one is backed by transparent huge pages where the kernel offers them
+// on request: touching a fresh 64 MiB buffer 4 KiB page by page costs about as much as copying
+// into it.
+std::string LargeCopy(absl::string_view bytes);
+
+// The `size` bytes of object `name` (a LargeCopy). DATA_LOSS if it is missing or holds another
+// size.
+absl::StatusOr<std::string> ReadSharedObject(absl::string_view name, uint64_t size);
+
+// Object `name` mapped read-only, for as long as this lives. Move-only.
+class SharedMapping {
+ public:
+  // DATA_LOSS if the object is missing or holds another size than `size`.
+  static absl::StatusOr<SharedMapping> Map(absl::string_view name, uint64_t size);
+
+  SharedMapping(SharedMapping&& other) noexcept;
+  SharedMapping& operator=(SharedMapping&& other) noexcept;
+  SharedMapping(const SharedMapping&) = delete;
+  SharedMapping& operator=(const SharedMapping&) = delete;
+  ~SharedMapping();
+
+  absl::string_view bytes() const { return absl::string_view(data_, size_); }
+
+ private:
+  SharedMapping(const char* data, size_t size) : data_(data), size_(size) {}
+
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Removes object `name`; one already gone is no error. Mappings of it stay valid.
+void UnlinkSharedObject(absl::string_view name);
+
+// Removes objects on a thread of its own, so that freeing a large object's pages (milliseconds for
+// a few hundred MiB) never holds up the caller. Idle, its thread waits on a condition.
+//
+// Thread-safety: Remove() from any thread; the destructor removes what is queued and joins.
+class SharedObjectReaper {
+ public:
+  SharedObjectReaper();
+  ~SharedObjectReaper();
+  SharedObjectReaper(const SharedObjectReaper&) = delete;
+  SharedObjectReaper& operator=(const SharedObjectReaper&) = delete;
+
+  void Remove(std::string name);
+
+ private:
+  void Loop();
+
+  absl::Mutex mu_;
+  std::vector<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// Removes every object with `prefix`; returns how many.
+int UnlinkSharedObjects(absl::string_view prefix);
+
+// Removes the objects of gateways that are no longer running (a gateway killed before it could
+// clean up); returns how many.
+int UnlinkOrphanedSharedObjects();
+
+}  // namespace mpigate
+
+#endif  // MPIGATE_COMMON_SHARED_MEMORY_H_
