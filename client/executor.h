@@ -89,6 +89,11 @@ struct ExecutorOptions {
   // (e.g. recorded by the earlier process in done callbacks). The service forgets those outcomes
   // instead of sending them again, and Reattached() leaves them out.
   std::vector<uint64_t> acked_task_ids;
+  // Payloads and results of at least this many bytes skip the gRPC stream and MPI: they travel in
+  // shared memory objects (/dev/shm, mode 0600) where the service runs on this host as this user
+  // and the task's worker does too, which the service tells the client when the session opens.
+  // Elsewhere they go in the messages as any other. 0: never.
+  uint64_t shared_memory_min_bytes = 64 << 10;
 };
 
 // The pool's life, as the service reports it (mpigate.v1.PoolState).

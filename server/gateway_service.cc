@@ -74,8 +74,10 @@ void AppendUpdates(SessionEvents& events, std::deque<v1::SessionEvent>& out) {
 // its session, which a new stream may resume; one the service ends with an error abandons it.
 class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
-  explicit SessionReactor(Scheduler& scheduler)
-      : scheduler_(scheduler), relay_(std::make_shared<ListenerRelay<SessionReactor>>(this)) {
+  SessionReactor(Scheduler& scheduler, const std::string& shared_memory_domain)
+      : scheduler_(scheduler),
+        shared_memory_domain_(shared_memory_domain),
+        relay_(std::make_shared<ListenerRelay<SessionReactor>>(this)) {
     StartRead(&request_);
   }
 
@@ -167,9 +169,14 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   absl::StatusOr<v1::SessionEvent> Open(v1::OpenSession& open) {
     v1::SessionEvent event;
     v1::SessionOpened& opened = *event.mutable_opened();
+    const SharedMemoryUse shared = {.enabled = !scheduler_.shared_memory_prefix().empty() &&
+                                               !shared_memory_domain_.empty() &&
+                                               open.shared_memory_domain() == shared_memory_domain_,
+                                    .result_min_bytes = open.shared_result_min_bytes()};
+    if (shared.enabled) opened.set_shared_memory_prefix(scheduler_.shared_memory_prefix());
     if (!open.resume_token().empty()) {
       absl::StatusOr<ResumedSession> resumed = scheduler_.Resume(
-          open.resume_token(), relay_, open.acked_task_ids(), open.max_message_bytes());
+          open.resume_token(), relay_, open.acked_task_ids(), open.max_message_bytes(), shared);
       if (!resumed.ok()) return resumed.status();
       opened.set_session_id(resumed->id);
       opened.set_resumed(true);
@@ -179,7 +186,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       opened.set_resume_token(std::move(*open.mutable_resume_token()));
     } else {
       absl::StatusOr<SessionId> id =
-          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes());
+          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared);
       if (!id.ok()) return id.status();
       absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
       if (!token.ok()) return token.status();
@@ -222,9 +229,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
         break;
       }
       case v1::SessionRequest::kCancel: {
-        absl::StatusOr<std::vector<v1::CancelResult>> results = scheduler_.Cancel(
-            *session, request.cancel().task_ids(), request.cancel().interrupt_running(),
-            request.cancel().force());
+        absl::StatusOr<std::vector<v1::CancelResult>> results =
+            scheduler_.Cancel(*session, request.cancel().task_ids(),
+                              request.cancel().interrupt_running(), request.cancel().force());
         if (!results.ok()) return results.status();
         // Answered even when empty: the client waits for one reply per cancel request.
         reply.mutable_cancel_results();
@@ -316,6 +323,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   }
 
   Scheduler& scheduler_;
+  const std::string& shared_memory_domain_;
   const std::shared_ptr<ListenerRelay<SessionReactor>> relay_;
   // Used by the read path only: one read is in flight at a time.
   v1::SessionRequest request_;
@@ -431,7 +439,7 @@ class RunReactor final : public grpc::ServerUnaryReactor {
 
 grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* GatewayService::Session(
     grpc::CallbackServerContext* /*context*/) {
-  return new SessionReactor(scheduler_);
+  return new SessionReactor(scheduler_, shared_memory_domain_);
 }
 
 grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* /*context*/,

@@ -23,8 +23,13 @@ namespace mpigate::server {
 class GatewayService final : public v1::Gateway::CallbackService {
  public:
   // `stop_service` starts the service's drain (StopService); it must not block.
-  GatewayService(Scheduler& scheduler, std::function<void(std::string reason)> stop_service)
-      : scheduler_(scheduler), stop_service_(std::move(stop_service)) {}
+  // `shared_memory_domain` is the gateway's (common/shared_memory.h): sessions whose client
+  // names the same one may use shared memory, if the scheduler offers it.
+  GatewayService(Scheduler& scheduler, std::function<void(std::string reason)> stop_service,
+                 std::string shared_memory_domain = "")
+      : scheduler_(scheduler),
+        stop_service_(std::move(stop_service)),
+        shared_memory_domain_(std::move(shared_memory_domain)) {}
 
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
       grpc::CallbackServerContext* context) override;
@@ -47,6 +52,7 @@ class GatewayService final : public v1::Gateway::CallbackService {
  private:
   Scheduler& scheduler_;
   const std::function<void(std::string reason)> stop_service_;
+  const std::string shared_memory_domain_;
 };
 
 }  // namespace mpigate::server

@@ -37,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/endpoint.h"
+#include "common/shared_memory.h"
 #include "server/gateway_service.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
@@ -101,6 +102,11 @@ ABSL_FLAG(int, max_tasks_per_worker, 16,
 ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(1),
           "How much work, by its recent run times, a worker's backlog may hold: a worker running "
           "tasks this long or longer holds one at a time.");
+ABSL_FLAG(bool, shared_memory, true,
+          "Let clients on this host, as this user, pass large payloads and results through "
+          "shared memory objects in /dev/shm instead of the gRPC stream and MPI (the C++ client "
+          "does so from 64 KiB). Objects are mode 0600, removed as their tasks and outcomes "
+          "end, and whatever is left when the server exits.");
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
@@ -443,6 +449,16 @@ int Run(const RepeatedFlags& repeated) {
         "exec is off on this service: it runs any program as the service's user; start "
         "mpigate-server with --allow-exec to enable it";
   }
+  // Objects left by a gateway that was killed before it could remove them.
+  UnlinkOrphanedSharedObjects();
+  const std::string shared_memory_prefix =
+      absl::GetFlag(FLAGS_shared_memory) ? SharedObjectPrefix(getpid()) : "";
+  scheduler_options.shared_memory_prefix = shared_memory_prefix;
+  // Declared before the scheduler, which hands it objects until it is destroyed.
+  SharedObjectReaper reaper;
+  scheduler_options.release_shared_object = [&reaper](const std::string& name) {
+    reaper.Remove(name);
+  };
   Scheduler scheduler(std::move(scheduler_options));
   // The workers start while the gRPC server does: spawning them takes most of the start-up.
   ReadyLine ready_line(launched, started->workers);
@@ -459,8 +475,9 @@ int Run(const RepeatedFlags& repeated) {
     pool.Join().IgnoreError();
     return fail(status);
   };
-  GatewayService service(scheduler,
-                         [](std::string reason) { StopSignal::Request(std::move(reason)); });
+  GatewayService service(
+      scheduler, [](std::string reason) { StopSignal::Request(std::move(reason)); },
+      shared_memory_prefix.empty() ? "" : SharedMemoryDomain());
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
@@ -509,6 +526,8 @@ int Run(const RepeatedFlags& repeated) {
   scheduler.StopDispatch();
   const absl::Status stopped = pool.Join();
   if (!socket_path.empty()) unlink(socket_path.c_str());
+  // Results that were never read, and any object whose owner went away unaccounted.
+  if (!shared_memory_prefix.empty()) UnlinkSharedObjects(shared_memory_prefix);
   if (!stopped.ok()) return fail(stopped);
   std::fprintf(stderr, "mpigate-server: stopped cleanly\n");
   return 0;

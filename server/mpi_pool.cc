@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/shared_memory.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
@@ -220,6 +221,12 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     AbortWorkers(hellos.status());
   }
   ConnectDoorbells(*hellos);
+  const std::string domain = SharedMemoryDomain();
+  shares_memory_.assign(static_cast<size_t>(worker_count_), false);
+  for (const auto& [worker, hello] : *hellos) {
+    shares_memory_[static_cast<size_t>(worker)] =
+        !domain.empty() && hello.shared_memory_domain() == domain;
+  }
   std::string broken;
   const wire::HelloFrame& first = hellos->begin()->second;
   for (const auto& [worker, hello] : *hellos) {
@@ -317,7 +324,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // their way are dropped by StopWorkers.
     if (work.stopping) break;
     for (Assignment& assignment : work.assignments) {
-      absl::StatusOr<std::string> buffer = wire::Encode(assignment.frame);
+      absl::Status fitted = FitSharedMemory(assignment.worker, assignment.frame);
+      absl::StatusOr<std::string> buffer =
+          fitted.ok() ? wire::Encode(assignment.frame) : absl::StatusOr<std::string>(fitted);
       if (!buffer.ok()) {
         scheduler.Complete(assignment.worker,
                            FailedResult(assignment.frame.task_key(), buffer.status()));
@@ -393,6 +402,18 @@ void MpiWorkerPool::ConnectDoorbells(const std::map<int, wire::HelloFrame>& hell
       doorbells_[static_cast<size_t>(worker)] = hello.doorbell();
     }
   }
+}
+
+absl::Status MpiWorkerPool::FitSharedMemory(int worker, wire::TaskFrame& frame) const {
+  if (shares_memory_[static_cast<size_t>(worker)]) return absl::OkStatus();
+  frame.clear_shared_result_prefix();
+  if (!frame.has_shared_payload()) return absl::OkStatus();
+  absl::StatusOr<std::string> payload =
+      ReadSharedObject(frame.shared_payload().name(), frame.shared_payload().size());
+  if (!payload.ok()) return payload.status();
+  frame.set_payload(*std::move(payload));
+  frame.clear_shared_payload();
+  return absl::OkStatus();
 }
 
 void MpiWorkerPool::RingDoorbell(int worker) {

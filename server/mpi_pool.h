@@ -9,6 +9,11 @@
 // no MPI call at all; while tasks are in flight it polls with MPI_Improbe, waiting between polls
 // as wire::PollBackoff says, and at least 100 us while workers hold backlogs (prefetched tasks).
 //
+// Shared memory: a task whose input is in a shared memory object (TaskFrame.shared_payload) goes
+// as it is to a worker that sees the gateway's shared memory (HelloFrame.shared_memory_domain);
+// for any other worker this thread reads the object into the frame, and asks for the result in
+// the frame.
+//
 // Thread-safety: Start(), Serve() and Join() are called by one controlling thread, in that order.
 #ifndef MPIGATE_SERVER_MPI_POOL_H_
 #define MPIGATE_SERVER_MPI_POOL_H_
@@ -104,6 +109,9 @@ class MpiWorkerPool {
   void ConnectDoorbells(const std::map<int, wire::HelloFrame>& hellos);
   // After a frame was sent to `worker`: wakes it if it waits on its doorbell.
   void RingDoorbell(int worker);
+  // Before `frame` goes to `worker`: carries its shared memory input in the frame, and asks for
+  // the result there, if the worker does not share the gateway's shared memory.
+  absl::Status FitSharedMemory(int worker, wire::TaskFrame& frame) const;
   // Ends the job when workers cannot be stopped in order. Does not return.
   [[noreturn]] void AbortWorkers(const absl::Status& why);
 
@@ -129,6 +137,8 @@ class MpiWorkerPool {
   std::optional<wire::DoorbellRinger> ringer_;
   // Each worker's doorbell address, by worker; empty for one this gateway cannot ring.
   std::vector<std::string> doorbells_;
+  // Whether each worker sees the gateway's shared memory, by worker.
+  std::vector<bool> shares_memory_;
 };
 
 }  // namespace mpigate::server

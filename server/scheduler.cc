@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/shared_memory.h"
 
 namespace mpigate::server {
 namespace {
@@ -80,8 +81,13 @@ void SetOutcome(wire::ResultFrame& result, bool interrupted, v1::TaskOutcome& ou
       outcome.set_result(std::move(*result.mutable_result()));
       break;
     case wire::ResultFrame::OUTCOME_NOT_SET:
-      // A chunk: each item carries its own result or error.
+      // A chunk: each item carries its own result or error; or a result in shared memory.
       outcome.set_state(v1::TASK_STATE_SUCCEEDED);
+      if (result.has_shared_result()) {
+        outcome.mutable_shared_result()->set_name(
+            std::move(*result.mutable_shared_result()->mutable_name()));
+        outcome.mutable_shared_result()->set_size(result.shared_result().size());
+      }
       for (wire::ItemResult& item : *result.mutable_items()) {
         v1::ItemOutcome& item_outcome = *outcome.add_items();
         if (item.has_error()) {
@@ -127,6 +133,8 @@ Scheduler::Scheduler(Options options)
       max_tasks_per_worker_(static_cast<size_t>(std::max(options.max_tasks_per_worker, 1))),
       prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
+      shared_memory_prefix_(std::move(options.shared_memory_prefix)),
+      release_shared_object_(std::move(options.release_shared_object)),
       worker_state_(static_cast<size_t>(workers_)) {}
 
 void Scheduler::Notify(Notifications& notifications) {
@@ -138,7 +146,8 @@ void Scheduler::Notify(Notifications& notifications) {
 
 absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
                                                  std::shared_ptr<SessionListener> listener,
-                                                 uint64_t client_max_message_bytes) {
+                                                 uint64_t client_max_message_bytes,
+                                                 SharedMemoryUse shared) {
   absl::MutexLock lock(&mu_);
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
@@ -152,6 +161,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   session.client_name = std::move(client_name);
   session.listener = std::move(listener);
   session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
+  if (!shared_memory_prefix_.empty()) session.shared = shared;
   tokens_.emplace(*token, id);
   session.resume_token = *std::move(token);
   return id;
@@ -193,6 +203,7 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
     return absl::PermissionDeniedError(refused->second);
   }
   if (absl::Status status = CheckShape(spec); !status.ok()) return status;
+  if (absl::Status status = CheckSharedPayloadLocked(session, spec); !status.ok()) return status;
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.
   const FunctionTraits* traits = nullptr;
   if (pool_state_ == v1::POOL_STATE_READY) {
@@ -209,6 +220,27 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
         "acknowledged)"));
   }
   return traits;
+}
+
+absl::Status Scheduler::CheckSharedPayloadLocked(const Session& session,
+                                                 const v1::TaskSpec& spec) const {
+  if (!spec.has_shared_payload()) return absl::OkStatus();
+  if (!session.shared.enabled) {
+    return absl::InvalidArgumentError(
+        "shared_payload needs a session with shared memory (SessionOpened.shared_memory_prefix: "
+        "the client must share the service's host and user, and say so in "
+        "OpenSession.shared_memory_domain)");
+  }
+  if (!IsSharedObjectName(spec.shared_payload().name(), shared_memory_prefix_)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shared_payload.name '", spec.shared_payload().name().substr(0, 128),
+                     "' is not a name of this service's objects: '", shared_memory_prefix_,
+                     "' and 16 lowercase hex digits"));
+  }
+  if (!spec.payload().empty() || spec.items_size() > 0) {
+    return absl::InvalidArgumentError("a task with a shared_payload takes no payload and no items");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
@@ -233,8 +265,8 @@ absl::Status Scheduler::CheckShape(const v1::TaskSpec& spec) const {
     }
   }
   if (spec.options().max_retries() > kMaxRetries) {
-    return absl::InvalidArgumentError(absl::StrCat("max_retries ", spec.options().max_retries(),
-                                                   " is more than ", kMaxRetries));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_retries ", spec.options().max_retries(), " is more than ", kMaxRetries));
   }
   if (spec.options().broadcast() && spec.options().max_retries() > 0) {
     return absl::InvalidArgumentError(
@@ -306,6 +338,11 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     }
     const absl::StatusOr<const FunctionTraits*> traits = ValidateLocked(session, spec);
     if (!traits.ok()) {
+      // The object was handed over with the task: a rejected task's is the service's to remove.
+      if (session.shared.enabled && spec.has_shared_payload() &&
+          IsSharedObjectName(spec.shared_payload().name(), shared_memory_prefix_)) {
+        release_shared_object_(spec.shared_payload().name());
+      }
       v1::TaskRejection& rejection = rejections.emplace_back();
       rejection.set_task_id(spec.task_id());
       rejection.set_code(static_cast<int>(traits.status().code()));
@@ -325,6 +362,12 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.frame.set_run_timeout_ms(spec.options().run_timeout_ms());
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
+    if (spec.has_shared_payload()) {
+      task.shared_input = spec.shared_payload().name();
+      task.frame.mutable_shared_payload()->set_name(
+          std::move(*spec.mutable_shared_payload()->mutable_name()));
+      task.frame.mutable_shared_payload()->set_size(spec.shared_payload().size());
+    }
     task.frame.mutable_items()->Swap(spec.mutable_items());
     if (spec.has_range()) {
       wire::RangeBatch& range = *task.frame.mutable_range();
@@ -422,9 +465,11 @@ void Scheduler::AbandonLocked(Session& session, absl::string_view why) {
   for (const auto& [client_id, key] : session.live) {
     InterruptLocked(key, tasks_.at(key), /*force=*/false);
   }
+  for (v1::TaskOutcome& outcome : session.outbox) ReleaseSharedResultLocked(outcome);
   session.outbox.clear();
   session.started.clear();
   session.progress.clear();
+  for (auto& [client_id, outcome] : session.retained) ReleaseSharedResultLocked(outcome);
   session.retained.clear();
   session.unread.clear();
   session.unread_bytes = 0;
@@ -454,7 +499,8 @@ void Scheduler::Detach(SessionId id) {
 absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
                                                  std::shared_ptr<SessionListener> listener,
                                                  absl::Span<const uint64_t> acked_task_ids,
-                                                 uint64_t client_max_message_bytes) {
+                                                 uint64_t client_max_message_bytes,
+                                                 SharedMemoryUse shared) {
   ResumedSession resumed;
   Notifications notifications;
   {
@@ -489,11 +535,12 @@ absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
     session.outbox = std::move(outbox);
     // The new client may accept less than the old one did.
     session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
+    if (!shared_memory_prefix_.empty()) session.shared = shared;
     for (v1::TaskOutcome& outcome : session.outbox) {
       const auto held = session.unread.find(outcome.task_id());
       // Not held: acknowledged by a confused client before it was ever sent, and unbounded.
       if (held == session.unread.end()) continue;
-      if (FitToStreamLocked(session, held->second, outcome)) {
+      if (FitToStreamLocked(session, outcome.ByteSizeLong(), outcome)) {
         session.unread_bytes -= held->second;
         held->second = outcome.ByteSizeLong();
         session.unread_bytes += held->second;
@@ -537,7 +584,11 @@ void Scheduler::Retain(SessionId id,
                        google::protobuf::RepeatedPtrField<v1::TaskOutcome>& outcomes) {
   absl::MutexLock lock(&mu_);
   const auto it = sessions_.find(id);
-  if (it == sessions_.end() || it->second.abandoned) return;
+  if (it == sessions_.end() || it->second.abandoned) {
+    // Nobody will read them now.
+    for (v1::TaskOutcome& outcome : outcomes) ReleaseSharedResultLocked(outcome);
+    return;
+  }
   Session& session = it->second;
   for (v1::TaskOutcome& outcome : outcomes) {
     if (session.unread.contains(outcome.task_id())) {
@@ -871,6 +922,11 @@ void Scheduler::StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWor
     UpdateOpenLocked(w);
   }
   if (!task.group()) {
+    const Session& session = sessions_.at(task.session);
+    if (session.shared.enabled && session.shared.result_min_bytes > 0) {
+      task.frame.set_shared_result_prefix(shared_memory_prefix_);
+      task.frame.set_shared_result_min_bytes(session.shared.result_min_bytes);
+    }
     if (task.attempts <= task.max_retries) {
       // It may run again if its runner dies: keep the frame.
       work.assignments.push_back(Assignment{task.members.front(), task.frame});
@@ -1045,9 +1101,8 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
       const bool runner_lost = result.runner_lost();
       SetOutcome(result, task.interrupted, outcome);
       if (runner_lost && task.attempts > 1) {
-        outcome.mutable_error()->set_message(absl::StrCat("failed on all ", task.attempts,
-                                                          " attempts; the last: ",
-                                                          outcome.error().message()));
+        outcome.mutable_error()->set_message(absl::StrCat(
+            "failed on all ", task.attempts, " attempts; the last: ", outcome.error().message()));
       }
     }
     outcome.set_attempts(task.attempts);
@@ -1116,16 +1171,23 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   const auto task_it = tasks_.find(key);
   const SessionId id = task_it->second.session;
   const uint64_t client_id = task_it->second.client_id;
+  if (!task_it->second.shared_input.empty()) release_shared_object_(task_it->second.shared_input);
   tasks_.erase(task_it);
   Session& session = sessions_.at(id);
+  // What the session holds for its client: the outcome, and a result in shared memory.
+  const auto held_bytes = [](const v1::TaskOutcome& held) {
+    return held.ByteSizeLong() + held.shared_result().size();
+  };
   size_t size = 0;
-  if (!session.abandoned) {
+  if (session.abandoned) {
+    ReleaseSharedResultLocked(outcome);
+  } else {
     outcome.set_task_id(client_id);
-    size = outcome.ByteSizeLong();
-    if (FitToStreamLocked(session, size, outcome)) size = outcome.ByteSizeLong();
+    FitToStreamLocked(session, outcome.ByteSizeLong(), outcome);
+    size = held_bytes(outcome);
     if (max_unread_result_bytes_ > 0 && session.unread_bytes + size > max_unread_result_bytes_) {
       BoundUnreadLocked(session, client_id, size, outcome);
-      size = outcome.ByteSizeLong();
+      size = held_bytes(outcome);
     }
   }
 
@@ -1149,10 +1211,9 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   }
 }
 
-bool Scheduler::FitToStreamLocked(const Session& session, size_t size,
-                                  v1::TaskOutcome& outcome) const {
+bool Scheduler::FitToStreamLocked(const Session& session, size_t size, v1::TaskOutcome& outcome) {
   if (session.max_outcome_bytes == 0 || size <= session.max_outcome_bytes) return false;
-  FailResourceExhausted(
+  FailResourceExhaustedLocked(
       absl::StrCat("the outcome of task ", outcome.task_id(), " (", size,
                    " bytes) is larger than the largest message its session's stream carries (",
                    session.max_outcome_bytes,
@@ -1163,8 +1224,8 @@ bool Scheduler::FitToStreamLocked(const Session& session, size_t size,
 }
 
 void Scheduler::BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
-                                  v1::TaskOutcome& outcome) const {
-  FailResourceExhausted(
+                                  v1::TaskOutcome& outcome) {
+  FailResourceExhaustedLocked(
       absl::StrCat("the outcome of task ", client_id, " (", size,
                    " bytes) would take its session past the server's limit of ",
                    max_unread_result_bytes_,
@@ -1173,6 +1234,17 @@ void Scheduler::BoundUnreadLocked(const Session& session, uint64_t client_id, si
                    " bytes of outcomes its client has not read; raise --max_unread_result_mb or "
                    "read results sooner"),
       outcome);
+}
+
+void Scheduler::FailResourceExhaustedLocked(std::string message, v1::TaskOutcome& outcome) {
+  ReleaseSharedResultLocked(outcome);
+  FailResourceExhausted(std::move(message), outcome);
+}
+
+void Scheduler::ReleaseSharedResultLocked(v1::TaskOutcome& outcome) {
+  if (!outcome.has_shared_result()) return;
+  release_shared_object_(outcome.shared_result().name());
+  outcome.clear_shared_result();
 }
 
 void Scheduler::CancelQueuedLocked(TaskKey key, absl::string_view why) {

@@ -44,6 +44,13 @@
 // by a failure with RESOURCE_EXHAUSTED, rather than breaking the stream, and with it the session,
 // on every attempt to write it.
 //
+// Shared memory (v1.SharedBytes): a session whose client shares the gateway's host may pass inputs
+// in shared memory objects and ask for large results in them. The scheduler checks the names
+// (Options::shared_memory_prefix) and owns the objects it is handed: an input until its task has
+// ended (or was rejected), a result until its outcome is dropped unread (its session abandoned, or
+// the outcome replaced by a failure). The client removes a result it has read. Removing is the
+// transport's business (Options::release_shared_object); the scheduler only says when.
+//
 // Unread results are bounded: the bytes of the outcomes a session holds for its client (not
 // collected, being written, or retained until acknowledged) may not exceed
 // Options::max_unread_result_bytes. An outcome that would pass it is replaced by a failure with
@@ -139,6 +146,15 @@ struct Interrupt {
   bool force = false;
 };
 
+// How a session uses shared memory (OpenSession.shared_memory_domain and
+// .shared_result_min_bytes, as the gRPC adapter judged them).
+struct SharedMemoryUse {
+  // The client shares the gateway's host and user: it may hand over inputs in shared memory.
+  bool enabled = false;
+  // With `enabled`: results of at least this many bytes come back in shared memory; 0: never.
+  uint64_t result_min_bytes = 0;
+};
+
 // What Resume() hands the gRPC adapter for SessionOpened.
 struct ResumedSession {
   SessionId id = 0;
@@ -185,6 +201,12 @@ class Scheduler {
     absl::Duration prefetch_window = absl::Milliseconds(1);
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
+    // The name prefix of the gateway's shared memory objects (common/shared_memory.h); empty: no
+    // session may use shared memory.
+    std::string shared_memory_prefix;
+    // Removes a shared memory object the scheduler owned (see the top of this file). Called with
+    // the scheduler's lock held: it must be quick and must not call back.
+    std::function<void(const std::string& name)> release_shared_object = [](const std::string&) {};
   };
 
   explicit Scheduler(Options options);
@@ -194,10 +216,15 @@ class Scheduler {
   // --- Sessions (gRPC side) ---
 
   // Opens a session whose events go to `listener`. `client_max_message_bytes` is the largest
-  // message its client accepts (0: any). UNAVAILABLE while draining.
+  // message its client accepts (0: any); `shared` says whether it may use shared memory (ignored
+  // without Options::shared_memory_prefix). UNAVAILABLE while draining.
   absl::StatusOr<SessionId> OpenSession(std::string client_name,
                                         std::shared_ptr<SessionListener> listener,
-                                        uint64_t client_max_message_bytes = 0);
+                                        uint64_t client_max_message_bytes = 0,
+                                        SharedMemoryUse shared = {});
+
+  // Whether sessions may use shared memory: the prefix of its objects, or empty.
+  const std::string& shared_memory_prefix() const { return shared_memory_prefix_; }
 
   // The secret that resumes the session (SessionOpened.resume_token). NOT_FOUND for a session
   // that does not exist.
@@ -238,13 +265,15 @@ class Scheduler {
   // A new stream takes over the detached session whose resume token is `token`, with `listener`.
   // `acked_task_ids` are acknowledged first (as Ack). Then every outcome the client has not
   // acknowledged is collected again through TakeEvents(): those given back by Retain() in task id
-  // order, then those never collected. `client_max_message_bytes` as for OpenSession. From now on tasks the client re-sends while the session
-  // still holds them are ignored (see Submit). NOT_FOUND if no session has this token (it never
+  // order, then those never collected. `client_max_message_bytes` and `shared` as for OpenSession,
+  // for the new client. From now on tasks the client re-sends while the session still holds them
+  // are ignored (see Submit). NOT_FOUND if no session has this token (it never
   // existed, closed, or was abandoned); FAILED_PRECONDITION if its stream has not ended.
   absl::StatusOr<ResumedSession> Resume(absl::string_view token,
                                         std::shared_ptr<SessionListener> listener,
                                         absl::Span<const uint64_t> acked_task_ids,
-                                        uint64_t client_max_message_bytes = 0);
+                                        uint64_t client_max_message_bytes = 0,
+                                        SharedMemoryUse shared = {});
 
   // The client has handled the outcomes of `task_ids`: the session forgets them. Ids it does not
   // hold are ignored. NOT_FOUND if the session does not exist.
@@ -352,6 +381,9 @@ class Scheduler {
     std::vector<wire::ResultFrame> results;
     // TaskSpec.payload_type, for PoolReady() to check tasks queued while booting.
     std::string payload_type;
+    // The shared memory object holding its input (TaskSpec.shared_payload), released when it
+    // ends; empty for none. Kept apart from the frame, which the transport may have taken.
+    std::string shared_input;
     // Holds the function and input until the task is dispatched, and while it runs if it may run
     // again (attempts <= max_retries).
     wire::TaskFrame frame;
@@ -393,6 +425,8 @@ class Scheduler {
     std::string resume_token;
     // The largest outcome its stream can carry; 0 for any.
     uint64_t max_outcome_bytes = 0;
+    // Its use of shared memory, with Options::shared_memory_prefix set.
+    SharedMemoryUse shared;
     // The highest client task id received, accepted or not (SessionOpened.last_task_id).
     uint64_t last_task_id = 0;
     // Every outcome the session holds for its client, wherever it is (the outbox, collected by
@@ -408,6 +442,12 @@ class Scheduler {
     bool detached = false;
     absl::Time grace_deadline;
   };
+
+  // Releases the shared memory object of a result that is dropped unread, if it has one.
+  void ReleaseSharedResultLocked(v1::TaskOutcome& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why `spec`'s shared payload is malformed for `session`, or OK.
+  absl::Status CheckSharedPayloadLocked(const Session& session, const v1::TaskSpec& spec) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Listeners to call once the lock is released.
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
@@ -478,12 +518,16 @@ class Scheduler {
   uint64_t MaxOutcomeBytes(uint64_t client_max_message_bytes) const;
   // Replaces `outcome` (`size` bytes encoded) by a RESOURCE_EXHAUSTED failure if it is larger than
   // the session's stream carries; true if it did.
-  bool FitToStreamLocked(const Session& session, size_t size, v1::TaskOutcome& outcome) const
+  bool FitToStreamLocked(const Session& session, size_t size, v1::TaskOutcome& outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Replaces `outcome` (of the session's task `client_id`, `size` bytes encoded) by a
+  // Replaces `outcome` (of the session's task `client_id`, `size` bytes held) by a
   // RESOURCE_EXHAUSTED failure if holding it would take the session past the unread bound.
   void BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
-                         v1::TaskOutcome& outcome) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                         v1::TaskOutcome& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Replaces `outcome` by a RESOURCE_EXHAUSTED failure saying `message`, releasing its shared
+  // result.
+  void FailResourceExhaustedLocked(std::string message, v1::TaskOutcome& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned
   // session whose tasks have all ended.
   void MaybeNotifyLocked(SessionId id, Notifications& notifications)
@@ -512,6 +556,8 @@ class Scheduler {
   const size_t max_tasks_per_worker_;
   const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
+  const std::string shared_memory_prefix_;
+  const std::function<void(const std::string&)> release_shared_object_;
 
   mutable absl::Mutex mu_;
   v1::PoolState pool_state_ ABSL_GUARDED_BY(mu_) = v1::POOL_STATE_BOOTING;

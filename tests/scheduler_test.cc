@@ -233,8 +233,37 @@ class SchedulerTest : public ::testing::Test {
     scheduler_->PoolReady(std::move(functions));
   }
 
+  // Builds the scheduler under test with a ready pool of echo and fail that offers shared memory
+  // with the prefix kSharedPrefix, recording in released_ each object it releases; sessions hold
+  // at most `max_unread` bytes of outcomes (0: any).
+  void StartShared(int workers, uint64_t max_unread = 0) {
+    Scheduler::Options options;
+    options.workers = workers;
+    options.clock = [this] { return now_; };
+    options.max_unread_result_bytes = max_unread;
+    options.shared_memory_prefix = kSharedPrefix;
+    options.release_shared_object = [this](const std::string& name) { released_.push_back(name); };
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    scheduler_->PoolReady(Functions({"echo", "fail"}));
+  }
+
+  // Opens a session that may use shared memory, with results of at least `result_min_bytes` in
+  // shared memory (0: never).
+  SessionId OpenShared(uint64_t result_min_bytes) {
+    auto listener = std::make_shared<CountingListener>();
+    absl::StatusOr<SessionId> id = scheduler_->OpenSession(
+        "shared", listener, 0, {.enabled = true, .result_min_bytes = result_min_bytes});
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) return 0;
+    listeners_.emplace_back(*id, listener);
+    return *id;
+  }
+
+  static constexpr char kSharedPrefix[] = "mpigate-test-";
+
   absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
   int tokens_made_ = 0;
+  std::vector<std::string> released_;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<std::pair<SessionId, std::shared_ptr<CountingListener>>> listeners_;
 };
@@ -2609,6 +2638,226 @@ TEST_F(SchedulerTest, FailRunningEndsEveryTaskInEveryBacklog) {
     EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kCancelled));
   }
   EXPECT_TRUE(scheduler_->AwaitNoRunningTasks(absl::InfinitePast()));
+}
+
+// --- Shared memory ---
+
+// Object `n`'s name under the test's prefix.
+std::string SharedName(int n) {
+  return absl::StrCat("mpigate-test-", absl::Hex(n, absl::kZeroPad16));
+}
+
+// An echo task whose input is shared memory object `n`, of `size` bytes.
+v1::TaskSpec SharedTask(uint64_t id, int n, uint64_t size = 1 << 20,
+                        absl::string_view function = "echo") {
+  v1::TaskSpec spec;
+  spec.set_task_id(id);
+  spec.set_function(std::string(function));
+  spec.mutable_shared_payload()->set_name(SharedName(n));
+  spec.mutable_shared_payload()->set_size(size);
+  return spec;
+}
+
+// A result in shared memory object `n`, of `size` bytes, for `assignment`.
+wire::ResultFrame SharedResult(const Assignment& assignment, int n, uint64_t size) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.mutable_shared_result()->set_name(SharedName(n));
+  result.mutable_shared_result()->set_size(size);
+  return result;
+}
+
+TEST_F(SchedulerTest, ASharedInputGoesToItsWorkerAndIsReleasedOnceItsTaskHasEnded) {
+  StartShared(/*workers=*/1);
+  const SessionId session = OpenShared(0);
+  EXPECT_THAT(Submit(session, {SharedTask(1, 1, 5000)}), IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(assignments[0].frame.shared_payload().name(), SharedName(1));
+  EXPECT_EQ(assignments[0].frame.shared_payload().size(), 5000u);
+  EXPECT_EQ(assignments[0].frame.payload(), "");
+  // The session asked for no shared results.
+  EXPECT_EQ(assignments[0].frame.shared_result_prefix(), "");
+  EXPECT_THAT(released_, IsEmpty());
+  wire::ResultFrame result;
+  result.set_task_key(assignments[0].frame.task_key());
+  result.set_result("done");
+  scheduler_->Complete(0, std::move(result));
+  EXPECT_THAT(released_, ElementsAre(SharedName(1)));
+}
+
+TEST_F(SchedulerTest, ASharedInputThatRanAndCrashedIsKeptForItsRetry) {
+  StartShared(/*workers=*/1);
+  const SessionId session = OpenShared(0);
+  v1::TaskSpec spec = SharedTask(1, 1);
+  spec.mutable_options()->set_max_retries(1);
+  EXPECT_THAT(Submit(session, {spec}), IsEmpty());
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 1u);
+  wire::ResultFrame lost;
+  lost.set_task_key(first[0].frame.task_key());
+  lost.set_runner_lost(true);
+  lost.mutable_error()->set_code(Code(absl::StatusCode::kAborted));
+  scheduler_->Complete(0, std::move(lost));
+  EXPECT_THAT(released_, IsEmpty());
+  std::vector<Assignment> second = Dispatch();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].frame.shared_payload().name(), SharedName(1));
+  CompleteEchoed(second[0]);
+  EXPECT_THAT(released_, ElementsAre(SharedName(1)));
+}
+
+TEST_F(SchedulerTest, TheSharedInputsOfRejectedAndCancelledTasksAreReleased) {
+  StartShared(/*workers=*/1);
+  const SessionId session = OpenShared(0);
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(session, {SharedTask(1, 1, 10, "nothing such"), Task(2), SharedTask(3, 3)});
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0].code(), Code(absl::StatusCode::kNotFound));
+  EXPECT_THAT(released_, ElementsAre(SharedName(1)));
+  // Task 2 runs; task 3 waits and is cancelled.
+  ASSERT_EQ(Dispatch().size(), 1u);
+  ASSERT_EQ(Cancel(session, {3}).size(), 1u);
+  EXPECT_THAT(released_, ElementsAre(SharedName(1), SharedName(3)));
+}
+
+TEST_F(SchedulerTest, MalformedSharedInputsAreRejected) {
+  StartShared(/*workers=*/1);
+  const SessionId plain = Open();
+  const SessionId shared = OpenShared(0);
+  v1::TaskSpec not_ours = SharedTask(1, 1);
+  not_ours.mutable_shared_payload()->set_name("../../etc/passwd");
+  v1::TaskSpec both = SharedTask(2, 2);
+  both.set_payload("and inline");
+  v1::TaskSpec with_items = SharedTask(3, 3);
+  with_items.add_items("item");
+  const std::vector<v1::TaskRejection> rejected =
+      Submit(shared, {not_ours, std::move(both), std::move(with_items)});
+  ASSERT_EQ(rejected.size(), 3u);
+  for (const v1::TaskRejection& rejection : rejected) {
+    EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument)) << rejection.message();
+  }
+  EXPECT_THAT(rejected[0].message(), HasSubstr("is not a name of this service's objects"));
+  EXPECT_THAT(rejected[1].message(), HasSubstr("takes no payload and no items"));
+  // A name that is not the service's is never removed; the others were handed over.
+  EXPECT_THAT(released_, ElementsAre(SharedName(2), SharedName(3)));
+  released_.clear();
+
+  const std::vector<v1::TaskRejection> refused = Submit(plain, {SharedTask(4, 4)});
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(refused[0].message(), HasSubstr("needs a session with shared memory"));
+  // A session without shared memory handed nothing over.
+  EXPECT_THAT(released_, IsEmpty());
+}
+
+TEST_F(SchedulerTest, WithoutAPrefixNoSessionUsesSharedMemory) {
+  Start(/*workers=*/1);
+  auto listener = std::make_shared<CountingListener>();
+  absl::StatusOr<SessionId> session =
+      scheduler_->OpenSession("asks", listener, 0, {.enabled = true, .result_min_bytes = 1});
+  ASSERT_TRUE(session.ok());
+  EXPECT_EQ(scheduler_->shared_memory_prefix(), "");
+  absl::StatusOr<std::vector<v1::TaskRejection>> rejections =
+      TrySubmit(*session, {SharedTask(1, 1)});
+  ASSERT_TRUE(rejections.ok());
+  ASSERT_EQ(rejections->size(), 1u);
+  EXPECT_EQ((*rejections)[0].code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(TrySubmit(*session, {Task(2)}).value_or(std::vector<v1::TaskRejection>(1)),
+              IsEmpty());
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(assignments[0].frame.shared_result_prefix(), "");
+}
+
+TEST_F(SchedulerTest, SharedResultsAreAskedOfSingleTasksOfSessionsThatWantThem) {
+  StartShared(/*workers=*/2);
+  const SessionId wants = OpenShared(4096);
+  const SessionId does_not = OpenShared(0);
+  SubmitRange(wants, 1, 1);
+  SubmitRange(does_not, 2, 2);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) {
+    if (IdOf(assignment) == 1) {
+      EXPECT_EQ(assignment.frame.shared_result_prefix(), kSharedPrefix);
+      EXPECT_EQ(assignment.frame.shared_result_min_bytes(), 4096u);
+    } else {
+      EXPECT_EQ(assignment.frame.shared_result_prefix(), "");
+    }
+    CompleteEchoed(assignment);
+  }
+  // A broadcast's results are items, each in its frame.
+  v1::TaskSpec broadcast = Task(3);
+  broadcast.mutable_options()->set_broadcast(true);
+  EXPECT_THAT(Submit(wants, {broadcast}), IsEmpty());
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) {
+    EXPECT_EQ(assignment.frame.shared_result_prefix(), "");
+  }
+}
+
+TEST_F(SchedulerTest, ASharedResultReachesTheClientAndIsTheClientsToRemove) {
+  StartShared(/*workers=*/1);
+  const SessionId session = OpenShared(1);
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  scheduler_->Complete(0, SharedResult(assignments[0], 7, 1 << 20));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  const v1::TaskOutcome& outcome = events.outcomes[0];
+  EXPECT_EQ(outcome.state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(outcome.result(), "");
+  EXPECT_EQ(outcome.shared_result().name(), SharedName(7));
+  EXPECT_EQ(outcome.shared_result().size(), 1u << 20);
+  // The session holds the result's bytes until they are acknowledged, shared or not.
+  EXPECT_GT(SessionStatusOf(session).unread_result_bytes(), 1u << 20);
+  // Written, read and acknowledged: the client removed it.
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written(events.outcomes.begin(),
+                                                              events.outcomes.end());
+  scheduler_->Retain(session, written);
+  ASSERT_TRUE(scheduler_->Ack(session, {1}).ok());
+  EXPECT_THAT(released_, IsEmpty());
+  EXPECT_EQ(SessionStatusOf(session).unread_result_bytes(), 0u);
+}
+
+TEST_F(SchedulerTest, SharedResultsNobodyWillReadAreReleased) {
+  StartShared(/*workers=*/2);
+  const SessionId session = OpenShared(1);
+  SubmitRange(session, 1, 3);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  // One outcome written and given back, one still in the outbox, one task still running.
+  scheduler_->Complete(assignments[0].worker, SharedResult(assignments[0], 1, 100));
+  SessionEvents events = scheduler_->TakeEvents(session);
+  google::protobuf::RepeatedPtrField<v1::TaskOutcome> written(events.outcomes.begin(),
+                                                              events.outcomes.end());
+  scheduler_->Retain(session, written);
+  scheduler_->Complete(assignments[1].worker, SharedResult(assignments[1], 2, 100));
+  assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_THAT(released_, IsEmpty());
+  scheduler_->Abandon(session);
+  EXPECT_THAT(released_, UnorderedElementsAre(SharedName(1), SharedName(2)));
+  // The running task's result comes after its session was abandoned.
+  scheduler_->Complete(assignments[0].worker, SharedResult(assignments[0], 3, 100));
+  EXPECT_THAT(released_, UnorderedElementsAre(SharedName(1), SharedName(2), SharedName(3)));
+}
+
+TEST_F(SchedulerTest, SharedResultsCountAgainstTheUnreadBound) {
+  StartShared(/*workers=*/1, /*max_unread=*/10'000);
+  const SessionId session = OpenShared(1);
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  scheduler_->Complete(0, SharedResult(assignments[0], 1, 20'000));
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_FALSE(events.outcomes[0].has_shared_result());
+  EXPECT_THAT(released_, ElementsAre(SharedName(1)));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "worker/task_runner.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cctype>
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/shared_memory.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/wrappers.pb.h"
 #include "gtest/gtest.h"
@@ -582,6 +585,39 @@ TEST_F(TaskRunnerTest, SetenvThenGetenvRoundTripsAndBadInputIsRejected) {
   EXPECT_EQ(Run("getenv", "MPIGATE_SURELY_UNSET_VARIABLE").error().code(),
             static_cast<int>(absl::StatusCode::kNotFound));
   EXPECT_FALSE(Run("getcwd", "").result().empty());
+}
+
+TEST_F(TaskRunnerTest, ASharedInputIsMappedForTheCallAndALargeResultIsShared) {
+  const std::string prefix = SharedObjectPrefix(getpid());
+  const std::string input(100'000, 'i');
+  absl::StatusOr<std::string> name = CreateSharedObject(prefix, input);
+  ASSERT_TRUE(name.ok()) << name.status();
+  wire::TaskFrame frame = Frame(12, "echo", "");
+  frame.mutable_shared_payload()->set_name(*name);
+  frame.mutable_shared_payload()->set_size(input.size());
+  frame.set_shared_result_prefix(prefix);
+  frame.set_shared_result_min_bytes(input.size());
+
+  const wire::ResultFrame shared = RunTask(registry_, context_, frame);
+  EXPECT_FALSE(shared.has_error()) << shared.DebugString();
+  EXPECT_FALSE(shared.has_result());
+  ASSERT_TRUE(shared.has_shared_result());
+  EXPECT_TRUE(IsSharedObjectName(shared.shared_result().name(), prefix));
+  EXPECT_TRUE(ReadSharedObject(shared.shared_result().name(), input.size()).value_or("") == input);
+  UnlinkSharedObject(shared.shared_result().name());
+
+  // One byte short of the threshold: in the frame.
+  frame.set_shared_result_min_bytes(input.size() + 1);
+  const wire::ResultFrame inline_result = RunTask(registry_, context_, frame);
+  EXPECT_FALSE(inline_result.has_shared_result());
+  EXPECT_TRUE(inline_result.result() == input);
+
+  // Without the input the task fails; it was never the runner's to remove.
+  UnlinkSharedObject(*name);
+  const wire::ResultFrame lost = RunTask(registry_, context_, frame);
+  ASSERT_TRUE(lost.has_error());
+  EXPECT_EQ(lost.error().code(), Code(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(lost.error().message(), HasSubstr(*name));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <typeinfo>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/shared_memory.h"
 
 namespace mpigate::worker {
 namespace {
@@ -54,10 +56,27 @@ void Call(absl::FunctionRef<absl::StatusOr<std::string>()> call, Outcome& outcom
   }
 }
 
+// Moves a single call's result into a shared memory object when the frame asks for that and it
+// is large enough; keeps it in the frame when the object cannot be made (/dev/shm full).
+void ShareResult(const wire::TaskFrame& task, wire::ResultFrame& result) {
+  if (task.shared_result_prefix().empty() || !result.has_result() ||
+      result.result().size() < task.shared_result_min_bytes()) {
+    return;
+  }
+  absl::StatusOr<std::string> name =
+      CreateSharedObject(task.shared_result_prefix(), result.result());
+  if (!name.ok()) return;
+  result.mutable_shared_result()->set_size(result.result().size());
+  result.mutable_shared_result()->set_name(*std::move(name));
+  result.clear_result();
+}
+
 // Looks up the function `task` names and, if it is of the kind the caller runs (a gang function
-// or not), runs `calls` with it and times them. Otherwise the result says why not.
-wire::ResultFrame Run(const FunctionRegistry& registry, const wire::TaskFrame& task, bool gang,
-                      absl::FunctionRef<void(const TaskDefinition&, wire::ResultFrame&)> calls) {
+// or not), runs `calls` with it and its input (the payload, or the shared memory object that
+// holds it) and times them. Otherwise the result says why not.
+wire::ResultFrame Run(
+    const FunctionRegistry& registry, const wire::TaskFrame& task, bool gang,
+    absl::FunctionRef<void(const TaskDefinition&, absl::string_view, wire::ResultFrame&)> calls) {
   wire::ResultFrame result;
   result.set_task_key(task.task_key());
   const TaskDefinition* definition = registry.Find(task.function());
@@ -74,13 +93,26 @@ wire::ResultFrame Run(const FunctionRegistry& registry, const wire::TaskFrame& t
                      "' is a gang function: it runs only as a gang task (gang_size), with a "
                      "communicator of its own"));
   }
+  std::optional<SharedMapping> shared_input;
+  if (refused.ok() && task.has_shared_payload()) {
+    absl::StatusOr<SharedMapping> mapped =
+        SharedMapping::Map(task.shared_payload().name(), task.shared_payload().size());
+    if (mapped.ok()) {
+      shared_input = *std::move(mapped);
+    } else {
+      refused = mapped.status();
+    }
+  }
   if (!refused.ok()) {
     SetError(refused, *result.mutable_error());
     return result;
   }
+  const absl::string_view input =
+      shared_input.has_value() ? shared_input->bytes() : absl::string_view(task.payload());
   const absl::Time start = absl::Now();
-  calls(*definition, result);
+  calls(*definition, input, result);
   result.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
+  ShareResult(task, result);
   return result;
 }
 
@@ -88,24 +120,25 @@ wire::ResultFrame Run(const FunctionRegistry& registry, const wire::TaskFrame& t
 
 wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& context,
                           const wire::TaskFrame& task) {
-  return Run(registry, task, /*gang=*/false,
-             [&](const TaskDefinition& definition, wire::ResultFrame& result) {
-               const TaskFunction& function = definition.function;
-               if (task.has_range()) {
-                 const wire::RangeBatch& range = task.range();
-                 for (uint64_t k = 0; k < range.count(); ++k) {
-                   const uint64_t i = range.first() + k;
-                   const TaskContext item = context.ForItem(i, ItemSeed(range.base_seed(), i));
-                   Call([&] { return function(item, task.payload()); }, *result.add_items());
-                 }
-               } else if (task.items_size() > 0) {
-                 for (const std::string& item : task.items()) {
-                   Call([&] { return function(context, item); }, *result.add_items());
-                 }
-               } else {
-                 Call([&] { return function(context, task.payload()); }, result);
-               }
-             });
+  return Run(
+      registry, task, /*gang=*/false,
+      [&](const TaskDefinition& definition, absl::string_view input, wire::ResultFrame& result) {
+        const TaskFunction& function = definition.function;
+        if (task.has_range()) {
+          const wire::RangeBatch& range = task.range();
+          for (uint64_t k = 0; k < range.count(); ++k) {
+            const uint64_t i = range.first() + k;
+            const TaskContext item = context.ForItem(i, ItemSeed(range.base_seed(), i));
+            Call([&] { return function(item, input); }, *result.add_items());
+          }
+        } else if (task.items_size() > 0) {
+          for (const std::string& item : task.items()) {
+            Call([&] { return function(context, item); }, *result.add_items());
+          }
+        } else {
+          Call([&] { return function(context, input); }, result);
+        }
+      });
 }
 
 std::optional<wire::ErrorInfo> RunInitializer(const FunctionRegistry& registry,
@@ -127,10 +160,11 @@ std::optional<wire::ErrorInfo> RunInitializer(const FunctionRegistry& registry,
 
 wire::ResultFrame RunGangTask(const FunctionRegistry& registry, const GangContext& context,
                               const wire::TaskFrame& task) {
-  return Run(registry, task, /*gang=*/true,
-             [&](const TaskDefinition& definition, wire::ResultFrame& result) {
-               Call([&] { return definition.gang_function(context, task.payload()); }, result);
-             });
+  return Run(
+      registry, task, /*gang=*/true,
+      [&](const TaskDefinition& definition, absl::string_view input, wire::ResultFrame& result) {
+        Call([&] { return definition.gang_function(context, input); }, result);
+      });
 }
 
 wire::ResultFrame DroppedBeforeStart(uint64_t task_key) {

@@ -5,6 +5,11 @@
 // type and message). A chunk (TaskFrame.items) or a range batch (TaskFrame.range) runs its items
 // in order, each succeeding or failing on its own, with one ItemResult per item.
 //
+// The input is the frame's payload, or the shared memory object it names (TaskFrame
+// .shared_payload), mapped for the call; one that cannot be mapped fails the task with DATA_LOSS.
+// A single call's result of at least TaskFrame.shared_result_min_bytes goes into a new shared
+// memory object when the frame gives a prefix for it (ResultFrame.shared_result).
+//
 // No MPI here (GangContext is only named): the task runner process (worker/runner_main.cc) runs
 // tasks with this without linking MPI.
 //

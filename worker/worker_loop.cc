@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/shared_memory.h"
 #include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
@@ -396,6 +397,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
   absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open();
   if (doorbell.ok()) hello.set_doorbell(doorbell->address());
+  hello.set_shared_memory_domain(SharedMemoryDomain());
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
     return status;
@@ -657,10 +659,9 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       }
       // In order, but for a task the runner dropped from its queue.
       const uint64_t key = answered.ok() ? *answered : front.header.task_key;
-      const auto it = std::find_if(in_runner_.begin(), in_runner_.end(),
-                                   [key](const TaskBacklog::Entry& entry) {
-                                     return entry.header.task_key == key;
-                                   });
+      const auto it = std::find_if(
+          in_runner_.begin(), in_runner_.end(),
+          [key](const TaskBacklog::Entry& entry) { return entry.header.task_key == key; });
       if (it == in_runner_.end()) continue;
       const bool was_front = it == in_runner_.begin();
       in_runner_bytes_ -= it->frame.size();
@@ -705,9 +706,7 @@ bool TaskBacklog::Drop(uint64_t task_key) {
   return true;
 }
 
-void TaskBacklog::PushFront(Entry entry) {
-  entries_.push_front(std::move(entry));
-}
+void TaskBacklog::PushFront(Entry entry) { entries_.push_front(std::move(entry)); }
 
 TaskBacklog::Entry TaskBacklog::TakeFront() {
   Entry front = std::move(entries_.front());

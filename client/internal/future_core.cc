@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/internal/session.h"
+#include "common/shared_memory.h"
 
 namespace mpigate::internal {
 
@@ -132,7 +133,8 @@ absl::StatusOr<std::string> FutureCore::Result(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
   if (absl::Status waited = AwaitDoneLocked(timeout); !waited.ok()) return waited;
   // A copy: every copy of this Future may ask for the result, any number of times.
-  return result_;
+  if (!result_.ok()) return result_.status();
+  return LargeCopy(*result_);
 }
 
 absl::Status FutureCore::Exception(absl::Duration timeout) const {

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/endpoint.h"
 #include "common/grpc_status.h"
+#include "common/shared_memory.h"
 
 namespace mpigate::internal {
 namespace {
@@ -101,8 +102,8 @@ Ending EndingOf(v1::TaskOutcome& outcome) {
 // A timeout in whole milliseconds, rounded up; 0 on the wire means no limit, so a timeout that
 // rounds to nothing becomes 1 ms.
 uint64_t WholeMillisecondsAtLeastOne(absl::Duration timeout) {
-  return static_cast<uint64_t>(std::max<int64_t>(
-      1, absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)))));
+  return static_cast<uint64_t>(
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)))));
 }
 
 gpr_timespec DeadlineAfter(absl::Duration timeout) {
@@ -135,12 +136,19 @@ bool MayResumeLater(const absl::Status& status) {
          absl::IsDeadlineExceeded(status) || absl::IsCancelled(status);
 }
 
+// Removes the shared memory object holding `spec`'s input, if it has one.
+void UnlinkInput(const v1::TaskSpec& spec) {
+  if (spec.has_shared_payload()) UnlinkSharedObject(spec.shared_payload().name());
+}
+
 }  // namespace
 
 Session::Session(const ExecutorOptions& options)
     : max_message_bytes_(options.max_message_bytes),
       client_name_(options.client_name),
-      connect_timeout_(options.connect_timeout) {}
+      connect_timeout_(options.connect_timeout),
+      shared_memory_min_bytes_(options.shared_memory_min_bytes),
+      shared_memory_domain_(options.shared_memory_min_bytes > 0 ? SharedMemoryDomain() : "") {}
 
 absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& options) {
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex runs the debug-only deadlock
@@ -206,6 +214,7 @@ absl::Status Session::Connect(const std::string& target, const ExecutorOptions& 
   if (!call.ok()) return call.status();
 
   // Before any task can be submitted, and never changed after: read without the lock.
+  shared_memory_prefix_ = opened.shared_memory_prefix();
   send_limit_ = static_cast<size_t>(max_message_bytes_);
   if (opened.max_message_bytes() > 0) {
     send_limit_ = std::min<uint64_t>(send_limit_, opened.max_message_bytes());
@@ -279,6 +288,10 @@ v1::SessionRequest Session::OpenRequest() const {
   v1::SessionRequest open;
   open.mutable_open()->set_client_name(client_name_);
   open.mutable_open()->set_max_message_bytes(static_cast<uint64_t>(max_message_bytes_));
+  if (!shared_memory_domain_.empty()) {
+    open.mutable_open()->set_shared_memory_domain(shared_memory_domain_);
+    open.mutable_open()->set_shared_result_min_bytes(shared_memory_min_bytes_);
+  }
   return open;
 }
 
@@ -365,16 +378,29 @@ Session::OutgoingTask Session::NewTask(absl::string_view function, const SubmitO
   }
   if (options.gang_size != 0) task.spec.mutable_options()->set_gang_size(options.gang_size);
   if (options.run_timeout != absl::InfiniteDuration()) {
-    task.spec.mutable_options()->set_run_timeout_ms(WholeMillisecondsAtLeastOne(options.run_timeout));
+    task.spec.mutable_options()->set_run_timeout_ms(
+        WholeMillisecondsAtLeastOne(options.run_timeout));
   }
   task.spec.mutable_options()->set_max_retries(options.max_retries);
   return task;
 }
 
+void Session::SetPayload(OutgoingTask& task, std::string payload) const {
+  if (!shared_memory_prefix_.empty() && payload.size() >= shared_memory_min_bytes_) {
+    absl::StatusOr<std::string> name = CreateSharedObject(shared_memory_prefix_, payload);
+    if (name.ok()) {
+      task.spec.mutable_shared_payload()->set_name(*std::move(name));
+      task.spec.mutable_shared_payload()->set_size(payload.size());
+      return;
+    }
+  }
+  task.spec.set_payload(std::move(payload));
+}
+
 Future Session::Submit(absl::string_view function, std::string payload,
                        const SubmitOptions& options) {
   OutgoingTask task = NewTask(function, options);
-  task.spec.set_payload(std::move(payload));
+  SetPayload(task, std::move(payload));
   return Enqueue(std::move(task));
 }
 
@@ -389,7 +415,7 @@ Future Session::SubmitChunk(absl::string_view function, std::vector<std::string>
 Future Session::SubmitRange(absl::string_view function, std::string payload,
                             const v1::RangeSpec& range, const SubmitOptions& options) {
   OutgoingTask task = NewTask(function, options);
-  task.spec.set_payload(std::move(payload));
+  SetPayload(task, std::move(payload));
   *task.spec.mutable_range() = range;
   return Enqueue(std::move(task));
 }
@@ -397,7 +423,7 @@ Future Session::SubmitRange(absl::string_view function, std::string payload,
 Future Session::SubmitBroadcast(absl::string_view function, std::string payload,
                                 const SubmitOptions& options) {
   OutgoingTask task = NewTask(function, options);
-  task.spec.set_payload(std::move(payload));
+  SetPayload(task, std::move(payload));
   task.spec.mutable_options()->set_broadcast(true);
   return Enqueue(std::move(task));
 }
@@ -419,10 +445,14 @@ Future Session::Enqueue(OutgoingTask task) {
   std::shared_ptr<FutureCore> core;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_requested_) {
-      return FutureCore::Failed(0, absl::FailedPreconditionError("cannot submit after shutdown"));
+    if (shutdown_requested_ || stream_ended_) {
+      // The service never hears of the task: its input is still ours to remove.
+      if (task.spec.has_shared_payload()) UnlinkSharedObject(task.spec.shared_payload().name());
+      if (shutdown_requested_) {
+        return FutureCore::Failed(0, absl::FailedPreconditionError("cannot submit after shutdown"));
+      }
+      return FutureCore::Failed(0, end_status_);
     }
-    if (stream_ended_) return FutureCore::Failed(0, end_status_);
     // Under mu_, so that ids increase in the order specs are queued and sent (see the invariants).
     const uint64_t task_id = next_task_id_++;
     task.spec.set_task_id(task_id);
@@ -707,6 +737,11 @@ void Session::ReaderLoop() {
     cancels.swap(cancels_queued_);
     cancels.insert(cancels.end(), cancels_sent_.begin(), cancels_sent_.end());
     cancels_sent_.clear();
+    // Inputs the service may never have had: nothing will run them now.
+    for (const SentBatch& batch : sent_) {
+      for (const OutgoingTask& task : batch.tasks) UnlinkInput(task.spec);
+    }
+    for (const OutgoingTask& task : outgoing_) UnlinkInput(task.spec);
     sent_.clear();
   }
   FinishFutures(orphans);
@@ -740,6 +775,8 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   // cancel answer, or sent again after a resume, and the service holds it until acknowledged.
   std::vector<uint64_t> handled;
   size_t handled_bytes = 0;
+  // Completions whose results are in shared memory, by index, read once the lock is released.
+  std::vector<std::pair<size_t, v1::SharedBytes>> shared_results;
   started.reserve(updates.started_size());
   progress.reserve(updates.progress_size());
   completions.reserve(updates.outcomes_size());
@@ -762,20 +799,33 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
     for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
       highest = std::max(highest, outcome.task_id());
       handled.push_back(outcome.task_id());
-      handled_bytes += outcome.ByteSizeLong();
+      handled_bytes += outcome.ByteSizeLong() + outcome.shared_result().size();
       auto it = pending_.find(outcome.task_id());
       // Already ended by a cancel answer, or delivered before a resume: nothing to give it to.
-      if (it == pending_.end()) continue;
+      if (it == pending_.end()) {
+        if (outcome.has_shared_result()) UnlinkSharedObject(outcome.shared_result().name());
+        continue;
+      }
+      if (outcome.has_shared_result()) {
+        shared_results.emplace_back(completions.size(),
+                                    std::move(*outcome.mutable_shared_result()));
+      }
       // Only builds Statuses and moves result strings: cheap enough to do under the lock.
       completions.emplace_back(it->second, EndingOf(outcome));
     }
     ReceivedUpToLocked(highest);
+  }
+  for (auto& [index, shared] : shared_results) {
+    completions[index].second.result = ReadSharedObject(shared.name(), shared.size());
   }
   // Starts first: a start is reported no later than the task's progress, and progress before the
   // task's end.
   for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
   for (const auto& [core, report] : progress) FutureCore::ReportProgress(core, report);
   FinishFutures(completions, handled, handled_bytes);
+  // The reader of a shared result removes its object (the service only removes those it drops);
+  // after the futures, since freeing a large object's pages takes a while.
+  for (const auto& [index, shared] : shared_results) UnlinkSharedObject(shared.name());
 }
 
 void Session::ReceivedUpToLocked(uint64_t task_id) {

@@ -180,6 +180,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A task for `function` with `options` applied; the caller adds its input.
   static OutgoingTask NewTask(absl::string_view function, const SubmitOptions& options);
+  // Sets `task`'s input: in a shared memory object where the session may use them and the payload
+  // is large enough (or /dev/shm is full), in the spec otherwise.
+  void SetPayload(OutgoingTask& task, std::string payload) const;
   // Registers and queues `task` (whose spec has everything but the id).
   Future Enqueue(OutgoingTask task);
 
@@ -220,6 +223,13 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t send_limit_ = 0;
   const std::string client_name_;
   const absl::Duration connect_timeout_;
+  // ExecutorOptions::shared_memory_min_bytes, and this process's shared memory domain (empty when
+  // it uses none).
+  const uint64_t shared_memory_min_bytes_;
+  const std::string shared_memory_domain_;
+  // SessionOpened.shared_memory_prefix: empty unless the session may use shared memory. Set by
+  // Connect().
+  std::string shared_memory_prefix_;
   std::string target_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Gateway::Stub> stub_;
