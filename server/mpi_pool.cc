@@ -37,6 +37,10 @@ std::string FunctionNames(const wire::HelloFrame& hello) {
 // How often the MPI thread polls for results while workers have backlogs.
 constexpr absl::Duration kBackloggedPoll = absl::Microseconds(100);
 
+// Task frames smaller than this that go to one worker in one dispatch round travel together in
+// one message (Tag::kTasks); larger ones alone, so that a payload is not copied into a batch.
+constexpr size_t kTaskBatchBytes = 64 << 10;
+
 wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
   wire::ResultFrame result;
   result.set_task_key(task_key);
@@ -308,6 +312,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::PendingSends sends;
   wire::ResultFrame result;
   wire::ProgressFrame progress;
+  wire::FrameBatch results;
+  // Each worker's small task frames of one dispatch round.
+  std::vector<wire::FrameBatch> batches(static_cast<size_t>(worker_count_));
   int in_flight = 0;
   // Workers sent a frame this round; each is rung once, after all of them.
   std::vector<bool> sent_to(static_cast<size_t>(worker_count_), false);
@@ -323,6 +330,23 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.
     if (work.stopping) break;
+    // Sends a worker's batched frames: one as it is, several in one message.
+    const auto send_batch = [&](int worker) {
+      wire::FrameBatch& batch = batches[static_cast<size_t>(worker)];
+      if (batch.frames_size() == 0) return absl::OkStatus();
+      absl::Status status;
+      if (batch.frames_size() == 1) {
+        status = sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTask,
+                             std::move(*batch.mutable_frames(0)));
+      } else {
+        absl::StatusOr<std::string> encoded = wire::Encode(batch);
+        status = encoded.ok() ? sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTasks,
+                                            *std::move(encoded))
+                              : encoded.status();
+      }
+      batch.Clear();
+      return status;
+    };
     for (Assignment& assignment : work.assignments) {
       absl::Status fitted = FitSharedMemory(assignment.worker, assignment.frame);
       absl::StatusOr<std::string> buffer =
@@ -332,14 +356,25 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
                            FailedResult(assignment.frame.task_key(), buffer.status()));
         continue;
       }
-      if (absl::Status status = sends.Start(workers_comm_, RankOf(assignment.worker),
-                                            wire::Tag::kTask, *std::move(buffer));
-          !status.ok()) {
-        return status;
+      // Small frames for one worker go together, in one message; a large one alone.
+      const size_t worker = static_cast<size_t>(assignment.worker);
+      if (buffer->size() >= kTaskBatchBytes) {
+        // After the worker's frames before it: a worker runs its tasks in the order they came.
+        if (absl::Status status = send_batch(assignment.worker); !status.ok()) return status;
+        if (absl::Status status = sends.Start(workers_comm_, RankOf(assignment.worker),
+                                              wire::Tag::kTask, *std::move(buffer));
+            !status.ok()) {
+          return status;
+        }
+      } else {
+        batches[worker].add_frames(*std::move(buffer));
       }
-      sent_to[static_cast<size_t>(assignment.worker)] = true;
+      sent_to[worker] = true;
       ++in_flight;
       backoff.Reset();
+    }
+    for (int worker = 0; worker < worker_count_; ++worker) {
+      if (absl::Status status = send_batch(worker); !status.ok()) return status;
     }
     for (const Interrupt& interrupt : work.interrupts) {
       wire::CancelFrame cancel;
@@ -375,6 +410,19 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           return status;
         }
         scheduler.Progress(WorkerAt(message.source), progress);
+        continue;
+      }
+      if (message.tag == wire::Tag::kResults) {
+        if (absl::Status status = wire::Decode(message.bytes, results); !status.ok()) {
+          return status;
+        }
+        for (const std::string& frame : results.frames()) {
+          if (absl::Status status = wire::Decode(frame, result); !status.ok()) return status;
+          --in_flight;
+          scheduler.Complete(WorkerAt(message.source), std::move(result));
+          result.Clear();
+        }
+        results.Clear();
         continue;
       }
       if (message.tag != wire::Tag::kResult) {

@@ -5,6 +5,10 @@
 // running tasks), and results and progress reports back, until told to stop, and finally shuts
 // the workers down and finalises MPI.
 //
+// Batches: the small task frames one worker gets in one dispatch round go in one MPI message
+// (Tag::kTasks), in the order the scheduler handed them out, as results a worker has several of
+// come back in one (Tag::kResults).
+//
 // Idle cost: while no task is in flight the thread blocks on the scheduler's condition and makes
 // no MPI call at all; while tasks are in flight it polls with MPI_Improbe, waiting between polls
 // as wire::PollBackoff says, and at least 100 us while workers hold backlogs (prefetched tasks).

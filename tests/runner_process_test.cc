@@ -259,7 +259,7 @@ TEST(RunnerStartTest, TheRunnerExitsWhenTheSocketCloses) {
   ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   close(ends[1]);
-  absl::StatusOr<wire::StreamFrame> hello = wire::ReadFrame(ends[0]);
+  absl::StatusOr<wire::StreamFrame> hello = wire::FrameReader(ends[0]).Next();
   ASSERT_TRUE(hello.ok()) << hello.status();
   EXPECT_EQ(hello->tag, wire::Tag::kHello);
   close(ends[0]);
@@ -294,8 +294,9 @@ TEST_F(StreamFramesTest, FramesArriveWholeWhateverTheirSize) {
     EXPECT_EQ(wire::WriteFrame(ends_[0], wire::Tag::kResult, big), absl::OkStatus());
     EXPECT_EQ(wire::WriteFrame(ends_[0], wire::Tag::kProgress, ""), absl::OkStatus());
   });
-  absl::StatusOr<wire::StreamFrame> first = wire::ReadFrame(ends_[1]);
-  absl::StatusOr<wire::StreamFrame> second = wire::ReadFrame(ends_[1]);
+  wire::FrameReader reader(ends_[1]);
+  absl::StatusOr<wire::StreamFrame> first = reader.Next();
+  absl::StatusOr<wire::StreamFrame> second = reader.Next();
   writer.join();
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->tag, wire::Tag::kResult);
@@ -307,7 +308,8 @@ TEST_F(StreamFramesTest, FramesArriveWholeWhateverTheirSize) {
 
 TEST_F(StreamFramesTest, AnEndBetweenFramesIsOutOfRange) {
   CloseWriter();
-  EXPECT_EQ(wire::ReadFrame(ends_[1]).status().code(), absl::StatusCode::kOutOfRange);
+  wire::FrameReader reader(ends_[1]);
+  EXPECT_EQ(reader.Next().status().code(), absl::StatusCode::kOutOfRange);
 }
 
 TEST_F(StreamFramesTest, ATruncatedFrameIsDataLoss) {
@@ -319,9 +321,54 @@ TEST_F(StreamFramesTest, ATruncatedFrameIsDataLoss) {
   ASSERT_EQ(write(ends_[0], header, sizeof(header)), 9);
   ASSERT_EQ(write(ends_[0], "abc", 3), 3);
   CloseWriter();
-  absl::StatusOr<wire::StreamFrame> frame = wire::ReadFrame(ends_[1]);
+  wire::FrameReader reader(ends_[1]);
+  absl::StatusOr<wire::StreamFrame> frame = reader.Next();
   EXPECT_EQ(frame.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(frame.status().message(), HasSubstr("after 3 of the 100 bytes"));
+  EXPECT_THAT(frame.status().message(), HasSubstr("after 12 bytes"));
+}
+
+TEST_F(StreamFramesTest, ABurstOfFramesIsReadAheadAndHandedOutInOrder) {
+  // One write of many small frames (and one large one in the middle): the first read takes the
+  // small ones that fit, which are then there without another read.
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 200; ++i) bodies.push_back(absl::StrCat("frame ", i));
+  bodies[100] = std::string(300 << 10, 'L');
+  std::vector<absl::string_view> views(bodies.begin(), bodies.end());
+  std::thread writer(
+      [&] { EXPECT_EQ(wire::WriteFrames(ends_[0], wire::Tag::kTask, views), absl::OkStatus()); });
+  wire::FrameReader reader(ends_[1]);
+  EXPECT_FALSE(reader.HasFrame());
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    absl::StatusOr<wire::StreamFrame> frame = reader.Next();
+    ASSERT_TRUE(frame.ok()) << i << ": " << frame.status();
+    EXPECT_EQ(frame->tag, wire::Tag::kTask);
+    EXPECT_TRUE(frame->bytes == bodies[i]) << "frame " << i;
+    if (i == 0) EXPECT_TRUE(reader.HasFrame());
+  }
+  writer.join();
+  EXPECT_FALSE(reader.HasFrame());
+  CloseWriter();
+  EXPECT_EQ(reader.Next().status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(StreamFramesTest, AFrameSplitAcrossWritesIsWholeOnceItsLastByteCame) {
+  const std::string body(1000, 'b');
+  const uint64_t length = body.size();
+  char header[9];
+  std::memcpy(header, &length, sizeof(length));
+  header[8] = static_cast<char>(wire::Tag::kResult);
+  ASSERT_EQ(write(ends_[0], header, 5), 5);
+  wire::FrameReader reader(ends_[1]);
+  std::thread writer([&] {
+    EXPECT_EQ(write(ends_[0], header + 5, 4), 4);
+    EXPECT_EQ(write(ends_[0], body.data(), 600), 600);
+    EXPECT_EQ(write(ends_[0], body.data() + 600, 400), 400);
+  });
+  absl::StatusOr<wire::StreamFrame> frame = reader.Next();
+  writer.join();
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_EQ(frame->bytes, body);
+  EXPECT_FALSE(reader.HasFrame());
 }
 
 TEST_F(StreamFramesTest, WritingToAClosedPeerIsUnavailableNotSigpipe) {

@@ -15,6 +15,8 @@ enum class Tag : int {
   kShutdown = 4,  // gateway -> worker: ShutdownFrame
   kCancel = 5,    // gateway -> worker -> runner: CancelFrame
   kProgress = 6,  // runner -> worker -> gateway: ProgressFrame
+  kTasks = 7,     // gateway -> worker: FrameBatch of TaskFrames
+  kResults = 8,   // worker -> gateway: FrameBatch of ResultFrames
 };
 
 }  // namespace mpigate::wire

@@ -153,23 +153,27 @@ class Runner final : public ProgressSink {
 
   // The reader thread.
   void ReadFrames() {
+    wire::FrameReader reader(kSocketFd);
     while (true) {
-      bool running;
-      {
-        absl::MutexLock lock(&mu_);
-        running = running_;
+      // Frames read ahead come first; only then wait for the socket.
+      if (!reader.HasFrame()) {
+        bool running;
+        {
+          absl::MutexLock lock(&mu_);
+          running = running_;
+        }
+        // While a task runs, wake every interval to send a report that had to wait.
+        pollfd socket = {kSocketFd, POLLIN, 0};
+        const int ready =
+            poll(&socket, 1,
+                 running ? static_cast<int>(absl::ToInt64Milliseconds(kProgressInterval)) : -1);
+        if (running) {
+          absl::MutexLock lock(&mu_);
+          SendDueProgress();
+        }
+        if (ready <= 0) continue;  // The interval passed, or a signal interrupted the wait.
       }
-      // While a task runs, wake every interval to send a report that had to wait.
-      pollfd socket = {kSocketFd, POLLIN, 0};
-      const int ready =
-          poll(&socket, 1,
-               running ? static_cast<int>(absl::ToInt64Milliseconds(kProgressInterval)) : -1);
-      if (running) {
-        absl::MutexLock lock(&mu_);
-        SendDueProgress();
-      }
-      if (ready <= 0) continue;  // The interval passed, or a signal interrupted the wait.
-      absl::StatusOr<wire::StreamFrame> frame = wire::ReadFrame(kSocketFd);
+      absl::StatusOr<wire::StreamFrame> frame = reader.Next();
       if (!frame.ok()) Leave(frame.status());
       if (frame->tag == wire::Tag::kTask) {
         absl::StatusOr<wire::TaskHeader> header = wire::PeekTask(frame->bytes);

@@ -124,10 +124,10 @@ absl::StatusOr<wire::HelloFrame> RunnerProcess::AwaitHello() {
   return hello;
 }
 
-void RunnerProcess::SendTask(absl::string_view task_frame) {
+void RunnerProcess::SendTasks(absl::Span<const absl::string_view> task_frames) {
   if (!alive()) return;
   // A runner that cannot be written to is of no use: Await reaps it and says how it ended.
-  if (!wire::WriteFrame(socket_fd_, wire::Tag::kTask, task_frame).ok()) kill(-pid_, SIGKILL);
+  if (!wire::WriteFrames(socket_fd_, wire::Tag::kTask, task_frames).ok()) kill(-pid_, SIGKILL);
 }
 
 void RunnerProcess::SendCancel(uint64_t task_key) {
@@ -172,6 +172,13 @@ void RunnerProcess::Kill() {
 
 RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::StreamFrame& frame) {
   if (!alive()) return Received::kDied;
+  if (reader_.HasFrame()) {
+    absl::StatusOr<wire::StreamFrame> read = reader_.Next();
+    if (read.ok()) {
+      frame = *std::move(read);
+      return Received::kFrame;
+    }
+  }
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
@@ -190,7 +197,7 @@ RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::Str
   }
   // What the runner wrote before it ended is still there to read: the socket comes first.
   if (fds[0].revents != 0) {
-    absl::StatusOr<wire::StreamFrame> read = wire::ReadFrame(socket_fd_);
+    absl::StatusOr<wire::StreamFrame> read = reader_.Next();
     if (read.ok()) {
       frame = *std::move(read);
       return Received::kFrame;

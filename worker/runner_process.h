@@ -35,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "absl/time/time.h"
 #include "wire/frames.pb.h"
 #include "wire/stream_frames.h"
@@ -81,15 +82,20 @@ class RunnerProcess {
   // error if the runner could not start. ABORTED, describing its death, if it died first.
   absl::StatusOr<wire::HelloFrame> AwaitHello();
 
-  // Hands the runner a task: `task_frame` is a serialized TaskFrame. If the runner cannot be
-  // written to, it is killed; the next Await reports its death.
-  void SendTask(absl::string_view task_frame);
+  // Hands the runner tasks: each of `task_frames` is a serialized TaskFrame; all go in one write.
+  // If the runner cannot be written to, it is killed; the next Await reports its death.
+  void SendTasks(absl::Span<const absl::string_view> task_frames);
+  void SendTask(absl::string_view task_frame) { SendTasks({&task_frame, 1}); }
 
   // Sets the cancellation flag of the runner's task `task_key`, if it still runs it.
   void SendCancel(uint64_t task_key);
 
   // Waits up to `timeout` for the next result or progress report, or the runner's death.
   RunnerEvent Await(absl::Duration timeout);
+
+  // Whether the runner's next frame has already been read ahead, so that Await returns it
+  // without a system call.
+  bool HasBufferedFrame() const { return reader_.HasFrame(); }
 
   // Kills the runner (and its process group) with SIGKILL and reaps it. Idempotent.
   void Kill();
@@ -100,7 +106,7 @@ class RunnerProcess {
 
  private:
   RunnerProcess(pid_t pid, int socket_fd, int pid_fd)
-      : pid_(pid), socket_fd_(socket_fd), pid_fd_(pid_fd) {}
+      : pid_(pid), socket_fd_(socket_fd), pid_fd_(pid_fd), reader_(socket_fd) {}
 
   enum class Received { kFrame, kTimeout, kDied };
 
@@ -117,6 +123,8 @@ class RunnerProcess {
   // The worker's end of the socketpair and the runner's pidfd (-1 where the kernel has none).
   int socket_fd_;
   int pid_fd_;
+  // Reads the runner's frames off socket_fd_, a burst at a time.
+  wire::FrameReader reader_;
   // How the runner ended, once it has.
   std::string death_;
 };

@@ -151,6 +151,14 @@ absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
       if (absl::Status status = backlog.Add(std::move(message.bytes)); !status.ok()) return status;
       continue;
     }
+    if (message.tag == wire::Tag::kTasks) {
+      wire::FrameBatch batch;
+      if (absl::Status status = wire::Decode(message.bytes, batch); !status.ok()) return status;
+      for (std::string& frame : *batch.mutable_frames()) {
+        if (absl::Status status = backlog.Add(std::move(frame)); !status.ok()) return status;
+      }
+      continue;
+    }
     if (message.tag != wire::Tag::kCancel) {
       return absl::InternalError(absl::StrCat("worker received a frame with unexpected tag ",
                                               static_cast<int>(message.tag)));
@@ -525,6 +533,7 @@ absl::Status WorkerLoop::ReplaceRunner() {
 }
 
 absl::Status WorkerLoop::Answer(const wire::ResultFrame& result) {
+  if (absl::Status status = FlushResults(); !status.ok()) return status;
   return wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kResult, result);
 }
 
@@ -555,19 +564,41 @@ absl::StatusOr<bool> WorkerLoop::EnsureRunner() {
 }
 
 void WorkerLoop::FeedRunner(absl::Time now) {
-  // Small tasks go over all at once; a large one waits until the runner is done with the rest, so
-  // that the socket never holds more than one large payload.
+  // Small tasks go over all at once, in one write; a large one waits until the runner is done with
+  // the rest, so that the socket never holds more than one large payload.
   constexpr size_t kQueueBytes = 1 << 20;
+  std::vector<absl::string_view> frames;
   while (!backlog_.empty() && !backlog_.front_is_gang() &&
          (in_runner_.empty() || in_runner_bytes_ + backlog_.front_bytes() <= kQueueBytes)) {
     if (in_runner_.empty()) front_started_ = now;
+    // A deque keeps its elements in place as it grows: the views stay valid.
     TaskBacklog::Entry& entry = in_runner_.emplace_back(backlog_.TakeFront());
     in_runner_bytes_ += entry.frame.size();
-    runner_->SendTask(entry.frame);
+    frames.push_back(entry.frame);
   }
+  if (!frames.empty()) runner_->SendTasks(frames);
+}
+
+absl::Status WorkerLoop::FlushResults() {
+  if (unsent_results_.empty()) return absl::OkStatus();
+  absl::Status status;
+  if (unsent_results_.size() == 1) {
+    // As the runner encoded it: the payload is not copied again.
+    status = wire::SendEncoded(gateway_, kGatewayRank, wire::Tag::kResult, unsent_results_[0]);
+  } else {
+    wire::FrameBatch batch;
+    for (std::string& result : unsent_results_) batch.add_frames(std::move(result));
+    absl::StatusOr<std::string> encoded = wire::Encode(batch);
+    status = encoded.ok() ? wire::SendEncoded(gateway_, kGatewayRank, wire::Tag::kResults, *encoded)
+                          : encoded.status();
+  }
+  unsent_results_.clear();
+  unsent_bytes_ = 0;
+  return status;
 }
 
 absl::Status WorkerLoop::FailFrontAndRestart(wire::ResultFrame failed, absl::Time start) {
+  if (absl::Status status = FlushResults(); !status.ok()) return status;
   failed.set_task_key(in_runner_.front().header.task_key);
   failed.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
   in_runner_bytes_ -= in_runner_.front().frame.size();
@@ -621,7 +652,10 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       next_listen = now + kListenWhileBusy;
       absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
       if (!heard.ok()) return heard.status();
-      if (heard->shutdown) return TaskEnd::kShutdown;
+      if (heard->shutdown) {
+        if (absl::Status status = FlushResults(); !status.ok()) return status;
+        return TaskEnd::kShutdown;
+      }
       bool force = false;
       if (heard->Cancels(front.header.task_key, force) && force) {
         // The other tasks it names never started: mark them, so that they are dropped.
@@ -651,11 +685,14 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
     RunnerEvent event = runner_->Await(std::min(next_listen, deadline) - now);
     if (event.kind == RunnerEvent::Kind::kResult) {
       absl::StatusOr<uint64_t> answered = wire::PeekResultKey(event.result);
-      // As the runner encoded it: the payload is not copied again.
-      if (absl::Status status =
-              wire::SendEncoded(gateway_, kGatewayRank, wire::Tag::kResult, event.result);
-          !status.ok()) {
-        return status;
+      // Results the runner wrote in a burst go to the gateway in one message; a large one alone.
+      if (event.result.size() >= kResultBatchBytes) {
+        if (absl::Status status = FlushResults(); !status.ok()) return status;
+      }
+      unsent_bytes_ += event.result.size();
+      unsent_results_.push_back(std::move(event.result));
+      if (!runner_->HasBufferedFrame() || unsent_bytes_ >= kResultBatchBytes) {
+        if (absl::Status status = FlushResults(); !status.ok()) return status;
       }
       // In order, but for a task the runner dropped from its queue.
       const uint64_t key = answered.ok() ? *answered : front.header.task_key;
@@ -672,6 +709,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       if (backlog_.empty()) next_listen = done;
       FeedRunner(done);
     } else if (event.kind == RunnerEvent::Kind::kProgress) {
+      if (absl::Status status = FlushResults(); !status.ok()) return status;
       if (absl::Status status =
               wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kProgress, event.progress);
           !status.ok()) {
@@ -687,6 +725,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       return TaskEnd::kEnded;
     }
   }
+  if (absl::Status status = FlushResults(); !status.ok()) return status;
   return TaskEnd::kEnded;
 }
 

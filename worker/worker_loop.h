@@ -13,8 +13,10 @@
 // Where task code runs:
 //   - Isolated (the default): plain, chunk and range tasks run in a task runner process
 //     (worker/runner_process.h), started with the loop. The loop hands it the TaskFrames as they
-//     came, every small one in the backlog at once (the runner runs them in order, going from one
-//     to the next without waiting for the loop), and forwards each ResultFrame as it comes. While
+//     came, every small one in the backlog at once and in one write (the runner runs them in
+//     order, going from one to the next without waiting for the loop), and forwards the
+//     ResultFrames as they come: those the runner wrote in a burst, which the loop reads ahead in
+//     one read, go to the gateway in one MPI message (Tag::kResults), a large one alone. While
 //     tasks run it waits on the runner's socket, forwarding progress and every 20 ms (or as soon
 //     as the runner runs dry) taking the gateway's frames: a cancel is passed on (it sets the
 //     running task's cancellation flag, or drops a task still queued in the runner; a forced
@@ -51,6 +53,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -163,8 +166,12 @@ class WorkerLoop {
   // the backlog (answering those interrupted meanwhile as dropped).
   absl::Status FailFrontAndRestart(wire::ResultFrame failed, absl::Time start);
 
-  // Sends the gateway a result.
+  // Sends the gateway a result (after those still unsent).
   absl::Status Answer(const wire::ResultFrame& result);
+
+  // Sends the gateway the runner's results not yet sent: one as it is, several in one kResults
+  // message.
+  absl::Status FlushResults();
 
   MPI_Comm gateway_;
   const WorkerGroup workers_;
@@ -182,6 +189,11 @@ class WorkerLoop {
   std::deque<TaskBacklog::Entry> in_runner_;
   size_t in_runner_bytes_ = 0;
   absl::Time front_started_;
+  // Results the runner wrote in a burst, serialized, not yet sent to the gateway (see
+  // FlushResults), and their bytes; at most about kResultBatchBytes.
+  static constexpr size_t kResultBatchBytes = 256 << 10;
+  std::vector<std::string> unsent_results_;
+  size_t unsent_bytes_ = 0;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup
