@@ -114,7 +114,8 @@ absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> fr
   parts.reserve(2 * frames.size());
   for (size_t i = 0; i < frames.size(); ++i) {
     parts.push_back({headers[i].bytes, kHeaderBytes});
-    if (!frames[i].empty()) parts.push_back({const_cast<char*>(frames[i].data()), frames[i].size()});
+    if (!frames[i].empty())
+      parts.push_back({const_cast<char*>(frames[i].data()), frames[i].size()});
   }
   for (size_t first = 0; first < parts.size(); first += kMaxParts) {
     const size_t count = std::min(kMaxParts, parts.size() - first);

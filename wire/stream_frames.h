@@ -8,8 +8,9 @@
 //
 // Reads and writes block until the whole frame has passed, resuming after EINTR and partial
 // transfers. A FrameReader reads ahead: one read(2) takes every small frame the peer has written
-// since, so a burst of frames costs one system call rather than two per frame. Writes use send(MSG_NOSIGNAL), so a peer that has gone away is an error, not a
-// SIGPIPE: the descriptor must be a socket.
+// since, so a burst of frames costs one system call rather than two per frame. Writes use
+// send(MSG_NOSIGNAL), so a peer that has gone away is an error, not a SIGPIPE: the descriptor must
+// be a socket.
 //
 // Thread-safety: the functions are stateless; a stream needs one reader and one writer at a time
 // (callers serialise writes of several threads themselves).

@@ -192,10 +192,9 @@ class Runner final : public ProgressSink {
         continue;
       }
       // A task still queued never starts; a cancel that crossed its task's result finds nothing.
-      const auto queued =
-          std::find_if(queued_.begin(), queued_.end(), [&cancel](const QueuedTask& task) {
-            return task.task_key == cancel.task_key();
-          });
+      const auto queued = std::find_if(
+          queued_.begin(), queued_.end(),
+          [&cancel](const QueuedTask& task) { return task.task_key == cancel.task_key(); });
       if (queued == queued_.end()) continue;
       queued_.erase(queued);
       if (absl::Status status = wire::WriteFrame(kSocketFd, wire::Tag::kResult,

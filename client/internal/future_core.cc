@@ -28,6 +28,7 @@ bool FutureCore::Complete(const std::shared_ptr<FutureCore>& core, Ending ending
     if (core->DoneLocked()) return false;
     core->state_ = ending.state;
     core->result_ = std::move(ending.result);
+    core->shared_result_ = std::move(ending.shared_result);
     core->items_ = std::move(ending.items);
     core->attempts_ = ending.attempts;
     callbacks.swap(core->callbacks_);
@@ -134,6 +135,7 @@ absl::StatusOr<std::string> FutureCore::Result(absl::Duration timeout) const {
   if (absl::Status waited = AwaitDoneLocked(timeout); !waited.ok()) return waited;
   // A copy: every copy of this Future may ask for the result, any number of times.
   if (!result_.ok()) return result_.status();
+  if (shared_result_.has_value()) return LargeCopy(shared_result_->bytes());
   return LargeCopy(*result_);
 }
 

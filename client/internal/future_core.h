@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/future.h"
+#include "common/shared_memory.h"
 
 namespace mpigate::internal {
 
@@ -39,6 +40,9 @@ enum class CancelMode {
 struct Ending {
   FutureState state = FutureState::kFinished;
   absl::StatusOr<std::string> result;
+  // A successful result still in its shared memory object, mapped (`result` is then empty): each
+  // Result() copies it out once, rather than a copy into `result` and another per Result().
+  std::optional<SharedMapping> shared_result;
   std::vector<absl::StatusOr<std::string>> items;
   // TaskOutcome.attempts: how many times the task was started.
   uint32_t attempts = 0;
@@ -110,6 +114,7 @@ class FutureCore {
   mutable absl::Mutex mu_;
   FutureState state_ ABSL_GUARDED_BY(mu_) = FutureState::kPending;
   absl::StatusOr<std::string> result_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
+  std::optional<SharedMapping> shared_result_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::StatusOr<std::string>> items_ ABSL_GUARDED_BY(mu_);
   uint32_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
   // Run, and cleared, when the future ends. Most futures never have any.

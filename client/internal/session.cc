@@ -816,7 +816,12 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
     ReceivedUpToLocked(highest);
   }
   for (auto& [index, shared] : shared_results) {
-    completions[index].second.result = ReadSharedObject(shared.name(), shared.size());
+    absl::StatusOr<SharedMapping> mapped = SharedMapping::Map(shared.name(), shared.size());
+    if (mapped.ok()) {
+      completions[index].second.shared_result = *std::move(mapped);
+    } else {
+      completions[index].second.result = mapped.status();
+    }
   }
   // Starts first: a start is reported no later than the task's progress, and progress before the
   // task's end.
