@@ -95,10 +95,11 @@ ABSL_FLAG(int, max_unread_result_mb, 1024,
           "client that stops reading cannot exhaust the gateway's memory. Keep it well above the "
           "largest result: clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). "
           "0: no limit.");
-ABSL_FLAG(int, max_tasks_per_worker, 16,
+ABSL_FLAG(int, max_tasks_per_worker, 256,
           "The most tasks a worker holds at once when its tasks are short: one runs, the rest wait "
-          "in its backlog, so that it never waits for the gateway between two. A task handed to a "
-          "worker is running: it can be interrupted, no longer cancelled. 1: one task at a time.");
+          "in its backlog, so that it never waits for the gateway between two; how many follows "
+          "their run times, within --prefetch-window of work. A task handed to a worker is "
+          "running: it can be interrupted, no longer cancelled. 1: one task at a time.");
 ABSL_FLAG(absl::Duration, prefetch_window, absl::Milliseconds(1),
           "How much work, by its recent run times, a worker's backlog may hold: a worker running "
           "tasks this long or longer holds one at a time.");
