@@ -7,7 +7,7 @@
 #   bench/compare.sh [--quick] [--out DIR]
 #
 # --quick: a smoke run of a minute or two with smaller counts. DIR: a new directory under /tmp,
-# printed at the end. The full run takes about 10 minutes on 2 cores.
+# printed at the end. The full run takes about 4 minutes on 2 cores.
 #
 # Installs the peers (Debian's python3-mpi4py, python3-distributed, gnuplot-nox) if missing,
 # builds with Bazel, then runs bench/compare.py with Debian's /usr/bin/python3.

@@ -68,22 +68,34 @@ TEST_P(PrefetchTest, AnInterruptedTaskInTheBacklogIsDroppedAndTheOneAheadRunsOn)
 
 INSTANTIATE_TEST_SUITE_P(Isolation, PrefetchTest, ::testing::Values("process", "none"));
 
+// One worker with the sample task library, whose first 20 short tasks have taught the scheduler
+// to hand it several at a time, and a raw session of it.
+class PrefetchRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(
+        server_.Start(
+            {.workers = 1,
+             .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
+                       absl::StrCat("--task-lib=",
+                                    testing::RunfilePath("tests/testdata/libsample_tasks.so"))}}),
+        absl::OkStatus());
+    stub_ = v1::Gateway::NewStub(
+        grpc::CreateChannel(server_.target(), grpc::InsecureChannelCredentials()));
+    session_ = std::make_unique<testing::RawSession>(*stub_, kPatience);
+    for (uint64_t id = 1; id <= 20; ++id) session_->Submit(id, "echo", "short");
+    ASSERT_TRUE(session_->AwaitOutcomes(20));
+  }
+
+  testing::ServerProcess server_;
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  std::unique_ptr<testing::RawSession> session_;
+};
+
 // The worker hands its runner every short task it holds at once. A crash fails only the task
 // that crashed; those queued behind it in the dead runner never started, and run in the new one.
-TEST(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
-  testing::ServerProcess server;
-  ASSERT_EQ(server.Start(
-                {.workers = 1,
-                 .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
-                           absl::StrCat("--task-lib=", testing::RunfilePath(
-                                                           "tests/testdata/libsample_tasks.so"))}}),
-            absl::OkStatus());
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
-  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(channel);
-  testing::RawSession session(*stub, kPatience);
-  for (uint64_t id = 1; id <= 20; ++id) session.Submit(id, "echo", "short");
-  ASSERT_TRUE(session.AwaitOutcomes(20));
+TEST_F(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
+  testing::RawSession& session = *session_;
 
   v1::SessionRequest batch;
   v1::TaskSpec& crash = *batch.mutable_submit()->add_tasks();
@@ -112,20 +124,9 @@ TEST(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
 
 // A forced cancel that names the running task and one queued behind it in the runner: the first is
 // killed, the second never runs, though the runner it was queued in is gone.
-TEST(PrefetchRunnerTest, AForcedCancelOfTheRunningTaskAndOneQueuedBehindKillsOneAndDropsTheOther) {
-  testing::ServerProcess server;
-  ASSERT_EQ(server.Start(
-                {.workers = 1,
-                 .flags = {"--max_tasks_per_worker=8", "--drain-grace=2s",
-                           absl::StrCat("--task-lib=", testing::RunfilePath(
-                                                           "tests/testdata/libsample_tasks.so"))}}),
-            absl::OkStatus());
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
-  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(channel);
-  testing::RawSession session(*stub, kPatience);
-  for (uint64_t id = 1; id <= 20; ++id) session.Submit(id, "echo", "short");
-  ASSERT_TRUE(session.AwaitOutcomes(20));
+TEST_F(PrefetchRunnerTest,
+       AForcedCancelOfTheRunningTaskAndOneQueuedBehindKillsOneAndDropsTheOther) {
+  testing::RawSession& session = *session_;
 
   session.Submit(21, "sample.crash", "spin");
   session.Submit(22, "echo", "behind");
