@@ -447,7 +447,7 @@ Future Session::Enqueue(OutgoingTask task) {
     absl::MutexLock lock(&mu_);
     if (shutdown_requested_ || stream_ended_) {
       // The service never hears of the task: its input is still ours to remove.
-      if (task.spec.has_shared_payload()) UnlinkSharedObject(task.spec.shared_payload().name());
+      UnlinkInput(task.spec);
       if (shutdown_requested_) {
         return FutureCore::Failed(0, absl::FailedPreconditionError("cannot submit after shutdown"));
       }
