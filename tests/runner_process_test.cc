@@ -343,7 +343,9 @@ TEST_F(StreamFramesTest, ABurstOfFramesIsReadAheadAndHandedOutInOrder) {
     ASSERT_TRUE(frame.ok()) << i << ": " << frame.status();
     EXPECT_EQ(frame->tag, wire::Tag::kTask);
     EXPECT_TRUE(frame->bytes == bodies[i]) << "frame " << i;
-    if (i == 0) EXPECT_TRUE(reader.HasFrame());
+    if (i == 0) {
+      EXPECT_TRUE(reader.HasFrame());
+    }
   }
   writer.join();
   EXPECT_FALSE(reader.HasFrame());

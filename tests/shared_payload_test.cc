@@ -1,4 +1,4 @@
-// Payloads and results in shared memory, end to end: a real mpigate-server and its MPI workers on
+// Payloads and results in shared memory, end to end: real mpigate-servers and their MPI workers on
 // this host, the C++ client, and raw streams that speak the protocol (proto/mpigate/v1 SharedBytes)
 // as a client in another language would. Where workers do not share the gateway's shared memory
 // (here: started with MPIGATE_SHARED_MEMORY=off, as on another host), the gateway carries the
@@ -21,6 +21,7 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
 #include "tests/server_process.h"
+#include "tests/shared_server.h"
 
 namespace mpigate {
 namespace {
@@ -78,6 +79,40 @@ void SubmitShared(testing::RawSession& session, uint64_t id, const std::string& 
   session.Send(request);
 }
 
+// The suite's server refuses messages over 4 MiB, which payloads in shared memory do not meet.
+// It starts after a gateway that was killed left an object behind, which it must remove.
+class SharedPayloadTest : public testing::SharedServerTest<SharedPayloadTest> {
+ public:
+  static testing::ServerOptions SharedServerOptions() {
+    return {.workers = 2, .flags = {"--max-message-mb=4"}};
+  }
+  static constexpr char kClientName[] = "shared_payload_test";
+
+  static void SetUpTestSuite() {
+    const pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    ASSERT_GT(dead, 0);
+    ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+    absl::StatusOr<std::string> orphan = CreateSharedObject(SharedObjectPrefix(dead), "left");
+    ASSERT_TRUE(orphan.ok());
+    orphan_ = new std::string(*orphan);
+    SharedServerTest::SetUpTestSuite();
+  }
+
+  static void TearDownTestSuite() {
+    const std::string prefix = SharedObjectPrefix(server_->pid());
+    SharedServerTest::TearDownTestSuite();
+    EXPECT_THAT(ObjectsWithPrefix(prefix), IsEmpty());
+    delete orphan_;
+  }
+
+ protected:
+  static std::string Prefix() { return SharedObjectPrefix(server_->pid()); }
+  static std::unique_ptr<v1::Gateway::Stub> Stub() { return StubOf(*server_); }
+
+  static inline std::string* orphan_ = nullptr;
+};
+
 // Stops the server, which must exit 0 and leave none of its objects behind.
 void StopCleanly(testing::ServerProcess& server) {
   const std::string prefix = SharedObjectPrefix(server.pid());
@@ -87,22 +122,12 @@ void StopCleanly(testing::ServerProcess& server) {
   EXPECT_THAT(ObjectsWithPrefix(prefix), IsEmpty());
 }
 
-TEST(SharedPayloadTest, LargePayloadsAndResultsTravelInSharedMemoryAndComeBackWhole) {
-  // Objects of a gateway that was killed are removed when the next one starts.
-  const pid_t dead = fork();
-  if (dead == 0) _exit(0);
-  ASSERT_GT(dead, 0);
-  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
-  absl::StatusOr<std::string> orphan = CreateSharedObject(SharedObjectPrefix(dead), "left");
-  ASSERT_TRUE(orphan.ok());
-
-  testing::ServerProcess server;
-  // A 4 MiB message limit, which payloads in shared memory do not meet.
-  ASSERT_TRUE(server.Start({.workers = 2, .flags = {"--max-message-mb=4"}}).ok());
-  EXPECT_THAT(ObjectsWithPrefix(*orphan), IsEmpty());
+TEST_F(SharedPayloadTest, LargePayloadsAndResultsTravelInSharedMemoryAndComeBackWhole) {
+  // The orphan was removed when the server started.
+  EXPECT_THAT(ObjectsWithPrefix(*orphan_), IsEmpty());
   {
     absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::Connect({.endpoint = server.target(), .client_name = "shared"});
+        Executor::Connect({.endpoint = server_->target(), .client_name = "shared"});
     ASSERT_TRUE(executor.ok()) << executor.status();
     std::vector<std::string> inputs = {Pattern(100, 1), Pattern(64 << 10, 2), Pattern(1 << 20, 3),
                                        Pattern(16 << 20, 4)};
@@ -124,14 +149,11 @@ TEST(SharedPayloadTest, LargePayloadsAndResultsTravelInSharedMemoryAndComeBackWh
     EXPECT_EQ(items, 3);
     (*executor)->Shutdown();
   }
-  StopCleanly(server);
 }
 
-TEST(SharedPayloadTest, TheProtocolHandsObjectsOverAndTheReaderRemovesResults) {
-  testing::ServerProcess server;
-  ASSERT_TRUE(server.Start({.workers = 2}).ok());
-  std::unique_ptr<v1::Gateway::Stub> stub = StubOf(server);
-  const std::string prefix = SharedObjectPrefix(server.pid());
+TEST_F(SharedPayloadTest, TheProtocolHandsObjectsOverAndTheReaderRemovesResults) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  const std::string prefix = Prefix();
   {
     testing::RawSession session(*stub, SharedOpen(/*result_min_bytes=*/1000), kPatience);
     ASSERT_EQ(session.opened().shared_memory_prefix(), prefix);
@@ -163,14 +185,11 @@ TEST(SharedPayloadTest, TheProtocolHandsObjectsOverAndTheReaderRemovesResults) {
     UnlinkSharedObject(first.shared_result().name());
     UnlinkSharedObject(third.shared_result().name());
   }
-  StopCleanly(server);
 }
 
-TEST(SharedPayloadTest, ASessionThatDoesNotAskGetsEverythingInItsMessages) {
-  testing::ServerProcess server;
-  ASSERT_TRUE(server.Start({.workers = 1}).ok());
-  std::unique_ptr<v1::Gateway::Stub> stub = StubOf(server);
-  const std::string prefix = SharedObjectPrefix(server.pid());
+TEST_F(SharedPayloadTest, ASessionFromElsewhereGetsEverythingInItsMessages) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  const std::string prefix = Prefix();
   {
     v1::OpenSession elsewhere = SharedOpen(1);
     elsewhere.set_shared_memory_domain("another host/1:2/3");
@@ -192,10 +211,9 @@ TEST(SharedPayloadTest, ASessionThatDoesNotAskGetsEverythingInItsMessages) {
   std::vector<std::string> left = ObjectsWithPrefix(prefix);
   EXPECT_EQ(left.size(), 1u);
   for (const std::string& name : left) UnlinkSharedObject(name);
-  StopCleanly(server);
 }
 
-TEST(SharedPayloadTest, WorkersOffSharedMemoryGetTheBytesFromTheGateway) {
+TEST(SharedPayloadRemoteWorkersTest, WorkersOffSharedMemoryGetTheBytesFromTheGateway) {
   testing::ServerProcess server;
   ASSERT_TRUE(
       server.Start({.workers = 2, .flags = {"--worker-env=MPIGATE_SHARED_MEMORY=off"}}).ok());
@@ -224,11 +242,9 @@ TEST(SharedPayloadTest, WorkersOffSharedMemoryGetTheBytesFromTheGateway) {
   StopCleanly(server);
 }
 
-TEST(SharedPayloadTest, AnInputObjectThatIsGoneFailsItsTaskWithDataLoss) {
-  testing::ServerProcess server;
-  ASSERT_TRUE(server.Start({.workers = 1}).ok());
-  std::unique_ptr<v1::Gateway::Stub> stub = StubOf(server);
-  const std::string prefix = SharedObjectPrefix(server.pid());
+TEST_F(SharedPayloadTest, AnInputObjectThatIsGoneFailsItsTaskWithDataLoss) {
+  std::unique_ptr<v1::Gateway::Stub> stub = Stub();
+  const std::string prefix = Prefix();
   {
     testing::RawSession session(*stub, SharedOpen(0), kPatience);
     v1::SessionRequest request;
@@ -246,7 +262,6 @@ TEST(SharedPayloadTest, AnInputObjectThatIsGoneFailsItsTaskWithDataLoss) {
     EXPECT_THAT(lost.error().message(), HasSubstr("00000000deadbeef"));
     EXPECT_EQ(session.outcomes().at(2).result(), "after");
   }
-  StopCleanly(server);
 }
 
 }  // namespace
