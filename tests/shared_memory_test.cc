@@ -115,7 +115,8 @@ TEST(SharedMemoryTest, TheOrphanSweepRemovesObjectsOfGatewaysThatAreGoneAndNoOth
   absl::StatusOr<std::string> orphan = CreateSharedObject(SharedObjectPrefix(child), "orphan");
   absl::StatusOr<std::string> alive = CreateSharedObject(TestPrefix(), "alive");
   ASSERT_TRUE(orphan.ok() && alive.ok());
-  EXPECT_GE(UnlinkOrphanedSharedObjects(), 1);
+  // Any gateway starting meanwhile (another test's) sweeps too: what counts is that it is gone.
+  UnlinkOrphanedSharedObjects();
   EXPECT_FALSE(Exists(*orphan));
   EXPECT_TRUE(Exists(*alive));
   UnlinkSharedObject(*alive);
