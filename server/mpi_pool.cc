@@ -318,6 +318,31 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   int in_flight = 0;
   // Workers sent a frame this round; each is rung once, after all of them.
   std::vector<bool> sent_to(static_cast<size_t>(worker_count_), false);
+  // Sends a worker's batched frames: one as it is, several in one message.
+  const auto send_batch = [&](int worker) {
+    wire::FrameBatch& batch = batches[static_cast<size_t>(worker)];
+    if (batch.frames_size() == 0) return absl::OkStatus();
+    absl::Status status;
+    if (batch.frames_size() == 1) {
+      status = sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTask,
+                           std::move(*batch.mutable_frames(0)));
+    } else {
+      absl::StatusOr<std::string> encoded = wire::Encode(batch);
+      status = encoded.ok() ? sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTasks,
+                                          *std::move(encoded))
+                            : encoded.status();
+    }
+    batch.Clear();
+    return status;
+  };
+  // Hands the scheduler one worker's result, serialized.
+  const auto complete = [&](int worker, const std::string& bytes) {
+    if (absl::Status status = wire::Decode(bytes, result); !status.ok()) return status;
+    --in_flight;
+    scheduler.Complete(worker, std::move(result));
+    result.Clear();
+    return absl::OkStatus();
+  };
   while (true) {
     // With nothing in flight there is nothing to poll for: block until there is work.
     absl::Duration wait =
@@ -330,23 +355,6 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.
     if (work.stopping) break;
-    // Sends a worker's batched frames: one as it is, several in one message.
-    const auto send_batch = [&](int worker) {
-      wire::FrameBatch& batch = batches[static_cast<size_t>(worker)];
-      if (batch.frames_size() == 0) return absl::OkStatus();
-      absl::Status status;
-      if (batch.frames_size() == 1) {
-        status = sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTask,
-                             std::move(*batch.mutable_frames(0)));
-      } else {
-        absl::StatusOr<std::string> encoded = wire::Encode(batch);
-        status = encoded.ok() ? sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTasks,
-                                            *std::move(encoded))
-                              : encoded.status();
-      }
-      batch.Clear();
-      return status;
-    };
     for (Assignment& assignment : work.assignments) {
       absl::Status fitted = FitSharedMemory(assignment.worker, assignment.frame);
       absl::StatusOr<std::string> buffer =
@@ -417,10 +425,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           return status;
         }
         for (const std::string& frame : results.frames()) {
-          if (absl::Status status = wire::Decode(frame, result); !status.ok()) return status;
-          --in_flight;
-          scheduler.Complete(WorkerAt(message.source), std::move(result));
-          result.Clear();
+          if (absl::Status status = complete(WorkerAt(message.source), frame); !status.ok()) {
+            return status;
+          }
         }
         results.Clear();
         continue;
@@ -430,10 +437,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
                                                 " sent an unexpected frame with tag ",
                                                 static_cast<int>(message.tag)));
       }
-      if (absl::Status status = wire::Decode(message.bytes, result); !status.ok()) return status;
-      --in_flight;
-      scheduler.Complete(WorkerAt(message.source), std::move(result));
-      result.Clear();
+      if (absl::Status status = complete(WorkerAt(message.source), message.bytes); !status.ok()) {
+        return status;
+      }
     }
   }
   return sends.WaitAll();

@@ -97,12 +97,8 @@ absl::StatusOr<size_t> ReadAll(int fd, char* data, size_t size) {
 }  // namespace
 
 absl::Status WriteFrame(int fd, Tag tag, absl::string_view bytes) {
-  char header[kHeaderBytes];
-  const uint64_t length = bytes.size();
-  const uint8_t tag_byte = static_cast<uint8_t>(tag);
-  std::memcpy(header, &length, sizeof(length));
-  std::memcpy(header + sizeof(length), &tag_byte, sizeof(tag_byte));
-  iovec parts[2] = {{header, kHeaderBytes}, {const_cast<char*>(bytes.data()), bytes.size()}};
+  FrameHeader header = HeaderOf(tag, bytes.size());
+  iovec parts[2] = {{header.bytes, kHeaderBytes}, {const_cast<char*>(bytes.data()), bytes.size()}};
   return WriteAll(fd, parts, bytes.empty() ? 1 : 2);
 }
 

@@ -172,18 +172,13 @@ void RunnerProcess::Kill() {
 
 RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::StreamFrame& frame) {
   if (!alive()) return Received::kDied;
-  if (reader_.HasFrame()) {
-    absl::StatusOr<wire::StreamFrame> read = reader_.Next();
-    if (read.ok()) {
-      frame = *std::move(read);
-      return Received::kFrame;
-    }
-  }
+  // A frame already read ahead needs no wait.
+  bool readable = reader_.HasFrame();
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
   const nfds_t count = pid_fd_ >= 0 ? 2 : 1;
-  while (true) {
+  while (!readable) {
     const int ready = poll(fds, count,
                            PollMillis(deadline == absl::InfiniteFuture() ? absl::InfiniteDuration()
                                                                          : deadline - absl::Now()));
@@ -193,10 +188,11 @@ RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::Str
       return Received::kDied;
     }
     if (ready == 0) return Received::kTimeout;
+    // What the runner wrote before it ended is still there to read: the socket comes first.
+    readable = fds[0].revents != 0;
     break;
   }
-  // What the runner wrote before it ended is still there to read: the socket comes first.
-  if (fds[0].revents != 0) {
+  if (readable) {
     absl::StatusOr<wire::StreamFrame> read = reader_.Next();
     if (read.ok()) {
       frame = *std::move(read);

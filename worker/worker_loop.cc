@@ -598,7 +598,6 @@ absl::Status WorkerLoop::FlushResults() {
 }
 
 absl::Status WorkerLoop::FailFrontAndRestart(wire::ResultFrame failed, absl::Time start) {
-  if (absl::Status status = FlushResults(); !status.ok()) return status;
   failed.set_task_key(in_runner_.front().header.task_key);
   failed.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
   in_runner_bytes_ -= in_runner_.front().frame.size();

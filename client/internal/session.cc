@@ -448,10 +448,9 @@ Future Session::Enqueue(OutgoingTask task) {
     if (shutdown_requested_ || stream_ended_) {
       // The service never hears of the task: its input is still ours to remove.
       UnlinkInput(task.spec);
-      if (shutdown_requested_) {
-        return FutureCore::Failed(0, absl::FailedPreconditionError("cannot submit after shutdown"));
-      }
-      return FutureCore::Failed(0, end_status_);
+      return FutureCore::Failed(
+          0, shutdown_requested_ ? absl::FailedPreconditionError("cannot submit after shutdown")
+                                 : end_status_);
     }
     // Under mu_, so that ids increase in the order specs are queued and sent (see the invariants).
     const uint64_t task_id = next_task_id_++;
@@ -775,8 +774,10 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   // cancel answer, or sent again after a resume, and the service holds it until acknowledged.
   std::vector<uint64_t> handled;
   size_t handled_bytes = 0;
-  // Completions whose results are in shared memory, by index, read once the lock is released.
+  // Completions whose results are in shared memory, by index, read once the lock is released; and
+  // the objects of outcomes that found no future, which nobody reads.
   std::vector<std::pair<size_t, v1::SharedBytes>> shared_results;
+  std::vector<std::string> unread_shared;
   started.reserve(updates.started_size());
   progress.reserve(updates.progress_size());
   completions.reserve(updates.outcomes_size());
@@ -803,7 +804,9 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
       auto it = pending_.find(outcome.task_id());
       // Already ended by a cancel answer, or delivered before a resume: nothing to give it to.
       if (it == pending_.end()) {
-        if (outcome.has_shared_result()) UnlinkSharedObject(outcome.shared_result().name());
+        if (outcome.has_shared_result()) {
+          unread_shared.push_back(std::move(*outcome.mutable_shared_result()->mutable_name()));
+        }
         continue;
       }
       if (outcome.has_shared_result()) {
@@ -831,6 +834,7 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   // The reader of a shared result removes its object (the service only removes those it drops);
   // after the futures, since freeing a large object's pages takes a while.
   for (const auto& [index, shared] : shared_results) UnlinkSharedObject(shared.name());
+  for (const std::string& name : unread_shared) UnlinkSharedObject(name);
 }
 
 void Session::ReceivedUpToLocked(uint64_t task_id) {
