@@ -3,7 +3,7 @@
 // ExpectedResult in reconnect_test.cc: task i is echo "task i", every 50th a 100 ms sleep), and
 // prints "done <id>" for each outcome it has read, from the task's done callback: that runs before
 // the executor acknowledges the outcome, so every outcome the service forgets has been recorded.
-// Then it waits to be killed.
+// Once the service has every task it prints "submitted", then waits to be killed.
 #include <unistd.h>
 
 #include <cstdint>
@@ -49,6 +49,13 @@ int main(int argc, char** argv) {
                              result.ok() ? *result : result.status().ToString()));
     });
   }
+  // A task the service rejects at once: its answer comes after the service has read every task
+  // before it (the stream is ordered), so none is left in this process to die with it.
+  if ((*executor)->Submit("", "").Exception().ok()) {
+    std::fprintf(stderr, "resume_client: a task with no function was accepted\n");
+    return 1;
+  }
+  PrintLine("submitted");
   // Killed by the test; ending on its own would close the session.
   for (;;) pause();
 }

@@ -25,7 +25,9 @@ namespace {
 void TakeLine(const std::string& line, KilledClient& client) {
   std::vector<std::string> words = absl::StrSplit(line, absl::MaxSplits(' ', 2));
   uint64_t id = 0;
-  if (words[0] == "token" && words.size() > 1) {
+  if (words[0] == "submitted") {
+    client.submitted = true;
+  } else if (words[0] == "token" && words.size() > 1) {
     client.token = absl::HexStringToBytes(words[1]);
   } else if (words[0] == "done" && words.size() > 1 && absl::SimpleAtoi(words[1], &id)) {
     if (!client.recorded.emplace(id, words.size() > 2 ? words[2] : "").second) {
@@ -34,10 +36,11 @@ void TakeLine(const std::string& line, KilledClient& client) {
   }
 }
 
-// Reads lines from `fd` into `client` until it has recorded `until` results or the pipe ends.
+// Reads lines from `fd` into `client` until it has submitted every task and recorded `until`
+// results, or the pipe ends.
 void ReadLines(int fd, size_t until, std::string& partial, KilledClient& client) {
   char c;
-  while (client.recorded.size() < until && read(fd, &c, 1) == 1) {
+  while ((!client.submitted || client.recorded.size() < until) && read(fd, &c, 1) == 1) {
     if (c != '\n') {
       partial.push_back(c);
       continue;

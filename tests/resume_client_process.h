@@ -20,11 +20,14 @@ struct KilledClient {
   std::map<uint64_t, std::string> recorded;
   // Results it recorded more than once: an outcome delivered twice.
   int duplicates = 0;
+  // It said that the service had all of its tasks.
+  bool submitted = false;
 };
 
-// Starts resume_client against `target` with `tasks` tasks, kills it with SIGKILL once it has
-// recorded at least `kill_after` results, and returns what it recorded, including lines it wrote
-// just before it died. An error if it cannot be started or ends on its own.
+// Starts resume_client against `target` with `tasks` tasks, kills it with SIGKILL once the
+// service has all of them and it has recorded at least `kill_after` results, and returns what it
+// recorded, including lines it wrote just before it died. An error if it cannot be started or ends
+// on its own.
 absl::StatusOr<KilledClient> RunAndKillResumeClient(const std::string& target, int tasks,
                                                     size_t kill_after);
 
