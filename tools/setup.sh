@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
-# Abseil with protoc and grpc_cpp_plugin; GoogleTest; Open MPI 4.1.
+# Abseil with protoc and grpc_cpp_plugin; GoogleTest; Open MPI 4.1; TCMalloc for the service.
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -22,6 +22,7 @@ packages=(
   libgmock-dev
   libopenmpi-dev
   openmpi-bin
+  libgoogle-perftools-dev
 )
 what="mpigate needs"
 case "${1:-}" in
