@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -29,6 +31,14 @@ namespace {
 constexpr char kShmDirectory[] = "/dev/shm";
 constexpr size_t kSuffixDigits = 16;
 
+// Parking: object names are the prefix and 16 hex digits; a parked object is the prefix,
+// kParkedTag, its size class and a slot number, which no submitted name can be.
+constexpr char kParkedTag[] = "parked-";
+// Objects up to 64 KiB share the smallest class; class c holds objects of up to 2^c bytes.
+constexpr int kSmallestClass = 16;
+constexpr uint64_t kParkedBytesPerClass = uint64_t{8} << 20;
+constexpr uint64_t kMaxParkedPerClass = 4;
+
 // Identifies this process's PID namespace, so that a gateway only ever judges by process ids the
 // objects of gateways whose ids it can see.
 std::string PidNamespace() {
@@ -38,6 +48,60 @@ std::string PidNamespace() {
 }
 
 std::string PathOf(absl::string_view name) { return absl::StrCat("/", name); }
+
+std::string FilePathOf(absl::string_view name) { return absl::StrCat(kShmDirectory, "/", name); }
+
+int SizeClass(uint64_t size) {
+  int size_class = kSmallestClass;
+  while ((uint64_t{1} << size_class) < size) ++size_class;
+  return size_class;
+}
+
+// How many objects of `size_class` a prefix parks: 0 past kMaxParkedObjectBytes.
+uint64_t ParkingSlots(int size_class) {
+  if ((uint64_t{1} << size_class) > kMaxParkedObjectBytes) return 0;
+  return std::min(kMaxParkedPerClass, kParkedBytesPerClass >> size_class);
+}
+
+std::string ParkedName(absl::string_view prefix, int size_class, uint64_t slot) {
+  return absl::StrCat(prefix, kParkedTag, size_class, "-", slot);
+}
+
+// Whether `name` is a parked object of `prefix`.
+bool IsParkedName(absl::string_view name, absl::string_view prefix) {
+  if (!absl::ConsumePrefix(&name, prefix) || !absl::ConsumePrefix(&name, kParkedTag)) return false;
+  const size_t dash = name.find('-');
+  int size_class = 0;
+  uint64_t slot = 0;
+  return dash != absl::string_view::npos && absl::SimpleAtoi(name.substr(0, dash), &size_class) &&
+         absl::SimpleAtoi(name.substr(dash + 1), &slot) && size_class >= kSmallestClass &&
+         slot < ParkingSlots(size_class);
+}
+
+// The objects a gateway's prefix covers: those in use and those parked.
+bool IsOwnedBy(absl::string_view name, absl::string_view prefix) {
+  return IsSharedObjectName(name, prefix) || IsParkedName(name, prefix);
+}
+
+// Renames `from` to `to` unless `to` exists. Atomic, so that two processes racing for one parked
+// object or one free slot never both win.
+bool RenameIfAbsent(absl::string_view from, absl::string_view to) {
+  return renameat2(AT_FDCWD, FilePathOf(from).c_str(), AT_FDCWD, FilePathOf(to).c_str(),
+                   RENAME_NOREPLACE) == 0;
+}
+
+// Takes a parked object of `prefix` for `size` bytes, renamed to `name`, opened for writing;
+// -1 if none is parked.
+int TakeParked(absl::string_view prefix, uint64_t size, absl::string_view name) {
+  const int size_class = SizeClass(size);
+  for (uint64_t slot = 0; slot < ParkingSlots(size_class); ++slot) {
+    if (!RenameIfAbsent(ParkedName(prefix, size_class, slot), name)) continue;
+    const int fd = shm_open(PathOf(name).c_str(), O_WRONLY | O_CLOEXEC, 0);
+    if (fd >= 0) return fd;
+    shm_unlink(PathOf(name).c_str());
+  }
+  return -1;
+}
 
 absl::Status ErrnoStatus(absl::string_view what, absl::string_view name, int error) {
   const std::string message =
@@ -75,7 +139,7 @@ pid_t GatewayOf(absl::string_view name, absl::string_view namespace_prefix) {
   if (dash == absl::string_view::npos) return 0;
   int pid = 0;
   if (!absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) return 0;
-  if (!IsSharedObjectName(name, absl::StrCat(name.substr(0, dash + 1)))) return 0;
+  if (!IsOwnedBy(name, absl::StrCat(name.substr(0, dash + 1)))) return 0;
   return pid;
 }
 
@@ -131,20 +195,27 @@ absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::s
     return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
   }
   std::string name = absl::StrCat(prefix, absl::Hex(random, absl::kZeroPad16));
-  const int fd = shm_open(PathOf(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  const int parked = TakeParked(prefix, bytes.size(), name);
+  const int fd = parked >= 0 ? parked
+                             : shm_open(PathOf(name).c_str(),
+                                        O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoStatus("cannot create", name, errno);
   absl::Cleanup close_fd = [fd] { close(fd); };
+  const auto fail = [&name](absl::string_view what, int error) {
+    shm_unlink(PathOf(name).c_str());
+    return ErrnoStatus(what, name, error);
+  };
   // write(2) rather than a mapping: the kernel fills the pages without a fault per page.
   size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = write(fd, bytes.data() + written, bytes.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = n < 0 ? errno : ENOSPC;
-      shm_unlink(PathOf(name).c_str());
-      return ErrnoStatus("cannot write", name, error);
-    }
+    if (n <= 0) return fail("cannot write", n < 0 ? errno : ENOSPC);
     written += static_cast<size_t>(n);
+  }
+  // A parked object may have held more.
+  if (parked >= 0 && ftruncate(fd, static_cast<off_t>(bytes.size())) != 0) {
+    return fail("cannot resize", errno);
   }
   return name;
 }
@@ -200,6 +271,17 @@ SharedMapping::~SharedMapping() {
 
 void UnlinkSharedObject(absl::string_view name) { shm_unlink(PathOf(name).c_str()); }
 
+void ReleaseSharedObject(absl::string_view name) {
+  struct stat st;
+  if (name.size() <= kSuffixDigits || stat(FilePathOf(name).c_str(), &st) != 0) return;
+  const absl::string_view prefix = name.substr(0, name.size() - kSuffixDigits);
+  const int size_class = SizeClass(static_cast<uint64_t>(st.st_size));
+  for (uint64_t slot = 0; slot < ParkingSlots(size_class); ++slot) {
+    if (RenameIfAbsent(name, ParkedName(prefix, size_class, slot))) return;
+  }
+  UnlinkSharedObject(name);
+}
+
 SharedObjectReaper::SharedObjectReaper() : thread_([this] { Loop(); }) {}
 
 SharedObjectReaper::~SharedObjectReaper() {
@@ -210,7 +292,7 @@ SharedObjectReaper::~SharedObjectReaper() {
   thread_.join();
 }
 
-void SharedObjectReaper::Remove(std::string name) {
+void SharedObjectReaper::Release(std::string name) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(name));
 }
@@ -227,13 +309,13 @@ void SharedObjectReaper::Loop() {
       if (queue_.empty()) return;
       names.swap(queue_);
     }
-    for (const std::string& name : names) UnlinkSharedObject(name);
+    for (const std::string& name : names) ReleaseSharedObject(name);
     names.clear();
   }
 }
 
 int UnlinkSharedObjects(absl::string_view prefix) {
-  return UnlinkWhere([prefix](absl::string_view name) { return IsSharedObjectName(name, prefix); });
+  return UnlinkWhere([prefix](absl::string_view name) { return IsOwnedBy(name, prefix); });
 }
 
 int UnlinkOrphanedSharedObjects() {

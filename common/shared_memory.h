@@ -4,8 +4,14 @@
 // An object is a POSIX shared memory object (shm_open, a file in /dev/shm) owned by the user,
 // mode 0600, named SharedObjectPrefix(gateway pid) followed by 16 random hex digits, so that a
 // gateway can tell its own objects from anything else and remove what is left of them when it
-// exits. Who creates and who removes each object is the protocol's business
+// exits. Who creates and who releases each object is the protocol's business
 // (proto/mpigate/v1/task.proto, SharedBytes); this file only moves bytes.
+//
+// Objects are recycled: one released (ReleaseSharedObject) is parked under its prefix instead of
+// removed, and the next CreateSharedObject of that prefix takes it, renamed, and writes into
+// pages that already exist. Fresh pages are what an object costs: writing and reading a new
+// 1 MiB object took 1.2 ms here, a recycled one 0.4 ms. A prefix parks at most 4 objects and
+// 8 MiB of each power-of-two size class, 32 MiB in all; larger objects are always removed.
 //
 // Two processes may exchange objects only if they see the same /dev/shm as the same user:
 // SharedMemoryDomain() says which one a process sees, and equal domains mean they may.
@@ -41,9 +47,17 @@ std::string SharedObjectPrefix(pid_t gateway_pid);
 // Whether `name` is an object name with `prefix`: the prefix, then 16 lowercase hex digits.
 bool IsSharedObjectName(absl::string_view name, absl::string_view prefix);
 
-// Creates a new object with `prefix` holding `bytes`; returns its name. RESOURCE_EXHAUSTED when
-// /dev/shm is full, nothing left behind.
+// The largest object that is parked when released.
+inline constexpr uint64_t kMaxParkedObjectBytes = uint64_t{8} << 20;
+
+// Creates an object with `prefix` holding `bytes` (a parked one of its size class, or a new one);
+// returns its new name. RESOURCE_EXHAUSTED when /dev/shm is full, nothing left behind.
 absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::string_view bytes);
+
+// Done with object `name`: parks it for the next CreateSharedObject of its prefix if it is small
+// enough and its size class has room, removes it otherwise; one already gone is no error. Only
+// once no process will read it again: whoever takes it next overwrites it.
+void ReleaseSharedObject(absl::string_view name);
 
 // A copy of `bytes`. A large one is backed by transparent huge pages where the kernel offers them
 // on request: touching a fresh 64 MiB buffer 4 KiB page by page costs about as much as copying
@@ -78,10 +92,11 @@ class SharedMapping {
 // Removes object `name`; one already gone is no error. Mappings of it stay valid.
 void UnlinkSharedObject(absl::string_view name);
 
-// Removes objects on a thread of its own, so that freeing a large object's pages (milliseconds for
-// a few hundred MiB) never holds up the caller. Idle, its thread waits on a condition.
+// Releases objects (ReleaseSharedObject) on a thread of its own, so that freeing a large object's
+// pages (milliseconds for a few hundred MiB) never holds up the caller. Idle, its thread waits on
+// a condition.
 //
-// Thread-safety: Remove() from any thread; the destructor removes what is queued and joins.
+// Thread-safety: Release() from any thread; the destructor releases what is queued and joins.
 class SharedObjectReaper {
  public:
   SharedObjectReaper();
@@ -89,7 +104,7 @@ class SharedObjectReaper {
   SharedObjectReaper(const SharedObjectReaper&) = delete;
   SharedObjectReaper& operator=(const SharedObjectReaper&) = delete;
 
-  void Remove(std::string name);
+  void Release(std::string name);
 
  private:
   void Loop();
@@ -100,7 +115,7 @@ class SharedObjectReaper {
   std::thread thread_;
 };
 
-// Removes every object with `prefix`; returns how many.
+// Removes every object with `prefix`, parked ones too; returns how many.
 int UnlinkSharedObjects(absl::string_view prefix);
 
 // Removes the objects of gateways that are no longer running (a gateway killed before it could

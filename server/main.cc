@@ -458,7 +458,7 @@ int Run(const RepeatedFlags& repeated) {
   // Declared before the scheduler, which hands it objects until it is destroyed.
   SharedObjectReaper reaper;
   scheduler_options.release_shared_object = [&reaper](const std::string& name) {
-    reaper.Remove(name);
+    reaper.Release(name);
   };
   Scheduler scheduler(std::move(scheduler_options));
   // The workers start while the gRPC server does: spawning them takes most of the start-up.

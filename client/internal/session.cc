@@ -136,8 +136,13 @@ bool MayResumeLater(const absl::Status& status) {
          absl::IsDeadlineExceeded(status) || absl::IsCancelled(status);
 }
 
-// Removes the shared memory object holding `spec`'s input, if it has one.
-void UnlinkInput(const v1::TaskSpec& spec) {
+// Releases the shared memory object holding the input of `spec`, which never reached the service.
+void ReleaseInput(const v1::TaskSpec& spec) {
+  if (spec.has_shared_payload()) ReleaseSharedObject(spec.shared_payload().name());
+}
+
+// Removes the shared memory object holding the input of `spec`, which the service may have.
+void RemoveInput(const v1::TaskSpec& spec) {
   if (spec.has_shared_payload()) UnlinkSharedObject(spec.shared_payload().name());
 }
 
@@ -447,7 +452,7 @@ Future Session::Enqueue(OutgoingTask task) {
     absl::MutexLock lock(&mu_);
     if (shutdown_requested_ || stream_ended_) {
       // The service never hears of the task: its input is still ours to remove.
-      UnlinkInput(task.spec);
+      ReleaseInput(task.spec);
       return FutureCore::Failed(
           0, shutdown_requested_ ? absl::FailedPreconditionError("cannot submit after shutdown")
                                  : end_status_);
@@ -736,11 +741,12 @@ void Session::ReaderLoop() {
     cancels.swap(cancels_queued_);
     cancels.insert(cancels.end(), cancels_sent_.begin(), cancels_sent_.end());
     cancels_sent_.clear();
-    // Inputs the service may never have had: nothing will run them now.
+    // Inputs the service may never have had: nothing will run them now. Removed, not parked for
+    // reuse: a task the service did get may still be reading its input.
     for (const SentBatch& batch : sent_) {
-      for (const OutgoingTask& task : batch.tasks) UnlinkInput(task.spec);
+      for (const OutgoingTask& task : batch.tasks) RemoveInput(task.spec);
     }
-    for (const OutgoingTask& task : outgoing_) UnlinkInput(task.spec);
+    for (const OutgoingTask& task : outgoing_) ReleaseInput(task.spec);
     sent_.clear();
   }
   FinishFutures(orphans);
@@ -819,11 +825,18 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
     ReceivedUpToLocked(highest);
   }
   for (auto& [index, shared] : shared_results) {
+    Ending& ending = completions[index].second;
+    // One small enough to be recycled is copied out now, so that its object can be parked for
+    // the next payload; a larger one stays mapped, saving a copy.
+    if (shared.size() <= kMaxParkedObjectBytes) {
+      ending.result = ReadSharedObject(shared.name(), shared.size());
+      continue;
+    }
     absl::StatusOr<SharedMapping> mapped = SharedMapping::Map(shared.name(), shared.size());
     if (mapped.ok()) {
-      completions[index].second.shared_result = *std::move(mapped);
+      ending.shared_result = *std::move(mapped);
     } else {
-      completions[index].second.result = mapped.status();
+      ending.result = mapped.status();
     }
   }
   // Starts first: a start is reported no later than the task's progress, and progress before the
@@ -831,10 +844,10 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
   for (const auto& [core, report] : progress) FutureCore::ReportProgress(core, report);
   FinishFutures(completions, handled, handled_bytes);
-  // The reader of a shared result removes its object (the service only removes those it drops);
-  // after the futures, since freeing a large object's pages takes a while.
-  for (const auto& [index, shared] : shared_results) UnlinkSharedObject(shared.name());
-  for (const std::string& name : unread_shared) UnlinkSharedObject(name);
+  // The reader of a shared result releases its object (the service only releases those it
+  // drops); after the futures, since freeing a large object's pages takes a while.
+  for (const auto& [index, shared] : shared_results) ReleaseSharedObject(shared.name());
+  for (const std::string& name : unread_shared) ReleaseSharedObject(name);
 }
 
 void Session::ReceivedUpToLocked(uint64_t task_id) {
