@@ -159,6 +159,27 @@ TEST_F(RunnerProcessTest, KillEndsAnEndlessLoopAndReapsTheRunner) {
   EXPECT_EQ(runner_->Await(absl::ZeroDuration()).kind, RunnerEvent::Kind::kDied);
 }
 
+TEST_F(RunnerProcessTest, AWaitEndsWhenItsWakeDescriptorIsReadableAndResultsComeFirst) {
+  int wake[2];
+  ASSERT_EQ(pipe(wake), 0);
+  // Idle runner, nothing to wake for: the wait times out.
+  EXPECT_EQ(runner_->Await(absl::Milliseconds(10), wake[0]).kind, RunnerEvent::Kind::kNone);
+  // Readable: an endless wait ends at once, with nothing from the runner, which lives on.
+  ASSERT_EQ(write(wake[1], "r", 1), 1);
+  EXPECT_EQ(runner_->Await(absl::InfiniteDuration(), wake[0]).kind, RunnerEvent::Kind::kNone);
+  EXPECT_TRUE(runner_->alive());
+  // While it stays readable, the runner's result still comes through: the socket comes first.
+  runner_->SendTask(TaskBytes(21, "echo", "woken"));
+  const absl::Time deadline = absl::Now() + kPatience;
+  RunnerEvent event;
+  do {
+    event = runner_->Await(kPatience, wake[0]);
+  } while (event.kind == RunnerEvent::Kind::kNone && absl::Now() < deadline);
+  EXPECT_EQ(ResultOf(event).result(), "woken");
+  close(wake[0]);
+  close(wake[1]);
+}
+
 TEST_F(RunnerProcessTest, TasksHandedOverTogetherRunInOrderAndAQueuedOneCanBeDropped) {
   runner_->SendTask(TaskBytes(20, "sleep", "300"));
   runner_->SendTask(TaskBytes(21, "echo", "dropped"));

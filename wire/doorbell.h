@@ -5,8 +5,10 @@
 // message after an idle spell (it waits out the current sleep). A worker on the gateway's host
 // therefore also opens a doorbell, a Unix datagram socket in the abstract namespace, and names it
 // in its hello; the gateway rings it after each frame it sends that worker, and the worker, past
-// its hot polls, waits on the doorbell instead of sleeping. Rings only wake: the frame itself
-// still comes through MPI, so a ring that is lost or early costs a poll, never a message.
+// its hot polls, waits on the doorbell instead of sleeping (and, while its task runner works, on
+// the doorbell and the runner's socket together, instead of polling MPI after every result: see
+// fd()). Rings only wake: the frame itself still comes through MPI, so a ring that is lost or
+// early costs a poll, never a message.
 //
 // A gateway that cannot reach a worker's doorbell (another host or network namespace) never rings
 // it; the worker, never rung, keeps polling with its backoff.
@@ -41,6 +43,9 @@ class Doorbell {
   // Waits until the doorbell rings or `timeout` passes, and takes every ring waiting; true if it
   // rang.
   bool Wait(absl::Duration timeout);
+
+  // Readable while a ring waits to be taken, for a poll(2) that waits on other things too.
+  int fd() const { return fd_; }
 
  private:
   Doorbell(int fd, std::string address) : fd_(fd), address_(std::move(address)) {}

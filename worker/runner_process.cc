@@ -113,7 +113,7 @@ RunnerProcess::~RunnerProcess() { Kill(); }
 
 absl::StatusOr<wire::HelloFrame> RunnerProcess::AwaitHello() {
   wire::StreamFrame frame;
-  if (Receive(absl::InfiniteDuration(), frame) == Received::kDied) {
+  if (Receive(absl::InfiniteDuration(), /*wake_fd=*/-1, frame) == Received::kDied) {
     return absl::AbortedError(death_);
   }
   wire::HelloFrame hello;
@@ -137,10 +137,10 @@ void RunnerProcess::SendCancel(uint64_t task_key) {
   if (!wire::WriteFrame(socket_fd_, wire::Tag::kCancel, cancel).ok()) kill(-pid_, SIGKILL);
 }
 
-RunnerEvent RunnerProcess::Await(absl::Duration timeout) {
+RunnerEvent RunnerProcess::Await(absl::Duration timeout, int wake_fd) {
   RunnerEvent event;
   wire::StreamFrame frame;
-  switch (Receive(timeout, frame)) {
+  switch (Receive(timeout, wake_fd, frame)) {
     case Received::kTimeout:
       return event;
     case Received::kDied:
@@ -170,14 +170,16 @@ void RunnerProcess::Kill() {
   if (alive()) Reap();
 }
 
-RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::StreamFrame& frame) {
+RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, int wake_fd,
+                                               wire::StreamFrame& frame) {
   if (!alive()) return Received::kDied;
   // A frame already read ahead needs no wait.
   bool readable = reader_.HasFrame();
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
-  const nfds_t count = pid_fd_ >= 0 ? 2 : 1;
+  // The pidfd may be missing (-1), which poll(2) skips.
+  pollfd fds[3] = {{socket_fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  const nfds_t count = wake_fd >= 0 ? 3 : 2;
   while (!readable) {
     const int ready = poll(fds, count,
                            PollMillis(deadline == absl::InfiniteFuture() ? absl::InfiniteDuration()
@@ -190,6 +192,7 @@ RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, wire::Str
     if (ready == 0) return Received::kTimeout;
     // What the runner wrote before it ended is still there to read: the socket comes first.
     readable = fds[0].revents != 0;
+    if (!readable && fds[1].revents == 0) return Received::kTimeout;  // Woken by wake_fd.
     break;
   }
   if (readable) {

@@ -90,8 +90,9 @@ class RunnerProcess {
   // Sets the cancellation flag of the runner's task `task_key`, if it still runs it.
   void SendCancel(uint64_t task_key);
 
-  // Waits up to `timeout` for the next result or progress report, or the runner's death.
-  RunnerEvent Await(absl::Duration timeout);
+  // Waits up to `timeout` for the next result or progress report, or the runner's death; and,
+  // if `wake_fd` is not -1, returns kNone as soon as it is readable.
+  RunnerEvent Await(absl::Duration timeout, int wake_fd = -1);
 
   // Whether the runner's next frame has already been read ahead, so that Await returns it
   // without a system call.
@@ -110,9 +111,10 @@ class RunnerProcess {
 
   enum class Received { kFrame, kTimeout, kDied };
 
-  // Waits up to `timeout` for a frame from the runner and, if one comes, leaves it in `frame`.
-  // After kDied, death() says how the runner ended.
-  Received Receive(absl::Duration timeout, wire::StreamFrame& frame);
+  // Waits up to `timeout` for a frame from the runner and, if one comes, leaves it in `frame`;
+  // kTimeout early if `wake_fd` (unless -1) becomes readable. After kDied, death() says how the
+  // runner ended.
+  Received Receive(absl::Duration timeout, int wake_fd, wire::StreamFrame& frame);
 
   // Kills and reaps the runner and records how it ended in death_; `broke` names a breach of the
   // protocol for which the worker killed it.

@@ -403,8 +403,10 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   }
   if (initializer_error.has_value()) *hello.mutable_initializer_error() = *initializer_error;
   // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
-  absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open();
-  if (doorbell.ok()) hello.set_doorbell(doorbell->address());
+  if (absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open(); doorbell.ok()) {
+    hello.set_doorbell(doorbell->address());
+    doorbell_ = *std::move(doorbell);
+  }
   hello.set_shared_memory_domain(SharedMemoryDomain());
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
@@ -417,7 +419,6 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   // has settled, the loop then waits for a ring, up to kIdleWait, instead of polling every
   // millisecond. Before that it waits out the backoff's delays on the doorbell too, so that a
   // frame a ring ran ahead of is still picked up promptly.
-  bool gateway_rings = false;
   // Shared with the running job, which outlives this function if a shutdown abandons it.
   struct Slot {
     wire::TaskFrame task;
@@ -431,6 +432,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
     if (!heard.ok()) return heard.status();
     if (heard->shutdown) return Stop();
+    ring_unheard_ = ring_unheard_ && !heard->anything;
     if (backlog_.empty()) {
       if (heard->anything) {
         backoff.Reset();
@@ -438,9 +440,9 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       }
       const absl::Duration delay = backoff.NextDelay();
       if (delay == absl::ZeroDuration()) continue;
-      if (doorbell.ok()) {
-        if (doorbell->Wait(gateway_rings && backoff.Settled() ? kIdleWait : delay)) {
-          gateway_rings = true;
+      if (doorbell_.has_value()) {
+        if (doorbell_->Wait(gateway_rings_ && backoff.Settled() ? kIdleWait : delay)) {
+          gateway_rings_ = true;
           backoff.Reset();
         }
       } else {
@@ -651,6 +653,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       next_listen = now + kListenWhileBusy;
       absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
       if (!heard.ok()) return heard.status();
+      ring_unheard_ = ring_unheard_ && !heard->anything;
       if (heard->shutdown) {
         if (absl::Status status = FlushResults(); !status.ok()) return status;
         return TaskEnd::kShutdown;
@@ -681,7 +684,17 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       }
       FeedRunner(now);
     }
-    RunnerEvent event = runner_->Await(std::min(next_listen, deadline) - now);
+    // A gateway that rings says when it has sent something: the runner's results need not each
+    // be followed by a poll of MPI, which costs more than a no-op task.
+    const bool listen_on_ring = doorbell_.has_value() && gateway_rings_;
+    RunnerEvent event =
+        runner_->Await(std::min(next_listen, deadline) - now, listen_on_ring ? doorbell_->fd() : -1);
+    if (event.kind == RunnerEvent::Kind::kNone && listen_on_ring &&
+        doorbell_->Wait(absl::ZeroDuration())) {
+      ring_unheard_ = true;
+      next_listen = absl::Now();
+      continue;
+    }
     if (event.kind == RunnerEvent::Kind::kResult) {
       absl::StatusOr<uint64_t> answered = wire::PeekResultKey(event.result);
       // Results the runner wrote in a burst go to the gateway in one message; a large one alone.
@@ -704,8 +717,9 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       in_runner_.erase(it);
       const absl::Time done = absl::Now();
       if (was_front) front_started_ = done;
-      // Keep the runner fed: take what the gateway has sent meanwhile once it runs dry.
-      if (backlog_.empty()) next_listen = done;
+      // Keep the runner fed: take what the gateway has sent meanwhile once it runs dry. Without
+      // rings, or after a ring that ran ahead of its frame, by polling after each result.
+      if (backlog_.empty() && (!listen_on_ring || ring_unheard_)) next_listen = done;
       FeedRunner(done);
     } else if (event.kind == RunnerEvent::Kind::kProgress) {
       if (absl::Status status = FlushResults(); !status.ok()) return status;

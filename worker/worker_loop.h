@@ -58,6 +58,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "wire/task_peek.h"
 #include "worker/registry.h"
@@ -194,6 +195,13 @@ class WorkerLoop {
   static constexpr size_t kResultBatchBytes = 256 << 10;
   std::vector<std::string> unsent_results_;
   size_t unsent_bytes_ = 0;
+  // Rung by the gateway after every frame it sends this worker, if it can reach it (see
+  // wire/doorbell.h); gateway_rings_ once it has rung.
+  std::optional<wire::Doorbell> doorbell_;
+  bool gateway_rings_ = false;
+  // A ring was taken while the runner worked, and the frame it announced not heard yet: it may
+  // still be on its way.
+  bool ring_unheard_ = false;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup
