@@ -685,8 +685,9 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       FeedRunner(now);
     }
     // A gateway that rings says when it has sent something: the runner's results need not each
-    // be followed by a poll of MPI, which costs more than a no-op task.
-    const bool listen_on_ring = doorbell_.has_value() && gateway_rings_;
+    // be followed by a poll of MPI, which costs more than a no-op task. (Only a worker with a
+    // doorbell is ever rung.)
+    const bool listen_on_ring = gateway_rings_;
     RunnerEvent event =
         runner_->Await(std::min(next_listen, deadline) - now, listen_on_ring ? doorbell_->fd() : -1);
     if (event.kind == RunnerEvent::Kind::kNone && listen_on_ring &&
