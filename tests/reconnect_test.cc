@@ -139,8 +139,10 @@ TEST_F(ReconnectTest, FuturesCompleteExactlyOnceWhileEveryConnectionIsDroppedAga
   (*executor)->Shutdown();
   absl::MutexLock lock(&mu);
   for (int i = 1; i <= kTasks; ++i) EXPECT_EQ(calls[static_cast<size_t>(i)], 1) << "task " << i;
-  EXPECT_GE(dropped, 3);
-  EXPECT_GE((*proxy)->accepted(), 4);
+  EXPECT_EQ(dropped, 3);
+  // One new connection per drop: a reconnect's handshake on a loaded machine is given time to end
+  // rather than being cut off and started again.
+  EXPECT_EQ((*proxy)->accepted(), 4);
 }
 
 TEST_F(ReconnectTest, AResumedRawStreamGetsWhatWasNotAcknowledgedAndNothingElse) {

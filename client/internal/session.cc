@@ -191,8 +191,10 @@ absl::Status Session::Connect(const std::string& target, const ExecutorOptions& 
   args.SetMaxReceiveMessageSize(max_message_bytes_);
   // After a dropped connection the channel reconnects within a second, not gRPC's default of up
   // to two minutes, so that a resumed session is back well within the service's grace period.
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS stays at its default: gRPC takes it as the time a connection
+  // attempt, handshake included, may last, and at 100 ms a loaded service's handshakes were cut
+  // off and tried again and again.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
   const absl::Time deadline = connect_timeout_ == absl::InfiniteDuration()
