@@ -36,6 +36,9 @@ std::string FunctionNames(const wire::HelloFrame& hello) {
 
 // How often the MPI thread polls for results while workers have backlogs.
 constexpr absl::Duration kBackloggedPoll = absl::Microseconds(100);
+// Results handed to the scheduler at once, at most: bounds how long a round of polls that keeps
+// finding results holds the first of them back, and how long it holds the scheduler's lock.
+constexpr size_t kResultsPerCompletion = 128;
 
 // Task frames smaller than this that go to one worker in one dispatch round travel together in
 // one message (Tag::kTasks); larger ones alone, so that a payload is not copied into a batch.
@@ -310,7 +313,6 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl:
 absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::PollBackoff backoff;
   wire::PendingSends sends;
-  wire::ResultFrame result;
   wire::ProgressFrame progress;
   wire::FrameBatch results;
   // Each worker's small task frames of one dispatch round.
@@ -335,12 +337,21 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     batch.Clear();
     return status;
   };
-  // Hands the scheduler one worker's result, serialized.
+  // The results of one round of polls, handed to the scheduler together (see
+  // Scheduler::Complete(results)) once the round ends or kResultsPerCompletion have come.
+  std::vector<Scheduler::WorkerResult> received;
+  const auto hand_over = [&] {
+    if (received.empty()) return;
+    scheduler.Complete(absl::MakeSpan(received));
+    received.clear();
+  };
+  // Takes one worker's result, serialized.
   const auto complete = [&](int worker, const std::string& bytes) {
-    if (absl::Status status = wire::Decode(bytes, result); !status.ok()) return status;
+    Scheduler::WorkerResult& taken = received.emplace_back();
+    taken.worker = worker;
+    if (absl::Status status = wire::Decode(bytes, taken.result); !status.ok()) return status;
     --in_flight;
-    scheduler.Complete(worker, std::move(result));
-    result.Clear();
+    if (received.size() >= kResultsPerCompletion) hand_over();
     return absl::OkStatus();
   };
   while (true) {
@@ -407,12 +418,12 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     if (absl::Status status = sends.Progress(); !status.ok()) return status;
 
     while (in_flight > 0) {
-      absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
+      absl::StatusOr<std::optional<wire::ReceivedMessage>> polled =
           wire::TryReceive(workers_comm_, MPI_ANY_SOURCE);
-      if (!received.ok()) return received.status();
-      if (!received->has_value()) break;
+      if (!polled.ok()) return polled.status();
+      if (!polled->has_value()) break;
       backoff.Reset();
-      const wire::ReceivedMessage& message = **received;
+      const wire::ReceivedMessage& message = **polled;
       if (message.tag == wire::Tag::kProgress) {
         if (absl::Status status = wire::Decode(message.bytes, progress); !status.ok()) {
           return status;
@@ -441,6 +452,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
         return status;
       }
     }
+    hand_over();
   }
   return sends.WaitAll();
 }

@@ -1066,53 +1066,69 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
-    if (worker < 0 || worker >= workers_) return;
-    Worker& state = worker_state_[static_cast<size_t>(worker)];
-    // Normally the first it holds; one interrupted while in its backlog may end before.
-    const TaskKey key = result.task_key();
-    const auto held = std::find(state.tasks.begin(), state.tasks.end(), key);
-    if (key == 0 || held == state.tasks.end()) return;
-    state.tasks.erase(held);
-    if (state.tasks.empty()) {
-      // A gang member that is done is free at once, even while the rest of its gang runs.
-      --running_count_;
-      state.group = false;
-      idle_workers_.push_back(worker);
-    }
-    Task& task = tasks_.at(key);
-    if (task.group() || task.interrupted) {
-      // An interrupted task's time says nothing of how long such tasks take.
-      UpdateOpenLocked(worker);
-    } else {
-      LearnRunTimeLocked(worker, result.run_us());
-    }
-    if (result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
-        !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
-      RequeueLocked(key, task);
-      return;
-    }
-    v1::TaskOutcome outcome;
-    if (task.group()) {
-      const auto member = std::find(task.members.begin(), task.members.end(), worker);
-      task.results[static_cast<size_t>(member - task.members.begin())] = std::move(result);
-      if (--task.running_members > 0) return;
-      outcome = GroupOutcome(task);
-    } else {
-      const bool runner_lost = result.runner_lost();
-      SetOutcome(result, task.interrupted, outcome);
-      if (runner_lost && task.attempts > 1) {
-        outcome.mutable_error()->set_message(absl::StrCat(
-            "failed on all ", task.attempts, " attempts; the last: ", outcome.error().message()));
-      }
-    }
-    outcome.set_attempts(task.attempts);
-    SetWorkers(task.members, task.group(), outcome);
-    outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
-    const SessionId id = task.session;
-    EndTaskLocked(key, std::move(outcome));
-    MaybeNotifyLocked(id, notifications);
+    CompleteLocked(worker, std::move(result), notifications);
   }
   Notify(notifications);
+}
+
+void Scheduler::Complete(absl::Span<WorkerResult> results) {
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    for (WorkerResult& result : results) {
+      CompleteLocked(result.worker, std::move(result.result), notifications);
+    }
+  }
+  Notify(notifications);
+}
+
+void Scheduler::CompleteLocked(int worker, wire::ResultFrame result,
+                               Notifications& notifications) {
+  if (worker < 0 || worker >= workers_) return;
+  Worker& state = worker_state_[static_cast<size_t>(worker)];
+  // Normally the first it holds; one interrupted while in its backlog may end before.
+  const TaskKey key = result.task_key();
+  const auto held = std::find(state.tasks.begin(), state.tasks.end(), key);
+  if (key == 0 || held == state.tasks.end()) return;
+  state.tasks.erase(held);
+  if (state.tasks.empty()) {
+    // A gang member that is done is free at once, even while the rest of its gang runs.
+    --running_count_;
+    state.group = false;
+    idle_workers_.push_back(worker);
+  }
+  Task& task = tasks_.at(key);
+  if (task.group() || task.interrupted) {
+    // An interrupted task's time says nothing of how long such tasks take.
+    UpdateOpenLocked(worker);
+  } else {
+    LearnRunTimeLocked(worker, result.run_us());
+  }
+  if (result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
+      !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
+    RequeueLocked(key, task);
+    return;
+  }
+  v1::TaskOutcome outcome;
+  if (task.group()) {
+    const auto member = std::find(task.members.begin(), task.members.end(), worker);
+    task.results[static_cast<size_t>(member - task.members.begin())] = std::move(result);
+    if (--task.running_members > 0) return;
+    outcome = GroupOutcome(task);
+  } else {
+    const bool runner_lost = result.runner_lost();
+    SetOutcome(result, task.interrupted, outcome);
+    if (runner_lost && task.attempts > 1) {
+      outcome.mutable_error()->set_message(absl::StrCat(
+          "failed on all ", task.attempts, " attempts; the last: ", outcome.error().message()));
+    }
+  }
+  outcome.set_attempts(task.attempts);
+  SetWorkers(task.members, task.group(), outcome);
+  outcome.set_queue_us(MicrosBetween(task.enqueued, task.started));
+  const SessionId id = task.session;
+  EndTaskLocked(key, std::move(outcome));
+  MaybeNotifyLocked(id, notifications);
 }
 
 v1::TaskOutcome Scheduler::GroupOutcome(Task& task) {

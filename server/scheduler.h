@@ -347,6 +347,16 @@ class Scheduler {
   // (result.runner_lost) is queued again if it has retries left and was not interrupted.
   void Complete(int worker, wire::ResultFrame result);
 
+  // A worker's result, for Complete(results).
+  struct WorkerResult {
+    int worker = -1;
+    wire::ResultFrame result;
+  };
+  // Complete() for each result, in order, under one lock, and each session's listener told once
+  // after all of them: the results that arrive together leave in one write per session instead of
+  // the first alone and the rest after it.
+  void Complete(absl::Span<WorkerResult> results);
+
   // The worker's task reported progress (for a group task, any member may). Ignored if that task
   // is no longer running on that worker.
   void Progress(int worker, const wire::ProgressFrame& progress);
@@ -451,6 +461,8 @@ class Scheduler {
 
   // Listeners to call once the lock is released.
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
+  void CompleteLocked(int worker, wire::ResultFrame result, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Notify(Notifications& notifications);
 

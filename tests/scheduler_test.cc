@@ -1442,11 +1442,14 @@ class CollectingListener : public SessionListener {
   }
   void OnSessionEvents() override {
     SessionEvents events = scheduler_->TakeEvents(session_);
+    if (!events.outcomes.empty()) outcomes_per_call.push_back(events.outcomes.size());
     for (v1::TaskOutcome& outcome : events.outcomes) outcomes.push_back(std::move(outcome));
     closed = closed || events.closed;
   }
 
   std::vector<v1::TaskOutcome> outcomes;
+  // How many outcomes each call that collected any found.
+  std::vector<size_t> outcomes_per_call;
   bool closed = false;
 
  private:
@@ -1473,6 +1476,39 @@ TEST_F(SchedulerTest, ListenerMayCallBackIntoScheduler) {
 
   EXPECT_THAT(IdsOf(listener->outcomes), ElementsAre(3, 1, 2));
   EXPECT_TRUE(listener->closed);
+}
+
+TEST_F(SchedulerTest, ResultsCompletedTogetherReachEachListenerInOneCall) {
+  Start(/*workers=*/4);
+  auto listener_a = std::make_shared<CollectingListener>();
+  auto listener_b = std::make_shared<CollectingListener>();
+  const absl::StatusOr<SessionId> a = scheduler_->OpenSession("a", listener_a);
+  const absl::StatusOr<SessionId> b = scheduler_->OpenSession("b", listener_b);
+  ASSERT_TRUE(a.ok() && b.ok());
+  listener_a->Attach(scheduler_.get(), *a);
+  listener_b->Attach(scheduler_.get(), *b);
+  SubmitRange(*a, 1, 2);
+  SubmitRange(*b, 11, 12);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 4u);
+
+  // The sessions' results interleaved, as a worker's batch or a round of polls brings them.
+  std::vector<Scheduler::WorkerResult> results;
+  for (const Assignment& assignment : assignments) {
+    results.push_back({assignment.worker, Echoed(assignment)});
+  }
+  scheduler_->Complete(absl::MakeSpan(results));
+
+  EXPECT_THAT(listener_a->outcomes_per_call, ElementsAre(2));
+  EXPECT_THAT(listener_b->outcomes_per_call, ElementsAre(2));
+  EXPECT_THAT(IdsOf(listener_a->outcomes), UnorderedElementsAre(1, 2));
+  EXPECT_THAT(IdsOf(listener_b->outcomes), UnorderedElementsAre(11, 12));
+  for (const v1::TaskOutcome& outcome : listener_a->outcomes) {
+    EXPECT_EQ(outcome.result(), absl::StrCat("t", outcome.task_id()));
+  }
+  // Every worker is free again.
+  SubmitRange(*a, 3, 6);
+  EXPECT_EQ(Dispatch().size(), 4u);
 }
 
 // --- Interrupts, progress, typed functions ---
