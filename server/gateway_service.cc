@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
 
 namespace mpigate::server {
 namespace {
@@ -112,7 +113,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     // Only once `closed` has gone out is the session forgotten; if it did not, OnDone detaches the
     // session and a resumed stream collects its tail and `closed` again.
     const bool closed_written = ok && session.has_value() && writing_.has_closed();
-    if (closed_written) scheduler_.ForgetClosed(*session);
+    if (closed_written) {
+      scheduler_.ForgetClosed(*session);
+      Log(LogLevel::kInfo, "session ", *session, " closed");
+    }
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
@@ -143,8 +147,15 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     if (session.has_value()) {
       if (abandon) {
         scheduler_.Abandon(*session);
+        Log(LogLevel::kInfo, "session ", *session, " ended by the service: its tasks cancelled");
+      } else if (scheduler_.resume_grace() == absl::ZeroDuration()) {
+        scheduler_.Detach(*session);
+        Log(LogLevel::kInfo, "session ", *session,
+            " lost its stream before `closed`: its tasks cancelled (no resume grace period)");
       } else {
         scheduler_.Detach(*session);
+        Log(LogLevel::kInfo, "session ", *session, " lost its stream before `closed`: kept for ",
+            absl::FormatDuration(scheduler_.resume_grace()), " for its client to resume it");
       }
     }
     delete this;
@@ -184,6 +195,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       opened.mutable_pending_task_ids()->Add(resumed->pending_task_ids.begin(),
                                              resumed->pending_task_ids.end());
       opened.set_resume_token(std::move(*open.mutable_resume_token()));
+      Log(LogLevel::kInfo, "session ", resumed->id, " resumed by \"", open.client_name(), "\" (",
+          resumed->pending_task_ids.size(), " tasks without an acknowledged outcome)");
     } else {
       absl::StatusOr<SessionId> id =
           scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared);
@@ -192,6 +205,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       if (!token.ok()) return token.status();
       opened.set_session_id(*id);
       opened.set_resume_token(*std::move(token));
+      Log(LogLevel::kInfo, "session ", *id, " opened by \"", open.client_name(), "\"");
     }
     opened.set_resume_grace_ms(
         static_cast<uint64_t>(absl::ToInt64Milliseconds(scheduler_.resume_grace())));
@@ -392,6 +406,8 @@ class RunReactor final : public grpc::ServerUnaryReactor {
     if (events.outcomes.empty()) return;
     *response_ = std::move(events.outcomes.front());
     response_->set_task_id(client_task_id_);
+    Log(LogLevel::kDebug, "Run call (session ", *session, ") ended ",
+        v1::TaskState_Name(response_->state()));
     FinishOnce(grpc::Status::OK);
   }
 

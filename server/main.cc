@@ -8,7 +8,9 @@
 // Works as an MPI singleton (started directly) and under `mpiexec -n 1`, spawning its workers, or
 // in world mode without a spawn. Flags may be written with dashes or underscores (--endpoint-file
 // or --endpoint_file).
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <linux/limits.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -37,8 +39,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/endpoint.h"
+#include "common/log.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
+#include "server/metrics_http.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
 #include "server/stop_signal.h"
@@ -111,6 +115,12 @@ ABSL_FLAG(bool, shared_memory, true,
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1) or HOST:PORT "
+          "(0.0.0.0:PORT for every interface; port 0 picks one, shown in the log). Off when "
+          "empty.");
+ABSL_FLAG(std::string, log_level, "info",
+          "The least important events logged to stderr: debug, info, warning or error.");
 
 // Flags that may be given more than once; Abseil flags keep only the last value, so these are
 // taken out of the command line before Abseil parses it.
@@ -218,20 +228,32 @@ absl::StatusOr<std::string> RunnerBinaryForWorkers(bool world) {
   return worker::FindRunnerBinary(explicit_path);
 }
 
-// Prints the line scripts wait for, once the workers are up and the service listens, whichever
-// comes last (the workers start while the gRPC server does).
+// Announces the pool ready once the workers are up and the service listens, whichever comes last
+// (the workers start while the gRPC server does): prints the line scripts wait for and turns the
+// health service (grpc.health.v1) to SERVING, unless the pool is broken. Draining() turns it to
+// NOT_SERVING for good.
 //
-// Thread-safety: Listening() is called by the main thread, Booted() by the MPI thread.
-class ReadyLine {
+// Thread-safety: Listening() and Draining() are called by the main thread, Booted() by the MPI
+// thread.
+class Readiness {
  public:
-  ReadyLine(absl::Time launched, int workers) : launched_(launched), workers_(workers) {}
+  Readiness(absl::Time launched, int workers) : launched_(launched), workers_(workers) {}
 
-  void Listening(std::string target, std::string endpoint_file) {
+  void Listening(std::string target, std::string endpoint_file,
+                 grpc::HealthCheckServiceInterface* health) {
     absl::MutexLock lock(&mu_);
     target_ = std::move(target);
     endpoint_file_ = std::move(endpoint_file);
+    health_ = health;
     listening_ = true;
     MaybePrintLocked();
+  }
+
+  void Draining() {
+    absl::MutexLock lock(&mu_);
+    // Every service NOT_SERVING, and later changes ignored: a pool that finishes booting during
+    // the drain does not turn it back.
+    if (health_ != nullptr) health_->Shutdown();
   }
 
   void Booted(const v1::PoolStateChange& pool_state) {
@@ -246,6 +268,11 @@ class ReadyLine {
  private:
   void MaybePrintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!listening_ || !booted_) return;
+    if (broken_.empty()) {
+      health_->SetServingStatus(v1::Gateway::service_full_name(), true);
+      health_->SetServingStatus(true);
+    }
+    Log(LogLevel::kInfo, "ready: ", workers_, " workers", broken_, ", listening on ", target_);
     // The pid is there because under mpiexec the process to signal is this one: mpiexec itself
     // kills the job at once on SIGTERM, without a drain.
     std::printf(
@@ -263,6 +290,7 @@ class ReadyLine {
   bool booted_ ABSL_GUARDED_BY(mu_) = false;
   std::string target_ ABSL_GUARDED_BY(mu_);
   std::string endpoint_file_ ABSL_GUARDED_BY(mu_);
+  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -390,7 +418,7 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
 // Runs the service (or, in world mode on ranks 1..N, a worker); returns the exit code.
 int Run(const RepeatedFlags& repeated) {
   const auto fail = [](const absl::Status& status) {
-    std::fprintf(stderr, "mpigate-server: %s\n", status.ToString().c_str());
+    Log(LogLevel::kError, status.ToString());
     return 1;
   };
   PrepareMpiEnvironment();
@@ -462,13 +490,13 @@ int Run(const RepeatedFlags& repeated) {
   };
   Scheduler scheduler(std::move(scheduler_options));
   // The workers start while the gRPC server does: spawning them takes most of the start-up.
-  ReadyLine ready_line(launched, started->workers);
+  Readiness readiness(launched, started->workers);
   pool.Serve(&scheduler, [&](const absl::Status& booted) {
     if (!booted.ok()) {
       StopSignal::Request(absl::StrCat("the workers could not start: ", booted.message()));
       return;
     }
-    ready_line.Booted(scheduler.PoolState());
+    readiness.Booted(scheduler.PoolState());
   });
   // Before the MPI thread may be left to outlive the scheduler.
   const auto fail_serving = [&](const absl::Status& status) {
@@ -479,6 +507,10 @@ int Run(const RepeatedFlags& repeated) {
   GatewayService service(
       scheduler, [](std::string reason) { StopSignal::Request(std::move(reason)); },
       shared_memory_prefix.empty() ? "" : SharedMemoryDomain());
+  // Standard services, for generic tools and load balancers: health checking (NOT_SERVING until
+  // the pool is up, and again while draining) and reflection (grpc_cli, grpcurl).
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
@@ -494,6 +526,10 @@ int Run(const RepeatedFlags& repeated) {
   if (server == nullptr) {
     return fail_serving(absl::UnavailableError(absl::StrCat("cannot listen on ", *address)));
   }
+  // The default health service starts out SERVING; the pool is not up yet.
+  grpc::HealthCheckServiceInterface* const health = server->GetHealthCheckService();
+  health->SetServingStatus(v1::Gateway::service_full_name(), false);
+  health->SetServingStatus(false);
   const std::string target = ClientTarget(*address, bound_port);
   if (absl::Status status = WriteEndpointFile(endpoint_file, target); !status.ok()) {
     server->Shutdown();
@@ -504,18 +540,33 @@ int Run(const RepeatedFlags& repeated) {
   std::printf("mpigate-server: listening on %s, endpoint file %s, starting %d workers, pid %d\n",
               target.c_str(), endpoint_file.c_str(), started->workers, static_cast<int>(getpid()));
   std::fflush(stdout);
-  ready_line.Listening(target, endpoint_file);
+  Log(LogLevel::kInfo, "listening on ", target, ", endpoint file ", endpoint_file, ", starting ",
+      started->workers, " workers, pid ", getpid());
+  readiness.Listening(target, endpoint_file, health);
+
+  std::unique_ptr<MetricsHttpServer> metrics;
+  if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+      !metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics = MetricsHttpServer::Start(
+        metrics_listen, [&scheduler] { return scheduler.PrometheusText(); });
+    if (!started_metrics.ok()) {
+      server->Shutdown();
+      return fail_serving(started_metrics.status());
+    }
+    metrics = *std::move(started_metrics);
+    Log(LogLevel::kInfo, "metrics at http://", metrics->address(), "/metrics");
+  }
 
   const std::string reason = StopSignal::Wait();
-  std::fprintf(stderr, "mpigate-server: stopping (%s), draining\n", reason.c_str());
-  std::fflush(stderr);
+  Log(LogLevel::kInfo, "stopping (", reason, "), draining");
+  readiness.Draining();
   // Remove the endpoint first so that no new client finds a server that is going away.
   std::remove(endpoint_file.c_str());
   scheduler.Drain(reason);
   const absl::Duration grace = absl::GetFlag(FLAGS_drain_grace);
   if (!scheduler.AwaitNoRunningTasks(absl::Now() + grace)) {
-    std::fprintf(stderr, "mpigate-server: tasks still running after the drain grace period (%s)\n",
-                 absl::FormatDuration(grace).c_str());
+    Log(LogLevel::kWarning, "tasks still running after the drain grace period (",
+        absl::FormatDuration(grace), "): failing them");
     scheduler.FailRunning(absl::StrCat("cancelled: the service stopped (", reason,
                                        ") and the task did not finish within the drain grace "
                                        "period of ",
@@ -530,7 +581,7 @@ int Run(const RepeatedFlags& repeated) {
   // Results that were never read, and any object whose owner went away unaccounted.
   if (!shared_memory_prefix.empty()) UnlinkSharedObjects(shared_memory_prefix);
   if (!stopped.ok()) return fail(stopped);
-  std::fprintf(stderr, "mpigate-server: stopped cleanly\n");
+  Log(LogLevel::kInfo, "stopped cleanly");
   return 0;
 }
 
@@ -551,5 +602,13 @@ int main(int argc, char** argv) {
   mpigate::server::RepeatedFlags repeated;
   std::vector<char*> args = mpigate::server::NormalizeFlags(argc, argv, storage, repeated);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  mpigate::SetLogProgram("mpigate-server");
+  absl::StatusOr<mpigate::LogLevel> log_level =
+      mpigate::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_level.ok()) {
+    mpigate::Log(mpigate::LogLevel::kError, "--log_level: ", log_level.status().message());
+    return 2;
+  }
+  mpigate::SetLogLevel(*log_level);
   return mpigate::server::Run(repeated);
 }

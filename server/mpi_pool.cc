@@ -1,6 +1,5 @@
 #include "server/mpi_pool.h"
 
-#include <cstdio>
 #include <map>
 #include <thread>
 #include <utility>
@@ -9,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/shared_memory.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
@@ -156,8 +156,7 @@ void MpiWorkerPool::ThreadMain(Options options) {
 void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
   // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
   // only way out is to abort the job; Open MPI then ends this process too.
-  std::fprintf(stderr, "mpigate-server: aborting the workers: %s\n", why.ToString().c_str());
-  std::fflush(stderr);
+  Log(LogLevel::kError, "aborting the workers: ", why.ToString());
   MPI_Abort(workers_comm_ == MPI_COMM_NULL ? MPI_COMM_WORLD : workers_comm_, 1);
   std::abort();
 }
@@ -236,6 +235,17 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
   }
   std::string broken;
   const wire::HelloFrame& first = hellos->begin()->second;
+  for (const auto& [worker, hello] : *hellos) {
+    if (hello.has_error()) {
+      Log(LogLevel::kError, "worker ", worker, " on ", hello.host(), " (pid ", hello.pid(),
+          ") failed to start: ", hello.error().message());
+    } else if (hello.has_initializer_error()) {
+      Log(LogLevel::kError, "worker ", worker, " on ", hello.host(), " (pid ", hello.pid(),
+          ") is up, but its initializer failed: ", hello.initializer_error().message());
+    } else {
+      Log(LogLevel::kInfo, "worker ", worker, " up on ", hello.host(), " (pid ", hello.pid(), ")");
+    }
+  }
   for (const auto& [worker, hello] : *hellos) {
     if (hello.has_error()) {
       failure = absl::Status(static_cast<absl::StatusCode>(hello.error().code()),

@@ -11,7 +11,10 @@
 #include <limits>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log.h"
 #include "common/shared_memory.h"
 
 namespace mpigate::server {
@@ -135,7 +138,8 @@ Scheduler::Scheduler(Options options)
       token_source_(std::move(options.token_source)),
       shared_memory_prefix_(std::move(options.shared_memory_prefix)),
       release_shared_object_(std::move(options.release_shared_object)),
-      worker_state_(static_cast<size_t>(workers_)) {}
+      worker_state_(static_cast<size_t>(workers_)),
+      metrics_(started_) {}
 
 void Scheduler::Notify(Notifications& notifications) {
   for (const std::shared_ptr<SessionListener>& listener : notifications) {
@@ -343,6 +347,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
           IsSharedObjectName(spec.shared_payload().name(), shared_memory_prefix_)) {
         release_shared_object_(spec.shared_payload().name());
       }
+      metrics_.Rejected(traits.status().code());
       v1::TaskRejection& rejection = rejections.emplace_back();
       rejection.set_task_id(spec.task_id());
       rejection.set_code(static_cast<int>(traits.status().code()));
@@ -352,6 +357,8 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     const TaskKey key = next_task_key_++;
     Task& task = tasks_[key];
     task.session = id;
+    task.metrics = &metrics_.ForFunction(spec.function());
+    metrics_.Accepted(*task.metrics, PayloadBytes(spec));
     task.client_id = spec.task_id();
     task.broadcast = spec.options().broadcast();
     task.gang_size = spec.options().gang_size();
@@ -606,10 +613,14 @@ void Scheduler::ExpireGracePeriodsLocked(absl::Time now, Notifications& notifica
     if (it == sessions_.end() || !it->second.detached || it->second.grace_deadline != deadline) {
       continue;
     }
+    const size_t live = it->second.live.size();
     AbandonLocked(it->second,
                   absl::StrCat("cancelled: the client did not resume the session within its grace "
                                "period of ",
                                absl::FormatDuration(resume_grace_)));
+    Log(LogLevel::kInfo, "session ", id, " abandoned: no client resumed it within ",
+        absl::FormatDuration(resume_grace_), "; its ", live,
+        " unfinished tasks cancelled or interrupted");
     MaybeNotifyLocked(id, notifications);
   }
 }
@@ -801,10 +812,13 @@ v1::PoolStatus Scheduler::Status() const {
   status.set_busy_workers(static_cast<uint32_t>(running_count_));
   status.set_queued_tasks(queued_count_);
   status.set_sessions(static_cast<uint32_t>(sessions_.size()));
-  status.set_tasks_succeeded(succeeded_);
-  status.set_tasks_failed(failed_);
-  status.set_tasks_cancelled(cancelled_);
-  status.set_uptime_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(clock_() - started_)));
+  const TaskMetrics::Totals ended = metrics_.EndedTotals();
+  status.set_tasks_succeeded(ended.succeeded);
+  status.set_tasks_failed(ended.failed);
+  status.set_tasks_cancelled(ended.cancelled);
+  const absl::Time now = clock_();
+  status.set_uptime_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(now - started_)));
+  status.set_recent_tasks_per_second(metrics_.RecentTasksPerSecond(now));
   status.set_draining(pool_state_ == v1::POOL_STATE_DRAINING);
   status.set_state(pool_state_);
   status.set_state_reason(pool_reason_);
@@ -824,6 +838,44 @@ v1::PoolStatus Scheduler::Status() const {
     entry.set_unread_result_bytes(session->unread_bytes);
   }
   return status;
+}
+
+std::string Scheduler::PrometheusText() const {
+  std::string out;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_();
+  size_t detached = 0;
+  size_t open = 0;
+  for (const auto& [id, session] : sessions_) {
+    if (session.abandoned) continue;
+    ++open;
+    if (session.detached) ++detached;
+  }
+  const auto gauge = [&out](absl::string_view name, absl::string_view help, auto value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
+                    value, "\n");
+  };
+  gauge("mpigate_workers", "Workers in the pool.", workers_);
+  gauge("mpigate_workers_busy", "Workers running a task.", running_count_);
+  gauge("mpigate_tasks_queued", "Tasks accepted and waiting for a worker.", queued_count_);
+  gauge("mpigate_sessions", "Open sessions, detached ones included.", open);
+  gauge("mpigate_sessions_detached", "Sessions whose stream ended, waiting to be resumed.",
+        detached);
+  gauge("mpigate_uptime_seconds", "Seconds since the service started.",
+        absl::StrFormat("%.3f", absl::ToDoubleSeconds(now - started_)));
+  gauge("mpigate_tasks_per_second", "Tasks ended per second over the last 10 s.",
+        absl::StrFormat("%.3f", metrics_.RecentTasksPerSecond(now)));
+  absl::StrAppend(&out,
+                  "# HELP mpigate_pool_state The pool's state: 1 for the current one.\n"
+                  "# TYPE mpigate_pool_state gauge\n");
+  for (const v1::PoolState state : {v1::POOL_STATE_BOOTING, v1::POOL_STATE_READY,
+                                    v1::POOL_STATE_BROKEN, v1::POOL_STATE_DRAINING}) {
+    absl::StrAppend(&out, "mpigate_pool_state{state=\"",
+                    absl::AsciiStrToLower(v1::PoolState_Name(state).substr(11)), "\"} ",
+                    state == pool_state_ ? 1 : 0, "\n");
+  }
+  metrics_.AppendPrometheusText(out);
+  return out;
 }
 
 Scheduler::TaskKey Scheduler::PeekQueuedLocked(Session& session) {
@@ -1104,8 +1156,14 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result,
   } else {
     LearnRunTimeLocked(worker, result.run_us());
   }
-  if (result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
-      !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
+  const bool retry = result.runner_lost() && !task.group() && task.attempts <= task.max_retries &&
+                     !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING;
+  if (result.runner_lost()) {
+    Log(LogLevel::kWarning, "worker ", worker, " lost the process running task ", task.client_id,
+        " of session ", task.session, " (attempt ", task.attempts, "): ",
+        result.error().message(), retry ? "; the task runs again" : "");
+  }
+  if (retry) {
     RequeueLocked(key, task);
     return;
   }
@@ -1187,6 +1245,7 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   const auto task_it = tasks_.find(key);
   const SessionId id = task_it->second.session;
   const uint64_t client_id = task_it->second.client_id;
+  TaskMetrics::Function* const function_metrics = task_it->second.metrics;
   if (!task_it->second.shared_input.empty()) release_shared_object_(task_it->second.shared_input);
   tasks_.erase(task_it);
   Session& session = sessions_.at(id);
@@ -1207,17 +1266,7 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
     }
   }
 
-  switch (outcome.state()) {
-    case v1::TASK_STATE_SUCCEEDED:
-      ++succeeded_;
-      break;
-    case v1::TASK_STATE_CANCELLED:
-      ++cancelled_;
-      break;
-    default:
-      ++failed_;
-      break;
-  }
+  metrics_.Ended(*function_metrics, outcome, clock_());
   session.live.erase(client_id);
   session.progress.erase(client_id);
   if (!session.abandoned) {

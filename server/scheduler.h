@@ -100,6 +100,7 @@
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
+#include "server/task_metrics.h"
 #include "wire/frames.pb.h"
 
 namespace mpigate::server {
@@ -327,6 +328,11 @@ class Scheduler {
 
   v1::PoolStatus Status() const;
 
+  // Every metric of the service in the Prometheus text format: the pool's gauges (workers, busy
+  // workers, queued tasks, sessions, uptime, state) and the tasks' counters and histograms
+  // (TaskMetrics).
+  std::string PrometheusText() const;
+
   // The workers' functions, sorted by name. UNAVAILABLE while booting; FAILED_PRECONDITION
   // "BrokenExecutor: ..." if the pool never became ready.
   absl::StatusOr<std::vector<v1::FunctionInfo>> Functions() const;
@@ -366,6 +372,8 @@ class Scheduler {
 
   struct Task {
     SessionId session = 0;
+    // Its function's figures in metrics_.
+    TaskMetrics::Function* metrics = nullptr;
     uint64_t client_id = 0;
     bool running = false;
     // TaskOptions.broadcast and .gang_size, as submitted.
@@ -628,9 +636,7 @@ class Scheduler {
   SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
   TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t succeeded_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t cancelled_ ABSL_GUARDED_BY(mu_) = 0;
+  TaskMetrics metrics_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mpigate::server

@@ -1,0 +1,192 @@
+#include "server/task_metrics.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace mpigate::server {
+namespace {
+
+// A label value as the text format wants it: backslash, double quote and newline escaped.
+std::string EscapeLabel(absl::string_view value) {
+  std::string escaped;
+  escaped.reserve(value.size());
+  for (const char c : value) {
+    switch (c) {
+      case '\\':
+        escaped += "\\\\";
+        break;
+      case '"':
+        escaped += "\\\"";
+        break;
+      case '\n':
+        escaped += "\\n";
+        break;
+      default:
+        escaped += c;
+    }
+  }
+  return escaped;
+}
+
+void AppendHeader(absl::string_view name, absl::string_view type, absl::string_view help,
+                  std::string& out) {
+  absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+std::string Seconds(uint64_t micros) { return absl::StrFormat("%g", micros / 1e6); }
+
+}  // namespace
+
+void DurationHistogram::Observe(uint64_t micros) {
+  const auto bound = std::lower_bound(kBoundsMicros.begin(), kBoundsMicros.end(), micros);
+  ++counts_[static_cast<size_t>(bound - kBoundsMicros.begin())];
+  ++count_;
+  sum_micros_ += micros;
+}
+
+void DurationHistogram::AppendPrometheusText(absl::string_view name, absl::string_view labels,
+                                             std::string& out) const {
+  const std::string prefix = labels.empty() ? "" : absl::StrCat(labels, ",");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kBoundsMicros.size(); ++i) {
+    cumulative += counts_[i];
+    absl::StrAppend(&out, name, "_bucket{", prefix, "le=\"", Seconds(kBoundsMicros[i]), "\"} ",
+                    cumulative, "\n");
+  }
+  absl::StrAppend(&out, name, "_bucket{", prefix, "le=\"+Inf\"} ", count_, "\n");
+  absl::StrAppend(&out, name, "_sum{", labels, "} ", Seconds(sum_micros_), "\n");
+  absl::StrAppend(&out, name, "_count{", labels, "} ", count_, "\n");
+}
+
+TaskMetrics::Function& TaskMetrics::ForFunction(absl::string_view name) {
+  auto it = functions_.find(name);
+  if (it == functions_.end()) {
+    it = functions_.emplace(std::string(name), std::make_unique<Function>()).first;
+  }
+  return *it->second;
+}
+
+void TaskMetrics::Accepted(Function& function, uint64_t payload_bytes) {
+  ++function.accepted;
+  function.payload_bytes += payload_bytes;
+}
+
+void TaskMetrics::Rejected(absl::StatusCode code) { ++rejected_[code]; }
+
+void TaskMetrics::Ended(Function& function, const v1::TaskOutcome& outcome, absl::Time now) {
+  switch (outcome.state()) {
+    case v1::TASK_STATE_SUCCEEDED:
+      ++function.succeeded;
+      break;
+    case v1::TASK_STATE_CANCELLED:
+      ++function.cancelled;
+      break;
+    default:
+      ++function.failed;
+      break;
+  }
+  function.result_bytes += ResultBytes(outcome);
+  // A task that never started has no queue wait to speak of (it left the queue unrun) and no
+  // run time.
+  if (outcome.attempts() > 0) {
+    function.queue_wait.Observe(outcome.queue_us());
+    function.run_time.Observe(outcome.run_us());
+  }
+  const int64_t second = absl::ToUnixSeconds(now);
+  RateSlot& slot = rate_[static_cast<size_t>(second % kRateSlots)];
+  if (slot.second != second) slot = RateSlot{second, 0};
+  ++slot.ended;
+}
+
+TaskMetrics::Totals TaskMetrics::EndedTotals() const {
+  Totals totals;
+  for (const auto& [name, function] : functions_) {
+    totals.succeeded += function->succeeded;
+    totals.failed += function->failed;
+    totals.cancelled += function->cancelled;
+  }
+  return totals;
+}
+
+double TaskMetrics::RecentTasksPerSecond(absl::Time now) const {
+  // The current second so far and the kRateWindowSeconds - 1 whole seconds before it.
+  const int64_t second = absl::ToUnixSeconds(now);
+  const int64_t first = second - (kRateWindowSeconds - 1);
+  uint64_t ended = 0;
+  for (const RateSlot& slot : rate_) {
+    if (slot.second >= first && slot.second <= second) ended += slot.ended;
+  }
+  const absl::Time window_start = std::max(absl::FromUnixSeconds(first), started_);
+  const double seconds = absl::ToDoubleSeconds(now - window_start);
+  return seconds > 0 ? static_cast<double>(ended) / seconds : 0;
+}
+
+void TaskMetrics::AppendPrometheusText(std::string& out) const {
+  const auto by_function = [this, &out](absl::string_view name, absl::string_view type,
+                                        absl::string_view help, auto value) {
+    AppendHeader(name, type, help, out);
+    for (const auto& [function, figures] : functions_) {
+      absl::StrAppend(&out, name, "{function=\"", EscapeLabel(function), "\"} ", value(*figures),
+                      "\n");
+    }
+  };
+  by_function("mpigate_tasks_accepted_total", "counter", "Tasks accepted, by function.",
+              [](const Function& f) { return f.accepted; });
+
+  AppendHeader("mpigate_tasks_ended_total", "counter", "Tasks ended, by function and end state.",
+               out);
+  for (const auto& [function, figures] : functions_) {
+    const std::string label = EscapeLabel(function);
+    for (const auto& [state, count] : {std::pair<const char*, uint64_t>{"succeeded", figures->succeeded},
+                                       {"failed", figures->failed},
+                                       {"cancelled", figures->cancelled}}) {
+      absl::StrAppend(&out, "mpigate_tasks_ended_total{function=\"", label, "\",state=\"", state,
+                      "\"} ", count, "\n");
+    }
+  }
+
+  AppendHeader("mpigate_tasks_rejected_total", "counter",
+               "Tasks refused at submit, by status code.", out);
+  for (const auto& [code, count] : rejected_) {
+    absl::StrAppend(&out, "mpigate_tasks_rejected_total{code=\"", absl::StatusCodeToString(code),
+                    "\"} ", count, "\n");
+  }
+
+  by_function("mpigate_task_payload_bytes_total", "counter",
+              "Bytes of task input accepted (payloads, items, shared memory), by function.",
+              [](const Function& f) { return f.payload_bytes; });
+  by_function("mpigate_task_result_bytes_total", "counter",
+              "Bytes of task results returned (results, items, shared memory), by function.",
+              [](const Function& f) { return f.result_bytes; });
+
+  AppendHeader("mpigate_task_queue_wait_seconds", "histogram",
+               "Time tasks that ran waited in the gateway's queue, by function.", out);
+  for (const auto& [function, figures] : functions_) {
+    figures->queue_wait.AppendPrometheusText("mpigate_task_queue_wait_seconds",
+                                             absl::StrCat("function=\"", EscapeLabel(function), "\""),
+                                             out);
+  }
+  AppendHeader("mpigate_task_run_seconds", "histogram",
+               "Time tasks ran on their worker (all items of a chunk), by function.", out);
+  for (const auto& [function, figures] : functions_) {
+    figures->run_time.AppendPrometheusText("mpigate_task_run_seconds",
+                                           absl::StrCat("function=\"", EscapeLabel(function), "\""),
+                                           out);
+  }
+}
+
+uint64_t PayloadBytes(const v1::TaskSpec& spec) {
+  uint64_t bytes = spec.payload().size() + spec.shared_payload().size();
+  for (const std::string& item : spec.items()) bytes += item.size();
+  return bytes;
+}
+
+uint64_t ResultBytes(const v1::TaskOutcome& outcome) {
+  uint64_t bytes = outcome.result().size() + outcome.shared_result().size();
+  for (const v1::ItemOutcome& item : outcome.items()) bytes += item.result().size();
+  return bytes;
+}
+
+}  // namespace mpigate::server

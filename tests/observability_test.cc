@@ -1,0 +1,356 @@
+// End-to-end tests of what lets people and tools watch a running service: the standard health
+// service (seen flipping from NOT_SERVING while booting, to SERVING, to NOT_SERVING while
+// draining), server reflection, Prometheus metrics scraped over HTTP and parsed, and the event
+// log with its level flag. Each against a real mpigate-server.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "client/executor.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
+#include "standard_services/health.grpc.pb.h"
+#include "standard_services/reflection.grpc.pb.h"
+#include "tests/server_process.h"
+
+namespace mpigate {
+namespace {
+
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+HealthCheckResponse::ServingStatus Check(grpc::health::v1::Health::Stub& health,
+                                         const std::string& service,
+                                         grpc::Status* status = nullptr) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  HealthCheckRequest request;
+  request.set_service(service);
+  HealthCheckResponse response;
+  const grpc::Status call = health.Check(&context, request, &response);
+  if (status != nullptr) *status = call;
+  return call.ok() ? response.status() : HealthCheckResponse::UNKNOWN;
+}
+
+TEST(HealthTest, NotServingWhileBootingThenServingThenNotServingWhileDraining) {
+  testing::ServerProcess server;
+  // The initializer holds the pool in BOOTING while the test looks at it.
+  ASSERT_TRUE(server
+                  .Start({.workers = 2,
+                          .flags = {"--initializer=sleep", "--initargs=1500"},
+                          .await_ready = false})
+                  .ok());
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials());
+  std::unique_ptr<grpc::health::v1::Health::Stub> health =
+      grpc::health::v1::Health::NewStub(channel);
+
+  EXPECT_EQ(Check(*health, ""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check(*health, "mpigate.v1.Gateway"), HealthCheckResponse::NOT_SERVING);
+  grpc::Status unknown;
+  Check(*health, "no.such.Service", &unknown);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Watch sees the pool come up, and later the drain.
+  grpc::ClientContext watch_context;
+  HealthCheckRequest whole_server;
+  std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> watch =
+      health->Watch(&watch_context, whole_server);
+  HealthCheckResponse seen;
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthCheckResponse::NOT_SERVING);
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Check(*health, "mpigate.v1.Gateway"), HealthCheckResponse::SERVING);
+
+  // A running task keeps the drain going while the test looks.
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target(), .client_name = "health test"});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  Future sleeper = (*executor)->Submit("sleep", "60000");
+  ASSERT_TRUE(sleeper.WaitStarted());
+  std::unique_ptr<v1::Gateway::Stub> gateway = v1::Gateway::NewStub(channel);
+  {
+    grpc::ClientContext context;
+    v1::StopServiceRequest request;
+    request.set_reason("health test");
+    v1::StopServiceResponse response;
+    ASSERT_TRUE(gateway->StopService(&context, request, &response).ok());
+  }
+  ASSERT_TRUE(watch->Read(&seen));
+  EXPECT_EQ(seen.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check(*health, ""), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check(*health, "mpigate.v1.Gateway"), HealthCheckResponse::NOT_SERVING);
+
+  // Let the drain end.
+  EXPECT_TRUE(sleeper.Interrupt());
+  EXPECT_TRUE(sleeper.Wait());
+  watch_context.TryCancel();
+  (*executor).reset();
+  absl::StatusOr<testing::ServerExit> exit = server.Stop(/*signal_number=*/0);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+// One request on a reflection stream, and its answer.
+grpc::reflection::v1alpha::ServerReflectionResponse Reflect(
+    grpc::reflection::v1alpha::ServerReflection::Stub& reflection,
+    const grpc::reflection::v1alpha::ServerReflectionRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = reflection.ServerReflectionInfo(&context);
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  EXPECT_TRUE(stream->Write(request));
+  EXPECT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(stream->Read(&response));
+  grpc::reflection::v1alpha::ServerReflectionResponse after_last;
+  EXPECT_FALSE(stream->Read(&after_last)) << "one answer per request";
+  EXPECT_TRUE(stream->Finish().ok());
+  return response;
+}
+
+TEST(ReflectionTest, ListsServicesAndDescribesTheGateway) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 1}).ok());
+  std::unique_ptr<grpc::reflection::v1alpha::ServerReflection::Stub> reflection =
+      grpc::reflection::v1alpha::ServerReflection::NewStub(
+          grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+
+  grpc::reflection::v1alpha::ServerReflectionRequest list;
+  list.set_list_services("*");
+  const auto listed = Reflect(*reflection, list);
+  std::vector<std::string> services;
+  for (const auto& service : listed.list_services_response().service()) {
+    services.push_back(service.name());
+  }
+  EXPECT_THAT(services, Contains("mpigate.v1.Gateway"));
+  EXPECT_THAT(services, Contains("grpc.health.v1.Health"));
+
+  grpc::reflection::v1alpha::ServerReflectionRequest describe;
+  describe.set_file_containing_symbol("mpigate.v1.Gateway");
+  const auto described = Reflect(*reflection, describe);
+  ASSERT_GT(described.file_descriptor_response().file_descriptor_proto_size(), 0)
+      << described.DebugString();
+  google::protobuf::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(described.file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.name(), "mpigate/v1/gateway.proto");
+  ASSERT_EQ(file.service_size(), 1);
+  std::vector<std::string> methods;
+  for (const auto& method : file.service(0).method()) methods.push_back(method.name());
+  EXPECT_THAT(methods, Contains("Session"));
+  EXPECT_THAT(methods, Contains("Run"));
+
+  ASSERT_TRUE(server.Stop().ok());
+}
+
+// A port nobody listens on right now, for the service to bind.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  socklen_t size = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+// The whole answer to one HTTP request to 127.0.0.1:`port`, head and body.
+std::string HttpRequest(int port, const std::string& request) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buffer[4096];
+  for (ssize_t got; (got = recv(fd, buffer, sizeof(buffer), 0)) > 0;) {
+    answer.append(buffer, static_cast<size_t>(got));
+  }
+  close(fd);
+  return answer;
+}
+
+// A scrape in the Prometheus text format, parsed: each sample's value by its name and labels as
+// written ("name{a=\"b\"}"). Fails the test on a line that is not a comment or a sample.
+std::map<std::string, double> ParseSamples(const std::string& text) {
+  std::map<std::string, double> samples;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "# HELP ") || absl::StartsWith(line, "# TYPE ")) continue;
+    const size_t space = line.rfind(' ');
+    double value = 0;
+    EXPECT_TRUE(space != absl::string_view::npos &&
+                absl::SimpleAtod(line.substr(space + 1), &value))
+        << "not a sample: " << line;
+    samples[std::string(line.substr(0, space))] = value;
+  }
+  return samples;
+}
+
+TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
+  const int port = FreePort();
+  testing::ServerProcess server;
+  ASSERT_TRUE(
+      server.Start({.workers = 2, .flags = {absl::StrCat("--metrics_listen=127.0.0.1:", port)}})
+          .ok());
+  constexpr int kEchoes = 50;
+  const std::string payload(100, 'x');
+  {
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::Connect({.endpoint = server.target(), .client_name = "metrics test"});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    std::vector<Future> echoes;
+    for (int i = 0; i < kEchoes; ++i) echoes.push_back((*executor)->Submit("echo", payload));
+    for (const Future& echo : echoes) ASSERT_TRUE(echo.Result().ok());
+    EXPECT_EQ((*executor)->Submit("fail", "on purpose").Exception().code(),
+              absl::StatusCode::kUnknown);
+    EXPECT_EQ((*executor)->Submit("no.such.function", "").Exception().code(),
+              absl::StatusCode::kNotFound);
+  }
+
+  const std::string answer = HttpRequest(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(absl::StartsWith(answer, "HTTP/1.1 200 OK\r\n")) << answer;
+  EXPECT_THAT(answer, HasSubstr("Content-Type: text/plain; version=0.0.4"));
+  const size_t body_at = answer.find("\r\n\r\n");
+  ASSERT_NE(body_at, std::string::npos);
+  const std::string body = answer.substr(body_at + 4);
+  EXPECT_THAT(body, HasSubstr("# TYPE mpigate_tasks_ended_total counter\n"));
+  EXPECT_THAT(body, HasSubstr("# TYPE mpigate_task_run_seconds histogram\n"));
+  std::map<std::string, double> samples = ParseSamples(body);
+
+  EXPECT_EQ(samples["mpigate_workers"], 2);
+  EXPECT_EQ(samples["mpigate_workers_busy"], 0);
+  EXPECT_EQ(samples["mpigate_pool_state{state=\"ready\"}"], 1);
+  EXPECT_EQ(samples["mpigate_pool_state{state=\"booting\"}"], 0);
+  EXPECT_EQ(samples["mpigate_tasks_accepted_total{function=\"echo\"}"], kEchoes);
+  EXPECT_EQ(samples["mpigate_tasks_ended_total{function=\"echo\",state=\"succeeded\"}"], kEchoes);
+  EXPECT_EQ(samples["mpigate_tasks_ended_total{function=\"echo\",state=\"failed\"}"], 0);
+  EXPECT_EQ(samples["mpigate_tasks_ended_total{function=\"fail\",state=\"failed\"}"], 1);
+  EXPECT_EQ(samples["mpigate_tasks_rejected_total{code=\"NOT_FOUND\"}"], 1);
+  EXPECT_EQ(samples["mpigate_task_payload_bytes_total{function=\"echo\"}"],
+            kEchoes * payload.size());
+  EXPECT_EQ(samples["mpigate_task_result_bytes_total{function=\"echo\"}"],
+            kEchoes * payload.size());
+  EXPECT_GT(samples["mpigate_tasks_per_second"], 0);
+  for (const char* histogram : {"mpigate_task_queue_wait_seconds", "mpigate_task_run_seconds"}) {
+    const std::string labels = "{function=\"echo\"";
+    EXPECT_EQ(samples[absl::StrCat(histogram, "_count", labels, "}")], kEchoes) << histogram;
+    EXPECT_EQ(samples[absl::StrCat(histogram, "_bucket", labels, ",le=\"+Inf\"}")], kEchoes);
+    double largest_finite = 0;
+    for (const auto& [name, value] : samples) {
+      if (!absl::StartsWith(name, absl::StrCat(histogram, "_bucket", labels))) continue;
+      if (absl::StrContains(name, "+Inf")) continue;
+      EXPECT_LE(value, kEchoes) << name;
+      largest_finite = std::max(largest_finite, value);
+    }
+    EXPECT_GT(largest_finite, 0) << histogram << ": no finite bucket holds a no-op task";
+  }
+
+  // The same rate reaches GetPoolStatus.
+  {
+    std::unique_ptr<v1::Gateway::Stub> gateway = v1::Gateway::NewStub(
+        grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::PoolStatus status;
+    ASSERT_TRUE(gateway->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
+    EXPECT_GT(status.recent_tasks_per_second(), 0);
+    EXPECT_EQ(status.tasks_succeeded(), kEchoes);
+    EXPECT_EQ(status.tasks_failed(), 1);
+  }
+
+  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "GET /other HTTP/1.1\r\n\r\n"),
+                               "HTTP/1.1 404 Not Found\r\n"));
+  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "POST /metrics HTTP/1.1\r\n\r\n"),
+                               "HTTP/1.1 405 Method Not Allowed\r\n"));
+  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "nonsense\r\n\r\n"), "HTTP/1.1 400 Bad Request"));
+  ASSERT_TRUE(server.Stop().ok());
+}
+
+TEST(LogTest, OneLinePerEventAtInfoAndRunCallsOnlyAtDebug) {
+  for (const bool debug : {false, true}) {
+    SCOPED_TRACE(debug ? "--log_level=debug" : "default level");
+    testing::ServerProcess server;
+    std::vector<std::string> flags;
+    if (debug) flags.push_back("--log_level=debug");
+    ASSERT_TRUE(server.Start({.workers = 2, .flags = flags}).ok());
+    {
+      absl::StatusOr<std::unique_ptr<Executor>> executor =
+          Executor::Connect({.endpoint = server.target(), .client_name = "log test"});
+      ASSERT_TRUE(executor.ok()) << executor.status();
+      ASSERT_TRUE((*executor)->Submit("echo", "x").Result().ok());
+    }
+    {
+      std::unique_ptr<v1::Gateway::Stub> gateway = v1::Gateway::NewStub(
+          grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+      grpc::ClientContext context;
+      v1::RunRequest run;
+      run.mutable_task()->set_function("echo");
+      v1::TaskOutcome outcome;
+      ASSERT_TRUE(gateway->Run(&context, run, &outcome).ok());
+    }
+    absl::StatusOr<testing::ServerExit> exit = server.Stop();
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    const std::string& log = exit->stderr_text;
+    EXPECT_THAT(log, HasSubstr(" INFO mpigate-server: worker 0 up on "));
+    EXPECT_THAT(log, HasSubstr(" INFO mpigate-server: worker 1 up on "));
+    EXPECT_THAT(log, HasSubstr(" INFO mpigate-server: ready: 2 workers"));
+    EXPECT_THAT(log, HasSubstr("session 1 opened by \"log test\""));
+    EXPECT_THAT(log, HasSubstr("session 1 closed"));
+    EXPECT_THAT(log, HasSubstr(" INFO mpigate-server: stopping (SIGTERM), draining"));
+    EXPECT_THAT(log, HasSubstr(" INFO mpigate-server: stopped cleanly"));
+    if (debug) {
+      EXPECT_THAT(log, HasSubstr(" DEBUG mpigate-server: Run call (session 2) ended "
+                                 "TASK_STATE_SUCCEEDED"));
+    } else {
+      EXPECT_THAT(log, Not(HasSubstr("DEBUG")));
+    }
+    // Every line is one whole event: a timestamp, a level, the program.
+    for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+      if (!absl::StartsWith(line, "20")) continue;  // Open MPI's own output, if any.
+      EXPECT_THAT(std::string(line), ::testing::MatchesRegex(
+                                         "[0-9T:.-]+Z (DEBUG|INFO|WARNING|ERROR) "
+                                         "mpigate-server: .+"));
+    }
+  }
+}
+
+TEST(LogTest, QuietAtWarningAndABadLevelIsAUsageError) {
+  {
+    testing::ServerProcess server;
+    ASSERT_TRUE(server.Start({.workers = 1, .flags = {"--log_level=warning"}}).ok());
+    absl::StatusOr<testing::ServerExit> exit = server.Stop();
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_EQ(exit->exit_code, 0);
+    EXPECT_THAT(exit->stderr_text, Not(HasSubstr(" INFO ")));
+  }
+  testing::ServerProcess server;
+  const absl::Status started = server.Start({.workers = 1, .flags = {"--log_level=loud"}});
+  ASSERT_FALSE(started.ok());
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr("a log level is debug, info, warning or error, not 'loud'"));
+}
+
+}  // namespace
+}  // namespace mpigate
