@@ -7,7 +7,8 @@
 set -euo pipefail
 
 # Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
-# Abseil with protoc and grpc_cpp_plugin; GoogleTest; Open MPI 4.1; TCMalloc for the service.
+# Abseil with protoc, grpc_cpp_plugin and grpc_python_plugin; GoogleTest; Open MPI 4.1; TCMalloc
+# for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -23,7 +24,13 @@ packages=(
   libopenmpi-dev
   openmpi-bin
   libgoogle-perftools-dev
+  python3-grpcio
+  python3-protobuf
 )
+# Node.js for the Node client example: Debian's nodejs and npm, unless a node and npm (e.g.
+# NodeSource's nodejs, which bundles npm) are already on the PATH.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 what="mpigate needs"
 case "${1:-}" in
   "") ;;
@@ -34,29 +41,50 @@ case "${1:-}" in
     ;;
   *) echo "usage: tools/setup.sh [--bench-peers]" >&2; exit 2 ;;
 esac
-missing=()
-for name in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$name")
+install_missing_debian_packages() {
+  local missing=() name
+  for name in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$name")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all ${#packages[@]} Debian packages $what are installed"
+    return
   fi
-done
-
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} Debian packages $what are installed"
-  exit 0
-fi
-
-echo "setup: installing missing Debian packages: ${missing[*]}"
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null; then
-    sudo=(sudo)
-  else
-    echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
-    exit 1
+  echo "setup: installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then
+      sudo=(sudo)
+    else
+      echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
   fi
-fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-echo "setup: done"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  echo "setup: done"
+}
+
+install_missing_debian_packages
+
+# The npm modules of the Node client example (client/node: @grpc/grpc-js, @grpc/proto-loader),
+# exactly as its package-lock.json pins them, when node_modules is missing or older than the lock
+# file. From npm's cache when it has them; no install scripts (the modules are plain JavaScript).
+install_node_client_modules() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/client/node"
+  if [ -d "$dir/node_modules" ] && [ "$dir/node_modules" -nt "$dir/package-lock.json" ]; then
+    echo "setup: the Node client's npm modules are installed"
+    return
+  fi
+  echo "setup: installing the Node client's npm modules (npm ci in client/node)"
+  (cd "$dir" && npm ci --no-audit --no-fund --prefer-offline --ignore-scripts --loglevel=error \
+    >/dev/null)
+  # npm ci may leave the directory's time older than a lock file just checked out.
+  touch "$dir/node_modules"
+}
+
+if [ -z "${1:-}" ]; then install_node_client_modules; fi

@@ -1,0 +1,253 @@
+// The Node client (client/node/mpigate.js) against a real mpigate-server with 2 workers, run with
+// node's built-in test runner by node_client_test.sh, which starts the server and passes:
+//   MPIGATE_ENDPOINT_FILE  the server's endpoint file (MPIGATE_ENDPOINT is unset)
+//   MPIGATE_NODE_CLIENT    client/node/mpigate.js in the source tree, next to its node_modules
+//   MPIGATE_PROTO_DIR      the test's runfiles' proto/
+// The server runs with --max-tasks-per-worker=1, so that a worker busy with one task holds no
+// other: the tasks queued behind two running ones are certain to be cancellable.
+//
+// The tests run one after another, in order, on one pool.
+'use strict';
+
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const {after, before, describe, test} = require('node:test');
+
+const mpigate = require(process.env.MPIGATE_NODE_CLIENT);
+
+const {Executor, MpigateError, codes} = mpigate;
+const protoDir = process.env.MPIGATE_PROTO_DIR;
+const endpointFile = process.env.MPIGATE_ENDPOINT_FILE;
+
+// Asserts that `promise` rejects with an MpigateError of `code` whose message contains `text`.
+async function assertRejects(promise, code, text = '') {
+  await assert.rejects(promise, (error) => {
+    assert.ok(error instanceof MpigateError, `not an MpigateError: ${error}`);
+    assert.equal(error.code, code, error.message);
+    assert.equal(error.codeName, Object.keys(codes).find((name) => codes[name] === code));
+    assert.ok(error.details.includes(text), `"${error.details}" does not contain "${text}"`);
+    return true;
+  });
+}
+
+// Asks for the pool's status until `done` holds for it (as tests/server_process.cc's
+// AwaitPoolStatus): each answer is a round trip to the scheduler, no sleep in between.
+async function awaitPoolStatus(executor, done, attempts = 100000) {
+  for (let attempt = 0; attempt < attempts; ++attempt) {
+    if (done(await executor.status())) return;
+  }
+  assert.fail('the pool status never showed what the test waited for');
+}
+
+describe('the Node client against a real pool', () => {
+  let ex;
+
+  before(async () => {
+    ex = await Executor.connect(undefined, {clientName: 'node_client_test main', protoDir});
+  });
+
+  after(async () => {
+    // A test that failed before the last one: still leave no session behind.
+    if (ex) await ex.shutdown({cancelFutures: true});
+  });
+
+  test(
+      'the endpoint comes from the argument, then $MPIGATE_ENDPOINT, then the endpoint file',
+      () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpigate-node-endpoint-'));
+        try {
+          const file = path.join(dir, 'endpoint');
+          fs.writeFileSync(file, 'unix:/from/the/file.sock\n');
+          fs.mkdirSync(path.join(dir, 'run'));
+          fs.writeFileSync(path.join(dir, 'run', 'endpoint'), 'unix:/from/the/run/dir.sock\n');
+          const env = {MPIGATE_ENDPOINT: 'unix:/from/env.sock', MPIGATE_ENDPOINT_FILE: file};
+          assert.equal(mpigate.resolveEndpoint('unix:/explicit.sock', env), 'unix:/explicit.sock');
+          assert.equal(mpigate.resolveEndpoint(undefined, env), 'unix:/from/env.sock');
+          assert.equal(
+              mpigate.resolveEndpoint('', {MPIGATE_ENDPOINT_FILE: file}),
+              'unix:/from/the/file.sock');
+          assert.equal(
+              mpigate.resolveEndpoint(undefined, {MPIGATE_RUN_DIR: path.join(dir, 'run')}),
+              'unix:/from/the/run/dir.sock');
+          assert.equal(mpigate.defaultRunDir({}), `/tmp/mpigate-${os.userInfo().uid}`);
+          assert.throws(
+              () => mpigate.resolveEndpoint(
+                  undefined, {MPIGATE_ENDPOINT_FILE: path.join(dir, 'none')}),
+              (error) => error.code === codes.NOT_FOUND &&
+                  /no endpoint file at .*none\b/.test(error.message) &&
+                  error.message.includes('MPIGATE_ENDPOINT'));
+          fs.writeFileSync(file, '\n');
+          assert.throws(
+              () => mpigate.resolveEndpoint(undefined, {MPIGATE_ENDPOINT_FILE: file}),
+              (error) => error.code === codes.NOT_FOUND && error.message.includes('is empty'));
+        } finally {
+          fs.rmSync(dir, {recursive: true, force: true});
+        }
+      });
+
+  test('connect() finds the pool through $MPIGATE_ENDPOINT_FILE and opens a session', () => {
+    assert.equal(ex.endpoint, fs.readFileSync(endpointFile, 'utf8').trim());
+    assert.match(ex.endpoint, /^unix:\/.*\/s\.sock$/);
+    assert.ok(ex.sessionId > 0);
+    assert.equal(ex.workers, 2);
+    assert.equal(ex.poolState, 'POOL_STATE_READY');
+  });
+
+  test('submit() carries bytes both ways through echo', async () => {
+    const everyByte = Buffer.from(Array.from({length: 256}, (_, i) => i));
+    const large = crypto.randomBytes(1 << 20);
+    const [bytes, empty, text, big] = await Promise.all([
+      ex.submit('echo', everyByte),
+      ex.submit('echo', Buffer.alloc(0)),
+      ex.submit('echo', 'héllo'),
+      ex.submit('echo', large),
+    ]);
+    assert.ok(Buffer.isBuffer(bytes));
+    assert.deepEqual(bytes, everyByte);
+    assert.equal(empty.length, 0);
+    assert.equal(text.toString('utf8'), 'héllo');
+    assert.ok(big.equals(large), 'the 1 MiB echo differs');
+  });
+
+  test('map() with a chunksize sends one task per chunk and keeps input order', async () => {
+    const items = Array.from({length: 100}, (_, i) => `item ${i}`);
+    const before = await ex.status();
+    const results = await ex.map('echo', items, {chunksize: 7});
+    const afterwards = await ex.status();
+    assert.deepEqual(results.map(String), items);
+    // 100 items in chunks of 7: 15 tasks, the last of 2 items.
+    assert.equal(afterwards.tasksSucceeded - before.tasksSucceeded, 15);
+    assert.deepEqual(await ex.map('echo', []), []);
+    assert.deepEqual((await ex.map('echo', ['a', 'b', 'c'])).map(String), ['a', 'b', 'c']);
+    await assertRejects(ex.map('echo', items, {chunksize: 0}), codes.INVALID_ARGUMENT, 'chunksize');
+  });
+
+  test('an unknown function is rejected with NOT_FOUND', async () => {
+    await assertRejects(
+        ex.submit('no_such_function', 'x'), codes.NOT_FOUND, '\'no_such_function\'');
+    await assertRejects(
+        ex.map('no_such_function', ['x', 'y'], {chunksize: 1}), codes.NOT_FOUND,
+        'no_such_function');
+    // The session goes on.
+    assert.equal(String(await ex.submit('echo', 'still here')), 'still here');
+  });
+
+  test('a built-in that fails carries its code and message back', async () => {
+    const failed = ex.submit('fail', 'it went wrong on purpose');
+    await assertRejects(failed, codes.UNKNOWN, 'it went wrong on purpose');
+    await failed.catch((error) => assert.ok(error.taskId > 0));
+    await assertRejects(
+        ex.submit('getenv', 'MPIGATE_NODE_TEST_UNSET_VARIABLE'), codes.NOT_FOUND,
+        'MPIGATE_NODE_TEST_UNSET_VARIABLE');
+    assert.ok((await ex.submit('getenv', 'PATH')).length > 0, 'the workers have no PATH');
+    // The first failed item of a map, in input order, rejects the map and says which it was.
+    const map = ex.map('fail', ['first', 'second', 'third'], {chunksize: 2});
+    await assertRejects(map, codes.UNKNOWN, 'first');
+    await map.catch((error) => assert.equal(error.itemIndex, 0));
+    const mixed = ex.map(
+        'getenv', ['PATH', 'PATH', 'PATH', 'MPIGATE_NODE_TEST_UNSET_VARIABLE'], {chunksize: 2});
+    await assertRejects(mixed, codes.NOT_FOUND, 'MPIGATE_NODE_TEST_UNSET_VARIABLE');
+    await mixed.catch((error) => assert.equal(error.itemIndex, 3));
+  });
+
+  test('run() goes through the unary Run call', async () => {
+    assert.equal(String(await ex.run('echo', 'one call')), 'one call');
+    await assertRejects(ex.run('fail', 'unary failure'), codes.UNKNOWN, 'unary failure');
+    await assertRejects(ex.run('no_such_function', ''), codes.NOT_FOUND, 'no_such_function');
+    // And on a connection of its own, found through the endpoint file.
+    assert.equal(
+        String(await mpigate.run('echo', Buffer.from('standalone'), {protoDir})), 'standalone');
+  });
+
+  test('status() is the pool status of GetPoolStatus', async () => {
+    const status = await ex.status();
+    assert.equal(status.workers, 2);
+    assert.equal(status.state, 'POOL_STATE_READY');
+    assert.equal(status.draining, false);
+    assert.ok(status.uptimeMs > 0);
+    assert.ok(status.tasksSucceeded >= 15);
+    assert.ok(status.tasksFailed >= 2);
+    const names = status.functions.map((f) => f.name);
+    for (const name of ['echo', 'fail', 'getenv', 'sleep', 'spin']) {
+      assert.ok(names.includes(name), name);
+    }
+    const ours = status.sessionList.find((session) => session.sessionId === ex.sessionId);
+    assert.ok(ours, 'our session is not in the status');
+    assert.equal(ours.clientName, 'node_client_test main');
+    assert.deepEqual((await ex.listFunctions()).map((f) => f.name), names);
+    assert.equal((await mpigate.status({protoDir})).workers, 2);
+  });
+
+  test('concurrent submits from one executor and from two', async () => {
+    const other =
+        await Executor.connect(undefined, {clientName: 'node_client_test other', protoDir});
+    try {
+      assert.notEqual(other.sessionId, ex.sessionId);
+      const count = 500;
+      const mine = Array.from({length: count}, (_, i) => ex.submit('echo', `mine ${i}`));
+      const theirs = Array.from({length: count}, (_, i) => other.submit('echo', `theirs ${i}`));
+      const maps =
+          [ex.map('echo', ['m0', 'm1', 'm2'], {chunksize: 2}), other.map('echo', ['t0', 't1'])];
+      const [a, b, c] =
+          await Promise.all([Promise.all(mine), Promise.all(theirs), Promise.all(maps)]);
+      a.forEach((result, i) => assert.equal(String(result), `mine ${i}`));
+      b.forEach((result, i) => assert.equal(String(result), `theirs ${i}`));
+      assert.deepEqual(c.map((results) => results.map(String)), [['m0', 'm1', 'm2'], ['t0', 't1']]);
+    } finally {
+      await other.shutdown();
+    }
+  });
+
+  test(
+      'shutdown({cancelFutures}) cancels queued tasks; cancel() interrupts running ones',
+      async () => {
+        const session =
+            await Executor.connect(undefined, {clientName: 'node_client_test cancel', protoDir});
+        // Both workers busy for a minute each, one task apiece (--max-tasks-per-worker=1)...
+        const sleeps = [session.submit('sleep', '60000'), session.submit('sleep', '60000')];
+        sleeps.forEach((sleep) => sleep.catch(() => {}));
+        await awaitPoolStatus(session, (status) => status.busyWorkers === 2);
+        // ...so these wait in the queue, until the shutdown cancels them.
+        const queued =
+            [session.submit('echo', 'q0'), session.map('echo', ['q1', 'q2'], {chunksize: 2})];
+        queued.forEach((task) => task.catch(() => {}));
+        const shutdown = session.shutdown({cancelFutures: true});
+        for (const task of queued) await assertRejects(task, codes.CANCELLED);
+        // Running tasks are not cancelled by a shutdown; interrupting makes `sleep` end CANCELLED.
+        for (const sleep of sleeps) {
+          assert.deepEqual(
+              await session.cancel(sleep, {interruptRunning: true}),
+              {cancelled: false, interrupted: true});
+        }
+        for (const sleep of sleeps) await assertRejects(sleep, codes.CANCELLED);
+        await shutdown;
+        await assertRejects(
+            session.submit('echo', 'late'), codes.FAILED_PRECONDITION, 'after shutdown');
+      });
+
+  test(
+      'shutdown() waits for every task, is safe to repeat, and refuses later submits', async () => {
+        const settled = [];
+        const tasks =
+            Array.from({length: 20}, (_, i) => ex.submit('echo', `last ${i}`).then((result) => {
+              settled.push(String(result));
+            }));
+        await ex.shutdown();
+        assert.equal(settled.length, 20, 'shutdown() resolved before every task had its outcome');
+        await Promise.all(tasks);
+        await ex.shutdown();
+        await ex.shutdown({cancelFutures: true});
+        await assertRejects(ex.submit('echo', 'late'), codes.FAILED_PRECONDITION, 'after shutdown');
+        await assertRejects(ex.map('echo', ['late']), codes.FAILED_PRECONDITION, 'after shutdown');
+        // The connection is closed: unary calls go through the module's own.
+        await assertRejects(ex.status(), codes.FAILED_PRECONDITION, 'module\'s run(), status()');
+        // The session is gone from the service; the service goes on.
+        assert.equal(String(await mpigate.run('echo', 'after', {protoDir})), 'after');
+        const status = await mpigate.status({protoDir});
+        assert.equal(
+            status.sessionList.find((session) => session.sessionId === ex.sessionId), undefined);
+      });
+});
