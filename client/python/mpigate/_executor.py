@@ -1,0 +1,192 @@
+"""mpigate.Executor: submit tasks to a running mpigate service, with concurrent.futures semantics.
+
+    with mpigate.Executor() as executor:           # finds the service as the C++ client does
+        future = executor.submit("echo", b"hello")  # a concurrent.futures.Future
+        future.result()                             # b"hello"
+        for result in executor.map("echo", [b"a", b"b"], chunksize=64):
+            ...
+
+Functions are named (registered on the workers: built-ins such as echo and sleep, or a task
+library's); payloads and results are bytes. One Executor is one session of the service over one
+gRPC stream; executors in one process or many share the pool fairly.
+
+Thread-safety: every method may be called from any thread, and any number of threads may submit
+through one Executor at once: their submissions are batched onto the stream. Futures complete, and
+their done callbacks run, on the executor's reader thread; callbacks must not block, and must not
+call shutdown(wait=True).
+
+Use an Executor as a context manager, or call shutdown(): one dropped without it leaves its
+session to the service, which cancels the session's queued tasks once its resume grace period
+(mpigate-server --resume_grace_s) has passed.
+"""
+
+import concurrent.futures
+import math
+import time
+
+from mpigate import _endpoint
+from mpigate import _session
+from mpigate.v1 import task_pb2
+
+# The largest message this client sends or accepts, as the C++ client's default; the service's own
+# limit (mpigate-server --max-message-mb) also applies.
+_MAX_MESSAGE_BYTES = 512 << 20
+
+_OPTIONS = ("queue_timeout", "run_timeout", "max_retries", "gang_size", "payload_type")
+
+
+class Executor(concurrent.futures.Executor):
+    """A session of an mpigate service; see the module docstring.
+
+    Args:
+      endpoint: a gRPC target such as "unix:/tmp/mpigate-0/gateway.sock" or "node12:50051".
+        None: $MPIGATE_ENDPOINT, else the endpoint file ($MPIGATE_ENDPOINT_FILE, else
+        $MPIGATE_RUN_DIR/endpoint, else /tmp/mpigate-<uid>/endpoint).
+      max_inflight: the most tasks of this executor that may be unfinished at once; submit() and
+        map() block until there is room (except in a done callback). None: no limit.
+      client_name: a label for the session in the service's status output.
+      connect_timeout: seconds to wait for the service to answer.
+      max_message_bytes: the largest message sent or accepted; a task above it fails alone with
+        RESOURCE_EXHAUSTED.
+
+    Raises ConnectionError if no endpoint is known or the service does not answer in time.
+    """
+
+    def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
+                 max_message_bytes=_MAX_MESSAGE_BYTES):
+        if max_inflight is not None and max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1, or None")
+        self._session = _session.Session(_endpoint.resolve_endpoint(endpoint), client_name,
+                                         connect_timeout, max_message_bytes, max_inflight)
+
+    @property
+    def endpoint(self):
+        """The gRPC target of the service."""
+        return self._session.target
+
+    @property
+    def num_workers(self):
+        """The number of workers in the pool (as mpi4py's MPIPoolExecutor.num_workers)."""
+        return self._session.workers
+
+    @property
+    def pool_state(self):
+        """The pool's state as the service last said: "BOOTING", "READY", "BROKEN" or
+        "DRAINING"."""
+        return self._session.pool_state
+
+    def bootup(self, wait=True):
+        """Waits (with `wait`) until the pool has booted and returns self, as mpi4py's bootup.
+
+        Raises BrokenExecutor if a worker initializer failed, RuntimeError if the service drains
+        or after shutdown, ConnectionLost if the session's stream broke.
+        """
+        self._session.bootup(wait)
+        return self
+
+    def submit(self, function, payload=b"", /, **options):
+        """Submits `function(payload)`; returns an mpigate.Future (a concurrent.futures.Future)
+        whose result is the function's result bytes. Never waits on the network.
+
+        Options: queue_timeout and run_timeout (seconds: fail with DEADLINE_EXCEEDED if no worker
+        took the task in time, or if it runs longer), max_retries (runs after its process dies
+        under it), gang_size (for gang functions), payload_type (the full name of the Protobuf
+        message in the payload, checked against the function's).
+
+        The future fails with TaskError (the function's error, or a rejection such as NOT_FOUND
+        for an unknown function), BrokenExecutor, or ConnectionLost. Raises RuntimeError after
+        shutdown, and BrokenExecutor or ConnectionLost when the executor can take no task.
+        """
+        spec = _task_spec(function, options)
+        spec.payload = _as_bytes(payload)
+        return self._session.submit_many([spec])[0]
+
+    def map(self, function, iterable, *, timeout=None, chunksize=1, unordered=False, **options):
+        """Runs `function` on every payload of `iterable`; returns an iterator of result bytes.
+
+        As in concurrent.futures, every payload is submitted at once, and the iterator raises
+        TimeoutError if a result is not there `timeout` seconds after this call, and raises an
+        item's error at its position; either way the chunks not yet started are then cancelled,
+        as they are when the iterator is closed or dropped. As in mpi4py.futures, `chunksize`
+        payloads travel in one task (TaskSpec.items) and the worker runs the function on each, and
+        with `unordered` results come as chunks complete (a chunk's items in order) rather than in
+        input order. Options as for submit(), for each chunk.
+        """
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1")
+        end_time = None if timeout is None else time.monotonic() + timeout
+        payloads = [_as_bytes(payload) for payload in iterable]
+        specs = []
+        for first in range(0, len(payloads), chunksize):
+            spec = _task_spec(function, options)
+            spec.items.extend(payloads[first:first + chunksize])
+            specs.append(spec)
+        futures = self._session.submit_many(specs, chunk=True)
+        return _map_results(self._session, futures, end_time, unordered)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Stops accepting tasks: later submits raise RuntimeError. With `cancel_futures`, the
+        tasks still queued are cancelled by the time this returns (their futures CANCELLED); with
+        `wait`, returns once every task has ended and the session is closed. Safe to call twice."""
+        self._session.shutdown(wait, cancel_futures)
+
+
+def _task_spec(function, options):
+    """A TaskSpec for `function` with `options` (submit's keywords) applied."""
+    if not isinstance(function, str):
+        raise TypeError(f"function must be a registered function's name (str), not "
+                        f"{type(function).__name__}")
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(_OPTIONS)}")
+    spec = task_pb2.TaskSpec(function=function, payload_type=options.get("payload_type") or "")
+    if options.get("queue_timeout") is not None:
+        spec.options.queue_timeout_ms = _milliseconds(options["queue_timeout"])
+    if options.get("run_timeout") is not None:
+        spec.options.run_timeout_ms = _milliseconds(options["run_timeout"])
+    if options.get("max_retries"):
+        spec.options.max_retries = options["max_retries"]
+    if options.get("gang_size"):
+        spec.options.gang_size = options["gang_size"]
+    return spec
+
+
+def _milliseconds(seconds):
+    """Whole milliseconds, rounded up; 0 on the wire means no limit, so at least 1."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _as_bytes(payload):
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError(f"payloads are bytes, not {type(payload).__name__} (encode it first)")
+
+
+def _map_results(session, futures, end_time, unordered):
+    """The results of map's chunk futures, item by item; cancels the chunks left when it ends."""
+    # The chunks whose results are still to come: a set when they come as they complete, else a
+    # stack in input order.
+    waiting = set(futures) if unordered else futures[::-1]
+    try:
+        if unordered:
+            for future in concurrent.futures.as_completed(futures, _remaining(end_time)):
+                waiting.remove(future)
+                yield from _items(future.result())
+        else:
+            while waiting:
+                items = waiting[-1].result(_remaining(end_time))
+                waiting.pop()
+                yield from _items(items)
+    finally:
+        session.cancel([future.task_id for future in waiting if not future.done()], wait=False)
+
+
+def _remaining(end_time):
+    return None if end_time is None else end_time - time.monotonic()
+
+
+def _items(results):
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        yield result

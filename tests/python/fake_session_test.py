@@ -1,0 +1,277 @@
+"""The Python client's side of the Session protocol, against a fake Gateway the test drives
+(fake_gateway.py): what goes on the wire (one SubmitTasks for a burst, chunks as TaskSpec.items,
+acknowledgements, cancels), ordering of map results whatever order outcomes come in, cancel
+answers, rejections, a broken pool and a broken stream; and endpoint resolution. No MPI, no server
+process: every outcome arrives when the test sends it.
+"""
+
+import concurrent.futures
+import faulthandler
+import os
+import shutil
+import signal
+import tempfile
+import unittest
+from unittest import mock
+
+import grpc
+
+import fake_gateway as fake
+import mpigate
+from mpigate import _endpoint
+from mpigate.v1 import gateway_pb2
+from mpigate.v1 import task_pb2
+
+PATIENCE_S = 30
+
+
+class FakeSessionTest(unittest.TestCase):
+
+    def start(self, pool_state=gateway_pb2.POOL_STATE_READY, **executor_options):
+        """A fake service and an executor of it. After the test the fake stops first, which
+        breaks the stream of a session the test left open, and the executor's shutdown then
+        returns at once."""
+        gateway = fake.FakeGateway(pool_state=pool_state)
+        executor = mpigate.Executor(gateway.target, client_name=self.id(), **executor_options)
+        self.addCleanup(executor.shutdown, wait=True)
+        self.addCleanup(gateway.close)
+        return gateway, executor
+
+    def test_a_map_is_one_submit_of_chunks_and_yields_in_input_order(self):
+        gateway, executor = self.start()
+        inputs = [bytes([ord("a") + i]) for i in range(7)]
+        results = executor.map("upper", inputs, chunksize=3)
+
+        [submit] = gateway.await_requests("submit")
+        self.assertEqual([list(task.items) for task in submit.tasks],
+                         [inputs[0:3], inputs[3:6], inputs[6:7]])
+        self.assertEqual({task.function for task in submit.tasks}, {"upper"})
+        ids = [task.task_id for task in submit.tasks]
+        self.assertEqual(len(set(ids)), 3)
+        # Outcomes in reverse order, each in its own message.
+        for task in reversed(submit.tasks):
+            gateway.send(fake.updates(started=[task.task_id]),
+                         fake.updates(outcomes=[fake.succeeded(
+                             task.task_id, items=[item.upper() for item in task.items])]))
+        self.assertEqual(list(results), [item.upper() for item in inputs])
+        # Every outcome handled is acknowledged.
+        gateway.await_requests("ack", until=lambda acks: {i for a in acks for i in a.task_ids}
+                               == set(ids))
+
+    def test_an_unordered_map_yields_chunks_as_they_complete(self):
+        gateway, executor = self.start()
+        inputs = [bytes([ord("a") + i]) for i in range(7)]
+        results = executor.map("upper", inputs, chunksize=3, unordered=True)
+        [submit] = gateway.await_requests("submit")
+        tasks = {task.task_id: task for task in submit.tasks}
+        first, middle, last = sorted(tasks)
+        # Each outcome is sent only once the previous chunk's results have been read, so the
+        # order of completion is the test's.
+        for task_id in (last, first, middle):
+            task = tasks[task_id]
+            gateway.send(fake.updates(outcomes=[fake.succeeded(
+                task_id, items=[item.upper() for item in task.items])]))
+            self.assertEqual([next(results) for _ in task.items],
+                             [item.upper() for item in task.items])
+        with self.assertRaises(StopIteration):
+            next(results)
+
+    def test_submits_from_a_burst_share_messages(self):
+        gateway, executor = self.start()
+        # A map queues its chunks at once: the writer takes them all in one message.
+        executor.map("echo", [b"x"] * 100)
+        [submit] = gateway.await_requests("submit")
+        self.assertEqual(len(submit.tasks), 100)
+        self.assertEqual([task.task_id for task in submit.tasks],
+                         sorted(task.task_id for task in submit.tasks))
+
+    def test_submit_options_reach_the_task_spec(self):
+        gateway, executor = self.start()
+        executor.submit("fn", b"payload", queue_timeout=0.0001, run_timeout=2.5, max_retries=3,
+                        gang_size=2, payload_type="pkg.Request")
+        [submit] = gateway.await_requests("submit")
+        [task] = submit.tasks
+        self.assertEqual(task.payload, b"payload")
+        self.assertEqual(task.payload_type, "pkg.Request")
+        self.assertEqual(task.options.queue_timeout_ms, 1)  # Rounded up: 0 would be no limit.
+        self.assertEqual(task.options.run_timeout_ms, 2500)
+        self.assertEqual(task.options.max_retries, 3)
+        self.assertEqual(task.options.gang_size, 2)
+
+    def test_cancel_reports_what_the_service_answered(self):
+        gateway, executor = self.start()
+        future = executor.submit("echo", b"x")
+        [submit] = gateway.await_requests("submit")
+        task_id = submit.tasks[0].task_id
+        with concurrent.futures.ThreadPoolExecutor(1) as canceller:
+            # The service says the task has started: cancel() is False, the future pending.
+            refused = canceller.submit(future.cancel)
+            [cancel] = gateway.await_requests("cancel")
+            self.assertEqual(list(cancel.task_ids), [task_id])
+            self.assertFalse(refused.done(), "cancel() waits for the service's answer")
+            gateway.send(fake.cancel_results((task_id, False)))
+            self.assertFalse(refused.result(PATIENCE_S))
+            self.assertFalse(future.done())
+            # Asked again, the service cancels it.
+            accepted = canceller.submit(future.cancel)
+            gateway.await_requests("cancel", count=2)
+            gateway.send(fake.cancel_results((task_id, True)))
+            self.assertTrue(accepted.result(PATIENCE_S))
+        self.assertTrue(future.cancelled())
+        # The CANCELLED outcome that follows finds the future done, and is acknowledged.
+        gateway.send(fake.updates(outcomes=[fake.cancelled(task_id)]))
+        gateway.await_requests("ack", until=lambda acks: any(task_id in a.task_ids for a in acks))
+        self.assertTrue(future.cancelled())
+
+    def test_shutdown_cancel_futures_waits_for_the_cancel_answer(self):
+        gateway, executor = self.start()
+        futures = [executor.submit("echo", b"x") for _ in range(3)]
+        gateway.await_requests("submit", until=lambda s: sum(len(m.tasks) for m in s) == 3)
+        with concurrent.futures.ThreadPoolExecutor(1) as stopper:
+            stopping = stopper.submit(executor.shutdown, wait=False, cancel_futures=True)
+            [cancel] = gateway.await_requests("cancel")
+            self.assertCountEqual(cancel.task_ids, [f.task_id for f in futures])
+            # The first had started; the others were cancelled.
+            gateway.send(fake.updates(started=[futures[0].task_id]),
+                         fake.cancel_results((futures[0].task_id, False),
+                                             (futures[1].task_id, True),
+                                             (futures[2].task_id, True)))
+            stopping.result(PATIENCE_S)
+        self.assertEqual([f.cancelled() for f in futures], [False, True, True])
+        self.assertTrue(futures[0].running())
+        with self.assertRaises(RuntimeError):
+            executor.submit("echo", b"after shutdown")
+        gateway.await_requests("shutdown")
+        gateway.send(fake.updates(outcomes=[fake.succeeded(futures[0].task_id, b"done")]),
+                     fake.closed())
+        gateway.end()
+        executor.shutdown(wait=True)
+        self.assertEqual(futures[0].result(), b"done")
+
+    def test_task_errors_carry_code_message_and_exception_type(self):
+        gateway, executor = self.start()
+        unknown = executor.submit("nope", b"")
+        thrown = executor.submit("word_count", b"\xff")
+        [submit] = gateway.await_requests("submit")
+        unknown_id, thrown_id = (task.task_id for task in submit.tasks)
+        gateway.send(fake.rejected(unknown_id, grpc.StatusCode.NOT_FOUND, "no function 'nope'"))
+        outcome = fake.succeeded(thrown_id)
+        outcome.state = task_pb2.TASK_STATE_FAILED
+        outcome.error.code = grpc.StatusCode.UNKNOWN.value[0]
+        outcome.error.message = "not UTF-8"
+        outcome.error.exception_type = "std::invalid_argument"
+        gateway.send(fake.updates(outcomes=[outcome]))
+
+        error = unknown.exception(PATIENCE_S)
+        self.assertIsInstance(error, mpigate.TaskError)
+        self.assertEqual((error.code, error.message), (grpc.StatusCode.NOT_FOUND,
+                                                       "no function 'nope'"))
+        error = thrown.exception(PATIENCE_S)
+        self.assertEqual(error.code, grpc.StatusCode.UNKNOWN)
+        self.assertEqual(error.exception_type, "std::invalid_argument")
+        self.assertEqual(str(error), "UNKNOWN: std::invalid_argument: not UTF-8")
+
+    def test_a_broken_pool_raises_broken_executor(self):
+        gateway, executor = self.start(pool_state=gateway_pb2.POOL_STATE_BOOTING)
+        self.assertEqual(executor.pool_state, "BOOTING")
+        queued = executor.submit("echo", b"queued while booting")
+        [submit] = gateway.await_requests("submit")
+        gateway.send(fake.rejected(submit.tasks[0].task_id, grpc.StatusCode.FAILED_PRECONDITION,
+                                   "BrokenExecutor: initializer 'init' failed: no database"))
+        self.assertIsInstance(queued.exception(PATIENCE_S), mpigate.BrokenExecutor)
+        gateway.send(fake.pool(gateway_pb2.POOL_STATE_BROKEN, "initializer 'init' failed"))
+        with self.assertRaises(concurrent.futures.BrokenExecutor) as raised:
+            executor.bootup(wait=True)  # Returns once the pool is no longer booting.
+        self.assertIn("initializer 'init' failed", str(raised.exception))
+        with self.assertRaises(mpigate.BrokenExecutor):
+            executor.submit("echo", b"x")
+
+    def test_a_broken_stream_fails_what_is_pending_and_never_hangs(self):
+        gateway, executor = self.start()
+        futures = [executor.submit("echo", b"x") for _ in range(2)]
+        gateway.await_requests("submit", until=lambda s: sum(len(m.tasks) for m in s) == 2)
+        with concurrent.futures.ThreadPoolExecutor(1) as canceller:
+            cancelling = canceller.submit(futures[1].cancel)
+            gateway.await_requests("cancel")
+            gateway.end(grpc.StatusCode.UNAVAILABLE, "the fake went away")
+            # The cancel waiter is released: nothing was cancelled.
+            self.assertFalse(cancelling.result(PATIENCE_S))
+        for future in futures:
+            error = future.exception(PATIENCE_S)
+            self.assertIsInstance(error, mpigate.ConnectionLost)
+            self.assertIsInstance(error, ConnectionError)
+            self.assertIn("the fake went away", str(error))
+        with self.assertRaises(mpigate.ConnectionLost):
+            executor.submit("echo", b"after the loss")
+        executor.shutdown(wait=True)
+
+    def test_a_task_above_the_message_limit_fails_alone(self):
+        gateway, executor = self.start(max_message_bytes=4096)
+        too_large = executor.submit("echo", b"x" * 8192)
+        error = too_large.exception(0)
+        self.assertEqual(error.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        small = executor.submit("echo", b"small")
+        [submit] = gateway.await_requests("submit")
+        self.assertEqual([task.payload for task in submit.tasks], [b"small"])
+        self.assertFalse(small.done())
+
+    def test_a_service_that_does_not_answer_open_fails_the_connect(self):
+        gateway = fake.FakeGateway(answer_open=False)
+        self.addCleanup(gateway.close)
+        with self.assertRaises(ConnectionError) as raised:
+            mpigate.Executor(gateway.target, connect_timeout=0.5)
+        self.assertIn("did not open a session: no answer to `open` within 0.5 s",
+                      str(raised.exception))
+
+    def test_no_service_at_the_endpoint_fails_the_connect(self):
+        with tempfile.TemporaryDirectory(dir="/tmp") as directory:
+            with self.assertRaises(ConnectionError) as raised:
+                mpigate.Executor(f"unix:{directory}/nothing.sock", connect_timeout=0.2)
+        self.assertIn("did not answer", str(raised.exception))
+
+
+class ResolveEndpointTest(unittest.TestCase):
+    """The endpoint is found as common/endpoint.h says."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.dir)
+        environment = mock.patch.dict(os.environ, {
+            "MPIGATE_ENDPOINT": "", "MPIGATE_ENDPOINT_FILE": "", "MPIGATE_RUN_DIR": self.dir})
+        environment.start()
+        self.addCleanup(environment.stop)
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+        return path
+
+    def test_explicit_then_environment_then_endpoint_file(self):
+        self.write("endpoint", "unix:/run/dir.sock\n")
+        self.assertEqual(mpigate.resolve_endpoint(), "unix:/run/dir.sock")
+        os.environ["MPIGATE_ENDPOINT_FILE"] = self.write("other", "  node1:50051 \n")
+        self.assertEqual(mpigate.resolve_endpoint(), "node1:50051")
+        os.environ["MPIGATE_ENDPOINT"] = "node2:50051"
+        self.assertEqual(mpigate.resolve_endpoint(), "node2:50051")
+        self.assertEqual(mpigate.resolve_endpoint("node3:50051"), "node3:50051")
+
+    def test_default_run_dir_is_per_user(self):
+        del os.environ["MPIGATE_RUN_DIR"]
+        self.assertEqual(_endpoint.default_endpoint_file(), f"/tmp/mpigate-{os.getuid()}/endpoint")
+
+    def test_a_missing_or_empty_endpoint_file_says_what_to_do(self):
+        with self.assertRaises(ConnectionError) as raised:
+            mpigate.resolve_endpoint()
+        self.assertIn(f"no endpoint file at {self.dir}/endpoint", str(raised.exception))
+        self.assertIn("MPIGATE_ENDPOINT", str(raised.exception))
+        self.write("endpoint", "\n")
+        with self.assertRaises(ConnectionError) as raised:
+            mpigate.resolve_endpoint()
+        self.assertIn("is empty", str(raised.exception))
+
+
+if __name__ == "__main__":
+    # On Bazel's timeout (SIGTERM), every thread's stack shows where the test hung.
+    faulthandler.register(signal.SIGTERM, chain=True)
+    unittest.main(verbosity=2)
