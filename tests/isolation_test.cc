@@ -259,6 +259,15 @@ TEST(IsolationLifecycleTest, NoRunnerOutlivesTheServer) {
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+  // The loss is an event of the service's log, with how the process died.
+  const std::string& log = exit->stderr_text;
+  const size_t lost = log.find(" lost the process running task 1 of session ");
+  ASSERT_NE(lost, std::string::npos) << log;
+  const size_t line_start = log.rfind('\n', lost) + 1;  // 0 when it is the first line.
+  EXPECT_THAT(log.substr(line_start, log.find('\n', lost) - line_start),
+              ::testing::MatchesRegex(".* WARNING mpigate-server: worker [01] lost the process "
+                                      "running task 1 of session [0-9]+ \\(attempt 1\\): "
+                                      ".*SIGSEGV.*"));
   for (const pid_t runner : runners) {
     EXPECT_TRUE(kill(runner, 0) != 0 && errno == ESRCH) << "runner " << runner << " is left";
   }
