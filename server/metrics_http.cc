@@ -61,9 +61,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   }
   int port = 0;
   if (!absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535 || host.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--metrics_listen takes PORT or HOST:PORT (e.g. 9464 or 0.0.0.0:9464), not '", listen,
-        "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics_listen takes PORT or HOST:PORT (e.g. 9464 or 0.0.0.0:9464), not '",
+                     listen, "'"));
   }
   addrinfo hints = {};
   hints.ai_family = AF_UNSPEC;
@@ -90,9 +90,9 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_size) != 0) {
     return Errno("metrics getsockname");
   }
-  const int bound_port = ntohs(bound.ss_family == AF_INET6
-                                   ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  const int bound_port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   const int stop_fd = eventfd(0, EFD_CLOEXEC);
   if (stop_fd < 0) return Errno("metrics eventfd");
   std::move(close_fd).Cancel();
@@ -164,9 +164,8 @@ void MetricsHttpServer::Answer(int connection) {
   const absl::string_view method = request_line[0];
   const absl::string_view path = request_line[1].substr(0, request_line[1].find('?'));
   if (path != "/metrics") {
-    SendAll(connection,
-            Response("404 Not Found", "text/plain", "mpigate serves its metrics at /metrics\n",
-                     method != "HEAD"));
+    SendAll(connection, Response("404 Not Found", "text/plain",
+                                 "mpigate serves its metrics at /metrics\n", method != "HEAD"));
     return;
   }
   if (method != "GET" && method != "HEAD") {

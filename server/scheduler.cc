@@ -1134,8 +1134,7 @@ void Scheduler::Complete(absl::Span<WorkerResult> results) {
   Notify(notifications);
 }
 
-void Scheduler::CompleteLocked(int worker, wire::ResultFrame result,
-                               Notifications& notifications) {
+void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, Notifications& notifications) {
   if (worker < 0 || worker >= workers_) return;
   Worker& state = worker_state_[static_cast<size_t>(worker)];
   // Normally the first it holds; one interrupted while in its backlog may end before.
@@ -1160,8 +1159,8 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result,
                      !task.interrupted && pool_state_ != v1::POOL_STATE_DRAINING;
   if (result.runner_lost()) {
     Log(LogLevel::kWarning, "worker ", worker, " lost the process running task ", task.client_id,
-        " of session ", task.session, " (attempt ", task.attempts, "): ",
-        result.error().message(), retry ? "; the task runs again" : "");
+        " of session ", task.session, " (attempt ", task.attempts, "): ", result.error().message(),
+        retry ? "; the task runs again" : "");
   }
   if (retry) {
     RequeueLocked(key, task);

@@ -139,9 +139,10 @@ void TaskMetrics::AppendPrometheusText(std::string& out) const {
                out);
   for (const auto& [function, figures] : functions_) {
     const std::string label = EscapeLabel(function);
-    for (const auto& [state, count] : {std::pair<const char*, uint64_t>{"succeeded", figures->succeeded},
-                                       {"failed", figures->failed},
-                                       {"cancelled", figures->cancelled}}) {
+    for (const auto& [state, count] :
+         {std::pair<const char*, uint64_t>{"succeeded", figures->succeeded},
+          {"failed", figures->failed},
+          {"cancelled", figures->cancelled}}) {
       absl::StrAppend(&out, "mpigate_tasks_ended_total{function=\"", label, "\",state=\"", state,
                       "\"} ", count, "\n");
     }
@@ -161,20 +162,21 @@ void TaskMetrics::AppendPrometheusText(std::string& out) const {
               "Bytes of task results returned (results, items, shared memory), by function.",
               [](const Function& f) { return f.result_bytes; });
 
-  AppendHeader("mpigate_task_queue_wait_seconds", "histogram",
-               "Time tasks that ran waited in the gateway's queue, by function.", out);
-  for (const auto& [function, figures] : functions_) {
-    figures->queue_wait.AppendPrometheusText("mpigate_task_queue_wait_seconds",
-                                             absl::StrCat("function=\"", EscapeLabel(function), "\""),
-                                             out);
-  }
-  AppendHeader("mpigate_task_run_seconds", "histogram",
-               "Time tasks ran on their worker (all items of a chunk), by function.", out);
-  for (const auto& [function, figures] : functions_) {
-    figures->run_time.AppendPrometheusText("mpigate_task_run_seconds",
-                                           absl::StrCat("function=\"", EscapeLabel(function), "\""),
-                                           out);
-  }
+  const auto histogram_by_function = [this, &out](absl::string_view name, absl::string_view help,
+                                                  DurationHistogram Function::*histogram) {
+    AppendHeader(name, "histogram", help, out);
+    for (const auto& [function, figures] : functions_) {
+      ((*figures).*histogram)
+          .AppendPrometheusText(name, absl::StrCat("function=\"", EscapeLabel(function), "\""),
+                                out);
+    }
+  };
+  histogram_by_function("mpigate_task_queue_wait_seconds",
+                        "Time tasks that ran waited in the gateway's queue, by function.",
+                        &Function::queue_wait);
+  histogram_by_function("mpigate_task_run_seconds",
+                        "Time tasks ran on their worker (all items of a chunk), by function.",
+                        &Function::run_time);
 }
 
 uint64_t PayloadBytes(const v1::TaskSpec& spec) {

@@ -26,6 +26,7 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "standard_services/health.grpc.pb.h"
 #include "standard_services/reflection.grpc.pb.h"
+#include "tests/http_exchange.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -33,6 +34,7 @@ namespace {
 
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
+using ::mpigate::testing::HttpExchange;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -174,25 +176,6 @@ int FreePort() {
   return ntohs(address.sin_port);
 }
 
-// The whole answer to one HTTP request to 127.0.0.1:`port`, head and body.
-std::string HttpRequest(int port, const std::string& request) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(request.size()));
-  std::string answer;
-  char buffer[4096];
-  for (ssize_t got; (got = recv(fd, buffer, sizeof(buffer), 0)) > 0;) {
-    answer.append(buffer, static_cast<size_t>(got));
-  }
-  close(fd);
-  return answer;
-}
-
 // A scrape in the Prometheus text format, parsed: each sample's value by its name and labels as
 // written ("name{a=\"b\"}"). Fails the test on a line that is not a comment or a sample.
 std::map<std::string, double> ParseSamples(const std::string& text) {
@@ -230,7 +213,7 @@ TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
               absl::StatusCode::kNotFound);
   }
 
-  const std::string answer = HttpRequest(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string answer = HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_TRUE(absl::StartsWith(answer, "HTTP/1.1 200 OK\r\n")) << answer;
   EXPECT_THAT(answer, HasSubstr("Content-Type: text/plain; version=0.0.4"));
   const size_t body_at = answer.find("\r\n\r\n");
@@ -280,11 +263,11 @@ TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
     EXPECT_EQ(status.tasks_failed(), 1);
   }
 
-  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "GET /other HTTP/1.1\r\n\r\n"),
+  EXPECT_TRUE(absl::StartsWith(HttpExchange(port, "GET /other HTTP/1.1\r\n\r\n"),
                                "HTTP/1.1 404 Not Found\r\n"));
-  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "POST /metrics HTTP/1.1\r\n\r\n"),
+  EXPECT_TRUE(absl::StartsWith(HttpExchange(port, "POST /metrics HTTP/1.1\r\n\r\n"),
                                "HTTP/1.1 405 Method Not Allowed\r\n"));
-  EXPECT_TRUE(absl::StartsWith(HttpRequest(port, "nonsense\r\n\r\n"), "HTTP/1.1 400 Bad Request"));
+  EXPECT_TRUE(absl::StartsWith(HttpExchange(port, "nonsense\r\n\r\n"), "HTTP/1.1 400 Bad Request"));
   ASSERT_TRUE(server.Stop().ok());
 }
 
@@ -329,9 +312,9 @@ TEST(LogTest, OneLinePerEventAtInfoAndRunCallsOnlyAtDebug) {
     // Every line is one whole event: a timestamp, a level, the program.
     for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
       if (!absl::StartsWith(line, "20")) continue;  // Open MPI's own output, if any.
-      EXPECT_THAT(std::string(line), ::testing::MatchesRegex(
-                                         "[0-9T:.-]+Z (DEBUG|INFO|WARNING|ERROR) "
-                                         "mpigate-server: .+"));
+      EXPECT_THAT(std::string(line),
+                  ::testing::MatchesRegex("[0-9T:.-]+Z (DEBUG|INFO|WARNING|ERROR) "
+                                          "mpigate-server: .+"));
     }
   }
 }

@@ -28,9 +28,9 @@ v1::TaskOutcome Outcome(v1::TaskState state, uint64_t queue_us, uint64_t run_us,
 
 TEST(DurationHistogramTest, AnObservationOnABoundCountsInThatBucket) {
   DurationHistogram histogram;
-  histogram.Observe(10);    // le=1e-05
-  histogram.Observe(11);    // le=2.5e-05
-  histogram.Observe(500);   // le=0.0005
+  histogram.Observe(10);           // le=1e-05
+  histogram.Observe(11);           // le=2.5e-05
+  histogram.Observe(500);          // le=0.0005
   histogram.Observe(200'000'000);  // above every bound
   std::string text;
   histogram.AppendPrometheusText("h", "f=\"x\"", text);
