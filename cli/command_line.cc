@@ -275,11 +275,6 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     if (absl::Status status = ApplyFlag(flag, line); !status.ok()) return status;
   }
   if (absl::Status status = ApplyArguments(arguments, line); !status.ok()) return status;
-  if (line.command == Command::kMap && line.unordered && line.chunksize > 1) {
-    return UsageError(line.command,
-                      "--unordered works with --chunksize=1 only: a chunk's results can be "
-                      "read only in order");
-  }
   return line;
 }
 
@@ -318,7 +313,9 @@ std::string UsageText(Command command) {
           "  2  usage error\n"
           "  3  service unavailable: no endpoint known, nothing listening, no answer in time,\n"
           "     draining, or the connection lost\n"
-          "  4  any other error: unreadable input, unwritable output, no mpigate-server found\n");
+          "  4  any other error: unreadable input, unwritable output, no mpigate-server found\n"
+          "  130  interrupted by SIGINT or SIGTERM (submit, map): the tasks not started were\n"
+          "       cancelled and the running ones killed\n");
     case Command::kServe:
       return "Usage: mpigate serve [SERVER FLAGS...] [-- SERVER ARGS...]\n"
              "\n"
@@ -344,8 +341,12 @@ std::string UsageText(Command command) {
           "               and fails with DEADLINE_EXCEEDED\n",
           kDurations,
           "\n"
+          "SIGINT (Ctrl-C) or SIGTERM while the task runs cancels it, or kills it if it runs,\n"
+          "prints `mpigate: interrupted: 0 of 1 items done` on stderr and exits 130; a second\n"
+          "signal exits at once, without waiting for the task to end.\n"
+          "\n"
           "Exit codes: 0 the task succeeded; 1 it failed; 2 usage error; 3 service unavailable\n"
-          "(also a task that failed UNAVAILABLE); 4 other error.\n");
+          "(also a task that failed UNAVAILABLE); 4 other error; 130 interrupted.\n");
     case Command::kMap:
       return absl::StrCat(
           "Usage: mpigate map [--chunksize=N] [--unordered] [--timeout=D] [--quiet]\n"
@@ -357,26 +358,30 @@ std::string UsageText(Command command) {
           "\n"
           "Results come in input order: a failed item leaves an empty line, so that line N of\n"
           "the output answers line N of the input. With --unordered they come as they complete\n"
-          "and a failed item leaves none. Each failure is reported on stderr as\n"
-          "`mpigate: line N: CODE: message`.\n"
+          "(a chunk's together, in order) and a failed item leaves none. Each failure is\n"
+          "reported on stderr as `mpigate: line N: CODE: message`, and the map goes on: every\n"
+          "item, of any chunk, is run and answered.\n"
           "\n"
           "Progress goes to stderr: on a terminal (with stdout elsewhere), a bar redrawn in\n"
           "place at most 10 times a second (done/total, failed, items/s, ETA); otherwise a\n"
           "plain line every 10 seconds. A summary line ends the run.\n"
           "\n"
+          "SIGINT (Ctrl-C) or SIGTERM while the items run cancels the tasks not started and\n"
+          "kills the running ones, then prints `mpigate: interrupted: N of M items done` on\n"
+          "stderr (N: the items already reported) and exits 130; a second signal exits at\n"
+          "once, without waiting for the tasks to end.\n"
+          "\n"
           "Flags:\n"
-          "  --chunksize=N  items per task (default 1): fewer round trips for small items. The\n"
-          "                 first item of a chunk to fail ends that chunk's results: its later\n"
-          "                 items are reported as not read. Not with --unordered.\n"
+          "  --chunksize=N  items per task (default 1): fewer round trips for small items\n"
           "  --unordered    write results as they complete\n"
           "  --timeout=D    the whole map's time limit, from the submission: items not done by\n"
           "                 then fail with DEADLINE_EXCEEDED and their tasks are cancelled\n"
-          "                 (running ones killed; with --chunksize above 1 they finish first)\n"
+          "                 (running ones killed)\n"
           "  -q, --quiet    no progress and no summary\n",
           kDurations,
           "\n"
           "Exit codes: 0 every item succeeded; 1 at least one failed; 2 usage error; 3 service\n"
-          "unavailable (also an item that failed UNAVAILABLE); 4 other error.\n");
+          "unavailable (also an item that failed UNAVAILABLE); 4 other error; 130 interrupted.\n");
     case Command::kStatus:
       return "Usage: mpigate status [--json]\n"
              "\n"

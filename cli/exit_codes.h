@@ -21,6 +21,10 @@ inline constexpr int kExitUnavailable = 3;
 // Anything else: an input file that cannot be read, output that cannot be written, a server
 // binary that cannot be found, an unexpected error of the service.
 inline constexpr int kExitError = 4;
+// `submit` or `map` was interrupted by SIGINT (Ctrl-C) or SIGTERM while its tasks ran: the tasks
+// not yet started were cancelled and the running ones killed (cli/interrupt.h). 128 + SIGINT, what
+// a shell reports for a command that SIGINT ended.
+inline constexpr int kExitInterrupted = 130;
 
 // For an error reaching or asking the service (connecting, GetPoolStatus, StopService):
 // kExitUnavailable for UNAVAILABLE, DEADLINE_EXCEEDED (no answer in time) and NOT_FOUND (which

@@ -1,10 +1,9 @@
 // `mpigate map FUNCTION [FILE|-]`: every input line an item, results on stdout, failures and
 // progress on stderr.
 //
-// With --chunksize=1 every item is a task of its own (Executor::Submit: the client library batches
-// them onto the session's stream), so every item's outcome is known and the map goes on past
-// failures. Larger chunks go through Executor::Map, one call per chunk: Map ends a chunk's results
-// at its first error, as Python's map does, so one failure costs only the rest of its own chunk.
+// One Executor::Map with keep_going, for every chunksize, ordered or not: the map goes on past
+// failures, and MapResults::index() says which line each outcome answers. SIGINT and SIGTERM
+// (cli/interrupt.h) kill the map's tasks and end the command with kExitInterrupted.
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -19,7 +18,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +26,7 @@
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/interrupt.h"
 #include "cli/lines.h"
 #include "cli/progress.h"
 #include "client/executor.h"
@@ -35,9 +34,8 @@
 namespace mpigate::cli {
 namespace {
 
-// Items ended, as the progress shows them. Counted where outcomes arrive (done callbacks on the
-// executor's reader thread, or the main thread for chunks), so the bar moves with the pool and
-// not with the order in which results are written.
+// Items ended, as the progress shows them: counted by the main thread as it reads and writes
+// them, and read by the thread that redraws the progress.
 struct ItemCounters {
   // For display only: a reader may see one count a moment before the other.
   std::atomic<size_t> done{0};
@@ -157,198 +155,85 @@ class ProgressReporter {
   std::thread thread_;
 };
 
-// One map's run: writes results and reports failures as the outcomes are read.
+// One map's run: one Executor::Map with keep_going, whatever the chunksize, so that every item's
+// outcome is read, in input order or as chunks complete; MapResults::index() names each one's
+// line. Results and failures are written, and counted for the progress, as they are read.
 class MapRun {
  public:
-  MapRun(const CommandLine& line, Executor& executor, std::vector<std::string> items,
-         ProgressReporter& progress, std::shared_ptr<ItemCounters> counters)
-      : line_(line),
-        executor_(executor),
-        items_(std::move(items)),
-        progress_(progress),
-        counters_(std::move(counters)),
-        deadline_(line.timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
-                                                           : absl::Now() + line.timeout) {}
+  MapRun(const CommandLine& line, ProgressReporter& progress, ItemCounters& counters)
+      : line_(line), progress_(progress), counters_(counters) {}
 
-  // Runs the whole map: submits, reads every outcome, writes results.
-  void Run() {
-    if (line_.chunksize > 1) {
-      RunChunks();
-    } else if (line_.unordered) {
-      RunTasksUnordered();
-    } else {
-      RunTasksOrdered();
+  // Submits `items`, then reads and writes every outcome, until the end, the map's timeout, or
+  // an interrupt (`watcher`: the map's tasks are then killed, and the rest is not read).
+  void Run(Executor& executor, std::vector<std::string> items, InterruptWatcher& watcher) {
+    const size_t total = items.size();
+    MapOptions options;
+    options.chunksize = line_.chunksize;
+    options.unordered = line_.unordered;
+    options.timeout = line_.timeout;
+    options.keep_going = true;
+    // Shared with the stop action, which may run on the watcher's thread after this returns.
+    auto results =
+        std::make_shared<MapResults>(executor.Map(line_.function, std::move(items), options));
+    watcher.OnInterrupt([results] { results->Kill(); });
+    std::vector<bool> read(total, false);
+    while (std::optional<absl::StatusOr<std::string>> result = results->Next()) {
+      // Checked after Next(): the kill that woke it up comes after the mark.
+      if (watcher.interrupted()) {
+        interrupted_ = true;
+        return;
+      }
+      const size_t index = results->index();
+      if (index == MapResults::kNoIndex) {
+        // The map's timeout, its last result: every item not read fails with it. Chunks not
+        // started are cancelled already; the running ones are killed, so that the executor,
+        // which waits for them when destroyed, is not held up by results nobody reads.
+        results->Kill();
+        const absl::Status error =
+            result->status().code() == absl::StatusCode::kDeadlineExceeded
+                ? absl::DeadlineExceededError(
+                      absl::StrCat("map timed out after ", absl::FormatDuration(line_.timeout)))
+                : result->status();
+        for (size_t i = 0; i < total; ++i) {
+          if (!read[i]) Failed(i, error);
+        }
+        return;
+      }
+      read[index] = true;
+      if (result->ok()) {
+        Succeeded(**result);
+      } else {
+        Failed(index, result->status());
+      }
     }
   }
 
   size_t failed() const { return failed_; }
   int exit_code() const { return exit_code_; }
+  bool interrupted() const { return interrupted_; }
 
  private:
-  // An item succeeded, or the item of input line `index` + 1 failed. Counting it for the progress
-  // is the caller's. In input order a failed item leaves an empty line, so that output line N
-  // still answers input line N.
+  // An item succeeded, or the item of input line `index` + 1 failed. In input order a failed
+  // item leaves an empty line, so that output line N still answers input line N.
   void Succeeded(const std::string& result) {
     std::fwrite(result.data(), 1, result.size(), stdout);
     std::fputc('\n', stdout);
+    counters_.Ended(true);
   }
   void Failed(size_t index, const absl::Status& status) {
     if (!line_.unordered) std::fputc('\n', stdout);
     progress_.Print(absl::StrCat("mpigate: line ", index + 1, ": ", StatusText(status)));
+    counters_.Ended(false);
     ++failed_;
     exit_code_ = std::max(exit_code_, ExitCodeForTaskError(status));
   }
-  // Item `index` was never read: the error of an earlier item, at `ended_at`, ended its chunk's
-  // results. Its status code says which error that was.
-  void NotRead(size_t index, size_t ended_at, absl::StatusCode ended_code) {
-    std::fputc('\n', stdout);
-    progress_.Print(absl::StrCat("mpigate: line ", index + 1,
-                                 ": not read: its chunk ended at line ", ended_at + 1, " (",
-                                 absl::StatusCodeToString(ended_code), ")"));
-    ++failed_;
-    exit_code_ = std::max(exit_code_, ExitCodeForTaskError(absl::Status(ended_code, "")));
-  }
-
-  absl::Status TimedOut() const {
-    return absl::DeadlineExceededError(
-        absl::StrCat("map timed out after ", absl::FormatDuration(line_.timeout)));
-  }
-
-  // How long a Result() may wait now to honour the map's deadline.
-  absl::Duration Remaining() const {
-    if (deadline_ == absl::InfiniteFuture()) return absl::InfiniteDuration();
-    return std::max(deadline_ - absl::Now(), absl::ZeroDuration());
-  }
-
-  std::vector<Future> SubmitAll() {
-    std::vector<Future> futures;
-    futures.reserve(items_.size());
-    for (std::string& item : items_) {
-      futures.push_back(executor_.Submit(line_.function, std::move(item)));
-      futures.back().AddDoneCallback([counters = counters_](const Future& future) {
-        counters->Ended(future.Exception(absl::ZeroDuration()).ok());
-      });
-    }
-    items_.clear();
-    return futures;
-  }
-
-  // After the deadline: the tasks that will never be read are cancelled if queued and killed if
-  // running, so that the executor, which waits for them when destroyed, is not held up.
-  void StopUnfinished(std::vector<Future>& futures) {
-    executor_.Shutdown(/*wait=*/false, /*cancel_futures=*/true);
-    for (Future& future : futures) {
-      if (!future.Done()) future.Kill();
-    }
-  }
-
-  void Write(size_t index, const Future& future) {
-    absl::StatusOr<std::string> result = future.Result(absl::ZeroDuration());
-    if (result.ok()) {
-      Succeeded(*result);
-    } else {
-      Failed(index, result.status());
-    }
-  }
-
-  void RunTasksOrdered() {
-    std::vector<Future> futures = SubmitAll();
-    // Set at the deadline: the items not done then, reported as timed out whatever they do later.
-    std::vector<bool> timed_out;
-    for (size_t i = 0; i < futures.size(); ++i) {
-      if (timed_out.empty() && !futures[i].Wait(Remaining())) {
-        timed_out.resize(futures.size(), false);
-        for (size_t j = i; j < futures.size(); ++j) timed_out[j] = !futures[j].Done();
-        StopUnfinished(futures);
-      }
-      if (!timed_out.empty() && timed_out[i]) {
-        Failed(i, TimedOut());
-        continue;
-      }
-      Write(i, futures[i]);
-    }
-  }
-
-  void RunTasksUnordered() {
-    std::vector<Future> futures = SubmitAll();
-    absl::flat_hash_map<Future, size_t> index_of;
-    index_of.reserve(futures.size());
-    for (size_t i = 0; i < futures.size(); ++i) index_of.emplace(futures[i], i);
-    std::vector<bool> written(futures.size(), false);
-    bool deadline_passed = false;
-    for (absl::StatusOr<Future> done : AsCompleted(futures, Remaining())) {
-      if (!done.ok()) {
-        deadline_passed = true;
-        break;
-      }
-      const size_t index = index_of.at(*done);
-      written[index] = true;
-      Write(index, *done);
-    }
-    if (!deadline_passed) return;
-    std::vector<bool> timed_out(futures.size(), false);
-    for (size_t i = 0; i < futures.size(); ++i) timed_out[i] = !written[i] && !futures[i].Done();
-    StopUnfinished(futures);
-    for (size_t i = 0; i < futures.size(); ++i) {
-      if (written[i]) continue;
-      if (timed_out[i]) {
-        Failed(i, TimedOut());
-      } else {
-        Write(i, futures[i]);
-      }
-    }
-  }
-
-  void RunChunks() {
-    const size_t chunksize = static_cast<size_t>(line_.chunksize);
-    MapOptions options;
-    options.chunksize = line_.chunksize;
-    options.timeout = line_.timeout;
-    std::vector<MapResults> chunks;
-    for (size_t first = 0; first < items_.size(); first += chunksize) {
-      const size_t end = std::min(first + chunksize, items_.size());
-      std::vector<std::string> inputs(std::make_move_iterator(items_.begin() + first),
-                                      std::make_move_iterator(items_.begin() + end));
-      chunks.push_back(executor_.Map(line_.function, std::move(inputs), options));
-    }
-    const size_t total = items_.size();
-    items_.clear();
-    for (size_t chunk = 0; chunk < chunks.size(); ++chunk) {
-      const size_t first = chunk * chunksize;
-      const size_t end = std::min(first + chunksize, total);
-      // The line whose error ended this chunk's results, if one did.
-      std::optional<size_t> ended_at;
-      absl::StatusCode ended_code = absl::StatusCode::kOk;
-      for (size_t i = first; i < end; ++i) {
-        std::optional<absl::StatusOr<std::string>> result =
-            ended_at.has_value() ? std::nullopt : chunks[chunk].Next();
-        if (result.has_value() && result->ok()) {
-          Succeeded(**result);
-          counters_->Ended(true);
-          continue;
-        }
-        counters_->Ended(false);
-        if (result.has_value()) {
-          ended_at = i;
-          ended_code = result->status().code();
-          Failed(i, result->status());
-        } else {
-          NotRead(i, *ended_at, ended_code);
-        }
-      }
-    }
-    // Chunks left queued after a timeout are not waited for.
-    executor_.Shutdown(/*wait=*/false, /*cancel_futures=*/true);
-  }
 
   const CommandLine& line_;
-  Executor& executor_;
-  std::vector<std::string> items_;
   ProgressReporter& progress_;
-  const std::shared_ptr<ItemCounters> counters_;
-  const absl::Time deadline_;
+  ItemCounters& counters_;
   size_t failed_ = 0;
   int exit_code_ = kExitSuccess;
+  bool interrupted_ = false;
 };
 
 }  // namespace
@@ -378,10 +263,18 @@ int RunMap(const CommandLine& line) {
                                        : ProgressMode::kPlain;
   auto counters = std::make_shared<ItemCounters>();
   ProgressReporter progress(mode, total, counters);
-  MapRun run(line, **executor, std::move(items), progress, counters);
-  run.Run();
+  // From before the first submission until the command returns.
+  InterruptWatcher watcher;
+  MapRun run(line, progress, *counters);
+  run.Run(**executor, std::move(items), watcher);
   const bool written = std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
 
+  if (run.interrupted()) {
+    const size_t done = counters->done.load(std::memory_order_relaxed);
+    progress.Finish({.total = total, .done = done, .failed = run.failed()});
+    progress.Print(absl::StrCat("mpigate: interrupted: ", done, " of ", total, " items done"));
+    return kExitInterrupted;
+  }
   const ProgressSnapshot final_counts = {.total = total, .done = total, .failed = run.failed()};
   progress.Finish(final_counts);
   if (!written) {

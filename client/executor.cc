@@ -53,8 +53,8 @@ MapResults Executor::Map(absl::string_view function, std::vector<std::string> in
                                  std::make_move_iterator(inputs.begin() + last)),
         chunk_options));
   }
-  return MapResults(std::move(chunks), inputs.size(), chunksize, options.unordered, options.timeout,
-                    deadline);
+  return MapResults(std::move(chunks), inputs.size(), chunksize, options.unordered,
+                    options.keep_going, options.timeout, deadline);
 }
 
 MapResults Executor::MapRange(absl::string_view function, std::string payload,
@@ -85,7 +85,7 @@ MapResults Executor::MapRange(absl::string_view function, std::string payload,
     batches.push_back(session_->SubmitRange(function, payload, range, batch_options));
   }
   return MapResults(std::move(batches), options.count, batch_size, options.unordered,
-                    options.timeout, deadline);
+                    options.keep_going, options.timeout, deadline);
 }
 
 BroadcastFuture Executor::Broadcast(absl::string_view function, std::string payload,

@@ -157,6 +157,12 @@ struct MapOptions {
   // dies runs again this many times; its items then fail together.
   absl::Duration run_timeout = absl::InfiniteDuration();
   uint32_t max_retries = 0;
+  // Beyond concurrent.futures: an item's error is yielded at its place and the iteration goes on;
+  // a chunk that failed as a whole (rejected, cancelled, connection lost) yields its error once
+  // for each of its items; only the map's timeout ends the iteration early (DEADLINE_EXCEEDED,
+  // unstarted chunks cancelled). Every input then has exactly one result, and
+  // MapResults::index() says whose, also in an unordered map.
+  bool keep_going = false;
 };
 
 // A seeded range map (Executor::MapRange): items [first, first + count), each computed from the
@@ -182,6 +188,9 @@ struct RangeOptions {
   // As MapOptions, for each batch.
   absl::Duration run_timeout = absl::InfiniteDuration();
   uint32_t max_retries = 0;
+  // As MapOptions::keep_going: every item's result or error, a failed batch's error once per
+  // item; MapResults::index() is then the item's offset from `first`.
+  bool keep_going = false;
 };
 
 class Executor {
@@ -203,7 +212,8 @@ class Executor {
 
   // Submits `function` over `inputs` in chunks of `options.chunksize` (one task each) and returns
   // the results to iterate; see client/map_results.h. Never blocks on the network. A chunksize
-  // below 1 yields one INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
+  // below 1 yields one INVALID_ARGUMENT (keep_going or not); after Shutdown() the first result is
+  // FAILED_PRECONDITION (with keep_going, every result).
   MapResults Map(absl::string_view function, std::vector<std::string> inputs,
                  const MapOptions& options = {});
 
@@ -211,7 +221,8 @@ class Executor {
   // consecutive items of the range (see RangeOptions) with `payload` as input, and returns the
   // results to iterate, item `first` first, exactly as Map() does (client/map_results.h). Never
   // blocks on the network. A batch_size below 1, or a range past the largest index, yields one
-  // INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION.
+  // INVALID_ARGUMENT; after Shutdown() the first result is FAILED_PRECONDITION (with keep_going,
+  // every result).
   MapResults MapRange(absl::string_view function, std::string payload, const RangeOptions& options);
 
   // Submits `function(payload)` to run once on every worker of the pool at once, and returns its

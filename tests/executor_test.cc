@@ -41,7 +41,11 @@ constexpr char kBusyMs[] = "1500";
 
 class ExecutorTest : public testing::SharedServerTest<ExecutorTest> {
  public:
-  static testing::ServerOptions SharedServerOptions() { return {.workers = 2}; }
+  // Workers see MAP_A and MAP_B, so that `getenv` maps succeed for those names and fail
+  // NOT_FOUND for others.
+  static testing::ServerOptions SharedServerOptions() {
+    return {.workers = 2, .flags = {"--worker-env=MAP_A=alpha", "--worker-env=MAP_B=beta"}};
+  }
   static constexpr char kClientName[] = "executor_test";
 
  protected:
@@ -59,6 +63,39 @@ std::vector<std::string> Numbered(int n) {
   std::vector<std::string> inputs;
   for (int i = 0; i < n; ++i) inputs.push_back(absl::StrCat("input-", i));
   return inputs;
+}
+
+// What `getenv` of `name` answers on the suite's workers: a value, or NOT_FOUND naming it.
+struct Expected {
+  std::string name;
+  std::optional<std::string> value;
+};
+
+// Names, some set on the workers and some not, in an order that puts a failure in the middle of
+// chunks of 2 and of 3, and at the end of one.
+std::vector<Expected> EnvironmentNames() {
+  return {{"MAP_A", "alpha"}, {"UNSET_1", std::nullopt}, {"MAP_B", "beta"},
+          {"MAP_A", "alpha"}, {"UNSET_4", std::nullopt}, {"MAP_B", "beta"},
+          {"MAP_A", "alpha"}, {"UNSET_7", std::nullopt}};
+}
+
+std::vector<std::string> NamesOf(const std::vector<Expected>& expected) {
+  std::vector<std::string> names;
+  for (const Expected& e : expected) names.push_back(e.name);
+  return names;
+}
+
+// Checks one result of a `getenv` map against what item `index` must answer.
+void ExpectGetenvResult(const std::vector<Expected>& expected, size_t index,
+                        const absl::StatusOr<std::string>& result) {
+  ASSERT_LT(index, expected.size());
+  SCOPED_TRACE(absl::StrCat("item ", index, " (", expected[index].name, ")"));
+  if (expected[index].value.has_value()) {
+    EXPECT_EQ(result.value_or("<error>"), *expected[index].value) << result.status();
+  } else {
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_THAT(result.status().message(), HasSubstr(expected[index].name));
+  }
 }
 
 // Every result of `results`, which must all be OK.
@@ -219,6 +256,7 @@ TEST_F(ExecutorTest, UnorderedMapYieldsTheFirstChunkToComplete) {
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->status().code(), absl::StatusCode::kInvalidArgument)
       << "unordered, the failure that completed first comes first";
+  EXPECT_EQ(unordered.index(), 1u);
   EXPECT_FALSE(unordered.Next().has_value()) << "an error ends the iteration";
 }
 
@@ -234,8 +272,174 @@ TEST_F(ExecutorTest, MapItemErrorSurfacesAtItsPositionAndEndsTheIteration) {
     const absl::StatusOr<std::string> error = *results.Next();
     EXPECT_EQ(error.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(error.status().message(), HasSubstr("bad"));
+    EXPECT_EQ(results.index(), 2u);
     EXPECT_FALSE(results.Next().has_value());
+    EXPECT_EQ(results.index(), MapResults::kNoIndex);
   }
+}
+
+TEST_F(ExecutorTest, KeepGoingMapYieldsEveryItemInOrderPastErrors) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  const std::vector<Expected> expected = EnvironmentNames();
+  for (const int chunksize : {1, 2, 3, 8}) {
+    SCOPED_TRACE(absl::StrCat("chunksize ", chunksize));
+    MapResults results =
+        executor->Map("getenv", NamesOf(expected), {.chunksize = chunksize, .keep_going = true});
+    EXPECT_EQ(results.index(), MapResults::kNoIndex) << "before the first Next()";
+    for (size_t i = 0; i < expected.size(); ++i) {
+      std::optional<absl::StatusOr<std::string>> result = results.Next();
+      ASSERT_TRUE(result.has_value()) << "the map ended before item " << i;
+      EXPECT_EQ(results.index(), i);
+      ExpectGetenvResult(expected, i, *result);
+    }
+    EXPECT_FALSE(results.Next().has_value());
+    EXPECT_EQ(results.index(), MapResults::kNoIndex);
+  }
+}
+
+TEST_F(ExecutorTest, UnorderedKeepGoingMapYieldsEveryItemOnceWithItsIndex) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  const std::vector<Expected> expected = EnvironmentNames();
+  for (const int chunksize : {1, 3}) {
+    SCOPED_TRACE(absl::StrCat("chunksize ", chunksize));
+    MapResults results =
+        executor->Map("getenv", NamesOf(expected),
+                      {.chunksize = chunksize, .unordered = true, .keep_going = true});
+    std::vector<int> seen(expected.size(), 0);
+    std::vector<size_t> last_of_chunk(expected.size(), MapResults::kNoIndex);
+    while (std::optional<absl::StatusOr<std::string>> result = results.Next()) {
+      const size_t index = results.index();
+      ASSERT_LT(index, expected.size());
+      ++seen[index];
+      ExpectGetenvResult(expected, index, *result);
+      // A chunk's items come together and in order.
+      const size_t chunk = index / static_cast<size_t>(chunksize);
+      if (index % static_cast<size_t>(chunksize) != 0) {
+        EXPECT_EQ(last_of_chunk[chunk], index - 1);
+      }
+      last_of_chunk[chunk] = index;
+    }
+    EXPECT_THAT(seen, ::testing::Each(1));
+  }
+}
+
+TEST_F(ExecutorTest, UnorderedMapIndexSaysWhichItemCameFirst) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // An empty map has no index, ever.
+  MapResults results = executor->Map("echo", {}, {.unordered = true});
+  EXPECT_FALSE(results.Next().has_value());
+  EXPECT_EQ(results.index(), MapResults::kNoIndex);
+  // Two chunks, one per worker: item 0 sleeps, item 1 ends first.
+  results = executor->Map("sleep", {kBusyMs, "0"}, {.unordered = true});
+  std::vector<size_t> order;
+  while (std::optional<absl::StatusOr<std::string>> result = results.Next()) {
+    EXPECT_TRUE(result->ok()) << result->status();
+    order.push_back(results.index());
+  }
+  EXPECT_THAT(order, ElementsAre(1, 0));
+}
+
+TEST_F(ExecutorTest, KeepGoingMapYieldsAFailedChunksErrorOncePerItem) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // Rejected chunks: 5 items in chunks of 2, every one NOT_FOUND, each at its own index.
+  MapResults rejected =
+      executor->Map("no_such_function", Numbered(5), {.chunksize = 2, .keep_going = true});
+  for (size_t i = 0; i < 5; ++i) {
+    std::optional<absl::StatusOr<std::string>> result = rejected.Next();
+    ASSERT_TRUE(result.has_value()) << "item " << i;
+    EXPECT_EQ(result->status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(rejected.index(), i);
+  }
+  EXPECT_FALSE(rejected.Next().has_value());
+
+  // The same for a seeded range map, whose index is the offset from `first`.
+  MapResults range = executor->MapRange(
+      "no_such_function", "x", {.count = 3, .batch_size = 2, .first = 100, .keep_going = true});
+  for (size_t i = 0; i < 3; ++i) {
+    std::optional<absl::StatusOr<std::string>> result = range.Next();
+    ASSERT_TRUE(result.has_value()) << "item " << i;
+    EXPECT_EQ(result->status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(range.index(), i);
+  }
+  EXPECT_FALSE(range.Next().has_value());
+
+  // A map that cannot be submitted still yields its one error, which is no item's.
+  MapResults invalid = executor->Map("echo", Numbered(3), {.chunksize = 0, .keep_going = true});
+  EXPECT_EQ(invalid.Next()->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(invalid.index(), MapResults::kNoIndex);
+  EXPECT_FALSE(invalid.Next().has_value());
+
+  // After shutdown every chunk is refused, so every item fails.
+  executor->Shutdown(/*wait=*/true);
+  MapResults refused = executor->Map("echo", Numbered(3), {.chunksize = 2, .keep_going = true});
+  int refusals = 0;
+  while (std::optional<absl::StatusOr<std::string>> result = refused.Next()) {
+    EXPECT_EQ(result->status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(refused.index(), static_cast<size_t>(refusals));
+    ++refusals;
+  }
+  EXPECT_EQ(refusals, 3);
+}
+
+TEST_F(ExecutorTest, KeepGoingMapEndsOnlyAtItsTimeoutAndKillStopsWhatRuns) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // Item 0 fails at once, items 1 and 2 run for ten minutes on the two workers, item 3 waits.
+  MapResults results = executor->Map("sleep", {"bad", "600000", "600000", "600000"},
+                                     {.timeout = absl::Seconds(2), .keep_going = true});
+  std::optional<absl::StatusOr<std::string>> result = results.Next();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(results.index(), 0u);
+  result = results.Next();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(result->status().message(), HasSubstr("3 of 4 results not yet returned"));
+  EXPECT_EQ(results.index(), MapResults::kNoIndex) << "the timeout is no item's";
+  EXPECT_FALSE(results.Next().has_value());
+  // The timeout cancelled item 3; Kill() stops the two that run, or Shutdown(wait) would wait ten
+  // minutes for them.
+  results.Kill();
+  executor->Shutdown(/*wait=*/true);
+  const absl::Status idle =
+      testing::AwaitPoolStatus(server_->target(), [](const v1::PoolStatus& status) {
+        return status.busy_workers() == 0 && status.queued_tasks() == 0;
+      });
+  EXPECT_TRUE(idle.ok()) << idle;
+}
+
+TEST_F(ExecutorTest, KillFromAnotherThreadEndsAMapBeingRead) {
+  const v1::PoolStatus before = PoolStatus();
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  constexpr size_t kItems = 5;
+  MapResults results =
+      executor->Map("sleep", std::vector<std::string>(kItems, "600000"), {.keep_going = true});
+  std::vector<absl::StatusCode> codes;
+  std::vector<size_t> indices;
+  // The reader waits in Next() for item 0, which runs until it is killed.
+  std::thread reader([&] {
+    while (std::optional<absl::StatusOr<std::string>> result = results.Next()) {
+      codes.push_back(result->status().code());
+      indices.push_back(results.index());
+    }
+  });
+  const absl::Status running = testing::AwaitPoolStatus(
+      server_->target(), [](const v1::PoolStatus& status) { return status.busy_workers() > 0; });
+  EXPECT_TRUE(running.ok()) << running;
+  results.Kill();
+  reader.join();
+  EXPECT_THAT(
+      codes, ElementsAreArray(std::vector<absl::StatusCode>(kItems, absl::StatusCode::kCancelled)));
+  EXPECT_THAT(indices, ElementsAre(0, 1, 2, 3, 4));
+  executor->Shutdown(/*wait=*/true);
+  const v1::PoolStatus after = PoolStatus();
+  EXPECT_EQ(after.tasks_cancelled() - before.tasks_cancelled(), kItems);
+  EXPECT_EQ(after.tasks_succeeded() - before.tasks_succeeded(), 0u);
 }
 
 TEST_F(ExecutorTest, MapRejectsAChunksizeBelowOne) {

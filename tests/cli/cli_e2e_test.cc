@@ -1,21 +1,28 @@
 // End to end: the real `mpigate` binary run as a child process against a real mpigate-server with
 // 2 MPI workers, its stdout, stderr and exit code checked for every command; and the usage and
 // exit codes that need no service.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/cli/cli_process.h"
 #include "tests/server_process.h"
 
@@ -32,12 +39,14 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using testing::RunMpigate;
 using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
 
 constexpr int kExitSuccess = 0;
 constexpr int kExitTaskFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnavailable = 3;
 constexpr int kExitError = 4;
+constexpr int kExitInterrupted = 130;
 
 CliResult RunCli(const std::vector<std::string>& args, const CliOptions& options = {}) {
   absl::StatusOr<CliResult> result = RunMpigate(args, options);
@@ -81,7 +90,8 @@ TEST(CliUsageTest, HelpOfEveryCommandGoesToStdoutAndExitsZero) {
   const CliResult top = RunCli({"--help"});
   EXPECT_THAT(top.stdout_text,
               AllOf(HasSubstr("  0  success\n"), HasSubstr("  2  usage error\n"),
-                    HasSubstr("  3  service unavailable"), HasSubstr("  4  any other error")));
+                    HasSubstr("  3  service unavailable"), HasSubstr("  4  any other error"),
+                    HasSubstr("  130  interrupted by SIGINT or SIGTERM")));
   for (const char* command : {"serve", "submit FUNCTION", "map FUNCTION", "status", "shutdown"}) {
     EXPECT_THAT(top.stdout_text, HasSubstr(absl::StrCat("  ", command)));
   }
@@ -165,13 +175,46 @@ class CliTest : public ::testing::Test {
     return RunCli(args, options);
   }
 
+  // Asks the suite's server for its pool status, one call after another, until `done` holds for
+  // it or `timeout` has passed (each call bounded by what is left of it). The last status seen.
+  static absl::StatusOr<v1::PoolStatus> AwaitPool(
+      const std::function<bool(const v1::PoolStatus&)>& done,
+      absl::Duration timeout = absl::Seconds(60)) {
+    auto stub = v1::Gateway::NewStub(
+        grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
+    const absl::Time deadline = absl::Now() + timeout;
+    v1::PoolStatus status;
+    do {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline));
+      const grpc::Status call = stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
+      if (!call.ok()) return absl::UnavailableError(call.error_message());
+      if (done(status)) return status;
+    } while (absl::Now() < deadline);
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the pool never showed what the test waited for; last: ", status.ShortDebugString()));
+  }
+
+  static bool Idle(const v1::PoolStatus& status) {
+    return status.busy_workers() == 0 && status.queued_tasks() == 0;
+  }
+
   // The pool has nothing queued or running: what a command that gave up on its tasks leaves.
-  static void ExpectPoolIdle() {
-    const absl::Status idle =
-        testing::AwaitPoolStatus(server_->target(), [](const v1::PoolStatus& status) {
-          return status.busy_workers() == 0 && status.queued_tasks() == 0;
-        });
-    EXPECT_TRUE(idle.ok()) << idle;
+  static v1::PoolStatus ExpectPoolIdle() {
+    const absl::StatusOr<v1::PoolStatus> idle = AwaitPool(&Idle);
+    EXPECT_TRUE(idle.ok()) << idle.status();
+    return idle.value_or(v1::PoolStatus());
+  }
+
+  // For CliOptions::while_running: sends `signal_number` to the command once the pool shows
+  // `busy` (its tasks started), or kills it if the pool never does.
+  static std::function<void(pid_t)> SignalOnceBusy(
+      int signal_number, std::function<bool(const v1::PoolStatus&)> busy) {
+    return [signal_number, busy = std::move(busy)](pid_t pid) {
+      const absl::StatusOr<v1::PoolStatus> started = AwaitPool(busy);
+      EXPECT_TRUE(started.ok()) << started.status();
+      kill(pid, started.ok() ? signal_number : SIGKILL);
+    };
   }
 
   static std::string TempFile(const std::string& name, const std::string& content) {
@@ -275,22 +318,50 @@ TEST_F(CliTest, MapOfNoLinesSucceeds) {
   EXPECT_THAT(run.stderr_text, StartsWith("mpigate: map echo: 0 items, 0 succeeded, 0 failed"));
 }
 
-TEST_F(CliTest, MapInChunksKeepsOrderAndLosesOnlyTheRestOfAFailedChunk) {
+TEST_F(CliTest, MapInChunksKeepsOrderAndGoesOnPastAFailedItem) {
   const std::string input = Lines(100, "chunked-");
   CliResult run = Mpigate({"map", "--chunksize=7", "echo"}, {.stdin_text = input});
   EXPECT_EQ(run.exit_code, kExitSuccess) << run.stderr_text;
   EXPECT_EQ(run.stdout_text, input);
 
-  // Chunks [CLI_A NOPE CLI_B] [CLI_B CLI_A]: the first error ends its chunk's results.
+  // Chunks [CLI_A NOPE CLI_B] [CLI_B CLI_A]: the failure in the middle of the first costs only
+  // its own line.
   run = Mpigate({"map", "--chunksize=3", "getenv"},
                 {.stdin_text = "CLI_A\nNOPE\nCLI_B\nCLI_B\nCLI_A\n"});
   EXPECT_EQ(run.exit_code, kExitTaskFailed);
-  EXPECT_EQ(run.stdout_text, "alpha\n\n\nbeta\nalpha\n");
+  EXPECT_EQ(run.stdout_text, "alpha\n\nbeta\nbeta\nalpha\n");
   EXPECT_THAT(run.stderr_text,
-              AllOf(StartsWith("mpigate: line 2: NOT_FOUND: "),
-                    HasSubstr("\nmpigate: line 3: not read: its chunk ended at line 2 "
-                              "(NOT_FOUND)\n"),
-                    HasSubstr("mpigate: map getenv: 5 items, 3 succeeded, 2 failed in ")));
+              AllOf(StartsWith("mpigate: line 2: NOT_FOUND: "), HasSubstr("NOPE"),
+                    Not(HasSubstr("line 3")), Not(HasSubstr("not read")),
+                    HasSubstr("mpigate: map getenv: 5 items, 4 succeeded, 1 failed in ")));
+
+  // A chunk that fails as a whole (an unknown function: rejected) fails each of its lines.
+  run = Mpigate({"map", "--chunksize=2", "no_such_function"}, {.stdin_text = "a\nb\nc\n"});
+  EXPECT_EQ(run.exit_code, kExitTaskFailed);
+  EXPECT_EQ(run.stdout_text, "\n\n\n");
+  for (int line = 1; line <= 3; ++line) {
+    EXPECT_THAT(run.stderr_text, HasSubstr(absl::StrCat("mpigate: line ", line, ": NOT_FOUND: ")));
+  }
+}
+
+TEST_F(CliTest, MapUnorderedInChunksReportsEachFailureWithItsLine) {
+  // Chunks [CLI_A NOPE] [CLI_B CLI_B] [NOPE CLI_A] [CLI_B]: failures on lines 2 and 5.
+  const CliResult run = Mpigate({"map", "--unordered", "--chunksize=2", "getenv"},
+                                {.stdin_text = "CLI_A\nNOPE\nCLI_B\nCLI_B\nNOPE\nCLI_A\nCLI_B\n"});
+  EXPECT_EQ(run.exit_code, kExitTaskFailed) << run.stderr_text;
+  EXPECT_EQ(SortedLines(run.stdout_text),
+            (std::vector<std::string>{"alpha", "alpha", "beta", "beta", "beta"}));
+  EXPECT_EQ(std::count(run.stdout_text.begin(), run.stdout_text.end(), '\n'), 5);
+  // The two failures, in either order, then the summary.
+  const std::vector<std::string> diagnostics =
+      absl::StrSplit(run.stderr_text, '\n', absl::SkipEmpty());
+  ASSERT_EQ(diagnostics.size(), 3u) << run.stderr_text;
+  EXPECT_THAT(
+      std::vector<std::string>(diagnostics.begin(), diagnostics.begin() + 2),
+      UnorderedElementsAre(AllOf(StartsWith("mpigate: line 2: NOT_FOUND: "), HasSubstr("NOPE")),
+                           AllOf(StartsWith("mpigate: line 5: NOT_FOUND: "), HasSubstr("NOPE"))));
+  EXPECT_THAT(diagnostics[2],
+              StartsWith("mpigate: map getenv: 7 items, 5 succeeded, 2 failed in "));
 }
 
 TEST_F(CliTest, MapUnorderedWritesEveryResultAndNoLineForFailures) {
@@ -320,6 +391,55 @@ TEST_F(CliTest, MapTimeoutFailsTheUnfinishedItemsAndLeavesNoTaskBehind) {
     }
     ExpectPoolIdle();
   }
+}
+
+TEST_F(CliTest, MapInterruptedCancelsItsTasksAndExits130) {
+  struct Case {
+    std::vector<std::string> flags;
+    int signal_number;
+    int items;
+    // What the pool shows once the map has started: both workers busy, the rest queued.
+    uint32_t queued;
+  };
+  for (const Case& c : {Case{{"--chunksize=1"}, SIGINT, 5, 3},
+                        Case{{"--unordered", "--chunksize=2"}, SIGTERM, 6, 1}}) {
+    SCOPED_TRACE(absl::StrCat(absl::StrJoin(c.flags, " "), ", signal ", c.signal_number));
+    const v1::PoolStatus before = ExpectPoolIdle();
+    std::vector<std::string> args = {"map"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    args.push_back("sleep");
+    std::string input;
+    for (int i = 0; i < c.items; ++i) input += "60000\n";
+    const uint32_t queued = c.queued;
+    const CliResult run = Mpigate(
+        args, {.stdin_text = input,
+               .while_running = SignalOnceBusy(c.signal_number, [queued](const v1::PoolStatus& s) {
+                 return s.busy_workers() == 2 && s.queued_tasks() == queued;
+               })});
+    EXPECT_EQ(run.exit_code, kExitInterrupted) << run.stderr_text;
+    EXPECT_EQ(run.stderr_text,
+              absl::StrCat("mpigate: interrupted: 0 of ", c.items, " items done\n"));
+    EXPECT_THAT(run.stdout_text, IsEmpty());
+    // Nothing of the map is left: the queued tasks were cancelled and the running ones killed,
+    // none ran to its end.
+    const v1::PoolStatus after = ExpectPoolIdle();
+    const uint64_t tasks = c.flags.back() == "--chunksize=2" ? (c.items + 1) / 2 : c.items;
+    EXPECT_EQ(after.tasks_cancelled() - before.tasks_cancelled(), tasks);
+    EXPECT_EQ(after.tasks_succeeded() - before.tasks_succeeded(), 0u);
+  }
+}
+
+TEST_F(CliTest, SubmitInterruptedKillsItsTaskAndExits130) {
+  const v1::PoolStatus before = ExpectPoolIdle();
+  const CliResult run = Mpigate(
+      {"submit", "sleep", "60000"},
+      {.while_running = SignalOnceBusy(
+           SIGINT, [](const v1::PoolStatus& status) { return status.busy_workers() == 1; })});
+  EXPECT_EQ(run.exit_code, kExitInterrupted) << run.stderr_text;
+  EXPECT_EQ(run.stderr_text, "mpigate: interrupted: 0 of 1 items done\n");
+  EXPECT_THAT(run.stdout_text, IsEmpty());
+  const v1::PoolStatus after = ExpectPoolIdle();
+  EXPECT_EQ(after.tasks_cancelled() - before.tasks_cancelled(), 1u);
 }
 
 TEST_F(CliTest, MapOnATerminalRedrawsAProgressBarInPlace) {

@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -131,6 +132,16 @@ absl::StatusOr<CliResult> RunMpigate(const std::vector<std::string>& args,
     *fd = -1;
   }
 
+  // Joined before the child is reaped, so that its pid still names it when the callback signals.
+  std::thread watcher;
+  if (options.while_running) watcher = std::thread([&options, pid] { options.while_running(pid); });
+  struct JoinWatcher {
+    ~JoinWatcher() {
+      if (thread.joinable()) thread.join();
+    }
+    std::thread& thread;
+  } join_watcher{watcher};
+
   CliResult result;
   size_t stdin_written = 0;
   if (options.stdin_text.empty()) {
@@ -174,6 +185,7 @@ absl::StatusOr<CliResult> RunMpigate(const std::vector<std::string>& args,
       }
     }
   }
+  if (watcher.joinable()) watcher.join();
   int wait_status = 0;
   if (waitpid(pid, &wait_status, 0) != pid) return ErrnoError("waitpid");
   result.exit_code = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -WTERMSIG(wait_status);

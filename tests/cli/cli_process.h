@@ -6,10 +6,14 @@
 //   absl::StatusOr<CliResult> run = RunMpigate({"submit", "echo", "hi"}, {.stdin_text = ""});
 //   EXPECT_EQ(run->exit_code, 0);
 //
-// Thread-safety: RunMpigate may be called from any thread; it blocks until the child exits.
+// Thread-safety: RunMpigate may be called from any thread; it blocks until the child exits (and
+// CliOptions::while_running has returned).
 #ifndef MPIGATE_TESTS_CLI_CLI_PROCESS_H_
 #define MPIGATE_TESTS_CLI_CLI_PROCESS_H_
 
+#include <sys/types.h>
+
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -31,6 +35,10 @@ struct CliOptions {
   // everything is in stderr_text), as in an interactive shell.
   bool stdout_on_terminal = false;
   int terminal_columns = 100;
+  // Called with the child's pid on a thread of its own once the child has started, while its
+  // output is collected (e.g. to signal it once it is busy); RunMpigate returns once both the
+  // child and this have ended. A callback that gives up should kill the child.
+  std::function<void(pid_t)> while_running;
 };
 
 struct CliResult {

@@ -57,6 +57,10 @@ TEST(ParseCommandLineTest, FlagsTakeValuesEitherWayAndGlobalFlagsGoAnywhere) {
 
   EXPECT_EQ(Parsed({"map", "fn"}).input_path, "-");
   EXPECT_TRUE(Parsed({"map", "--unordered", "fn"}).unordered);
+  // Chunks may come unordered: every item's result says which line it answers.
+  line = Parsed({"map", "--unordered", "--chunksize=4", "fn"});
+  EXPECT_TRUE(line.unordered);
+  EXPECT_EQ(line.chunksize, 4);
   EXPECT_TRUE(Parsed({"status", "--json"}).json);
   EXPECT_EQ(Parsed({"shutdown", "--reason", "maintenance"}).reason, "maintenance");
   EXPECT_EQ(Parsed({"status", "--endpoint=node7:50051"}).endpoint, "node7:50051");
@@ -106,7 +110,6 @@ TEST(ParseCommandLineTest, UsageErrorsAreInvalidArgumentAndPointAtTheRightHelp) 
       {{"map", "fn", "a", "b"}, "map: expects FUNCTION [FILE|-], got 3 arguments"},
       {{"map", "fn", "--chunksize=0"}, "map: --chunksize must be a whole number of at least 1"},
       {{"map", "fn", "--chunksize=many"}, "got 'many'"},
-      {{"map", "fn", "--unordered", "--chunksize=4"}, "--unordered works with --chunksize=1"},
       {{"map", "fn", "--unordered=yes"}, "map: --unordered takes no value"},
       {{"map", "fn", "--timeout"}, "map: --timeout needs a value"},
       {{"submit", "fn", "--timeout=soon"}, "--timeout must be a duration such as 500ms"},
@@ -146,12 +149,16 @@ TEST(UsageTextTest, EveryCommandHasUsageNamingItAndItsExitCodes) {
     const std::string text = UsageText(command);
     EXPECT_THAT(text, StartsWith(absl::StrCat("Usage: mpigate ", CommandName(command))));
     EXPECT_THAT(text, HasSubstr("Exit codes:"));
+    if (command == Command::kSubmit || command == Command::kMap) {
+      EXPECT_THAT(text, HasSubstr("130 interrupted"));
+    }
     EXPECT_EQ(text.back(), '\n');
   }
   const std::string top = UsageText(Command::kNone);
   EXPECT_THAT(top, StartsWith("Usage: mpigate [--endpoint=TARGET]"));
-  for (const char* line : {"  0  success", "  1  the task", "  2  usage error",
-                           "  3  service unavailable", "  4  any other error"}) {
+  for (const char* line :
+       {"  0  success", "  1  the task", "  2  usage error", "  3  service unavailable",
+        "  4  any other error", "  130  interrupted by SIGINT or SIGTERM"}) {
     EXPECT_THAT(top, HasSubstr(line));
   }
 }
@@ -178,6 +185,7 @@ TEST(ExitCodesTest, TaskErrorsAreOneButUnavailableIsThree) {
   EXPECT_EQ(kExitUsage, 2);
   EXPECT_EQ(kExitUnavailable, 3);
   EXPECT_EQ(kExitError, 4);
+  EXPECT_EQ(kExitInterrupted, 130);
 }
 
 }  // namespace
