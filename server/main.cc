@@ -93,6 +93,13 @@ ABSL_FLAG(double, resume_grace_s, 60,
           "client died) keeps running its tasks and keeping their outcomes for a client to resume "
           "it with its token. After that its queued tasks are cancelled, its running ones "
           "interrupted, and everything it held is freed. 0: a session ends with its stream.");
+ABSL_FLAG(int64_t, max_sessions, 1024,
+          "The most sessions open at once, detached ones included: a client that opens one more "
+          "gets RESOURCE_EXHAUSTED naming this limit, and the sessions open go on. 0: no limit.");
+ABSL_FLAG(int64_t, max_queued_tasks_per_session, 1 << 20,
+          "The most tasks one session may have waiting for a worker: a task submitted beyond it is "
+          "rejected with RESOURCE_EXHAUSTED naming this limit (the session and other sessions go "
+          "on, and submits are accepted again as its queue drains). 0: no limit.");
 ABSL_FLAG(int, max_unread_result_mb, 1024,
           "The most MiB of outcomes one session may hold for its client: not yet read, or read and "
           "not acknowledged. A result that would pass it fails with RESOURCE_EXHAUSTED, so a "
@@ -447,9 +454,13 @@ int Run(const RepeatedFlags& repeated) {
 
   const double resume_grace_s = absl::GetFlag(FLAGS_resume_grace_s);
   const int max_unread_result_mb = absl::GetFlag(FLAGS_max_unread_result_mb);
-  if (!(resume_grace_s >= 0) || max_unread_result_mb < 0) {
-    return fail(absl::InvalidArgumentError(
-        "--resume_grace_s and --max_unread_result_mb must not be negative"));
+  const int64_t max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  const int64_t max_queued_tasks_per_session = absl::GetFlag(FLAGS_max_queued_tasks_per_session);
+  if (!(resume_grace_s >= 0) || max_unread_result_mb < 0 || max_sessions < 0 ||
+      max_queued_tasks_per_session < 0) {
+    return fail(
+        absl::InvalidArgumentError("--resume_grace_s, --max_unread_result_mb, --max_sessions and "
+                                   "--max_queued_tasks_per_session must not be negative"));
   }
   // gRPC's limits are ints: up to 2 GiB less one byte.
   const int max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
@@ -473,6 +484,9 @@ int Run(const RepeatedFlags& repeated) {
   scheduler_options.workers = started->workers;
   scheduler_options.resume_grace = absl::Seconds(resume_grace_s);
   scheduler_options.max_unread_result_bytes = static_cast<uint64_t>(max_unread_result_mb) << 20;
+  scheduler_options.max_sessions = static_cast<size_t>(max_sessions);
+  scheduler_options.max_queued_tasks_per_session =
+      static_cast<size_t>(max_queued_tasks_per_session);
   if (!absl::GetFlag(FLAGS_allow_exec)) {
     scheduler_options.refused_functions[worker::kExecFunction] =
         "exec is off on this service: it runs any program as the service's user; start "

@@ -133,6 +133,8 @@ Scheduler::Scheduler(Options options)
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
       max_unread_result_bytes_(options.max_unread_result_bytes),
       max_message_bytes_(options.max_message_bytes),
+      max_sessions_(options.max_sessions),
+      max_queued_tasks_per_session_(options.max_queued_tasks_per_session),
       max_tasks_per_worker_(static_cast<size_t>(std::max(options.max_tasks_per_worker, 1))),
       prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
@@ -155,6 +157,17 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   absl::MutexLock lock(&mu_);
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
+  }
+  if (max_sessions_ > 0) {
+    const size_t open = static_cast<size_t>(
+        std::count_if(sessions_.begin(), sessions_.end(),
+                      [](const auto& entry) { return !entry.second.abandoned; }));
+    if (open >= max_sessions_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the service holds its maximum of ", max_sessions_,
+          " open sessions (--max_sessions), detached ones included; retry once one has closed, "
+          "or raise the limit"));
+    }
   }
   absl::StatusOr<std::string> token = token_source_();
   if (!token.ok()) return token.status();
@@ -222,6 +235,12 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
         "task_id ", spec.task_id(),
         " is already in use in this session (by a task not ended, or one whose outcome is not "
         "acknowledged)"));
+  }
+  if (max_queued_tasks_per_session_ > 0 && session.queued >= max_queued_tasks_per_session_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the session already has its maximum of ", max_queued_tasks_per_session_,
+        " queued tasks (--max_queued_tasks_per_session); submit more as these start, or raise "
+        "the limit"));
   }
   return traits;
 }

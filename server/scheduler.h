@@ -195,6 +195,13 @@ class Scheduler {
     uint64_t max_unread_result_bytes = 0;
     // The largest gRPC message the service sends or accepts; 0 for no limit.
     uint64_t max_message_bytes = 0;
+    // The most sessions open at once, detached ones included (Run calls count while they run):
+    // OpenSession() fails with RESOURCE_EXHAUSTED beyond it. 0 for no limit.
+    size_t max_sessions = 0;
+    // The most tasks one session may have queued (accepted, not yet on a worker): a task submitted
+    // beyond it is rejected with RESOURCE_EXHAUSTED, and later ones are accepted again as the
+    // queue drains. 0 for no limit.
+    size_t max_queued_tasks_per_session = 0;
     // The most tasks one worker holds at once (see Prefetch above); 1 hands each worker one task
     // at a time.
     int max_tasks_per_worker = 1;
@@ -218,7 +225,8 @@ class Scheduler {
 
   // Opens a session whose events go to `listener`. `client_max_message_bytes` is the largest
   // message its client accepts (0: any); `shared` says whether it may use shared memory (ignored
-  // without Options::shared_memory_prefix). UNAVAILABLE while draining.
+  // without Options::shared_memory_prefix). UNAVAILABLE while draining; RESOURCE_EXHAUSTED at
+  // Options::max_sessions.
   absl::StatusOr<SessionId> OpenSession(std::string client_name,
                                         std::shared_ptr<SessionListener> listener,
                                         uint64_t client_max_message_bytes = 0,
@@ -573,6 +581,8 @@ class Scheduler {
   const absl::Duration resume_grace_;
   const uint64_t max_unread_result_bytes_;
   const uint64_t max_message_bytes_;
+  const size_t max_sessions_;
+  const size_t max_queued_tasks_per_session_;
   const size_t max_tasks_per_worker_;
   const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;

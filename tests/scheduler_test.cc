@@ -2896,5 +2896,65 @@ TEST_F(SchedulerTest, SharedResultsCountAgainstTheUnreadBound) {
   EXPECT_THAT(released_, ElementsAre(SharedName(1)));
 }
 
+// --- Limits ---
+
+TEST_F(SchedulerTest, OpeningASessionPastTheLimitIsResourceExhaustedUntilOneCloses) {
+  Scheduler::Options options;
+  options.workers = 1;
+  options.clock = [this] { return now_; };
+  options.max_sessions = 2;
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId first = Open("first");
+  const SessionId second = Open("second");
+  absl::StatusOr<SessionId> third =
+      scheduler_->OpenSession("third", std::make_shared<CountingListener>());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(),
+              AllOf(HasSubstr("maximum of 2 open sessions"), HasSubstr("--max_sessions")));
+  // The sessions that are open are unaffected.
+  SubmitRange(second, 1, 1);
+  EXPECT_THAT(Dispatch(), testing::SizeIs(1));
+
+  scheduler_->Abandon(first);
+  absl::StatusOr<SessionId> after =
+      scheduler_->OpenSession("after", std::make_shared<CountingListener>());
+  EXPECT_TRUE(after.ok()) << after.status();
+}
+
+TEST_F(SchedulerTest, TasksPastASessionsQueueLimitAreRejectedAndAcceptedAgainAsItDrains) {
+  Scheduler::Options options;
+  options.workers = 1;
+  options.clock = [this] { return now_; };
+  options.max_queued_tasks_per_session = 2;
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId limited = Open("limited");
+  const SessionId other = Open("other");
+
+  const std::vector<v1::TaskRejection> rejections =
+      Submit(limited, {Task(1), Task(2), Task(3), Task(4)});
+  ASSERT_EQ(rejections.size(), 2u);
+  for (const v1::TaskRejection& rejection : rejections) {
+    EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kResourceExhausted));
+    EXPECT_THAT(rejection.message(), AllOf(HasSubstr("maximum of 2 queued tasks"),
+                                           HasSubstr("--max_queued_tasks_per_session")));
+  }
+  EXPECT_EQ(rejections[0].task_id(), 3u);
+  EXPECT_EQ(rejections[1].task_id(), 4u);
+  // Another session has a queue of its own.
+  SubmitRange(other, 1, 2);
+
+  // A task that starts leaves room for one more.
+  std::vector<Assignment> started = Dispatch();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_THAT(Submit(limited, {Task(5)}), IsEmpty());
+  EXPECT_THAT(Submit(limited, {Task(6)}), testing::SizeIs(1));
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.queued_tasks(), 4u);
+  EXPECT_THAT(scheduler_->PrometheusText(),
+              HasSubstr("mpigate_tasks_rejected_total{code=\"RESOURCE_EXHAUSTED\"} 3\n"));
+}
+
 }  // namespace
 }  // namespace mpigate::server
