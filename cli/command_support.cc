@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/endpoint.h"
+#include "common/access.h"
 
 namespace mpigate::cli {
 namespace {
@@ -70,12 +70,12 @@ absl::StatusOr<std::unique_ptr<Executor>> ConnectExecutor(const CommandLine& lin
 }
 
 absl::StatusOr<ServiceStub> MakeServiceStub(const CommandLine& line) {
-  absl::StatusOr<std::string> target = ResolveEndpoint(line.endpoint);
-  if (!target.ok()) return target.status();
+  absl::StatusOr<Connection> connection = ResolveConnection(line.endpoint, {});
+  if (!connection.ok()) return connection.status();
   ServiceStub service;
-  service.target = *target;
-  service.stub =
-      v1::Gateway::NewStub(grpc::CreateChannel(service.target, grpc::InsecureChannelCredentials()));
+  service.target = connection->target;
+  service.token = connection->token;
+  service.stub = v1::Gateway::NewStub(grpc::CreateChannel(service.target, connection->credentials));
   return service;
 }
 

@@ -35,6 +35,8 @@ absl::StatusOr<std::unique_ptr<Executor>> ConnectExecutor(const CommandLine& lin
 // A stub for one-call RPCs, and the target it dials.
 struct ServiceStub {
   std::string target;
+  // Every call carries it (AttachToken of common/access.h); empty: none.
+  std::string token;
   std::unique_ptr<v1::Gateway::Stub> stub;
 };
 

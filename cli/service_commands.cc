@@ -13,15 +13,19 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/status_text.h"
+#include "common/access.h"
 #include "common/grpc_status.h"
 
 namespace mpigate::cli {
 namespace {
 
-// A context whose call fails with DEADLINE_EXCEEDED if the service does not answer in time. Not
-// wait_for_ready: with nothing listening the call fails at once, UNAVAILABLE.
-void SetDeadline(const CommandLine& line, grpc::ClientContext& context) {
+// A context whose call carries the service's token and fails with DEADLINE_EXCEEDED if the service
+// does not answer in time. Not wait_for_ready: with nothing listening the call fails at once,
+// UNAVAILABLE.
+void PrepareContext(const CommandLine& line, const ServiceStub& service,
+                    grpc::ClientContext& context) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + line.connect_timeout));
+  AttachToken(context, service.token);
 }
 
 }  // namespace
@@ -33,7 +37,7 @@ int RunStatus(const CommandLine& line) {
     return ExitCodeForServiceError(service.status());
   }
   grpc::ClientContext context;
-  SetDeadline(line, context);
+  PrepareContext(line, *service, context);
   v1::PoolStatus status;
   const absl::Status called =
       FromGrpcStatus(service->stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status));
@@ -67,7 +71,7 @@ int RunShutdown(const CommandLine& line) {
     return ExitCodeForServiceError(service.status());
   }
   grpc::ClientContext context;
-  SetDeadline(line, context);
+  PrepareContext(line, *service, context);
   v1::StopServiceRequest request;
   request.set_reason(line.reason);
   v1::StopServiceResponse response;

@@ -73,6 +73,19 @@ struct ExecutorOptions {
   // gRPC target such as "unix:/tmp/mpigate-0/gateway.sock" or "node12:50051". Empty: from
   // $MPIGATE_ENDPOINT, else the endpoint file (see common/endpoint.h).
   std::string endpoint;
+  // The bearer token a service listening on TCP requires, sent with every call (in clear text
+  // unless over TLS; see common/access.h). Empty: $MPIGATE_TOKEN, else the endpoint file's when
+  // the endpoint came from it. A wrong or missing one fails Connect() with UNAUTHENTICATED.
+  std::string token;
+  // TLS (mpigate-server --tls-cert): the CA certificate that signed the service's, PEM text or a
+  // file's path; given, the client speaks TLS. Empty: $MPIGATE_TLS_CA; if neither, TLS only when
+  // the endpoint file says so, verified against the system's roots. A certificate that does not
+  // verify fails Connect() with UNAVAILABLE.
+  std::string tls_ca;
+  // A client certificate and its key (PEM text or paths), for a service that verifies clients
+  // (--tls-client-ca). Empty: $MPIGATE_TLS_CERT and $MPIGATE_TLS_KEY.
+  std::string tls_cert;
+  std::string tls_key;
   // A label for the session in the service's status output.
   std::string client_name;
   // How long Connect() waits for the service to answer.

@@ -1,5 +1,6 @@
 #include "common/endpoint.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace mpigate {
 namespace {
@@ -76,17 +79,27 @@ absl::Status MakeDirectories(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status WriteEndpointFile(const std::string& path, absl::string_view target) {
+absl::Status WriteEndpointFile(const std::string& path, const Endpoint& endpoint) {
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos) {
     if (absl::Status status = MakeDirectories(path.substr(0, slash)); !status.ok()) return status;
   }
   const std::string temporary = absl::StrCat(path, ".tmp.", getpid());
+  std::string content = absl::StrCat(endpoint.target, "\n");
+  if (!endpoint.token.empty()) absl::StrAppend(&content, "token=", endpoint.token, "\n");
+  if (endpoint.tls) absl::StrAppend(&content, "tls=1\n");
   {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << target << "\n";
-    out.close();
-    if (!out) return ErrnoStatus("cannot write", temporary);
+    // Created 0600 whatever the umask: the file may hold the token.
+    const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus("cannot create", temporary);
+    const bool written = fchmod(fd, 0600) == 0 && write(fd, content.data(), content.size()) ==
+                                                      static_cast<ssize_t>(content.size());
+    const absl::Status status = written ? absl::OkStatus() : ErrnoStatus("cannot write", temporary);
+    close(fd);
+    if (!status.ok()) {
+      std::remove(temporary.c_str());
+      return status;
+    }
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const absl::Status status = ErrnoStatus("cannot rename into", path);
@@ -96,22 +109,37 @@ absl::Status WriteEndpointFile(const std::string& path, absl::string_view target
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadEndpointFile(const std::string& path) {
+absl::StatusOr<Endpoint> ReadEndpointFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("no endpoint file at ", path));
   std::stringstream content;
   content << in.rdbuf();
-  std::string target(absl::StripAsciiWhitespace(content.str()));
-  if (target.empty()) return absl::NotFoundError(absl::StrCat("endpoint file ", path, " is empty"));
-  return target;
+  Endpoint endpoint;
+  bool first = true;
+  for (absl::string_view line : absl::StrSplit(content.str(), '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    if (first) {
+      endpoint.target = std::string(line);
+      first = false;
+    } else if (absl::ConsumePrefix(&line, "token=")) {
+      endpoint.token = std::string(line);
+    } else if (absl::ConsumePrefix(&line, "tls=")) {
+      endpoint.tls = line == "1";
+    }
+  }
+  if (endpoint.target.empty()) {
+    return absl::NotFoundError(absl::StrCat("endpoint file ", path, " is empty"));
+  }
+  return endpoint;
 }
 
-absl::StatusOr<std::string> ResolveEndpoint(absl::string_view explicit_target) {
-  if (!explicit_target.empty()) return std::string(explicit_target);
+absl::StatusOr<Endpoint> ResolveEndpoint(absl::string_view explicit_target) {
+  if (!explicit_target.empty()) return Endpoint{std::string(explicit_target)};
   const std::string from_env = EnvOr("MPIGATE_ENDPOINT", "");
-  if (!from_env.empty()) return from_env;
+  if (!from_env.empty()) return Endpoint{from_env};
   const std::string file = DefaultEndpointFile();
-  absl::StatusOr<std::string> target = ReadEndpointFile(file);
+  absl::StatusOr<Endpoint> target = ReadEndpointFile(file);
   if (!target.ok()) {
     return absl::NotFoundError(
         absl::StrCat("no mpigate service found: ", target.status().message(),

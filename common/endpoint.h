@@ -6,6 +6,12 @@
 // ($MPIGATE_ENDPOINT_FILE, else <run dir>/endpoint). The run directory is $MPIGATE_RUN_DIR, else
 // /tmp/mpigate-<uid>.
 //
+// The endpoint file (mode 0600) holds the target on its first line, then `key=value` lines:
+//   node12:50051
+//   token=<the bearer token the service checks on every call; only when it listens on TCP>
+//   tls=1                  (only when it serves TLS)
+// Readers ignore keys they do not know; a service on a Unix socket writes the target alone.
+//
 // Thread-safety: pure functions over the environment and the file system.
 #ifndef MPIGATE_COMMON_ENDPOINT_H_
 #define MPIGATE_COMMON_ENDPOINT_H_
@@ -34,17 +40,27 @@ absl::StatusOr<std::string> ListenAddress(absl::string_view listen);
 // The socket path of a "unix:PATH" address, or "" for a TCP address.
 std::string UnixSocketPath(absl::string_view address);
 
-// Writes `target` to `path` atomically (a temporary file renamed into place), creating the
-// directory if needed, readable only by this user.
-absl::Status WriteEndpointFile(const std::string& path, absl::string_view target);
+// What a client needs to know of a service: what an endpoint file says.
+struct Endpoint {
+  // The gRPC target, e.g. "unix:/tmp/mpigate-1000/gateway.sock" or "node12:50051".
+  std::string target;
+  // The bearer token the service requires (common/access_token.h); empty: none.
+  std::string token;
+  // The service speaks TLS.
+  bool tls = false;
+};
 
-// Reads the target from an endpoint file. NOT_FOUND if the file does not exist.
-absl::StatusOr<std::string> ReadEndpointFile(const std::string& path);
+// Writes `endpoint` to `path` atomically (a temporary file renamed into place), creating the
+// directory if needed, readable only by this user (0600: it may hold the token).
+absl::Status WriteEndpointFile(const std::string& path, const Endpoint& endpoint);
 
-// The target a client should connect to: `explicit_target` if non-empty, else $MPIGATE_ENDPOINT,
-// else the default endpoint file's content. NOT_FOUND, with a message that says what to do, if
-// none of them gives one.
-absl::StatusOr<std::string> ResolveEndpoint(absl::string_view explicit_target);
+// Reads an endpoint file. NOT_FOUND if the file does not exist or holds no target.
+absl::StatusOr<Endpoint> ReadEndpointFile(const std::string& path);
+
+// The service a client should connect to: `explicit_target` if non-empty, else $MPIGATE_ENDPOINT
+// (neither with a token or TLS), else the default endpoint file. NOT_FOUND, with a message that
+// says what to do, if none of them gives one.
+absl::StatusOr<Endpoint> ResolveEndpoint(absl::string_view explicit_target);
 
 // Creates `dir` (and parents) if missing; new directories are private to this user (0700).
 absl::Status MakeDirectories(const std::string& dir);

@@ -9,6 +9,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/access.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
 
@@ -451,22 +452,55 @@ class RunReactor final : public grpc::ServerUnaryReactor {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// A Session stream refused before it starts (its caller is not authenticated): finishes at once
+// with `status` and deletes itself when done.
+class RefusedStream final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// A unary call's default reactor, finished with `status`.
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
 }  // namespace
 
+grpc::Status GatewayService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (token_.empty()) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kAuthorizationKey);
+  std::optional<absl::string_view> authorization;
+  if (found != metadata.end()) {
+    authorization = absl::string_view(found->second.data(), found->second.size());
+  }
+  const absl::Status status = CheckBearerToken(authorization, token_);
+  if (!status.ok()) Log(LogLevel::kWarning, "refused a call: ", status.message());
+  return ToGrpcStatus(status);
+}
+
 grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* GatewayService::Session(
-    grpc::CallbackServerContext* /*context*/) {
+    grpc::CallbackServerContext* context) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) {
+    return new RefusedStream(status);
+  }
   return new SessionReactor(scheduler_, shared_memory_domain_);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* context,
                                               const v1::RunRequest* request,
                                               v1::TaskOutcome* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
   return new RunReactor(scheduler_, *request, response);
 }
 
 grpc::ServerUnaryReactor* GatewayService::StopService(grpc::CallbackServerContext* context,
                                                       const v1::StopServiceRequest* request,
                                                       v1::StopServiceResponse* /*response*/) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
   stop_service_(request->reason().empty() ? "StopService was called" : request->reason());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -476,6 +510,7 @@ grpc::ServerUnaryReactor* GatewayService::StopService(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerContext* context,
                                                         const v1::GetPoolStatusRequest* /*request*/,
                                                         v1::PoolStatus* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
   *response = scheduler_.Status();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -485,6 +520,7 @@ grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GatewayService::ListFunctions(grpc::CallbackServerContext* context,
                                                         const v1::ListFunctionsRequest* /*request*/,
                                                         v1::ListFunctionsResponse* response) {
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<std::vector<v1::FunctionInfo>> functions = scheduler_.Functions();
   if (!functions.ok()) {

@@ -25,11 +25,14 @@ class GatewayService final : public v1::Gateway::CallbackService {
   // `stop_service` starts the service's drain (StopService); it must not block.
   // `shared_memory_domain` is the gateway's (common/shared_memory.h): sessions whose client
   // names the same one may use shared memory, if the scheduler offers it.
+  // `token`, if not empty, is the bearer token every call must carry (common/access.h): a call
+  // without it, or with another, fails with UNAUTHENTICATED before it touches the scheduler.
   GatewayService(Scheduler& scheduler, std::function<void(std::string reason)> stop_service,
-                 std::string shared_memory_domain = "")
+                 std::string shared_memory_domain = "", std::string token = "")
       : scheduler_(scheduler),
         stop_service_(std::move(stop_service)),
-        shared_memory_domain_(std::move(shared_memory_domain)) {}
+        shared_memory_domain_(std::move(shared_memory_domain)),
+        token_(std::move(token)) {}
 
   grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
       grpc::CallbackServerContext* context) override;
@@ -50,9 +53,13 @@ class GatewayService final : public v1::Gateway::CallbackService {
                                         v1::StopServiceResponse* response) override;
 
  private:
+  // OK if no token is required or the call carries it; UNAUTHENTICATED otherwise.
+  grpc::Status Authenticate(const grpc::CallbackServerContext& context) const;
+
   Scheduler& scheduler_;
   const std::function<void(std::string reason)> stop_service_;
   const std::string shared_memory_domain_;
+  const std::string token_;
 };
 
 }  // namespace mpigate::server

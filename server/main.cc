@@ -2,6 +2,7 @@
 // the StopService RPC.
 //
 //   mpigate-server [--workers N] [--listen unix:PATH | HOST:PORT] [--endpoint-file PATH]
+//                  [--token-file PATH] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //                  [--resume-grace-s S] [--max-unread-result-mb MB]
 //   mpiexec -n N+1 mpigate-server --world ...      (rank 0 the gateway, ranks 1..N the workers)
 //
@@ -13,6 +14,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <linux/limits.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -38,6 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/access.h"
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/shared_memory.h"
@@ -55,6 +58,17 @@ ABSL_FLAG(int, workers, 0,
 ABSL_FLAG(std::string, listen, "",
           "Where to serve gRPC: unix:PATH, HOST:PORT or :PORT. Default: "
           "unix:$MPIGATE_RUN_DIR/gateway.sock (run dir default /tmp/mpigate-<uid>).");
+ABSL_FLAG(std::string, token_file, "",
+          "On TCP: use the token in this file (its first line, 16+ characters of "
+          "[A-Za-z0-9._~+/=-]) instead of a random one made at start, e.g. one a batch job shares "
+          "with its clients. Every call must carry it (`authorization: Bearer <token>`).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Serve TLS with this certificate chain (PEM file); needs --tls-key and a TCP --listen. "
+          "Clients verify it against the CA they are given (MPIGATE_TLS_CA).");
+ABSL_FLAG(std::string, tls_key, "", "The private key of --tls-cert (PEM file).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "With --tls-cert: require every client to present a certificate signed by this CA "
+          "(PEM file), and refuse the handshake otherwise.");
 ABSL_FLAG(std::string, endpoint_file, "",
           "Where to write the endpoint clients read. Default: $MPIGATE_ENDPOINT_FILE, else "
           "$MPIGATE_RUN_DIR/endpoint.");
@@ -369,6 +383,61 @@ std::string ClientTarget(const std::string& address, int bound_port) {
   return absl::StrCat(host, ":", bound_port);
 }
 
+// Who may call the service, and how its traffic is protected.
+struct ServingAccess {
+  // Required on every call of the Gateway service; empty on a Unix socket, where the socket's
+  // permissions decide.
+  std::string token;
+  bool tls = false;
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+};
+
+// From --token-file and --tls-*: on TCP a token (the file's, else a fresh random one), and TLS if
+// asked for. TLS and a token file need TCP.
+absl::StatusOr<ServingAccess> MakeServingAccess(bool tcp) {
+  ServingAccess access;
+  const std::string token_file = absl::GetFlag(FLAGS_token_file);
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+  const std::string key = absl::GetFlag(FLAGS_tls_key);
+  const std::string client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  if (!tcp && (!token_file.empty() || !cert.empty() || !key.empty() || !client_ca.empty())) {
+    return absl::InvalidArgumentError(
+        "--token-file and --tls-* apply to TCP only: pass --listen HOST:PORT (on a Unix socket, "
+        "the socket's permissions let only this user in)");
+  }
+  if (!tcp) {
+    access.credentials = grpc::InsecureServerCredentials();
+    return access;
+  }
+  absl::StatusOr<std::string> token = token_file.empty() ? NewToken() : ReadTokenFile(token_file);
+  if (!token.ok()) return token.status();
+  access.token = *std::move(token);
+  if (cert.empty() != key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (cert.empty()) {
+    if (!client_ca.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert");
+    access.credentials = grpc::InsecureServerCredentials();
+    return access;
+  }
+  grpc::SslServerCredentialsOptions ssl(
+      client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  absl::StatusOr<std::string> cert_pem = ReadPem(cert, "--tls-cert");
+  if (!cert_pem.ok()) return cert_pem.status();
+  absl::StatusOr<std::string> key_pem = ReadPem(key, "--tls-key");
+  if (!key_pem.ok()) return key_pem.status();
+  ssl.pem_key_cert_pairs.push_back({*std::move(key_pem), *std::move(cert_pem)});
+  if (!client_ca.empty()) {
+    absl::StatusOr<std::string> ca_pem = ReadPem(client_ca, "--tls-client-ca");
+    if (!ca_pem.ok()) return ca_pem.status();
+    ssl.pem_root_certs = *std::move(ca_pem);
+  }
+  access.tls = true;
+  access.credentials = grpc::SslServerCredentials(ssl);
+  return access;
+}
+
 // Builds the pool's options from the flags.
 absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated) {
   MpiWorkerPool::Options options;
@@ -451,6 +520,8 @@ int Run(const RepeatedFlags& repeated) {
   }
   std::string endpoint_file = absl::GetFlag(FLAGS_endpoint_file);
   if (endpoint_file.empty()) endpoint_file = DefaultEndpointFile();
+  absl::StatusOr<ServingAccess> access = MakeServingAccess(socket_path.empty());
+  if (!access.ok()) return fail(access.status());
 
   const double resume_grace_s = absl::GetFlag(FLAGS_resume_grace_s);
   const int max_unread_result_mb = absl::GetFlag(FLAGS_max_unread_result_mb);
@@ -520,14 +591,17 @@ int Run(const RepeatedFlags& repeated) {
   };
   GatewayService service(
       scheduler, [](std::string reason) { StopSignal::Request(std::move(reason)); },
-      shared_memory_prefix.empty() ? "" : SharedMemoryDomain());
+      shared_memory_prefix.empty() ? "" : SharedMemoryDomain(), access->token);
   // Standard services, for generic tools and load balancers: health checking (NOT_SERVING until
-  // the pool is up, and again while draining) and reflection (grpc_cli, grpcurl).
+  // the pool is up, and again while draining) and reflection (grpc_cli, grpcurl). Health stays
+  // open on TCP too, so that load balancers and schedulers can probe without the token: it tells
+  // only whether the pool serves. Reflection, which gRPC serves without our token check, is
+  // offered on the Unix socket only.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (!socket_path.empty()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(*address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(*address, access->credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   // Pings on every connection, so that one that died silently (a host gone, a cable pulled)
@@ -544,8 +618,16 @@ int Run(const RepeatedFlags& repeated) {
   grpc::HealthCheckServiceInterface* const health = server->GetHealthCheckService();
   health->SetServingStatus(v1::Gateway::service_full_name(), false);
   health->SetServingStatus(false);
+  // gRPC binds the socket with the process's umask; only this user may connect. (Its directory,
+  // created 0700, keeps others out in between.)
+  if (!socket_path.empty() && chmod(socket_path.c_str(), 0600) != 0) {
+    server->Shutdown();
+    return fail_serving(absl::UnavailableError(
+        absl::StrCat("cannot make ", socket_path, " private: ", std::strerror(errno))));
+  }
   const std::string target = ClientTarget(*address, bound_port);
-  if (absl::Status status = WriteEndpointFile(endpoint_file, target); !status.ok()) {
+  if (absl::Status status = WriteEndpointFile(endpoint_file, {target, access->token, access->tls});
+      !status.ok()) {
     server->Shutdown();
     return fail_serving(status);
   }

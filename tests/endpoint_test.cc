@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -38,14 +39,35 @@ TEST(UnixSocketPathTest, OnlyForUnixAddresses) {
 TEST(EndpointFileTest, RoundTripsAndCreatesPrivateDirectories) {
   const std::string dir = TempDir() + "/endpoint_test/a/b";
   const std::string path = dir + "/endpoint";
-  ASSERT_TRUE(WriteEndpointFile(path, "unix:/tmp/s.sock").ok());
-  EXPECT_EQ(ReadEndpointFile(path).value(), "unix:/tmp/s.sock");
+  ASSERT_TRUE(WriteEndpointFile(path, {"unix:/tmp/s.sock"}).ok());
+  EXPECT_EQ(ReadEndpointFile(path).value().target, "unix:/tmp/s.sock");
   struct stat info;
   ASSERT_EQ(stat(dir.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0700);
   // Rewriting replaces the content as a whole.
-  ASSERT_TRUE(WriteEndpointFile(path, "node7:50051").ok());
-  EXPECT_EQ(ReadEndpointFile(path).value(), "node7:50051");
+  ASSERT_TRUE(WriteEndpointFile(path, {"node7:50051"}).ok());
+  EXPECT_EQ(ReadEndpointFile(path).value().target, "node7:50051");
+}
+
+TEST(EndpointFileTest, HoldsTokenAndTlsAfterTheTargetPrivately) {
+  const std::string path = TempDir() + "/endpoint_test/tcp/endpoint";
+  ASSERT_TRUE(WriteEndpointFile(path, {"node7:50051", "abc123", true}).ok());
+  struct stat info;
+  ASSERT_EQ(stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0600);
+  std::ifstream in(path);
+  std::string first_line;
+  std::getline(in, first_line);
+  // Scripts that read the first line keep finding the target.
+  EXPECT_EQ(first_line, "node7:50051");
+  const Endpoint endpoint = ReadEndpointFile(path).value();
+  EXPECT_EQ(endpoint.target, "node7:50051");
+  EXPECT_EQ(endpoint.token, "abc123");
+  EXPECT_TRUE(endpoint.tls);
+  // A file without the keys, as a server on a Unix socket writes it.
+  ASSERT_TRUE(WriteEndpointFile(path, {"unix:/tmp/s.sock"}).ok());
+  EXPECT_EQ(ReadEndpointFile(path).value().token, "");
+  EXPECT_FALSE(ReadEndpointFile(path).value().tls);
 }
 
 TEST(EndpointFileTest, MissingFileIsNotFound) {
@@ -55,16 +77,19 @@ TEST(EndpointFileTest, MissingFileIsNotFound) {
 
 TEST(ResolveEndpointTest, ExplicitThenEnvironmentThenFile) {
   const std::string file = TempDir() + "/resolve/endpoint";
-  ASSERT_TRUE(WriteEndpointFile(file, "from-file:1").ok());
+  ASSERT_TRUE(WriteEndpointFile(file, {"from-file:1", "secret"}).ok());
   setenv("MPIGATE_ENDPOINT_FILE", file.c_str(), 1);
   unsetenv("MPIGATE_ENDPOINT");
-  EXPECT_EQ(ResolveEndpoint("explicit:1").value(), "explicit:1");
-  EXPECT_EQ(ResolveEndpoint("").value(), "from-file:1");
+  EXPECT_EQ(ResolveEndpoint("explicit:1").value().target, "explicit:1");
+  EXPECT_EQ(ResolveEndpoint("explicit:1").value().token, "");
+  EXPECT_EQ(ResolveEndpoint("").value().target, "from-file:1");
+  EXPECT_EQ(ResolveEndpoint("").value().token, "secret");
   setenv("MPIGATE_ENDPOINT", "from-env:1", 1);
-  EXPECT_EQ(ResolveEndpoint("").value(), "from-env:1");
+  EXPECT_EQ(ResolveEndpoint("").value().target, "from-env:1");
+  EXPECT_EQ(ResolveEndpoint("").value().token, "");
   unsetenv("MPIGATE_ENDPOINT");
   setenv("MPIGATE_ENDPOINT_FILE", (TempDir() + "/none").c_str(), 1);
-  absl::StatusOr<std::string> none = ResolveEndpoint("");
+  absl::StatusOr<Endpoint> none = ResolveEndpoint("");
   EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(none.status().message().find("MPIGATE_ENDPOINT"), absl::string_view::npos);
 }

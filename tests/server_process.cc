@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/endpoint.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 
 extern char** environ;
@@ -159,6 +160,11 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
     return absl::InternalError(absl::StrCat("mpigate-server did not become ready: ", seen,
                                             exit.ok() ? exit->stderr_text : ""));
   }
+  // Written before the listening line; it says where the server listens if a flag moved it.
+  absl::StatusOr<Endpoint> endpoint = ReadEndpointFile(endpoint_file_);
+  if (!endpoint.ok()) return endpoint.status();
+  target_ = endpoint->target;
+  token_ = endpoint->token;
   return absl::OkStatus();
 }
 
@@ -190,8 +196,7 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
 }
 
 absl::Status AwaitPoolStatus(const std::string& target,
-                             const std::function<bool(const v1::PoolStatus&)>& done,
-                             int attempts) {
+                             const std::function<bool(const v1::PoolStatus&)>& done, int attempts) {
   auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   for (int attempt = 0; attempt < attempts; ++attempt) {
     grpc::ClientContext context;

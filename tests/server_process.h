@@ -57,8 +57,11 @@ class ServerProcess {
   // Fails with the server's stderr if it exits first.
   absl::Status Start(const ServerOptions& options);
 
-  // The gRPC target clients dial, e.g. "unix:/tmp/mpigate-test-XXXX/s.sock".
+  // The gRPC target clients dial, e.g. "unix:/tmp/mpigate-test-XXXX/s.sock", or the TCP one a
+  // --listen flag asked for: as the endpoint file says.
   const std::string& target() const { return target_; }
+  // The token the server requires (on TCP), from its endpoint file; empty on a Unix socket.
+  const std::string& token() const { return token_; }
   const std::string& endpoint_file() const { return endpoint_file_; }
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
@@ -76,6 +79,7 @@ class ServerProcess {
   int stdout_fd_ = -1;
   std::string dir_;
   std::string target_;
+  std::string token_;
   std::string endpoint_file_;
 };
 

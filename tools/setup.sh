@@ -8,7 +8,8 @@ set -euo pipefail
 
 # Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
 # Abseil with protoc, grpc_cpp_plugin and grpc_python_plugin; GoogleTest; Open MPI 4.1; TCMalloc
-# for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client).
+# for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); openssl
+# (the TLS tests make their certificates) and iproute2 (the multi-host test's network namespaces).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -26,6 +27,8 @@ packages=(
   libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf
+  openssl
+  iproute2
 )
 # Node.js for the Node client example: Debian's nodejs and npm, unless a node and npm (e.g.
 # NodeSource's nodejs, which bundles npm) are already on the PATH.

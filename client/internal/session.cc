@@ -17,6 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/access.h"
 #include "common/endpoint.h"
 #include "common/grpc_status.h"
 #include "common/shared_memory.h"
@@ -171,12 +172,13 @@ absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& op
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes is too small: ", options.max_message_bytes));
   }
-  absl::StatusOr<std::string> target = ResolveEndpoint(options.endpoint);
-  if (!target.ok()) return target.status();
+  absl::StatusOr<Connection> connection = ResolveConnection(
+      options.endpoint, {options.token, options.tls_ca, options.tls_cert, options.tls_key});
+  if (!connection.ok()) return connection.status();
 
   // Private constructor: no std::make_shared.
   std::shared_ptr<Session> session(new Session(options));
-  if (absl::Status status = session->Connect(*target, options); !status.ok()) return status;
+  if (absl::Status status = session->Connect(*connection, options); !status.ok()) return status;
   Session* self = session.get();
   self->writer_ = std::thread([self] { self->WriterLoop(); });
   self->reader_ = std::thread([self] { self->ReaderLoop(); });
@@ -184,8 +186,9 @@ absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& op
   return session;
 }
 
-absl::Status Session::Connect(const std::string& target, const ExecutorOptions& options) {
-  target_ = target;
+absl::Status Session::Connect(const Connection& connection, const ExecutorOptions& options) {
+  target_ = connection.target;
+  token_ = connection.token;
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(max_message_bytes_);
   args.SetMaxReceiveMessageSize(max_message_bytes_);
@@ -196,7 +199,7 @@ absl::Status Session::Connect(const std::string& target, const ExecutorOptions& 
   // off and tried again and again.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  channel_ = grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(target_, connection.credentials, args);
   const absl::Time deadline = connect_timeout_ == absl::InfiniteDuration()
                                   ? absl::InfiniteFuture()
                                   : absl::Now() + connect_timeout_;
@@ -247,6 +250,7 @@ absl::StatusOr<Session::Call> Session::OpenCall(const v1::SessionRequest& open, 
   Call call;
   call.context = std::make_unique<grpc::ClientContext>();
   call.context->set_wait_for_ready(wait_for_ready);
+  AttachToken(*call.context, token_);
   grpc::ClientContext& context = *call.context;
   call.stream = stub_->Session(&context);
 
@@ -540,6 +544,7 @@ int Session::workers() const {
 absl::StatusOr<std::vector<FunctionInfo>> Session::ListFunctions(absl::Duration timeout) const {
   grpc::ClientContext context;
   context.set_deadline(DeadlineAfter(timeout));
+  AttachToken(context, token_);
   v1::ListFunctionsResponse response;
   const grpc::Status status = stub_->ListFunctions(&context, v1::ListFunctionsRequest(), &response);
   if (!status.ok()) return FromGrpcStatus(status);

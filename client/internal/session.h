@@ -69,6 +69,7 @@
 #include "absl/time/time.h"
 #include "client/executor.h"
 #include "client/internal/future_core.h"
+#include "common/access.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "mpigate/v1/gateway.pb.h"
 
@@ -158,7 +159,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Connects, opens (or, with a resume token, resumes) the session and makes the futures of a
   // resumed session's tasks, on the calling thread; no threads run yet.
-  absl::Status Connect(const std::string& target, const ExecutorOptions& options);
+  absl::Status Connect(const Connection& connection, const ExecutorOptions& options);
   // An `open` for this client, without a resume token.
   v1::SessionRequest OpenRequest() const;
   // Starts a Session call with `open` and waits for `opened` until `deadline`. With
@@ -231,6 +232,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Connect().
   std::string shared_memory_prefix_;
   std::string target_;
+  // The bearer token every call carries (common/access.h); empty: none. Set by Connect().
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Gateway::Stub> stub_;
   std::thread::id reader_id_;

@@ -151,17 +151,31 @@ function defaultEndpointFile(env = process.env) {
   return env.MPIGATE_ENDPOINT_FILE || path.join(defaultRunDir(env), 'endpoint');
 }
 
-// The gRPC target to dial, as the C++ client finds it: `explicit` if given, else $MPIGATE_ENDPOINT,
-// else the endpoint file's content. Throws an MpigateError NOT_FOUND that says what to do if none
-// gives one. Targets look like unix:/tmp/mpigate-0/gateway.sock or node12:50051.
-function resolveEndpoint(explicit, env = process.env) {
-  if (explicit) return explicit;
-  if (env.MPIGATE_ENDPOINT) return env.MPIGATE_ENDPOINT;
+// The endpoint file: the target on its first line, then `key=value` lines (`token=...` for a
+// service on TCP, `tls=1`). {target, keys}, target '' if it holds none; throws ENOENT errors.
+function readEndpointFile(file) {
+  const lines = fs.readFileSync(file, 'utf8').split('\n').map((line) => line.trim()).filter(Boolean);
+  const keys = {};
+  for (const line of lines.slice(1)) {
+    const equals = line.indexOf('=');
+    if (equals > 0) keys[line.slice(0, equals)] = line.slice(equals + 1);
+  }
+  return {target: lines[0] || '', keys};
+}
+
+// The target and bearer token to dial with, as the C++ client finds them: `explicit` if given,
+// else $MPIGATE_ENDPOINT, else the endpoint file's; the token `token`, else $MPIGATE_TOKEN, else
+// the endpoint file's when the target came from it. Throws an MpigateError NOT_FOUND that says
+// what to do if nothing gives a target.
+function resolveAccess(explicit, token, env = process.env) {
+  token = token || env.MPIGATE_TOKEN || '';
+  if (explicit) return {target: explicit, token};
+  if (env.MPIGATE_ENDPOINT) return {target: env.MPIGATE_ENDPOINT, token};
   const file = defaultEndpointFile(env);
   let why;
   try {
-    const target = fs.readFileSync(file, 'utf8').trim();
-    if (target) return target;
+    const {target, keys} = readEndpointFile(file);
+    if (target) return {target, token: token || keys.token || ''};
     why = `endpoint file ${file} is empty`;
   } catch (error) {
     if (error.code !== 'ENOENT') throw error;
@@ -173,13 +187,33 @@ function resolveEndpoint(explicit, env = process.env) {
           'MPIGATE_ENDPOINT_FILE');
 }
 
-// A stub of the Gateway service at `endpoint` (resolved as resolveEndpoint does).
+// The gRPC target to dial (resolveAccess()'s). Targets look like
+// unix:/tmp/mpigate-0/gateway.sock or node12:50051.
+function resolveEndpoint(explicit, env = process.env) {
+  return resolveAccess(explicit, '', env).target;
+}
+
+// Adds `authorization: Bearer <token>` to every call: the token a service on TCP requires
+// (common/access.h). Metadata rather than call credentials, which gRPC refuses on plaintext.
+function tokenInterceptor(token) {
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', `Bearer ${token}`);
+      next(metadata, listener);
+    },
+  });
+}
+
+// A stub of the Gateway service at `endpoint` (resolved as resolveAccess does, with
+// options.token).
 function newStub(endpoint, options) {
   const Gateway = loadGateway(options.protoDir);
   const maxMessageBytes = options.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
-  return new Gateway(resolveEndpoint(endpoint, options.env), grpc.credentials.createInsecure(), {
+  const {target, token} = resolveAccess(endpoint, options.token, options.env);
+  return new Gateway(target, grpc.credentials.createInsecure(), {
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.max_receive_message_length': maxMessageBytes,
+    interceptors: token ? [tokenInterceptor(token)] : [],
   });
 }
 
@@ -683,6 +717,7 @@ module.exports = {
   run,
   status,
   resolveEndpoint,
+  resolveAccess,
   defaultRunDir,
   defaultEndpointFile,
   loadGateway,

@@ -88,6 +88,24 @@ describe('the Node client against a real pool', () => {
         }
       });
 
+  test('a TCP endpoint file gives the target on its first line and the token', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpigate-node-endpoint-'));
+    try {
+      const file = path.join(dir, 'endpoint');
+      fs.writeFileSync(file, 'node7:50051\ntoken=abc123\ntls=1\n');
+      const env = {MPIGATE_ENDPOINT_FILE: file};
+      assert.equal(mpigate.resolveEndpoint(undefined, env), 'node7:50051');
+      assert.deepEqual(mpigate.resolveAccess(undefined, '', env),
+                       {target: 'node7:50051', token: 'abc123'});
+      // $MPIGATE_TOKEN, then an explicit token, win; an explicit target takes no file token.
+      assert.equal(mpigate.resolveAccess(undefined, '', {...env, MPIGATE_TOKEN: 'e'}).token, 'e');
+      assert.equal(mpigate.resolveAccess(undefined, 'x', env).token, 'x');
+      assert.equal(mpigate.resolveAccess('node8:1', '', env).token, '');
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true});
+    }
+  });
+
   test('connect() finds the pool through $MPIGATE_ENDPOINT_FILE and opens a session', () => {
     assert.equal(ex.endpoint, fs.readFileSync(endpointFile, 'utf8').trim());
     assert.match(ex.endpoint, /^unix:\/.*\/s\.sock$/);

@@ -285,6 +285,37 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(third.result(timeout=PATIENCE_S), b"third")
 
 
+class TcpTokenTest(unittest.TestCase):
+    """A service on TCP requires the bearer token of its endpoint file on every call."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess(workers=1, flags=["--listen=127.0.0.1:0"])
+        cls.server.start()
+        with open(cls.server.endpoint_file, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+        cls.target = lines[0]
+        cls.token = dict(line.split("=", 1) for line in lines[1:])["token"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_the_endpoint_files_token_lets_in_and_no_token_does_not(self):
+        environment = {"MPIGATE_ENDPOINT": "", "MPIGATE_TOKEN": "",
+                       "MPIGATE_ENDPOINT_FILE": self.server.endpoint_file}
+        with mock.patch.dict(os.environ, environment):
+            with mpigate.Executor(client_name=self.id()) as executor:
+                self.assertEqual(executor.endpoint, self.target)
+                self.assertEqual(executor.submit("echo", b"in").result(PATIENCE_S), b"in")
+            with mpigate.Executor(self.target, token=self.token) as executor:
+                self.assertEqual(executor.submit("echo", b"in").result(PATIENCE_S), b"in")
+            with self.assertRaises(Exception) as raised:
+                with mpigate.Executor(self.target, connect_timeout=5) as executor:
+                    executor.submit("echo", b"x").result(PATIENCE_S)
+            self.assertIn("token", str(raised.exception))
+
+
 class BrokenPoolTest(unittest.TestCase):
     """A pool whose worker initializer fails is BROKEN: the executor raises BrokenExecutor."""
 

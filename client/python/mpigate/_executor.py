@@ -48,16 +48,20 @@ class Executor(concurrent.futures.Executor):
       connect_timeout: seconds to wait for the service to answer.
       max_message_bytes: the largest message sent or accepted; a task above it fails alone with
         RESOURCE_EXHAUSTED.
+      token: the bearer token a service on TCP requires, sent with every call (in clear text:
+        plain TCP; this client does not speak TLS yet). None: $MPIGATE_TOKEN, else the endpoint
+        file's when the endpoint came from it.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time.
     """
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
-                 max_message_bytes=_MAX_MESSAGE_BYTES):
+                 max_message_bytes=_MAX_MESSAGE_BYTES, token=None):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
-        self._session = _session.Session(_endpoint.resolve_endpoint(endpoint), client_name,
-                                         connect_timeout, max_message_bytes, max_inflight)
+        target, token = _endpoint.resolve_access(endpoint, token)
+        self._session = _session.Session(target, client_name, connect_timeout, max_message_bytes,
+                                         max_inflight, token=token)
 
     @property
     def endpoint(self):

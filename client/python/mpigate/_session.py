@@ -71,7 +71,8 @@ class _CancelRequest:
 class Session:
     """One session of the service over one stream. See the module docstring for its threads."""
 
-    def __init__(self, target, client_name, connect_timeout, max_message_bytes, max_inflight):
+    def __init__(self, target, client_name, connect_timeout, max_message_bytes, max_inflight,
+                 token=None):
         """Connects to `target` and opens the session; raises ConnectionError if the service does
         not answer within `connect_timeout` seconds. Called by the Executor's constructor."""
         self._target = target
@@ -121,7 +122,9 @@ class Session:
         open_request = gateway_pb2.SessionRequest(open=gateway_pb2.OpenSession(
             client_name=client_name, max_message_bytes=max_message_bytes))
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
-        self._call = stub.Session(self._requests(open_request))
+        # The bearer token of a service on TCP (common/access.h), on the call's metadata.
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        self._call = stub.Session(self._requests(open_request), metadata=metadata)
         self._reader = threading.Thread(target=self._read, name="mpigate-reader", daemon=True)
         self._reader.start()
         # A service that accepts the connection but never answers `open` must not hang us.
