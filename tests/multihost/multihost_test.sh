@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Multi-host on one machine. Makes four network namespaces of its own, joined by veth pairs to a
+# bridge in the first, on a private subnet that exists only inside them (nothing is added to the
+# machine's own network namespace, so nothing can clash with its addresses):
+#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP) runs here, and the bridge
+#   h1  10.231.0.11  a worker host, 2 slots: rank 0 (the gateway) and rank 1 (a worker)
+#   h2  10.231.0.12  a worker host, 1 slot: rank 2 (a worker)
+#   c   10.231.0.13  the client
+# Open MPI launches its daemons onto h1 and h2 through netns_rsh.sh (its rsh agent), which runs
+# them in the host's namespace with a host name of its own (a UTS namespace), and its ranks talk
+# over TCP (btl tcp,self; oob and btl restricted to the subnet). mpigate-server runs in world mode
+# (`mpiexec -n 3 mpigate-server --world`), listening on TCP at h1's address; from c,
+# multihost_client checks that the workers run on h1 and h2 (a broadcast `exec` of hostname) and
+# that 300 echo tasks come back right, and the CLI (`mpigate status`, `mpigate map echo`) works over
+# TCP too. Then SIGTERM to rank 0 drains and stops the service; mpiexec must exit 0, no process may
+# be left in any namespace, and the namespaces are deleted (also on failure: trap).
+#
+# Where namespaces cannot be made (not root, no CAP_SYS_ADMIN/CAP_NET_ADMIN, no iproute2, no
+# unshare) the test prints "SKIPPED: cannot create network namespaces here: <reason>" to its log
+# and stderr and exits 0.
+set -euo pipefail
+
+runfiles="${TEST_SRCDIR:-$(dirname "$0")/..}/${TEST_WORKSPACE:-}"
+runfiles="${runfiles%/}"
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+skip() {
+  echo "SKIPPED: cannot create network namespaces here: $*"
+  echo "SKIPPED: cannot create network namespaces here: $*" >&2
+  exit 0
+}
+
+# --- Can we? ---------------------------------------------------------------------------------
+[ "$(id -u)" -eq 0 ] || skip "not root (uid $(id -u)); ip netns needs CAP_SYS_ADMIN and CAP_NET_ADMIN"
+command -v ip >/dev/null || skip "no ip command (Debian package iproute2)"
+command -v unshare >/dev/null || skip "no unshare command (Debian package util-linux)"
+
+server="${runfiles}/server/mpigate-server"
+client="${runfiles}/tests/multihost/multihost_client"
+cli="${runfiles}/cli/mpigate"
+agent="${runfiles}/tests/multihost/netns_rsh.sh"
+for file in "$server" "$client" "$cli" "$agent"; do
+  [ -x "$file" ] || fail "missing runfile ${file}"
+done
+mpiexec="$(command -v mpiexec)" || fail "no mpiexec on PATH (Open MPI): run tools/setup.sh"
+
+# Names unique to this run, so that parallel runs never collide (namespace names are global;
+# interface names only within their namespace).
+tag="mg$$"
+hd="${tag}hd" h1="${tag}h1" h2="${tag}h2" cn="${tag}c"
+namespaces=("$hd" "$h1" "$h2" "$cn")
+made=()
+dir="$(mktemp -d "${TEST_TMPDIR:-/tmp}/multihost-XXXXXX")"
+mpiexec_pid=""
+
+# Processes still in our namespaces (all of them ours: only this test puts processes there).
+ns_pids() {
+  local ns
+  for ns in "${made[@]}"; do ip netns pids "$ns" 2>/dev/null || true; done
+}
+cleanup() {
+  local status=$?
+  if [ -n "$mpiexec_pid" ]; then kill -KILL "$mpiexec_pid" 2>/dev/null || true; fi
+  local pid
+  for pid in $(ns_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  local ns
+  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || echo "cannot delete ${ns}" >&2; done
+  rm -rf "$dir"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+if ! error="$(ip netns add "$hd" 2>&1)"; then
+  skip "ip netns add failed: ${error}"
+fi
+made+=("$hd")
+if ! error="$(ip netns exec "$hd" unshare --uts hostname mpigate-check 2>&1)"; then
+  skip "cannot enter a namespace with a UTS namespace of its own: ${error}"
+fi
+for ns in "$h1" "$h2" "$cn"; do
+  ip netns add "$ns" || fail "ip netns add ${ns}"
+  made+=("$ns")
+done
+
+# --- The network --------------------------------------------------------------------------------
+subnet=10.231.0.0/24
+for ns in "${namespaces[@]}"; do ip -n "$ns" link set lo up; done
+ip -n "$hd" link add br0 type bridge || skip "cannot create a bridge (no bridge support in the kernel?)"
+ip -n "$hd" addr add 10.231.0.10/24 dev br0
+ip -n "$hd" link set br0 up
+octet=11
+for ns in "$h1" "$h2" "$cn"; do
+  port="p${ns#"$tag"}"
+  ip -n "$hd" link add "$port" type veth peer name eth0 netns "$ns" ||
+    skip "cannot create a veth pair (no veth support in the kernel?)"
+  ip -n "$hd" link set "$port" master br0 up
+  ip -n "$ns" addr add "10.231.0.${octet}/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  octet=$((octet + 1))
+done
+echo "namespaces ${namespaces[*]} on ${subnet}"
+
+# --- The service --------------------------------------------------------------------------------
+# The agent maps each host address to its namespace and host name.
+export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
+forward=(-x MPIGATE_NETNS_HOSTS)
+# The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
+for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
+  if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
+done
+mkfifo "${dir}/stdout"
+ip netns exec "$hd" "$mpiexec" --allow-run-as-root --oversubscribe \
+  --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
+  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
+  --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
+  "${forward[@]}" \
+  "$server" --world --allow-exec --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint" \
+  --max-tasks-per-worker=4 >"${dir}/stdout" 2>"${dir}/stderr" &
+mpiexec_pid=$!
+exec 3<"${dir}/stdout"
+ready=""
+while IFS= read -r line <&3; do
+  echo "$line"
+  case "$line" in
+    "mpigate-server: ready"*) ready="$line"; break ;;
+  esac
+done
+if [ -z "$ready" ]; then
+  cat "${dir}/stderr" >&2
+  fail "mpigate-server exited before its ready line"
+fi
+gateway_pid="${ready##*, pid }"
+# The gateway (rank 0) runs in h1.
+case " $(ip netns pids "$h1" | tr '\n' ' ') " in
+  *" ${gateway_pid} "*) ;;
+  *) fail "the gateway (pid ${gateway_pid}) is not in namespace ${h1}" ;;
+esac
+target="$(head -n 1 "${dir}/endpoint")"
+[ "$target" != "${target#10.231.0.11:}" ] || fail "the endpoint file names ${target}, not h1's address"
+# A service on TCP may require a bearer token, which its endpoint file then holds.
+token="$(sed -n 's/^token=//p' "${dir}/endpoint")"
+if [ -n "$token" ]; then export MPIGATE_TOKEN="$token"; fi
+
+# --- The clients, from namespace c, over TCP ----------------------------------------------------
+status=0
+ip netns exec "$cn" "$client" --endpoint="$target" --hosts=h1,h2 --tasks=300 || status=$?
+cli_status=0
+ip netns exec "$cn" "$cli" --endpoint="$target" status >"${dir}/status.txt" 2>&1 || cli_status=$?
+cat "${dir}/status.txt"
+seq 1 200 >"${dir}/items.txt"
+map_status=0
+ip netns exec "$cn" "$cli" --endpoint="$target" map echo -q "${dir}/items.txt" \
+  >"${dir}/map.txt" || map_status=$?
+
+# --- Stop ---------------------------------------------------------------------------------------
+kill -TERM "$gateway_pid"
+mpiexec_status=0
+wait "$mpiexec_pid" || mpiexec_status=$?
+mpiexec_pid=""
+cat <&3
+exec 3<&-
+if [ "$mpiexec_status" -ne 0 ]; then
+  cat "${dir}/stderr" >&2
+  fail "mpiexec exited with status ${mpiexec_status} after SIGTERM to the gateway"
+fi
+# Every process of the pool ran in our namespaces: once they are empty, nothing is left behind.
+for _ in $(seq 1 100); do
+  [ -z "$(ns_pids)" ] && break
+  sleep 0.1
+done
+left="$(ns_pids | tr '\n' ' ')"
+[ -z "$left" ] || fail "processes left in the namespaces 10 s after mpiexec exited: ${left}"
+
+[ "$status" -eq 0 ] || { cat "${dir}/stderr" >&2; fail "multihost_client failed (status ${status})"; }
+[ "$cli_status" -eq 0 ] || fail "mpigate status failed (status ${cli_status})"
+grep -q "READY" "${dir}/status.txt" || fail "mpigate status did not say READY"
+[ "$map_status" -eq 0 ] || fail "mpigate map echo failed (status ${map_status})"
+cmp -s "${dir}/items.txt" "${dir}/map.txt" || fail "mpigate map echo did not return its items"
+# The log, checked once mpiexec has exited: its ranks' stdout and stderr reach it separately, so
+# the log may trail the ready line.
+for expected in "worker 0 up on h1" "worker 1 up on h2" "stopped cleanly"; do
+  grep -q "$expected" "${dir}/stderr" || { cat "${dir}/stderr" >&2; fail "no \"${expected}\" in the log"; }
+done
+
+# The namespaces go; the trap would, but a failure to delete them is this test's failure.
+for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
+made=()
+echo "PASS: workers on h1 and h2 over TCP, clients from another namespace, clean stop"
