@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# deploy/pbs end to end on this machine: stub qsub and qstat (tests/deploy/pbs_stubs) run the job
+# scripts locally with the PBS_* variables PBS would set. Submits deploy/pbs/mpigate.pbs with a
+# walltime of 45 s and MPIGATE_STOP_BEFORE=25, and checks that the service comes up with 2 workers
+# and its endpoint file (mode 0600) at the chosen path, that deploy/pbs/client-example.pbs
+# (-W depend=after:JOBID) gets every result right, and that the script's own timer, 25 s before
+# the walltime, drains the service: the job exits 0, the endpoint file is gone and no process of
+# the job is left.
+set -euo pipefail
+
+if [ "${1:-}" != "--reaping" ]; then
+  exec "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/node/reap_descendants" "$0" --reaping
+fi
+
+runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${seconds} s waiting for ${what}"
+    sleep 0.1
+  done
+}
+
+export MPIGATE_SERVER="${runfiles}/server/mpigate-server"
+export MPIGATE_CLI="${runfiles}/cli/mpigate"
+export PATH="${runfiles}/tests/deploy/pbs_stubs:${PATH}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+unset MPIGATE_ENDPOINT MPIGATE_ENDPOINT_FILE MPIGATE_WORKERS MPIGATE_WALLTIME
+
+dir="$(mktemp -d /tmp/mpigate-pbs-XXXXXX)"
+job_pid=""
+cleanup() {
+  if [ -n "$job_pid" ]; then kill -KILL "$job_pid" 2>/dev/null || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+export STUB_PBS_STATE="${dir}/pbs" MPIGATE_RUN_DIR="${dir}/run" HOME="${dir}/home"
+mkdir -p "$STUB_PBS_STATE" "$HOME" "${dir}/submit"
+cd "${dir}/submit"
+leftovers() { ps -o pid=,args= --ppid "$PPID" | awk -v self="$$" '$1 != self'; }
+no_leftovers() { [ -z "$(leftovers)" ]; }
+
+endpoint="${dir}/shared/endpoint"
+mkfifo "${dir}/job.out"
+qsub -W block=true -l walltime=00:00:45 -l select=1:ncpus=3:mpiprocs=3 \
+  -v "MPIGATE_ENDPOINT_FILE=${endpoint},MPIGATE_STOP_BEFORE=25,MPIGATE_DRAIN_GRACE=10s" \
+  -o "${dir}/job.out" "${runfiles}/deploy/pbs/mpigate.pbs" >"${dir}/qsub.out" 2>"${dir}/qsub.err" &
+job_pid=$!
+exec 3<"${dir}/job.out"
+ready=""
+while IFS= read -r line <&3; do
+  echo "job: $line"
+  echo "$line" >>"${dir}/job.head"
+  case "$line" in "mpigate-server: ready"*) ready="$line"; break ;; esac
+done
+[ -n "$ready" ] || fail "the service job ended before its ready line: $(cat "${dir}/qsub.err")"
+cat <&3 >"${dir}/job.rest" &
+copier=$!
+exec 3<&-
+job_id=$(head -n 1 "${dir}/qsub.out")
+case "$ready" in
+  *"2 workers"*"endpoint file ${endpoint}, pid "*) ;;
+  *) fail "the ready line names not 2 workers and ${endpoint}: ${ready}" ;;
+esac
+[ "$(stat -c %a "$endpoint")" = 600 ] || fail "the endpoint file has mode $(stat -c %a "$endpoint")"
+[[ "$(head -n 1 "$endpoint")" =~ ^[^/:]+:[1-9][0-9]*$ ]] ||
+  fail "the endpoint file names '$(head -n 1 "$endpoint")', not HOST:PORT"
+
+client_status=0
+qsub -W block=true -W "depend=after:${job_id}" -v "MPIGATE_ENDPOINT_FILE=${endpoint}" -o "${dir}/client.out" \
+  "${runfiles}/deploy/pbs/client-example.pbs" >/dev/null || client_status=$?
+sed 's/^/client: /' "${dir}/client.out"
+[ "$client_status" -eq 0 ] || fail "client-example.pbs exited ${client_status}"
+grep -q "^client-example: map echo: 1000 items, every result correct$" "${dir}/client.out" ||
+  fail "client-example.pbs did not report every result correct"
+
+echo "=== waiting for the job's timer to drain the service, 25 s before its walltime"
+job_status=0
+wait "$job_pid" || job_status=$?
+job_pid=""
+wait "$copier" || true
+sed 's/^/job: /' "${dir}/job.rest"
+[ "$job_status" -eq 0 ] || fail "the service job exited ${job_status}, not 0"
+grep -q "^mpigate.pbs: will drain in 20 s, 25 s before the walltime (00:00:45)$" "${dir}/job.head" ||
+  fail "the job did not read its walltime through qstat"
+grep -q "^mpigate.pbs: the walltime ends in 25 s: stopping the service" "${dir}/job.rest" ||
+  fail "the job's timer did not stop the service"
+grep -q "stopped cleanly" "${dir}/job.rest" || fail "the server did not stop cleanly"
+[ ! -e "$endpoint" ] || fail "the endpoint file is still there"
+wait_for 60 "every process of the job to exit (left: $(leftovers | tr '\n' ';'))" no_leftovers
+echo "PASS: deploy/pbs: service up, endpoint file 0600, client job correct, drained before the walltime"
