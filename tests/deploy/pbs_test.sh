@@ -8,24 +8,7 @@
 # the job is left.
 set -euo pipefail
 
-if [ "${1:-}" != "--reaping" ]; then
-  exec "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/node/reap_descendants" "$0" --reaping
-fi
-
-runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-wait_for() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${seconds} s waiting for ${what}"
-    sleep 0.1
-  done
-}
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/deploy/test_lib.sh"
 
 export MPIGATE_SERVER="${runfiles}/server/mpigate-server"
 export MPIGATE_CLI="${runfiles}/cli/mpigate"

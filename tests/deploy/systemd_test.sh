@@ -7,16 +7,8 @@
 # and no process left behind.
 set -euo pipefail
 
-if [ "${1:-}" != "--reaping" ]; then
-  exec "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/node/reap_descendants" "$0" --reaping
-fi
-
-runfiles="${TEST_SRCDIR}/${TEST_WORKSPACE}"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/deploy/test_lib.sh"
 unit="${runfiles}/deploy/systemd/mpigate.service"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 setting() { sed -n "s/^$1=//p" "$unit"; }
 expect() {
   [ "$(setting "$1")" = "$2" ] || fail "mpigate.service: $1 is '$(setting "$1")', not '$2'"
