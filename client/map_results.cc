@@ -155,6 +155,10 @@ std::optional<absl::StatusOr<std::string>> MapResults::Next() {
 
 size_t MapResults::index() const { return state_ == nullptr ? kNoIndex : state_->index; }
 
+void MapResults::Close() {
+  if (state_ != nullptr) state_->End();
+}
+
 void MapResults::Kill() {
   if (state_ != nullptr) state_->CancelChunks(internal::CancelMode::kKill);
 }

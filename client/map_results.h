@@ -73,6 +73,11 @@ class MapResults {
   // each of its items' in turn). kNoIndex for what belongs to no one item (see kNoIndex).
   size_t index() const;
 
+  // Ends the iteration where it is, as an error does: Next() returns nullopt from now on, and the
+  // chunks that have not started are cancelled (running ones finish on their own); index() keeps
+  // what the last Next() set. As closing a Python generator; by the reading thread.
+  void Close();
+
   // Stops the map: cancels its chunks that have not started and kills those that run (as
   // Future::Kill(), in one request, without waiting for the answer). Their items then end
   // CANCELLED: Next() yields that where it reaches them (once per item with keep_going), and a

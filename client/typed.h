@@ -118,7 +118,8 @@ class TypedFuture {
 
 // The results of MapTyped() or MapRangeTyped(), read as MapResults are (input order, or with
 // `unordered` by chunk), each decoded as a `Response`. A result that does not parse is yielded as
-// INTERNAL and, as any error, ends the iteration and cancels the chunks that have not started.
+// INTERNAL and, as any error, ends the iteration and cancels the chunks that have not started;
+// with keep_going it is that item's error and the iteration goes on. Thread-safety as MapResults.
 template <typename Response>
 class TypedMapResults {
   static_assert(internal::kIsMessage<Response>, "Response must be a Protobuf message");
@@ -129,20 +130,24 @@ class TypedMapResults {
   TypedMapResults(TypedMapResults&&) = default;
   TypedMapResults& operator=(TypedMapResults&&) = default;
 
-  // The next decoded result or error; nullopt after the last result or after an error.
+  // The next decoded result or error, as MapResults::Next(). A result that does not decode is
+  // its item's error (INTERNAL), which ends the iteration unless the map keeps going.
   std::optional<absl::StatusOr<Response>> Next() {
-    if (!results_.has_value()) return std::nullopt;
-    std::optional<absl::StatusOr<std::string>> next = results_->Next();
+    std::optional<absl::StatusOr<std::string>> next = results_.Next();
     if (!next.has_value()) return std::nullopt;
     if (!next->ok()) return next->status();
     Response response;
     if (absl::Status parsed = internal::ParseResponse(**next, response); !parsed.ok()) {
-      // Destroying the untyped results ends the map as an item's error does.
-      results_.reset();
+      if (!keep_going_) results_.Close();
       return parsed;
     }
     return response;
   }
+
+  // The input index of what the last Next() returned (MapResults::index()).
+  size_t index() const { return results_.index(); }
+  // Stops the map (MapResults::Kill()); from any thread.
+  void Kill() { results_.Kill(); }
 
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
@@ -155,10 +160,11 @@ class TypedMapResults {
   friend TypedMapResults<R> MapRangeTyped(Executor&, absl::string_view, const Q&,
                                           const RangeOptions&);
 
-  explicit TypedMapResults(MapResults results) : results_(std::move(results)) {}
+  TypedMapResults(MapResults results, bool keep_going)
+      : results_(std::move(results)), keep_going_(keep_going) {}
 
-  // Reset once a result does not parse, which ends the map.
-  std::optional<MapResults> results_;
+  MapResults results_;
+  bool keep_going_;
 };
 
 // Submits `function` with `request` serialized and payload_type set to Request's full name.
@@ -179,12 +185,13 @@ TypedMapResults<Response> MapTyped(Executor& executor, absl::string_view functio
   inputs.reserve(requests.size());
   for (const Request& request : requests) {
     absl::StatusOr<std::string> bytes = internal::SerializeRequest(request);
-    if (!bytes.ok()) return TypedMapResults<Response>(MapResults::Failed(bytes.status()));
+    if (!bytes.ok()) return TypedMapResults<Response>(MapResults::Failed(bytes.status()), false);
     inputs.push_back(*std::move(bytes));
   }
   MapOptions typed = options;
   typed.payload_type = Request::descriptor()->full_name();
-  return TypedMapResults<Response>(executor.Map(function, std::move(inputs), typed));
+  return TypedMapResults<Response>(executor.Map(function, std::move(inputs), typed),
+                                   options.keep_going);
 }
 
 template <typename Response, typename Request>
@@ -192,10 +199,13 @@ TypedMapResults<Response> MapRangeTyped(Executor& executor, absl::string_view fu
                                         const Request& request, const RangeOptions& options) {
   static_assert(internal::kIsMessage<Request>, "Request must be a Protobuf message");
   absl::StatusOr<std::string> payload = internal::SerializeRequest(request);
-  if (!payload.ok()) return TypedMapResults<Response>(MapResults::Failed(payload.status()));
+  if (!payload.ok()) {
+    return TypedMapResults<Response>(MapResults::Failed(payload.status()), false);
+  }
   RangeOptions typed = options;
   typed.payload_type = Request::descriptor()->full_name();
-  return TypedMapResults<Response>(executor.MapRange(function, *std::move(payload), typed));
+  return TypedMapResults<Response>(executor.MapRange(function, *std::move(payload), typed),
+                                   options.keep_going);
 }
 
 }  // namespace mpigate

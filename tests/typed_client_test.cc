@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "client/executor.h"
 #include "client/typed.h"
 #include "gmock/gmock.h"
@@ -29,6 +29,7 @@
 namespace mpigate {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -201,6 +202,35 @@ TEST_F(TypedClientTest, ResultThatDoesNotParseIsInternalAndTaskErrorsPassAsTheyA
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(bad.status().message(), HasSubstr("is not a valid mpigate.v1.FunctionInfo"));
   EXPECT_FALSE(mapped.Next().has_value()) << "an error ends the iteration";
+  EXPECT_EQ(mapped.index(), MapResults::kNoIndex);
+
+  // With keep_going every item has its outcome, each with its input's index, and the iteration
+  // goes on past the one that does not parse.
+  TypedMapResults<v1::FunctionInfo> kept =
+      MapTyped<v1::FunctionInfo>(*executor, "echo", requests, {.keep_going = true});
+  std::vector<std::pair<size_t, absl::StatusCode>> outcomes;
+  while (std::optional<absl::StatusOr<v1::FunctionInfo>> next = kept.Next()) {
+    outcomes.emplace_back(kept.index(), next->status().code());
+  }
+  EXPECT_THAT(outcomes, ElementsAre(std::pair(0u, absl::StatusCode::kOk),
+                                    std::pair(1u, absl::StatusCode::kInternal),
+                                    std::pair(2u, absl::StatusCode::kOk)));
+}
+
+TEST_F(TypedClientTest, KillOfATypedMapEndsItsTasksCancelled) {
+  std::unique_ptr<Executor> executor = Connect();
+  ASSERT_NE(executor, nullptr);
+  // Sleeps far longer than the test may take: only Kill() ends them.
+  TypedMapResults<v1::ExecResponse> sleeping = MapTyped<v1::ExecResponse>(
+      *executor, "exec", std::vector<v1::ExecRequest>(2, Command({"/bin/sleep", "3600"})),
+      {.keep_going = true});
+  sleeping.Kill();
+  int cancelled = 0;
+  while (std::optional<absl::StatusOr<v1::ExecResponse>> next = sleeping.Next()) {
+    EXPECT_EQ(next->status().code(), absl::StatusCode::kCancelled) << next->status();
+    ++cancelled;
+  }
+  EXPECT_EQ(cancelled, 2);
 }
 
 // --- ListFunctions ---
