@@ -593,12 +593,12 @@ int Run(const RepeatedFlags& repeated) {
       scheduler, [](std::string reason) { StopSignal::Request(std::move(reason)); },
       shared_memory_prefix.empty() ? "" : SharedMemoryDomain(), access->token);
   // Standard services, for generic tools and load balancers: health checking (NOT_SERVING until
-  // the pool is up, and again while draining) and reflection (grpc_cli, grpcurl). Health stays
-  // open on TCP too, so that load balancers and schedulers can probe without the token: it tells
-  // only whether the pool serves. Reflection, which gRPC serves without our token check, is
-  // offered on the Unix socket only.
+  // the pool is up, and again while draining) and reflection (grpc_cli, grpcurl). Neither takes
+  // the token on TCP: health so that load balancers and schedulers can probe, telling only whether
+  // the pool serves; reflection because gRPC's library registers it for every server of the
+  // process once loaded, and it tells only the schema of proto/, which is public.
   grpc::EnableDefaultHealthCheckService(true);
-  if (!socket_path.empty()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(*address, access->credentials, &bound_port);
@@ -644,7 +644,7 @@ int Run(const RepeatedFlags& repeated) {
   if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
       !metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics = MetricsHttpServer::Start(
-        metrics_listen, [&scheduler] { return scheduler.PrometheusText(); });
+        metrics_listen, access->token, [&scheduler] { return scheduler.PrometheusText(); });
     if (!started_metrics.ok()) {
       server->Shutdown();
       return fail_serving(started_metrics.status());

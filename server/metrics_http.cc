@@ -8,15 +8,19 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/access.h"
 
 namespace mpigate::server {
 namespace {
@@ -45,10 +49,22 @@ std::string Response(absl::string_view status, absl::string_view content_type,
                       with_body ? body : "");
 }
 
+// The value of the request head's Authorization header (its name in any case), if it has one.
+std::optional<absl::string_view> AuthorizationHeader(absl::string_view head) {
+  constexpr absl::string_view kName = "authorization:";
+  for (absl::string_view line : absl::StrSplit(head, '\n')) {
+    if (line.size() >= kName.size() &&
+        absl::EqualsIgnoreCase(line.substr(0, kName.size()), kName)) {
+      return absl::StripAsciiWhitespace(line.substr(kName.size()));
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    absl::string_view listen, std::function<std::string()> render) {
+    absl::string_view listen, std::string token, std::function<std::string()> render) {
   std::string host = "127.0.0.1";
   absl::string_view port_text = listen;
   if (const size_t colon = listen.rfind(':'); colon != absl::string_view::npos) {
@@ -97,16 +113,18 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   if (stop_fd < 0) return Errno("metrics eventfd");
   std::move(close_fd).Cancel();
   const std::string shown_host = absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host;
-  return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(
-      fd, stop_fd, bound_port, absl::StrCat(shown_host, ":", bound_port), std::move(render)));
+  return std::unique_ptr<MetricsHttpServer>(
+      new MetricsHttpServer(fd, stop_fd, bound_port, absl::StrCat(shown_host, ":", bound_port),
+                            std::move(token), std::move(render)));
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int stop_fd, int port, std::string address,
-                                     std::function<std::string()> render)
+                                     std::string token, std::function<std::string()> render)
     : listen_fd_(listen_fd),
       stop_fd_(stop_fd),
       port_(port),
       address_(std::move(address)),
+      token_(std::move(token)),
       render_(std::move(render)),
       thread_([this] { Serve(); }) {}
 
@@ -172,6 +190,14 @@ void MetricsHttpServer::Answer(int connection) {
     SendAll(connection, Response("405 Method Not Allowed\r\nAllow: GET, HEAD", "text/plain",
                                  "GET /metrics\n", true));
     return;
+  }
+  if (!token_.empty()) {
+    if (absl::Status allowed = CheckBearerToken(AuthorizationHeader(head), token_); !allowed.ok()) {
+      SendAll(connection,
+              Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"",
+                       "text/plain", absl::StrCat(allowed.message(), "\n"), method == "GET"));
+      return;
+    }
   }
   SendAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_(),
                                method == "GET"));

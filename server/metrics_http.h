@@ -3,7 +3,9 @@
 // Opt-in: mpigate-server --metrics_listen=[HOST:]PORT. A scrape every few seconds is all it is
 // for, so one thread answers one request per connection, in turn, and closes it: no keep-alive,
 // no concurrency, a 2 s limit on reading a request, 8 KiB of request head at most. Anything but
-// GET (or HEAD) of /metrics gets 404 or 405.
+// GET (or HEAD) of /metrics gets 404 or 405. A service with a bearer token (on TCP) asks for it
+// here too, as Prometheus sends it (`authorization: {credentials_file: ...}` in a scrape config):
+// a scrape without `Authorization: Bearer <token>` gets 401.
 //
 // Thread-safety: Start() and the destructor on one thread; `render` is called on the server's
 // own thread, once per scrape.
@@ -23,9 +25,10 @@ namespace mpigate::server {
 class MetricsHttpServer {
  public:
   // Listens on `listen`: "PORT" (on 127.0.0.1) or "HOST:PORT" (e.g. 0.0.0.0:9464 for every
-  // interface); port 0 picks a free one (see port()). `render` makes the page's body.
+  // interface); port 0 picks a free one (see port()). `token`: the bearer token each scrape must
+  // carry; empty: none. `render` makes the page's body.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      absl::string_view listen, std::function<std::string()> render);
+      absl::string_view listen, std::string token, std::function<std::string()> render);
 
   // Stops the thread; a scrape in progress is cut off.
   ~MetricsHttpServer();
@@ -37,7 +40,7 @@ class MetricsHttpServer {
   const std::string& address() const { return address_; }
 
  private:
-  MetricsHttpServer(int listen_fd, int stop_fd, int port, std::string address,
+  MetricsHttpServer(int listen_fd, int stop_fd, int port, std::string address, std::string token,
                     std::function<std::string()> render);
 
   void Serve();
@@ -48,6 +51,7 @@ class MetricsHttpServer {
   const int stop_fd_;
   const int port_;
   const std::string address_;
+  const std::string token_;
   const std::function<std::string()> render_;
   std::thread thread_;
 };

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/http_exchange.h"
@@ -23,7 +24,7 @@ class MetricsHttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start("0", [this] {
+        MetricsHttpServer::Start("0", /*token=*/"", [this] {
           ++renders_;
           return std::string("mpigate_workers 2\n");
         });
@@ -80,12 +81,41 @@ TEST_F(MetricsHttpServerTest, AClientThatSendsNothingDoesNotHoldUpTheNext) {
   close(silent);
 }
 
+TEST(MetricsHttpServerTokenTest, AServiceWithATokenAsksEveryScrapeForIt) {
+  std::atomic<int> renders = 0;
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start("0", "scrape-token-0123456789", [&renders] {
+        ++renders;
+        return std::string("mpigate_workers 2\n");
+      });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  const std::string missing = HttpExchange(port, "GET /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_THAT(missing, StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  EXPECT_THAT(missing, HasSubstr("WWW-Authenticate: Bearer realm=\"mpigate\"\r\n"));
+  EXPECT_THAT(missing, HasSubstr("missing token"));
+  const std::string wrong = HttpExchange(
+      port, "GET /metrics HTTP/1.1\r\nAuthorization: Bearer not-the-token-at-all\r\n\r\n");
+  EXPECT_THAT(wrong, StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  EXPECT_THAT(wrong, HasSubstr("wrong token"));
+  EXPECT_EQ(renders, 0);
+  // As Prometheus sends it; the header's name in any case.
+  for (const char* header : {"Authorization", "authorization"}) {
+    const std::string answer =
+        HttpExchange(port, absl::StrCat("GET /metrics HTTP/1.1\r\nHost: x\r\n", header,
+                                        ": Bearer scrape-token-0123456789\r\n\r\n"));
+    EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK\r\n")) << header;
+    EXPECT_THAT(answer, EndsWith("\r\n\r\nmpigate_workers 2\n"));
+  }
+  EXPECT_EQ(renders, 2);
+}
+
 TEST(MetricsHttpServerStartTest, BadAddressesAreRefused) {
   const auto render = [] { return std::string(); };
   for (const char* listen :
        {"", "x", "127.0.0.1:", "127.0.0.1:99999", ":80:x", "no.such.host.invalid:0"}) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start(listen, render);
+        MetricsHttpServer::Start(listen, /*token=*/"", render);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << listen;
   }
 }

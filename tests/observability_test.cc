@@ -192,6 +192,27 @@ std::map<std::string, double> ParseSamples(const std::string& text) {
   return samples;
 }
 
+// On TCP the scrape, like every Gateway call, needs the service's token (a Prometheus scrape
+// config's `authorization: {credentials_file: ...}`).
+TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
+  const int port = FreePort();
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 1,
+                          .flags = {"--listen=127.0.0.1:0",
+                                    absl::StrCat("--metrics_listen=127.0.0.1:", port)}})
+                  .ok());
+  ASSERT_FALSE(server.token().empty());
+  EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+              ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  const std::string answer =
+      HttpExchange(port, absl::StrCat("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
+                                      server.token(), "\r\n\r\n"));
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(answer, HasSubstr("\nmpigate_workers 1\n"));
+  ASSERT_TRUE(server.Stop().ok());
+}
+
 TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
   const int port = FreePort();
   testing::ServerProcess server;
