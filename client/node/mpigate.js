@@ -13,6 +13,11 @@
 // fails, is cancelled or is rejected rejects its Promise with an MpigateError carrying the
 // canonical gRPC code (`code`, as grpc.status; `codeName`, e.g. 'NOT_FOUND') and the message.
 //
+// It reaches the service as the C++ client does (common/access.h): on a Unix socket, or on TCP
+// with the service's bearer token, in plaintext or, when the endpoint file says `tls=1` or a CA
+// is given (option tlsCa, $MPIGATE_TLS_CA), over TLS, with a client certificate (tlsCert/tlsKey,
+// $MPIGATE_TLS_CERT/$MPIGATE_TLS_KEY) for a service that requires one.
+//
 // Unlike the C++ client this one does not resume a session whose connection broke: its pending
 // Promises reject with UNAVAILABLE. Payloads and results always travel in the messages (no shared
 // memory). An Executor keeps the process alive until shutdown() has ended its stream.
@@ -163,19 +168,42 @@ function readEndpointFile(file) {
   return {target: lines[0] || '', keys};
 }
 
-// The target and bearer token to dial with, as the C++ client finds them: `explicit` if given,
-// else $MPIGATE_ENDPOINT, else the endpoint file's; the token `token`, else $MPIGATE_TOKEN, else
-// the endpoint file's when the target came from it. Throws an MpigateError NOT_FOUND that says
-// what to do if nothing gives a target.
-function resolveAccess(explicit, token, env = process.env) {
-  token = token || env.MPIGATE_TOKEN || '';
-  if (explicit) return {target: explicit, token};
-  if (env.MPIGATE_ENDPOINT) return {target: env.MPIGATE_ENDPOINT, token};
+// How to reach the service, as the C++ client's ResolveConnection (common/access.h) finds it:
+//   target   `explicit` if given, else $MPIGATE_ENDPOINT, else the endpoint file's;
+//   token    options.token, else $MPIGATE_TOKEN, else the endpoint file's when the target came
+//            from it ('' for none);
+//   tlsCa, tlsCert, tlsKey
+//            options.tlsCa, tlsCert, tlsKey, else $MPIGATE_TLS_CA, $MPIGATE_TLS_CERT,
+//            $MPIGATE_TLS_KEY: PEM text, or the path of a file holding it ('' for none);
+//   tls      whether to speak TLS: when a CA is given, or the endpoint file says `tls=1` and the
+//            target came from it.
+// `options.env` stands for process.env. Throws an MpigateError NOT_FOUND that says what to do if
+// nothing gives a target. Reads no certificate: channelCredentials() does.
+function resolveAccess(explicit, options = {}) {
+  const env = options.env || process.env;
+  const token = options.token || env.MPIGATE_TOKEN || '';
+  const tlsCa = options.tlsCa || env.MPIGATE_TLS_CA || '';
+  const access = {
+    token,
+    tls: Boolean(tlsCa),
+    tlsCa,
+    tlsCert: options.tlsCert || env.MPIGATE_TLS_CERT || '',
+    tlsKey: options.tlsKey || env.MPIGATE_TLS_KEY || '',
+  };
+  if (explicit) return {...access, target: explicit};
+  if (env.MPIGATE_ENDPOINT) return {...access, target: env.MPIGATE_ENDPOINT};
   const file = defaultEndpointFile(env);
   let why;
   try {
     const {target, keys} = readEndpointFile(file);
-    if (target) return {target, token: token || keys.token || ''};
+    if (target) {
+      return {
+        ...access,
+        target,
+        token: token || keys.token || '',
+        tls: access.tls || keys.tls === '1',
+      };
+    }
     why = `endpoint file ${file} is empty`;
   } catch (error) {
     if (error.code !== 'ENOENT') throw error;
@@ -190,11 +218,49 @@ function resolveAccess(explicit, token, env = process.env) {
 // The gRPC target to dial (resolveAccess()'s). Targets look like
 // unix:/tmp/mpigate-0/gateway.sock or node12:50051.
 function resolveEndpoint(explicit, env = process.env) {
-  return resolveAccess(explicit, '', env).target;
+  return resolveAccess(explicit, {env}).target;
+}
+
+// PEM text given as itself (it holds "-----BEGIN") or as the path of a file holding it, as a
+// Buffer; `what` names it in errors. As common/access.cc's ReadPem: NOT_FOUND for a file that
+// cannot be read, INVALID_ARGUMENT for one that holds no PEM.
+function readPem(pathOrPem, what) {
+  if (pathOrPem.includes('-----BEGIN')) return Buffer.from(pathOrPem, 'utf8');
+  let pem;
+  try {
+    pem = fs.readFileSync(pathOrPem);
+  } catch (error) {
+    throw new MpigateError(
+        grpc.status.NOT_FOUND, `cannot read ${what} ${pathOrPem}: ${error.message}`);
+  }
+  if (!pem.includes('-----BEGIN')) {
+    throw new MpigateError(grpc.status.INVALID_ARGUMENT, `${what} ${pathOrPem} holds no PEM`);
+  }
+  return pem;
+}
+
+// The channel credentials of resolveAccess()'s `access`: plaintext, or TLS verified against its
+// CA (the system's roots when it has none), with its client certificate and key if it has them.
+// Throws an MpigateError: INVALID_ARGUMENT for a certificate without its key or a key without its
+// certificate, NOT_FOUND or INVALID_ARGUMENT for PEM that cannot be read (readPem()).
+function channelCredentials(access) {
+  if (!access.tls) return grpc.credentials.createInsecure();
+  const ca = access.tlsCa ? readPem(access.tlsCa, 'TLS CA certificate') : null;
+  if (Boolean(access.tlsCert) !== Boolean(access.tlsKey)) {
+    throw new MpigateError(
+        grpc.status.INVALID_ARGUMENT,
+        'a TLS client certificate needs its key, and a key its certificate (tlsCert/tlsKey, ' +
+            'MPIGATE_TLS_CERT/MPIGATE_TLS_KEY)');
+  }
+  if (!access.tlsCert) return grpc.credentials.createSsl(ca);
+  return grpc.credentials.createSsl(
+      ca, readPem(access.tlsKey, 'TLS client key'),
+      readPem(access.tlsCert, 'TLS client certificate'));
 }
 
 // Adds `authorization: Bearer <token>` to every call: the token a service on TCP requires
-// (common/access.h). Metadata rather than call credentials, which gRPC refuses on plaintext.
+// (common/access.h). Metadata rather than call credentials, which gRPC refuses on plaintext; on a
+// TLS channel it travels encrypted all the same.
 function tokenInterceptor(token) {
   return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
     start(metadata, listener, next) {
@@ -204,16 +270,16 @@ function tokenInterceptor(token) {
   });
 }
 
-// A stub of the Gateway service at `endpoint` (resolved as resolveAccess does, with
-// options.token).
+// A stub of the Gateway service at `endpoint`, reached as resolveAccess() and
+// channelCredentials() say with `options` (token, tlsCa, tlsCert, tlsKey, env).
 function newStub(endpoint, options) {
   const Gateway = loadGateway(options.protoDir);
   const maxMessageBytes = options.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
-  const {target, token} = resolveAccess(endpoint, options.token, options.env);
-  return new Gateway(target, grpc.credentials.createInsecure(), {
+  const access = resolveAccess(endpoint, options);
+  return new Gateway(access.target, channelCredentials(access), {
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.max_receive_message_length': maxMessageBytes,
-    interceptors: token ? [tokenInterceptor(token)] : [],
+    interceptors: access.token ? [tokenInterceptor(access.token)] : [],
   });
 }
 
@@ -254,8 +320,18 @@ class Executor {
   // Connects to the service and opens a session. `endpoint`: a gRPC target, else as
   // resolveEndpoint() finds one. Options: clientName (for the service's status), connectTimeoutMs
   // (10 s), maxMessageBytes (512 MiB, at most the server's --max-message-mb), protoDir (the
-  // repository's proto/). Rejects with NOT_FOUND when no endpoint is known, UNAVAILABLE when the
-  // service does not answer in time.
+  // repository's proto/), and how to authenticate (resolveAccess()):
+  //   token    the service's bearer token (else $MPIGATE_TOKEN, else the endpoint file's);
+  //   tlsCa    the CA that signed the service's certificate, PEM text or a file's path (else
+  //            $MPIGATE_TLS_CA); given, the client speaks TLS, which it also does without one
+  //            (verifying against the system's roots) when the endpoint file says `tls=1`;
+  //   tlsCert, tlsKey
+  //            a client certificate and its key, PEM text or paths, for a service started with
+  //            --tls-client-ca (else $MPIGATE_TLS_CERT, $MPIGATE_TLS_KEY); one needs the other.
+  // Rejects with NOT_FOUND when no endpoint is known or a PEM file cannot be read,
+  // INVALID_ARGUMENT for a certificate without its key (or a key without its certificate) or a
+  // PEM file that holds none, UNAVAILABLE when the service does not answer in time, also when TLS
+  // fails (a certificate that does not verify, on either side).
   static async connect(endpoint, options = {}) {
     const stub = newStub(endpoint, options);
     const target = stub.getChannel().getTarget();
@@ -689,7 +765,8 @@ class Executor {
 }
 
 // Runs one task with the unary Run call on a connection of its own, closed after: for scripts.
-// `options` as Executor.run()'s, and endpoint and Executor.connect()'s protoDir, maxMessageBytes.
+// `options` as Executor.run()'s, and endpoint and Executor.connect()'s protoDir, maxMessageBytes,
+// token, tlsCa, tlsCert, tlsKey.
 async function run(fn, payload, options = {}) {
   const stub = newStub(options.endpoint, options);
   try {
@@ -699,7 +776,8 @@ async function run(fn, payload, options = {}) {
   }
 }
 
-// The pool's status (PoolStatus) on a connection of its own. `options`: endpoint, protoDir.
+// The pool's status (PoolStatus) on a connection of its own. `options`: endpoint, and
+// Executor.connect()'s protoDir, token, tlsCa, tlsCert, tlsKey.
 async function status(options = {}) {
   const stub = newStub(options.endpoint, options);
   try {
@@ -718,6 +796,7 @@ module.exports = {
   status,
   resolveEndpoint,
   resolveAccess,
+  channelCredentials,
   defaultRunDir,
   defaultEndpointFile,
   loadGateway,

@@ -8,7 +8,7 @@
 # the job is left.
 set -euo pipefail
 
-source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/deploy/test_lib.sh"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
 
 export MPIGATE_SERVER="${runfiles}/server/mpigate-server"
 export MPIGATE_CLI="${runfiles}/cli/mpigate"
@@ -36,20 +36,16 @@ qsub -W block=true -l walltime=00:00:45 -l select=1:ncpus=3:mpiprocs=3 \
   -o "${dir}/job.out" "${runfiles}/deploy/pbs/mpigate.pbs" >"${dir}/qsub.out" 2>"${dir}/qsub.err" &
 job_pid=$!
 exec 3<"${dir}/job.out"
-ready=""
-while IFS= read -r line <&3; do
-  echo "job: $line"
-  echo "$line" >>"${dir}/job.head"
-  case "$line" in "mpigate-server: ready"*) ready="$line"; break ;; esac
-done
-[ -n "$ready" ] || fail "the service job ended before its ready line: $(cat "${dir}/qsub.err")"
+await_ready_line 3 "job: " ||
+  fail "the service job ended before its ready line: $(cat "${dir}/qsub.err")"
+job_head=$lines_to_ready
 cat <&3 >"${dir}/job.rest" &
 copier=$!
 exec 3<&-
 job_id=$(head -n 1 "${dir}/qsub.out")
-case "$ready" in
+case "$ready_line" in
   *"2 workers"*"endpoint file ${endpoint}, pid "*) ;;
-  *) fail "the ready line names not 2 workers and ${endpoint}: ${ready}" ;;
+  *) fail "the ready line names not 2 workers and ${endpoint}: ${ready_line}" ;;
 esac
 [ "$(stat -c %a "$endpoint")" = 600 ] || fail "the endpoint file has mode $(stat -c %a "$endpoint")"
 [[ "$(head -n 1 "$endpoint")" =~ ^[^/:]+:[1-9][0-9]*$ ]] ||
@@ -70,7 +66,7 @@ job_pid=""
 wait "$copier" || true
 sed 's/^/job: /' "${dir}/job.rest"
 [ "$job_status" -eq 0 ] || fail "the service job exited ${job_status}, not 0"
-grep -q "^mpigate.pbs: will drain in 20 s, 25 s before the walltime (00:00:45)$" "${dir}/job.head" ||
+grep -q "^mpigate.pbs: will drain in 20 s, 25 s before the walltime (00:00:45)$" <<<"$job_head" ||
   fail "the job did not read its walltime through qstat"
 grep -q "^mpigate.pbs: the walltime ends in 25 s: stopping the service" "${dir}/job.rest" ||
   fail "the job's timer did not stop the service"

@@ -11,9 +11,12 @@
 #     drains the service: a task running at that moment still succeeds, the job exits 0, the
 #     endpoint file is gone, and no process of the job is left (the test runs under
 #     reap_descendants, which also waits for every orphan before the test ends).
+# A third case runs the gateway as if on another node than the batch shell (tests/deploy/other_node's
+# mpiexec: a PID namespace of its own), where the batch script cannot signal it and must drain it
+# with `mpigate shutdown` through the endpoint file.
 set -euo pipefail
 
-source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/deploy/test_lib.sh"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
 
 service_script="${runfiles}/deploy/slurm/mpigate.sbatch"
 client_script="${runfiles}/deploy/slurm/client-example.sbatch"
@@ -51,25 +54,23 @@ cd "${dir}/submit"
 leftovers() { ps -o pid=,args= --ppid "$PPID" | awk -v self="$$" '$1 != self'; }
 no_leftovers() { [ -z "$(leftovers)" ]; }
 
+# run_case LAUNCHER ENDPOINT_FILE [other-node]
 run_case() {
-  local launcher=$1 endpoint_file=$2
-  local case_dir="${dir}/${launcher}"
+  local launcher=$1 endpoint_file=$2 other_node=${3:-}
+  local case_dir="${dir}/${launcher}${other_node:+-${other_node}}"
   mkdir -p "$case_dir"
-  echo "=== launcher ${launcher}, endpoint file ${endpoint_file:-(default)}"
+  echo "=== launcher ${launcher}, endpoint file" \
+    "${endpoint_file:-(default)}${other_node:+, the gateway on another node}"
 
   mkfifo "${case_dir}/job.out"
   local service_env=(MPIGATE_LAUNCHER="$launcher" MPIGATE_DRAIN_GRACE=20s)
+  [ -z "$other_node" ] || service_env+=(PATH="${runfiles}/tests/deploy/other_node:${PATH}")
   [ -z "$endpoint_file" ] || service_env+=(MPIGATE_ENDPOINT_FILE="$endpoint_file")
   env "${service_env[@]}" sbatch --wait --ntasks=3 --output="${case_dir}/job.out" \
     "$service_script" --log-level=info >"${case_dir}/sbatch.out" 2>"${case_dir}/sbatch.err" &
   batch_pid=$!
   exec 3<"${case_dir}/job.out"
-  local line ready=""
-  while IFS= read -r line <&3; do
-    echo "job: $line"
-    case "$line" in "mpigate-server: ready"*) ready="$line"; break ;; esac
-  done
-  if [ -z "$ready" ]; then
+  if ! await_ready_line 3 "job: "; then
     cat "${case_dir}/sbatch.err" >&2
     fail "the service job ended before its ready line"
   fi
@@ -82,9 +83,9 @@ run_case() {
   job_id=$(sed -n 's/^Submitted batch job \([0-9]*\)$/\1/p' "${case_dir}/sbatch.out")
   [ -n "$job_id" ] || fail "sbatch printed no job id: $(cat "${case_dir}/sbatch.out")"
   local expected_file=${endpoint_file:-${HOME}/.mpigate/${job_id}/endpoint}
-  case "$ready" in
+  case "$ready_line" in
     *"2 workers"*"endpoint file ${expected_file}, pid "*) ;;
-    *) fail "the ready line names not 2 workers and ${expected_file}: ${ready}" ;;
+    *) fail "the ready line names not 2 workers and ${expected_file}: ${ready_line}" ;;
   esac
   [ -f "$expected_file" ] || fail "no endpoint file at ${expected_file}"
   local mode
@@ -133,7 +134,14 @@ run_case() {
   wait "$copier" || true
   sed 's/^/job: /' "${case_dir}/job.rest"
   [ "$job_status" -eq 0 ] || fail "the service job exited ${job_status} after SIGTERM, not 0"
-  grep -q "stopping (SIGTERM), draining" "${case_dir}/job.rest" || fail "the server did not drain"
+  if [ -n "$other_node" ]; then
+    grep -q "is not on $(hostname); stopping it with mpigate shutdown" "${case_dir}/job.rest" ||
+      fail "the batch script did not turn to mpigate shutdown for a gateway it cannot signal"
+    grep -q "stopping (.*SLURM job ${job_id} is running out of time), draining" \
+      "${case_dir}/job.rest" || fail "the server did not drain on mpigate shutdown"
+  else
+    grep -q "stopping (SIGTERM), draining" "${case_dir}/job.rest" || fail "the server did not drain"
+  fi
   grep -q "stopped cleanly" "${case_dir}/job.rest" || fail "the server did not stop cleanly"
   local task_status=0
   wait "$task" || task_status=$?
@@ -146,5 +154,13 @@ run_case() {
 
 run_case mpiexec "${dir}/shared/service/endpoint"
 run_case srun ""
+if unshare --pid --fork --kill-child true 2>/dev/null; then
+  run_case mpiexec "${dir}/elsewhere/endpoint" other-node
+  elsewhere="; and with the gateway on another node, drained through mpigate shutdown"
+else
+  echo "SKIPPED the gateway-on-another-node case: cannot make a PID namespace here" \
+    "(unshare --pid needs root or CAP_SYS_ADMIN)"
+  elsewhere="; the gateway-on-another-node case SKIPPED (no PID namespace)"
+fi
 echo "PASS: deploy/slurm: service up, endpoint file 0600, client job correct, drained on SIGTERM," \
-  "with mpiexec and with srun"
+  "with mpiexec and with srun${elsewhere}"

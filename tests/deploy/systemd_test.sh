@@ -7,7 +7,7 @@
 # and no process left behind.
 set -euo pipefail
 
-source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/deploy/test_lib.sh"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
 unit="${runfiles}/deploy/systemd/mpigate.service"
 setting() { sed -n "s/^$1=//p" "$unit"; }
 expect() {
@@ -30,9 +30,8 @@ stop_timeout=$(setting TimeoutStopSec)
   fail "TimeoutStopSec (${stop_timeout}) must exceed --drain-grace (${grace:-?} s) by more than 10 s"
 
 dir="$(mktemp -d /tmp/mpigate-systemd-XXXXXX)"
-server_pid=""
 cleanup() {
-  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+  kill_servers
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -62,20 +61,8 @@ command_line=${exec_start//%h/$home}
 command_line=${command_line//%t/$runtime}
 read -r -a argv <<<"${command_line/\$MPIGATE_FLAGS/--workers=2 --max-tasks-per-worker=1}"
 [ "${#argv[@]}" -ge 4 ] || fail "ExecStart split into too few words: ${argv[*]}"
-mkfifo "${dir}/stdout"
-env MPIGATE_RUN_DIR="${runtime}/mpigate" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-  "${argv[@]}" >"${dir}/stdout" 2>"${dir}/stderr" &
-server_pid=$!
-exec 3<"${dir}/stdout"
-ready=""
-while IFS= read -r line <&3; do
-  echo "$line"
-  case "$line" in "mpigate-server: ready"*) ready="$line"; break ;; esac
-done
-if [ -z "$ready" ]; then
-  cat "${dir}/stderr" >&2
-  fail "the unit's ExecStart exited before its ready line"
-fi
+start_server "${dir}/unit" env MPIGATE_RUN_DIR="${runtime}/mpigate" OMPI_ALLOW_RUN_AS_ROOT=1 \
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${argv[@]}"
 endpoint="${runtime}/mpigate/endpoint"
 [ -f "$endpoint" ] || fail "no endpoint file at ${endpoint}"
 [ "$(head -n 1 "$endpoint")" = "unix:${runtime}/mpigate/gateway.sock" ] ||
@@ -84,16 +71,7 @@ status=$(env -u MPIGATE_ENDPOINT -u MPIGATE_ENDPOINT_FILE MPIGATE_RUN_DIR="${run
   "${runfiles}/cli/mpigate" status) || fail "mpigate status failed against the unit's pool"
 grep -q "^workers *2:" <<<"$status" || fail "mpigate status does not show 2 workers: ${status}"
 
-kill -TERM "$server_pid"
-server_status=0
-wait "$server_pid" || server_status=$?
-server_pid=""
-cat <&3
-exec 3<&-
-if [ "$server_status" -ne 0 ]; then
-  cat "${dir}/stderr" >&2
-  fail "mpigate-server exited ${server_status} on SIGTERM"
-fi
+stop_server "${dir}/unit"
 [ ! -e "$endpoint" ] || fail "the endpoint file is still there after the stop"
 [ ! -e "${runtime}/mpigate/gateway.sock" ] || fail "the socket is still there after the stop"
 echo "PASS: mpigate.service verified and its ExecStart served and drained on SIGTERM"

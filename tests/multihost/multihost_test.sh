@@ -20,12 +20,7 @@
 # and stderr and exits 0.
 set -euo pipefail
 
-runfiles="${TEST_SRCDIR:-$(dirname "$0")/..}/${TEST_WORKSPACE:-}"
-runfiles="${runfiles%/}"
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
 skip() {
   echo "SKIPPED: cannot create network namespaces here: $*"
   echo "SKIPPED: cannot create network namespaces here: $*" >&2
@@ -53,7 +48,6 @@ hd="${tag}hd" h1="${tag}h1" h2="${tag}h2" cn="${tag}c"
 namespaces=("$hd" "$h1" "$h2" "$cn")
 made=()
 dir="$(mktemp -d "${TEST_TMPDIR:-/tmp}/multihost-XXXXXX")"
-mpiexec_pid=""
 
 # Processes still in our namespaces (all of them ours: only this test puts processes there).
 ns_pids() {
@@ -62,7 +56,7 @@ ns_pids() {
 }
 cleanup() {
   local status=$?
-  if [ -n "$mpiexec_pid" ]; then kill -KILL "$mpiexec_pid" 2>/dev/null || true; fi
+  kill_servers
   local pid
   for pid in $(ns_pids); do kill -KILL "$pid" 2>/dev/null || true; done
   local ns
@@ -111,28 +105,14 @@ forward=(-x MPIGATE_NETNS_HOSTS)
 for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
   if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
 done
-mkfifo "${dir}/stdout"
-ip netns exec "$hd" "$mpiexec" --allow-run-as-root --oversubscribe \
-  --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
+start_server --launcher "${dir}/pool" ip netns exec "$hd" "$mpiexec" --allow-run-as-root \
+  --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
   --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
   --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
   "${forward[@]}" \
   "$server" --world --allow-exec --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint" \
-  --max-tasks-per-worker=4 >"${dir}/stdout" 2>"${dir}/stderr" &
-mpiexec_pid=$!
-exec 3<"${dir}/stdout"
-ready=""
-while IFS= read -r line <&3; do
-  echo "$line"
-  case "$line" in
-    "mpigate-server: ready"*) ready="$line"; break ;;
-  esac
-done
-if [ -z "$ready" ]; then
-  cat "${dir}/stderr" >&2
-  fail "mpigate-server exited before its ready line"
-fi
-gateway_pid="${ready##*, pid }"
+  --max-tasks-per-worker=4
+gateway_pid="${server_pid[${dir}/pool]}"
 # The gateway (rank 0) runs in h1.
 case " $(ip netns pids "$h1" | tr '\n' ' ') " in
   *" ${gateway_pid} "*) ;;
@@ -156,25 +136,17 @@ ip netns exec "$cn" "$cli" --endpoint="$target" map echo -q "${dir}/items.txt" \
   >"${dir}/map.txt" || map_status=$?
 
 # --- Stop ---------------------------------------------------------------------------------------
-kill -TERM "$gateway_pid"
-mpiexec_status=0
-wait "$mpiexec_pid" || mpiexec_status=$?
-mpiexec_pid=""
-cat <&3
-exec 3<&-
-if [ "$mpiexec_status" -ne 0 ]; then
-  cat "${dir}/stderr" >&2
-  fail "mpiexec exited with status ${mpiexec_status} after SIGTERM to the gateway"
-fi
+# SIGTERM to the gateway (rank 0); mpiexec must then exit 0.
+stop_server "${dir}/pool"
 # Every process of the pool ran in our namespaces: once they are empty, nothing is left behind.
-for _ in $(seq 1 100); do
-  [ -z "$(ns_pids)" ] && break
-  sleep 0.1
-done
-left="$(ns_pids | tr '\n' ' ')"
-[ -z "$left" ] || fail "processes left in the namespaces 10 s after mpiexec exited: ${left}"
+namespaces_empty() { [ -z "$(ns_pids)" ]; }
+wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
+  namespaces_empty
 
-[ "$status" -eq 0 ] || { cat "${dir}/stderr" >&2; fail "multihost_client failed (status ${status})"; }
+if [ "$status" -ne 0 ]; then
+  cat "${dir}/pool.stderr" >&2
+  fail "multihost_client failed (status ${status})"
+fi
 [ "$cli_status" -eq 0 ] || fail "mpigate status failed (status ${cli_status})"
 grep -q "READY" "${dir}/status.txt" || fail "mpigate status did not say READY"
 [ "$map_status" -eq 0 ] || fail "mpigate map echo failed (status ${map_status})"
@@ -182,7 +154,10 @@ cmp -s "${dir}/items.txt" "${dir}/map.txt" || fail "mpigate map echo did not ret
 # The log, checked once mpiexec has exited: its ranks' stdout and stderr reach it separately, so
 # the log may trail the ready line.
 for expected in "worker 0 up on h1" "worker 1 up on h2" "stopped cleanly"; do
-  grep -q "$expected" "${dir}/stderr" || { cat "${dir}/stderr" >&2; fail "no \"${expected}\" in the log"; }
+  if ! grep -q "$expected" "${dir}/pool.stderr"; then
+    cat "${dir}/pool.stderr" >&2
+    fail "no \"${expected}\" in the log"
+  fi
 done
 
 # The namespaces go; the trap would, but a failure to delete them is this test's failure.

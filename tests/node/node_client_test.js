@@ -1,12 +1,17 @@
 // The Node client (client/node/mpigate.js) against a real mpigate-server with 2 workers, run with
-// node's built-in test runner by node_client_test.sh, which starts the server and passes:
-//   MPIGATE_ENDPOINT_FILE  the server's endpoint file (MPIGATE_ENDPOINT is unset)
-//   MPIGATE_NODE_CLIENT    client/node/mpigate.js in the source tree, next to its node_modules
-//   MPIGATE_PROTO_DIR      the test's runfiles' proto/
-// The server runs with --max-tasks-per-worker=1, so that a worker busy with one task holds no
-// other: the tasks queued behind two running ones are certain to be cancellable.
+// node's built-in test runner by node_client_test.sh, which starts the servers and passes:
+//   MPIGATE_ENDPOINT_FILE      the endpoint file of the server on a Unix socket (MPIGATE_ENDPOINT,
+//                              MPIGATE_TOKEN and MPIGATE_TLS_* are unset)
+//   MPIGATE_TLS_ENDPOINT_FILE  the endpoint file of the server on TCP with TLS, which requires a
+//                              client certificate: its target, token=... and tls=1
+//   MPIGATE_TEST_CERTS         the directory of tests/shell/make_test_certs.sh's certificates
+//                              (ca.pem signed the server's and client.pem; other_ca.pem nothing)
+//   MPIGATE_NODE_CLIENT        client/node/mpigate.js in the source tree, next to its node_modules
+//   MPIGATE_PROTO_DIR          the test's runfiles' proto/
+// The server on the Unix socket runs with --max-tasks-per-worker=1, so that a worker busy with one
+// task holds no other: the tasks queued behind two running ones are certain to be cancellable.
 //
-// The tests run one after another, in order, on one pool.
+// The tests of each suite run one after another, in order, on one pool.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -21,6 +26,8 @@ const mpigate = require(process.env.MPIGATE_NODE_CLIENT);
 const {Executor, MpigateError, codes} = mpigate;
 const protoDir = process.env.MPIGATE_PROTO_DIR;
 const endpointFile = process.env.MPIGATE_ENDPOINT_FILE;
+const tlsEndpointFile = process.env.MPIGATE_TLS_ENDPOINT_FILE;
+const certs = process.env.MPIGATE_TEST_CERTS;
 
 // Asserts that `promise` rejects with an MpigateError of `code` whose message contains `text`.
 async function assertRejects(promise, code, text = '') {
@@ -95,12 +102,14 @@ describe('the Node client against a real pool', () => {
       fs.writeFileSync(file, 'node7:50051\ntoken=abc123\ntls=1\n');
       const env = {MPIGATE_ENDPOINT_FILE: file};
       assert.equal(mpigate.resolveEndpoint(undefined, env), 'node7:50051');
-      assert.deepEqual(mpigate.resolveAccess(undefined, '', env),
-                       {target: 'node7:50051', token: 'abc123'});
+      assert.deepEqual(
+          mpigate.resolveAccess(undefined, {env}),
+          {target: 'node7:50051', token: 'abc123', tls: true, tlsCa: '', tlsCert: '', tlsKey: ''});
       // $MPIGATE_TOKEN, then an explicit token, win; an explicit target takes no file token.
-      assert.equal(mpigate.resolveAccess(undefined, '', {...env, MPIGATE_TOKEN: 'e'}).token, 'e');
-      assert.equal(mpigate.resolveAccess(undefined, 'x', env).token, 'x');
-      assert.equal(mpigate.resolveAccess('node8:1', '', env).token, '');
+      assert.equal(
+          mpigate.resolveAccess(undefined, {env: {...env, MPIGATE_TOKEN: 'e'}}).token, 'e');
+      assert.equal(mpigate.resolveAccess(undefined, {token: 'x', env}).token, 'x');
+      assert.equal(mpigate.resolveAccess('node8:1', {env}).token, '');
     } finally {
       fs.rmSync(dir, {recursive: true, force: true});
     }
@@ -267,5 +276,147 @@ describe('the Node client against a real pool', () => {
         const status = await mpigate.status({protoDir});
         assert.equal(
             status.sessionList.find((session) => session.sessionId === ex.sessionId), undefined);
+      });
+});
+
+describe('the Node client over TLS', () => {
+  const caFile = () => path.join(certs, 'ca.pem');
+  // Reaches the TLS server through its endpoint file alone, as a user's script on another node
+  // would: the target, the token and tls=1 come from it.
+  const viaTlsFile = (options) =>
+      ({protoDir, env: {MPIGATE_ENDPOINT_FILE: tlsEndpointFile}, ...options});
+  const clientCert = () =>
+      ({tlsCert: path.join(certs, 'client.pem'), tlsKey: path.join(certs, 'client.key')});
+
+  test('resolveAccess() speaks TLS when the endpoint file says tls=1 or a CA is given', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mpigate-node-endpoint-'));
+    try {
+      const tlsFile = path.join(dir, 'tls_endpoint');
+      const plainFile = path.join(dir, 'plain_endpoint');
+      fs.writeFileSync(tlsFile, 'node7:50051\ntoken=abc123\ntls=1\n');
+      fs.writeFileSync(plainFile, 'node7:50051\ntoken=abc123\n');
+      const tlsEnv = {MPIGATE_ENDPOINT_FILE: tlsFile};
+      const plainEnv = {MPIGATE_ENDPOINT_FILE: plainFile};
+      assert.equal(mpigate.resolveAccess(undefined, {env: tlsEnv}).tls, true);
+      assert.equal(mpigate.resolveAccess(undefined, {env: plainEnv}).tls, false);
+      assert.equal(mpigate.resolveAccess('node8:1', {env: plainEnv}).tls, false);
+      // The file's tls=1 holds for the file's target only.
+      assert.equal(mpigate.resolveAccess('node8:1', {env: tlsEnv}).tls, false);
+      assert.equal(
+          mpigate.resolveAccess(undefined, {env: {...tlsEnv, MPIGATE_ENDPOINT: 'node8:1'}}).tls,
+          false);
+      // A CA, given or from $MPIGATE_TLS_CA, means TLS whatever the target.
+      assert.equal(mpigate.resolveAccess(undefined, {tlsCa: 'ca.pem', env: plainEnv}).tls, true);
+      const fromEnv = mpigate.resolveAccess(
+          'node8:1', {env: {MPIGATE_TLS_CA: 'e.pem', MPIGATE_TLS_CERT: 'c', MPIGATE_TLS_KEY: 'k'}});
+      assert.deepEqual(
+          fromEnv,
+          {target: 'node8:1', token: '', tls: true, tlsCa: 'e.pem', tlsCert: 'c', tlsKey: 'k'});
+      // Options win over the environment.
+      const given = mpigate.resolveAccess('node8:1', {
+        tlsCa: 'o.pem',
+        tlsCert: 'oc',
+        tlsKey: 'ok',
+        env: {MPIGATE_TLS_CA: 'e.pem', MPIGATE_TLS_CERT: 'c', MPIGATE_TLS_KEY: 'k'},
+      });
+      assert.deepEqual([given.tlsCa, given.tlsCert, given.tlsKey], ['o.pem', 'oc', 'ok']);
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true});
+    }
+  });
+
+  test('channelCredentials() reads the PEM it is given and says which it cannot', () => {
+    const access = {target: 'node8:1', token: '', tlsCa: '', tlsCert: '', tlsKey: ''};
+    assert.equal(mpigate.channelCredentials({...access, tls: false})._isSecure(), false);
+    // TLS without a CA: verified against the system's roots.
+    assert.equal(mpigate.channelCredentials({...access, tls: true})._isSecure(), true);
+    // PEM as text works as a path does.
+    const caText = fs.readFileSync(caFile(), 'utf8');
+    assert.equal(
+        mpigate.channelCredentials({...access, tls: true, tlsCa: caText})._isSecure(), true);
+    const missing = path.join(certs, 'no_such.pem');
+    assert.throws(
+        () => mpigate.channelCredentials({...access, tls: true, tlsCa: missing}),
+        (error) => error instanceof MpigateError && error.code === codes.NOT_FOUND &&
+            error.details.startsWith(`cannot read TLS CA certificate ${missing}: `));
+    assert.throws(
+        () => mpigate.channelCredentials(
+            {...access, tls: true, tlsCa: caFile(), ...clientCert(), tlsKey: missing}),
+        (error) => error.code === codes.NOT_FOUND &&
+            error.details.startsWith(`cannot read TLS client key ${missing}: `));
+    const notPem = path.join(certs, 'server.ext');
+    assert.throws(
+        () => mpigate.channelCredentials({...access, tls: true, tlsCa: notPem}),
+        (error) => error.code === codes.INVALID_ARGUMENT &&
+            error.details === `TLS CA certificate ${notPem} holds no PEM`);
+  });
+
+  test(
+      'with the CA and a client certificate, tasks run over TLS with the file\'s token',
+      async () => {
+        const ex = await Executor.connect(
+            undefined,
+            viaTlsFile({clientName: 'node_client_test tls', tlsCa: caFile(), ...clientCert()}));
+        try {
+          const lines = fs.readFileSync(tlsEndpointFile, 'utf8').split('\n');
+          assert.match(lines[0], /^127\.0\.0\.1:[1-9][0-9]*$/);
+          assert.ok(lines.includes('tls=1'), 'the TLS server\'s endpoint file has no tls=1');
+          // As grpc-js names a host:port target: with its default scheme.
+          assert.equal(ex.endpoint, `dns:${lines[0]}`);
+          assert.equal(ex.workers, 1);
+          assert.equal(String(await ex.submit('echo', 'over TLS')), 'over TLS');
+          assert.deepEqual((await ex.map('echo', ['a', 'b'])).map(String), ['a', 'b']);
+        } finally {
+          await ex.shutdown();
+        }
+        // The unary calls on connections of their own, with the certificates as PEM text.
+        const asText = {
+          tlsCa: fs.readFileSync(caFile(), 'utf8'),
+          tlsCert: fs.readFileSync(clientCert().tlsCert, 'utf8'),
+          tlsKey: fs.readFileSync(clientCert().tlsKey, 'utf8'),
+        };
+        assert.equal(String(await mpigate.run('echo', 'unary', viaTlsFile(asText))), 'unary');
+        assert.equal((await mpigate.status(viaTlsFile(asText))).workers, 1);
+      });
+
+  test('the token still counts over TLS: a wrong one is UNAUTHENTICATED', async () => {
+    await assertRejects(
+        mpigate.run(
+            'echo', 'x', viaTlsFile({tlsCa: caFile(), ...clientCert(), token: 'not-the-token'})),
+        codes.UNAUTHENTICATED, 'wrong token');
+  });
+
+  test('a CA that did not sign the server\'s certificate fails with UNAVAILABLE', async () => {
+    await assertRejects(
+        Executor.connect(undefined, viaTlsFile({
+                           tlsCa: path.join(certs, 'other_ca.pem'),
+                           ...clientCert(),
+                           connectTimeoutMs: 1000,
+                         })),
+        codes.UNAVAILABLE);
+  });
+
+  test('without a client certificate the server refuses: UNAVAILABLE', async () => {
+    await assertRejects(
+        Executor.connect(undefined, viaTlsFile({tlsCa: caFile(), connectTimeoutMs: 1000})),
+        codes.UNAVAILABLE);
+  });
+
+  test(
+      'a client certificate without its key, or a key without its certificate, is refused',
+      async () => {
+        const {tlsCert, tlsKey} = clientCert();
+        await assertRejects(
+            Executor.connect(undefined, viaTlsFile({tlsCa: caFile(), tlsCert})),
+            codes.INVALID_ARGUMENT, 'needs its key, and a key its certificate (tlsCert/tlsKey');
+        await assertRejects(
+            mpigate.run('echo', 'x', viaTlsFile({
+                          tlsCa: caFile(),
+                          env: {
+                            MPIGATE_ENDPOINT_FILE: tlsEndpointFile,
+                            MPIGATE_TLS_KEY: tlsKey,
+                          }
+                        })),
+            codes.INVALID_ARGUMENT, 'MPIGATE_TLS_CERT/MPIGATE_TLS_KEY');
       });
 });
