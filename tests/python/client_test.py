@@ -12,6 +12,8 @@ import concurrent.futures
 import faulthandler
 import os
 import signal
+import subprocess
+import tempfile
 import threading
 import unittest
 from unittest import mock
@@ -21,7 +23,7 @@ import grpc
 import mpigate
 from mpigate.v1 import gateway_pb2
 from mpigate.v1 import gateway_pb2_grpc
-from server_process import ServerProcess
+from server_process import ServerProcess, runfile
 
 # Long enough that a test's next few steps (a round trip or two) surely happen while it runs, with
 # room for a loaded machine and sanitizer builds (the C++ tests' kBusyMs).
@@ -314,6 +316,61 @@ class TcpTokenTest(unittest.TestCase):
                 with mpigate.Executor(self.target, connect_timeout=5) as executor:
                     executor.submit("echo", b"x").result(PATIENCE_S)
             self.assertIn("token", str(raised.exception))
+
+
+class TlsTest(unittest.TestCase):
+    """A service on TCP with TLS that requires client certificates (--tls-client-ca), with the
+    certificates of tests/shell/make_test_certs.sh: the client speaks TLS because the endpoint
+    file says so, and gets in only trusting the CA that signed the server's certificate and
+    showing one of its own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="certs-", dir=os.environ.get("TEST_TMPDIR"))
+        subprocess.run([runfile("tests/shell/make_test_certs"), cls.certs], check=True)
+        cls.server = ServerProcess(workers=1, flags=[
+            "--listen=127.0.0.1:0", f"--tls-cert={cls.file('server.pem')}",
+            f"--tls-key={cls.file('server.key')}", f"--tls-client-ca={cls.file('ca.pem')}"])
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    @classmethod
+    def file(cls, name):
+        return os.path.join(cls.certs, name)
+
+    def setUp(self):
+        environment = mock.patch.dict(os.environ, {
+            "MPIGATE_ENDPOINT": "", "MPIGATE_TOKEN": "", "MPIGATE_TLS_CA": "",
+            "MPIGATE_TLS_CERT": "", "MPIGATE_TLS_KEY": "",
+            "MPIGATE_ENDPOINT_FILE": self.server.endpoint_file})
+        environment.start()
+        self.addCleanup(environment.stop)
+
+    def test_the_trusted_ca_and_a_client_certificate_get_in(self):
+        with open(self.server.endpoint_file, encoding="utf-8") as file:
+            self.assertIn("tls=1", file.read().splitlines()[1:])
+        with mpigate.Executor(tls_ca=self.file("ca.pem"), tls_cert=self.file("client.pem"),
+                              tls_key=self.file("client.key")) as executor:
+            self.assertEqual(executor.submit("echo", b"over tls").result(PATIENCE_S), b"over tls")
+        # The same from the environment, the CA given as PEM text.
+        with open(self.file("ca.pem"), encoding="utf-8") as file:
+            os.environ["MPIGATE_TLS_CA"] = file.read()
+        os.environ["MPIGATE_TLS_CERT"] = self.file("client.pem")
+        os.environ["MPIGATE_TLS_KEY"] = self.file("client.key")
+        with mpigate.Executor() as executor:
+            self.assertEqual(executor.submit("echo", b"env").result(PATIENCE_S), b"env")
+
+    def test_an_untrusted_ca_or_no_client_certificate_fails_the_handshake(self):
+        for refused in ({"tls_ca": self.file("other_ca.pem"), "tls_cert": self.file("client.pem"),
+                         "tls_key": self.file("client.key")},
+                        {"tls_ca": self.file("ca.pem")}):
+            with self.subTest(**refused):
+                with self.assertRaises(ConnectionError) as raised:
+                    mpigate.Executor(connect_timeout=3, **refused)
+                self.assertIn("handshake", str(raised.exception))
 
 
 class BrokenPoolTest(unittest.TestCase):

@@ -270,6 +270,42 @@ class ResolveEndpointTest(unittest.TestCase):
             mpigate.resolve_endpoint()
         self.assertIn("is empty", str(raised.exception))
 
+    def test_token_and_tls_come_from_the_endpoint_file_unless_given(self):
+        for name in ("MPIGATE_TOKEN", "MPIGATE_TLS_CA", "MPIGATE_TLS_CERT", "MPIGATE_TLS_KEY"):
+            os.environ[name] = ""
+        self.write("endpoint", "node1:50051\ntoken=from-the-file\ntls=1\n")
+        access = _endpoint.resolve_access()
+        self.assertEqual((access.target, access.token, access.tls), ("node1:50051",
+                                                                     "from-the-file", True))
+        # TLS without a CA: the system's roots; no client certificate.
+        self.assertEqual(access[3:], (None, None, None))
+        self.assertEqual(_endpoint.resolve_access(token="given").token, "given")
+        # An explicit target takes nothing from the file.
+        self.assertEqual(_endpoint.resolve_access("node2:50051")[:3], ("node2:50051", None, False))
+
+        self.write("endpoint", "unix:/run/dir.sock\n")
+        self.assertFalse(_endpoint.resolve_access().tls)
+        pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        os.environ["MPIGATE_TLS_CA"] = self.write("ca.pem", pem)
+        access = _endpoint.resolve_access("node3:50051")
+        self.assertTrue(access.tls)
+        self.assertEqual(access.root_certificates, pem.encode())
+        # PEM given as its text, and a client certificate with its key.
+        access = _endpoint.resolve_access("node3:50051", tls_cert=pem, tls_key=pem)
+        self.assertEqual((access.certificate_chain, access.private_key), (pem.encode(),) * 2)
+
+    def test_a_client_certificate_without_its_key_or_a_missing_pem_file_is_refused(self):
+        with self.assertRaises(ValueError) as raised:
+            _endpoint.resolve_access("node1:50051", tls_ca="-----BEGIN x", tls_cert="c.pem")
+        self.assertIn("needs its key", str(raised.exception))
+        with self.assertRaises(FileNotFoundError) as raised:
+            _endpoint.resolve_access("node1:50051", tls_ca=f"{self.dir}/none.pem")
+        self.assertIn(f"TLS CA certificate: no file {self.dir}/none.pem", str(raised.exception))
+        with self.assertRaises(ValueError) as raised:
+            _endpoint.resolve_access("node1:50051", tls_ca=self.write("empty.pem", "no pem\n"))
+        self.assertIn(f"TLS CA certificate {self.dir}/empty.pem holds no PEM",
+                      str(raised.exception))
+
 
 if __name__ == "__main__":
     # On Bazel's timeout (SIGTERM), every thread's stack shows where the test hung.

@@ -48,20 +48,29 @@ class Executor(concurrent.futures.Executor):
       connect_timeout: seconds to wait for the service to answer.
       max_message_bytes: the largest message sent or accepted; a task above it fails alone with
         RESOURCE_EXHAUSTED.
-      token: the bearer token a service on TCP requires, sent with every call (in clear text:
-        plain TCP; this client does not speak TLS yet). None: $MPIGATE_TOKEN, else the endpoint
-        file's when the endpoint came from it.
+      token: the bearer token a service on TCP requires, sent with every call (in clear text
+        unless over TLS). None: $MPIGATE_TOKEN, else the endpoint file's when the endpoint came
+        from it.
+      tls_ca: the CA certificate that signed the service's (mpigate-server --tls-cert), PEM text
+        or a file's path; given, the client speaks TLS. None: $MPIGATE_TLS_CA; if neither, TLS
+        only when the endpoint file says so, verified against the system's roots.
+      tls_cert, tls_key: a client certificate and its key (PEM text or paths) for a service that
+        requires one (--tls-client-ca). None: $MPIGATE_TLS_CERT and $MPIGATE_TLS_KEY.
 
-    Raises ConnectionError if no endpoint is known or the service does not answer in time.
+    Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
+    handshake that fails, for an untrusted certificate, is a service that does not answer),
+    ValueError for a client certificate without its key, FileNotFoundError for a missing PEM
+    file.
     """
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
-                 max_message_bytes=_MAX_MESSAGE_BYTES, token=None):
+                 max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
+                 tls_key=None):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
-        target, token = _endpoint.resolve_access(endpoint, token)
-        self._session = _session.Session(target, client_name, connect_timeout, max_message_bytes,
-                                         max_inflight, token=token)
+        access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
+        self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
+                                         max_inflight)
 
     @property
     def endpoint(self):

@@ -71,23 +71,31 @@ class _CancelRequest:
 class Session:
     """One session of the service over one stream. See the module docstring for its threads."""
 
-    def __init__(self, target, client_name, connect_timeout, max_message_bytes, max_inflight,
-                 token=None):
-        """Connects to `target` and opens the session; raises ConnectionError if the service does
-        not answer within `connect_timeout` seconds. Called by the Executor's constructor."""
+    def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight):
+        """Connects to the service `access` (an _endpoint.Access) names and opens the session;
+        raises ConnectionError if the service does not answer within `connect_timeout` seconds.
+        Called by the Executor's constructor."""
+        target = access.target
         self._target = target
         self._max_inflight = max_inflight
-        self._channel = grpc.insecure_channel(target, options=[
+        options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-        ])
+        ]
+        if access.tls:
+            credentials = grpc.ssl_channel_credentials(
+                access.root_certificates, access.private_key, access.certificate_chain)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
             self._channel.close()
             raise ConnectionError(
                 f"the mpigate service at {target} did not answer within {connect_timeout} s; "
-                "is it running?") from None
+                "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
+                                   "handshake the same way." if access.tls else "")) from None
 
         self._lock = threading.Lock()
         # The writer waits on this for work; callers and the reader notify it.
@@ -123,7 +131,7 @@ class Session:
             client_name=client_name, max_message_bytes=max_message_bytes))
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
         # The bearer token of a service on TCP (common/access.h), on the call's metadata.
-        metadata = [("authorization", f"Bearer {token}")] if token else None
+        metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
         self._call = stub.Session(self._requests(open_request), metadata=metadata)
         self._reader = threading.Thread(target=self._read, name="mpigate-reader", daemon=True)
         self._reader.start()
