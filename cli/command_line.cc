@@ -20,6 +20,8 @@ struct FlagSpec {
 
 constexpr FlagSpec kFlags[] = {
     {"endpoint", true, Command::kNone},   {"connect-timeout", true, Command::kNone},
+    {"token-file", true, Command::kNone}, {"tls-ca", true, Command::kNone},
+    {"tls-cert", true, Command::kNone},   {"tls-key", true, Command::kNone},
     {"timeout", true, Command::kSubmit},  {"chunksize", true, Command::kMap},
     {"unordered", false, Command::kMap},  {"timeout", true, Command::kMap},
     {"quiet", false, Command::kMap},      {"json", false, Command::kStatus},
@@ -85,6 +87,16 @@ absl::Status ApplyFlag(const GivenFlag& flag, CommandLine& line) {
   if (flag.name == "endpoint") {
     if (value.empty()) return UsageError(line.command, "--endpoint needs a gRPC target");
     line.endpoint = value;
+  } else if (flag.name == "token-file" || flag.name == "tls-ca" || flag.name == "tls-cert" ||
+             flag.name == "tls-key") {
+    if (value.empty()) {
+      return UsageError(line.command, absl::StrCat("--", flag.name, " needs a file's path"));
+    }
+    std::string& path = flag.name == "token-file" ? line.token_file
+                        : flag.name == "tls-ca"   ? line.tls_ca
+                        : flag.name == "tls-cert" ? line.tls_cert
+                                                  : line.tls_key;
+    path = value;
   } else if (flag.name == "connect-timeout") {
     absl::StatusOr<absl::Duration> parsed = duration();
     if (!parsed.ok()) return parsed.status();
@@ -284,7 +296,8 @@ std::string UsageText(Command command) {
   switch (command) {
     case Command::kNone:
       return absl::StrCat(
-          "Usage: mpigate [--endpoint=TARGET] [--connect-timeout=D] COMMAND [ARGS...]\n"
+          "Usage: mpigate [--endpoint=TARGET] [--connect-timeout=D] [ACCESS FLAGS] COMMAND "
+          "[ARGS...]\n"
           "\n"
           "The command line of mpigate, a persistent pool of MPI workers behind a gRPC gateway.\n"
           "\n"
@@ -304,7 +317,14 @@ std::string UsageText(Command command) {
           "endpoint file\n"
           "                       ($MPIGATE_ENDPOINT_FILE, else $MPIGATE_RUN_DIR/endpoint)\n"
           "  --connect-timeout=D  how long to wait for the service to answer (default 10s)\n"
-          "  -h, --help           print usage and exit 0\n",
+          "  -h, --help           print usage and exit 0\n"
+          "\n"
+          "Access flags (global), for a service on TCP; each defaults to its variable:\n"
+          "  --token-file=FILE    the bearer token ($MPIGATE_TOKEN, else the endpoint file's)\n"
+          "  --tls-ca=FILE        speak TLS, trusting this CA ($MPIGATE_TLS_CA; without it, TLS\n"
+          "                       when the endpoint file says tls=1, with the system's roots)\n"
+          "  --tls-cert=FILE      a client certificate, for a service that asks for one\n"
+          "  --tls-key=FILE       its key ($MPIGATE_TLS_CERT, $MPIGATE_TLS_KEY)\n",
           kDurations,
           "\n"
           "Exit codes:\n"

@@ -50,6 +50,15 @@ struct CommandLine {
   std::string endpoint;
   // Global: how long to wait for the service to answer (connect, status, shutdown).
   absl::Duration connect_timeout = kDefaultConnectTimeout;
+  // Global: the file holding the bearer token of a service on TCP (a file rather than the token
+  // itself, which every user of the machine could read in the process list). Empty:
+  // $MPIGATE_TOKEN, else the endpoint file's.
+  std::string token_file;
+  // Global: TLS, as ClientAccessOptions of common/access.h: the CA to trust, and a client
+  // certificate and its key (PEM files). Empty: $MPIGATE_TLS_CA, _CERT, _KEY.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
 
   // submit, map: the registered function to run.
   std::string function;

@@ -60,17 +60,41 @@ absl::StatusOr<std::string> ReadInput(const std::string& path) {
   return text;
 }
 
+namespace {
+
+// The access flags of `line`, the token read from its --token-file.
+absl::StatusOr<ClientAccessOptions> AccessOptions(const CommandLine& line) {
+  ClientAccessOptions access{
+      .tls_ca = line.tls_ca, .tls_cert = line.tls_cert, .tls_key = line.tls_key};
+  if (!line.token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(line.token_file);
+    if (!token.ok()) return token.status();
+    access.token = *std::move(token);
+  }
+  return access;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Executor>> ConnectExecutor(const CommandLine& line,
                                                           absl::string_view client_name) {
+  absl::StatusOr<ClientAccessOptions> access = AccessOptions(line);
+  if (!access.ok()) return access.status();
   ExecutorOptions options;
   options.endpoint = line.endpoint;
+  options.token = std::move(access->token);
+  options.tls_ca = std::move(access->tls_ca);
+  options.tls_cert = std::move(access->tls_cert);
+  options.tls_key = std::move(access->tls_key);
   options.client_name = std::string(client_name);
   options.connect_timeout = line.connect_timeout;
   return Executor::Connect(std::move(options));
 }
 
 absl::StatusOr<ServiceStub> MakeServiceStub(const CommandLine& line) {
-  absl::StatusOr<Connection> connection = ResolveConnection(line.endpoint, {});
+  absl::StatusOr<ClientAccessOptions> access = AccessOptions(line);
+  if (!access.ok()) return access.status();
+  absl::StatusOr<Connection> connection = ResolveConnection(line.endpoint, *access);
   if (!connection.ok()) return connection.status();
   ServiceStub service;
   service.target = connection->target;

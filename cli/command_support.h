@@ -28,7 +28,9 @@ void PrintDiagnostic(absl::string_view text);
 absl::StatusOr<std::string> ReadInput(const std::string& path);
 
 // An executor of the service `line` names (--endpoint, else $MPIGATE_ENDPOINT, else the endpoint
-// file), with `line.connect_timeout`, whose session the service's status shows as `client_name`.
+// file), with its access flags (--token-file, --tls-*) and `line.connect_timeout`, whose session
+// the service's status shows as `client_name`. NOT_FOUND or INVALID_ARGUMENT for a token or PEM
+// file that cannot be read or holds no valid token.
 absl::StatusOr<std::unique_ptr<Executor>> ConnectExecutor(const CommandLine& line,
                                                           absl::string_view client_name);
 

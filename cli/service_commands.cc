@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,33 +20,43 @@
 namespace mpigate::cli {
 namespace {
 
-// A context whose call carries the service's token and fails with DEADLINE_EXCEEDED if the service
-// does not answer in time. Not wait_for_ready: with nothing listening the call fails at once,
-// UNAVAILABLE.
-void PrepareContext(const CommandLine& line, const ServiceStub& service,
-                    grpc::ClientContext& context) {
-  context.set_deadline(absl::ToChronoTime(absl::Now() + line.connect_timeout));
-  AttachToken(context, service.token);
-}
-
-}  // namespace
-
-int RunStatus(const CommandLine& line) {
+// Makes one Gateway call to the service `line` names: `call(stub, context)` returns its
+// grpc::Status. The context carries the service's token and a deadline: DEADLINE_EXCEEDED if the
+// service does not answer in time (not wait_for_ready: with nothing listening the call fails at
+// once, UNAVAILABLE). Sets `target` to the target dialed. kExitSuccess once the call succeeded,
+// else the exit code after a diagnostic: "<failure> <target>: <error>".
+template <typename Call>
+int CallService(const CommandLine& line, absl::string_view failure, Call call,
+                std::string& target) {
   absl::StatusOr<ServiceStub> service = MakeServiceStub(line);
   if (!service.ok()) {
     PrintDiagnostic(absl::StrCat("cannot reach the service: ", StatusText(service.status())));
     return ExitCodeForServiceError(service.status());
   }
+  target = service->target;
   grpc::ClientContext context;
-  PrepareContext(line, *service, context);
-  v1::PoolStatus status;
-  const absl::Status called =
-      FromGrpcStatus(service->stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + line.connect_timeout));
+  AttachToken(context, service->token);
+  const absl::Status called = FromGrpcStatus(call(*service->stub, context));
   if (!called.ok()) {
-    PrintDiagnostic(
-        absl::StrCat("cannot get the status of ", service->target, ": ", StatusText(called)));
+    PrintDiagnostic(absl::StrCat(failure, " ", target, ": ", StatusText(called)));
     return ExitCodeForServiceError(called);
   }
+  return kExitSuccess;
+}
+
+}  // namespace
+
+int RunStatus(const CommandLine& line) {
+  v1::PoolStatus status;
+  std::string target;
+  const int called = CallService(
+      line, "cannot get the status of",
+      [&](v1::Gateway::Stub& stub, grpc::ClientContext& context) {
+        return stub.GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
+      },
+      target);
+  if (called != kExitSuccess) return called;
   std::string text;
   if (line.json) {
     absl::StatusOr<std::string> json = PoolStatusJson(status);
@@ -55,7 +66,7 @@ int RunStatus(const CommandLine& line) {
     }
     text = *std::move(json);
   } else {
-    text = FormatPoolStatus(status, service->target);
+    text = FormatPoolStatus(status, target);
   }
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
     PrintDiagnostic("status: cannot write to stdout");
@@ -65,23 +76,18 @@ int RunStatus(const CommandLine& line) {
 }
 
 int RunShutdown(const CommandLine& line) {
-  absl::StatusOr<ServiceStub> service = MakeServiceStub(line);
-  if (!service.ok()) {
-    PrintDiagnostic(absl::StrCat("cannot reach the service: ", StatusText(service.status())));
-    return ExitCodeForServiceError(service.status());
-  }
-  grpc::ClientContext context;
-  PrepareContext(line, *service, context);
   v1::StopServiceRequest request;
   request.set_reason(line.reason);
   v1::StopServiceResponse response;
-  const absl::Status called =
-      FromGrpcStatus(service->stub->StopService(&context, request, &response));
-  if (!called.ok()) {
-    PrintDiagnostic(absl::StrCat("cannot stop ", service->target, ": ", StatusText(called)));
-    return ExitCodeForServiceError(called);
-  }
-  PrintDiagnostic(absl::StrCat("the service at ", service->target, " is draining and will exit"));
+  std::string target;
+  const int called = CallService(
+      line, "cannot stop",
+      [&](v1::Gateway::Stub& stub, grpc::ClientContext& context) {
+        return stub.StopService(&context, request, &response);
+      },
+      target);
+  if (called != kExitSuccess) return called;
+  PrintDiagnostic(absl::StrCat("the service at ", target, " is draining and will exit"));
   return kExitSuccess;
 }
 

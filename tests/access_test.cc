@@ -1,6 +1,7 @@
 // Access control end to end, against a real server: the Unix socket is its owner's only; on TCP
-// every call needs the bearer token of the endpoint file; TLS with trusted and untrusted
-// certificates, and client certificates, made at test time with the openssl command.
+// every Gateway call needs the bearer token of the endpoint file (health checks and reflection do
+// not); TLS with trusted and untrusted certificates, and client certificates
+// (tests/shell/make_test_certs.sh).
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -13,8 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/executor.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
+#include "standard_services/health.grpc.pb.h"
+#include "standard_services/reflection.grpc.pb.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -89,6 +93,41 @@ TEST_F(AccessTest, TcpRequiresTheTokenOnEveryCall) {
   EXPECT_EQ(malformed.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(CallPoolStatus(*stub, "Bearer " + server.token()).ok());
 
+  // Health stays open, so that load balancers and schedulers can probe without the token; it
+  // tells only whether the pool serves.
+  {
+    auto health = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::health::v1::HealthCheckResponse response;
+    const grpc::Status checked =
+        health->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+    ASSERT_TRUE(checked.ok()) << checked.error_message();
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  // Reflection, which tells only the public schema, needs no token either (gRPC's library serves
+  // it on every listener); the Gateway it describes does.
+  {
+    auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(
+        grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    auto stream = reflection->ServerReflectionInfo(&context);
+    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    request.set_list_services("");
+    ASSERT_TRUE(stream->Write(request));
+    stream->WritesDone();
+    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    ASSERT_TRUE(stream->Read(&response));
+    std::vector<std::string> services;
+    for (const auto& service : response.list_services_response().service()) {
+      services.push_back(service.name());
+    }
+    EXPECT_THAT(services, ::testing::Contains("mpigate.v1.Gateway"));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+
   // StopService is checked too: the server keeps serving.
   {
     grpc::ClientContext context;
@@ -143,29 +182,15 @@ TEST_F(AccessTest, TokenFileGivesTheToken) {
   ASSERT_TRUE(server.Stop().ok());
 }
 
-// A CA, a server certificate for localhost and 127.0.0.1 (subjectAltName: what clients check), a
-// client certificate it signed, and a second CA that signed nothing of ours.
+// The certificates of tests/shell/make_test_certs.sh: a CA, a server certificate for localhost and
+// 127.0.0.1, a client certificate it signed, and a second CA that signed nothing of ours.
 class TlsTest : public AccessTest {
  protected:
   static void SetUpTestSuite() {
     const char* tmp = std::getenv("TEST_TMPDIR");
     dir_ = new std::string(absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/tls"));
-    const std::string ca = "-CA ca.pem -CAkey ca.key -CAcreateserial -days 1";
-    const std::string script = absl::StrCat(
-        "set -e; mkdir -p ", *dir_, "; cd ", *dir_, "; ",
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
-        "-subj /CN=mpigate-test-ca; ",
-        "openssl req -x509 -newkey rsa:2048 -nodes -keyout other_ca.key -out other_ca.pem "
-        "-days 1 -subj /CN=some-other-ca; ",
-        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-        "-subj /CN=localhost; ",
-        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > server.ext; ",
-        "openssl x509 -req -in server.csr ", ca, " -out server.pem -extfile server.ext; ",
-        "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
-        "-subj /CN=mpigate-test-client; ",
-        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext; ",
-        "openssl x509 -req -in client.csr ", ca, " -out client.pem -extfile client.ext");
-    absl::StatusOr<testing::CommandResult> made = RunCommand(script);
+    absl::StatusOr<testing::CommandResult> made =
+        RunCommand(absl::StrCat(testing::RunfilePath("tests/shell/make_test_certs"), " ", *dir_));
     ASSERT_TRUE(made.ok()) << made.status();
     ASSERT_EQ(made->exit_code, 0) << made->output;
   }

@@ -66,6 +66,23 @@ std::vector<std::string> SortedLines(const std::string& text) {
   return lines;
 }
 
+std::string TestTmpDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr ? dir : "/tmp";
+}
+
+// A file of the test's temporary directory holding `content`; its path.
+std::string TempFile(const std::string& name, const std::string& content) {
+  const std::string path = absl::StrCat(TestTmpDir(), "/", name);
+  FILE* file = std::fopen(path.c_str(), "w");
+  EXPECT_NE(file, nullptr) << path;
+  if (file != nullptr) {
+    std::fwrite(content.data(), 1, content.size(), file);
+    std::fclose(file);
+  }
+  return path;
+}
+
 // --- Without a service. ---
 
 TEST(CliUsageTest, HelpOfEveryCommandGoesToStdoutAndExitsZero) {
@@ -215,18 +232,6 @@ class CliTest : public ::testing::Test {
       EXPECT_TRUE(started.ok()) << started.status();
       kill(pid, started.ok() ? signal_number : SIGKILL);
     };
-  }
-
-  static std::string TempFile(const std::string& name, const std::string& content) {
-    const char* dir = std::getenv("TEST_TMPDIR");
-    const std::string path = absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name);
-    FILE* file = std::fopen(path.c_str(), "w");
-    EXPECT_NE(file, nullptr) << path;
-    if (file != nullptr) {
-      std::fwrite(content.data(), 1, content.size(), file);
-      std::fclose(file);
-    }
-    return path;
   }
 
   static inline testing::ServerProcess* server_ = nullptr;
@@ -535,6 +540,129 @@ TEST_F(CliTest, TheEndpointComesFromTheEnvironmentOrTheEndpointFile) {
                         {"MPIGATE_ENDPOINT_FILE", server_->endpoint_file()}}});
   EXPECT_EQ(run.exit_code, kExitSuccess) << run.stderr_text;
   EXPECT_EQ(run.stdout_text, "via the file");
+}
+
+// --- A service on TCP with TLS that requires a client certificate. ---
+
+// The certificates of tests/shell/make_test_certs.sh, and a server that trusts their CA.
+class CliAccessTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    certs_ = new std::string(absl::StrCat(TestTmpDir(), "/certs"));
+    absl::StatusOr<testing::CommandResult> made = testing::RunCommand(
+        absl::StrCat(testing::RunfilePath("tests/shell/make_test_certs"), " ", *certs_));
+    ASSERT_TRUE(made.ok()) << made.status();
+    ASSERT_EQ(made->exit_code, 0) << made->output;
+    server_ = new testing::ServerProcess();
+    const absl::Status started = server_->Start(
+        {.workers = 1,
+         .flags = {"--listen=127.0.0.1:0", "--tls-cert=" + Cert("server.pem"),
+                   "--tls-key=" + Cert("server.key"), "--tls-client-ca=" + Cert("ca.pem")}});
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) EXPECT_TRUE(server_->Stop().ok());
+    delete server_;
+    server_ = nullptr;
+  }
+
+  static std::string Cert(const std::string& name) { return absl::StrCat(*certs_, "/", name); }
+
+  // The access flags of a client the service lets in, but for those in `without`.
+  static std::vector<std::string> AccessFlags(const std::vector<std::string>& without = {}) {
+    const std::vector<std::pair<std::string, std::string>> all = {
+        {"--token-file", TempFile("token", server_->token() + "\n")},
+        {"--tls-ca", Cert("ca.pem")},
+        {"--tls-cert", Cert("client.pem")},
+        {"--tls-key", Cert("client.key")}};
+    std::vector<std::string> flags;
+    for (const auto& [flag, value] : all) {
+      if (std::find(without.begin(), without.end(), flag) == without.end()) {
+        flags.push_back(absl::StrCat(flag, "=", value));
+      }
+    }
+    return flags;
+  }
+
+  // `mpigate --endpoint=<the server> <flags...> <args...>`, with no access variable set.
+  static CliResult RunWith(const std::vector<std::string>& flags,
+                           const std::vector<std::string>& args) {
+    std::vector<std::string> command = {"--endpoint=" + server_->target(), "--connect-timeout=3s"};
+    command.insert(command.end(), flags.begin(), flags.end());
+    command.insert(command.end(), args.begin(), args.end());
+    return RunCli(command, {.env = {{"MPIGATE_TOKEN", std::nullopt},
+                                    {"MPIGATE_TLS_CA", std::nullopt},
+                                    {"MPIGATE_TLS_CERT", std::nullopt},
+                                    {"MPIGATE_TLS_KEY", std::nullopt}}});
+  }
+
+  static inline std::string* certs_ = nullptr;
+  static inline testing::ServerProcess* server_ = nullptr;
+};
+
+TEST_F(CliAccessTest, TheAccessFlagsLetEveryCommandIn) {
+  CliResult run = RunWith(AccessFlags(), {"status"});
+  EXPECT_EQ(run.exit_code, kExitSuccess) << run.stderr_text;
+  EXPECT_THAT(run.stdout_text, StartsWith(absl::StrCat("endpoint   ", server_->target())));
+
+  run = RunWith(AccessFlags(), {"submit", "echo", "over tls"});
+  EXPECT_EQ(run.exit_code, kExitSuccess) << run.stderr_text;
+  EXPECT_EQ(run.stdout_text, "over tls");
+
+  run = RunCli({"map", "echo", "-"},
+               {.stdin_text = "a\nb\n", .env = [] {
+                  // Through the endpoint file: its token and tls=1, the certificates from the
+                  // environment.
+                  return std::vector<std::pair<std::string, std::optional<std::string>>>{
+                      {"MPIGATE_ENDPOINT", std::nullopt},
+                      {"MPIGATE_TOKEN", std::nullopt},
+                      {"MPIGATE_ENDPOINT_FILE", server_->endpoint_file()},
+                      {"MPIGATE_TLS_CA", Cert("ca.pem")},
+                      {"MPIGATE_TLS_CERT", Cert("client.pem")},
+                      {"MPIGATE_TLS_KEY", Cert("client.key")}};
+                }()});
+  EXPECT_EQ(run.exit_code, kExitSuccess) << run.stderr_text;
+  EXPECT_EQ(run.stdout_text, "a\nb\n");
+}
+
+TEST_F(CliAccessTest, WithoutTheTokenTheServiceRefusesTheCall) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"status"}, {"submit", "echo", "x"}}) {
+    const CliResult run = RunWith(AccessFlags({"--token-file"}), args);
+    EXPECT_EQ(run.exit_code, kExitError) << args[0];
+    EXPECT_THAT(run.stderr_text, HasSubstr("UNAUTHENTICATED")) << args[0];
+  }
+  const CliResult wrong =
+      RunWith({"--token-file=" + TempFile("wrong_token", "not-the-token-0123456789\n"),
+               "--tls-ca=" + Cert("ca.pem"), "--tls-cert=" + Cert("client.pem"),
+               "--tls-key=" + Cert("client.key")},
+              {"status"});
+  EXPECT_EQ(wrong.exit_code, kExitError);
+  EXPECT_THAT(wrong.stderr_text, HasSubstr("UNAUTHENTICATED"));
+}
+
+TEST_F(CliAccessTest, AnUntrustedCaOrNoClientCertificateIsUnavailable) {
+  std::vector<std::string> untrusted = AccessFlags({"--tls-ca"});
+  untrusted.push_back("--tls-ca=" + Cert("other_ca.pem"));
+  for (const std::vector<std::string>& flags :
+       {untrusted, AccessFlags({"--tls-cert", "--tls-key"})}) {
+    const CliResult run = RunWith(flags, {"status"});
+    EXPECT_EQ(run.exit_code, kExitUnavailable) << absl::StrJoin(flags, " ");
+    EXPECT_THAT(run.stderr_text, HasSubstr("UNAVAILABLE")) << absl::StrJoin(flags, " ");
+  }
+}
+
+TEST_F(CliAccessTest, UnreadableAccessFilesAreNamed) {
+  CliResult run = RunWith({"--token-file=" + TestTmpDir() + "/no_such_token"}, {"status"});
+  EXPECT_EQ(run.exit_code, kExitUnavailable);
+  EXPECT_THAT(run.stderr_text, HasSubstr("no_such_token"));
+  run = RunWith({"--token-file=" + TempFile("short_token", "abc\n")}, {"submit", "echo", "x"});
+  EXPECT_EQ(run.exit_code, kExitError);
+  EXPECT_THAT(run.stderr_text, HasSubstr("shorter than 16 characters"));
+  run = RunWith({"--tls-ca=" + Cert("ca.pem"), "--tls-cert=" + Cert("client.pem")}, {"status"});
+  EXPECT_EQ(run.exit_code, kExitError);
+  EXPECT_THAT(run.stderr_text, HasSubstr("needs its key"));
 }
 
 }  // namespace

@@ -66,6 +66,18 @@ TEST(ParseCommandLineTest, FlagsTakeValuesEitherWayAndGlobalFlagsGoAnywhere) {
   EXPECT_EQ(Parsed({"status", "--endpoint=node7:50051"}).endpoint, "node7:50051");
 }
 
+TEST(ParseCommandLineTest, AccessFlagsAreGlobal) {
+  CommandLine line = Parsed({"--token-file=/run/token", "submit", "fn", "--tls-ca", "ca.pem",
+                             "--tls-cert=me.pem", "--tls-key=me.key"});
+  EXPECT_EQ(line.token_file, "/run/token");
+  EXPECT_EQ(line.tls_ca, "ca.pem");
+  EXPECT_EQ(line.tls_cert, "me.pem");
+  EXPECT_EQ(line.tls_key, "me.key");
+  line = Parsed({"status"});
+  EXPECT_EQ(line.token_file, "");
+  EXPECT_EQ(line.tls_ca, "");
+}
+
 TEST(ParseCommandLineTest, HelpWinsWhereverItIs) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"--help"}, {"-h"}, {"help"}, {"--endpoint=x", "--help"}}) {
@@ -123,6 +135,8 @@ TEST(ParseCommandLineTest, UsageErrorsAreInvalidArgumentAndPointAtTheRightHelp) 
       {{"submit", "fn", "--chunksize=2"}, "submit: takes no --chunksize"},
       {{"status", "--endpoint="}, "--endpoint needs a gRPC target"},
       {{"--endpoint=x", "serve"}, "serve: --endpoint is a client flag"},
+      {{"status", "--token-file="}, "--token-file needs a file's path"},
+      {{"map", "fn", "--tls-key="}, "--tls-key needs a file's path"},
   };
   for (const Case& c : cases) {
     const absl::Status status = ParseError(c.args);
