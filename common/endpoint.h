@@ -48,6 +48,9 @@ struct Endpoint {
   std::string token;
   // The service speaks TLS.
   bool tls = false;
+  // Where it serves its Prometheus metrics (mpigate-server --metrics_listen), HOST:PORT with the
+  // port bound (a scraper's discovery, for a port 0 asked for); empty: nowhere.
+  std::string metrics;
 };
 
 // Writes `endpoint` to `path` atomically (a temporary file renamed into place), creating the

@@ -625,21 +625,7 @@ int Run(const RepeatedFlags& repeated) {
     return fail_serving(absl::UnavailableError(
         absl::StrCat("cannot make ", socket_path, " private: ", std::strerror(errno))));
   }
-  const std::string target = ClientTarget(*address, bound_port);
-  if (absl::Status status = WriteEndpointFile(endpoint_file, {target, access->token, access->tls});
-      !status.ok()) {
-    server->Shutdown();
-    return fail_serving(status);
-  }
-
-  // Clients may connect from now on; their tasks queue until the workers are up.
-  std::printf("mpigate-server: listening on %s, endpoint file %s, starting %d workers, pid %d\n",
-              target.c_str(), endpoint_file.c_str(), started->workers, static_cast<int>(getpid()));
-  std::fflush(stdout);
-  Log(LogLevel::kInfo, "listening on ", target, ", endpoint file ", endpoint_file, ", starting ",
-      started->workers, " workers, pid ", getpid());
-  readiness.Listening(target, endpoint_file, health);
-
+  // Before the endpoint file is written, which says where the metrics are.
   std::unique_ptr<MetricsHttpServer> metrics;
   if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
       !metrics_listen.empty()) {
@@ -652,6 +638,24 @@ int Run(const RepeatedFlags& repeated) {
     metrics = *std::move(started_metrics);
     Log(LogLevel::kInfo, "metrics at http://", metrics->address(), "/metrics");
   }
+  const std::string target = ClientTarget(*address, bound_port);
+  if (absl::Status status =
+          WriteEndpointFile(endpoint_file, {.target = target,
+                                            .token = access->token,
+                                            .tls = access->tls,
+                                            .metrics = metrics ? metrics->address() : ""});
+      !status.ok()) {
+    server->Shutdown();
+    return fail_serving(status);
+  }
+
+  // Clients may connect from now on; their tasks queue until the workers are up.
+  std::printf("mpigate-server: listening on %s, endpoint file %s, starting %d workers, pid %d\n",
+              target.c_str(), endpoint_file.c_str(), started->workers, static_cast<int>(getpid()));
+  std::fflush(stdout);
+  Log(LogLevel::kInfo, "listening on ", target, ", endpoint file ", endpoint_file, ", starting ",
+      started->workers, " workers, pid ", getpid());
+  readiness.Listening(target, endpoint_file, health);
 
   const std::string reason = StopSignal::Wait();
   Log(LogLevel::kInfo, "stopping (", reason, "), draining");

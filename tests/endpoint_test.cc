@@ -49,9 +49,9 @@ TEST(EndpointFileTest, RoundTripsAndCreatesPrivateDirectories) {
   EXPECT_EQ(ReadEndpointFile(path).value().target, "node7:50051");
 }
 
-TEST(EndpointFileTest, HoldsTokenAndTlsAfterTheTargetPrivately) {
+TEST(EndpointFileTest, HoldsTokenTlsAndMetricsAfterTheTargetPrivately) {
   const std::string path = TempDir() + "/endpoint_test/tcp/endpoint";
-  ASSERT_TRUE(WriteEndpointFile(path, {"node7:50051", "abc123", true}).ok());
+  ASSERT_TRUE(WriteEndpointFile(path, {"node7:50051", "abc123", true, "0.0.0.0:9464"}).ok());
   struct stat info;
   ASSERT_EQ(stat(path.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0600);
@@ -64,10 +64,12 @@ TEST(EndpointFileTest, HoldsTokenAndTlsAfterTheTargetPrivately) {
   EXPECT_EQ(endpoint.target, "node7:50051");
   EXPECT_EQ(endpoint.token, "abc123");
   EXPECT_TRUE(endpoint.tls);
-  // A file without the keys, as a server on a Unix socket writes it.
+  EXPECT_EQ(endpoint.metrics, "0.0.0.0:9464");
+  // A file without the keys, as a server on a Unix socket without metrics writes it.
   ASSERT_TRUE(WriteEndpointFile(path, {"unix:/tmp/s.sock"}).ok());
   EXPECT_EQ(ReadEndpointFile(path).value().token, "");
   EXPECT_FALSE(ReadEndpointFile(path).value().tls);
+  EXPECT_EQ(ReadEndpointFile(path).value().metrics, "");
 }
 
 TEST(EndpointFileTest, MissingFileIsNotFound) {

@@ -2,10 +2,6 @@
 // service (seen flipping from NOT_SERVING while booting, to SERVING, to NOT_SERVING while
 // draining), server reflection, Prometheus metrics scraped over HTTP and parsed, and the event
 // log with its level flag. Each against a real mpigate-server.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -163,17 +159,13 @@ TEST(ReflectionTest, ListsServicesAndDescribesTheGateway) {
   ASSERT_TRUE(server.Stop().ok());
 }
 
-// A port nobody listens on right now, for the service to bind.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t size = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  close(fd);
-  return ntohs(address.sin_port);
+// The port of a server's metrics, which it was asked to pick (--metrics_listen=127.0.0.1:0) and
+// names in its endpoint file; 0 if it names none.
+int MetricsPort(const testing::ServerProcess& server) {
+  const std::string& address = server.metrics_address();
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port)) return 0;
+  return port;
 }
 
 // A scrape in the Prometheus text format, parsed: each sample's value by its name and labels as
@@ -195,13 +187,13 @@ std::map<std::string, double> ParseSamples(const std::string& text) {
 // On TCP the scrape, like every Gateway call, needs the service's token (a Prometheus scrape
 // config's `authorization: {credentials_file: ...}`).
 TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
-  const int port = FreePort();
   testing::ServerProcess server;
-  ASSERT_TRUE(server
-                  .Start({.workers = 1,
-                          .flags = {"--listen=127.0.0.1:0",
-                                    absl::StrCat("--metrics_listen=127.0.0.1:", port)}})
-                  .ok());
+  ASSERT_TRUE(
+      server
+          .Start({.workers = 1, .flags = {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"}})
+          .ok());
+  const int port = MetricsPort(server);
+  ASSERT_GT(port, 0) << server.metrics_address();
   ASSERT_FALSE(server.token().empty());
   EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
               ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
@@ -214,11 +206,10 @@ TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
 }
 
 TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
-  const int port = FreePort();
   testing::ServerProcess server;
-  ASSERT_TRUE(
-      server.Start({.workers = 2, .flags = {absl::StrCat("--metrics_listen=127.0.0.1:", port)}})
-          .ok());
+  ASSERT_TRUE(server.Start({.workers = 2, .flags = {"--metrics_listen=127.0.0.1:0"}}).ok());
+  const int port = MetricsPort(server);
+  ASSERT_GT(port, 0) << server.metrics_address();
   constexpr int kEchoes = 50;
   const std::string payload(100, 'x');
   {

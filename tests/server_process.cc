@@ -165,6 +165,7 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   if (!endpoint.ok()) return endpoint.status();
   target_ = endpoint->target;
   token_ = endpoint->token;
+  metrics_address_ = endpoint->metrics;
   return absl::OkStatus();
 }
 

@@ -63,6 +63,9 @@ class ServerProcess {
   // The token the server requires (on TCP), from its endpoint file; empty on a Unix socket.
   const std::string& token() const { return token_; }
   const std::string& endpoint_file() const { return endpoint_file_; }
+  // Where it serves its metrics (--metrics_listen), HOST:PORT, from its endpoint file; empty if
+  // it serves none.
+  const std::string& metrics_address() const { return metrics_address_; }
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
 
@@ -81,6 +84,7 @@ class ServerProcess {
   std::string target_;
   std::string token_;
   std::string endpoint_file_;
+  std::string metrics_address_;
 };
 
 // Asks the server at `target` for its pool status (the scheduler's own state) until `done` holds
