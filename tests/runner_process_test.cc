@@ -6,12 +6,15 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +25,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mpigate/v1/exec.pb.h"
 #include "tests/server_process.h"
 #include "wire/frames.pb.h"
 #include "wire/stream_frames.h"
@@ -41,10 +45,11 @@ int Code(absl::StatusCode code) { return static_cast<int>(code); }
 // A wait for something that must happen, long enough never to be the reason a test fails.
 constexpr absl::Duration kPatience = absl::Seconds(30);
 
-RunnerProcess::Options RunnerOptions(Initializer initializer = {}) {
+RunnerProcess::Options RunnerOptions(Initializer initializer = {}, bool allow_exec = false) {
   RunnerConfig config;
   config.worker.task_libs = {testing::RunfilePath("tests/testdata/libsample_tasks.so")};
   config.worker.initializer = std::move(initializer);
+  config.worker.allow_exec = allow_exec;
   config.rank = 1;
   config.pool_size = 2;
   config.worker_pid = static_cast<int>(getpid());
@@ -77,6 +82,17 @@ wire::ResultFrame ResultOf(const RunnerEvent& event) {
 
 // True once `pid` is neither running nor a zombie of this process.
 bool Gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
+
+// True while `pid` runs: it exists and is not a zombie (whoever adopted an orphan reaps it in its
+// own time).
+bool Running(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t comm_end = line.rfind(')');
+  return comm_end != std::string::npos && comm_end + 2 < line.size() && line[comm_end + 2] != 'Z' &&
+         line[comm_end + 2] != 'X';
+}
 
 class RunnerProcessTest : public ::testing::Test {
  protected:
@@ -157,6 +173,35 @@ TEST_F(RunnerProcessTest, KillEndsAnEndlessLoopAndReapsTheRunner) {
   EXPECT_FALSE(runner_->alive());
   EXPECT_TRUE(Gone(pid));
   EXPECT_EQ(runner_->Await(absl::ZeroDuration()).kind, RunnerEvent::Kind::kDied);
+}
+
+// exec starts its program in a process group of its own, which a kill of the runner's group
+// would miss; killing the runner ends it, and what it started, all the same.
+TEST(RunnerKillTest, KillEndsWhatExecStartedInAProcessGroupOfItsOwn) {
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
+      RunnerProcess::Spawn(RunnerOptions({}, /*allow_exec=*/true));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  ASSERT_TRUE((*runner)->AwaitHello().ok());
+  const std::string fifo = absl::StrCat(std::getenv("TEST_TMPDIR"), "/exec_pids");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // The shell says its pid and its background sleep's, then waits for the sleep.
+  v1::ExecRequest request;
+  for (const char* arg : {"/bin/sh", "-c", "sleep 3600 & echo $$ $! > \"$0\"; wait"}) {
+    request.add_argv(arg);
+  }
+  request.add_argv(fifo);
+  (*runner)->SendTask(TaskBytes(20, "exec", request.SerializeAsString()));
+  std::ifstream pids(fifo);  // Opens once the shell opens its end.
+  pid_t shell = 0;
+  pid_t sleeper = 0;
+  ASSERT_TRUE(pids >> shell >> sleeper);
+  EXPECT_TRUE(Running(shell));
+  EXPECT_TRUE(Running(sleeper));
+  EXPECT_NE(getpgid(shell), (*runner)->pid()) << "exec's program is in the runner's group";
+
+  (*runner)->Kill();
+  EXPECT_FALSE(Running(shell));
+  EXPECT_FALSE(Running(sleeper));
 }
 
 TEST_F(RunnerProcessTest, AWaitEndsWhenItsWakeDescriptorIsReadableAndResultsComeFirst) {

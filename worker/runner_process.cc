@@ -28,6 +28,9 @@ namespace {
 // The runner finds its end of the socket here (runner_main.cc).
 constexpr int kRunnerSocketFd = 3;
 
+// How long Reap() waits for the processes of a runner's session to die once killed.
+constexpr absl::Duration kSessionKillPatience = absl::Seconds(2);
+
 // The poll() timeout for `timeout`: whole milliseconds, rounded up so that a short wait is not a
 // busy one; -1 for ever.
 int PollMillis(absl::Duration timeout) {
@@ -86,8 +89,10 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Option
   error = posix_spawnattr_init(&attributes);
   if (error != 0) return absl::ErrnoToStatus(error, "task runner: posix_spawnattr_init");
   absl::Cleanup destroy_attributes = [&attributes] { posix_spawnattr_destroy(&attributes); };
-  // A crash in task code must die of its own signal, to be described as such.
-  if (absl::Status status = SetCleanSpawnAttributes(attributes); !status.ok()) {
+  // A crash in task code must die of its own signal, to be described as such. A session of its
+  // own, so that Reap() finds what its tasks started, also in process groups of their own.
+  if (absl::Status status = SetCleanSpawnAttributes(attributes, SpawnGroup::kSession);
+      !status.ok()) {
     return absl::Status(status.code(), absl::StrCat("task runner: ", status.message()));
   }
 
@@ -215,6 +220,9 @@ void RunnerProcess::Reap(absl::string_view broke) {
   int wait_status = 0;
   while (waitpid(pid_, &wait_status, 0) < 0 && errno == EINTR) {
   }
+  // And the rest of its session: programs that exec started in process groups of their own,
+  // which the runner would have killed when their tasks ended, are orphans now.
+  KillSession(pid_, kSessionKillPatience);
   death_ = broke.empty() ? DescribeEnd(pid_, wait_status)
                          : absl::StrCat("task runner (pid ", pid_, ") ", broke, " and was killed");
   close(socket_fd_);

@@ -7,9 +7,10 @@
 // CLONE_VFORK) and exec: the MPI-initialised worker is never duplicated and no atfork handlers
 // run (Open MPI warns against fork() in MPI processes). It gets one end of a Unix stream
 // socketpair as fd 3 and no other descriptor of the worker's, default signal dispositions, an
-// empty signal mask and a process group of its own, so that a kill reaches whatever the task
-// started in it too. Frames cross the socket as wire/stream_frames.h says: task and cancel frames
-// to the runner; hello, progress and result frames back.
+// empty signal mask and a session of its own (worker/clean_spawn.h), so that when the runner is
+// killed or dies, whatever its tasks started goes too: what stayed in its process group, and
+// what exec started in process groups of their own. Frames cross the socket as wire/stream_frames.h
+// says: task and cancel frames to the runner; hello, progress and result frames back.
 //
 // Bytes are forwarded as they are: a TaskFrame goes to the runner as the worker received it, and
 // the runner's ResultFrame comes back serialized, to be sent on to the gateway unchanged.
@@ -98,7 +99,7 @@ class RunnerProcess {
   // without a system call.
   bool HasBufferedFrame() const { return reader_.HasFrame(); }
 
-  // Kills the runner (and its process group) with SIGKILL and reaps it. Idempotent.
+  // Kills the runner (and every process of its session) with SIGKILL and reaps it. Idempotent.
   void Kill();
 
   // False once the runner has died or been killed.
