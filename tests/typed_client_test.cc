@@ -4,7 +4,9 @@
 //
 // Tests that need a task to stay PENDING occupy both workers with `sleep` tasks that would run
 // for ten minutes, wait until those are RUNNING (Future::WaitStarted), and interrupt them at the
-// end: nothing depends on how long a step takes.
+// end: nothing depends on how long a step takes. The server hands each worker one task at a time
+// (--max-tasks-per-worker=1): with prefetch, a worker whose recent tasks were short would take the
+// next one into its backlog behind the sleep, where it counts as running.
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -41,7 +43,7 @@ constexpr char kForeverMs[] = "600000";
 class TypedClientTest : public testing::SharedServerTest<TypedClientTest> {
  public:
   static testing::ServerOptions SharedServerOptions() {
-    return {.workers = 2, .flags = {"--allow_exec"}};
+    return {.workers = 2, .flags = {"--allow_exec", "--max-tasks-per-worker=1"}};
   }
   static constexpr char kClientName[] = "typed_client_test";
 
