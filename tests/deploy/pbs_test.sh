@@ -5,7 +5,9 @@
 # and its endpoint file (mode 0600) at the chosen path, that deploy/pbs/client-example.pbs
 # (-W depend=after:JOBID) gets every result right, and that the script's own timer, 25 s before
 # the walltime, drains the service: the job exits 0, the endpoint file is gone and no process of
-# the job is left.
+# the job is left. Then a second job whose gateway runs as if on another node than the job's shell
+# (tests/deploy/other_node's mpiexec: a PID namespace of its own), stopped by SIGTERM to the job's
+# shell: the script must drain it with `mpigate shutdown` through the endpoint file.
 set -euo pipefail
 
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
@@ -73,4 +75,41 @@ grep -q "^mpigate.pbs: the walltime ends in 25 s: stopping the service" "${dir}/
 grep -q "stopped cleanly" "${dir}/job.rest" || fail "the server did not stop cleanly"
 [ ! -e "$endpoint" ] || fail "the endpoint file is still there"
 wait_for 60 "every process of the job to exit (left: $(leftovers | tr '\n' ';'))" no_leftovers
-echo "PASS: deploy/pbs: service up, endpoint file 0600, client job correct, drained before the walltime"
+
+if ! unshare --pid --fork --kill-child true 2>/dev/null; then
+  echo "SKIPPED the gateway-on-another-node case: cannot make a PID namespace here" \
+    "(unshare --pid needs root or CAP_SYS_ADMIN)"
+  echo "PASS: deploy/pbs: service up, endpoint file 0600, client job correct, drained before the" \
+    "walltime; the gateway-on-another-node case SKIPPED (no PID namespace)"
+  exit 0
+fi
+echo "=== a job whose gateway the job's shell cannot signal, stopped by SIGTERM to that shell"
+endpoint="${dir}/elsewhere/endpoint"
+mkfifo "${dir}/elsewhere.out"
+env PATH="${runfiles}/tests/deploy/other_node:${PATH}" \
+  qsub -W block=true -l select=1:ncpus=2:mpiprocs=2 -v "MPIGATE_ENDPOINT_FILE=${endpoint}" \
+  -o "${dir}/elsewhere.out" "${runfiles}/deploy/pbs/mpigate.pbs" >/dev/null \
+  2>"${dir}/elsewhere.err" &
+job_pid=$!
+exec 3<"${dir}/elsewhere.out"
+await_ready_line 3 "job: " ||
+  fail "the second service job ended before its ready line: $(cat "${dir}/elsewhere.err")"
+cat <&3 >"${dir}/elsewhere.rest" &
+copier=$!
+exec 3<&-
+[ -f "$endpoint" ] || fail "no endpoint file at ${endpoint}"
+kill -TERM "$job_pid"
+job_status=0
+wait "$job_pid" || job_status=$?
+job_pid=""
+wait "$copier" || true
+sed 's/^/job: /' "${dir}/elsewhere.rest"
+[ "$job_status" -eq 0 ] || fail "the second service job exited ${job_status} after SIGTERM, not 0"
+grep -q "stopping (PBS job [^:]*: SIGTERM), draining" "${dir}/elsewhere.rest" ||
+  fail "the script did not drain the gateway through mpigate shutdown"
+grep -q "stopped cleanly" "${dir}/elsewhere.rest" || fail "the second server did not stop cleanly"
+[ ! -e "$endpoint" ] || fail "the second endpoint file is still there"
+wait_for 60 "every process of the second job to exit (left: $(leftovers | tr '\n' ';'))" \
+  no_leftovers
+echo "PASS: deploy/pbs: service up, endpoint file 0600, client job correct, drained before the" \
+  "walltime; a gateway on another node drained through mpigate shutdown on SIGTERM"
