@@ -271,16 +271,18 @@ function tokenInterceptor(token) {
 }
 
 // A stub of the Gateway service at `endpoint`, reached as resolveAccess() and
-// channelCredentials() say with `options` (token, tlsCa, tlsCert, tlsKey, env).
+// channelCredentials() say with `options` (token, tlsCa, tlsCert, tlsKey, env): {stub, target},
+// the target as resolved (grpc-js would name it with its default scheme, dns:).
 function newStub(endpoint, options) {
   const Gateway = loadGateway(options.protoDir);
   const maxMessageBytes = options.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
   const access = resolveAccess(endpoint, options);
-  return new Gateway(access.target, channelCredentials(access), {
+  const stub = new Gateway(access.target, channelCredentials(access), {
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.max_receive_message_length': maxMessageBytes,
     interceptors: access.token ? [tokenInterceptor(access.token)] : [],
   });
+  return {stub, target: access.target};
 }
 
 // Runs one task with the unary Run call: its result, or a rejection as submit()'s.
@@ -333,8 +335,7 @@ class Executor {
   // PEM file that holds none, UNAVAILABLE when the service does not answer in time, also when TLS
   // fails (a certificate that does not verify, on either side).
   static async connect(endpoint, options = {}) {
-    const stub = newStub(endpoint, options);
-    const target = stub.getChannel().getTarget();
+    const {stub, target} = newStub(endpoint, options);
     const connectTimeoutMs = options.connectTimeoutMs || DEFAULT_CONNECT_TIMEOUT_MS;
     const deadline = Date.now() + connectTimeoutMs;
     try {
@@ -768,7 +769,7 @@ class Executor {
 // `options` as Executor.run()'s, and endpoint and Executor.connect()'s protoDir, maxMessageBytes,
 // token, tlsCa, tlsCert, tlsKey.
 async function run(fn, payload, options = {}) {
-  const stub = newStub(options.endpoint, options);
+  const {stub} = newStub(options.endpoint, options);
   try {
     return await runOn(stub, fn, payload, options);
   } finally {
@@ -779,7 +780,7 @@ async function run(fn, payload, options = {}) {
 // The pool's status (PoolStatus) on a connection of its own. `options`: endpoint, and
 // Executor.connect()'s protoDir, token, tlsCa, tlsCert, tlsKey.
 async function status(options = {}) {
-  const stub = newStub(options.endpoint, options);
+  const {stub} = newStub(options.endpoint, options);
   try {
     return await unary(stub, 'GetPoolStatus', {});
   } finally {
