@@ -136,6 +136,7 @@ Scheduler::Scheduler(Options options)
       max_sessions_(options.max_sessions),
       max_queued_tasks_per_session_(options.max_queued_tasks_per_session),
       max_tasks_per_worker_(static_cast<size_t>(std::max(options.max_tasks_per_worker, 1))),
+      long_task_after_(10 * options.prefetch_window),
       prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
       shared_memory_prefix_(std::move(options.shared_memory_prefix)),
@@ -933,7 +934,7 @@ void Scheduler::TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>&
                       idle_workers_.end());
 }
 
-bool Scheduler::PickWorkersLocked(const Task& task, size_t count,
+bool Scheduler::PickWorkersLocked(const Task& task, size_t count, absl::Time now,
                                   absl::InlinedVector<int, 1>& members) {
   if (idle_workers_.size() >= count) {
     TakeIdleWorkersLocked(count, members);
@@ -943,19 +944,26 @@ bool Scheduler::PickWorkersLocked(const Task& task, size_t count,
   // The open worker with the shortest backlog; the lowest-numbered among equals.
   int best = -1;
   for (int w = 0; w < workers_; ++w) {
-    const Worker& worker = worker_state_[static_cast<size_t>(w)];
-    if (worker.open &&
-        (best < 0 || worker.tasks.size() < worker_state_[static_cast<size_t>(best)].tasks.size())) {
+    Worker& worker = worker_state_[static_cast<size_t>(w)];
+    if (!worker.open) continue;
+    if (now - worker.head_started > long_task_after_) {
+      worker.head_overran = true;
+      UpdateOpenLocked(w);
+      continue;
+    }
+    if (best < 0 || worker.tasks.size() < worker_state_[static_cast<size_t>(best)].tasks.size()) {
       best = w;
     }
   }
+  if (best < 0) return false;
   members.push_back(best);
   return true;
 }
 
 void Scheduler::UpdateOpenLocked(int w) {
   Worker& worker = worker_state_[static_cast<size_t>(w)];
-  const bool open = !worker.tasks.empty() && !worker.group && worker.tasks.size() < worker.depth;
+  const bool open = !worker.tasks.empty() && !worker.group && !worker.head_overran &&
+                    worker.tasks.size() < worker.depth;
   if (open != worker.open) {
     worker.open = open;
     if (open) {
@@ -987,7 +995,11 @@ void Scheduler::StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWor
   task.running_members = static_cast<int>(count);
   for (const int w : task.members) {
     Worker& worker = worker_state_[static_cast<size_t>(w)];
-    if (worker.tasks.empty()) ++running_count_;
+    if (worker.tasks.empty()) {
+      ++running_count_;
+      worker.head_started = now;
+      worker.head_overran = false;
+    }
     worker.tasks.push_back(key);
     worker.group = task.group();
     UpdateOpenLocked(w);
@@ -1100,7 +1112,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       }
       Task& task = tasks_.at(key);
       const size_t needed = WorkersNeeded(task);
-      if (!PickWorkersLocked(task, needed, task.members)) {
+      if (!PickWorkersLocked(task, needed, now, task.members)) {
         // The session keeps its turn, and the idle workers stay idle, until enough are.
         ready_ring_.push_front(id);
         if (task.group()) {
@@ -1137,7 +1149,7 @@ void Scheduler::Complete(int worker, wire::ResultFrame result) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
-    CompleteLocked(worker, std::move(result), notifications);
+    CompleteLocked(worker, std::move(result), clock_(), notifications);
   }
   Notify(notifications);
 }
@@ -1146,20 +1158,27 @@ void Scheduler::Complete(absl::Span<WorkerResult> results) {
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_();
     for (WorkerResult& result : results) {
-      CompleteLocked(result.worker, std::move(result.result), notifications);
+      CompleteLocked(result.worker, std::move(result.result), now, notifications);
     }
   }
   Notify(notifications);
 }
 
-void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, Notifications& notifications) {
+void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
+                               Notifications& notifications) {
   if (worker < 0 || worker >= workers_) return;
   Worker& state = worker_state_[static_cast<size_t>(worker)];
   // Normally the first it holds; one interrupted while in its backlog may end before.
   const TaskKey key = result.task_key();
   const auto held = std::find(state.tasks.begin(), state.tasks.end(), key);
   if (key == 0 || held == state.tasks.end()) return;
+  if (held == state.tasks.begin()) {
+    // The next one runs from now.
+    state.head_started = now;
+    state.head_overran = false;
+  }
   state.tasks.erase(held);
   if (state.tasks.empty()) {
     // A gang member that is done is free at once, even while the rest of its gang runs.

@@ -14,10 +14,15 @@
 // runs them in the order it got them, the rest waiting in its backlog. How many it may hold follows
 // its recent run times (an exponentially weighted mean), so that its backlog stays within
 // Options::prefetch_window of work: a worker running long tasks holds one, and another session's
-// task waits behind at most about that window. As with Python's ProcessPoolExecutor, whose call
-// queue holds tasks ahead of the workers, a task handed to a worker is running: it can be
-// interrupted (the worker then drops it from its backlog, CANCELLED) but no longer cancelled. A
-// group task only starts on idle workers, and none is handed more while it runs one.
+// task waits behind at most about that window. A worker whose running task has run ten times the
+// window is handed nothing more until that task ends, whatever its earlier tasks took: a long task
+// after a run of short ones holds back only what was handed over before it had run that long.
+// (Ten times, not once: under load results reach the scheduler in batches, a few ms late, which
+// must not close a worker of short tasks.) As with
+// Python's ProcessPoolExecutor, whose call queue holds tasks ahead of the workers, a task handed to
+// a worker is running: it can be interrupted (the worker then drops it from its backlog, CANCELLED)
+// but no longer cancelled. A group task only starts on idle workers, and none is handed more while
+// it runs one.
 //
 // Group tasks run on several workers at once: a gang (TaskOptions.gang_size, for a gang function)
 // on that many, a broadcast on every worker. Each member worker gets its own copy of the frame,
@@ -477,8 +482,8 @@ class Scheduler {
 
   // Listeners to call once the lock is released.
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
-  void CompleteLocked(int worker, wire::ResultFrame result, Notifications& notifications)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
+                      Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Notify(Notifications& notifications);
 
@@ -521,9 +526,10 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks the workers for the task at the head of the queue: `count` idle ones, or for a single
   // task with no worker idle, the busy worker with room (see Prefetch) that holds the fewest
-  // tasks. False, picking none, if there are not enough.
-  bool PickWorkersLocked(const Task& task, size_t count, absl::InlinedVector<int, 1>& members)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // tasks, closing those whose running task has run ten times the window by `now`. False,
+  // picking none, if there are not enough.
+  bool PickWorkersLocked(const Task& task, size_t count, absl::Time now,
+                         absl::InlinedVector<int, 1>& members) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts the queued task `key` on the workers in task.members: appends its assignments to `work`.
   void StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWork& work)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -584,6 +590,9 @@ class Scheduler {
   const size_t max_sessions_;
   const size_t max_queued_tasks_per_session_;
   const size_t max_tasks_per_worker_;
+  // How long a worker's running task may run before the worker is handed nothing more (see
+  // Prefetch).
+  const absl::Duration long_task_after_;
   const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
   const std::string shared_memory_prefix_;
@@ -630,6 +639,11 @@ class Scheduler {
     double mean_run_us = -1;
     // How many single tasks it may hold (see Prefetch); 1 until its run times are known.
     size_t depth = 1;
+    // Since when its first task has run (as far as the scheduler knows: since it was handed to an
+    // idle worker, or the one before it ended), and whether that has been longer than
+    // long_task_after_, which closes it until the task ends.
+    absl::Time head_started;
+    bool head_overran = false;
     // Busy and may be handed more: counted in open_workers_.
     bool open = false;
   };

@@ -2,12 +2,16 @@
 // once it has seen that its tasks are short, is handed several at a time and keeps the rest in its
 // backlog (or its task runner's queue) while one runs. A task waiting there can be interrupted,
 // and is then dropped without running; the task ahead of it is not disturbed. A crash fails only
-// its own task.
+// its own task. A long task after short ones holds back only what was handed over before it had
+// run a while.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/executor.h"
 #include "gmock/gmock.h"
@@ -20,6 +24,26 @@ namespace mpigate {
 namespace {
 
 constexpr absl::Duration kPatience = absl::Seconds(60);
+
+struct TaskToSubmit {
+  uint64_t id;
+  std::string function;
+  std::string payload;
+};
+
+// Submits `tasks` in one message, so that the scheduler takes them in one pass: one handed over
+// behind a long task must get there before the long task has run a while (a worker whose task
+// has run ten times the prefetch window is handed nothing more), however loaded the machine.
+void SubmitTogether(testing::RawSession& session, const std::vector<TaskToSubmit>& tasks) {
+  v1::SessionRequest batch;
+  for (const TaskToSubmit& task : tasks) {
+    v1::TaskSpec& spec = *batch.mutable_submit()->add_tasks();
+    spec.set_task_id(task.id);
+    spec.set_function(task.function);
+    spec.set_payload(task.payload);
+  }
+  session.Send(batch);
+}
 
 class PrefetchTest : public ::testing::TestWithParam<std::string> {};
 
@@ -38,8 +62,7 @@ TEST_P(PrefetchTest, AnInterruptedTaskInTheBacklogIsDroppedAndTheOneAheadRunsOn)
   ASSERT_TRUE(session.AwaitOutcomes(20));
 
   // The sleep runs; the echo behind it is handed to the worker at once and waits in its backlog.
-  session.Submit(21, "sleep", "1500");
-  session.Submit(22, "echo", "behind");
+  SubmitTogether(session, {{21, "sleep", "1500"}, {22, "echo", "behind"}});
   ASSERT_TRUE(session.AwaitStarted(21));
   ASSERT_TRUE(session.AwaitStarted(22));
   v1::SessionRequest cancel;
@@ -67,6 +90,47 @@ TEST_P(PrefetchTest, AnInterruptedTaskInTheBacklogIsDroppedAndTheOneAheadRunsOn)
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolation, PrefetchTest, ::testing::Values("process", "none"));
+
+// A long task after a run of short ones: once it has run well past the prefetch window, its worker
+// is handed nothing more, so the short tasks that follow run on the other worker instead of
+// waiting behind it.
+TEST(PrefetchLongTaskTest, ShortTasksDoNotQueueBehindALongTaskThatHasRunAWhile) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start({.workers = 2}), absl::OkStatus());
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target()});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  // Both workers learn that their tasks are short.
+  std::vector<Future> warm;
+  for (int i = 0; i < 200; ++i) warm.push_back((*executor)->Submit("echo", "warm"));
+  for (const Future& future : warm) ASSERT_TRUE(future.Result(kPatience).ok());
+
+  // A sleep that only an interrupt ends, until it says it has slept 50 ms: ten times the 1 ms
+  // window is 10 ms.
+  constexpr double kSleepMs = 600000;
+  Future sleeping = (*executor)->Submit("sleep", "600000");
+  absl::Notification past_the_window;
+  sleeping.AddProgressCallback([&past_the_window](const Future&, const TaskProgress& progress) {
+    if (progress.fraction * kSleepMs >= 50 && !past_the_window.HasBeenNotified()) {
+      past_the_window.Notify();
+    }
+  });
+  ASSERT_TRUE(past_the_window.WaitForNotificationWithTimeout(kPatience));
+
+  std::vector<Future> short_tasks;
+  for (int i = 0; i < 20; ++i) {
+    short_tasks.push_back((*executor)->Submit("echo", absl::StrCat("short ", i)));
+  }
+  // One deadline for all: a task stuck behind the sleep fails the test in a minute, not twenty.
+  const absl::Time deadline = absl::Now() + kPatience;
+  for (int i = 0; i < 20; ++i) {
+    const absl::StatusOr<std::string> result = short_tasks[i].Result(deadline - absl::Now());
+    EXPECT_EQ(result.value_or(result.status().ToString()), absl::StrCat("short ", i));
+  }
+  EXPECT_FALSE(sleeping.Done());
+  EXPECT_TRUE(sleeping.Interrupt());
+  EXPECT_EQ(sleeping.Exception(kPatience).code(), absl::StatusCode::kCancelled);
+}
 
 // One worker with the sample task library, whose first 20 short tasks have taught the scheduler
 // to hand it several at a time, and a raw session of it.
@@ -97,18 +161,9 @@ class PrefetchRunnerTest : public ::testing::Test {
 TEST_F(PrefetchRunnerTest, TasksQueuedBehindACrashRunInTheNextRunner) {
   testing::RawSession& session = *session_;
 
-  v1::SessionRequest batch;
-  v1::TaskSpec& crash = *batch.mutable_submit()->add_tasks();
-  crash.set_task_id(21);
-  crash.set_function("sample.crash");
-  crash.set_payload("segv");
-  for (uint64_t id = 22; id <= 24; ++id) {
-    v1::TaskSpec& echo = *batch.mutable_submit()->add_tasks();
-    echo.set_task_id(id);
-    echo.set_function("echo");
-    echo.set_payload(absl::StrCat("after ", id));
-  }
-  session.Send(batch);
+  std::vector<TaskToSubmit> tasks = {{21, "sample.crash", "segv"}};
+  for (uint64_t id = 22; id <= 24; ++id) tasks.push_back({id, "echo", absl::StrCat("after ", id)});
+  SubmitTogether(session, tasks);
   ASSERT_TRUE(session.AwaitOutcomes(24));
   const v1::TaskOutcome& crashed = session.outcomes().at(21);
   EXPECT_EQ(crashed.state(), v1::TASK_STATE_FAILED);
@@ -128,8 +183,7 @@ TEST_F(PrefetchRunnerTest,
        AForcedCancelOfTheRunningTaskAndOneQueuedBehindKillsOneAndDropsTheOther) {
   testing::RawSession& session = *session_;
 
-  session.Submit(21, "sample.crash", "spin");
-  session.Submit(22, "echo", "behind");
+  SubmitTogether(session, {{21, "sample.crash", "spin"}, {22, "echo", "behind"}});
   // The spin reports progress once it runs; the echo was handed over with it and waits.
   ASSERT_TRUE(session.AwaitProgress(21).has_value());
   ASSERT_TRUE(session.AwaitStarted(22));

@@ -2632,6 +2632,49 @@ TEST_F(SchedulerTest, AnotherSessionsTaskWaitsBehindTheBacklogNotTheQueue) {
   TakeStarted(late);
 }
 
+TEST_F(SchedulerTest, AWorkerWhoseTaskRunsTenTimesTheWindowIsHandedNothingMoreUntilItEnds) {
+  StartPrefetching(/*workers=*/2, /*max_tasks=*/8, Functions({"echo", "fail"}));
+  const SessionId session = Open();
+  // Both workers learn that their tasks are short (10 us: the window holds 8).
+  SubmitRange(session, 1, 2);
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_THAT(WorkersOf(first), UnorderedElementsAre(0, 1));
+  for (const Assignment& assignment : first) {
+    scheduler_->Complete(assignment.worker, ResultOf(assignment, "done", 10));
+  }
+  // A long one starts on one of them, the other stays busy with short ones.
+  SubmitRange(session, 3, 4);
+  std::vector<Assignment> busy = Dispatch();
+  ASSERT_EQ(busy.size(), 2u);
+  const int long_worker = busy[0].worker;
+  scheduler_->TakeEvents(session);
+
+  // Until then (10 ms), both may still be handed more.
+  now_ += absl::Milliseconds(9);
+  SubmitRange(session, 5, 6);
+  const std::vector<Assignment> within = Dispatch();
+  EXPECT_THAT(WorkersOf(within), UnorderedElementsAre(0, 1));
+  // Past it, with the other worker's first task ended (so its clock starts again), new tasks go
+  // only to the other worker, however short the long one's earlier tasks were.
+  now_ += absl::Milliseconds(2);
+  scheduler_->Complete(busy[1].worker, ResultOf(busy[1], "done", 10));
+  SubmitRange(session, 7, 10);
+  std::vector<Assignment> later = Dispatch();
+  ASSERT_FALSE(later.empty());
+  for (const Assignment& assignment : later) EXPECT_NE(assignment.worker, long_worker);
+
+  // Once the long task and the one handed over behind it have ended, its worker takes tasks
+  // again.
+  scheduler_->Complete(long_worker, ResultOf(busy[0], "done", 11000));
+  for (const Assignment& assignment : within) {
+    if (assignment.worker == long_worker) {
+      scheduler_->Complete(long_worker, ResultOf(assignment, "done", 10));
+    }
+  }
+  Submit(session, {Task(11)});
+  EXPECT_THAT(WorkersOf(Dispatch()), ElementsAre(long_worker));
+}
+
 TEST_F(SchedulerTest, AGangWaitsForWorkersToEmptyTheirBacklogsAndNothingIsPrefetchedMeanwhile) {
   StartPrefetching(/*workers=*/2, /*max_tasks=*/4, WithGangFunction());
   const SessionId session = Open();
