@@ -31,6 +31,16 @@ cd "${dir}/submit"
 leftovers() { ps -o pid=,args= --ppid "$PPID" | awk -v self="$$" '$1 != self'; }
 no_leftovers() { [ -z "$(leftovers)" ]; }
 
+# Waits for the service job ($job_pid) and the copy of its output ($copier), prints that output
+# (the file given), and sets job_status.
+finish_job() {
+  job_status=0
+  wait "$job_pid" || job_status=$?
+  job_pid=""
+  wait "$copier" || true
+  sed 's/^/job: /' "$1"
+}
+
 endpoint="${dir}/shared/endpoint"
 mkfifo "${dir}/job.out"
 qsub -W block=true -l walltime=00:00:45 -l select=1:ncpus=3:mpiprocs=3 \
@@ -62,11 +72,7 @@ grep -q "^client-example: map echo: 1000 items, every result correct$" "${dir}/c
   fail "client-example.pbs did not report every result correct"
 
 echo "=== waiting for the job's timer to drain the service, 25 s before its walltime"
-job_status=0
-wait "$job_pid" || job_status=$?
-job_pid=""
-wait "$copier" || true
-sed 's/^/job: /' "${dir}/job.rest"
+finish_job "${dir}/job.rest"
 [ "$job_status" -eq 0 ] || fail "the service job exited ${job_status}, not 0"
 grep -q "^mpigate.pbs: will drain in 20 s, 25 s before the walltime (00:00:45)$" <<<"$job_head" ||
   fail "the job did not read its walltime through qstat"
@@ -99,11 +105,7 @@ copier=$!
 exec 3<&-
 [ -f "$endpoint" ] || fail "no endpoint file at ${endpoint}"
 kill -TERM "$job_pid"
-job_status=0
-wait "$job_pid" || job_status=$?
-job_pid=""
-wait "$copier" || true
-sed 's/^/job: /' "${dir}/elsewhere.rest"
+finish_job "${dir}/elsewhere.rest"
 [ "$job_status" -eq 0 ] || fail "the second service job exited ${job_status} after SIGTERM, not 0"
 grep -q "stopping (PBS job [^:]*: SIGTERM), draining" "${dir}/elsewhere.rest" ||
   fail "the script did not drain the gateway through mpigate shutdown"
