@@ -18,11 +18,10 @@
 // window is handed nothing more until that task ends, whatever its earlier tasks took: a long task
 // after a run of short ones holds back only what was handed over before it had run that long.
 // (Ten times, not once: under load results reach the scheduler in batches, a few ms late, which
-// must not close a worker of short tasks.) As with
-// Python's ProcessPoolExecutor, whose call queue holds tasks ahead of the workers, a task handed to
-// a worker is running: it can be interrupted (the worker then drops it from its backlog, CANCELLED)
-// but no longer cancelled. A group task only starts on idle workers, and none is handed more while
-// it runs one.
+// must not close a worker of short tasks.) As with Python's ProcessPoolExecutor, whose call queue
+// holds tasks ahead of the workers, a task handed to a worker is running: it can be interrupted
+// (the worker then drops it from its backlog, CANCELLED) but no longer cancelled. A group task
+// only starts on idle workers, and none is handed more while it runs one.
 //
 // Group tasks run on several workers at once: a gang (TaskOptions.gang_size, for a gang function)
 // on that many, a broadcast on every worker. Each member worker gets its own copy of the frame,

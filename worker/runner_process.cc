@@ -217,14 +217,18 @@ void RunnerProcess::Reap(absl::string_view broke) {
   // The whole group: whatever the task started in it goes too. A runner that is already dead
   // is a zombie until reaped, and the signal leaves its exit status as it was.
   kill(-pid_, SIGKILL);
+  // And the rest of its session: programs that exec started in process groups of their own,
+  // which the runner would have killed when their tasks ended. Before the runner is reaped, so
+  // that its pid, the session's id, cannot have gone to another process meanwhile.
+  const bool session_gone = KillSession(pid_, kSessionKillPatience);
   int wait_status = 0;
   while (waitpid(pid_, &wait_status, 0) < 0 && errno == EINTR) {
   }
-  // And the rest of its session: programs that exec started in process groups of their own,
-  // which the runner would have killed when their tasks ended, are orphans now.
-  KillSession(pid_, kSessionKillPatience);
   death_ = broke.empty() ? DescribeEnd(pid_, wait_status)
                          : absl::StrCat("task runner (pid ", pid_, ") ", broke, " and was killed");
+  if (!session_gone) {
+    absl::StrAppend(&death_, "; a process its tasks started outlived it (stuck in the kernel?)");
+  }
   close(socket_fd_);
   if (pid_fd_ >= 0) close(pid_fd_);
   socket_fd_ = -1;
