@@ -88,15 +88,6 @@ class Session:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
-        except grpc.FutureTimeoutError:
-            self._channel.close()
-            raise ConnectionError(
-                f"the mpigate service at {target} did not answer within {connect_timeout} s; "
-                "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
-                                   "handshake the same way." if access.tls else "")) from None
-
         self._lock = threading.Lock()
         # The writer waits on this for work; callers and the reader notify it.
         self._writer_wake = threading.Condition(self._lock)
@@ -132,7 +123,12 @@ class Session:
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
         # The bearer token of a service on TCP (common/access.h), on the call's metadata.
         metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
-        self._call = stub.Session(self._requests(open_request), metadata=metadata)
+        # wait_for_ready: a service still starting gets until connect_timeout to answer, as the
+        # wait for `opened` below counts it. Not grpc.channel_ready_future, whose connectivity
+        # watch thread makes the channel's close() wait up to 0.2 s for its next poll: that was
+        # most of what shutdown() took.
+        self._call = stub.Session(self._requests(open_request), metadata=metadata,
+                                  wait_for_ready=True)
         self._reader = threading.Thread(target=self._read, name="mpigate-reader", daemon=True)
         self._reader.start()
         # A service that accepts the connection but never answers `open` must not hang us.
@@ -142,10 +138,14 @@ class Session:
             self._open_answered.wait()
         with self._lock:
             opened, reason = self._opened, self._end_reason
-        if not answered or not opened:
+        if not answered:
             self._reader.join()
-            if not answered:
-                reason = f"no answer to `open` within {connect_timeout} s"
+            raise ConnectionError(
+                f"the mpigate service at {target} did not answer within {connect_timeout} s; "
+                "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
+                                   "handshake the same way." if access.tls else ""))
+        if not opened:
+            self._reader.join()
             raise ConnectionError(
                 f"the mpigate service at {target} did not open a session: {reason}")
 
