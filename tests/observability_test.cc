@@ -156,6 +156,17 @@ TEST(ReflectionTest, ListsServicesAndDescribesTheGateway) {
   EXPECT_THAT(methods, Contains("Session"));
   EXPECT_THAT(methods, Contains("Run"));
 
+  // The frames between the gateway and its workers are internal: reflection does not know them,
+  // by symbol or by file, so that nobody builds on them.
+  grpc::reflection::v1alpha::ServerReflectionRequest internal_symbol;
+  internal_symbol.set_file_containing_symbol("mpigate.wire.TaskFrame");
+  EXPECT_EQ(Reflect(*reflection, internal_symbol).error_response().error_code(),
+            static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  grpc::reflection::v1alpha::ServerReflectionRequest internal_file;
+  internal_file.set_file_by_filename("wire/frames.proto");
+  EXPECT_EQ(Reflect(*reflection, internal_file).error_response().error_code(),
+            static_cast<int>(grpc::StatusCode::NOT_FOUND));
+
   ASSERT_TRUE(server.Stop().ok());
 }
 
