@@ -26,6 +26,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,7 @@
 #include "common/log.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
+#include "server/memory_release.h"
 #include "server/metrics_http.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
@@ -140,6 +142,9 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1) or HOST:PORT "
           "(0.0.0.0:PORT for every interface; port 0 picks one, shown in the log). Off when "
           "empty.");
+ABSL_FLAG(double, idle_memory_release_s, 5,
+          "Seconds of quiet after which the gateway gives the free heap pages it holds after a "
+          "peak (a burst of large tasks, many sessions) back to the system. 0: never.");
 ABSL_FLAG(std::string, log_level, "info",
           "The least important events logged to stderr: debug, info, warning or error.");
 
@@ -574,6 +579,10 @@ int Run(const RepeatedFlags& repeated) {
     reaper.Release(name);
   };
   Scheduler scheduler(std::move(scheduler_options));
+  std::optional<IdleMemoryRelease> memory_release;
+  if (const double seconds = absl::GetFlag(FLAGS_idle_memory_release_s); seconds > 0) {
+    memory_release.emplace(IdleMemoryRelease::Options{.interval = absl::Seconds(seconds)});
+  }
   // The workers start while the gRPC server does: spawning them takes most of the start-up.
   Readiness readiness(launched, started->workers);
   pool.Serve(&scheduler, [&](const absl::Status& booted) {
