@@ -385,6 +385,35 @@ class TlsTest(unittest.TestCase):
                 self.assertIn("handshake", str(raised.exception))
 
 
+class ManyTasksTest(unittest.TestCase):
+    """One client's burst of many small tasks on a pool with the default prefetch, which hands a
+    worker's runner hundreds of them at once while it writes their results back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess(workers=2)
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        exit_code, stderr_text = cls.server.stop()
+        if exit_code != 0:
+            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+
+    def test_two_thousand_4_kib_and_64_kib_echoes_from_one_client_finish(self):
+        # Both sides of the worker/runner socket used to block writing to each other (tasks one
+        # way, results the other) while neither read: the pool hung after 2 to 464 of these.
+        for size in (4 << 10, 64 << 10):
+            with self.subTest(size=size):
+                executor = mpigate.Executor(self.server.target, client_name=self.id())
+                # Not waiting: a hung pool must fail the test, not hang it.
+                self.addCleanup(executor.shutdown, wait=False, cancel_futures=True)
+                payloads = [os.urandom(size) for _ in range(2000)]
+                futures = [executor.submit("echo", payload) for payload in payloads]
+                for future, payload in zip(futures, payloads):
+                    self.assertEqual(future.result(timeout=PATIENCE_S), payload)
+
+
 class BrokenPoolTest(unittest.TestCase):
     """A pool whose worker initializer fails is BROKEN: the executor raises BrokenExecutor."""
 
