@@ -13,8 +13,8 @@
 //                       "changed NAME"
 //   ring ADDRESS        sends one datagram to the Unix socket ADDRESS ('@' first: abstract):
 //                       "sent" or "refused ERRNO-NAME"
-//   flood MS ADDRESS... sends datagrams to the ADDRESSes in turn for MS milliseconds:
-//                       "sent N refused M"
+//   flood MS ADDRESS... sends datagrams to the ADDRESSes in turn for MS milliseconds, without
+//                       waiting where one is full: "sent N full F refused M"
 //
 // At the end of its input it removes what it planted and exits 0; 2 if it cannot become nobody.
 #include <fcntl.h>
@@ -94,12 +94,14 @@ sockaddr_un AddressOf(const std::string& address, socklen_t& length) {
   return to;
 }
 
-// Sends one datagram; 0 or the errno.
+// Sends one datagram, never waiting; 0 or the errno.
 int Send(int fd, const std::string& address) {
   socklen_t length = 0;
   const sockaddr_un to = AddressOf(address, length);
   const char ring = 1;
-  return sendto(fd, &ring, 1, 0, reinterpret_cast<const sockaddr*>(&to), length) == 1 ? 0 : errno;
+  return sendto(fd, &ring, 1, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), length) == 1
+             ? 0
+             : errno;
 }
 
 }  // namespace
@@ -112,9 +114,6 @@ int main() {
     return 2;
   }
   const int sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  // A doorbell that is full blocks a send this long at most, so that a flood keeps its pace.
-  const timeval send_timeout = {.tv_sec = 0, .tv_usec = 100'000};
-  setsockopt(sender, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
   std::string line;
   while (std::getline(std::cin, line)) {
     const std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
@@ -150,11 +149,15 @@ int main() {
       if (!absl::SimpleAtoi(words[1], &milliseconds)) milliseconds = 0;
       const absl::Time end = absl::Now() + absl::Milliseconds(milliseconds);
       uint64_t sent = 0;
+      uint64_t full = 0;
       uint64_t refused = 0;
       while (absl::Now() < end) {
-        for (size_t i = 2; i < words.size(); ++i) ++(Send(sender, words[i]) == 0 ? sent : refused);
+        for (size_t i = 2; i < words.size(); ++i) {
+          const int error = Send(sender, words[i]);
+          ++(error == 0 ? sent : error == EAGAIN ? full : refused);
+        }
       }
-      std::cout << "sent " << sent << " refused " << refused << std::endl;
+      std::cout << "sent " << sent << " full " << full << " refused " << refused << std::endl;
     } else {
       std::cout << "unknown " << line << std::endl;
     }

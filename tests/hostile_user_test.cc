@@ -223,14 +223,16 @@ TEST_F(HostileUserTest, AnotherUserCanNeitherRingNorFloodTheWorkersDoorbells) {
   const std::vector<pid_t> workers = WorkersOf(server.pid());
   ASSERT_EQ(workers.size(), 2u);
   const std::vector<std::string> candidates = DoorbellCandidates(workers);
-  // The abstract names of old, and each worker's socket now.
-  ASSERT_GE(candidates.size(), 4u) << absl::StrJoin(candidates, " ");
+  // The abstract names doorbells had, and whatever socket paths the workers have.
+  ASSERT_GE(candidates.size(), workers.size()) << absl::StrJoin(candidates, " ");
   HostileUser nobody;
   for (const std::string& address : candidates) {
     EXPECT_THAT(nobody.Ask(absl::StrCat("ring ", address)), StartsWith("refused ")) << address;
   }
-  // A flood of 3 s. Idle workers whose doorbells do not ring use next to no CPU: a bound of 0.6 s
-  // each (20% of a core) is generous, against 90% of a core under a flood they heard.
+  // A flood of 3 s. An idle worker whose doorbell does not ring wakes every 200 ms and uses next to
+  // no CPU (0 ticks here): 50 ms each (1.7% of a core, over ten times the idle pool's 0.1-0.2%)
+  // is a generous bound. Workers that heard the flood used 12-13 ticks each on this 2-core machine
+  // at a load of 11, and 90% of a core on an idle one.
   std::vector<uint64_t> before;
   for (const pid_t worker : workers) before.push_back(CpuTicks(worker));
   const std::string flood = nobody.Ask(absl::StrCat("flood 3000 ", absl::StrJoin(candidates, " ")));
@@ -239,7 +241,7 @@ TEST_F(HostileUserTest, AnotherUserCanNeitherRingNorFloodTheWorkersDoorbells) {
   for (size_t i = 0; i < workers.size(); ++i) {
     const uint64_t used = CpuTicks(workers[i]) - before[i];
     std::cerr << "worker " << workers[i] << " used " << used << " ticks during the flood\n";
-    EXPECT_LT(used, static_cast<uint64_t>(ticks_per_second * 6 / 10)) << "worker " << workers[i];
+    EXPECT_LT(used, static_cast<uint64_t>(ticks_per_second / 20)) << "worker " << workers[i];
   }
   nobody.End();
   // The gateway still rings them.
