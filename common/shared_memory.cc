@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 
 namespace mpigate {
@@ -30,6 +31,11 @@ namespace {
 
 constexpr char kShmDirectory[] = "/dev/shm";
 constexpr size_t kSuffixDigits = 16;
+// The random part of a gateway's prefix: 128 bits.
+constexpr size_t kSecretDigits = 32;
+// How many fresh names CreateSharedObject tries: another one existing already is someone else's
+// doing (2^-64 by chance), so a few tries tell a squatter from bad luck.
+constexpr int kCreateAttempts = 4;
 
 // Parking: object names are the prefix and 16 hex digits; a parked object is the prefix,
 // kParkedTag, its size class and a slot number, which no submitted name can be.
@@ -45,6 +51,26 @@ std::string PidNamespace() {
   struct stat ns;
   if (stat("/proc/self/ns/pid", &ns) != 0) return "0";
   return absl::StrCat(ns.st_ino);
+}
+
+bool IsLowerHex(absl::string_view digits) {
+  for (const char c : digits) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> RandomHex(size_t digits) {
+  std::string hex;
+  for (size_t i = 0; i < digits; i += 16) {
+    uint64_t random = 0;
+    if (getrandom(&random, sizeof(random), 0) != sizeof(random)) {
+      return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+    }
+    absl::StrAppend(&hex, absl::Hex(random, absl::kZeroPad16));
+  }
+  hex.resize(digits);
+  return hex;
 }
 
 std::string PathOf(absl::string_view name) { return absl::StrCat("/", name); }
@@ -90,14 +116,32 @@ bool RenameIfAbsent(absl::string_view from, absl::string_view to) {
                    RENAME_NOREPLACE) == 0;
 }
 
+// Whether `st` is an object this process may trust: a regular file of its effective user that
+// no other user may open. Anything else under one of our names was put there by someone else.
+bool IsPrivate(const struct stat& st) {
+  return S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077) == 0;
+}
+
+absl::Status NotPrivateError(absl::string_view name, const struct stat& st) {
+  return absl::DataLossError(absl::StrFormat(
+      "shared memory object %s is not private to user %d (owner %d, mode %04o, %s): another "
+      "user may have read or written it, so it is not used",
+      name, geteuid(), st.st_uid, st.st_mode & 07777,
+      S_ISREG(st.st_mode) ? "a regular file" : "not a regular file"));
+}
+
 // Takes a parked object of `prefix` for `size` bytes, renamed to `name`, opened for writing;
-// -1 if none is parked.
+// -1 if none is parked. A parked name that holds anything but a private object of ours (another
+// user made it, e.g. to be handed our next result) is removed, never written.
 int TakeParked(absl::string_view prefix, uint64_t size, absl::string_view name) {
   const int size_class = SizeClass(size);
   for (uint64_t slot = 0; slot < ParkingSlots(size_class); ++slot) {
     if (!RenameIfAbsent(ParkedName(prefix, size_class, slot), name)) continue;
-    const int fd = shm_open(PathOf(name).c_str(), O_WRONLY | O_CLOEXEC, 0);
-    if (fd >= 0) return fd;
+    // O_NONBLOCK: a FIFO put there must not block the open.
+    const int fd = shm_open(PathOf(name).c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK, 0);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && IsPrivate(st)) return fd;
+    if (fd >= 0) close(fd);
     shm_unlink(PathOf(name).c_str());
   }
   return -1;
@@ -114,15 +158,22 @@ absl::Status ErrnoStatus(absl::string_view what, absl::string_view name, int err
   return absl::InternalError(message);
 }
 
-// Opens object `name` for reading and checks that it holds `size` bytes.
+// Opens object `name` for reading and checks that it is private to this user and holds `size`
+// bytes. The checks are of the open descriptor, so that no rename between them and the reading
+// can swap the object.
 absl::StatusOr<int> OpenSized(absl::string_view name, uint64_t size) {
-  const int fd = shm_open(PathOf(name).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  // O_NONBLOCK: a FIFO put there must not block the open.
+  const int fd = shm_open(PathOf(name).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
   if (fd < 0) return ErrnoStatus("cannot open", name, errno);
   struct stat st;
   if (fstat(fd, &st) != 0) {
     const int error = errno;
     close(fd);
     return ErrnoStatus("cannot stat", name, error);
+  }
+  if (!IsPrivate(st)) {
+    close(fd);
+    return NotPrivateError(name, st);
   }
   if (static_cast<uint64_t>(st.st_size) != size) {
     close(fd);
@@ -139,13 +190,21 @@ pid_t GatewayOf(absl::string_view name, absl::string_view namespace_prefix) {
   if (dash == absl::string_view::npos) return 0;
   int pid = 0;
   if (!absl::SimpleAtoi(name.substr(0, dash), &pid) || pid <= 0) return 0;
-  if (!IsOwnedBy(name, absl::StrCat(name.substr(0, dash + 1)))) return 0;
+  // "<pid>-<secret>-": the gateway's own prefix, past the namespace's.
+  const size_t prefix_length = dash + 1 + kSecretDigits + 1;
+  if (name.size() < prefix_length || name[prefix_length - 1] != '-' ||
+      !IsLowerHex(name.substr(dash + 1, kSecretDigits)) ||
+      !IsOwnedBy(name, name.substr(0, prefix_length))) {
+    return 0;
+  }
   return pid;
 }
 
 std::string NamespacePrefix() { return absl::StrCat("mpigate-", PidNamespace(), "-"); }
 
-// Removes the objects in /dev/shm whose name `doomed` picks; returns how many.
+// Removes this user's objects in /dev/shm whose name `doomed` picks; returns how many. Another
+// user's are left alone: /dev/shm is sticky, so none can take the name of one of ours between the
+// look and the removal.
 template <typename Doomed>
 int UnlinkWhere(Doomed doomed) {
   DIR* directory = opendir(kShmDirectory);
@@ -153,7 +212,12 @@ int UnlinkWhere(Doomed doomed) {
   int removed = 0;
   while (const dirent* entry = readdir(directory)) {
     const absl::string_view name = entry->d_name;
-    if (!doomed(name)) continue;
+    struct stat st;
+    if (!doomed(name) ||
+        fstatat(dirfd(directory), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        st.st_uid != geteuid()) {
+      continue;
+    }
     if (shm_unlink(PathOf(name).c_str()) == 0) ++removed;
   }
   closedir(directory);
@@ -177,29 +241,35 @@ std::string SharedMemoryDomain() {
                       geteuid());
 }
 
-std::string SharedObjectPrefix(pid_t gateway_pid) {
-  return absl::StrCat(NamespacePrefix(), gateway_pid, "-");
+absl::StatusOr<std::string> NewSharedObjectPrefix(pid_t gateway_pid) {
+  absl::StatusOr<std::string> secret = RandomHex(kSecretDigits);
+  if (!secret.ok()) return secret.status();
+  return absl::StrCat(NamespacePrefix(), gateway_pid, "-", *secret, "-");
 }
 
 bool IsSharedObjectName(absl::string_view name, absl::string_view prefix) {
-  if (!absl::ConsumePrefix(&name, prefix) || name.size() != kSuffixDigits) return false;
-  for (const char c : name) {
-    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
-  }
-  return true;
+  return absl::ConsumePrefix(&name, prefix) && name.size() == kSuffixDigits && IsLowerHex(name);
 }
 
 absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::string_view bytes) {
-  uint64_t random = 0;
-  if (getrandom(&random, sizeof(random), 0) != sizeof(random)) {
-    return absl::InternalError(absl::StrCat("getrandom: ", std::strerror(errno)));
+  std::string name;
+  int parked = -1;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < kCreateAttempts; ++attempt) {
+    absl::StatusOr<std::string> suffix = RandomHex(kSuffixDigits);
+    if (!suffix.ok()) return suffix.status();
+    name = absl::StrCat(prefix, *suffix);
+    parked = TakeParked(prefix, bytes.size(), name);
+    // O_EXCL: never a name that exists, which may be another user's object.
+    fd = parked >= 0 ? parked
+                     : shm_open(PathOf(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) return ErrnoStatus("cannot create", name, errno);
   }
-  std::string name = absl::StrCat(prefix, absl::Hex(random, absl::kZeroPad16));
-  const int parked = TakeParked(prefix, bytes.size(), name);
-  const int fd = parked >= 0 ? parked
-                             : shm_open(PathOf(name).c_str(),
-                                        O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus("cannot create", name, errno);
+  if (fd < 0) {
+    return absl::AlreadyExistsError(absl::StrCat("cannot create a shared memory object with prefix ",
+                                                 prefix, ": ", kCreateAttempts,
+                                                 " random names in a row exist already"));
+  }
   absl::Cleanup close_fd = [fd] { close(fd); };
   const auto fail = [&name](absl::string_view what, int error) {
     shm_unlink(PathOf(name).c_str());
@@ -273,7 +343,9 @@ void UnlinkSharedObject(absl::string_view name) { shm_unlink(PathOf(name).c_str(
 
 void ReleaseSharedObject(absl::string_view name) {
   struct stat st;
-  if (name.size() <= kSuffixDigits || stat(FilePathOf(name).c_str(), &st) != 0) return;
+  if (name.size() <= kSuffixDigits || lstat(FilePathOf(name).c_str(), &st) != 0) return;
+  // Not ours: never parked for a writer to take over.
+  if (!IsPrivate(st)) return UnlinkSharedObject(name);
   const absl::string_view prefix = name.substr(0, name.size() - kSuffixDigits);
   const int size_class = SizeClass(static_cast<uint64_t>(st.st_size));
   for (uint64_t slot = 0; slot < ParkingSlots(size_class); ++slot) {

@@ -2,10 +2,19 @@
 // when the client, the gateway and the worker share a host.
 //
 // An object is a POSIX shared memory object (shm_open, a file in /dev/shm) owned by the user,
-// mode 0600, named SharedObjectPrefix(gateway pid) followed by 16 random hex digits, so that a
-// gateway can tell its own objects from anything else and remove what is left of them when it
-// exits. Who creates and who releases each object is the protocol's business
-// (proto/mpigate/v1/task.proto, SharedBytes); this file only moves bytes.
+// mode 0600, named with its gateway's prefix (NewSharedObjectPrefix: the gateway's pid and 128
+// random bits) followed by 16 random hex digits, so that a gateway can tell its own objects from
+// anything else and remove what is left of them when it exits. Who creates and who releases each
+// object is the protocol's business (proto/mpigate/v1/task.proto, SharedBytes); this file only
+// moves bytes.
+//
+// /dev/shm is shared with every local user, who may create any name there (and, since anyone can
+// list it, learn a prefix once one of its objects exists). So no object is ever trusted by name:
+// a new one is created with O_CREAT|O_EXCL, never by opening a name that exists, and every object
+// opened by name (to read it, or to take over a parked one) is used only if it is a regular file
+// owned by this process's effective user with no group or other permission bits
+// (DATA_LOSS otherwise: its bytes cannot be trusted, and are never read). An object another user
+// placed under a name of ours is removed where we may, never written or read.
 //
 // Objects are recycled: one released (ReleaseSharedObject) is parked under its prefix instead of
 // removed, and the next CreateSharedObject of that prefix takes it, renamed, and writes into
@@ -41,8 +50,10 @@ namespace mpigate {
 // client or worker off shared memory, e.g. where /dev/shm is small): empty matches nothing.
 std::string SharedMemoryDomain();
 
-// The name prefix of the objects of the gateway with process id `gateway_pid`.
-std::string SharedObjectPrefix(pid_t gateway_pid);
+// A new name prefix for the objects of the gateway with process id `gateway_pid`:
+// "mpigate-<pid namespace>-<pid>-<32 random hex digits>-", so that no other user can guess it
+// before the gateway's first object shows it. INTERNAL if the kernel gives no random bytes.
+absl::StatusOr<std::string> NewSharedObjectPrefix(pid_t gateway_pid);
 
 // Whether `name` is an object name with `prefix`: the prefix, then 16 lowercase hex digits.
 bool IsSharedObjectName(absl::string_view name, absl::string_view prefix);
@@ -50,13 +61,15 @@ bool IsSharedObjectName(absl::string_view name, absl::string_view prefix);
 // The largest object that is parked when released.
 inline constexpr uint64_t kMaxParkedObjectBytes = uint64_t{8} << 20;
 
-// Creates an object with `prefix` holding `bytes` (a parked one of its size class, or a new one);
-// returns its new name. RESOURCE_EXHAUSTED when /dev/shm is full, nothing left behind.
+// Creates an object with `prefix` holding `bytes` (a parked one of its size class that passes the
+// owner and mode check, or a new one made with O_EXCL); returns its new name. RESOURCE_EXHAUSTED
+// when /dev/shm is full, ALREADY_EXISTS if every new name tried exists (someone else made it),
+// nothing left behind.
 absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::string_view bytes);
 
-// Done with object `name`: parks it for the next CreateSharedObject of its prefix if it is small
-// enough and its size class has room, removes it otherwise; one already gone is no error. Only
-// once no process will read it again: whoever takes it next overwrites it.
+// Done with object `name`: parks it for the next CreateSharedObject of its prefix if it is ours
+// (owner and mode), small enough and its size class has room, removes it otherwise; one already
+// gone is no error. Only once no process will read it again: whoever takes it next overwrites it.
 void ReleaseSharedObject(absl::string_view name);
 
 // A copy of `bytes`. A large one is backed by transparent huge pages where the kernel offers them
@@ -64,14 +77,15 @@ void ReleaseSharedObject(absl::string_view name);
 // into it.
 std::string LargeCopy(absl::string_view bytes);
 
-// The `size` bytes of object `name` (a LargeCopy). DATA_LOSS if it is missing or holds another
-// size.
+// The `size` bytes of object `name` (a LargeCopy). DATA_LOSS if it is missing, holds another size,
+// or is not a private object of this user (see above).
 absl::StatusOr<std::string> ReadSharedObject(absl::string_view name, uint64_t size);
 
 // Object `name` mapped read-only, for as long as this lives. Move-only.
 class SharedMapping {
  public:
-  // DATA_LOSS if the object is missing or holds another size than `size`.
+  // DATA_LOSS if the object is missing, holds another size than `size`, or is not a private
+  // object of this user (see above).
   static absl::StatusOr<SharedMapping> Map(absl::string_view name, uint64_t size);
 
   SharedMapping(SharedMapping&& other) noexcept;
@@ -115,11 +129,11 @@ class SharedObjectReaper {
   std::thread thread_;
 };
 
-// Removes every object with `prefix`, parked ones too; returns how many.
+// Removes every object of this user with `prefix`, parked ones too; returns how many.
 int UnlinkSharedObjects(absl::string_view prefix);
 
-// Removes the objects of gateways that are no longer running (a gateway killed before it could
-// clean up); returns how many.
+// Removes this user's objects of gateways that are no longer running (a gateway killed before it
+// could clean up); returns how many. Objects of other users are left alone, whatever their names.
 int UnlinkOrphanedSharedObjects();
 
 }  // namespace mpigate

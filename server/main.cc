@@ -570,8 +570,12 @@ int Run(const RepeatedFlags& repeated) {
   }
   // Objects left by a gateway that was killed before it could remove them.
   UnlinkOrphanedSharedObjects();
-  const std::string shared_memory_prefix =
-      absl::GetFlag(FLAGS_shared_memory) ? SharedObjectPrefix(getpid()) : "";
+  std::string shared_memory_prefix;
+  if (absl::GetFlag(FLAGS_shared_memory)) {
+    absl::StatusOr<std::string> prefix = NewSharedObjectPrefix(getpid());
+    if (!prefix.ok()) return fail(prefix.status());
+    shared_memory_prefix = *std::move(prefix);
+  }
   scheduler_options.shared_memory_prefix = shared_memory_prefix;
   // Declared before the scheduler, which hands it objects until it is destroyed.
   SharedObjectReaper reaper;

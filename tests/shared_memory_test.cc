@@ -4,6 +4,7 @@
 #include "common/shared_memory.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,7 +29,38 @@ bool Exists(const std::string& name) {
 }
 
 // A prefix no running gateway uses: this test's own pid, which is no gateway.
-std::string TestPrefix() { return SharedObjectPrefix(getpid()); }
+std::string TestPrefix() {
+  static const std::string* const prefix = new std::string(NewSharedObjectPrefix(getpid()).value());
+  return *prefix;
+}
+
+// Object `name` as another user would make it under a name of ours: holding `bytes`, with mode
+// `mode` and, where the test runs as root, owned by `owner`. Returns a descriptor open on it, as
+// its maker keeps one to read what lands in it.
+int MakeForeignObject(const std::string& name, const std::string& bytes, mode_t mode,
+                      uid_t owner) {
+  const int fd = shm_open(absl::StrCat("/", name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) return -1;
+  if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) ||
+      fchmod(fd, mode) != 0 || (geteuid() == 0 && fchown(fd, owner, owner) != 0)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// What the object open on `fd` holds now.
+std::string ContentOf(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return "<fstat failed>";
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  if (pread(fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
+    return "<pread failed>";
+  }
+  return bytes;
+}
+
+constexpr uid_t kNobody = 65534;
 
 // The objects in /dev/shm whose names start with `start`.
 int CountStartingWith(const std::string& start) {
@@ -58,6 +90,17 @@ TEST(SharedMemoryTest, NamesAreThePrefixAndSixteenLowercaseHexDigits) {
   EXPECT_FALSE(IsSharedObjectName(prefix + "../../etc/passwd", prefix));
   EXPECT_FALSE(IsSharedObjectName("mpigate-1-2-0123456789abcdef", prefix));
   EXPECT_THAT(prefix, HasSubstr(absl::StrCat("-", getpid(), "-")));
+}
+
+TEST(SharedMemoryTest, APrefixHoldsTheGatewaysPidAndASecretOf128RandomBits) {
+  const std::string prefix = NewSharedObjectPrefix(4711).value();
+  const std::string again = NewSharedObjectPrefix(4711).value();
+  EXPECT_NE(prefix, again);
+  ASSERT_THAT(prefix, HasSubstr("-4711-"));
+  const std::string secret = prefix.substr(prefix.find("-4711-") + 6);
+  EXPECT_EQ(secret.size(), 33u) << prefix;
+  EXPECT_EQ(secret.find_first_not_of("0123456789abcdef"), 32u) << prefix;
+  EXPECT_EQ(secret.back(), '-');
 }
 
 TEST(SharedMemoryTest, AnObjectHoldsWhatWasWrittenUntilItIsRemoved) {
@@ -183,7 +226,7 @@ TEST(SharedMemoryTest, ObjectsAreTheOwnersAlone) {
 TEST(SharedMemoryTest, UnlinkSharedObjectsRemovesThoseOfOnePrefixOnly) {
   const std::string mine = TestPrefix();
   // The prefix of a gateway that cannot exist (pid 0 is never a process of ours).
-  const std::string other = SharedObjectPrefix(0);
+  const std::string other = NewSharedObjectPrefix(0).value();
   absl::StatusOr<std::string> a = CreateSharedObject(mine, "a");
   absl::StatusOr<std::string> b = CreateSharedObject(mine, "b");
   absl::StatusOr<std::string> c = CreateSharedObject(other, "c");
@@ -202,7 +245,7 @@ TEST(SharedMemoryTest, TheOrphanSweepRemovesObjectsOfGatewaysThatAreGoneAndNoOth
   ASSERT_GT(child, 0);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
-  const std::string dead_prefix = SharedObjectPrefix(child);
+  const std::string dead_prefix = NewSharedObjectPrefix(child).value();
   absl::StatusOr<std::string> orphan = CreateSharedObject(dead_prefix, "orphan");
   absl::StatusOr<std::string> parked = CreateSharedObject(dead_prefix, "parked");
   absl::StatusOr<std::string> alive = CreateSharedObject(TestPrefix(), "alive");
@@ -240,6 +283,94 @@ TEST(SharedMemoryTest, ADomainNamesTheBootTheFileSystemAndTheUser) {
   setenv("MPIGATE_SHARED_MEMORY", "off", 1);
   EXPECT_EQ(SharedMemoryDomain(), "");
   unsetenv("MPIGATE_SHARED_MEMORY");
+}
+
+TEST(SharedMemoryTest, AnObjectOthersMayOpenIsNeverRead) {
+  const std::string name = TestPrefix() + "00000000000000a1";
+  const int fd = MakeForeignObject(name, "planted", 0666, geteuid());
+  ASSERT_GE(fd, 0);
+  const absl::Status read = ReadSharedObject(name, 7).status();
+  EXPECT_TRUE(absl::IsDataLoss(read)) << read;
+  EXPECT_THAT(read.message(), HasSubstr("not private"));
+  EXPECT_THAT(read.message(), HasSubstr("0666"));
+  EXPECT_TRUE(absl::IsDataLoss(SharedMapping::Map(name, 7).status()));
+  close(fd);
+  UnlinkSharedObject(name);
+}
+
+TEST(SharedMemoryTest, AnObjectOfAnotherOwnerIsNeverRead) {
+  if (geteuid() != 0) GTEST_SKIP() << "making an object another user's owns takes root";
+  const std::string name = TestPrefix() + "00000000000000a2";
+  const int fd = MakeForeignObject(name, "planted", 0600, kNobody);
+  ASSERT_GE(fd, 0);
+  const absl::Status read = ReadSharedObject(name, 7).status();
+  EXPECT_TRUE(absl::IsDataLoss(read)) << read;
+  EXPECT_THAT(read.message(), HasSubstr("owner 65534"));
+  close(fd);
+  UnlinkSharedObject(name);
+}
+
+TEST(SharedMemoryTest, ParkedNamesSomeoneElseMadeAreNeverWrittenInto) {
+  const std::string prefix = NewSharedObjectPrefix(getpid()).value();
+  // Every slot of the smallest size class, made as another user would: open to all, or (as
+  // root) owned by nobody.
+  std::vector<int> planted;
+  for (int slot = 0; slot < 4; ++slot) {
+    const int fd = MakeForeignObject(absl::StrCat(prefix, "parked-16-", slot), "planted",
+                                     slot % 2 == 0 ? 0666 : 0600,
+                                     slot % 2 == 0 ? geteuid() : kNobody);
+    ASSERT_GE(fd, 0);
+    planted.push_back(fd);
+  }
+  const std::string bytes(1000, 'r');
+  absl::StatusOr<std::string> name = CreateSharedObject(prefix, bytes);
+  ASSERT_TRUE(name.ok()) << name.status();
+  struct stat st;
+  ASSERT_EQ(stat(absl::StrCat("/dev/shm/", *name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, geteuid());
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(ReadSharedObject(*name, bytes.size()).value_or(""), bytes);
+  for (const int fd : planted) {
+    struct stat planted_st;
+    ASSERT_EQ(fstat(fd, &planted_st), 0);
+    EXPECT_NE(planted_st.st_ino, st.st_ino);
+    EXPECT_EQ(ContentOf(fd), "planted");
+    close(fd);
+  }
+  // Released, ours is parked in a slot the planted ones no longer hold.
+  ReleaseSharedObject(*name);
+  EXPECT_EQ(Parked(prefix), 1);
+  EXPECT_EQ(UnlinkSharedObjects(prefix), 1);
+}
+
+TEST(SharedMemoryTest, AnObjectThatIsNotOursIsRemovedNotParkedWhenReleased) {
+  const std::string prefix = NewSharedObjectPrefix(getpid()).value();
+  const std::string name = prefix + "00000000000000a3";
+  const int fd = MakeForeignObject(name, "planted", 0666, geteuid());
+  ASSERT_GE(fd, 0);
+  ReleaseSharedObject(name);
+  EXPECT_FALSE(Exists(name));
+  EXPECT_EQ(Parked(prefix), 0);
+  EXPECT_EQ(ContentOf(fd), "planted");
+  close(fd);
+}
+
+TEST(SharedMemoryTest, SweepsLeaveOtherUsersObjectsAlone) {
+  if (geteuid() != 0) GTEST_SKIP() << "making an object another user's owns takes root";
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  const std::string dead_prefix = NewSharedObjectPrefix(child).value();
+  const std::string theirs = dead_prefix + "00000000000000a4";
+  const int fd = MakeForeignObject(theirs, "theirs", 0600, kNobody);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  UnlinkOrphanedSharedObjects();
+  EXPECT_TRUE(Exists(theirs));
+  EXPECT_EQ(UnlinkSharedObjects(dead_prefix), 0);
+  EXPECT_TRUE(Exists(theirs));
+  UnlinkSharedObject(theirs);
 }
 
 TEST(SharedMemoryTest, ALargeCopyIsACopy) {

@@ -68,6 +68,20 @@ v1::OpenSession SharedOpen(uint64_t result_min_bytes) {
   return open;
 }
 
+// The prefix of `server`'s objects, as a session that may use shared memory is told it: it holds
+// a secret no one can derive from the server's pid.
+std::string PrefixOf(const testing::ServerProcess& server) {
+  testing::RawSession session(*StubOf(server), SharedOpen(/*result_min_bytes=*/0), kPatience);
+  return session.opened().shared_memory_prefix();
+}
+
+// The start of every object name of the gateway with pid `pid`, whatever its secret: a prefix of
+// that pid without its last 33 characters (the secret's 32 digits and a dash).
+std::string AnyPrefixOf(pid_t pid) {
+  const std::string prefix = NewSharedObjectPrefix(pid).value();
+  return prefix.substr(0, prefix.size() - 33);
+}
+
 // Submits echo of `input`, handed over in a new shared memory object with `prefix`; returns the
 // object's name.
 std::string SubmitShared(testing::RawSession& session, uint64_t id, const std::string& prefix,
@@ -99,21 +113,25 @@ class SharedPayloadTest : public testing::SharedServerTest<SharedPayloadTest> {
     if (dead == 0) _exit(0);
     ASSERT_GT(dead, 0);
     ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
-    absl::StatusOr<std::string> orphan = CreateSharedObject(SharedObjectPrefix(dead), "left");
+    absl::StatusOr<std::string> orphan = 
+        CreateSharedObject(NewSharedObjectPrefix(dead).value(), "left");
     ASSERT_TRUE(orphan.ok());
     orphan_ = new std::string(*orphan);
     SharedServerTest::SetUpTestSuite();
   }
 
   static void TearDownTestSuite() {
-    const std::string prefix = SharedObjectPrefix(server_->pid());
+    const std::string prefix = AnyPrefixOf(server_->pid());
     SharedServerTest::TearDownTestSuite();
     EXPECT_THAT(ObjectsWithPrefix(prefix), IsEmpty());
     delete orphan_;
   }
 
  protected:
-  static std::string Prefix() { return SharedObjectPrefix(server_->pid()); }
+  static std::string Prefix() {
+    static const std::string* const prefix = new std::string(PrefixOf(*server_));
+    return *prefix;
+  }
   static std::unique_ptr<v1::Gateway::Stub> Stub() { return StubOf(*server_); }
 
   static inline std::string* orphan_ = nullptr;
@@ -121,7 +139,7 @@ class SharedPayloadTest : public testing::SharedServerTest<SharedPayloadTest> {
 
 // Stops the server, which must exit 0 and leave none of its objects behind.
 void StopCleanly(testing::ServerProcess& server) {
-  const std::string prefix = SharedObjectPrefix(server.pid());
+  const std::string prefix = AnyPrefixOf(server.pid());
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
@@ -275,7 +293,7 @@ TEST(SharedPayloadRemoteWorkersTest, WorkersOffSharedMemoryGetTheBytesFromTheGat
   ASSERT_TRUE(
       server.Start({.workers = 2, .flags = {"--worker-env=MPIGATE_SHARED_MEMORY=off"}}).ok());
   std::unique_ptr<v1::Gateway::Stub> stub = StubOf(server);
-  const std::string prefix = SharedObjectPrefix(server.pid());
+  const std::string prefix = PrefixOf(server);
   {
     testing::RawSession session(*stub, SharedOpen(/*result_min_bytes=*/1), kPatience);
     // The client shares the gateway's memory, its workers do not.

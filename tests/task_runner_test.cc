@@ -588,7 +588,7 @@ TEST_F(TaskRunnerTest, SetenvThenGetenvRoundTripsAndBadInputIsRejected) {
 }
 
 TEST_F(TaskRunnerTest, ASharedInputIsMappedForTheCallAndALargeResultIsShared) {
-  const std::string prefix = SharedObjectPrefix(getpid());
+  const std::string prefix = NewSharedObjectPrefix(getpid()).value();
   const std::string input(100'000, 'i');
   absl::StatusOr<std::string> name = CreateSharedObject(prefix, input);
   ASSERT_TRUE(name.ok()) << name.status();

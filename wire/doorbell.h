@@ -3,8 +3,7 @@
 // Open MPI's blocking receive spins, so the owner of MPI polls with MPI_Improbe (PollBackoff).
 // Polling costs CPU while idle (each poll runs Open MPI's progress engine) and latency on the first
 // message after an idle spell (it waits out the current sleep). A worker on the gateway's host
-// therefore also opens a doorbell, a Unix datagram socket in the abstract namespace, and names it
-// in its hello; the gateway rings it after each frame it sends that worker, and the worker, past
+// therefore also opens a doorbell, a Unix datagram socket, and names it in its hello; the gateway rings it after each frame it sends that worker, and the worker, past
 // its hot polls, waits on the doorbell instead of sleeping (and, while its task runner works, on
 // the doorbell and the runner's socket together, instead of polling MPI after every result: see
 // fd()). Rings only wake: the frame itself still comes through MPI, so a ring that is lost or
@@ -12,6 +11,11 @@
 //
 // A gateway that cannot reach a worker's doorbell (another host or network namespace) never rings
 // it; the worker, never rung, keeps polling with its backoff.
+//
+// Only the worker's user may ring: the socket is bound in a directory of its own, mode 0700, with
+// a random name (mkdtemp under /tmp), so that other users cannot even reach it (connect and send
+// fail with EACCES), and a ring whose sender (SO_PASSCRED) is another user is dropped as well. An
+// abstract socket, which any local user can send to, let anyone keep the workers busy.
 //
 // Not thread-safe: each side belongs to the one thread that owns MPI in its process.
 #ifndef MPIGATE_WIRE_DOORBELL_H_
@@ -28,29 +32,35 @@ namespace mpigate::wire {
 // The worker's side.
 class Doorbell {
  public:
-  // Binds the doorbell named after this process: one per process.
+  // Makes a private directory and binds the doorbell in it. First removes the doorbell
+  // directories of this user that nobody listens on any more (of workers that were killed).
   static absl::StatusOr<Doorbell> Open();
 
   Doorbell(Doorbell&& other) noexcept;
   Doorbell& operator=(Doorbell&& other) noexcept;
   Doorbell(const Doorbell&) = delete;
   Doorbell& operator=(const Doorbell&) = delete;
+  // Closes the socket and removes its file and directory.
   ~Doorbell();
 
-  // What the gateway rings (HelloFrame.doorbell): an abstract socket name.
+  // What the gateway rings (HelloFrame.doorbell): the socket's path.
   const std::string& address() const { return address_; }
 
   // Waits until the doorbell rings or `timeout` passes, and takes every ring waiting; true if it
-  // rang.
+  // rang. Datagrams of other users are taken and ignored.
   bool Wait(absl::Duration timeout);
 
   // Readable while a ring waits to be taken, for a poll(2) that waits on other things too.
   int fd() const { return fd_; }
 
  private:
-  Doorbell(int fd, std::string address) : fd_(fd), address_(std::move(address)) {}
+  Doorbell(int fd, std::string directory, std::string address)
+      : fd_(fd), directory_(std::move(directory)), address_(std::move(address)) {}
+  void Close();
 
   int fd_ = -1;
+  // Empty once moved from.
+  std::string directory_;
   std::string address_;
 };
 
@@ -65,8 +75,9 @@ class DoorbellRinger {
   DoorbellRinger& operator=(const DoorbellRinger&) = delete;
   ~DoorbellRinger();
 
-  // Rings the doorbell at `address`. A full doorbell counts as rung: it has rings to take already.
-  // An error if there is no such doorbell here (the worker runs elsewhere).
+  // Rings the doorbell at `address` (a socket path). A full doorbell counts as rung: it has rings
+  // to take already. An error if there is no such doorbell here (the worker runs elsewhere) or it
+  // is not this user's.
   absl::Status Ring(absl::string_view address);
 
  private:
