@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <random>
@@ -15,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -161,16 +162,14 @@ TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHol
   constexpr int kLimitMb = 64;
   constexpr int64_t kBound = 3 * (int64_t{kLimitMb} << 20);
   testing::ServerProcess server;
-  ASSERT_TRUE(server.Start({.workers = 2, .flags = {absl::StrCat("--max_message_mb=", kLimitMb)}})
-                  .ok());
+  ASSERT_TRUE(
+      server.Start({.workers = 2, .flags = {absl::StrCat("--max_message_mb=", kLimitMb)}}).ok());
   {
-    absl::StatusOr<std::unique_ptr<Executor>> executor =
-        Executor::Connect({.endpoint = server.target(),
-                           .client_name = "range",
-                           .max_message_bytes = kLimitMb << 20});
+    absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(
+        {.endpoint = server.target(), .client_name = "range", .max_message_bytes = kLimitMb << 20});
     ASSERT_TRUE(executor.ok()) << executor.status();
-    MapResults results = (*executor)->MapRange(
-        "echo", std::string(512, 'p'), {.count = uint64_t{1} << 20, .batch_size = 1 << 20});
+    MapResults results = (*executor)->MapRange("echo", std::string(512, 'p'),
+                                               {.count = uint64_t{1} << 20, .batch_size = 1 << 20});
     auto first = results.begin();
     ASSERT_NE(first, results.end());
     const absl::StatusOr<std::string>& outcome = *first;
@@ -188,6 +187,7 @@ TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHol
     for (const pid_t pid : processes) {
       const int64_t peak = PeakRss(pid);
       EXPECT_GT(peak, 0) << pid;
+      std::cout << "peak RSS of process " << pid << ": " << (peak >> 20) << " MiB" << std::endl;
       EXPECT_LT(peak, kBound) << "process " << pid << " held " << (peak >> 20)
                               << " MiB at its peak, more than 3 times the limit of " << kLimitMb
                               << " MiB";
