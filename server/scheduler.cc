@@ -387,6 +387,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.enqueued = now;
     task.frame.set_task_key(key);
     task.frame.set_run_timeout_ms(spec.options().run_timeout_ms());
+    task.frame.set_max_result_bytes(session.max_outcome_bytes);
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
     if (spec.has_shared_payload()) {

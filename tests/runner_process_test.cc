@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -308,6 +309,46 @@ TEST(RunnerStartTest, AMissingTaskLibraryIsAnErrorInTheHello) {
   absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
   ASSERT_TRUE(hello.ok()) << hello.status();
   EXPECT_THAT(hello->error().message(), HasSubstr("libnothing.so"));
+}
+
+// A runner whose results come faster than the worker takes them, while the worker writes it a
+// batch of tasks far larger than the socket holds: the runner writes all its results before it
+// reads a task (tests/flooding_runner.cc). The worker's write takes the results meanwhile, so
+// both writes go through, and the results come out of Await in order afterwards.
+TEST(RunnerFlowControlTest, AWorkerWritingTasksTakesTheResultsMeanwhile) {
+  constexpr int kResults = 256;
+  constexpr int kResultBytes = 32 << 10;
+  constexpr int kTasks = 256;
+  constexpr int kPayloadBytes = 32 << 10;
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner = RunnerProcess::Spawn(
+      {testing::RunfilePath("tests/flooding_runner"),
+       {absl::StrCat(kResults), absl::StrCat(kResultBytes), absl::StrCat(kTasks)}});
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  ASSERT_TRUE((*runner)->AwaitHello().ok());
+  std::vector<std::string> tasks;
+  for (int i = 0; i < kTasks; ++i) {
+    tasks.push_back(TaskBytes(1000 + i, "echo", std::string(kPayloadBytes, 't')));
+  }
+  const std::vector<absl::string_view> frames(tasks.begin(), tasks.end());
+  const pid_t pid = (*runner)->pid();
+  absl::Notification sent;
+  std::thread writer([&] {
+    (*runner)->SendTasks(frames);
+    sent.Notify();
+  });
+  const bool in_time = sent.WaitForNotificationWithTimeout(kPatience);
+  // A deadlocked write would never end: the runner's death ends it.
+  if (!in_time) kill(pid, SIGKILL);
+  writer.join();
+  ASSERT_TRUE(in_time) << "the worker's write of tasks and the runner's of results deadlocked";
+  for (int key = 1; key <= kResults; ++key) {
+    const wire::ResultFrame result = ResultOf((*runner)->Await(kPatience));
+    ASSERT_EQ(result.task_key(), static_cast<uint64_t>(key));
+    ASSERT_EQ(result.result().size(), static_cast<size_t>(kResultBytes));
+  }
+  const wire::ResultFrame tally = ResultOf((*runner)->Await(kPatience));
+  EXPECT_EQ(tally.task_key(), 0u);
+  EXPECT_EQ(tally.result(), absl::StrCat(kTasks, " ", kTasks * kPayloadBytes));
 }
 
 // Without RunnerProcess: the runner's own end of the bargain when its worker closes the socket.

@@ -418,6 +418,58 @@ TEST_F(TaskRunnerTest, RangeResultsDoNotDependOnTheBatches) {
   EXPECT_EQ(batched, whole);
 }
 
+// A range or chunk stops at the item that takes its result past TaskFrame.max_result_bytes: the
+// items after it are never called.
+TEST_F(TaskRunnerTest, ResultsStopAtTheItemThatTakesThemPastTheLimit) {
+  int calls = 0;
+  ASSERT_EQ(
+      Register(registry_, "counted",
+               [&calls](const TaskContext&, absl::string_view) -> absl::StatusOr<std::string> {
+                 ++calls;
+                 return std::string(100, 'c');
+               }),
+      absl::OkStatus());
+  // 103 bytes an item (a tag, a length and the ItemResult's own tag, length and 100 bytes): the
+  // 49th makes 5,047.
+  wire::TaskFrame range = Frame(12, "counted", "");
+  range.mutable_range()->set_count(1000);
+  range.set_max_result_bytes(5000);
+  wire::ResultFrame result = RunTask(registry_, context_, range);
+  EXPECT_EQ(calls, 49);
+  EXPECT_EQ(result.task_key(), 12u);
+  EXPECT_THAT(result.items(), IsEmpty());
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(result.error().message(), HasSubstr("grew past 5000 bytes at item 49 of 1000"));
+  EXPECT_THAT(result.error().message(), HasSubstr("--max_message_mb"));
+
+  calls = 0;
+  wire::TaskFrame chunk = Frame(13, "counted", "");
+  for (int i = 0; i < 10; ++i) chunk.add_items("x");
+  chunk.set_max_result_bytes(250);
+  result = RunTask(registry_, context_, chunk);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(result.error().message(), HasSubstr("at item 3 of 10"));
+
+  // Within the limit, nothing changes.
+  chunk.set_max_result_bytes(2000);
+  result = RunTask(registry_, context_, chunk);
+  EXPECT_FALSE(result.has_error());
+  EXPECT_EQ(result.items_size(), 10);
+}
+
+TEST_F(TaskRunnerTest, ASingleResultPastTheLimitIsResourceExhausted) {
+  wire::TaskFrame task = Frame(14, "echo", std::string(3000, 'e'));
+  task.set_max_result_bytes(2000);
+  wire::ResultFrame result = RunTask(registry_, context_, task);
+  EXPECT_EQ(result.task_key(), 14u);
+  EXPECT_FALSE(result.has_result());
+  EXPECT_EQ(result.error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(result.error().message(), HasSubstr("is larger than 2000 bytes"));
+  task.set_max_result_bytes(4000);
+  EXPECT_EQ(RunTask(registry_, context_, task).result(), task.payload());
+}
+
 TEST(ItemSeedTest, DependsOnBaseAndIndexOnly) {
   // A compile-time constant: a client can compute an item's seed to reproduce it alone.
   static_assert(ItemSeed(1, 2) == ItemSeed(1, 2));

@@ -49,14 +49,21 @@ std::pair<uint64_t, Tag> ParseHeader(const char* header) {
   return {length, static_cast<Tag>(tag_byte)};
 }
 
-absl::Status WriteAll(int fd, iovec* parts, int count) {
+// Writes `parts` whole; blocking unless `wait_for_room` is given, which is then called whenever
+// the socket is full.
+absl::Status WriteAll(int fd, iovec* parts, int count, const WaitForRoom* wait_for_room) {
+  const int flags = MSG_NOSIGNAL | (wait_for_room != nullptr ? MSG_DONTWAIT : 0);
   while (count > 0) {
     msghdr message = {};
     message.msg_iov = parts;
     message.msg_iovlen = static_cast<size_t>(count);
-    const ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL);
+    const ssize_t sent = sendmsg(fd, &message, flags);
     if (sent < 0) {
       if (errno == EINTR) continue;
+      if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_for_room != nullptr) {
+        if (absl::Status room = (*wait_for_room)(); !room.ok()) return room;
+        continue;
+      }
       if (errno == EPIPE || errno == ECONNRESET) {
         return absl::UnavailableError("the stream's peer has closed it");
       }
@@ -99,10 +106,13 @@ absl::StatusOr<size_t> ReadAll(int fd, char* data, size_t size) {
 absl::Status WriteFrame(int fd, Tag tag, absl::string_view bytes) {
   FrameHeader header = HeaderOf(tag, bytes.size());
   iovec parts[2] = {{header.bytes, kHeaderBytes}, {const_cast<char*>(bytes.data()), bytes.size()}};
-  return WriteAll(fd, parts, bytes.empty() ? 1 : 2);
+  return WriteAll(fd, parts, bytes.empty() ? 1 : 2, /*wait_for_room=*/nullptr);
 }
 
-absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> frames) {
+namespace {
+
+absl::Status WriteFramesWith(int fd, Tag tag, absl::Span<const absl::string_view> frames,
+                             const WaitForRoom* wait_for_room) {
   std::vector<FrameHeader> headers;
   headers.reserve(frames.size());
   for (const absl::string_view frame : frames) headers.push_back(HeaderOf(tag, frame.size()));
@@ -115,12 +125,24 @@ absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> fr
   }
   for (size_t first = 0; first < parts.size(); first += kMaxParts) {
     const size_t count = std::min(kMaxParts, parts.size() - first);
-    if (absl::Status status = WriteAll(fd, parts.data() + first, static_cast<int>(count));
+    if (absl::Status status =
+            WriteAll(fd, parts.data() + first, static_cast<int>(count), wait_for_room);
         !status.ok()) {
       return status;
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> frames) {
+  return WriteFramesWith(fd, tag, frames, /*wait_for_room=*/nullptr);
+}
+
+absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> frames,
+                         WaitForRoom wait_for_room) {
+  return WriteFramesWith(fd, tag, frames, &wait_for_room);
 }
 
 absl::Status WriteFrame(int fd, Tag tag, const google::protobuf::MessageLite& message) {

@@ -12,6 +12,13 @@
 // send(MSG_NOSIGNAL), so a peer that has gone away is an error, not a SIGPIPE: the descriptor must
 // be a socket.
 //
+// Flow control is the peers' business: two peers that both block writing while neither reads
+// deadlock once both directions' socket buffers are full. The WriteFrames overload that takes a
+// WaitForRoom never blocks in the kernel, so that its caller can read while its write waits. A
+// reader that blocks inside a frame (Next(), once its header has come) is safe as long as the
+// peer, once it has begun a frame, finishes it needing nothing but that the frame be read: no
+// peer may wait for its own reads in the middle of a write.
+//
 // Thread-safety: the functions are stateless; a stream needs one reader and one writer at a time
 // (callers serialise writes of several threads themselves).
 #ifndef MPIGATE_WIRE_STREAM_FRAMES_H_
@@ -21,6 +28,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -43,6 +51,16 @@ absl::Status WriteFrame(int fd, Tag tag, absl::string_view bytes);
 // Writes several frames of one tag, already serialized, with as few system calls as the kernel
 // allows (one for a burst of small frames).
 absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> frames);
+
+// Called by a non-blocking write whenever the socket is full: returns once there may be room
+// again (e.g. after poll(2) said POLLOUT), or an error that abandons the write.
+using WaitForRoom = absl::FunctionRef<absl::Status()>;
+
+// As above, but never blocks in the kernel: sends with MSG_DONTWAIT and, whenever the socket is
+// full, calls `wait_for_room`, whose error it returns. An abandoned write may leave part of a
+// frame in the stream, which is then of no further use.
+absl::Status WriteFrames(int fd, Tag tag, absl::Span<const absl::string_view> frames,
+                         WaitForRoom wait_for_room);
 
 // Serializes `message` and writes it as one frame.
 absl::Status WriteFrame(int fd, Tag tag, const google::protobuf::MessageLite& message);

@@ -5,18 +5,23 @@
 // It never initialises MPI (a task library may link libmpi for its gang functions; loading it is
 // harmless). It loads the same functions as its worker (built-ins, exec if allowed, the task
 // libraries), runs the pool's initializer, says hello, then serves task frames from the socket on
-// fd 3 until the stream ends. Two threads:
+// fd 3 until the stream ends. Three threads:
 //   - the main thread runs the initializer and then each task (RunTask), in the order they came,
 //     and writes its result;
 //   - a reader thread reads frames: it queues tasks for the main thread (a worker with a backlog
 //     hands over several at once, so that the main thread goes from one to the next without a
-//     wake-up), sets the running task's cancellation flag on a cancel or, for a task still queued,
-//     drops it and answers CANCELLED at once, and sends the latest progress report at most every
-//     20 ms. It exits the process when the stream ends: the worker is gone or done with this
-//     runner.
-// Idle, both threads block (in read and on a condition): no polling.
+//     wake-up), and on a cancel sets the running task's cancellation flag or, for a task still
+//     queued, drops it, to be answered CANCELLED at once. It exits the process when the stream
+//     ends: the worker is gone or done with this runner. It never writes and never waits for a
+//     writer, so that what the worker writes is always taken, however long a write of this
+//     process takes: the worker may wait for its write before it reads (worker/
+//     runner_process.h), and a runner that stopped reading while it wrote would deadlock with it;
+//   - a reporter thread writes the answers to dropped tasks and the running task's latest
+//     progress report, at most every 20 ms.
+// Writes are serialised by a lock of their own, never held together with the queue's but for
+// the moment a progress report is checked against the task's end.
+// Idle, all three block (in read and on conditions): no polling.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -76,21 +81,21 @@ class Runner final : public ProgressSink {
   Runner(const FunctionRegistry& registry, int rank, int pool_size)
       : registry_(registry), rank_(rank), pool_size_(pool_size) {}
 
-  // Starts the reader thread and runs tasks until the stream ends; never returns.
+  // Starts the reader and reporter threads and runs tasks until the stream ends; never returns.
   [[noreturn]] void Serve() {
     std::thread(&Runner::ReadFrames, this).detach();
+    std::thread(&Runner::SendReports, this).detach();
     while (true) RunNextTask();
   }
 
-  // From the task's threads: keeps the latest report, and sends it at once unless one went less
-  // than kProgressInterval ago (the reader thread sends it when that has passed).
+  // From the task's threads: keeps the latest report for the reporter thread, which sends it at
+  // once unless one went less than kProgressInterval ago.
   void Report(double fraction, absl::string_view message) override {
     absl::MutexLock lock(&mu_);
     if (!running_) return;
     progress_.set_fraction(fraction);
     progress_.set_message(std::string(message));
     progress_pending_ = true;
-    SendDueProgress();
   }
 
  private:
@@ -100,6 +105,15 @@ class Runner final : public ProgressSink {
   };
 
   bool HasTask() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queued_.empty(); }
+  bool HasDropped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !dropped_.empty(); }
+  bool HasReport() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !dropped_.empty() || progress_pending_;
+  }
+
+  // Writes one frame whole, or leaves: the worker is gone.
+  void Write(wire::Tag tag, absl::string_view bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (absl::Status status = wire::WriteFrame(kSocketFd, tag, bytes); !status.ok()) Leave(status);
+  }
 
   void RunNextTask() {
     std::string bytes;
@@ -141,38 +155,21 @@ class Runner final : public ProgressSink {
     }
     result.SerializeToString(&encoded);
     result.Clear();
-    absl::MutexLock lock(&mu_);
-    // Under the lock that progress is sent under: no report of this task can follow its result.
-    running_ = false;
-    progress_pending_ = false;
-    if (absl::Status status = wire::WriteFrame(kSocketFd, wire::Tag::kResult, encoded);
-        !status.ok()) {
-      Leave(status);
+    {
+      absl::MutexLock lock(&mu_);
+      running_ = false;
+      progress_pending_ = false;
     }
+    // A report the reporter thread took before running_ fell is written before this result: it
+    // holds write_mu_ from before it looks until it has written. None can follow the result.
+    absl::MutexLock write_lock(&write_mu_);
+    Write(wire::Tag::kResult, encoded);
   }
 
   // The reader thread.
   void ReadFrames() {
     wire::FrameReader reader(kSocketFd);
     while (true) {
-      // Frames read ahead come first; only then wait for the socket.
-      if (!reader.HasFrame()) {
-        bool running;
-        {
-          absl::MutexLock lock(&mu_);
-          running = running_;
-        }
-        // While a task runs, wake every interval to send a report that had to wait.
-        pollfd socket = {kSocketFd, POLLIN, 0};
-        const int ready =
-            poll(&socket, 1,
-                 running ? static_cast<int>(absl::ToInt64Milliseconds(kProgressInterval)) : -1);
-        if (running) {
-          absl::MutexLock lock(&mu_);
-          SendDueProgress();
-        }
-        if (ready <= 0) continue;  // The interval passed, or a signal interrupted the wait.
-      }
       absl::StatusOr<wire::StreamFrame> frame = reader.Next();
       if (!frame.ok()) Leave(frame.status());
       if (frame->tag == wire::Tag::kTask) {
@@ -197,23 +194,38 @@ class Runner final : public ProgressSink {
           [&cancel](const QueuedTask& task) { return task.task_key == cancel.task_key(); });
       if (queued == queued_.end()) continue;
       queued_.erase(queued);
-      if (absl::Status status = wire::WriteFrame(kSocketFd, wire::Tag::kResult,
-                                                 DroppedBeforeStart(cancel.task_key()));
-          !status.ok()) {
-        Leave(status);
-      }
+      dropped_.push_back(cancel.task_key());
     }
   }
 
-  void SendDueProgress() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!progress_pending_) return;
-    const absl::Time now = absl::Now();
-    if (now < next_progress_) return;
-    next_progress_ = now + kProgressInterval;
-    progress_pending_ = false;
-    if (absl::Status status = wire::WriteFrame(kSocketFd, wire::Tag::kProgress, progress_);
-        !status.ok()) {
-      Leave(status);
+  // The reporter thread.
+  [[noreturn]] void SendReports() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &Runner::HasReport));
+        // A report that is not due yet waits for its time, unless a drop comes first.
+        if (dropped_.empty() && absl::Now() < next_progress_) {
+          mu_.AwaitWithDeadline(absl::Condition(this, &Runner::HasDropped), next_progress_);
+        }
+      }
+      absl::MutexLock write_lock(&write_mu_);
+      std::vector<uint64_t> dropped;
+      std::optional<std::string> progress;
+      {
+        absl::MutexLock lock(&mu_);
+        dropped.swap(dropped_);
+        const absl::Time now = absl::Now();
+        if (progress_pending_ && now >= next_progress_) {
+          progress_pending_ = false;
+          next_progress_ = now + kProgressInterval;
+          progress = progress_.SerializeAsString();
+        }
+      }
+      for (const uint64_t task_key : dropped) {
+        Write(wire::Tag::kResult, DroppedBeforeStart(task_key).SerializeAsString());
+      }
+      if (progress.has_value()) Write(wire::Tag::kProgress, *progress);
     }
   }
 
@@ -223,14 +235,19 @@ class Runner final : public ProgressSink {
   // The running task's cancellation flag, set by the reader thread.
   std::atomic<bool> cancelled_{false};
 
-  // Also serialises writes to the socket once the reader thread runs.
+  // Serialises writes to the socket once the threads run, so that frames go out whole. Taken
+  // before mu_ where both are held.
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+
   absl::Mutex mu_;
   // Task frames from the worker that the main thread has yet to take, in the order they came.
   std::deque<QueuedTask> queued_ ABSL_GUARDED_BY(mu_);
-  // From when the main thread takes a task until its result has been written.
+  // Tasks dropped from queued_ by a cancel, whose answers the reporter thread has yet to write.
+  std::vector<uint64_t> dropped_ ABSL_GUARDED_BY(mu_);
+  // From when the main thread takes a task until it has its result.
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t running_key_ ABSL_GUARDED_BY(mu_) = 0;
-  // The latest report of the running task, and whether it has yet to be sent.
+  // The latest report of the running task, whether it has yet to be sent, and when it may be.
   wire::ProgressFrame progress_ ABSL_GUARDED_BY(mu_);
   bool progress_pending_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time next_progress_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

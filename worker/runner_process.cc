@@ -130,16 +130,54 @@ absl::StatusOr<wire::HelloFrame> RunnerProcess::AwaitHello() {
 }
 
 void RunnerProcess::SendTasks(absl::Span<const absl::string_view> task_frames) {
-  if (!alive()) return;
-  // A runner that cannot be written to is of no use: Await reaps it and says how it ended.
-  if (!wire::WriteFrames(socket_fd_, wire::Tag::kTask, task_frames).ok()) kill(-pid_, SIGKILL);
+  Write(wire::Tag::kTask, task_frames);
 }
 
 void RunnerProcess::SendCancel(uint64_t task_key) {
-  if (!alive()) return;
   wire::CancelFrame cancel;
   cancel.set_task_key(task_key);
-  if (!wire::WriteFrame(socket_fd_, wire::Tag::kCancel, cancel).ok()) kill(-pid_, SIGKILL);
+  const std::string bytes = cancel.SerializeAsString();
+  const absl::string_view frame = bytes;
+  Write(wire::Tag::kCancel, {&frame, 1});
+}
+
+void RunnerProcess::Write(wire::Tag tag, absl::Span<const absl::string_view> frames) {
+  if (!alive()) return;
+  const absl::Status written =
+      wire::WriteFrames(socket_fd_, tag, frames, [this] { return ReadWhileFull(); });
+  // A runner that cannot be written to is of no use: Await reaps it and says how it ended (unless
+  // ReadWhileFull has seen it end).
+  if (!written.ok() && alive()) kill(-pid_, SIGKILL);
+}
+
+absl::Status RunnerProcess::ReadWhileFull() {
+  // The pidfd may be missing (-1), which poll(2) skips.
+  pollfd fds[2] = {{socket_fd_, POLLOUT | POLLIN, 0}, {pid_fd_, POLLIN, 0}};
+  int ready;
+  do {
+    ready = poll(fds, 2, -1);
+  } while (ready < 0 && errno == EINTR);
+  if (ready < 0) {
+    Reap(absl::StrCat("could not be polled (", std::strerror(errno), ")"));
+    return absl::UnavailableError(death_);
+  }
+  if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+    // Whatever the runner has begun to write it finishes without waiting for this write, so a
+    // read that blocks inside a frame ends (wire/stream_frames.h).
+    do {
+      absl::StatusOr<wire::StreamFrame> frame = reader_.Next();
+      if (!frame.ok()) {
+        Reap();
+        return absl::UnavailableError(death_);
+      }
+      read_ahead_.push_back(*std::move(frame));
+    } while (reader_.HasFrame());
+    return absl::OkStatus();
+  }
+  if ((fds[0].revents & POLLOUT) != 0) return absl::OkStatus();
+  // Only the pidfd: the runner has ended, though another process holds its end of the socket.
+  Reap();
+  return absl::UnavailableError(death_);
 }
 
 RunnerEvent RunnerProcess::Await(absl::Duration timeout, int wake_fd) {
@@ -177,6 +215,12 @@ void RunnerProcess::Kill() {
 
 RunnerProcess::Received RunnerProcess::Receive(absl::Duration timeout, int wake_fd,
                                                wire::StreamFrame& frame) {
+  // Frames read ahead come first, also those the runner wrote before it died.
+  if (!read_ahead_.empty()) {
+    frame = std::move(read_ahead_.front());
+    read_ahead_.pop_front();
+    return Received::kFrame;
+  }
   if (!alive()) return Received::kDied;
   // A frame already read ahead needs no wait.
   bool readable = reader_.HasFrame();

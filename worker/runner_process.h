@@ -15,6 +15,12 @@
 // Bytes are forwarded as they are: a TaskFrame goes to the runner as the worker received it, and
 // the runner's ResultFrame comes back serialized, to be sent on to the gateway unchanged.
 //
+// Neither side blocks writing while the other does: the worker's writes never block in the
+// kernel, and while one waits for room it reads the runner's frames ahead (they come out of
+// later Awaits, in order), so the runner, whose reader thread keeps reading while its other
+// threads write (runner_main.cc), can always finish what it writes, and then take what the
+// worker writes. A write stays one system call when the socket has room.
+//
 // Death is seen as the end of the socket stream, or, should the runner have handed its end to a
 // process that outlives it, through a pidfd. The runner is then reaped and its end described:
 // "task runner (pid 12) was killed by signal 11 (SIGSEGV, Segmentation fault)", "... exited with
@@ -29,6 +35,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,12 +90,15 @@ class RunnerProcess {
   // error if the runner could not start. ABORTED, describing its death, if it died first.
   absl::StatusOr<wire::HelloFrame> AwaitHello();
 
-  // Hands the runner tasks: each of `task_frames` is a serialized TaskFrame; all go in one write.
-  // If the runner cannot be written to, it is killed; the next Await reports its death.
+  // Hands the runner tasks: each of `task_frames` is a serialized TaskFrame; all go in one write
+  // when the socket has room, else as room comes, reading the runner's frames ahead meanwhile.
+  // If the runner cannot be written to, it is killed; the next Await reports its death (after
+  // the frames read ahead).
   void SendTasks(absl::Span<const absl::string_view> task_frames);
   void SendTask(absl::string_view task_frame) { SendTasks({&task_frame, 1}); }
 
-  // Sets the cancellation flag of the runner's task `task_key`, if it still runs it.
+  // Sets the cancellation flag of the runner's task `task_key`, if it still runs it. Writes as
+  // SendTasks does.
   void SendCancel(uint64_t task_key);
 
   // Waits up to `timeout` for the next result or progress report, or the runner's death; and,
@@ -97,7 +107,7 @@ class RunnerProcess {
 
   // Whether the runner's next frame has already been read ahead, so that Await returns it
   // without a system call.
-  bool HasBufferedFrame() const { return reader_.HasFrame(); }
+  bool HasBufferedFrame() const { return !read_ahead_.empty() || reader_.HasFrame(); }
 
   // Kills the runner (and every process of its session) with SIGKILL and reaps it. Idempotent.
   void Kill();
@@ -117,6 +127,15 @@ class RunnerProcess {
   // runner ended.
   Received Receive(absl::Duration timeout, int wake_fd, wire::StreamFrame& frame);
 
+  // Writes frames of `tag` to the runner without blocking while it writes too (see the top of
+  // this file); kills it if it cannot be written to.
+  void Write(wire::Tag tag, absl::Span<const absl::string_view> frames);
+
+  // Called by Write whenever the socket is full: waits until there may be room, reading the
+  // runner's frames into read_ahead_ as they come. UNAVAILABLE once the runner has ended (it
+  // has been reaped then).
+  absl::Status ReadWhileFull();
+
   // Kills and reaps the runner and records how it ended in death_; `broke` names a breach of the
   // protocol for which the worker killed it.
   void Reap(absl::string_view broke = {});
@@ -128,6 +147,8 @@ class RunnerProcess {
   int pid_fd_;
   // Reads the runner's frames off socket_fd_, a burst at a time.
   wire::FrameReader reader_;
+  // Frames read while a write waited for room, handed out by Receive before anything else.
+  std::deque<wire::StreamFrame> read_ahead_;
   // How the runner ended, once it has.
   std::string death_;
 };

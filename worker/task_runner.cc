@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/shared_memory.h"
+#include "google/protobuf/io/coded_stream.h"
 
 namespace mpigate::worker {
 namespace {
@@ -71,6 +72,54 @@ void ShareResult(const wire::TaskFrame& task, wire::ResultFrame& result) {
   result.clear_result();
 }
 
+// Keeps a task's result within TaskFrame.max_result_bytes as its items come.
+class ResultBudget {
+ public:
+  explicit ResultBudget(const wire::TaskFrame& task) : limit_(task.max_result_bytes()) {}
+
+  // Counts the item just added to `result` (items `done` of `total`); if that takes the result
+  // past the limit, turns it into a RESOURCE_EXHAUSTED failure, freeing what it held, and
+  // returns false.
+  bool Add(wire::ResultFrame& result, uint64_t done, uint64_t total) {
+    if (limit_ == 0) return true;
+    const size_t item = result.items(result.items_size() - 1).ByteSizeLong();
+    // The field's tag (one byte) and length, then the item.
+    bytes_ += 1 + google::protobuf::io::CodedOutputStream::VarintSize64(item) + item;
+    if (bytes_ <= limit_) return true;
+    Fail(absl::StrCat("the result grew past ", limit_, " bytes at item ", done, " of ", total),
+         result);
+    return false;
+  }
+
+  // The same for a whole result, as it will travel (a result in shared memory does not count).
+  // A failure stays as it is: its message is what the caller needs to see, and the gateway still
+  // bounds what it forwards.
+  void Check(wire::ResultFrame& result) const {
+    if (limit_ == 0 || result.has_error()) return;
+    const size_t size = result.ByteSizeLong();
+    if (size <= limit_) return;
+    Fail(absl::StrCat("the result of ", size, " bytes is larger than ", limit_, " bytes"), result);
+  }
+
+ private:
+  void Fail(absl::string_view what, wire::ResultFrame& result) const {
+    wire::ResultFrame failed;
+    failed.set_task_key(result.task_key());
+    failed.set_run_us(result.run_us());
+    SetError(absl::ResourceExhaustedError(absl::StrCat(
+                 what, ", the largest outcome its session's stream carries (", limit_,
+                 " bytes: the service's --max_message_mb or the client's max_message_bytes, "
+                 "whichever is smaller, less framing); raise both, return less, or split the "
+                 "task into smaller chunks or batches")),
+             *failed.mutable_error());
+    // What the result held goes with `failed`.
+    result = std::move(failed);
+  }
+
+  const uint64_t limit_;
+  uint64_t bytes_ = 0;
+};
+
 // Looks up the function `task` names and, if it is of the kind the caller runs (a gang function
 // or not), runs `calls` with it and its input (the payload, or the shared memory object that
 // holds it) and times them. Otherwise the result says why not.
@@ -113,6 +162,7 @@ wire::ResultFrame Run(
   calls(*definition, input, result);
   result.set_run_us(static_cast<uint64_t>(absl::ToInt64Microseconds(absl::Now() - start)));
   ShareResult(task, result);
+  ResultBudget(task).Check(result);
   return result;
 }
 
@@ -124,16 +174,22 @@ wire::ResultFrame RunTask(const FunctionRegistry& registry, const TaskContext& c
       registry, task, /*gang=*/false,
       [&](const TaskDefinition& definition, absl::string_view input, wire::ResultFrame& result) {
         const TaskFunction& function = definition.function;
+        // Items stop at the one that takes the result past its limit.
+        ResultBudget budget(task);
         if (task.has_range()) {
           const wire::RangeBatch& range = task.range();
           for (uint64_t k = 0; k < range.count(); ++k) {
             const uint64_t i = range.first() + k;
             const TaskContext item = context.ForItem(i, ItemSeed(range.base_seed(), i));
             Call([&] { return function(item, input); }, *result.add_items());
+            if (!budget.Add(result, k + 1, range.count())) return;
           }
         } else if (task.items_size() > 0) {
+          const uint64_t total = static_cast<uint64_t>(task.items_size());
+          uint64_t done = 0;
           for (const std::string& item : task.items()) {
             Call([&] { return function(context, item); }, *result.add_items());
+            if (!budget.Add(result, ++done, total)) return;
           }
         } else {
           Call([&] { return function(context, input); }, result);

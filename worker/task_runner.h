@@ -10,6 +10,11 @@
 // A single call's result of at least TaskFrame.shared_result_min_bytes goes into a new shared
 // memory object when the frame gives a prefix for it (ResultFrame.shared_result).
 //
+// A result is kept within TaskFrame.max_result_bytes (its session's limit on one outcome): a chunk
+// or range stops at the item that takes it past the limit, and the task fails with
+// RESOURCE_EXHAUSTED naming the limit, so that it never holds much more than the limit; a single
+// call's result past it (one not in shared memory) fails the same way.
+//
 // No MPI here (GangContext is only named): the task runner process (worker/runner_main.cc) runs
 // tasks with this without linking MPI.
 //
