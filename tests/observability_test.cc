@@ -4,6 +4,7 @@
 // log with its level flag. Each against a real mpigate-server.
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -239,6 +240,30 @@ TEST(MetricsTest, OnAUnixSocketAScrapeNeedsTheTokenFromTheEndpointFile) {
   ASSERT_GE(server.metrics_token().size(), 32u);
   EXPECT_THAT(Body(Scrape(server)), HasSubstr("\nmpigate_workers 1\n"));
   ASSERT_TRUE(server.Stop().ok());
+}
+
+// --metrics_token_file gives the token (the same after a restart, for a scraper's credentials
+// file); without --metrics_listen it is a usage error.
+TEST(MetricsTest, AMetricsTokenFileGivesTheTokenAScrapeMustCarry) {
+  const std::string token_file = ::testing::TempDir() + "/metrics.token";
+  {
+    std::ofstream out(token_file);
+    out << "my-scrape-token-0123456789\n";
+  }
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 1,
+                          .flags = {"--metrics_listen=127.0.0.1:0",
+                                    absl::StrCat("--metrics-token-file=", token_file)}})
+                  .ok());
+  EXPECT_EQ(server.metrics_token(), "my-scrape-token-0123456789");
+  EXPECT_THAT(Body(Scrape(server)), HasSubstr("\nmpigate_workers 1\n"));
+  ASSERT_TRUE(server.Stop().ok());
+
+  testing::ServerProcess unused;
+  const absl::Status refused =
+      unused.Start({.workers = 1, .flags = {absl::StrCat("--metrics-token-file=", token_file)}});
+  EXPECT_THAT(refused.message(), HasSubstr("--metrics_token_file needs --metrics_listen"));
 }
 
 // The function="..." label values of a page, each once.
