@@ -89,6 +89,9 @@ absl::Status WriteEndpointFile(const std::string& path, const Endpoint& endpoint
   if (!endpoint.token.empty()) absl::StrAppend(&content, "token=", endpoint.token, "\n");
   if (endpoint.tls) absl::StrAppend(&content, "tls=1\n");
   if (!endpoint.metrics.empty()) absl::StrAppend(&content, "metrics=", endpoint.metrics, "\n");
+  if (!endpoint.metrics_token.empty()) {
+    absl::StrAppend(&content, "metrics_token=", endpoint.metrics_token, "\n");
+  }
   {
     // Created 0600 whatever the umask: the file may hold the token.
     const int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -129,6 +132,8 @@ absl::StatusOr<Endpoint> ReadEndpointFile(const std::string& path) {
       endpoint.tls = line == "1";
     } else if (absl::ConsumePrefix(&line, "metrics=")) {
       endpoint.metrics = std::string(line);
+    } else if (absl::ConsumePrefix(&line, "metrics_token=")) {
+      endpoint.metrics_token = std::string(line);
     }
   }
   if (endpoint.target.empty()) {

@@ -10,7 +10,10 @@
 //   node12:50051
 //   token=<the bearer token the service checks on every call; only when it listens on TCP>
 //   tls=1                  (only when it serves TLS)
-// Readers ignore keys they do not know; a service on a Unix socket writes the target alone.
+//   metrics=HOST:PORT      (only with --metrics_listen: where it serves its Prometheus metrics)
+//   metrics_token=<the bearer token a scrape of its metrics must carry; with metrics=>
+// Readers ignore keys they do not know; a service on a Unix socket without metrics writes the
+// target alone.
 //
 // Thread-safety: pure functions over the environment and the file system.
 #ifndef MPIGATE_COMMON_ENDPOINT_H_
@@ -51,6 +54,9 @@ struct Endpoint {
   // Where it serves its Prometheus metrics (mpigate-server --metrics_listen), HOST:PORT with the
   // port bound (a scraper's discovery, for a port 0 asked for); empty: nowhere.
   std::string metrics;
+  // The bearer token its metrics page asks every scrape for (on TCP the service's token unless
+  // --metrics_token_file gave another); empty with no metrics.
+  std::string metrics_token;
 };
 
 // Writes `endpoint` to `path` atomically (a temporary file renamed into place), creating the

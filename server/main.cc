@@ -141,7 +141,13 @@ ABSL_FLAG(bool, allow_exec, false,
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1) or HOST:PORT "
           "(0.0.0.0:PORT for every interface; port 0 picks one, shown in the log). Off when "
-          "empty.");
+          "empty. Every scrape must carry `Authorization: Bearer <token>`: see "
+          "--metrics_token_file.");
+ABSL_FLAG(std::string, metrics_token_file, "",
+          "The bearer token a scrape of --metrics_listen must carry, from this file (its first "
+          "line, 16+ characters), so that a scraper's credentials file stays valid across "
+          "restarts. Default: the service's token on TCP, a fresh random one on a Unix socket. "
+          "The endpoint file's metrics_token= line names it either way.");
 ABSL_FLAG(double, idle_memory_release_s, 5,
           "Seconds of quiet after which the gateway gives the free heap pages it holds after a "
           "peak (a burst of large tasks, many sessions) back to the system. 0: never.");
@@ -397,6 +403,22 @@ struct ServingAccess {
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
+// The token every scrape of the metrics must carry: --metrics_token_file's, else the service's
+// (on TCP), else a fresh one. On a Unix socket too: the metrics' TCP port is open to every local
+// user, though the socket lets only this one in.
+absl::StatusOr<std::string> MetricsToken(const std::string& service_token) {
+  const std::string token_file = absl::GetFlag(FLAGS_metrics_token_file);
+  if (absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    if (!token_file.empty()) {
+      return absl::InvalidArgumentError("--metrics_token_file needs --metrics_listen");
+    }
+    return "";
+  }
+  if (!token_file.empty()) return ReadTokenFile(token_file);
+  if (!service_token.empty()) return service_token;
+  return NewToken();
+}
+
 // From --token-file and --tls-*: on TCP a token (the file's, else a fresh random one), and TLS if
 // asked for. TLS and a token file need TCP.
 absl::StatusOr<ServingAccess> MakeServingAccess(bool tcp) {
@@ -527,6 +549,8 @@ int Run(const RepeatedFlags& repeated) {
   if (endpoint_file.empty()) endpoint_file = DefaultEndpointFile();
   absl::StatusOr<ServingAccess> access = MakeServingAccess(socket_path.empty());
   if (!access.ok()) return fail(access.status());
+  const absl::StatusOr<std::string> metrics_token = MetricsToken(access->token);
+  if (!metrics_token.ok()) return fail(metrics_token.status());
 
   const double resume_grace_s = absl::GetFlag(FLAGS_resume_grace_s);
   const int max_unread_result_mb = absl::GetFlag(FLAGS_max_unread_result_mb);
@@ -643,7 +667,7 @@ int Run(const RepeatedFlags& repeated) {
   if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
       !metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics = MetricsHttpServer::Start(
-        metrics_listen, access->token, [&scheduler] { return scheduler.PrometheusText(); });
+        metrics_listen, *metrics_token, [&scheduler] { return scheduler.PrometheusText(); });
     if (!started_metrics.ok()) {
       server->Shutdown();
       return fail_serving(started_metrics.status());
@@ -656,7 +680,8 @@ int Run(const RepeatedFlags& repeated) {
           WriteEndpointFile(endpoint_file, {.target = target,
                                             .token = access->token,
                                             .tls = access->tls,
-                                            .metrics = metrics ? metrics->address() : ""});
+                                            .metrics = metrics ? metrics->address() : "",
+                                            .metrics_token = *metrics_token});
       !status.ok()) {
     server->Shutdown();
     return fail_serving(status);

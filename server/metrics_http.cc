@@ -65,6 +65,9 @@ std::optional<absl::string_view> AuthorizationHeader(absl::string_view head) {
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
     absl::string_view listen, std::string token, std::function<std::string()> render) {
+  if (token.empty()) {
+    return absl::InvalidArgumentError("the metrics page needs a bearer token to ask scrapes for");
+  }
   std::string host = "127.0.0.1";
   absl::string_view port_text = listen;
   if (const size_t colon = listen.rfind(':'); colon != absl::string_view::npos) {
@@ -191,13 +194,11 @@ void MetricsHttpServer::Answer(int connection) {
                                  "GET /metrics\n", true));
     return;
   }
-  if (!token_.empty()) {
-    if (absl::Status allowed = CheckBearerToken(AuthorizationHeader(head), token_); !allowed.ok()) {
-      SendAll(connection,
-              Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"",
-                       "text/plain", absl::StrCat(allowed.message(), "\n"), method == "GET"));
-      return;
-    }
+  if (absl::Status allowed = CheckBearerToken(AuthorizationHeader(head), token_); !allowed.ok()) {
+    SendAll(connection,
+            Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"",
+                     "text/plain", absl::StrCat(allowed.message(), "\n"), method == "GET"));
+    return;
   }
   SendAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_(),
                                method == "GET"));

@@ -377,8 +377,13 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     const TaskKey key = next_task_key_++;
     Task& task = tasks_[key];
     task.session = id;
-    task.metrics = &metrics_.ForFunction(spec.function());
-    metrics_.Accepted(*task.metrics, PayloadBytes(spec));
+    if (*traits != nullptr) {
+      task.metrics = (*traits)->metrics;
+      metrics_.Accepted(*task.metrics, PayloadBytes(spec));
+    } else {
+      // Booting: PoolReady() counts it under its function, if the pool has it.
+      task.payload_bytes = PayloadBytes(spec);
+    }
     task.client_id = spec.task_id();
     task.broadcast = spec.options().broadcast();
     task.gang_size = spec.options().gang_size();
@@ -712,6 +717,7 @@ void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
       FunctionTraits& traits = function_traits_[function.name()];
       traits.request_type = function.request_type();
       traits.gang = function.gang();
+      traits.metrics = &metrics_.AddFunction(function.name());
     }
     std::vector<std::pair<TaskKey, absl::Status>> unfit;
     for (auto& [key, task] : tasks_) {
@@ -723,6 +729,8 @@ void Scheduler::PoolReady(std::vector<v1::FunctionInfo> functions) {
       } else {
         unfit.emplace_back(key, traits.status());
       }
+      task.metrics = traits.ok() ? (*traits)->metrics : &metrics_.other();
+      metrics_.Accepted(*task.metrics, task.payload_bytes);
     }
     for (const auto& [key, status] : unfit) {
       EndQueuedLocked(key, v1::TASK_STATE_FAILED, status.code(), status.message());
@@ -861,43 +869,55 @@ v1::PoolStatus Scheduler::Status() const {
   return status;
 }
 
-std::string Scheduler::PrometheusText() const {
-  std::string out;
+Scheduler::MetricsSnapshot Scheduler::Metrics() const {
+  MetricsSnapshot snapshot;
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_();
-  size_t detached = 0;
-  size_t open = 0;
   for (const auto& [id, session] : sessions_) {
     if (session.abandoned) continue;
-    ++open;
-    if (session.detached) ++detached;
+    ++snapshot.sessions;
+    if (session.detached) ++snapshot.detached_sessions;
   }
+  snapshot.workers = workers_;
+  snapshot.busy_workers = running_count_;
+  snapshot.queued_tasks = queued_count_;
+  snapshot.uptime = now - started_;
+  snapshot.tasks_per_second = metrics_.RecentTasksPerSecond(now);
+  snapshot.state = pool_state_;
+  snapshot.tasks = metrics_.TakeSnapshot();
+  return snapshot;
+}
+
+std::string Scheduler::MetricsSnapshot::PrometheusText() const {
+  std::string out;
   const auto gauge = [&out](absl::string_view name, absl::string_view help, auto value) {
     absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ",
                     value, "\n");
   };
-  gauge("mpigate_workers", "Workers in the pool.", workers_);
-  gauge("mpigate_workers_busy", "Workers running a task.", running_count_);
-  gauge("mpigate_tasks_queued", "Tasks accepted and waiting for a worker.", queued_count_);
-  gauge("mpigate_sessions", "Open sessions, detached ones included.", open);
+  gauge("mpigate_workers", "Workers in the pool.", workers);
+  gauge("mpigate_workers_busy", "Workers running a task.", busy_workers);
+  gauge("mpigate_tasks_queued", "Tasks accepted and waiting for a worker.", queued_tasks);
+  gauge("mpigate_sessions", "Open sessions, detached ones included.", sessions);
   gauge("mpigate_sessions_detached", "Sessions whose stream ended, waiting to be resumed.",
-        detached);
+        detached_sessions);
   gauge("mpigate_uptime_seconds", "Seconds since the service started.",
-        absl::StrFormat("%.3f", absl::ToDoubleSeconds(now - started_)));
+        absl::StrFormat("%.3f", absl::ToDoubleSeconds(uptime)));
   gauge("mpigate_tasks_per_second", "Tasks ended per second over the last 10 s.",
-        absl::StrFormat("%.3f", metrics_.RecentTasksPerSecond(now)));
+        absl::StrFormat("%.3f", tasks_per_second));
   absl::StrAppend(&out,
                   "# HELP mpigate_pool_state The pool's state: 1 for the current one.\n"
                   "# TYPE mpigate_pool_state gauge\n");
-  for (const v1::PoolState state : {v1::POOL_STATE_BOOTING, v1::POOL_STATE_READY,
-                                    v1::POOL_STATE_BROKEN, v1::POOL_STATE_DRAINING}) {
+  for (const v1::PoolState each : {v1::POOL_STATE_BOOTING, v1::POOL_STATE_READY,
+                                   v1::POOL_STATE_BROKEN, v1::POOL_STATE_DRAINING}) {
     absl::StrAppend(&out, "mpigate_pool_state{state=\"",
-                    absl::AsciiStrToLower(v1::PoolState_Name(state).substr(11)), "\"} ",
-                    state == pool_state_ ? 1 : 0, "\n");
+                    absl::AsciiStrToLower(v1::PoolState_Name(each).substr(11)), "\"} ",
+                    each == state ? 1 : 0, "\n");
   }
-  metrics_.AppendPrometheusText(out);
+  tasks.AppendPrometheusText(out);
   return out;
 }
+
+std::string Scheduler::PrometheusText() const { return Metrics().PrometheusText(); }
 
 Scheduler::TaskKey Scheduler::PeekQueuedLocked(Session& session) {
   while (!session.queue.empty()) {
@@ -1283,7 +1303,13 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   const auto task_it = tasks_.find(key);
   const SessionId id = task_it->second.session;
   const uint64_t client_id = task_it->second.client_id;
-  TaskMetrics::Function* const function_metrics = task_it->second.metrics;
+  TaskMetrics::Function* function_metrics = task_it->second.metrics;
+  if (function_metrics == nullptr) {
+    // Submitted while booting and ended before the pool was ready: its function never became
+    // known.
+    function_metrics = &metrics_.other();
+    metrics_.Accepted(*function_metrics, task_it->second.payload_bytes);
+  }
   if (!task_it->second.shared_input.empty()) release_shared_object_(task_it->second.shared_input);
   tasks_.erase(task_it);
   Session& session = sessions_.at(id);

@@ -340,9 +340,26 @@ class Scheduler {
 
   v1::PoolStatus Status() const;
 
-  // Every metric of the service in the Prometheus text format: the pool's gauges (workers, busy
-  // workers, queued tasks, sessions, uptime, state) and the tasks' counters and histograms
-  // (TaskMetrics).
+  // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms
+  // (TaskMetrics), taken under the lock; a value, formatted after the lock is released.
+  struct MetricsSnapshot {
+    int workers = 0;
+    size_t busy_workers = 0;
+    size_t queued_tasks = 0;
+    size_t sessions = 0;
+    size_t detached_sessions = 0;
+    absl::Duration uptime;
+    double tasks_per_second = 0;
+    v1::PoolState state = v1::POOL_STATE_BOOTING;
+    TaskMetrics::Snapshot tasks;
+
+    // Every metric in the Prometheus text format.
+    std::string PrometheusText() const;
+  };
+  MetricsSnapshot Metrics() const;
+
+  // Metrics().PrometheusText(): a scrape holds the lock only while the figures are copied, not
+  // while the page is written.
   std::string PrometheusText() const;
 
   // The workers' functions, sorted by name. UNAVAILABLE while booting; FAILED_PRECONDITION
@@ -384,8 +401,11 @@ class Scheduler {
 
   struct Task {
     SessionId session = 0;
-    // Its function's figures in metrics_.
+    // Its function's figures in metrics_; null while its function is not known yet (submitted
+    // while booting): counted then, as accepted with payload_bytes, once it is (PoolReady) or
+    // when it ends before that (under "other").
     TaskMetrics::Function* metrics = nullptr;
+    uint64_t payload_bytes = 0;
     uint64_t client_id = 0;
     bool running = false;
     // TaskOptions.broadcast and .gang_size, as submitted.
@@ -428,6 +448,8 @@ class Scheduler {
     std::string request_type;
     // A gang function (worker/gang.h).
     bool gang = false;
+    // Its figures in metrics_, found once here rather than by name on every submit.
+    TaskMetrics::Function* metrics = nullptr;
   };
 
   struct Session {

@@ -60,12 +60,16 @@ void DurationHistogram::AppendPrometheusText(absl::string_view name, absl::strin
   absl::StrAppend(&out, name, "_count{", labels, "} ", count_, "\n");
 }
 
-TaskMetrics::Function& TaskMetrics::ForFunction(absl::string_view name) {
-  auto it = functions_.find(name);
-  if (it == functions_.end()) {
-    it = functions_.emplace(std::string(name), std::make_unique<Function>()).first;
-  }
-  return *it->second;
+TaskMetrics::TaskMetrics(absl::Time started, size_t max_functions)
+    : started_(started),
+      max_functions_(max_functions),
+      other_(functions_.emplace(kOther, std::make_unique<Function>()).first->second.get()) {}
+
+TaskMetrics::Function& TaskMetrics::AddFunction(absl::string_view name) {
+  if (const auto it = functions_.find(name); it != functions_.end()) return *it->second;
+  // functions_ holds other's besides the labelled ones.
+  if (functions_.size() > max_functions_) return *other_;
+  return *functions_.emplace(std::string(name), std::make_unique<Function>()).first->second;
 }
 
 void TaskMetrics::Accepted(Function& function, uint64_t payload_bytes) {
@@ -123,12 +127,20 @@ double TaskMetrics::RecentTasksPerSecond(absl::Time now) const {
   return seconds > 0 ? static_cast<double>(ended) / seconds : 0;
 }
 
-void TaskMetrics::AppendPrometheusText(std::string& out) const {
+TaskMetrics::Snapshot TaskMetrics::TakeSnapshot() const {
+  Snapshot snapshot;
+  snapshot.functions.reserve(functions_.size());
+  for (const auto& [name, function] : functions_) snapshot.functions.emplace_back(name, *function);
+  snapshot.rejected.assign(rejected_.begin(), rejected_.end());
+  return snapshot;
+}
+
+void TaskMetrics::Snapshot::AppendPrometheusText(std::string& out) const {
   const auto by_function = [this, &out](absl::string_view name, absl::string_view type,
                                         absl::string_view help, auto value) {
     AppendHeader(name, type, help, out);
-    for (const auto& [function, figures] : functions_) {
-      absl::StrAppend(&out, name, "{function=\"", EscapeLabel(function), "\"} ", value(*figures),
+    for (const auto& [function, figures] : functions) {
+      absl::StrAppend(&out, name, "{function=\"", EscapeLabel(function), "\"} ", value(figures),
                       "\n");
     }
   };
@@ -137,12 +149,12 @@ void TaskMetrics::AppendPrometheusText(std::string& out) const {
 
   AppendHeader("mpigate_tasks_ended_total", "counter", "Tasks ended, by function and end state.",
                out);
-  for (const auto& [function, figures] : functions_) {
+  for (const auto& [function, figures] : functions) {
     const std::string label = EscapeLabel(function);
     for (const auto& [state, count] :
-         {std::pair<const char*, uint64_t>{"succeeded", figures->succeeded},
-          {"failed", figures->failed},
-          {"cancelled", figures->cancelled}}) {
+         {std::pair<const char*, uint64_t>{"succeeded", figures.succeeded},
+          {"failed", figures.failed},
+          {"cancelled", figures.cancelled}}) {
       absl::StrAppend(&out, "mpigate_tasks_ended_total{function=\"", label, "\",state=\"", state,
                       "\"} ", count, "\n");
     }
@@ -150,7 +162,7 @@ void TaskMetrics::AppendPrometheusText(std::string& out) const {
 
   AppendHeader("mpigate_tasks_rejected_total", "counter",
                "Tasks refused at submit, by status code.", out);
-  for (const auto& [code, count] : rejected_) {
+  for (const auto& [code, count] : rejected) {
     absl::StrAppend(&out, "mpigate_tasks_rejected_total{code=\"", absl::StatusCodeToString(code),
                     "\"} ", count, "\n");
   }
@@ -165,8 +177,8 @@ void TaskMetrics::AppendPrometheusText(std::string& out) const {
   const auto histogram_by_function = [this, &out](absl::string_view name, absl::string_view help,
                                                   DurationHistogram Function::*histogram) {
     AppendHeader(name, "histogram", help, out);
-    for (const auto& [function, figures] : functions_) {
-      ((*figures).*histogram)
+    for (const auto& [function, figures] : functions) {
+      (figures.*histogram)
           .AppendPrometheusText(name, absl::StrCat("function=\"", EscapeLabel(function), "\""),
                                 out);
     }

@@ -6,7 +6,12 @@
 // 10 s (PoolStatus.recent_tasks_per_second). Pure bookkeeping over values the caller passes, so
 // that it is tested without a pool.
 //
-// Thread-safety: none of its own. The scheduler owns one and calls it under its lock.
+// A function name becomes a label only when the pool has that function (AddFunction), and at most
+// max_functions of them do: every other task counts under function="other". A client's names
+// therefore never grow the page, whatever it sends.
+//
+// Thread-safety: none of its own. The scheduler owns one and calls it under its lock, where it
+// takes a Snapshot (a copy) that a scrape formats after the lock is released.
 #ifndef MPIGATE_SERVER_TASK_METRICS_H_
 #define MPIGATE_SERVER_TASK_METRICS_H_
 
@@ -15,8 +20,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -63,10 +69,19 @@ class TaskMetrics {
     DurationHistogram run_time;
   };
 
-  explicit TaskMetrics(absl::Time started) : started_(started) {}
+  // The label of the tasks whose function has none of its own.
+  static constexpr char kOther[] = "other";
+  static constexpr size_t kDefaultMaxFunctions = 1000;
 
-  // The figures of the function named `name`, made on first use.
-  Function& ForFunction(absl::string_view name);
+  explicit TaskMetrics(absl::Time started, size_t max_functions = kDefaultMaxFunctions);
+
+  // Gives the pool's function `name` figures of its own, labelled with its name, unless
+  // max_functions already have some; returns them, or other()'s beyond that (and for a function
+  // named "other"). Call it only for functions the pool has, never for a name a client sent.
+  Function& AddFunction(absl::string_view name);
+  // The figures of tasks whose function has none of its own: names the pool does not have, and
+  // functions beyond max_functions.
+  Function& other() { return *other_; }
 
   // A task of `function` was accepted, with this many bytes of input (payload, items or shared
   // memory object).
@@ -87,9 +102,18 @@ class TaskMetrics {
   // Tasks ended per second over the 10 s before `now` (over the time since start when shorter).
   double RecentTasksPerSecond(absl::Time now) const;
 
-  // Appends every metric above in the Prometheus text format (version 0.0.4), with HELP and
-  // TYPE lines, functions in name order.
-  void AppendPrometheusText(std::string& out) const;
+  // A copy of the figures, for formatting away from the owner's lock.
+  struct Snapshot {
+    // By name, in name order, "other" among them.
+    std::vector<std::pair<std::string, Function>> functions;
+    std::vector<std::pair<absl::StatusCode, uint64_t>> rejected;
+
+    // Appends every metric above in the Prometheus text format (version 0.0.4), with HELP and
+    // TYPE lines.
+    void AppendPrometheusText(std::string& out) const;
+  };
+  // Copies: at most max_functions + 1 Functions of some 450 bytes each, and their names.
+  Snapshot TakeSnapshot() const;
 
  private:
   // Tasks ended in each of the last seconds, in a ring indexed by the second since the epoch.
@@ -101,8 +125,10 @@ class TaskMetrics {
   };
 
   const absl::Time started_;
-  // By name; node-based, so that a Function never moves.
+  const size_t max_functions_;
+  // By name, "other" among them; node-based, so that a Function never moves.
   std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
+  Function* const other_;
   std::map<absl::StatusCode, uint64_t> rejected_;
   std::array<RateSlot, kRateSlots> rate_ = {};
 };

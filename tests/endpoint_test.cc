@@ -51,7 +51,8 @@ TEST(EndpointFileTest, RoundTripsAndCreatesPrivateDirectories) {
 
 TEST(EndpointFileTest, HoldsTokenTlsAndMetricsAfterTheTargetPrivately) {
   const std::string path = TempDir() + "/endpoint_test/tcp/endpoint";
-  ASSERT_TRUE(WriteEndpointFile(path, {"node7:50051", "abc123", true, "0.0.0.0:9464"}).ok());
+  ASSERT_TRUE(
+      WriteEndpointFile(path, {"node7:50051", "abc123", true, "0.0.0.0:9464", "scrape456"}).ok());
   struct stat info;
   ASSERT_EQ(stat(path.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0600);
@@ -65,11 +66,13 @@ TEST(EndpointFileTest, HoldsTokenTlsAndMetricsAfterTheTargetPrivately) {
   EXPECT_EQ(endpoint.token, "abc123");
   EXPECT_TRUE(endpoint.tls);
   EXPECT_EQ(endpoint.metrics, "0.0.0.0:9464");
+  EXPECT_EQ(endpoint.metrics_token, "scrape456");
   // A file without the keys, as a server on a Unix socket without metrics writes it.
   ASSERT_TRUE(WriteEndpointFile(path, {"unix:/tmp/s.sock"}).ok());
   EXPECT_EQ(ReadEndpointFile(path).value().token, "");
   EXPECT_FALSE(ReadEndpointFile(path).value().tls);
   EXPECT_EQ(ReadEndpointFile(path).value().metrics, "");
+  EXPECT_EQ(ReadEndpointFile(path).value().metrics_token, "");
 }
 
 TEST(EndpointFileTest, MissingFileIsNotFound) {

@@ -20,11 +20,15 @@ using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
+constexpr char kToken[] = "scrape-token-0123456789";
+// The request head's line that carries it, as Prometheus sends it.
+constexpr char kAuthorization[] = "Authorization: Bearer scrape-token-0123456789\r\n";
+
 class MetricsHttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start("0", /*token=*/"", [this] {
+        MetricsHttpServer::Start("0", kToken, [this] {
           ++renders_;
           return std::string("mpigate_workers 2\n");
         });
@@ -41,7 +45,8 @@ TEST_F(MetricsHttpServerTest, GetMetricsAnswersTheRenderedTextOnEachScrape) {
   EXPECT_EQ(server_->address(), "127.0.0.1:" + std::to_string(server_->port()));
   for (int scrape = 1; scrape <= 2; ++scrape) {
     const std::string answer =
-        HttpExchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        HttpExchange(server_->port(), absl::StrCat("GET /metrics HTTP/1.1\r\nHost: localhost\r\n",
+                                                   kAuthorization, "\r\n"));
     EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK\r\n"));
     EXPECT_THAT(answer, HasSubstr("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     EXPECT_THAT(answer, HasSubstr("Content-Length: 18\r\n"));
@@ -49,12 +54,14 @@ TEST_F(MetricsHttpServerTest, GetMetricsAnswersTheRenderedTextOnEachScrape) {
     EXPECT_EQ(renders_, scrape);
   }
   // A query string is allowed (Prometheus adds none, some tools do).
-  EXPECT_THAT(HttpExchange(server_->port(), "GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+  EXPECT_THAT(HttpExchange(server_->port(),
+                           absl::StrCat("GET /metrics?x=1 HTTP/1.0\r\n", kAuthorization, "\r\n")),
               StartsWith("HTTP/1.1 200 OK\r\n"));
 }
 
 TEST_F(MetricsHttpServerTest, HeadHasNoBody) {
-  const std::string answer = HttpExchange(server_->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
+  const std::string answer = HttpExchange(
+      server_->port(), absl::StrCat("HEAD /metrics HTTP/1.1\r\n", kAuthorization, "\r\n"));
   EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(answer, HasSubstr("Content-Length: 18\r\n"));
   EXPECT_THAT(answer, EndsWith("\r\n\r\n"));
@@ -76,15 +83,16 @@ TEST_F(MetricsHttpServerTest, AClientThatSendsNothingDoesNotHoldUpTheNext) {
   // A connection that never sends a request is given up after the request time limit; the next
   // scrape is answered after it.
   const int silent = ConnectToLocalPort(server_->port());
-  EXPECT_THAT(HttpExchange(server_->port(), "GET /metrics HTTP/1.1\r\n\r\n"),
+  EXPECT_THAT(HttpExchange(server_->port(),
+                           absl::StrCat("GET /metrics HTTP/1.1\r\n", kAuthorization, "\r\n")),
               StartsWith("HTTP/1.1 200 OK\r\n"));
   close(silent);
 }
 
-TEST(MetricsHttpServerTokenTest, AServiceWithATokenAsksEveryScrapeForIt) {
+TEST(MetricsHttpServerTokenTest, EveryScrapeMustCarryTheToken) {
   std::atomic<int> renders = 0;
   absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-      MetricsHttpServer::Start("0", "scrape-token-0123456789", [&renders] {
+      MetricsHttpServer::Start("0", kToken, [&renders] {
         ++renders;
         return std::string("mpigate_workers 2\n");
       });
@@ -115,9 +123,15 @@ TEST(MetricsHttpServerStartTest, BadAddressesAreRefused) {
   for (const char* listen :
        {"", "x", "127.0.0.1:", "127.0.0.1:99999", ":80:x", "no.such.host.invalid:0"}) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start(listen, /*token=*/"", render);
+        MetricsHttpServer::Start(listen, kToken, render);
     EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << listen;
   }
+}
+
+// No page without a token: its port is open to every local user, whoever may call the service.
+TEST(MetricsHttpServerStartTest, AnEmptyTokenIsRefused) {
+  EXPECT_EQ(MetricsHttpServer::Start("0", "", [] { return std::string(); }).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -4,8 +4,10 @@
 // log with its level flag. Each against a real mpigate-server.
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -195,6 +197,20 @@ std::map<std::string, double> ParseSamples(const std::string& text) {
   return samples;
 }
 
+// A scrape of the server's metrics with the token its endpoint file names: the whole answer.
+std::string Scrape(const testing::ServerProcess& server) {
+  return HttpExchange(MetricsPort(server),
+                      absl::StrCat("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ",
+                                   server.metrics_token(), "\r\n\r\n"));
+}
+
+// The body of an answer that must be a 200.
+std::string Body(const std::string& answer) {
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+  const size_t body_at = answer.find("\r\n\r\n");
+  return body_at == std::string::npos ? "" : answer.substr(body_at + 4);
+}
+
 // On TCP the scrape, like every Gateway call, needs the service's token (a Prometheus scrape
 // config's `authorization: {credentials_file: ...}`).
 TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
@@ -206,6 +222,8 @@ TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
   const int port = MetricsPort(server);
   ASSERT_GT(port, 0) << server.metrics_address();
   ASSERT_FALSE(server.token().empty());
+  // The endpoint file names it for scrapers too.
+  EXPECT_EQ(server.metrics_token(), server.token());
   EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
               ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
   const std::string answer =
@@ -213,6 +231,126 @@ TEST(MetricsTest, OnTcpAScrapeNeedsTheServicesToken) {
                                       server.token(), "\r\n\r\n"));
   EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_THAT(answer, HasSubstr("\nmpigate_workers 1\n"));
+  ASSERT_TRUE(server.Stop().ok());
+}
+
+// On a Unix socket nobody but the service's user can call it, and its metrics, on a TCP port
+// that every local user can reach, are just as private: the page asks for a token of its own,
+// which the service writes to its endpoint file (0600) for its user's tools.
+TEST(MetricsTest, OnAUnixSocketAScrapeNeedsTheTokenFromTheEndpointFile) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 1, .flags = {"--metrics_listen=127.0.0.1:0"}}).ok());
+  ASSERT_TRUE(absl::StartsWith(server.target(), "unix:")) << server.target();
+  const int port = MetricsPort(server);
+  ASSERT_GT(port, 0) << server.metrics_address();
+  EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+              ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                                 "Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n\r\n"),
+              ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  ASSERT_GE(server.metrics_token().size(), 32u);
+  EXPECT_THAT(Body(Scrape(server)), HasSubstr("\nmpigate_workers 1\n"));
+  ASSERT_TRUE(server.Stop().ok());
+}
+
+// --metrics_token_file gives the token (the same after a restart, for a scraper's credentials
+// file); without --metrics_listen it is a usage error.
+TEST(MetricsTest, AMetricsTokenFileGivesTheTokenAScrapeMustCarry) {
+  const std::string token_file = ::testing::TempDir() + "/metrics.token";
+  {
+    std::ofstream out(token_file);
+    out << "my-scrape-token-0123456789\n";
+  }
+  testing::ServerProcess server;
+  ASSERT_TRUE(server
+                  .Start({.workers = 1,
+                          .flags = {"--metrics_listen=127.0.0.1:0",
+                                    absl::StrCat("--metrics-token-file=", token_file)}})
+                  .ok());
+  EXPECT_EQ(server.metrics_token(), "my-scrape-token-0123456789");
+  EXPECT_THAT(Body(Scrape(server)), HasSubstr("\nmpigate_workers 1\n"));
+  ASSERT_TRUE(server.Stop().ok());
+
+  testing::ServerProcess unused;
+  const absl::Status refused =
+      unused.Start({.workers = 1, .flags = {absl::StrCat("--metrics-token-file=", token_file)}});
+  EXPECT_THAT(refused.message(), HasSubstr("--metrics_token_file needs --metrics_listen"));
+}
+
+// The function="..." label values of a page, each once.
+std::set<std::string> FunctionLabels(const std::string& body) {
+  std::set<std::string> labels;
+  const std::string label = "{function=\"";
+  for (size_t at = body.find(label); at != std::string::npos; at = body.find(label, at)) {
+    at += label.size();
+    labels.insert(body.substr(at, body.find('"', at) - at));
+  }
+  return labels;
+}
+
+// A function name is a label only for a function the pool has. Names a client makes up are
+// counted without one: queued while the pool starts, under function="other" (they fail once it
+// is ready); sent after, as refusals by code. So the page stays the same size whatever clients
+// send, and a name of the pool's submitted while it starts is counted under its own label.
+TEST(MetricsTest, MadeUpFunctionNamesBeforeAndAfterReadyDoNotGrowThePage) {
+  testing::ServerProcess server;
+  // The initializer holds the pool in BOOTING while the first names arrive.
+  ASSERT_TRUE(server
+                  .Start({.workers = 2,
+                          .flags = {"--metrics_listen=127.0.0.1:0", "--initializer=sleep",
+                                    "--initargs=3000"},
+                          .await_ready = false})
+                  .ok());
+  constexpr int kNames = 2000;
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target(), .client_name = "made-up names"});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  std::vector<Future> early;
+  for (int i = 0; i < kNames; ++i) {
+    early.push_back((*executor)->Submit(absl::StrCat("made.up.early.", i), "x"));
+  }
+  Future echo = (*executor)->Submit("echo", "known");
+  v1::PoolStatus seen;
+  ASSERT_TRUE(testing::AwaitPoolStatus(server.target(), [&seen](const v1::PoolStatus& status) {
+                seen = status;
+                return status.queued_tasks() == kNames + 1 ||
+                       status.state() != v1::POOL_STATE_BOOTING;
+              }).ok());
+  ASSERT_EQ(seen.state(), v1::POOL_STATE_BOOTING) << "the pool was up before the names arrived";
+  const std::string booting = Body(Scrape(server));
+  EXPECT_THAT(FunctionLabels(booting), ::testing::ElementsAre("other"));
+
+  for (const Future& future : early) {
+    EXPECT_EQ(future.Exception().code(), absl::StatusCode::kNotFound);
+  }
+  EXPECT_EQ(echo.Result().value_or(""), "known");
+  std::vector<Future> late;
+  for (int i = 0; i < kNames; ++i) {
+    late.push_back((*executor)->Submit(absl::StrCat("made.up.late.", i), "x"));
+  }
+  for (const Future& future : late) {
+    EXPECT_EQ(future.Exception().code(), absl::StatusCode::kNotFound);
+  }
+
+  const std::string body = Body(Scrape(server));
+  std::map<std::string, double> samples = ParseSamples(body);
+  EXPECT_EQ(samples["mpigate_tasks_accepted_total{function=\"other\"}"], kNames);
+  EXPECT_EQ(samples["mpigate_tasks_ended_total{function=\"other\",state=\"failed\"}"], kNames);
+  EXPECT_EQ(samples["mpigate_tasks_accepted_total{function=\"echo\"}"], 1);
+  EXPECT_EQ(samples["mpigate_tasks_ended_total{function=\"echo\",state=\"succeeded\"}"], 1);
+  EXPECT_EQ(samples["mpigate_tasks_rejected_total{code=\"NOT_FOUND\"}"], kNames);
+  // The labels: the pool's functions and "other", nothing else.
+  std::unique_ptr<v1::Gateway::Stub> gateway = v1::Gateway::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::PoolStatus status;
+  ASSERT_TRUE(gateway->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status).ok());
+  std::set<std::string> expected = {"other"};
+  for (const v1::FunctionInfo& function : status.functions()) expected.insert(function.name());
+  EXPECT_EQ(FunctionLabels(body), expected);
+  // Some 60 lines of at most ~120 bytes per label, and a few gauges.
+  EXPECT_LT(body.size(), 8192 * expected.size()) << "a page of " << body.size() << " bytes";
+  (*executor).reset();
   ASSERT_TRUE(server.Stop().ok());
 }
 
@@ -236,7 +374,7 @@ TEST(MetricsTest, ScrapeCountsTasksByFunctionAndOutcomeWithBytesAndHistograms) {
               absl::StatusCode::kNotFound);
   }
 
-  const std::string answer = HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string answer = Scrape(server);
   ASSERT_TRUE(absl::StartsWith(answer, "HTTP/1.1 200 OK\r\n")) << answer;
   EXPECT_THAT(answer, HasSubstr("Content-Type: text/plain; version=0.0.4"));
   const size_t body_at = answer.find("\r\n\r\n");

@@ -2999,5 +2999,68 @@ TEST_F(SchedulerTest, TasksPastASessionsQueueLimitAreRejectedAndAcceptedAgainAsI
               HasSubstr("mpigate_tasks_rejected_total{code=\"RESOURCE_EXHAUSTED\"} 3\n"));
 }
 
+// The function names of a metrics snapshot's labels.
+std::vector<std::string> LabelsOf(const Scheduler::MetricsSnapshot& metrics) {
+  std::vector<std::string> labels;
+  for (const auto& [name, function] : metrics.tasks.functions) labels.push_back(name);
+  return labels;
+}
+
+// A name a client sends becomes a label only if the pool has that function: made-up names queued
+// while booting count under "other" (accepted, then failed at PoolReady), those sent after are
+// refusals by code; a task of the pool's own function queued while booting counts under its name
+// from PoolReady on, and one that ends before (cancelled) under "other".
+TEST_F(SchedulerTest, OnlyThePoolsFunctionsBecomeMetricLabels) {
+  Boot(/*workers=*/1);
+  const SessionId session = Open();
+  constexpr int kNames = 20'000;
+  std::vector<v1::TaskSpec> early;
+  for (int i = 1; i <= kNames; ++i) early.push_back(Task(i, absl::StrCat("made.up.", i)));
+  early.push_back(Task(kNames + 1));
+  early.push_back(Task(kNames + 2));
+  EXPECT_THAT(Submit(session, std::move(early)), IsEmpty());
+  ASSERT_TRUE(scheduler_->Cancel(session, {kNames + 2}).ok());
+  EXPECT_THAT(LabelsOf(scheduler_->Metrics()), ElementsAre("other"));
+
+  scheduler_->PoolReady(Functions({"echo", "fail"}));
+  std::vector<v1::TaskSpec> late;
+  for (int i = kNames + 3; i < 2 * kNames + 3; ++i) {
+    late.push_back(Task(i, absl::StrCat("made.up.", i)));
+  }
+  EXPECT_EQ(Submit(session, std::move(late)).size(), kNames);
+  const Scheduler::MetricsSnapshot metrics = scheduler_->Metrics();
+  EXPECT_THAT(LabelsOf(metrics), ElementsAre("echo", "fail", "other"));
+  const TaskMetrics::Function& echo = metrics.tasks.functions[0].second;
+  const TaskMetrics::Function& other = metrics.tasks.functions[2].second;
+  EXPECT_EQ(echo.accepted, 1u);
+  EXPECT_EQ(echo.payload_bytes, Task(kNames + 1).payload().size());
+  EXPECT_EQ(other.accepted, kNames + 1u);
+  EXPECT_EQ(other.failed, static_cast<uint64_t>(kNames));
+  EXPECT_EQ(other.cancelled, 1u);
+  const std::string page = metrics.PrometheusText();
+  EXPECT_THAT(page, HasSubstr(absl::StrCat("mpigate_tasks_rejected_total{code=\"NOT_FOUND\"} ",
+                                           kNames, "\n")));
+  EXPECT_LT(page.size(), 16u << 10);
+}
+
+// A scrape copies the figures under the scheduler's lock and writes the page from that copy,
+// which holds nothing of the scheduler's: formatting needs neither its lock nor the scheduler.
+TEST_F(SchedulerTest, MetricsAreASnapshotFormattedWithoutTheScheduler) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const Scheduler::MetricsSnapshot before = scheduler_->Metrics();
+  for (const Assignment& assignment : Dispatch()) CompleteEchoed(assignment);
+  EXPECT_THAT(scheduler_->PrometheusText(),
+              HasSubstr("mpigate_tasks_ended_total{function=\"echo\",state=\"succeeded\"} 1\n"));
+  scheduler_.reset();
+  const std::string page = before.PrometheusText();
+  EXPECT_THAT(page, HasSubstr("\nmpigate_tasks_queued 1\n"));
+  EXPECT_THAT(page, HasSubstr("mpigate_tasks_accepted_total{function=\"echo\"} 1\n"));
+  EXPECT_THAT(page,
+              HasSubstr("mpigate_tasks_ended_total{function=\"echo\",state=\"succeeded\"} 0\n"));
+  EXPECT_THAT(page, HasSubstr("mpigate_pool_state{state=\"ready\"} 1\n"));
+}
+
 }  // namespace
 }  // namespace mpigate::server

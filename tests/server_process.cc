@@ -166,6 +166,7 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   target_ = endpoint->target;
   token_ = endpoint->token;
   metrics_address_ = endpoint->metrics;
+  metrics_token_ = endpoint->metrics_token;
   return absl::OkStatus();
 }
 

@@ -66,6 +66,8 @@ class ServerProcess {
   // Where it serves its metrics (--metrics_listen), HOST:PORT, from its endpoint file; empty if
   // it serves none.
   const std::string& metrics_address() const { return metrics_address_; }
+  // The bearer token its metrics ask for, from its endpoint file; empty if it serves none.
+  const std::string& metrics_token() const { return metrics_token_; }
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
 
@@ -85,6 +87,7 @@ class ServerProcess {
   std::string token_;
   std::string endpoint_file_;
   std::string metrics_address_;
+  std::string metrics_token_;
 };
 
 // Asks the server at `target` for its pool status (the scheduler's own state) until `done` holds

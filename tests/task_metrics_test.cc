@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -46,15 +47,16 @@ TEST(DurationHistogramTest, AnObservationOnABoundCountsInThatBucket) {
 
 TEST(TaskMetricsTest, CountsByFunctionAndEndStateWithBytes) {
   TaskMetrics metrics(kStart);
-  TaskMetrics::Function& echo = metrics.ForFunction("echo");
-  EXPECT_EQ(&metrics.ForFunction("echo"), &echo) << "one Function per name, never moved";
+  TaskMetrics::Function& echo = metrics.AddFunction("echo");
+  EXPECT_EQ(&metrics.AddFunction("echo"), &echo) << "one Function per name, never moved";
+  EXPECT_NE(&echo, &metrics.other());
   metrics.Accepted(echo, 100);
   metrics.Accepted(echo, 50);
   metrics.Ended(echo, Outcome(v1::TASK_STATE_SUCCEEDED, 20, 30, std::string(100, 'r')), kStart);
   metrics.Ended(echo, Outcome(v1::TASK_STATE_FAILED, 20, 30), kStart);
   v1::TaskOutcome never_ran;
   never_ran.set_state(v1::TASK_STATE_CANCELLED);
-  metrics.Ended(metrics.ForFunction("sleep"), never_ran, kStart);
+  metrics.Ended(metrics.AddFunction("sleep"), never_ran, kStart);
   metrics.Rejected(absl::StatusCode::kNotFound);
   metrics.Rejected(absl::StatusCode::kNotFound);
 
@@ -64,7 +66,7 @@ TEST(TaskMetricsTest, CountsByFunctionAndEndStateWithBytes) {
   EXPECT_EQ(totals.cancelled, 1);
 
   std::string text;
-  metrics.AppendPrometheusText(text);
+  metrics.TakeSnapshot().AppendPrometheusText(text);
   EXPECT_THAT(text, HasSubstr("# TYPE mpigate_tasks_accepted_total counter\n"
                               "mpigate_tasks_accepted_total{function=\"echo\"} 2\n"));
   EXPECT_THAT(text,
@@ -83,16 +85,63 @@ TEST(TaskMetricsTest, CountsByFunctionAndEndStateWithBytes) {
 
 TEST(TaskMetricsTest, LabelValuesAreEscaped) {
   TaskMetrics metrics(kStart);
-  metrics.Accepted(metrics.ForFunction("a\"b\\c\nd"), 0);
+  metrics.Accepted(metrics.AddFunction("a\"b\\c\nd"), 0);
   std::string text;
-  metrics.AppendPrometheusText(text);
+  metrics.TakeSnapshot().AppendPrometheusText(text);
   EXPECT_THAT(text, HasSubstr("mpigate_tasks_accepted_total{function=\"a\\\"b\\\\c\\nd\"} 1\n"));
   EXPECT_THAT(text, Not(HasSubstr("c\nd")));
 }
 
+// Whatever names reach it, at most max_functions of them become labels: the rest count under
+// "other", and the page stays the same size.
+TEST(TaskMetricsTest, AtMostMaxFunctionsLabelsAndTheRestUnderOther) {
+  constexpr size_t kMax = 1000;
+  TaskMetrics metrics(kStart, kMax);
+  std::string first_page;
+  metrics.TakeSnapshot().AppendPrometheusText(first_page);
+  for (int i = 0; i < 20'000; ++i) {
+    TaskMetrics::Function& function = metrics.AddFunction(absl::StrCat("name.", i));
+    metrics.Accepted(function, 10);
+    metrics.Ended(function, Outcome(v1::TASK_STATE_SUCCEEDED, 20, 30), kStart);
+  }
+  const TaskMetrics::Snapshot snapshot = metrics.TakeSnapshot();
+  ASSERT_EQ(snapshot.functions.size(), kMax + 1);
+  uint64_t accepted = 0;
+  for (const auto& [name, function] : snapshot.functions) {
+    accepted += function.accepted;
+    if (name != TaskMetrics::kOther) EXPECT_EQ(function.accepted, 1) << name;
+  }
+  EXPECT_EQ(accepted, 20'000u);
+  EXPECT_EQ(metrics.other().accepted, 20'000u - kMax);
+  EXPECT_EQ(&metrics.AddFunction("name.19999"), &metrics.other());
+  EXPECT_EQ(&metrics.AddFunction("other"), &metrics.other()) << "one label \"other\"";
+  std::string page;
+  snapshot.AppendPrometheusText(page);
+  // Some 60 lines a label, each under 120 bytes.
+  EXPECT_LT(page.size(), (kMax + 1) * 60 * 120);
+  EXPECT_THAT(page, HasSubstr("mpigate_tasks_accepted_total{function=\"other\"} 19000\n"));
+  EXPECT_THAT(page, Not(HasSubstr("name.1000\"")));
+  // A fresh one shows "other", at zero, and no other label.
+  EXPECT_THAT(first_page, HasSubstr("mpigate_tasks_accepted_total{function=\"other\"} 0\n"));
+}
+
+// A snapshot is a copy: what happens after it is taken does not change it.
+TEST(TaskMetricsTest, ASnapshotKeepsTheFiguresOfItsTime) {
+  TaskMetrics metrics(kStart);
+  TaskMetrics::Function& echo = metrics.AddFunction("echo");
+  metrics.Accepted(echo, 5);
+  const TaskMetrics::Snapshot before = metrics.TakeSnapshot();
+  metrics.Accepted(echo, 5);
+  metrics.Rejected(absl::StatusCode::kNotFound);
+  std::string text;
+  before.AppendPrometheusText(text);
+  EXPECT_THAT(text, HasSubstr("mpigate_tasks_accepted_total{function=\"echo\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("NOT_FOUND")));
+}
+
 TEST(TaskMetricsTest, RecentRateCountsTheLastTenSecondsOnly) {
   TaskMetrics metrics(kStart);
-  TaskMetrics::Function& echo = metrics.ForFunction("echo");
+  TaskMetrics::Function& echo = metrics.AddFunction("echo");
   // 100 tasks in the service's first second.
   for (int i = 0; i < 100; ++i) {
     metrics.Ended(echo, Outcome(v1::TASK_STATE_SUCCEEDED, 0, 0), kStart + absl::Milliseconds(i));
