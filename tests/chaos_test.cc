@@ -29,6 +29,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/resume_client_process.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -45,48 +46,6 @@ constexpr size_t kKilledClientReads = 300;
 constexpr int kCrashEvery = 97;
 // Task runners killed from outside while the load runs.
 constexpr int kRunnerKills = 20;
-
-// The name and parent of a process, from /proc/PID/stat; false if it is gone.
-bool ReadStat(pid_t pid, std::string& name, pid_t& parent) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat;
-  if (!std::getline(in, stat)) return false;
-  // "pid (name) state ppid ...": the name may hold spaces, so take what is between the
-  // parentheses.
-  const size_t open = stat.find('(');
-  const size_t close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return false;
-  name = stat.substr(open + 1, close - open - 1);
-  std::istringstream rest(stat.substr(close + 2));
-  char state = 0;
-  rest >> state >> parent;
-  return true;
-}
-
-// Live task runner processes that descend from `ancestor`.
-std::vector<pid_t> RunnersUnder(pid_t ancestor) {
-  std::vector<pid_t> runners;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return runners;
-  while (dirent* entry = readdir(proc)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::string name;
-    pid_t parent = 0;
-    // The kernel cuts names to 15 characters: "mpigate-runner" fits.
-    if (!ReadStat(pid, name, parent) || name != "mpigate-runner") continue;
-    for (pid_t up = parent; up > 1;) {
-      if (up == ancestor) {
-        runners.push_back(pid);
-        break;
-      }
-      std::string up_name;
-      if (!ReadStat(up, up_name, up)) break;
-    }
-  }
-  closedir(proc);
-  return runners;
-}
 
 struct Submitted {
   Future future;
@@ -124,7 +83,7 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
     if (!victim_running.HasBeenNotified()) victim_running.Notify();
   });
   victim_running.WaitForNotification();
-  for (const pid_t runner : RunnersUnder(server.pid())) kill(runner, SIGKILL);
+  for (const pid_t runner : testing::DescendantsNamed(server.pid(), "mpigate-runner")) kill(runner, SIGKILL);
   EXPECT_TRUE(victim.Result().ok()) << victim.Result().status();
   EXPECT_EQ(victim.attempts(), 2u);
 
@@ -167,7 +126,7 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   while (kills < kRunnerKills && done.load() < kTotal) {
     absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(500, 5000)(random)));
     if (done.load() < (kills + 1) * kTotal / (kRunnerKills + 1)) continue;
-    std::vector<pid_t> runners = RunnersUnder(server.pid());
+    std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
     if (runners.empty()) continue;
     runners_seen.insert(runners.begin(), runners.end());
     const pid_t victim =
@@ -262,12 +221,9 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-  for (const pid_t runner : runners_seen) {
-    std::string name;
-    pid_t parent = 0;
-    EXPECT_FALSE(ReadStat(runner, name, parent) && name == "mpigate-runner")
-        << "task runner " << runner << " outlived the service";
-  }
+  // The server's descendants are reaped by now: a runner still alive was adopted elsewhere.
+  EXPECT_THAT(testing::DescendantsNamed(1, "mpigate-runner"),
+              ::testing::Not(::testing::Contains(::testing::AnyOfArray(runners_seen))));
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "client/executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -94,69 +95,6 @@ INSTANTIATE_TEST_SUITE_P(PayloadSizes, FlowControlTest, ::testing::Values(4 << 1
                            return absl::StrCat(info.param >> 10, "KiB");
                          });
 
-struct ProcessInfo {
-  std::string name;
-  pid_t parent = 0;
-};
-
-// Every process's name and parent, from /proc/PID/stat.
-std::map<pid_t, ProcessInfo> Processes() {
-  std::map<pid_t, ProcessInfo> processes;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return processes;
-  while (const dirent* entry = readdir(proc)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // "pid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
-    const size_t open = line.find('(');
-    const size_t close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    ProcessInfo& info = processes[pid];
-    info.name = line.substr(open + 1, close - open - 1);
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    rest >> state >> info.parent;
-  }
-  closedir(proc);
-  return processes;
-}
-
-// The descendants of `root` called `name`.
-std::vector<pid_t> DescendantsNamed(pid_t root, const std::string& name) {
-  const std::map<pid_t, ProcessInfo> processes = Processes();
-  std::vector<pid_t> found;
-  for (const auto& [pid, info] : processes) {
-    if (info.name != name) continue;
-    for (pid_t up = info.parent; up > 1;) {
-      if (up == root) {
-        found.push_back(pid);
-        break;
-      }
-      const auto it = processes.find(up);
-      up = it == processes.end() ? 0 : it->second.parent;
-    }
-  }
-  return found;
-}
-
-// The most memory `pid` has held (VmHWM), in bytes; -1 if it cannot be read.
-int64_t PeakRss(pid_t pid) {
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    int64_t kib = 0;
-    if (line.rfind("VmHWM:", 0) == 0 &&
-        absl::SimpleAtoi(absl::StripSuffix(absl::StripAsciiWhitespace(line.substr(6)), " kB"),
-                         &kib)) {
-      return kib << 10;
-    }
-  }
-  return -1;
-}
-
 // 2^20 items of 512 bytes: half a GiB of results from one task, under a limit of 64 MiB.
 TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHoldsMuchMore) {
   constexpr int kLimitMb = 64;
@@ -178,15 +116,16 @@ TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHol
                 AllOf(HasSubstr(absl::StrCat((kLimitMb << 20) - 64, " bytes")),
                       HasSubstr("--max_message_mb")));
 
-    std::vector<pid_t> processes = DescendantsNamed(server.pid(), "mpigate-worker");
-    const std::vector<pid_t> runners = DescendantsNamed(server.pid(), "mpigate-runner");
+    std::vector<pid_t> processes = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+    const std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
     EXPECT_EQ(processes.size(), 2u);
     EXPECT_EQ(runners.size(), 2u);
     processes.insert(processes.end(), runners.begin(), runners.end());
     processes.push_back(server.pid());
     for (const pid_t pid : processes) {
-      const int64_t peak = PeakRss(pid);
-      EXPECT_GT(peak, 0) << pid;
+      const absl::StatusOr<uint64_t> peak_read = testing::PeakResidentBytes(pid);
+      ASSERT_TRUE(peak_read.ok()) << peak_read.status();
+      const uint64_t peak = *peak_read;
       std::cout << "peak RSS of process " << pid << ": " << (peak >> 20) << " MiB" << std::endl;
       EXPECT_LT(peak, kBound) << "process " << pid << " held " << (peak >> 20)
                               << " MiB at its peak, more than 3 times the limit of " << kLimitMb

@@ -27,6 +27,7 @@
 #include "client/executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 extern char** environ;
@@ -105,52 +106,6 @@ std::string GatewayNameStart(pid_t pid) {
   return absl::StrCat("mpigate-", ns.st_ino, "-", pid, "-");
 }
 
-// Fields of /proc/`pid`/stat after the command name: field 3 (state) is [0].
-std::vector<std::string> StatFields(pid_t pid) {
-  std::ifstream file(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  const size_t end_of_name = text.rfind(')');
-  if (end_of_name == std::string::npos) return {};
-  return absl::StrSplit(text.substr(end_of_name + 2), ' ', absl::SkipEmpty());
-}
-
-// CPU time `pid` has used, user and system, in clock ticks.
-uint64_t CpuTicks(pid_t pid) {
-  const std::vector<std::string> fields = StatFields(pid);
-  uint64_t user = 0;
-  uint64_t system = 0;
-  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &user) ||
-      !absl::SimpleAtoi(fields[12], &system)) {
-    return 0;
-  }
-  return user + system;
-}
-
-// The mpigate-worker processes below `ancestor`.
-std::vector<pid_t> WorkersOf(pid_t ancestor) {
-  std::vector<pid_t> workers;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return workers;
-  while (const dirent* entry = readdir(proc)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::ifstream comm(absl::StrCat("/proc/", pid, "/comm"));
-    std::string name;
-    std::getline(comm, name);
-    if (name != "mpigate-worker") continue;
-    for (pid_t up = pid; up > 1;) {
-      const std::vector<std::string> fields = StatFields(up);
-      if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &up)) break;
-      if (up == ancestor) {
-        workers.push_back(pid);
-        break;
-      }
-    }
-  }
-  closedir(proc);
-  return workers;
-}
-
 // Every address a local user could try to ring `workers`' doorbells at: the abstract names they
 // once had, and every Unix socket path of theirs /proc/net/unix shows.
 std::vector<std::string> DoorbellCandidates(const std::vector<pid_t>& workers) {
@@ -220,7 +175,7 @@ TEST_F(HostileUserTest, SharedMemoryObjectsOfAnotherUserAreNeverWrittenNorRead) 
 TEST_F(HostileUserTest, AnotherUserCanNeitherRingNorFloodTheWorkersDoorbells) {
   testing::ServerProcess server;
   ASSERT_TRUE(server.Start({.workers = 2}).ok());
-  const std::vector<pid_t> workers = WorkersOf(server.pid());
+  const std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
   ASSERT_EQ(workers.size(), 2u);
   const std::vector<std::string> candidates = DoorbellCandidates(workers);
   // The abstract names doorbells had, and whatever socket paths the workers have.
@@ -234,12 +189,18 @@ TEST_F(HostileUserTest, AnotherUserCanNeitherRingNorFloodTheWorkersDoorbells) {
   // is a generous bound. Workers that heard the flood used 12-13 ticks each on this 2-core machine
   // at a load of 11, and 90% of a core on an idle one.
   std::vector<uint64_t> before;
-  for (const pid_t worker : workers) before.push_back(CpuTicks(worker));
+  for (const pid_t worker : workers) {
+    const absl::StatusOr<uint64_t> ticks = testing::CpuTicks(worker);
+    ASSERT_TRUE(ticks.ok()) << ticks.status();
+    before.push_back(*ticks);
+  }
   const std::string flood = nobody.Ask(absl::StrCat("flood 3000 ", absl::StrJoin(candidates, " ")));
   std::cerr << "flood: " << flood << "\n";
   const long ticks_per_second = sysconf(_SC_CLK_TCK);
   for (size_t i = 0; i < workers.size(); ++i) {
-    const uint64_t used = CpuTicks(workers[i]) - before[i];
+    const absl::StatusOr<uint64_t> ticks = testing::CpuTicks(workers[i]);
+    ASSERT_TRUE(ticks.ok()) << ticks.status();
+    const uint64_t used = *ticks - before[i];
     std::cerr << "worker " << workers[i] << " used " << used << " ticks during the flood\n";
     EXPECT_LT(used, static_cast<uint64_t>(ticks_per_second / 20)) << "worker " << workers[i];
   }

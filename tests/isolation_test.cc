@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/raw_session.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 #include "tests/shared_server.h"
 
@@ -69,43 +70,6 @@ v1::TaskOutcome RunOnce(const std::string& target, const std::string& function,
   const grpc::Status status = stub->Run(&context, request, &outcome);
   EXPECT_TRUE(status.ok()) << status.error_message();
   return outcome;
-}
-
-// The pids of the mpigate-runner processes descended from `root`.
-std::vector<pid_t> RunnersUnder(pid_t root) {
-  std::map<pid_t, pid_t> parent;
-  std::map<pid_t, std::string> name;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return {};
-  while (const dirent* entry = readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0) continue;
-    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // pid (comm) state ppid ...: comm may hold spaces, so split at the last ')'.
-    const size_t open = line.find('(');
-    const size_t close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    parent[pid] = ppid;
-    name[pid] = line.substr(open + 1, close - open - 1);
-  }
-  closedir(proc);
-  std::vector<pid_t> runners;
-  for (const auto& [pid, comm] : name) {
-    if (comm != "mpigate-runner") continue;
-    for (pid_t up = parent[pid]; up > 1; up = parent.count(up) ? parent[up] : 0) {
-      if (up == root) {
-        runners.push_back(pid);
-        break;
-      }
-    }
-  }
-  return runners;
 }
 
 class IsolationTest : public testing::SharedServerTest<IsolationTest> {
@@ -190,7 +154,7 @@ TEST_F(IsolationTest, TasksInFlightFromAnotherSessionSurviveACrash) {
 }
 
 TEST_F(IsolationTest, ARunnerKilledWhileIdleIsReplacedBeforeTheNextTask) {
-  const std::vector<pid_t> runners = RunnersUnder(server_->pid());
+  const std::vector<pid_t> runners = testing::DescendantsNamed(server_->pid(), "mpigate-runner");
   ASSERT_EQ(runners.size(), 2u);
   // The OOM killer's way, between tasks; then wait until the runner has gone.
   const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, runners[0], 0));
@@ -253,7 +217,7 @@ TEST(IsolationLifecycleTest, NoRunnerOutlivesTheServer) {
   EXPECT_EQ(RunOnce(server.target(), "sample.crash", "segv").error().code(),
             grpc::StatusCode::ABORTED);
   EXPECT_EQ(RunOnce(server.target(), "echo", "x").result(), "x");
-  const std::vector<pid_t> runners = RunnersUnder(server.pid());
+  const std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
   EXPECT_EQ(runners.size(), 2u);
 
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
@@ -279,7 +243,7 @@ TEST(IsolationLifecycleTest, InProcessModeRunsTasksInTheWorker) {
             absl::OkStatus());
   EXPECT_EQ(RunOnce(server.target(), "sample.process", "").result(), "mpigate-worker");
   EXPECT_EQ(RunOnce(server.target(), "sample.greet", "you").result(), "hello, you from worker 0");
-  EXPECT_THAT(RunnersUnder(server.pid()), ::testing::IsEmpty());
+  EXPECT_THAT(testing::DescendantsNamed(server.pid(), "mpigate-runner"), ::testing::IsEmpty());
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;

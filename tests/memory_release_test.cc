@@ -14,7 +14,7 @@
 #include "client/executor.h"
 #include "gtest/gtest.h"
 #include "server/memory_release.h"
-#include "tests/process_memory.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 namespace mpigate {

@@ -1,0 +1,111 @@
+#include "tests/process_info.h"
+
+#include <dirent.h>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace mpigate::testing {
+namespace {
+
+struct Stat {
+  std::string name;
+  // The fields after the name: [0] is the state, [1] the parent's pid, [11] and [12] the user and
+  // system CPU ticks.
+  std::vector<std::string> fields;
+};
+
+// /proc/PID/stat: "pid (name) state ppid ...", where the name may hold spaces and parentheses, so
+// it ends at the last ')'.
+absl::StatusOr<Stat> ReadStat(pid_t pid) {
+  const std::string path = absl::StrCat("/proc/", pid, "/stat");
+  std::ifstream file(path);
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const size_t open = text.find('(');
+  const size_t close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 > text.size()) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  }
+  Stat stat;
+  stat.name = text.substr(open + 1, close - open - 1);
+  stat.fields = absl::StrSplit(text.substr(close + 2), ' ', absl::SkipEmpty());
+  return stat;
+}
+
+// The value of a "Name:   123 kB" line of /proc/PID/status, in bytes.
+absl::StatusOr<uint64_t> StatusKilobytes(pid_t pid, absl::string_view field) {
+  const std::string path = absl::StrCat("/proc/", pid, "/status");
+  std::ifstream status(path);
+  if (!status) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  const std::string prefix = absl::StrCat(field, ":");
+  for (std::string line; std::getline(status, line);) {
+    absl::string_view rest = line;
+    if (!absl::ConsumePrefix(&rest, prefix)) continue;
+    rest = absl::StripAsciiWhitespace(rest);
+    absl::ConsumeSuffix(&rest, " kB");
+    uint64_t kilobytes = 0;
+    if (!absl::SimpleAtoi(rest, &kilobytes)) {
+      return absl::InternalError(absl::StrCat("cannot parse ", path, ": ", line));
+    }
+    return kilobytes << 10;
+  }
+  return absl::NotFoundError(absl::StrCat(path, " has no ", field));
+}
+
+}  // namespace
+
+std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name) {
+  std::map<pid_t, pid_t> parents;
+  std::vector<pid_t> named;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return named;
+  while (const dirent* entry = readdir(proc)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+    absl::StatusOr<Stat> stat = ReadStat(pid);
+    pid_t parent = 0;
+    if (!stat.ok() || stat->fields.size() < 2 || !absl::SimpleAtoi(stat->fields[1], &parent)) {
+      continue;
+    }
+    parents[pid] = parent;
+    if (stat->name == name) named.push_back(pid);
+  }
+  closedir(proc);
+  std::vector<pid_t> found;
+  for (const pid_t pid : named) {
+    for (pid_t up = parents[pid]; up > 1;) {
+      if (up == root) {
+        found.push_back(pid);
+        break;
+      }
+      const auto it = parents.find(up);
+      up = it == parents.end() ? 0 : it->second;
+    }
+  }
+  return found;
+}
+
+absl::StatusOr<uint64_t> ResidentBytes(pid_t pid) { return StatusKilobytes(pid, "VmRSS"); }
+
+absl::StatusOr<uint64_t> PeakResidentBytes(pid_t pid) { return StatusKilobytes(pid, "VmHWM"); }
+
+absl::StatusOr<uint64_t> CpuTicks(pid_t pid) {
+  absl::StatusOr<Stat> stat = ReadStat(pid);
+  if (!stat.ok()) return stat.status();
+  uint64_t user = 0;
+  uint64_t system = 0;
+  if (stat->fields.size() < 13 || !absl::SimpleAtoi(stat->fields[11], &user) ||
+      !absl::SimpleAtoi(stat->fields[12], &system)) {
+    return absl::InternalError(absl::StrCat("cannot parse /proc/", pid, "/stat"));
+  }
+  return user + system;
+}
+
+}  // namespace mpigate::testing

@@ -1,0 +1,30 @@
+// Processes as /proc shows them, for end-to-end tests that look at what a server started: which
+// of its descendants run, how much memory and CPU time they have taken.
+#ifndef MPIGATE_TESTS_PROCESS_INFO_H_
+#define MPIGATE_TESTS_PROCESS_INFO_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mpigate::testing {
+
+// The live processes below `root` (children, their children, ...) whose name is `name` (the
+// kernel's, cut to 15 characters: "mpigate-runner", "mpigate-worker" and "orted" fit).
+std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name);
+
+// Resident bytes now (VmRSS), and the most it has had resident (VmHWM). NOT_FOUND if the process
+// is gone.
+absl::StatusOr<uint64_t> ResidentBytes(pid_t pid);
+absl::StatusOr<uint64_t> PeakResidentBytes(pid_t pid);
+
+// The CPU time the process has used, user and system, in clock ticks. NOT_FOUND if it is gone.
+absl::StatusOr<uint64_t> CpuTicks(pid_t pid);
+
+}  // namespace mpigate::testing
+
+#endif  // MPIGATE_TESTS_PROCESS_INFO_H_
