@@ -71,7 +71,8 @@ class LogThrottle {
 
   template <typename... Pieces>
   void Log(const Pieces&... pieces) {
-    if (LogEnabled(options_.level) && Admit()) WriteLogLine(options_.level, absl::StrCat(pieces...));
+    if (LogEnabled(options_.level) && Admit())
+      WriteLogLine(options_.level, absl::StrCat(pieces...));
   }
 
  private:
