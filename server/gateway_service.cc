@@ -43,8 +43,9 @@ absl::StatusOr<grpc::ByteBuffer> Serialize(const google::protobuf::Message& mess
   return bytes;
 }
 
-// Forwards the scheduler's notifications to a reactor until the reactor detaches in OnDone. The
-// scheduler holds it by shared_ptr, so it may outlive the reactor without dangling.
+// Forwards the scheduler's notifications to a reactor (or a unary call's handler) until it
+// detaches, when its call is over. The scheduler holds it by shared_ptr, so it may outlive the
+// reactor without dangling.
 template <typename Reactor>
 class ListenerRelay final : public SessionListener {
  public:
@@ -415,8 +416,10 @@ class UnaryHandler {
   // Handles the request; answers through `respond`, now or later, until Cancel().
   virtual void Start(grpc::ByteBuffer& request, Respond respond) = 0;
 
-  // The call was cancelled, or is over: after this returns the handler never answers; it
-  // releases what the call holds. Called at least once, perhaps before Start() or during it.
+  // The call was cancelled, or is over: the handler stops what it started for the call and
+  // releases it; an answer it still gives is ignored. Called when the call is cancelled (perhaps
+  // before Start(), or while it runs) and always once the call is done, after which nothing of
+  // the handler may run any more: it is destroyed.
   virtual void Cancel() {}
 };
 
