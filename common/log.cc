@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/time/clock.h"
@@ -66,6 +67,34 @@ void WriteLogLine(LogLevel level, absl::string_view message) {
     if (written <= 0) return;
     rest.remove_prefix(static_cast<size_t>(written));
   }
+}
+
+LogThrottle::LogThrottle(Options options) : options_(std::move(options)) {}
+
+bool LogThrottle::Admit() {
+  std::string summary;
+  bool admitted = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    if (now - interval_start_ >= options_.interval) {
+      if (suppressed_ > 0) {
+        summary = absl::StrCat(options_.what, ": ", suppressed_, " more not logged in the last ",
+                               absl::FormatDuration(now - interval_start_));
+      }
+      interval_start_ = now;
+      lines_ = 0;
+      suppressed_ = 0;
+    }
+    if (lines_ < options_.max_lines) {
+      ++lines_;
+      admitted = true;
+    } else {
+      ++suppressed_;
+    }
+  }
+  if (!summary.empty()) WriteLogLine(options_.level, summary);
+  return admitted;
 }
 
 }  // namespace mpigate

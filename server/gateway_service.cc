@@ -1,12 +1,16 @@
 #include "server/gateway_service.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/access.h"
@@ -20,8 +24,28 @@ namespace {
 // burst of small outcomes costs one write while large results still travel one per message.
 constexpr size_t kEventSoftLimitBytes = 1 << 20;
 
-// Forwards the scheduler's notifications to a reactor until the reactor detaches in OnDone. The
-// scheduler holds it by shared_ptr, so it may outlive the reactor without dangling.
+// Parses a request received as bytes; INVALID_ARGUMENT if they are not one.
+absl::Status ParseRequest(grpc::ByteBuffer& bytes, google::protobuf::Message& request) {
+  if (!grpc::SerializationTraits<google::protobuf::Message>::Deserialize(&bytes, &request).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request does not parse as ", request.GetTypeName()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<grpc::ByteBuffer> Serialize(const google::protobuf::Message& message) {
+  grpc::ByteBuffer bytes;
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, &bytes, &own_buffer)
+           .ok()) {
+    return absl::InternalError(absl::StrCat("cannot serialize a ", message.GetTypeName()));
+  }
+  return bytes;
+}
+
+// Forwards the scheduler's notifications to a reactor (or a unary call's handler) until it
+// detaches, when its call is over. The scheduler holds it by shared_ptr, so it may outlive the
+// reactor without dangling.
 template <typename Reactor>
 class ListenerRelay final : public SessionListener {
  public:
@@ -74,13 +98,17 @@ void AppendUpdates(SessionEvents& events, std::deque<v1::SessionEvent>& out) {
 // has completed, or when it is dropped unwritten because the stream is ending, so that the
 // session keeps it until the client acknowledges it. A stream that ends without `closed` detaches
 // its session, which a new stream may resume; one the service ends with an error abandons it.
-class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
+//
+// Messages travel as bytes, parsed and serialized here as gRPC would: typed, a request that does
+// not parse would end the reads as a half-close does, and the client would wait for outcomes of
+// tasks it believes were sent. Here it is a bad request like any other.
+class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   SessionReactor(Scheduler& scheduler, const std::string& shared_memory_domain)
       : scheduler_(scheduler),
         shared_memory_domain_(shared_memory_domain),
         relay_(std::make_shared<ListenerRelay<SessionReactor>>(this)) {
-    StartRead(&request_);
+    StartRead(&request_bytes_);
   }
 
   void OnReadDone(bool ok) override {
@@ -91,7 +119,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       MaybeWrite();
       return;
     }
-    if (absl::Status status = Handle(request_); !status.ok()) {
+    absl::Status status = ParseRequest(request_bytes_, request_);
+    if (status.ok()) status = Handle(request_);
+    if (!status.ok()) {
       {
         absl::MutexLock lock(&mu_);
         abandon_on_done_ = true;
@@ -100,10 +130,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       MaybeWrite();
       return;
     }
-    StartRead(&request_);
+    StartRead(&request_bytes_);
   }
 
   void OnWriteDone(bool ok) override {
+    // gRPC holds the bytes it sent no longer; a large result's are freed now, not at the next
+    // write.
+    writing_bytes_.Clear();
     // Whether or not the write got through, the session keeps its outcomes until the client
     // acknowledges them. Before write_in_flight_ is cleared: until then no other thread touches
     // writing_.
@@ -332,23 +365,33 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
     // Outside the lock: gRPC may run reactions on other threads meanwhile.
     if (finish.has_value()) {
       Finish(*finish);
-    } else {
-      StartWrite(&writing_);
+      return;
     }
+    absl::StatusOr<grpc::ByteBuffer> bytes = Serialize(writing_);
+    if (!bytes.ok()) {
+      // As a write that failed: its outcomes go back to the session, which its client may resume.
+      RequestFinish(ToGrpcStatus(bytes.status()));
+      OnWriteDone(/*ok=*/false);
+      return;
+    }
+    writing_bytes_ = *std::move(bytes);
+    StartWrite(&writing_bytes_);
   }
 
   Scheduler& scheduler_;
   const std::string& shared_memory_domain_;
   const std::shared_ptr<ListenerRelay<SessionReactor>> relay_;
   // Used by the read path only: one read is in flight at a time.
+  grpc::ByteBuffer request_bytes_;
   v1::SessionRequest request_;
 
   absl::Mutex mu_;
   // Set once `open` succeeds; reset once `closed` has been written.
   std::optional<SessionId> session_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::SessionEvent> outgoing_ ABSL_GUARDED_BY(mu_);
-  // The event being written; untouched while write_in_flight_.
+  // The event being written, and its bytes; untouched while write_in_flight_.
   v1::SessionEvent writing_;
+  grpc::ByteBuffer writing_bytes_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   // The scheduler has outcomes not yet collected.
   bool events_ready_ ABSL_GUARDED_BY(mu_) = false;
@@ -359,17 +402,77 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   bool abandon_on_done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// One Run call: a session of its own with one task.
-class RunReactor final : public grpc::ServerUnaryReactor {
+}  // namespace
+
+// What a unary method does, behind the transport: it gets the call's one request once the caller
+// is authenticated and the request has arrived, and answers once.
+class UnaryHandler {
  public:
-  RunReactor(Scheduler& scheduler, const v1::RunRequest& request, v1::TaskOutcome* response)
-      : scheduler_(scheduler),
-        relay_(std::make_shared<ListenerRelay<RunReactor>>(this)),
-        response_(response),
-        client_task_id_(request.task().task_id()) {
+  // Answers the call with its response's bytes, or fails it; once, from any thread.
+  using Respond = std::function<void(absl::StatusOr<grpc::ByteBuffer> response)>;
+
+  virtual ~UnaryHandler() = default;
+
+  // Handles the request; answers through `respond`, now or later, until Cancel().
+  virtual void Start(grpc::ByteBuffer& request, Respond respond) = 0;
+
+  // The call was cancelled, or is over: the handler stops what it started for the call and
+  // releases it; an answer it still gives is ignored. Called when the call is cancelled (perhaps
+  // before Start(), or while it runs) and always once the call is done, after which nothing of
+  // the handler may run any more: it is destroyed.
+  virtual void Cancel() {}
+};
+
+namespace {
+
+// A method answered at once from its request: `Body` maps a `Request` to an
+// absl::StatusOr<Response>.
+template <typename Request, typename Body>
+class ImmediateHandler final : public UnaryHandler {
+ public:
+  explicit ImmediateHandler(const Body& body) : body_(body) {}
+
+  void Start(grpc::ByteBuffer& bytes, Respond respond) override {
+    Request request;
+    if (absl::Status parsed = ParseRequest(bytes, request); !parsed.ok()) {
+      respond(parsed);
+      return;
+    }
+    auto response = body_(request);
+    if (!response.ok()) {
+      respond(response.status());
+      return;
+    }
+    respond(Serialize(*response));
+  }
+
+ private:
+  const Body body_;
+};
+
+template <typename Request, typename Body>
+std::function<std::unique_ptr<UnaryHandler>()> Immediate(Body body) {
+  return [body] { return std::make_unique<ImmediateHandler<Request, Body>>(body); };
+}
+
+// One Run call: a session of its own with one task.
+class RunHandler final : public UnaryHandler {
+ public:
+  explicit RunHandler(Scheduler& scheduler)
+      : scheduler_(scheduler), relay_(std::make_shared<ListenerRelay<RunHandler>>(this)) {}
+
+  void Start(grpc::ByteBuffer& bytes, Respond respond) override {
+    v1::RunRequest request;
+    if (absl::Status parsed = ParseRequest(bytes, request); !parsed.ok()) {
+      respond(parsed);
+      return;
+    }
+    // Before the session opens: its outcome may come on another thread at once.
+    client_task_id_ = request.task().task_id();
+    respond_ = std::move(respond);
     absl::StatusOr<SessionId> session = scheduler_.OpenSession("Run", relay_);
     if (!session.ok()) {
-      FinishOnce(ToGrpcStatus(session.status()));
+      respond_(session.status());
       return;
     }
     {
@@ -378,7 +481,7 @@ class RunReactor final : public grpc::ServerUnaryReactor {
     }
     google::protobuf::RepeatedPtrField<v1::TaskSpec> tasks;
     v1::TaskSpec& task = *tasks.Add();
-    task = request.task();
+    task = std::move(*request.mutable_task());
     // The id only has to be unique in this one-task session; 0 is allowed for Run.
     task.set_task_id(1);
     absl::StatusOr<std::vector<v1::TaskRejection>> rejections = scheduler_.Submit(*session, tasks);
@@ -389,7 +492,7 @@ class RunReactor final : public grpc::ServerUnaryReactor {
     }
     if (!rejections.ok()) {
       scheduler_.Abandon(*session);
-      FinishOnce(ToGrpcStatus(rejections.status()));
+      respond_(rejections.status());
       return;
     }
     // The session closes once its one task has ended.
@@ -397,34 +500,22 @@ class RunReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnSessionEvents() {
-    std::optional<SessionId> session;
-    {
-      absl::MutexLock lock(&mu_);
-      session = session_;
-    }
+    std::optional<SessionId> session = Session();
     if (!session.has_value()) return;
     SessionEvents events = scheduler_.TakeEvents(*session);
     if (events.outcomes.empty()) return;
-    *response_ = std::move(events.outcomes.front());
-    response_->set_task_id(client_task_id_);
+    v1::TaskOutcome& outcome = events.outcomes.front();
+    outcome.set_task_id(client_task_id_);
     Log(LogLevel::kDebug, "Run call (session ", *session, ") ended ",
-        v1::TaskState_Name(response_->state()));
-    FinishOnce(grpc::Status::OK);
+        v1::TaskState_Name(outcome.state()));
+    respond_(Serialize(outcome));
   }
 
-  void OnCancel() override {
-    if (std::optional<SessionId> session = Session(); session.has_value()) {
-      scheduler_.Abandon(*session);
-    }
-    FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
-  }
-
-  void OnDone() override {
+  void Cancel() override {
     relay_->Detach();
     if (std::optional<SessionId> session = Session(); session.has_value()) {
       scheduler_.Abandon(*session);
     }
-    delete this;
   }
 
  private:
@@ -433,43 +524,139 @@ class RunReactor final : public grpc::ServerUnaryReactor {
     return session_;
   }
 
-  void FinishOnce(grpc::Status status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      finished_ = true;
-    }
-    Finish(std::move(status));
-  }
-
   Scheduler& scheduler_;
-  const std::shared_ptr<ListenerRelay<RunReactor>> relay_;
-  v1::TaskOutcome* const response_;
-  const uint64_t client_task_id_;
+  const std::shared_ptr<ListenerRelay<RunHandler>> relay_;
+  // Set by Start() before the session opens.
+  uint64_t client_task_id_ = 0;
+  Respond respond_;
 
   absl::Mutex mu_;
   std::optional<SessionId> session_ ABSL_GUARDED_BY(mu_);
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A Session stream refused before it starts (its caller is not authenticated): finishes at once
-// with `status` and deletes itself when done.
-class RefusedStream final : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent> {
+// A unary call of the generic service. Made once its caller is authenticated, it reads the one
+// request (up to the client's half-close, as gRPC's unary calls are exactly one message), hands
+// it to its handler, and writes the handler's response with the call's status.
+class UnaryReactor final : public grpc::ServerGenericBidiReactor {
  public:
-  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  explicit UnaryReactor(std::unique_ptr<UnaryHandler> handler) : handler_(std::move(handler)) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok && !has_request_) {
+      has_request_ = true;
+      StartRead(&extra_request_);
+    } else if (ok) {
+      Respond(absl::InternalError("a unary call carried more than one request message"));
+    } else if (!has_request_) {
+      // The client half-closed without a request, or the call broke (OnCancel says so).
+      Respond(absl::InternalError("a unary call ended without its request message"));
+    } else if (!Responded()) {
+      handler_->Start(request_, [this](absl::StatusOr<grpc::ByteBuffer> response) {
+        Respond(std::move(response));
+      });
+    }
+  }
+
+  void OnCancel() override {
+    handler_->Cancel();
+    Respond(absl::CancelledError("the call was cancelled"));
+  }
+
+  void OnDone() override {
+    handler_->Cancel();
+    delete this;
+  }
+
+ private:
+  // Whether the call is answered already (or cancelled).
+  bool Responded() {
+    absl::MutexLock lock(&mu_);
+    return responded_;
+  }
+
+  void Respond(absl::StatusOr<grpc::ByteBuffer> response) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (responded_) return;
+      responded_ = true;
+    }
+    if (!response.ok()) {
+      Finish(ToGrpcStatus(response.status()));
+      return;
+    }
+    response_ = *std::move(response);
+    StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+  const std::unique_ptr<UnaryHandler> handler_;
+  // Used by the read path only, which ends before the handler starts.
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer extra_request_;
+  bool has_request_ = false;
+
+  absl::Mutex mu_;
+  bool responded_ ABSL_GUARDED_BY(mu_) = false;
+  // Written once, by the one Respond() that answers.
+  grpc::ByteBuffer response_;
+};
+
+// A call refused before it starts (its caller is not authenticated, or its method unknown):
+// finishes at once with `status`, having read nothing.
+class RefusedCall final : public grpc::ServerGenericBidiReactor {
+ public:
+  explicit RefusedCall(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
 
-// A unary call's default reactor, finished with `status`.
-grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
+std::string MethodName(absl::string_view method) {
+  return absl::StrCat("/", v1::Gateway::service_full_name(), "/", method);
 }
 
 }  // namespace
 
-grpc::Status GatewayService::Authenticate(const grpc::CallbackServerContext& context) const {
+GatewayService::GatewayService(Scheduler& scheduler,
+                               std::function<void(std::string reason)> stop_service,
+                               std::string shared_memory_domain, std::string token)
+    : scheduler_(scheduler),
+      stop_service_(std::move(stop_service)),
+      shared_memory_domain_(std::move(shared_memory_domain)),
+      token_(std::move(token)),
+      refusals_({.level = LogLevel::kWarning,
+                 .what = "refused calls",
+                 .max_lines = 10,
+                 .interval = absl::Seconds(10)}) {
+  unary_methods_[MethodName("Run")] = [this] { return std::make_unique<RunHandler>(scheduler_); };
+  unary_methods_[MethodName("GetPoolStatus")] = Immediate<v1::GetPoolStatusRequest>(
+      [this](const v1::GetPoolStatusRequest&) -> absl::StatusOr<v1::PoolStatus> {
+        return scheduler_.Status();
+      });
+  unary_methods_[MethodName("ListFunctions")] = Immediate<v1::ListFunctionsRequest>(
+      [this](const v1::ListFunctionsRequest&) -> absl::StatusOr<v1::ListFunctionsResponse> {
+        absl::StatusOr<std::vector<v1::FunctionInfo>> functions = scheduler_.Functions();
+        if (!functions.ok()) return functions.status();
+        v1::ListFunctionsResponse response;
+        for (v1::FunctionInfo& function : *functions) {
+          *response.add_functions() = std::move(function);
+        }
+        return response;
+      });
+  unary_methods_[MethodName("StopService")] = Immediate<v1::StopServiceRequest>(
+      [this](const v1::StopServiceRequest& request) -> absl::StatusOr<v1::StopServiceResponse> {
+        stop_service_(request.reason().empty() ? "StopService was called" : request.reason());
+        return v1::StopServiceResponse();
+      });
+}
+
+GatewayService::~GatewayService() = default;
+
+void GatewayService::RegisterWith(grpc::ServerBuilder& builder) {
+  builder.RegisterService(this);
+  builder.RegisterCallbackGenericService(&generic_service_);
+}
+
+grpc::Status GatewayService::Authenticate(const grpc::CallbackServerContext& context) {
   if (token_.empty()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   const auto found = metadata.find(kAuthorizationKey);
@@ -478,58 +665,28 @@ grpc::Status GatewayService::Authenticate(const grpc::CallbackServerContext& con
     authorization = absl::string_view(found->second.data(), found->second.size());
   }
   const absl::Status status = CheckBearerToken(authorization, token_);
-  if (!status.ok()) Log(LogLevel::kWarning, "refused a call: ", status.message());
+  if (!status.ok()) refusals_.Log("refused a call from ", context.peer(), ": ", status.message());
   return ToGrpcStatus(status);
 }
 
-grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* GatewayService::Session(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GatewayService::Session(
     grpc::CallbackServerContext* context) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) {
-    return new RefusedStream(status);
-  }
+  if (grpc::Status status = Authenticate(*context); !status.ok()) return new RefusedCall(status);
   return new SessionReactor(scheduler_, shared_memory_domain_);
 }
 
-grpc::ServerUnaryReactor* GatewayService::Run(grpc::CallbackServerContext* context,
-                                              const v1::RunRequest* request,
-                                              v1::TaskOutcome* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
-  return new RunReactor(scheduler_, *request, response);
-}
-
-grpc::ServerUnaryReactor* GatewayService::StopService(grpc::CallbackServerContext* context,
-                                                      const v1::StopServiceRequest* request,
-                                                      v1::StopServiceResponse* /*response*/) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
-  stop_service_(request->reason().empty() ? "StopService was called" : request->reason());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* GatewayService::GetPoolStatus(grpc::CallbackServerContext* context,
-                                                        const v1::GetPoolStatusRequest* /*request*/,
-                                                        v1::PoolStatus* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
-  *response = scheduler_.Status();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* GatewayService::ListFunctions(grpc::CallbackServerContext* context,
-                                                        const v1::ListFunctionsRequest* /*request*/,
-                                                        v1::ListFunctionsResponse* response) {
-  if (grpc::Status status = Authenticate(*context); !status.ok()) return Refuse(context, status);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<std::vector<v1::FunctionInfo>> functions = scheduler_.Functions();
-  if (!functions.ok()) {
-    reactor->Finish(ToGrpcStatus(functions.status()));
-    return reactor;
+grpc::ServerGenericBidiReactor* GatewayService::UnaryMethods::CreateReactor(
+    grpc::GenericCallbackServerContext* context) {
+  // Any method no registered service has comes here; gRPC would answer UNIMPLEMENTED.
+  const auto method = service_.unary_methods_.find(context->method());
+  if (method == service_.unary_methods_.end()) {
+    return new RefusedCall(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                        absl::StrCat("unknown method ", context->method())));
   }
-  for (v1::FunctionInfo& function : *functions) *response->add_functions() = std::move(function);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  if (grpc::Status status = service_.Authenticate(*context); !status.ok()) {
+    return new RefusedCall(status);
+  }
+  return new UnaryReactor(method->second());
 }
 
 }  // namespace mpigate::server

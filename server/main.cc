@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -151,6 +152,13 @@ ABSL_FLAG(std::string, metrics_token_file, "",
 ABSL_FLAG(double, idle_memory_release_s, 5,
           "Seconds of quiet after which the gateway gives the free heap pages it holds after a "
           "peak (a burst of large tasks, many sessions) back to the system. 0: never.");
+ABSL_FLAG(absl::Duration, max_connection_idle, absl::Seconds(60),
+          "How long a client connection may carry no call before the service closes it (an "
+          "HTTP/2 GOAWAY; a client reconnects for its next call). A session's stream keeps its "
+          "connection busy. inf: never.");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
+          "How long a new connection may take to open: the TLS handshake, if any, and the "
+          "client's HTTP/2 preface and settings. A connection that has not by then is closed.");
 ABSL_FLAG(std::string, log_level, "info",
           "The least important events logged to stderr: debug, info, warning or error.");
 
@@ -577,6 +585,18 @@ int Run(const RepeatedFlags& repeated) {
   if (absl::GetFlag(FLAGS_prefetch_window) < absl::ZeroDuration()) {
     return fail(absl::InvalidArgumentError("--prefetch_window must not be negative"));
   }
+  // gRPC takes both in milliseconds, as ints; INT_MAX is "never".
+  const auto channel_milliseconds = [](absl::Duration duration) {
+    return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(duration), INT_MAX));
+  };
+  const absl::Duration max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
+  const absl::Duration handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  if (max_connection_idle < absl::Milliseconds(1) || handshake_timeout < absl::Milliseconds(1)) {
+    return fail(absl::InvalidArgumentError(
+        "--max_connection_idle and --handshake_timeout must be at least 1ms"));
+  }
+  const int max_connection_idle_ms = channel_milliseconds(max_connection_idle);
+  const int handshake_timeout_ms = channel_milliseconds(handshake_timeout);
   Scheduler::Options scheduler_options;
   scheduler_options.max_tasks_per_worker = max_tasks_per_worker;
   scheduler_options.prefetch_window = absl::GetFlag(FLAGS_prefetch_window);
@@ -641,12 +661,16 @@ int Run(const RepeatedFlags& repeated) {
   builder.AddListeningPort(*address, access->credentials, &bound_port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
+  // Connections that carry nothing (opened and left, or never finishing their handshake) are
+  // closed, so that they cannot pile up: a client holds one for its session's stream.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, max_connection_idle_ms);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, handshake_timeout_ms);
   // Pings on every connection, so that one that died silently (a host gone, a cable pulled)
   // ends its streams within half a minute and their sessions detach, ready to be resumed.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  builder.RegisterService(&service);
+  service.RegisterWith(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     return fail_serving(absl::UnavailableError(absl::StrCat("cannot listen on ", *address)));

@@ -62,5 +62,49 @@ TEST(LogTest, LinesBelowTheLevelAreDroppedAndEachLineIsStampedWhole) {
   SetLogLevel(LogLevel::kInfo);
 }
 
+// 20,000 events in a burst, as from a client hammering the service with refused calls: the first
+// `max_lines` of each interval are written, the rest counted, and the count reported once the
+// interval has passed, with the next event.
+TEST(LogThrottleTest, WritesTheFirstLinesOfEachIntervalAndCountsTheRest) {
+  SetLogProgram("log_test");
+  SetLogLevel(LogLevel::kInfo);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogThrottle throttle({.level = LogLevel::kWarning,
+                        .what = "refused calls",
+                        .max_lines = 3,
+                        .interval = absl::Seconds(10),
+                        .clock = [&now] { return now; }});
+  const std::string burst = CaptureStderr([&] {
+    for (int i = 0; i < 20000; ++i) throttle.Log("refused call ", i);
+  });
+  EXPECT_THAT(burst, ::testing::MatchesRegex("([0-9-]+T[0-9:.]+Z WARNING log_test: refused call "
+                                             "[0-2]\n){3}"));
+  now += absl::Milliseconds(9999);
+  EXPECT_EQ(CaptureStderr([&] { throttle.Log("refused call in the same interval"); }), "");
+  now += absl::Milliseconds(1);
+  const std::string next = CaptureStderr([&] { throttle.Log("refused call ", 20001); });
+  EXPECT_THAT(next, ::testing::MatchesRegex(
+                        "[0-9-]+T[0-9:.]+Z WARNING log_test: refused calls: 19998 more not logged "
+                        "in the last 10s\n"
+                        "[0-9-]+T[0-9:.]+Z WARNING log_test: refused call 20001\n"));
+  // A new interval began with that event: no summary, nothing was left out of it yet.
+  now += absl::Seconds(60);
+  EXPECT_THAT(CaptureStderr([&] { throttle.Log("later"); }),
+              ::testing::MatchesRegex("[0-9-]+T[0-9:.]+Z WARNING log_test: later\n"));
+}
+
+TEST(LogThrottleTest, LinesBelowTheLevelAreNeitherWrittenNorCounted) {
+  SetLogLevel(LogLevel::kError);
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogThrottle throttle({.what = "refused calls", .max_lines = 1, .clock = [&now] { return now; }});
+  EXPECT_EQ(CaptureStderr([&] {
+              for (int i = 0; i < 100; ++i) throttle.Log("quiet");
+              now += absl::Hours(1);
+              throttle.Log("quiet");
+            }),
+            "");
+  SetLogLevel(LogLevel::kInfo);
+}
+
 }  // namespace
 }  // namespace mpigate
