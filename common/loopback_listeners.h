@@ -5,19 +5,23 @@
 // the point-to-point layer's (btl tcp) in the gateway and in each worker, and the out-of-band
 // channel's (oob tcp) in its runtime daemon, orted. A pool whose processes all run on one host
 // needs none of them reachable from other machines. So:
-//  - the gateway and the worker link this library, which defines bind() (loopback_bind.h): while
-//    a ScopedLoopbackListeners is open, the process's wildcard TCP binds go to loopback. They open
-//    one around MPI_Init, which is where Open MPI opens its listeners, and only there: the
-//    gateway's own gRPC and metrics listeners are opened later, on the addresses their flags say;
-//  - orted, Open MPI's program, which the gateway's MPI_Init starts, loads the same bind() from
+//  - the gateway and the worker link this library, which defines bind() and socket()
+//    (loopback_bind.h): while a ScopedLoopbackListeners is open, the process's TCP binds to
+//    0.0.0.0 go to 127.0.0.1 and IPv6 TCP sockets are refused, which Open MPI takes as a host
+//    without IPv6 (binding them to ::1 instead would fail where loopback has no ::1, and Open MPI
+//    then gives up TCP altogether). The binaries export both symbols, so that the components Open
+//    MPI loads with dlopen find them. The scope is open around MPI_Init, which is where Open MPI
+//    opens its listeners, and only there: the gateway's own gRPC and metrics listeners are opened
+//    later, on the addresses their flags say;
+//  - orted, Open MPI's program, which the gateway's MPI_Init starts, loads the same functions from
 //    kLoopbackPreloadLibrary through LD_PRELOAD, rewriting for its whole life; the library takes
 //    itself out of LD_PRELOAD at once, so nothing orted starts inherits it;
 //  - the gateway tells the workers through kLoopbackListenersEnv, which they inherit from it
 //    through orted.
 // Where a pool may span hosts (OneHostPool() says false) none of this is done.
 //
-// Thread-safety: the scope switches bind() for every thread of the process; open it where no
-// thread but MPI's binds sockets it means to expose.
+// Thread-safety: the scope switches bind() and socket() for every thread of the process; open it
+// where no thread but MPI's opens sockets.
 #ifndef MPIGATE_COMMON_LOOPBACK_LISTENERS_H_
 #define MPIGATE_COMMON_LOOPBACK_LISTENERS_H_
 
@@ -47,8 +51,9 @@ bool OneHostPool(const std::vector<std::pair<std::string, std::string>>& spawn_i
 // not see it; call it once, before other threads start.
 bool TakeLoopbackListenersRequest();
 
-// While one is open with `active` true, binds of TCP sockets to 0.0.0.0 or :: by any thread of
-// this process are made to 127.0.0.1 or ::1 instead. Scopes do not nest.
+// While one is open with `active` true, binds of TCP sockets to 0.0.0.0 by any thread of this
+// process are made to 127.0.0.1 instead, and IPv6 TCP sockets cannot be created. Scopes do not
+// nest.
 class ScopedLoopbackListeners {
  public:
   explicit ScopedLoopbackListeners(bool active);
