@@ -4,7 +4,12 @@
 // sockets by matching the socket inodes of /proc/PID/fd against /proc/net/tcp and tcp6.
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -17,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -110,11 +116,12 @@ struct Listener {
   bool ipv6 = false;
 };
 
-// The listening TCP sockets of this network namespace, by inode.
+// The listening TCP sockets of this thread's network namespace, by inode.
 std::map<uint64_t, Listener> ListeningSockets() {
   std::map<uint64_t, Listener> listeners;
   for (const bool ipv6 : {false, true}) {
-    std::istringstream table(ReadFile(ipv6 ? "/proc/net/tcp6" : "/proc/net/tcp"));
+    std::istringstream table(
+        ReadFile(ipv6 ? "/proc/thread-self/net/tcp6" : "/proc/thread-self/net/tcp"));
     std::string line;
     std::getline(table, line);  // The header.
     while (std::getline(table, line)) {
@@ -218,7 +225,9 @@ void ExpectPoolShape(const std::vector<PoolProcess>& processes, int workers) {
   ASSERT_EQ(Named(processes, "mpigate-runner").size(), static_cast<size_t>(workers));
 }
 
-TEST(MpiListenersTest, OneHostPoolListensOnLoopbackOnlyAndRunsTasks) {
+// Starts a 2-worker pool, runs tasks through both workers and a gang of both, and checks that
+// every process of the pool listens on loopback only.
+void ExpectLoopbackPoolRunsTasks() {
   testing::ServerProcess server;
   const absl::Status started = server.Start(
       {.workers = 2,
@@ -228,8 +237,8 @@ TEST(MpiListenersTest, OneHostPoolListensOnLoopbackOnlyAndRunsTasks) {
       Executor::Connect({.endpoint = server.target(), .client_name = "mpi_listeners_test"});
   ASSERT_TRUE(executor.ok()) << executor.status();
 
-  // Every process MPI connects (gateway and workers, workers among themselves) has talked: the
-  // tasks go from the gateway to both workers, and a gang of two has the workers meet.
+  // Every pair of processes MPI connects (gateway and workers, workers among themselves) has
+  // talked: the tasks go from the gateway to both workers, and a gang of two has the workers meet.
   std::vector<Future> echoes;
   for (int i = 0; i < 16; ++i) echoes.push_back((*executor)->Submit("echo", absl::StrCat(i)));
   for (int i = 0; i < 16; ++i) {
@@ -258,6 +267,42 @@ TEST(MpiListenersTest, OneHostPoolListensOnLoopbackOnlyAndRunsTasks) {
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
+}
+
+TEST(MpiListenersTest, OneHostPoolListensOnLoopbackOnlyAndRunsTasks) {
+  ExpectLoopbackPoolRunsTasks();
+}
+
+// Where loopback has no ::1 (containers often run so), Open MPI binds its IPv6 listeners all the
+// same, to ::, and gives up TCP if that fails: the pool must start there too. This thread moves to
+// a network namespace of its own, whose loopback has no IPv6, and the server inherits it.
+TEST(MpiListenersTest, PoolStartsWhereLoopbackHasNoIpV6) {
+  if (geteuid() != 0) GTEST_SKIP() << "making a network namespace needs root";
+  const int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(home, 0) << std::strerror(errno);
+  if (unshare(CLONE_NEWNET) != 0) {
+    close(home);
+    GTEST_SKIP() << "cannot make a network namespace: " << std::strerror(errno);
+  }
+  absl::Cleanup back_home = [home] {
+    EXPECT_EQ(setns(home, CLONE_NEWNET), 0) << std::strerror(errno);
+    close(home);
+  };
+  // A new namespace's loopback is down, with IPv6 on unless told otherwise.
+  const std::string disable_ipv6 = "/proc/sys/net/ipv6/conf/lo/disable_ipv6";
+  if (access(disable_ipv6.c_str(), F_OK) == 0) {
+    std::ofstream(disable_ipv6) << "1\n";
+    ASSERT_EQ(ReadFile(disable_ipv6), "1\n");
+  }
+  const int control = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(control, 0) << std::strerror(errno);
+  ifreq loopback = {};
+  std::strncpy(loopback.ifr_name, "lo", IFNAMSIZ - 1);
+  loopback.ifr_flags = IFF_UP;
+  ASSERT_EQ(ioctl(control, SIOCSIFFLAGS, &loopback), 0) << std::strerror(errno);
+  close(control);
+
+  ExpectLoopbackPoolRunsTasks();
 }
 
 // The gateway's own gRPC listener stays where --listen puts it: every interface here (gRPC binds
