@@ -316,6 +316,23 @@ class Readiness {
   std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
+// The library that keeps Open MPI's daemon listening on loopback (common/loopback_listeners.h):
+// next to this program (installed) or in Bazel's bazel-bin/common.
+absl::StatusOr<std::string> FindDaemonPreload() {
+  const std::string here = DirectoryOf(ThisExecutable());
+  for (const std::string& path : {absl::StrCat(here, "/", kLoopbackPreloadLibrary),
+                                  absl::StrCat(here, "/../common/", kLoopbackPreloadLibrary)}) {
+    if (access(path.c_str(), R_OK) != 0) continue;
+    // LD_PRELOAD splits at these.
+    if (path.find_first_of(": ") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot preload ", path, ": its path holds a colon or a space"));
+    }
+    return path;
+  }
+  return absl::NotFoundError(absl::StrCat("no ", kLoopbackPreloadLibrary, " next to ", here));
+}
+
 // Open MPI refuses to run as root unless told it may, and refuses to place more processes than
 // cores unless oversubscription is allowed. The gateway is one more process than the workers and
 // mostly idle, so the default pool (one worker per core) needs it. Users' own settings win.
@@ -342,21 +359,19 @@ bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
   setenv("OMPI_MCA_btl_tcp_if_include", "127.0.0.0/8", /*overwrite=*/1);
   setenv("OMPI_MCA_oob_tcp_if_include", "127.0.0.0/8", /*overwrite=*/1);
   setenv(kLoopbackListenersEnv, "1", /*overwrite=*/1);
-  // Open MPI's daemon, which MPI_Init starts, inherits this; appended, so that a sanitizer runtime
-  // the user preloads stays first.
-  const std::string here = DirectoryOf(ThisExecutable());
-  for (const std::string& preload : {absl::StrCat(here, "/", kLoopbackPreloadLibrary),
-                                     absl::StrCat(here, "/../common/", kLoopbackPreloadLibrary)}) {
-    if (access(preload.c_str(), R_OK) != 0) continue;
-    const char* current = std::getenv("LD_PRELOAD");
-    setenv("LD_PRELOAD",
-           current == nullptr || current[0] == '\0' ? preload.c_str()
-                                                    : absl::StrCat(current, ":", preload).c_str(),
-           /*overwrite=*/1);
+  absl::StatusOr<std::string> preload = FindDaemonPreload();
+  if (!preload.ok()) {
+    Log(LogLevel::kWarning, preload.status().message(),
+        ": Open MPI's daemon (orted) will listen on every interface");
     return true;
   }
-  Log(LogLevel::kWarning, "no ", kLoopbackPreloadLibrary, " next to ", here,
-      ": Open MPI's daemon (orted) will listen on every interface");
+  // Open MPI's daemon, which MPI_Init starts, inherits this; appended, so that a sanitizer runtime
+  // the user preloads stays first.
+  const char* current = std::getenv("LD_PRELOAD");
+  setenv("LD_PRELOAD",
+         current == nullptr || current[0] == '\0' ? preload->c_str()
+                                                  : absl::StrCat(current, ":", *preload).c_str(),
+         /*overwrite=*/1);
   return true;
 }
 
