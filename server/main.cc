@@ -45,6 +45,7 @@
 #include "common/access.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/loopback_listeners.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
 #include "server/memory_release.h"
@@ -334,10 +335,31 @@ class Readiness {
   std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
+// The library that keeps Open MPI's daemon listening on loopback (common/loopback_listeners.h):
+// next to this program (installed) or in Bazel's bazel-bin/common.
+absl::StatusOr<std::string> FindDaemonPreload() {
+  const std::string here = DirectoryOf(ThisExecutable());
+  for (const std::string& path : {absl::StrCat(here, "/", kLoopbackPreloadLibrary),
+                                  absl::StrCat(here, "/../common/", kLoopbackPreloadLibrary)}) {
+    if (access(path.c_str(), R_OK) != 0) continue;
+    // LD_PRELOAD splits at these.
+    if (path.find_first_of(": ") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot preload ", path, ": its path holds a colon or a space"));
+    }
+    return path;
+  }
+  return absl::NotFoundError(absl::StrCat("no ", kLoopbackPreloadLibrary, " next to ", here));
+}
+
 // Open MPI refuses to run as root unless told it may, and refuses to place more processes than
 // cores unless oversubscription is allowed. The gateway is one more process than the workers and
 // mostly idle, so the default pool (one worker per core) needs it. Users' own settings win.
-void PrepareMpiEnvironment() {
+//
+// A pool that can only run on this host keeps Open MPI's TCP listeners, and its traffic, on
+// loopback (common/loopback_listeners.h), unless the user chose interfaces: returns whether this
+// process is to open the loopback scope around MPI_Init.
+bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
   if (geteuid() == 0) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", /*overwrite=*/0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", /*overwrite=*/0);
@@ -347,6 +369,29 @@ void PrepareMpiEnvironment() {
   // Debian's build that probing took 0.2 s of every MPI_Init (0.32 s against 0.12 s with ob1
   // named), in the gateway and again in each worker, and ob1 is what it picks here anyway.
   setenv("OMPI_MCA_pml", "ob1", /*overwrite=*/0);
+
+  if (options.world || !OneHostPool(options.spawn_info, std::getenv)) return false;
+  for (const char* variable : {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude",
+                               "OMPI_MCA_oob_tcp_if_include", "OMPI_MCA_oob_tcp_if_exclude"}) {
+    if (std::getenv(variable) != nullptr) return false;
+  }
+  setenv("OMPI_MCA_btl_tcp_if_include", "127.0.0.0/8", /*overwrite=*/1);
+  setenv("OMPI_MCA_oob_tcp_if_include", "127.0.0.0/8", /*overwrite=*/1);
+  setenv(kLoopbackListenersEnv, "1", /*overwrite=*/1);
+  absl::StatusOr<std::string> preload = FindDaemonPreload();
+  if (!preload.ok()) {
+    Log(LogLevel::kWarning, preload.status().message(),
+        ": Open MPI's daemon (orted) will listen on every interface");
+    return true;
+  }
+  // Open MPI's daemon, which MPI_Init starts, inherits this; appended, so that a sanitizer runtime
+  // the user preloads stays first.
+  const char* current = std::getenv("LD_PRELOAD");
+  setenv("LD_PRELOAD",
+         current == nullptr || current[0] == '\0' ? preload->c_str()
+                                                  : absl::StrCat(current, ":", *preload).c_str(),
+         /*overwrite=*/1);
+  return true;
 }
 
 // Workers and task runners hold several buffers the size of a task's payload at once; backed by
@@ -532,14 +577,18 @@ int Run(const RepeatedFlags& repeated) {
     Log(LogLevel::kError, status.ToString());
     return 1;
   };
-  PrepareMpiEnvironment();
-  UseHugePagesInWorkers();
   absl::StatusOr<MpiWorkerPool::Options> pool_options = PoolOptions(repeated);
   if (!pool_options.ok()) return fail(pool_options.status());
+  const bool loopback_listeners = PrepareMpiEnvironment(*pool_options);
+  UseHugePagesInWorkers();
 
   const absl::Time launched = absl::Now();
   MpiWorkerPool pool;
-  absl::StatusOr<MpiWorkerPool::Started> started = pool.Start(*pool_options);
+  absl::StatusOr<MpiWorkerPool::Started> started = [&] {
+    // MPI_Init opens Open MPI's listeners; this process opens none of its own meanwhile.
+    ScopedLoopbackListeners loopback(loopback_listeners);
+    return pool.Start(*pool_options);
+  }();
   if (!started.ok()) return fail(started.status());
   if (started->worker_exit_code.has_value()) return *started->worker_exit_code;
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/loopback_listeners.h"
 #include "worker/worker_loop.h"
 #include "worker/worker_process.h"
 
@@ -23,9 +24,13 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   // This process makes every MPI call from its main thread; tasks run on a thread of their own.
   int provided = MPI_THREAD_SINGLE;
-  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-    return Fail(absl::InternalError("MPI_Init_thread failed"));
+  int initialized = MPI_ERR_OTHER;
+  {
+    // MPI_Init opens Open MPI's listeners, on loopback if the pool is on one host.
+    mpigate::ScopedLoopbackListeners loopback(mpigate::TakeLoopbackListenersRequest());
+    initialized = MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   }
+  if (initialized != MPI_SUCCESS) return Fail(absl::InternalError("MPI_Init_thread failed"));
   MPI_Comm gateway = MPI_COMM_NULL;
   MPI_Comm_get_parent(&gateway);
   if (gateway == MPI_COMM_NULL) {
