@@ -33,6 +33,7 @@
 #include "common/loopback_listeners.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -48,44 +49,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream text;
   text << file.rdbuf();
   return text.str();
-}
-
-// The process's name (its executable's, cut to 15 characters by the kernel).
-std::string Command(pid_t pid) {
-  return std::string(
-      absl::StripTrailingAsciiWhitespace(ReadFile(absl::StrCat("/proc/", pid, "/comm"))));
-}
-
-// Every live process's parent.
-std::map<pid_t, pid_t> Parents() {
-  std::map<pid_t, pid_t> parents;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return parents;
-  while (dirent* entry = readdir(proc)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, the last ')' ends it.
-    const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
-    const size_t end = stat.rfind(')');
-    if (end == std::string::npos) continue;
-    std::vector<std::string> fields = absl::StrSplit(stat.substr(end + 2), ' ');
-    pid_t parent = 0;
-    if (fields.size() > 1 && absl::SimpleAtoi(fields[1], &parent)) parents[pid] = parent;
-  }
-  closedir(proc);
-  return parents;
-}
-
-// `root` and every process below it.
-std::vector<pid_t> ProcessTree(pid_t root) {
-  const std::map<pid_t, pid_t> parents = Parents();
-  std::vector<pid_t> tree = {root};
-  for (size_t i = 0; i < tree.size(); ++i) {
-    for (const auto& [pid, parent] : parents) {
-      if (parent == tree[i]) tree.push_back(pid);
-    }
-  }
-  return tree;
 }
 
 // The inodes of the sockets `pid` has open.
@@ -181,10 +144,10 @@ struct PoolProcess {
 std::vector<PoolProcess> PoolProcesses(pid_t server) {
   const std::map<uint64_t, Listener> listening = ListeningSockets();
   std::vector<PoolProcess> processes;
-  for (const pid_t pid : ProcessTree(server)) {
+  for (const pid_t pid : testing::ProcessTree(server)) {
     PoolProcess& process = processes.emplace_back();
     process.pid = pid;
-    process.command = Command(pid);
+    process.command = testing::ProcessName(pid);
     for (const uint64_t inode : SocketInodes(pid)) {
       if (const auto it = listening.find(inode); it != listening.end()) {
         process.listeners.push_back(it->second);

@@ -61,33 +61,37 @@ absl::StatusOr<uint64_t> StatusKilobytes(pid_t pid, absl::string_view field) {
 
 }  // namespace
 
-std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name) {
-  std::map<pid_t, pid_t> parents;
-  std::vector<pid_t> named;
+std::vector<pid_t> ProcessTree(pid_t root) {
+  std::map<pid_t, std::vector<pid_t>> children;
   DIR* proc = opendir("/proc");
-  if (proc == nullptr) return named;
+  if (proc == nullptr) return {root};
   while (const dirent* entry = readdir(proc)) {
     pid_t pid = 0;
     if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
     absl::StatusOr<Stat> stat = ReadStat(pid);
     pid_t parent = 0;
-    if (!stat.ok() || stat->fields.size() < 2 || !absl::SimpleAtoi(stat->fields[1], &parent)) {
-      continue;
+    if (stat.ok() && stat->fields.size() >= 2 && absl::SimpleAtoi(stat->fields[1], &parent)) {
+      children[parent].push_back(pid);
     }
-    parents[pid] = parent;
-    if (stat->name == name) named.push_back(pid);
   }
   closedir(proc);
+  std::vector<pid_t> tree = {root};
+  for (size_t i = 0; i < tree.size(); ++i) {
+    const auto it = children.find(tree[i]);
+    if (it != children.end()) tree.insert(tree.end(), it->second.begin(), it->second.end());
+  }
+  return tree;
+}
+
+std::string ProcessName(pid_t pid) {
+  absl::StatusOr<Stat> stat = ReadStat(pid);
+  return stat.ok() ? stat->name : "";
+}
+
+std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name) {
   std::vector<pid_t> found;
-  for (const pid_t pid : named) {
-    for (pid_t up = parents[pid]; up > 1;) {
-      if (up == root) {
-        found.push_back(pid);
-        break;
-      }
-      const auto it = parents.find(up);
-      up = it == parents.end() ? 0 : it->second;
-    }
+  for (const pid_t pid : ProcessTree(root)) {
+    if (pid != root && ProcessName(pid) == name) found.push_back(pid);
   }
   return found;
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -13,8 +14,14 @@
 
 namespace mpigate::testing {
 
-// The live processes below `root` (children, their children, ...) whose name is `name` (the
-// kernel's, cut to 15 characters: "mpigate-runner", "mpigate-worker" and "orted" fit).
+// `root` and every live process below it (children, their children, ...), root first.
+std::vector<pid_t> ProcessTree(pid_t root);
+
+// The process's name: its executable's, cut by the kernel to 15 characters ("mpigate-runner",
+// "mpigate-worker" and "orted" fit). Empty if it is gone.
+std::string ProcessName(pid_t pid);
+
+// The live processes below `root` whose name is `name`.
 std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name);
 
 // Resident bytes now (VmRSS), and the most it has had resident (VmHWM). NOT_FOUND if the process
