@@ -20,6 +20,12 @@ namespace {
 // burst of small outcomes costs one write while large results still travel one per message.
 constexpr size_t kEventSoftLimitBytes = 1 << 20;
 
+// A session stream stops reading requests while this many events wait to be written, and reads
+// again once its client has taken some: a client that sends but never reads would otherwise make
+// the replies to its requests (rejections, cancel results) pile up here without bound. gRPC's flow
+// control then holds the client's further requests back.
+constexpr size_t kMaxUnwrittenEvents = 16;
+
 // Forwards the scheduler's notifications to a reactor until the reactor detaches in OnDone. The
 // scheduler holds it by shared_ptr, so it may outlive the reactor without dangling.
 template <typename Reactor>
@@ -99,6 +105,14 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
       RequestFinish(ToGrpcStatus(status));
       MaybeWrite();
       return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (outgoing_.size() >= kMaxUnwrittenEvents) {
+        // MaybeWrite reads on once the client has taken some.
+        read_paused_ = true;
+        return;
+      }
     }
     StartRead(&request_);
   }
@@ -304,35 +318,43 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   // Starts the next write, or finishes the stream, if nothing is in flight.
   void MaybeWrite() {
     std::optional<grpc::Status> finish;
+    bool write = false;
+    bool read = false;
     {
       absl::MutexLock lock(&mu_);
-      if (write_in_flight_ || finished_) return;
-      if (outgoing_.empty() && events_ready_ && session_.has_value() &&
-          !finish_status_.has_value()) {
-        events_ready_ = false;
-        SessionEvents events = scheduler_.TakeEvents(*session_);
-        if (events.pool.has_value()) *outgoing_.emplace_back().mutable_pool() = *events.pool;
-        AppendUpdates(events, outgoing_);
-        if (events.closed) {
-          outgoing_.emplace_back().mutable_closed();
-          finish_status_ = grpc::Status::OK;
+      if (!write_in_flight_ && !finished_) {
+        if (outgoing_.empty() && events_ready_ && session_.has_value() &&
+            !finish_status_.has_value()) {
+          events_ready_ = false;
+          SessionEvents events = scheduler_.TakeEvents(*session_);
+          if (events.pool.has_value()) *outgoing_.emplace_back().mutable_pool() = *events.pool;
+          AppendUpdates(events, outgoing_);
+          if (events.closed) {
+            outgoing_.emplace_back().mutable_closed();
+            finish_status_ = grpc::Status::OK;
+          }
+        }
+        if (!outgoing_.empty()) {
+          writing_ = std::move(outgoing_.front());
+          outgoing_.pop_front();
+          write_in_flight_ = true;
+          write = true;
+        } else if (finish_status_.has_value()) {
+          finished_ = true;
+          finish = *finish_status_;
         }
       }
-      if (!outgoing_.empty()) {
-        writing_ = std::move(outgoing_.front());
-        outgoing_.pop_front();
-        write_in_flight_ = true;
-      } else if (finish_status_.has_value()) {
-        finished_ = true;
-        finish = *finish_status_;
-      } else {
-        return;
+      // The client has taken some of what waited for it: read its next request.
+      if (read_paused_ && outgoing_.size() < kMaxUnwrittenEvents && !finish_status_.has_value()) {
+        read_paused_ = false;
+        read = true;
       }
     }
     // Outside the lock: gRPC may run reactions on other threads meanwhile.
+    if (read) StartRead(&request_);
     if (finish.has_value()) {
       Finish(*finish);
-    } else {
+    } else if (write) {
       StartWrite(&writing_);
     }
   }
@@ -350,6 +372,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
   // The event being written; untouched while write_in_flight_.
   v1::SessionEvent writing_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // Reading stopped with kMaxUnwrittenEvents events to write: MaybeWrite starts the next read.
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   // The scheduler has outcomes not yet collected.
   bool events_ready_ ABSL_GUARDED_BY(mu_) = false;
   // How to end the stream once `outgoing_` is written.
