@@ -214,7 +214,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<v1::SessionRequest, 
           resumed->pending_task_ids.size(), " tasks without an acknowledged outcome)");
     } else {
       absl::StatusOr<SessionId> id =
-          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared);
+          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared,
+                                 open.env());
       if (!id.ok()) return id.status();
       absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
       if (!token.ok()) return token.status();

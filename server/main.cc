@@ -559,6 +559,7 @@ int Run(const RepeatedFlags& repeated) {
   scheduler_options.resume_grace = absl::Seconds(resume_grace_s);
   scheduler_options.max_unread_result_bytes = static_cast<uint64_t>(max_unread_result_mb) << 20;
   scheduler_options.max_sessions = static_cast<size_t>(max_sessions);
+  scheduler_options.task_environments = !pool_options->worker_options.in_process;
   scheduler_options.max_queued_tasks_per_session =
       static_cast<size_t>(max_queued_tasks_per_session);
   if (!absl::GetFlag(FLAGS_allow_exec)) {

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
@@ -95,6 +96,39 @@ void FailResourceExhausted(std::string message, v1::TaskOutcome& outcome) {
   SetError(absl::StatusCode::kResourceExhausted, message, *outcome.mutable_error());
 }
 
+// The most bytes of environment variables one session may set for its tasks (OpenSession.env):
+// each of its task frames carries them.
+constexpr size_t kMaxEnvBytes = 64 << 10;
+
+// OpenSession.env as each task frame carries it ("NAME=VALUE", sorted by name), or why it is
+// malformed.
+absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> TaskEnvironment(
+    const google::protobuf::Map<std::string, std::string>& env) {
+  std::vector<std::pair<absl::string_view, absl::string_view>> sorted(env.begin(), env.end());
+  std::sort(sorted.begin(), sorted.end());
+  google::protobuf::RepeatedPtrField<std::string> variables;
+  size_t bytes = 0;
+  for (const auto& [name, value] : sorted) {
+    if (name.empty() || name.find_first_of(absl::string_view("=\0", 2)) != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "env: '", absl::CHexEscape(name.substr(0, 128)),
+          "' is not an environment variable name (it must be non-empty, without '=' or NUL)"));
+    }
+    if (value.find('\0') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("env: the value of ", name.substr(0, 128), " holds a NUL byte"));
+    }
+    bytes += name.size() + value.size() + 2;
+    if (bytes > kMaxEnvBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "env: more than ", kMaxEnvBytes, " bytes of environment variables; pass large values "
+          "as task input instead"));
+    }
+    variables.Add(absl::StrCat(name, "=", value));
+  }
+  return variables;
+}
+
 void CopyError(wire::ErrorInfo& from, v1::TaskError& to) {
   to.set_code(from.code());
   to.set_message(std::move(*from.mutable_message()));
@@ -176,6 +210,7 @@ Scheduler::Scheduler(Options options)
       long_task_after_(10 * options.prefetch_window),
       prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
+      task_environments_(options.task_environments),
       shared_memory_prefix_(std::move(options.shared_memory_prefix)),
       release_shared_object_(std::move(options.release_shared_object)),
       worker_state_(static_cast<size_t>(workers_)),
@@ -188,10 +223,18 @@ void Scheduler::Notify(Notifications& notifications) {
   notifications.clear();
 }
 
-absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
-                                                 std::shared_ptr<SessionListener> listener,
-                                                 uint64_t client_max_message_bytes,
-                                                 SharedMemoryUse shared) {
+absl::StatusOr<SessionId> Scheduler::OpenSession(
+    std::string client_name, std::shared_ptr<SessionListener> listener,
+    uint64_t client_max_message_bytes, SharedMemoryUse shared,
+    const google::protobuf::Map<std::string, std::string>& env) {
+  if (!env.empty() && !task_environments_) {
+    return absl::FailedPreconditionError(
+        "env: this pool runs tasks inside its worker processes (--isolation=none), whose one "
+        "environment every task shares; it cannot give a session's tasks variables of their own");
+  }
+  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables =
+      TaskEnvironment(env);
+  if (!variables.ok()) return variables.status();
   Notifications notifications;
   absl::MutexLock lock(&mu_);
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
@@ -241,6 +284,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   session.listener = std::move(listener);
   session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
   if (!shared_memory_prefix_.empty()) session.shared = shared;
+  session.env = *std::move(variables);
   tokens_.emplace(*token, id);
   session.resume_token = *std::move(token);
   return id;
@@ -472,6 +516,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.frame.set_run_timeout_ms(spec.options().run_timeout_ms());
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
+    if (!session.env.empty()) *task.frame.mutable_env() = session.env;
     if (spec.has_shared_payload()) {
       task.shared_input = spec.shared_payload().name();
       task.frame.mutable_shared_payload()->set_name(

@@ -105,6 +105,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "google/protobuf/map.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
@@ -218,6 +219,10 @@ class Scheduler {
     absl::Duration prefetch_window = absl::Milliseconds(1);
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
+    // Tasks run in task runner processes (--isolation=process), each of which can give its tasks
+    // the environment of their session (OpenSession's `env`). False: tasks run in the worker
+    // processes, whose one environment all share, and a session with `env` is refused.
+    bool task_environments = true;
     // The name prefix of the gateway's shared memory objects (common/shared_memory.h); empty: no
     // session may use shared memory.
     std::string shared_memory_prefix;
@@ -237,10 +242,14 @@ class Scheduler {
   // without Options::shared_memory_prefix). UNAVAILABLE while draining. At Options::max_sessions
   // it abandons the detached session that has waited longest (see Abandon), and fails with
   // RESOURCE_EXHAUSTED if no session is detached.
-  absl::StatusOr<SessionId> OpenSession(std::string client_name,
-                                        std::shared_ptr<SessionListener> listener,
-                                        uint64_t client_max_message_bytes = 0,
-                                        SharedMemoryUse shared = {});
+  //
+  // `env` (OpenSession.env) is set for every task of the session on top of the pool's
+  // environment: INVALID_ARGUMENT for a name that is empty or holds '=' or NUL, a value that holds
+  // NUL, or more than 64 KiB in all; FAILED_PRECONDITION without Options::task_environments.
+  absl::StatusOr<SessionId> OpenSession(
+      std::string client_name, std::shared_ptr<SessionListener> listener,
+      uint64_t client_max_message_bytes = 0, SharedMemoryUse shared = {},
+      const google::protobuf::Map<std::string, std::string>& env = {});
 
   // Whether sessions may use shared memory: the prefix of its objects, or empty.
   const std::string& shared_memory_prefix() const { return shared_memory_prefix_; }
@@ -476,6 +485,9 @@ class Scheduler {
     uint64_t max_outcome_bytes = 0;
     // Its use of shared memory, with Options::shared_memory_prefix set.
     SharedMemoryUse shared;
+    // Its environment variables (OpenSession.env), "NAME=VALUE" sorted by name, for each of its
+    // tasks' frames.
+    google::protobuf::RepeatedPtrField<std::string> env;
     // The highest client task id received, accepted or not (SessionOpened.last_task_id).
     uint64_t last_task_id = 0;
     // Every outcome the session holds for its client, wherever it is (the outbox, collected by
@@ -626,6 +638,7 @@ class Scheduler {
   const absl::Duration long_task_after_;
   const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
+  const bool task_environments_;
   const std::string shared_memory_prefix_;
   const std::function<void(const std::string&)> release_shared_object_;
 

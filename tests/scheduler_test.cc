@@ -3105,6 +3105,63 @@ TEST_F(SchedulerTest, ANewSessionAtTheLimitEndsTheDetachedSessionThatWaitedLonge
   EXPECT_EQ(scheduler_->Status().sessions(), 3u);
 }
 
+TEST_F(SchedulerTest, ASessionsEnvironmentGoesWithEachOfItsTasksAndNoOthers) {
+  Start(/*workers=*/2);
+  google::protobuf::Map<std::string, std::string> env;
+  env["X"] = "1";
+  env["A"] = "two words";
+  absl::StatusOr<SessionId> with_env =
+      scheduler_->OpenSession("with env", std::make_shared<CountingListener>(), 0, {}, env);
+  ASSERT_TRUE(with_env.ok()) << with_env.status();
+  const SessionId without = Open("without");
+  SubmitRange(*with_env, 1, 1);
+  SubmitRange(without, 2, 2);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) {
+    if (IdOf(assignment) == 1) {
+      EXPECT_THAT(assignment.frame.env(), ElementsAre("A=two words", "X=1"));
+    } else {
+      EXPECT_THAT(assignment.frame.env(), IsEmpty());
+    }
+  }
+}
+
+TEST_F(SchedulerTest, AMalformedEnvironmentIsInvalidArgument) {
+  Start(/*workers=*/1);
+  const auto open = [this](const std::string& name, const std::string& value) {
+    google::protobuf::Map<std::string, std::string> env;
+    env[name] = value;
+    return scheduler_->OpenSession("bad env", std::make_shared<CountingListener>(), 0, {}, env)
+        .status();
+  };
+  EXPECT_EQ(open("", "1").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(open("A=B", "1").message(), HasSubstr("not an environment variable name"));
+  EXPECT_EQ(open(std::string("A\0B", 3), "1").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(open("A", std::string("1\0", 2)).code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status large = open("A", std::string(70'000, 'v'));
+  EXPECT_EQ(large.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(large.message(), HasSubstr("65536 bytes"));
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, AnEnvironmentOnAPoolWithoutTaskRunnersIsFailedPrecondition) {
+  Scheduler::Options options;
+  options.workers = 1;
+  options.clock = [this] { return now_; };
+  options.task_environments = false;
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  google::protobuf::Map<std::string, std::string> env;
+  env["X"] = "1";
+  const absl::Status refused =
+      scheduler_->OpenSession("env", std::make_shared<CountingListener>(), 0, {}, env).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--isolation=none"));
+  // Without env, sessions open as ever.
+  Open("no env");
+}
+
 TEST_F(SchedulerTest, TasksPastASessionsQueueLimitAreRejectedAndAcceptedAgainAsItDrains) {
   Scheduler::Options options;
   options.workers = 1;
