@@ -180,9 +180,10 @@ describe('the Node client against a real pool', () => {
     await mixed.catch((error) => assert.equal(error.itemIndex, 3));
   });
 
-  test('an executor\'s env reaches its tasks and no others', async () => {
+  test('an executor\'s taskEnv reaches its tasks and no others', async () => {
     const withEnv = await Executor.connect(
-        undefined, {clientName: 'node env', protoDir, env: {MPIGATE_NODE_TEST_VAR: 'from env'}});
+        undefined,
+        {clientName: 'node env', protoDir, taskEnv: {MPIGATE_NODE_TEST_VAR: 'from env'}});
     try {
       for (let i = 0; i < 4; ++i) {
         assert.equal(
