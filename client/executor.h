@@ -50,6 +50,7 @@
 #define MPIGATE_CLIENT_EXECUTOR_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,6 +108,11 @@ struct ExecutorOptions {
   // and the task's worker does too, which the service tells the client when the session opens.
   // Elsewhere they go in the messages as any other. 0: never.
   uint64_t shared_memory_min_bytes = 64 << 10;
+  // Environment variables for this executor's tasks (OpenSession.env): each starts with the
+  // pool's environment plus these, and no task sees what a task of another executor set. Names
+  // without '=' or NUL, at most 64 KiB in all (INVALID_ARGUMENT from Connect()); a pool with
+  // --isolation=none refuses them (FAILED_PRECONDITION). Empty: the pool's environment.
+  std::map<std::string, std::string> env;
 };
 
 // The pool's life, as the service reports it (mpigate.v1.PoolState).

@@ -24,6 +24,12 @@ namespace {
 // burst of small outcomes costs one write while large results still travel one per message.
 constexpr size_t kEventSoftLimitBytes = 1 << 20;
 
+// A session stream stops reading requests while this many events wait to be written, and reads
+// again once its client has taken some: a client that sends but never reads would otherwise make
+// the replies to its requests (rejections, cancel results) pile up here without bound. gRPC's flow
+// control then holds the client's further requests back.
+constexpr size_t kMaxUnwrittenEvents = 16;
+
 // Parses a request received as bytes; INVALID_ARGUMENT if they are not one.
 absl::Status ParseRequest(grpc::ByteBuffer& bytes, google::protobuf::Message& request) {
   if (!grpc::SerializationTraits<google::protobuf::Message>::Deserialize(&bytes, &request).ok()) {
@@ -130,6 +136,14 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       MaybeWrite();
       return;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      if (outgoing_.size() >= kMaxUnwrittenEvents) {
+        // MaybeWrite reads on once the client has taken some.
+        read_paused_ = true;
+        return;
+      }
+    }
     StartRead(&request_bytes_);
   }
 
@@ -233,7 +247,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
           resumed->pending_task_ids.size(), " tasks without an acknowledged outcome)");
     } else {
       absl::StatusOr<SessionId> id =
-          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared);
+          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared,
+                                 open.env());
       if (!id.ok()) return id.status();
       absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
       if (!token.ok()) return token.status();
@@ -337,36 +352,45 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   // Starts the next write, or finishes the stream, if nothing is in flight.
   void MaybeWrite() {
     std::optional<grpc::Status> finish;
+    bool write = false;
+    bool read = false;
     {
       absl::MutexLock lock(&mu_);
-      if (write_in_flight_ || finished_) return;
-      if (outgoing_.empty() && events_ready_ && session_.has_value() &&
-          !finish_status_.has_value()) {
-        events_ready_ = false;
-        SessionEvents events = scheduler_.TakeEvents(*session_);
-        if (events.pool.has_value()) *outgoing_.emplace_back().mutable_pool() = *events.pool;
-        AppendUpdates(events, outgoing_);
-        if (events.closed) {
-          outgoing_.emplace_back().mutable_closed();
-          finish_status_ = grpc::Status::OK;
+      if (!write_in_flight_ && !finished_) {
+        if (outgoing_.empty() && events_ready_ && session_.has_value() &&
+            !finish_status_.has_value()) {
+          events_ready_ = false;
+          SessionEvents events = scheduler_.TakeEvents(*session_);
+          if (events.pool.has_value()) *outgoing_.emplace_back().mutable_pool() = *events.pool;
+          AppendUpdates(events, outgoing_);
+          if (events.closed) {
+            outgoing_.emplace_back().mutable_closed();
+            finish_status_ = grpc::Status::OK;
+          }
+        }
+        if (!outgoing_.empty()) {
+          writing_ = std::move(outgoing_.front());
+          outgoing_.pop_front();
+          write_in_flight_ = true;
+          write = true;
+        } else if (finish_status_.has_value()) {
+          finished_ = true;
+          finish = *finish_status_;
         }
       }
-      if (!outgoing_.empty()) {
-        writing_ = std::move(outgoing_.front());
-        outgoing_.pop_front();
-        write_in_flight_ = true;
-      } else if (finish_status_.has_value()) {
-        finished_ = true;
-        finish = *finish_status_;
-      } else {
-        return;
+      // The client has taken some of what waited for it: read its next request.
+      if (read_paused_ && outgoing_.size() < kMaxUnwrittenEvents && !finish_status_.has_value()) {
+        read_paused_ = false;
+        read = true;
       }
     }
     // Outside the lock: gRPC may run reactions on other threads meanwhile.
+    if (read) StartRead(&request_bytes_);
     if (finish.has_value()) {
       Finish(*finish);
       return;
     }
+    if (!write) return;
     absl::StatusOr<grpc::ByteBuffer> bytes = Serialize(writing_);
     if (!bytes.ok()) {
       // As a write that failed: its outcomes go back to the session, which its client may resume.
@@ -393,6 +417,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   v1::SessionEvent writing_;
   grpc::ByteBuffer writing_bytes_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // Reading stopped with kMaxUnwrittenEvents events to write: MaybeWrite starts the next read.
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   // The scheduler has outcomes not yet collected.
   bool events_ready_ ABSL_GUARDED_BY(mu_) = false;
   // How to end the stream once `outgoing_` is written.

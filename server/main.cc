@@ -112,18 +112,21 @@ ABSL_FLAG(double, resume_grace_s, 60,
           "it with its token. After that its queued tasks are cancelled, its running ones "
           "interrupted, and everything it held is freed. 0: a session ends with its stream.");
 ABSL_FLAG(int64_t, max_sessions, 1024,
-          "The most sessions open at once, detached ones included: a client that opens one more "
-          "gets RESOURCE_EXHAUSTED naming this limit, and the sessions open go on. 0: no limit.");
+          "The most sessions open at once, detached ones included: one more ends the detached "
+          "session that has waited longest for its client (its tasks cancelled or interrupted); "
+          "if every session has its client, the new one gets RESOURCE_EXHAUSTED naming this "
+          "limit, and the sessions open go on. 0: no limit.");
 ABSL_FLAG(int64_t, max_queued_tasks_per_session, 1 << 20,
           "The most tasks one session may have waiting for a worker: a task submitted beyond it is "
           "rejected with RESOURCE_EXHAUSTED naming this limit (the session and other sessions go "
           "on, and submits are accepted again as its queue drains). 0: no limit.");
 ABSL_FLAG(int, max_unread_result_mb, 1024,
           "The most MiB of outcomes one session may hold for its client: not yet read, or read and "
-          "not acknowledged. A result that would pass it fails with RESOURCE_EXHAUSTED, so a "
-          "client that stops reading cannot exhaust the gateway's memory. Keep it well above the "
-          "largest result: clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). "
-          "0: no limit.");
+          "not acknowledged, failures included, with a few hundred bytes reserved for each "
+          "unfinished task. A task that does not fit is rejected with RESOURCE_EXHAUSTED, and a "
+          "result that would pass it fails with RESOURCE_EXHAUSTED, so a client that stops "
+          "reading cannot exhaust the gateway's memory. Keep it well above the largest result: "
+          "clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). 0: no limit.");
 ABSL_FLAG(int, max_tasks_per_worker, 256,
           "The most tasks a worker holds at once when its tasks are short: one runs, the rest wait "
           "in its backlog, so that it never waits for the gateway between two; how many follows "
@@ -654,6 +657,7 @@ int Run(const RepeatedFlags& repeated) {
   scheduler_options.resume_grace = absl::Seconds(resume_grace_s);
   scheduler_options.max_unread_result_bytes = static_cast<uint64_t>(max_unread_result_mb) << 20;
   scheduler_options.max_sessions = static_cast<size_t>(max_sessions);
+  scheduler_options.task_environments = !pool_options->worker_options.in_process;
   scheduler_options.max_queued_tasks_per_session =
       static_cast<size_t>(max_queued_tasks_per_session);
   if (!absl::GetFlag(FLAGS_allow_exec)) {

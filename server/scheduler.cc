@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
@@ -45,19 +46,87 @@ constexpr uint32_t kMaxRetries = 10;
 // field tags and lengths).
 constexpr uint64_t kStreamFramingBytes = 64;
 
+// The longest message of a failure the scheduler makes in place of an outcome it cannot hold or
+// send (FailResourceExhausted): what every task reserves room for may not depend on its input.
+constexpr size_t kMaxReplacementMessageBytes = 400;
+
+// What holding one outcome costs the gateway beyond its encoded bytes: the message objects
+// (TaskOutcome, TaskError), its entries in the session's `unread` map and outbox, and its id in
+// `started`. Counted so that a session of many tiny outcomes is bounded by what it takes in memory,
+// not by the few bytes each takes on the wire.
+constexpr size_t kHeldOutcomeOverheadBytes = sizeof(v1::TaskOutcome) + sizeof(v1::TaskError) + 64;
+
+// What the session holds for `outcome`: the message, its result in shared memory, and the
+// bookkeeping around it.
+size_t HeldBytes(const v1::TaskOutcome& outcome) {
+  return outcome.ByteSizeLong() + outcome.shared_result().size() + kHeldOutcomeOverheadBytes;
+}
+
+// The most a failure made by FailResourceExhausted can hold (HeldBytes) for a task that runs on up
+// to `members` workers: every field at its widest.
+size_t ReplacementBytes(int members) {
+  v1::TaskOutcome outcome;
+  outcome.set_task_id(std::numeric_limits<uint64_t>::max());
+  outcome.set_state(v1::TASK_STATE_FAILED);
+  outcome.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kResourceExhausted));
+  outcome.mutable_error()->set_message(std::string(kMaxReplacementMessageBytes, 'x'));
+  outcome.set_worker(-1);
+  outcome.set_queue_us(std::numeric_limits<uint64_t>::max());
+  outcome.set_run_us(std::numeric_limits<uint64_t>::max());
+  outcome.set_attempts(std::numeric_limits<uint32_t>::max());
+  if (members > 1) {
+    for (int i = 0; i < members; ++i) outcome.add_workers(std::numeric_limits<int32_t>::max());
+  }
+  return HeldBytes(outcome);
+}
+
 void SetError(absl::StatusCode code, absl::string_view message, v1::TaskError& error) {
   error.set_code(static_cast<int>(code));
   error.set_message(std::string(message));
 }
 
 // Turns an outcome the session cannot hold or send into a RESOURCE_EXHAUSTED failure. Keeps where
-// and how long it ran; the failure itself is a few hundred bytes, always admitted.
+// and how long it ran; the failure fits in what its task reserved (ReplacementBytes).
 void FailResourceExhausted(std::string message, v1::TaskOutcome& outcome) {
   outcome.clear_result();
   outcome.clear_items();
   outcome.set_state(v1::TASK_STATE_FAILED);
   outcome.mutable_error()->Clear();
+  if (message.size() > kMaxReplacementMessageBytes) message.resize(kMaxReplacementMessageBytes);
   SetError(absl::StatusCode::kResourceExhausted, message, *outcome.mutable_error());
+}
+
+// The most bytes of environment variables one session may set for its tasks (OpenSession.env):
+// each of its task frames carries them.
+constexpr size_t kMaxEnvBytes = 64 << 10;
+
+// OpenSession.env as each task frame carries it ("NAME=VALUE", sorted by name), or why it is
+// malformed.
+absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> TaskEnvironment(
+    const google::protobuf::Map<std::string, std::string>& env) {
+  std::vector<std::pair<absl::string_view, absl::string_view>> sorted(env.begin(), env.end());
+  std::sort(sorted.begin(), sorted.end());
+  google::protobuf::RepeatedPtrField<std::string> variables;
+  size_t bytes = 0;
+  for (const auto& [name, value] : sorted) {
+    if (name.empty() || name.find_first_of(absl::string_view("=\0", 2)) != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "env: '", absl::CHexEscape(name.substr(0, 128)),
+          "' is not an environment variable name (it must be non-empty, without '=' or NUL)"));
+    }
+    if (value.find('\0') != absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("env: the value of ", name.substr(0, 128), " holds a NUL byte"));
+    }
+    bytes += name.size() + value.size() + 2;
+    if (bytes > kMaxEnvBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "env: more than ", kMaxEnvBytes, " bytes of environment variables; pass large values "
+          "as task input instead"));
+    }
+    variables.Add(absl::StrCat(name, "=", value));
+  }
+  return variables;
 }
 
 void CopyError(wire::ErrorInfo& from, v1::TaskError& to) {
@@ -132,6 +201,8 @@ Scheduler::Scheduler(Options options)
       refused_functions_(std::move(options.refused_functions)),
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
       max_unread_result_bytes_(options.max_unread_result_bytes),
+      single_reserve_bytes_(ReplacementBytes(1)),
+      group_reserve_bytes_(ReplacementBytes(options.workers)),
       max_message_bytes_(options.max_message_bytes),
       max_sessions_(options.max_sessions),
       max_queued_tasks_per_session_(options.max_queued_tasks_per_session),
@@ -139,6 +210,7 @@ Scheduler::Scheduler(Options options)
       long_task_after_(10 * options.prefetch_window),
       prefetch_window_us_(absl::ToDoubleMicroseconds(options.prefetch_window)),
       token_source_(std::move(options.token_source)),
+      task_environments_(options.task_environments),
       shared_memory_prefix_(std::move(options.shared_memory_prefix)),
       release_shared_object_(std::move(options.release_shared_object)),
       worker_state_(static_cast<size_t>(workers_)),
@@ -151,23 +223,55 @@ void Scheduler::Notify(Notifications& notifications) {
   notifications.clear();
 }
 
-absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
-                                                 std::shared_ptr<SessionListener> listener,
-                                                 uint64_t client_max_message_bytes,
-                                                 SharedMemoryUse shared) {
+absl::StatusOr<SessionId> Scheduler::OpenSession(
+    std::string client_name, std::shared_ptr<SessionListener> listener,
+    uint64_t client_max_message_bytes, SharedMemoryUse shared,
+    const google::protobuf::Map<std::string, std::string>& env) {
+  if (!env.empty() && !task_environments_) {
+    return absl::FailedPreconditionError(
+        "env: this pool runs tasks inside its worker processes (--isolation=none), whose one "
+        "environment every task shares; it cannot give a session's tasks variables of their own");
+  }
+  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables =
+      TaskEnvironment(env);
+  if (!variables.ok()) return variables.status();
+  Notifications notifications;
   absl::MutexLock lock(&mu_);
   if (pool_state_ == v1::POOL_STATE_DRAINING) {
     return absl::UnavailableError(absl::StrCat("the service is draining: ", pool_reason_));
   }
   if (max_sessions_ > 0) {
-    const size_t open = static_cast<size_t>(
-        std::count_if(sessions_.begin(), sessions_.end(),
-                      [](const auto& entry) { return !entry.second.abandoned; }));
+    size_t open = 0;
+    // The detached session that has waited longest for its client: it makes room for a client
+    // that is here, rather than sessions nobody may resume locking every new client out for a
+    // whole grace period.
+    SessionId oldest_detached = 0;
+    absl::Time oldest_deadline = absl::InfiniteFuture();
+    for (const auto& [id, session] : sessions_) {
+      if (session.abandoned) continue;
+      ++open;
+      if (session.detached && session.grace_deadline < oldest_deadline) {
+        oldest_detached = id;
+        oldest_deadline = session.grace_deadline;
+      }
+    }
     if (open >= max_sessions_) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the service holds its maximum of ", max_sessions_,
-          " open sessions (--max_sessions), detached ones included; retry once one has closed, "
-          "or raise the limit"));
+      if (oldest_detached == 0) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the service holds its maximum of ", max_sessions_,
+            " open sessions (--max_sessions), each with a client attached; retry once one has "
+            "closed, or raise the limit"));
+      }
+      Session& evicted = sessions_.at(oldest_detached);
+      const size_t live = evicted.live.size();
+      AbandonLocked(evicted, absl::StrCat("cancelled: the session was detached and ended to make "
+                                          "room for a new one (--max_sessions ",
+                                          max_sessions_, ")"));
+      Log(LogLevel::kInfo, "session ", oldest_detached,
+          " abandoned while detached to make room for a new session (--max_sessions ",
+          max_sessions_, "); its ", live, " unfinished tasks cancelled or interrupted");
+      // An abandoned session has no listener: this only forgets it if nothing of it runs.
+      MaybeNotifyLocked(oldest_detached, notifications);
     }
   }
   absl::StatusOr<std::string> token = token_source_();
@@ -180,6 +284,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(std::string client_name,
   session.listener = std::move(listener);
   session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
   if (!shared_memory_prefix_.empty()) session.shared = shared;
+  session.env = *std::move(variables);
   tokens_.emplace(*token, id);
   session.resume_token = *std::move(token);
   return id;
@@ -243,7 +348,27 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
         " queued tasks (--max_queued_tasks_per_session); submit more as these start, or raise "
         "the limit"));
   }
+  // Every accepted task has room for the failure it may end as, so that no outcome, failures
+  // included, can take the session past the bound: a client that does not read is refused here,
+  // where refusing costs nothing the session keeps.
+  if (max_unread_result_bytes_ > 0 &&
+      session.unread_bytes + session.reserved_bytes + ReserveBytes(spec) >
+          max_unread_result_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the session holds ", session.unread_bytes,
+        " bytes of outcomes its client has not read or acknowledged, and ", session.reserved_bytes,
+        " bytes reserved for the outcomes of its ", session.live.size(),
+        " unfinished tasks: another task would take it past the server's limit of ",
+        max_unread_result_bytes_,
+        " bytes (--max_unread_result_mb); read and acknowledge results sooner, or raise "
+        "--max_unread_result_mb"));
+  }
   return traits;
+}
+
+uint64_t Scheduler::ReserveBytes(const v1::TaskSpec& spec) const {
+  return spec.options().broadcast() || spec.options().gang_size() > 1 ? group_reserve_bytes_
+                                                                      : single_reserve_bytes_;
 }
 
 absl::Status Scheduler::CheckSharedPayloadLocked(const Session& session,
@@ -389,12 +514,15 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.gang_size = spec.options().gang_size();
     task.gang_function = *traits != nullptr && (*traits)->gang;
     task.max_retries = spec.options().max_retries();
+    task.reserved_bytes = ReserveBytes(spec);
+    session.reserved_bytes += task.reserved_bytes;
     task.enqueued = now;
     task.frame.set_task_key(key);
     task.frame.set_run_timeout_ms(spec.options().run_timeout_ms());
     task.frame.set_max_result_bytes(session.max_outcome_bytes);
     task.frame.set_function(spec.function());
     task.frame.set_payload(std::move(*spec.mutable_payload()));
+    if (!session.env.empty()) *task.frame.mutable_env() = session.env;
     if (spec.has_shared_payload()) {
       task.shared_input = spec.shared_payload().name();
       task.frame.mutable_shared_payload()->set_name(
@@ -571,18 +699,18 @@ absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
     if (!shared_memory_prefix_.empty()) session.shared = shared;
     for (v1::TaskOutcome& outcome : session.outbox) {
       const auto held = session.unread.find(outcome.task_id());
-      // Not held: acknowledged by a confused client before it was ever sent, and unbounded.
+      // Not held: acknowledged after it was written to the old stream, and dropped once collected.
       if (held == session.unread.end()) continue;
       if (FitToStreamLocked(session, outcome.ByteSizeLong(), outcome)) {
-        session.unread_bytes -= held->second;
-        held->second = outcome.ByteSizeLong();
-        session.unread_bytes += held->second;
+        session.unread_bytes -= held->second.bytes;
+        held->second.bytes = HeldBytes(outcome);
+        session.unread_bytes += held->second.bytes;
       }
     }
     resumed.last_task_id = session.last_task_id;
     resumed.pending_task_ids.reserve(session.live.size() + session.unread.size());
     for (const auto& [client_id, key] : session.live) resumed.pending_task_ids.push_back(client_id);
-    for (const auto& [client_id, size] : session.unread) {
+    for (const auto& [client_id, held] : session.unread) {
       resumed.pending_task_ids.push_back(client_id);
     }
     std::sort(resumed.pending_task_ids.begin(), resumed.pending_task_ids.end());
@@ -595,8 +723,10 @@ absl::StatusOr<ResumedSession> Scheduler::Resume(absl::string_view token,
 void Scheduler::AckLocked(Session& session, absl::Span<const uint64_t> task_ids) {
   for (const uint64_t task_id : task_ids) {
     const auto it = session.unread.find(task_id);
-    if (it == session.unread.end()) continue;
-    session.unread_bytes -= it->second;
+    // An outcome never collected cannot have been read: acknowledging it would free its bytes
+    // while it still waits in the outbox.
+    if (it == session.unread.end() || it->second.index >= session.collected) continue;
+    session.unread_bytes -= it->second.bytes;
     session.unread.erase(it);
     // An outcome not given back yet is dropped when it is (Retain).
     session.retained.erase(task_id);
@@ -663,6 +793,7 @@ SessionEvents Scheduler::TakeEvents(SessionId id) {
     events.pool = PoolStateLocked();
   }
   events.outcomes.swap(session.outbox);
+  session.collected = session.ended;
   events.progress.reserve(session.progress.size());
   for (auto& [client_id, progress] : session.progress) {
     events.progress.push_back(std::move(progress));
@@ -1311,22 +1442,21 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
     metrics_.Accepted(*function_metrics, task_it->second.payload_bytes);
   }
   if (!task_it->second.shared_input.empty()) release_shared_object_(task_it->second.shared_input);
-  tasks_.erase(task_it);
   Session& session = sessions_.at(id);
-  // What the session holds for its client: the outcome, and a result in shared memory.
-  const auto held_bytes = [](const v1::TaskOutcome& held) {
-    return held.ByteSizeLong() + held.shared_result().size();
-  };
+  // The outcome takes the place of the task's reservation; a failure made below fits in it.
+  session.reserved_bytes -= task_it->second.reserved_bytes;
+  tasks_.erase(task_it);
   size_t size = 0;
   if (session.abandoned) {
     ReleaseSharedResultLocked(outcome);
   } else {
     outcome.set_task_id(client_id);
     FitToStreamLocked(session, outcome.ByteSizeLong(), outcome);
-    size = held_bytes(outcome);
-    if (max_unread_result_bytes_ > 0 && session.unread_bytes + size > max_unread_result_bytes_) {
+    size = HeldBytes(outcome);
+    if (max_unread_result_bytes_ > 0 &&
+        session.unread_bytes + session.reserved_bytes + size > max_unread_result_bytes_) {
       BoundUnreadLocked(session, client_id, size, outcome);
-      size = held_bytes(outcome);
+      size = HeldBytes(outcome);
     }
   }
 
@@ -1334,7 +1464,7 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   session.live.erase(client_id);
   session.progress.erase(client_id);
   if (!session.abandoned) {
-    session.unread.emplace(client_id, size);
+    session.unread.emplace(client_id, HeldOutcome{size, session.ended++});
     session.unread_bytes += size;
     session.outbox.push_back(std::move(outcome));
   }

@@ -55,11 +55,15 @@
 // the outcome replaced by a failure). The client removes a result it has read. Removing is the
 // transport's business (Options::release_shared_object); the scheduler only says when.
 //
-// Unread results are bounded: the bytes of the outcomes a session holds for its client (not
-// collected, being written, or retained until acknowledged) may not exceed
-// Options::max_unread_result_bytes. An outcome that would pass it is replaced by a failure with
-// RESOURCE_EXHAUSTED, so a client that stops reading costs the gateway a bounded amount of memory
-// and other sessions nothing.
+// Unread results are bounded: what a session holds for its client may not exceed
+// Options::max_unread_result_bytes. That counts every outcome it holds (not collected, being
+// written, or retained until acknowledged; failures too), each by its encoded size, a result in
+// shared memory, and a fixed cost for the objects around it, plus a reservation for each task not
+// ended yet: room for the RESOURCE_EXHAUSTED failure of a few hundred bytes it may end as. A task
+// whose reservation does not fit is rejected at Submit with RESOURCE_EXHAUSTED (a rejection is
+// answered, never kept); an outcome that would pass the bound is replaced by that failure, which
+// always fits in its task's reservation. So a client that stops reading costs the gateway a
+// bounded amount of memory and other sessions nothing.
 //
 // A running task cannot be cancelled, but it can be interrupted: the transport is asked (through
 // AwaitWork) to tell its worker to set the task's cancellation flag, or with `force` to kill the
@@ -101,6 +105,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "google/protobuf/map.h"
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
@@ -200,7 +205,8 @@ class Scheduler {
     // The largest gRPC message the service sends or accepts; 0 for no limit.
     uint64_t max_message_bytes = 0;
     // The most sessions open at once, detached ones included (Run calls count while they run):
-    // OpenSession() fails with RESOURCE_EXHAUSTED beyond it. 0 for no limit.
+    // at it, OpenSession() abandons the detached session that has waited longest to make room,
+    // and fails with RESOURCE_EXHAUSTED only if every session has its client. 0 for no limit.
     size_t max_sessions = 0;
     // The most tasks one session may have queued (accepted, not yet on a worker): a task submitted
     // beyond it is rejected with RESOURCE_EXHAUSTED, and later ones are accepted again as the
@@ -213,6 +219,10 @@ class Scheduler {
     absl::Duration prefetch_window = absl::Milliseconds(1);
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
+    // Tasks run in task runner processes (--isolation=process), each of which can give its tasks
+    // the environment of their session (OpenSession's `env`). False: tasks run in the worker
+    // processes, whose one environment all share, and a session with `env` is refused.
+    bool task_environments = true;
     // The name prefix of the gateway's shared memory objects (common/shared_memory.h); empty: no
     // session may use shared memory.
     std::string shared_memory_prefix;
@@ -229,12 +239,17 @@ class Scheduler {
 
   // Opens a session whose events go to `listener`. `client_max_message_bytes` is the largest
   // message its client accepts (0: any); `shared` says whether it may use shared memory (ignored
-  // without Options::shared_memory_prefix). UNAVAILABLE while draining; RESOURCE_EXHAUSTED at
-  // Options::max_sessions.
-  absl::StatusOr<SessionId> OpenSession(std::string client_name,
-                                        std::shared_ptr<SessionListener> listener,
-                                        uint64_t client_max_message_bytes = 0,
-                                        SharedMemoryUse shared = {});
+  // without Options::shared_memory_prefix). UNAVAILABLE while draining. At Options::max_sessions
+  // it abandons the detached session that has waited longest (see Abandon), and fails with
+  // RESOURCE_EXHAUSTED if no session is detached.
+  //
+  // `env` (OpenSession.env) is set for every task of the session on top of the pool's
+  // environment: INVALID_ARGUMENT for a name that is empty or holds '=' or NUL, a value that holds
+  // NUL, or more than 64 KiB in all; FAILED_PRECONDITION without Options::task_environments.
+  absl::StatusOr<SessionId> OpenSession(
+      std::string client_name, std::shared_ptr<SessionListener> listener,
+      uint64_t client_max_message_bytes = 0, SharedMemoryUse shared = {},
+      const google::protobuf::Map<std::string, std::string>& env = {});
 
   // Whether sessions may use shared memory: the prefix of its objects, or empty.
   const std::string& shared_memory_prefix() const { return shared_memory_prefix_; }
@@ -289,7 +304,8 @@ class Scheduler {
                                         SharedMemoryUse shared = {});
 
   // The client has handled the outcomes of `task_ids`: the session forgets them. Ids it does not
-  // hold are ignored. NOT_FOUND if the session does not exist.
+  // hold, and those whose outcome has never been collected (TakeEvents), which the client cannot
+  // have read, are ignored. NOT_FOUND if the session does not exist.
   absl::Status Ack(SessionId session, absl::Span<const uint64_t> task_ids);
 
   // Gives back outcomes collected with TakeEvents() once their write to the session's stream has
@@ -420,6 +436,9 @@ class Scheduler {
     // TaskOptions.max_retries, and how many times the task has been started.
     uint32_t max_retries = 0;
     uint32_t attempts = 0;
+    // Room in its session's unread bound for the failure it may end as (see the top of this
+    // file), held from its acceptance until it ends.
+    uint64_t reserved_bytes = 0;
     // Members still running (a group task ends when none is).
     int running_members = 0;
     absl::Time enqueued;
@@ -452,6 +471,15 @@ class Scheduler {
     TaskMetrics::Function* metrics = nullptr;
   };
 
+  // An outcome a session holds for its client.
+  struct HeldOutcome {
+    // What holding it costs: its encoded size, a result in shared memory, and the bookkeeping
+    // around it.
+    uint64_t bytes = 0;
+    // Its place among the session's outcomes in the order they ended (Session::ended).
+    uint64_t index = 0;
+  };
+
   struct Session {
     std::string client_name;
     std::shared_ptr<SessionListener> listener;
@@ -479,13 +507,24 @@ class Scheduler {
     uint64_t max_outcome_bytes = 0;
     // Its use of shared memory, with Options::shared_memory_prefix set.
     SharedMemoryUse shared;
+    // Its environment variables (OpenSession.env), "NAME=VALUE" sorted by name, for each of its
+    // tasks' frames.
+    google::protobuf::RepeatedPtrField<std::string> env;
     // The highest client task id received, accepted or not (SessionOpened.last_task_id).
     uint64_t last_task_id = 0;
     // Every outcome the session holds for its client, wherever it is (the outbox, collected by
-    // the listener, or retained): its encoded size, by client id. What the session "holds" for
-    // Ack, id reuse and the unread bound.
-    absl::flat_hash_map<uint64_t, size_t> unread;
+    // the listener, or retained), by client id. What the session "holds" for Ack, id reuse and the
+    // unread bound.
+    absl::flat_hash_map<uint64_t, HeldOutcome> unread;
     uint64_t unread_bytes = 0;
+    // What its unfinished tasks reserve for their outcomes (Task::reserved_bytes); counted with
+    // unread_bytes against the unread bound.
+    uint64_t reserved_bytes = 0;
+    // How many outcomes it has put in its outbox, and how many of those the listener had
+    // collected at its last TakeEvents(): the first `collected` (HeldOutcome::index) may be
+    // acknowledged.
+    uint64_t ended = 0;
+    uint64_t collected = 0;
     // Outcomes written to the stream and given back (Retain), until acknowledged.
     absl::flat_hash_map<uint64_t, v1::TaskOutcome> retained;
     // Resumed at least once: re-sent tasks it holds are ignored rather than rejected.
@@ -529,6 +568,8 @@ class Scheduler {
   absl::StatusOr<const FunctionTraits*> ValidateLocked(const Session& session,
                                                        const v1::TaskSpec& spec) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a task of `spec` reserves for its outcome in its session's unread bound.
+  uint64_t ReserveBytes(const v1::TaskSpec& spec) const;
   // Ends a task that never ran or has just finished: frees it and puts `outcome` in its
   // session's outbox. Callers then call MaybeNotifyLocked for the session; it is not done here
   // so that bulk cancellation never erases a session it is iterating over.
@@ -607,6 +648,9 @@ class Scheduler {
   const absl::flat_hash_map<std::string, std::string> refused_functions_;
   const absl::Duration resume_grace_;
   const uint64_t max_unread_result_bytes_;
+  // What a single task and a group task reserve (Task::reserved_bytes).
+  const uint64_t single_reserve_bytes_;
+  const uint64_t group_reserve_bytes_;
   const uint64_t max_message_bytes_;
   const size_t max_sessions_;
   const size_t max_queued_tasks_per_session_;
@@ -616,6 +660,7 @@ class Scheduler {
   const absl::Duration long_task_after_;
   const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
+  const bool task_environments_;
   const std::string shared_memory_prefix_;
   const std::function<void(const std::string&)> release_shared_object_;
 

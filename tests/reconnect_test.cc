@@ -43,8 +43,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// The shared server keeps a broken session for 20 s and at most 1 MiB of unread outcomes per
-// session; the tests' results are small, except where they test that bound.
+// The shared server keeps a broken session for 20 s and at most 8 MiB of unread outcomes per
+// session (with what its unfinished tasks reserve: a few hundred bytes each, so 6,000 tasks at
+// once fit); the tests' results are small, except where they test that bound.
 constexpr int kGraceSeconds = 20;
 
 class ReconnectTest : public testing::SharedServerTest<ReconnectTest> {
@@ -52,7 +53,7 @@ class ReconnectTest : public testing::SharedServerTest<ReconnectTest> {
   static testing::ServerOptions SharedServerOptions() {
     return {
         .workers = 2,
-        .flags = {absl::StrCat("--resume-grace-s=", kGraceSeconds), "--max-unread-result-mb=1"}};
+        .flags = {absl::StrCat("--resume-grace-s=", kGraceSeconds), "--max-unread-result-mb=8"}};
   }
   static constexpr char kClientName[] = "reconnect_test";
 
@@ -277,8 +278,8 @@ TEST_F(ReconnectTest, AnExecutorAcknowledgesWhatItReadSoTheServiceLetsGo) {
 TEST_F(ReconnectTest, UnreadResultsAreBoundedPerSessionAndOtherSessionsAreUnaffected) {
   std::unique_ptr<v1::Gateway::Stub> stub = Stub(server_->target());
   testing::RawSession slow(*stub);
-  // Reads its outcomes but never acknowledges them: the 1 MiB bound holds two of 400 kB.
-  const std::string big(400'000, 'b');
+  // Reads its outcomes but never acknowledges them: the 8 MiB bound holds two of 3.5 MB.
+  const std::string big(3'500'000, 'b');
   for (uint64_t id = 1; id <= 3; ++id) {
     slow.Submit(id, "echo", big);
     ASSERT_TRUE(slow.AwaitOutcomes(id));
@@ -289,7 +290,7 @@ TEST_F(ReconnectTest, UnreadResultsAreBoundedPerSessionAndOtherSessionsAreUnaffe
   EXPECT_EQ(refused.state(), v1::TASK_STATE_FAILED);
   EXPECT_EQ(refused.error().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_THAT(refused.error().message(),
-              AllOf(HasSubstr("1048576 bytes"), HasSubstr("--max_unread_result_mb"),
+              AllOf(HasSubstr("8388608 bytes"), HasSubstr("--max_unread_result_mb"),
                     HasSubstr("read results sooner")));
 
   // Another session's results are its own.

@@ -831,6 +831,15 @@ wire::ResultFrame ResultOfSize(const Assignment& assignment, size_t bytes) {
   return result;
 }
 
+// A short failure for `assignment`, as a function that raises returns.
+wire::ResultFrame Raised(const Assignment& assignment) {
+  wire::ResultFrame result;
+  result.set_task_key(assignment.frame.task_key());
+  result.mutable_error()->set_code(Code(absl::StatusCode::kInternal));
+  result.mutable_error()->set_message("raised");
+  return result;
+}
+
 TEST_F(SchedulerTest, SessionsGetDistinctTokensFromTheSource) {
   StartResumable(/*workers=*/1, absl::Seconds(10));
   const SessionId first = Open();
@@ -1144,6 +1153,85 @@ TEST_F(SchedulerTest, UnreadBoundFailsTheOutcomeThatWouldPassItAndSparesOtherSes
   assignments = Dispatch();
   scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 4'000));
   EXPECT_EQ(scheduler_->TakeEvents(slow).outcomes.at(0).state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, UnreadBoundCountsFailuresAndRejectsTasksItHasNoRoomFor) {
+  constexpr uint64_t kBound = 20'000;
+  StartResumable(/*workers=*/1, absl::Seconds(10), kBound);
+  const SessionId session = Open("never reads");
+  // Each task fails with a short error; the client never collects, reads or acknowledges. Kept
+  // failures alone would grow without end; instead the bound refuses new tasks once full.
+  size_t accepted = 0;
+  std::vector<v1::TaskRejection> rejected;
+  for (uint64_t id = 1; id <= 1'000; ++id) {
+    std::vector<v1::TaskRejection> rejections = Submit(session, {Task(id)});
+    if (!rejections.empty()) {
+      rejected.push_back(std::move(rejections.front()));
+      continue;
+    }
+    ++accepted;
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    scheduler_->Complete(assignments[0].worker, Raised(assignments[0]));
+    ASSERT_LE(SessionStatusOf(session).unread_result_bytes(), kBound) << "after task " << id;
+  }
+  EXPECT_GT(accepted, 10u);
+  ASSERT_FALSE(rejected.empty());
+  EXPECT_EQ(accepted + rejected.size(), 1'000u);
+  EXPECT_EQ(rejected.front().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(rejected.front().message(),
+              AllOf(HasSubstr("20000 bytes"), HasSubstr("--max_unread_result_mb"),
+                    HasSubstr("not read or acknowledged")));
+  // Rejections are not kept: the session holds only the outcomes of the tasks it accepted.
+  EXPECT_EQ(scheduler_->TakeEvents(session).outcomes.size(), accepted);
+}
+
+TEST_F(SchedulerTest, AnOutcomeThatWouldPassTheBoundBecomesAFailureThatFitsItsReservation) {
+  constexpr uint64_t kBound = 20'000;
+  StartResumable(/*workers=*/1, absl::Seconds(10), kBound);
+  const SessionId session = Open("never reads");
+  // Many tasks queued at once: each reserves room for the failure it may end as, so all of them
+  // may end with results too large to hold, and their failures still fit.
+  uint64_t last = 0;
+  while (last < 10'000 && Submit(session, {Task(last + 1)}).empty()) ++last;
+  ASSERT_GT(last, 10u);
+  ASSERT_LT(last, 10'000u) << "no task was refused";
+  for (uint64_t id = 1; id <= last; ++id) {
+    const std::vector<Assignment> assignments = Dispatch();
+    ASSERT_EQ(assignments.size(), 1u);
+    scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 3'000));
+    ASSERT_LE(SessionStatusOf(session).unread_result_bytes(), kBound) << "after task " << id;
+  }
+  // With every task's room reserved, the first results cannot be held; the room their failures
+  // leave unused lets the last ones through.
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), last);
+  EXPECT_EQ(events.outcomes.front().error().code(), Code(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(events.outcomes.front().error().message(), HasSubstr("--max_unread_result_mb"));
+  for (const v1::TaskOutcome& outcome : events.outcomes) {
+    EXPECT_TRUE(outcome.state() == v1::TASK_STATE_SUCCEEDED ||
+                outcome.error().code() == Code(absl::StatusCode::kResourceExhausted))
+        << outcome.ShortDebugString();
+  }
+}
+
+TEST_F(SchedulerTest, AcknowledgingAnOutcomeNeverCollectedFreesNothing) {
+  StartResumable(/*workers=*/1, absl::Seconds(10), /*max_unread=*/100'000);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  scheduler_->Complete(assignments[0].worker, ResultOfSize(assignments[0], 4'000));
+  const uint64_t held = SessionStatusOf(session).unread_result_bytes();
+  EXPECT_GT(held, 4'000u);
+  // A client cannot have read what was never sent: acknowledging it blindly would free the bytes
+  // while the outcome still waits in the outbox.
+  ASSERT_TRUE(scheduler_->Ack(session, {1}).ok());
+  EXPECT_EQ(SessionStatusOf(session).unread_result_bytes(), held);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  ASSERT_TRUE(scheduler_->Ack(session, {1}).ok());
+  EXPECT_EQ(SessionStatusOf(session).unread_result_bytes(), 0u);
 }
 
 // --- Queue timeout ---
@@ -2963,6 +3051,115 @@ TEST_F(SchedulerTest, OpeningASessionPastTheLimitIsResourceExhaustedUntilOneClos
   absl::StatusOr<SessionId> after =
       scheduler_->OpenSession("after", std::make_shared<CountingListener>());
   EXPECT_TRUE(after.ok()) << after.status();
+}
+
+TEST_F(SchedulerTest, ANewSessionAtTheLimitEndsTheDetachedSessionThatWaitedLongest) {
+  Scheduler::Options options;
+  options.workers = 1;
+  options.clock = [this] { return now_; };
+  options.resume_grace = absl::Seconds(60);
+  options.max_sessions = 3;
+  options.token_source = [this]() -> absl::StatusOr<std::string> {
+    return absl::StrCat("token-", ++tokens_made_);
+  };
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId oldest = Open("oldest");
+  const SessionId newer = Open("newer");
+  const SessionId attached = Open("attached");
+  // The oldest detached holds a running and a queued task.
+  SubmitRange(oldest, 1, 2);
+  std::vector<Assignment> running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  scheduler_->Detach(oldest);
+  now_ += absl::Seconds(1);
+  scheduler_->Detach(newer);
+
+  // A new client gets in at once, in place of the session that has waited longest.
+  absl::StatusOr<SessionId> first =
+      scheduler_->OpenSession("first", std::make_shared<CountingListener>());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(scheduler_->ResumeToken(oldest).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Resume("token-1").status().code(), absl::StatusCode::kNotFound);
+  DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  EXPECT_THAT(work.assignments, IsEmpty());
+  ASSERT_EQ(work.interrupts.size(), 1u);
+  EXPECT_EQ(work.interrupts[0].task_key, running[0].frame.task_key());
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 0u);
+
+  // The next takes the place of the other detached one.
+  absl::StatusOr<SessionId> second =
+      scheduler_->OpenSession("second", std::make_shared<CountingListener>());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(Resume("token-2").status().code(), absl::StatusCode::kNotFound);
+
+  // Every session counted has its client: now a new one is refused.
+  absl::StatusOr<SessionId> refused =
+      scheduler_->OpenSession("refused", std::make_shared<CountingListener>());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(),
+              AllOf(HasSubstr("maximum of 3 open sessions"), HasSubstr("--max_sessions")));
+  SubmitRange(attached, 1, 1);
+  // The evicted session's running task ends and is forgotten with it.
+  CompleteEchoed(running[0]);
+  EXPECT_EQ(scheduler_->Status().sessions(), 3u);
+}
+
+TEST_F(SchedulerTest, ASessionsEnvironmentGoesWithEachOfItsTasksAndNoOthers) {
+  Start(/*workers=*/2);
+  google::protobuf::Map<std::string, std::string> env;
+  env["X"] = "1";
+  env["A"] = "two words";
+  absl::StatusOr<SessionId> with_env =
+      scheduler_->OpenSession("with env", std::make_shared<CountingListener>(), 0, {}, env);
+  ASSERT_TRUE(with_env.ok()) << with_env.status();
+  const SessionId without = Open("without");
+  SubmitRange(*with_env, 1, 1);
+  SubmitRange(without, 2, 2);
+  const std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) {
+    if (IdOf(assignment) == 1) {
+      EXPECT_THAT(assignment.frame.env(), ElementsAre("A=two words", "X=1"));
+    } else {
+      EXPECT_THAT(assignment.frame.env(), IsEmpty());
+    }
+  }
+}
+
+TEST_F(SchedulerTest, AMalformedEnvironmentIsInvalidArgument) {
+  Start(/*workers=*/1);
+  const auto open = [this](const std::string& name, const std::string& value) {
+    google::protobuf::Map<std::string, std::string> env;
+    env[name] = value;
+    return scheduler_->OpenSession("bad env", std::make_shared<CountingListener>(), 0, {}, env)
+        .status();
+  };
+  EXPECT_EQ(open("", "1").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(open("A=B", "1").message(), HasSubstr("not an environment variable name"));
+  EXPECT_EQ(open(std::string("A\0B", 3), "1").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(open("A", std::string("1\0", 2)).code(), absl::StatusCode::kInvalidArgument);
+  const absl::Status large = open("A", std::string(70'000, 'v'));
+  EXPECT_EQ(large.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(large.message(), HasSubstr("65536 bytes"));
+  EXPECT_EQ(scheduler_->Status().sessions(), 0u);
+}
+
+TEST_F(SchedulerTest, AnEnvironmentOnAPoolWithoutTaskRunnersIsFailedPrecondition) {
+  Scheduler::Options options;
+  options.workers = 1;
+  options.clock = [this] { return now_; };
+  options.task_environments = false;
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  google::protobuf::Map<std::string, std::string> env;
+  env["X"] = "1";
+  const absl::Status refused =
+      scheduler_->OpenSession("env", std::make_shared<CountingListener>(), 0, {}, env).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("--isolation=none"));
+  // Without env, sessions open as ever.
+  Open("no env");
 }
 
 TEST_F(SchedulerTest, TasksPastASessionsQueueLimitAreRejectedAndAcceptedAgainAsItDrains) {

@@ -48,6 +48,7 @@
 #include "wire/stream_frames.h"
 #include "wire/task_peek.h"
 #include "worker/registry.h"
+#include "worker/task_environment.h"
 #include "worker/task_runner.h"
 #include "worker/worker_options.h"
 
@@ -136,6 +137,7 @@ class Runner final : public ProgressSink {
       bytes.clear();
       bytes.shrink_to_fit();
       const TaskContext context(rank_, pool_size_, &cancelled_, this);
+      environment_.Apply(task.env());
       result = RunTask(registry_, context, task);
     } else {
       SetError(absl::InternalError(absl::StrCat("malformed TaskFrame of ", bytes.size(), " bytes")),
@@ -232,6 +234,9 @@ class Runner final : public ProgressSink {
   const FunctionRegistry& registry_;
   const int rank_;
   const int pool_size_;
+  // Made after the initializer has run: the pool's environment, which each task gets with its
+  // executor's variables. Used by the main thread only.
+  TaskEnvironment environment_;
   // The running task's cancellation flag, set by the reader thread.
   std::atomic<bool> cancelled_{false};
 

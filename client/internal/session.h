@@ -53,6 +53,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -223,6 +224,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // (SessionOpened.max_message_bytes). Set by Connect().
   size_t send_limit_ = 0;
   const std::string client_name_;
+  // ExecutorOptions::env, sent with every `open`.
+  const std::map<std::string, std::string> env_;
   const absl::Duration connect_timeout_;
   // ExecutorOptions::shared_memory_min_bytes, and this process's shared memory domain (empty when
   // it uses none).

@@ -322,7 +322,11 @@ class Executor {
   // Connects to the service and opens a session. `endpoint`: a gRPC target, else as
   // resolveEndpoint() finds one. Options: clientName (for the service's status), connectTimeoutMs
   // (10 s), maxMessageBytes (512 MiB, at most the server's --max-message-mb), protoDir (the
-  // repository's proto/), and how to authenticate (resolveAccess()):
+  // repository's proto/), taskEnv (an object of environment variables for this executor's tasks,
+  // OpenSession.env: each starts with the pool's environment plus these, and no task sees what
+  // another executor's task set; names without '=' or NUL, at most 64 KiB in all, refused by a
+  // pool with --isolation=none; not `env`, which stands for process.env in resolveAccess()), and
+  // how to authenticate (resolveAccess()):
   //   token    the service's bearer token (else $MPIGATE_TOKEN, else the endpoint file's);
   //   tlsCa    the CA that signed the service's certificate, PEM text or a file's path (else
   //            $MPIGATE_TLS_CA); given, the client speaks TLS, which it also does without one
@@ -361,6 +365,7 @@ class Executor {
     this._clientName =
         options.clientName || `node ${path.basename(process.argv[1] || 'node')} pid ${process.pid}`;
     this._maxMessageBytes = options.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
+    this._taskEnv = {...(options.taskEnv || {})};
     this._sendLimit = this._maxMessageBytes;
     this._nextTaskId = 1;
     // Task id -> {resolve, reject} of tasks sent or about to be, until their outcome or rejection.
@@ -579,8 +584,13 @@ class Executor {
         ended = true;
         over();
       });
-      this._call.write(
-          {open: {clientName: this._clientName, maxMessageBytes: this._maxMessageBytes}});
+      this._call.write({
+        open: {
+          clientName: this._clientName,
+          maxMessageBytes: this._maxMessageBytes,
+          env: this._taskEnv,
+        },
+      });
     });
   }
 

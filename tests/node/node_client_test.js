@@ -180,6 +180,23 @@ describe('the Node client against a real pool', () => {
     await mixed.catch((error) => assert.equal(error.itemIndex, 3));
   });
 
+  test('an executor\'s taskEnv reaches its tasks and no others', async () => {
+    const withEnv = await Executor.connect(
+        undefined,
+        {clientName: 'node env', protoDir, taskEnv: {MPIGATE_NODE_TEST_VAR: 'from env'}});
+    try {
+      for (let i = 0; i < 4; ++i) {
+        assert.equal(
+            String(await withEnv.submit('getenv', 'MPIGATE_NODE_TEST_VAR')), 'from env');
+        await assertRejects(
+            ex.submit('getenv', 'MPIGATE_NODE_TEST_VAR'), codes.NOT_FOUND,
+            'MPIGATE_NODE_TEST_VAR');
+      }
+    } finally {
+      await withEnv.shutdown();
+    }
+  });
+
   test('run() goes through the unary Run call', async () => {
     assert.equal(String(await ex.run('echo', 'one call')), 'one call');
     await assertRejects(ex.run('fail', 'unary failure'), codes.UNKNOWN, 'unary failure');

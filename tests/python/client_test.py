@@ -90,6 +90,19 @@ class ExecutorTest(unittest.TestCase):
         with self.assertRaises(TypeError):
             executor.submit("echo", b"x", no_such_option=1)
 
+    def test_an_executors_env_reaches_its_tasks_and_no_others(self):
+        with_env = self.connect(env={"MPIGATE_PY_TEST_VAR": "from env"})
+        without = self.connect()
+        for _ in range(2 * with_env.num_workers):
+            self.assertEqual(with_env.submit("getenv", b"MPIGATE_PY_TEST_VAR").result(PATIENCE_S),
+                             b"from env")
+            with self.assertRaises(mpigate.TaskError) as raised:
+                without.submit("getenv", b"MPIGATE_PY_TEST_VAR").result(PATIENCE_S)
+            self.assertEqual(raised.exception.code, grpc.StatusCode.NOT_FOUND)
+        with self.assertRaises(ConnectionError) as refused:
+            mpigate.Executor(SERVER.target, client_name=self.id(), env={"A=B": "1"})
+        self.assertIn("not an environment variable name", str(refused.exception))
+
     def test_executor_finds_the_service_through_the_endpoint_file(self):
         environment = {"MPIGATE_ENDPOINT": "", "MPIGATE_ENDPOINT_FILE": SERVER.endpoint_file}
         with mock.patch.dict(os.environ, environment):

@@ -56,6 +56,10 @@ class Executor(concurrent.futures.Executor):
         only when the endpoint file says so, verified against the system's roots.
       tls_cert, tls_key: a client certificate and its key (PEM text or paths) for a service that
         requires one (--tls-client-ca). None: $MPIGATE_TLS_CERT and $MPIGATE_TLS_KEY.
+      env: environment variables (a dict of str to str) for this executor's tasks: each starts
+        with the pool's environment plus these, and no task sees what a task of another executor
+        set. Names without '=' or NUL, at most 64 KiB in all; a pool with --isolation=none refuses
+        them. None: the pool's environment.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
@@ -65,12 +69,12 @@ class Executor(concurrent.futures.Executor):
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
                  max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
-                 tls_key=None):
+                 tls_key=None, env=None):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
         access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
-                                         max_inflight)
+                                         max_inflight, dict(env or {}))
 
     @property
     def endpoint(self):

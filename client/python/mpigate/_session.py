@@ -71,7 +71,8 @@ class _CancelRequest:
 class Session:
     """One session of the service over one stream. See the module docstring for its threads."""
 
-    def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight):
+    def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
+                 env):
         """Connects to the service `access` (an _endpoint.Access) names and opens the session;
         raises ConnectionError if the service does not answer within `connect_timeout` seconds.
         Called by the Executor's constructor."""
@@ -119,7 +120,7 @@ class Session:
         # Set by the reader once `opened` came, or the stream ended.
         self._open_answered = threading.Event()
         open_request = gateway_pb2.SessionRequest(open=gateway_pb2.OpenSession(
-            client_name=client_name, max_message_bytes=max_message_bytes))
+            client_name=client_name, max_message_bytes=max_message_bytes, env=env))
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
         # The bearer token of a service on TCP (common/access.h), on the call's metadata.
         metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
