@@ -23,6 +23,7 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/http_exchange.h"
 #include "tests/raw_session.h"
+#include "tests/process_info.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -101,23 +102,11 @@ TEST(LimitsTest, TasksPastASessionsQueueLimitFailAloneAndTheQueueTakesMoreAsItDr
   ASSERT_TRUE(server.Stop().ok());
 }
 
-// The resident memory of process `pid` in bytes (VmRSS), or 0 if it cannot be read.
-uint64_t ResidentBytes(pid_t pid) {
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
-    rest = absl::StripAsciiWhitespace(absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB"));
-    uint64_t kib = 0;
-    return absl::SimpleAtoi(rest, &kib) ? kib << 10 : 0;
-  }
-  return 0;
-}
-
 // How many tasks the server at metrics `port` has rejected with RESOURCE_EXHAUSTED.
-uint64_t ResourceExhaustedRejections(int port) {
-  const std::string scrape = testing::HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+uint64_t ResourceExhaustedRejections(int port, const std::string& token) {
+  const std::string scrape = testing::HttpExchange(
+      port, absl::StrCat("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ", token,
+                         "\r\n\r\n"));
   for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
     absl::string_view value = line;
     if (!absl::ConsumePrefix(&value,
@@ -157,8 +146,8 @@ TEST(LimitsTest, ASessionThatSubmitsAndNeverReadsStaysWithinTheUnreadBound) {
   ASSERT_TRUE(stream->Read(&opened));
   ASSERT_TRUE(opened.has_opened());
   const uint64_t session_id = opened.opened().session_id();
-  const uint64_t rss_before = ResidentBytes(server.pid());
-  ASSERT_GT(rss_before, 0u);
+  const absl::StatusOr<uint64_t> rss_before = testing::ResidentBytes(server.pid());
+  ASSERT_TRUE(rss_before.ok()) << rss_before.status();
 
   // Writes until all is sent or the service stops reading (a write then blocks until the call is
   // cancelled below).
@@ -186,14 +175,15 @@ TEST(LimitsTest, ASessionThatSubmitsAndNeverReadsStaysWithinTheUnreadBound) {
                 const uint64_t ended = status.tasks_succeeded() + status.tasks_failed() +
                                        status.tasks_cancelled();
                 return ended == kMessages * kTasksPerMessage ||
-                            ResourceExhaustedRejections(port) >= 4 * kTasksPerMessage;
+                            ResourceExhaustedRejections(port, server.metrics_token()) >= 4 * kTasksPerMessage;
               }).ok());
-  const uint64_t rss_after = ResidentBytes(server.pid());
+  const absl::StatusOr<uint64_t> rss_after = testing::ResidentBytes(server.pid());
+  ASSERT_TRUE(rss_after.ok()) << rss_after.status();
   EXPECT_LE(unread, kBound);
   // The bound, the replies waiting to be written, and what gRPC buffers; without the bound on
   // what a session holds, 200,000 kept outcomes took about 80 MB.
-  EXPECT_LT(rss_after - std::min(rss_after, rss_before), uint64_t{32} << 20)
-      << "RSS " << rss_before << " -> " << rss_after;
+  EXPECT_LT(*rss_after - std::min(*rss_after, *rss_before), uint64_t{32} << 20)
+      << "RSS " << *rss_before << " -> " << *rss_after;
   context.TryCancel();
   writer.join();
   ASSERT_TRUE(server.Stop().ok());
