@@ -213,8 +213,7 @@ int UnlinkWhere(Doomed doomed) {
   while (const dirent* entry = readdir(directory)) {
     const absl::string_view name = entry->d_name;
     struct stat st;
-    if (!doomed(name) ||
-        fstatat(dirfd(directory), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+    if (!doomed(name) || fstatat(dirfd(directory), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
         st.st_uid != geteuid()) {
       continue;
     }
@@ -261,14 +260,15 @@ absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::s
     name = absl::StrCat(prefix, *suffix);
     parked = TakeParked(prefix, bytes.size(), name);
     // O_EXCL: never a name that exists, which may be another user's object.
-    fd = parked >= 0 ? parked
-                     : shm_open(PathOf(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    fd = parked >= 0
+             ? parked
+             : shm_open(PathOf(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST) return ErrnoStatus("cannot create", name, errno);
   }
   if (fd < 0) {
-    return absl::AlreadyExistsError(absl::StrCat("cannot create a shared memory object with prefix ",
-                                                 prefix, ": ", kCreateAttempts,
-                                                 " random names in a row exist already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("cannot create a shared memory object with prefix ", prefix, ": ",
+                     kCreateAttempts, " random names in a row exist already"));
   }
   absl::Cleanup close_fd = [fd] { close(fd); };
   const auto fail = [&name](absl::string_view what, int error) {

@@ -9,8 +9,7 @@
 // TCMalloc's C interface (gperftools/malloc_extension_c.h), declared weak: null unless the binary
 // links TCMalloc, so that this library does not pull it into builds that use another allocator.
 extern "C" {
-int MallocExtension_GetNumericProperty(const char* property, size_t* value)
-    __attribute__((weak));
+int MallocExtension_GetNumericProperty(const char* property, size_t* value) __attribute__((weak));
 void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
 }
 

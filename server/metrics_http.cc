@@ -196,8 +196,8 @@ void MetricsHttpServer::Answer(int connection) {
   }
   if (absl::Status allowed = CheckBearerToken(AuthorizationHeader(head), token_); !allowed.ok()) {
     SendAll(connection,
-            Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"",
-                     "text/plain", absl::StrCat(allowed.message(), "\n"), method == "GET"));
+            Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"", "text/plain",
+                     absl::StrCat(allowed.message(), "\n"), method == "GET"));
     return;
   }
   SendAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_(),

@@ -109,7 +109,8 @@ absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> TaskEnvironment(
   google::protobuf::RepeatedPtrField<std::string> variables;
   size_t bytes = 0;
   for (const auto& [name, value] : sorted) {
-    if (name.empty() || name.find_first_of(absl::string_view("=\0", 2)) != absl::string_view::npos) {
+    if (name.empty() ||
+        name.find_first_of(absl::string_view("=\0", 2)) != absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
           "env: '", absl::CHexEscape(name.substr(0, 128)),
           "' is not an environment variable name (it must be non-empty, without '=' or NUL)"));
@@ -120,9 +121,10 @@ absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> TaskEnvironment(
     }
     bytes += name.size() + value.size() + 2;
     if (bytes > kMaxEnvBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "env: more than ", kMaxEnvBytes, " bytes of environment variables; pass large values "
-          "as task input instead"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("env: more than ", kMaxEnvBytes,
+                       " bytes of environment variables; pass large values "
+                       "as task input instead"));
     }
     variables.Add(absl::StrCat(name, "=", value));
   }
@@ -232,8 +234,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
         "env: this pool runs tasks inside its worker processes (--isolation=none), whose one "
         "environment every task shares; it cannot give a session's tasks variables of their own");
   }
-  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables =
-      TaskEnvironment(env);
+  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables = TaskEnvironment(env);
   if (!variables.ok()) return variables.status();
   Notifications notifications;
   absl::MutexLock lock(&mu_);

@@ -18,18 +18,18 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/executor.h"
-#include "mpigate/v1/gateway.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/resume_client_process.h"
+#include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/process_info.h"
+#include "tests/resume_client_process.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -83,7 +83,8 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
     if (!victim_running.HasBeenNotified()) victim_running.Notify();
   });
   victim_running.WaitForNotification();
-  for (const pid_t runner : testing::DescendantsNamed(server.pid(), "mpigate-runner")) kill(runner, SIGKILL);
+  for (const pid_t runner : testing::DescendantsNamed(server.pid(), "mpigate-runner"))
+    kill(runner, SIGKILL);
   EXPECT_TRUE(victim.Result().ok()) << victim.Result().status();
   EXPECT_EQ(victim.attempts(), 2u);
 

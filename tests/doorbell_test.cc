@@ -105,17 +105,17 @@ TEST(DoorbellTest, AnotherUserCannotReachIt) {
   ASSERT_TRUE(doorbell.ok()) << doorbell.status();
   const sockaddr_un address = AddressOf(doorbell->address());
   // The child's exit status: the errno of its connect and of its send, 0 where one worked.
-  const int error = InChildAsNobody([] { return 0; },
-                                    [&address](int) {
-                                      const int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-                                      const char ring = 1;
-                                      if (sendto(fd, &ring, 1, 0,
-                                                 reinterpret_cast<const sockaddr*>(&address),
-                                                 sizeof(address)) == 1) {
-                                        return 0;
-                                      }
-                                      return errno;
-                                    });
+  const int error =
+      InChildAsNobody([] { return 0; },
+                      [&address](int) {
+                        const int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+                        const char ring = 1;
+                        if (sendto(fd, &ring, 1, 0, reinterpret_cast<const sockaddr*>(&address),
+                                   sizeof(address)) == 1) {
+                          return 0;
+                        }
+                        return errno;
+                      });
   EXPECT_EQ(error, EACCES) << std::strerror(error);
   EXPECT_FALSE(doorbell->Wait(absl::ZeroDuration()));
 }

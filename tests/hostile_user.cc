@@ -17,6 +17,7 @@
 //                       waiting where one is full: "sent N full F refused M"
 //
 // At the end of its input it removes what it planted and exits 0; 2 if it cannot become nobody.
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -24,7 +25,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cerrno>

@@ -4,11 +4,11 @@
 // handed a byte of a payload or result; it tries to ring the workers' doorbells, and must neither
 // reach them nor keep the workers busy with a flood. Needs root to become nobody: skipped
 // otherwise.
+#include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -110,7 +110,8 @@ std::string GatewayNameStart(pid_t pid) {
 // once had, and every Unix socket path of theirs /proc/net/unix shows.
 std::vector<std::string> DoorbellCandidates(const std::vector<pid_t>& workers) {
   std::vector<std::string> candidates;
-  for (const pid_t worker : workers) candidates.push_back(absl::StrCat("@mpigate-doorbell-", worker));
+  for (const pid_t worker : workers)
+    candidates.push_back(absl::StrCat("@mpigate-doorbell-", worker));
   std::ifstream unix_sockets("/proc/net/unix");
   std::string line;
   while (std::getline(unix_sockets, line)) {

@@ -26,8 +26,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
-#include "tests/raw_session.h"
 #include "tests/process_info.h"
+#include "tests/raw_session.h"
 #include "tests/server_process.h"
 #include "tests/shared_server.h"
 

@@ -22,8 +22,8 @@
 #include "gtest/gtest.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/http_exchange.h"
-#include "tests/raw_session.h"
 #include "tests/process_info.h"
+#include "tests/raw_session.h"
 #include "tests/server_process.h"
 
 namespace mpigate {
@@ -134,8 +134,8 @@ TEST(LimitsTest, ASessionThatSubmitsAndNeverReadsStaysWithinTheUnreadBound) {
   constexpr uint64_t kMessages = 400;
   constexpr uint64_t kTasksPerMessage = 500;
 
-  std::unique_ptr<v1::Gateway::Stub> stub =
-      v1::Gateway::NewStub(grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionEvent>> stream =
       stub->Session(&context);
@@ -172,10 +172,11 @@ TEST(LimitsTest, ASessionThatSubmitsAndNeverReadsStaysWithinTheUnreadBound) {
                   unread = session.unread_result_bytes();
                   if (session.queued_tasks() > 0 || session.running_tasks() > 0) return false;
                 }
-                const uint64_t ended = status.tasks_succeeded() + status.tasks_failed() +
-                                       status.tasks_cancelled();
+                const uint64_t ended =
+                    status.tasks_succeeded() + status.tasks_failed() + status.tasks_cancelled();
                 return ended == kMessages * kTasksPerMessage ||
-                            ResourceExhaustedRejections(port, server.metrics_token()) >= 4 * kTasksPerMessage;
+                       ResourceExhaustedRejections(port, server.metrics_token()) >=
+                           4 * kTasksPerMessage;
               }).ok());
   const absl::StatusOr<uint64_t> rss_after = testing::ResidentBytes(server.pid());
   ASSERT_TRUE(rss_after.ok()) << rss_after.status();
@@ -193,8 +194,8 @@ TEST(LimitsTest, SessionsDroppedUpToTheLimitMakeRoomForANewClientAtOnce) {
   testing::ServerProcess server;
   ASSERT_TRUE(
       server.Start({.workers = 2, .flags = {"--max_sessions=3", "--resume-grace-s=600"}}).ok());
-  std::unique_ptr<v1::Gateway::Stub> stub =
-      v1::Gateway::NewStub(grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  std::unique_ptr<v1::Gateway::Stub> stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
   // Three sessions opened and dropped: each waits 600 s to be resumed. The first two hold a
   // worker each.
   for (int i = 0; i < 3; ++i) {

@@ -1,6 +1,8 @@
 // The gateway gives back what a peak took: unit tests of when IdleMemoryRelease releases, and an
 // end-to-end test on a real pool that the gateway's resident memory falls back near where it
 // started once a burst of large tasks is over.
+#include "server/memory_release.h"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -13,7 +15,6 @@
 #include "absl/time/time.h"
 #include "client/executor.h"
 #include "gtest/gtest.h"
-#include "server/memory_release.h"
 #include "tests/process_info.h"
 #include "tests/server_process.h"
 

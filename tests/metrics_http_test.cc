@@ -44,9 +44,9 @@ TEST_F(MetricsHttpServerTest, GetMetricsAnswersTheRenderedTextOnEachScrape) {
   EXPECT_GT(server_->port(), 0);
   EXPECT_EQ(server_->address(), "127.0.0.1:" + std::to_string(server_->port()));
   for (int scrape = 1; scrape <= 2; ++scrape) {
-    const std::string answer =
-        HttpExchange(server_->port(), absl::StrCat("GET /metrics HTTP/1.1\r\nHost: localhost\r\n",
-                                                   kAuthorization, "\r\n"));
+    const std::string answer = HttpExchange(
+        server_->port(),
+        absl::StrCat("GET /metrics HTTP/1.1\r\nHost: localhost\r\n", kAuthorization, "\r\n"));
     EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK\r\n"));
     EXPECT_THAT(answer, HasSubstr("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     EXPECT_THAT(answer, HasSubstr("Content-Length: 18\r\n"));

@@ -245,8 +245,9 @@ TEST(MetricsTest, OnAUnixSocketAScrapeNeedsTheTokenFromTheEndpointFile) {
   ASSERT_GT(port, 0) << server.metrics_address();
   EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
               ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
-  EXPECT_THAT(HttpExchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n"
-                                 "Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n\r\n"),
+  EXPECT_THAT(HttpExchange(port,
+                           "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                           "Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n\r\n"),
               ::testing::StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
   ASSERT_GE(server.metrics_token().size(), 32u);
   EXPECT_THAT(Body(Scrape(server)), HasSubstr("\nmpigate_workers 1\n"));

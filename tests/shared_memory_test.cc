@@ -37,8 +37,7 @@ std::string TestPrefix() {
 // Object `name` as another user would make it under a name of ours: holding `bytes`, with mode
 // `mode` and, where the test runs as root, owned by `owner`. Returns a descriptor open on it, as
 // its maker keeps one to read what lands in it.
-int MakeForeignObject(const std::string& name, const std::string& bytes, mode_t mode,
-                      uid_t owner) {
+int MakeForeignObject(const std::string& name, const std::string& bytes, mode_t mode, uid_t owner) {
   const int fd = shm_open(absl::StrCat("/", name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (fd < 0) return -1;
   if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()) ||
@@ -316,9 +315,9 @@ TEST(SharedMemoryTest, ParkedNamesSomeoneElseMadeAreNeverWrittenInto) {
   // root) owned by nobody.
   std::vector<int> planted;
   for (int slot = 0; slot < 4; ++slot) {
-    const int fd = MakeForeignObject(absl::StrCat(prefix, "parked-16-", slot), "planted",
-                                     slot % 2 == 0 ? 0666 : 0600,
-                                     slot % 2 == 0 ? geteuid() : kNobody);
+    const int fd =
+        MakeForeignObject(absl::StrCat(prefix, "parked-16-", slot), "planted",
+                          slot % 2 == 0 ? 0666 : 0600, slot % 2 == 0 ? geteuid() : kNobody);
     ASSERT_GE(fd, 0);
     planted.push_back(fd);
   }

@@ -113,7 +113,7 @@ class SharedPayloadTest : public testing::SharedServerTest<SharedPayloadTest> {
     if (dead == 0) _exit(0);
     ASSERT_GT(dead, 0);
     ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
-    absl::StatusOr<std::string> orphan = 
+    absl::StatusOr<std::string> orphan =
         CreateSharedObject(NewSharedObjectPrefix(dead).value(), "left");
     ASSERT_TRUE(orphan.ok());
     orphan_ = new std::string(*orphan);

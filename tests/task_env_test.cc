@@ -31,16 +31,15 @@ TEST(TaskEnvTest, ATaskSetenvIsGoneForTheNextTaskAndExecutorsGetTheirOwnVariable
   ASSERT_TRUE(a.ok()) << a.status();
   absl::StatusOr<std::unique_ptr<Executor>> b = Connect(server, "b");
   ASSERT_TRUE(b.ok()) << b.status();
-  absl::StatusOr<std::unique_ptr<Executor>> with_x = Connect(server, "with X", {{"MPIGATE_X", "1"}});
+  absl::StatusOr<std::unique_ptr<Executor>> with_x =
+      Connect(server, "with X", {{"MPIGATE_X", "1"}});
   ASSERT_TRUE(with_x.ok()) << with_x.status();
 
   // Client A's task sets a variable; neither B's next task nor A's own sees it.
   ASSERT_TRUE((*a)->Submit("setenv", "MPIGATE_LEAK=from a").Result().ok());
-  EXPECT_EQ((*b)->Submit("getenv", "MPIGATE_LEAK").Exception().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*b)->Submit("getenv", "MPIGATE_LEAK").Exception().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE((*a)->Submit("setenv", "MPIGATE_LEAK=again").Result().ok());
-  EXPECT_EQ((*a)->Submit("getenv", "MPIGATE_LEAK").Exception().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*a)->Submit("getenv", "MPIGATE_LEAK").Exception().code(), absl::StatusCode::kNotFound);
   // A task that changes the pool's own variables does not change them for the next.
   const absl::StatusOr<std::string> path = (*b)->Submit("getenv", "PATH").Result();
   ASSERT_TRUE(path.ok()) << path.status();

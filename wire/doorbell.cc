@@ -59,8 +59,8 @@ void RemoveDeadDoorbells() {
   while (const dirent* entry = readdir(tmp)) {
     struct stat st;
     if (!absl::StartsWith(entry->d_name, kDirectoryStart) ||
-        fstatat(dirfd(tmp), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        fstatat(dirfd(tmp), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != geteuid()) {
       continue;
     }
     const std::string directory = absl::StrCat(kTmp, "/", entry->d_name);

@@ -3,11 +3,11 @@
 // Open MPI's blocking receive spins, so the owner of MPI polls with MPI_Improbe (PollBackoff).
 // Polling costs CPU while idle (each poll runs Open MPI's progress engine) and latency on the first
 // message after an idle spell (it waits out the current sleep). A worker on the gateway's host
-// therefore also opens a doorbell, a Unix datagram socket, and names it in its hello; the gateway rings it after each frame it sends that worker, and the worker, past
-// its hot polls, waits on the doorbell instead of sleeping (and, while its task runner works, on
-// the doorbell and the runner's socket together, instead of polling MPI after every result: see
-// fd()). Rings only wake: the frame itself still comes through MPI, so a ring that is lost or
-// early costs a poll, never a message.
+// therefore also opens a doorbell, a Unix datagram socket, and names it in its hello; the gateway
+// rings it after each frame it sends that worker, and the worker, past its hot polls, waits on the
+// doorbell instead of sleeping (and, while its task runner works, on the doorbell and the runner's
+// socket together, instead of polling MPI after every result: see fd()). Rings only wake: the frame
+// itself still comes through MPI, so a ring that is lost or early costs a poll, never a message.
 //
 // A gateway that cannot reach a worker's doorbell (another host or network namespace) never rings
 // it; the worker, never rung, keeps polling with its backoff.
