@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -623,10 +625,14 @@ void Scheduler::AbandonLocked(Session& session, absl::string_view why) {
   session.detached = false;
   tokens_.erase(session.resume_token);
   CancelAllQueuedLocked(session, why);
-  // Nobody wants the results of the rest any more.
-  for (const auto& [client_id, key] : session.live) {
-    InterruptLocked(key, tasks_.at(key), /*force=*/false);
-  }
+  // Nobody wants the results of the rest any more. Newest first: a worker runs its backlog in
+  // the order it was handed, so the tasks behind its running one are dropped before that one's
+  // flag is set, and none of them starts in its place meanwhile.
+  std::vector<TaskKey> live;
+  live.reserve(session.live.size());
+  for (const auto& [client_id, key] : session.live) live.push_back(key);
+  std::sort(live.begin(), live.end(), std::greater<TaskKey>());
+  for (const TaskKey key : live) InterruptLocked(key, tasks_.at(key), /*force=*/false);
   for (v1::TaskOutcome& outcome : session.outbox) ReleaseSharedResultLocked(outcome);
   session.outbox.clear();
   session.started.clear();

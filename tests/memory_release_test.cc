@@ -35,14 +35,8 @@ TEST(ShouldReleaseTest, OnlyWhenQuietAndHoldingMoreThanItKeeps) {
   EXPECT_FALSE(ShouldRelease(little_free, little_free, 32 * kMiB)) << "nothing worth it";
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitizerAllocator = true;
-#else
-constexpr bool kSanitizerAllocator = false;
-#endif
-
 TEST(IdleMemoryReleaseTest, TheGatewayGivesBackWhatABurstOfLargeTasksTook) {
-  if (kSanitizerAllocator) {
+  if (testing::kSanitizerAllocator) {
     GTEST_SKIP() << "the sanitizers' allocators keep freed memory in quarantine, out of reach of "
                     "the release; the optimized build (bazel test //tests:memory_release_test) "
                     "runs this";

@@ -14,6 +14,14 @@
 
 namespace mpigate::testing {
 
+// Whether this build's allocator is a sanitizer's: ASan's and TSan's keep freed memory in
+// quarantine, so a process's resident memory says little about what it still uses.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitizerAllocator = true;
+#else
+inline constexpr bool kSanitizerAllocator = false;
+#endif
+
 // `root` and every live process below it (children, their children, ...), root first.
 std::vector<pid_t> ProcessTree(pid_t root);
 
