@@ -104,7 +104,7 @@ constexpr size_t kMaxEnvBytes = 64 << 10;
 
 // OpenSession.env as each task frame carries it ("NAME=VALUE", sorted by name), or why it is
 // malformed.
-absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> TaskEnvironment(
+absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> EnvVariables(
     const google::protobuf::Map<std::string, std::string>& env) {
   std::vector<std::pair<absl::string_view, absl::string_view>> sorted(env.begin(), env.end());
   std::sort(sorted.begin(), sorted.end());
@@ -236,7 +236,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
         "env: this pool runs tasks inside its worker processes (--isolation=none), whose one "
         "environment every task shares; it cannot give a session's tasks variables of their own");
   }
-  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables = TaskEnvironment(env);
+  absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables = EnvVariables(env);
   if (!variables.ok()) return variables.status();
   Notifications notifications;
   absl::MutexLock lock(&mu_);
