@@ -171,14 +171,22 @@ class Session:
         with self._lock:
             return self._pool_state
 
-    def submit_many(self, specs, chunk=False):
+    def submit_many(self, specs, chunk=False, parts=None, future_factory=_future.Future):
         """Queues `specs` (TaskSpecs without ids) in order; returns their futures.
 
         With `chunk`, each future's result is a list with one entry per item: bytes, or the
-        item's exception. Raises RuntimeError after shutdown, BrokenExecutor when the pool is
+        item's exception. `parts`, if given, holds one entry per spec: None, or a list of
+        bytes-like objects whose concatenation is that spec's payload (pickle-5 frames and their
+        out-of-band buffers), for the session to join or to place in shared memory without
+        joining. `future_factory(session, task_id, chunk)` makes each future (a subclass of
+        _future.Future). Raises RuntimeError after shutdown, BrokenExecutor when the pool is
         broken, ConnectionLost when the session is over. Blocks while max_inflight tasks are
         unfinished, except on the reader thread (in a done callback), which must not wait.
         """
+        if parts is not None:
+            for spec, spec_parts in zip(specs, parts):
+                if spec_parts is not None:
+                    spec.payload = b"".join(spec_parts)
         sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD) for spec in specs]
         may_wait = threading.current_thread() is not self._reader
         futures = []
@@ -190,7 +198,7 @@ class Session:
                     self._writer_wake.notify()
                     self._changed.wait_for(self._has_room_locked)
                 self._check_open_locked()
-                futures.append(self._enqueue_locked(spec, wire_bytes, chunk))
+                futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
             self._writer_wake.notify()
         return futures
 
@@ -265,11 +273,11 @@ class Session:
         if self._pool_state == "BROKEN":
             raise _errors.BrokenExecutor(f"BrokenExecutor: {self._pool_reason}")
 
-    def _enqueue_locked(self, spec, wire_bytes, chunk):
+    def _enqueue_locked(self, spec, wire_bytes, chunk, future_factory):
         # gRPC would fail the whole stream on an oversized message, taking every other task with
         # it: this task alone fails, and the service never hears of it.
         if wire_bytes + _REQUEST_OVERHEAD > self._send_limit:
-            future = _future.Future(None, 0, chunk)
+            future = future_factory(None, 0, chunk)
             future._finish(exception=_errors.TaskError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the task is {wire_bytes} bytes encoded, above the message limit of "
@@ -279,7 +287,7 @@ class Session:
         task_id = self._next_task_id
         self._next_task_id += 1
         spec.task_id = task_id
-        future = _future.Future(self, task_id, chunk)
+        future = future_factory(self, task_id, chunk)
         # Registered before the writer can see the spec: the outcome may come before we return.
         self._pending[task_id] = future
         self._outgoing.append((spec, wire_bytes))
