@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -353,24 +354,28 @@ class Interpreter {
   }
 
   // os.environ again in step with the C library's environment if it changed (a task runner
-  // installs each executor's own: worker/task_environment.h).
+  // installs each executor's own: worker/task_environment.h). Compared by content: the runner
+  // reuses its arrays and strings, so the same pointers may hold other variables.
   absl::Status SyncEnviron() {
-    std::vector<const char*> entries;
-    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
-      entries.push_back(*entry);
+    size_t count = 0;
+    while (environ != nullptr && environ[count] != nullptr) ++count;
+    if (count == last_environ_.size() &&
+        std::equal(last_environ_.begin(), last_environ_.end(), environ,
+                   [](const std::string& last, const char* now) { return last == now; })) {
+      return absl::OkStatus();
     }
-    if (environ == last_environ_ && entries == last_entries_) return absl::OkStatus();
-    PyRef list(PyList_New(static_cast<Py_ssize_t>(entries.size())));
+    std::vector<std::string> entries(environ, environ + count);
+    PyRef list(PyList_New(static_cast<Py_ssize_t>(count)));
     if (list == nullptr) return absl::InternalError(TakePythonError());
-    for (size_t i = 0; i < entries.size(); ++i) {
-      PyObject* bytes = PyBytes_FromString(entries[i]);
+    for (size_t i = 0; i < count; ++i) {
+      PyObject* bytes = PyBytes_FromStringAndSize(entries[i].data(),
+                                                  static_cast<Py_ssize_t>(entries[i].size()));
       if (bytes == nullptr) return absl::InternalError(TakePythonError());
       PyList_SET_ITEM(list.get(), static_cast<Py_ssize_t>(i), bytes);
     }
     PyRef done(PyObject_CallOneArg(sync_environ_.get(), list.get()));
     if (done == nullptr) return absl::InternalError(TakePythonError());
-    last_environ_ = environ;
-    last_entries_ = std::move(entries);
+    last_environ_ = std::move(entries);
     return absl::OkStatus();
   }
 
@@ -446,8 +451,7 @@ class Interpreter {
   PyRef sync_environ_;
   PyRef not_a_task_;
   // The environment os.environ was last made from; under the GIL.
-  char** last_environ_ = nullptr;
-  std::vector<const char*> last_entries_;
+  std::vector<std::string> last_environ_;
 };
 
 absl::StatusOr<std::string> PythonCall(const TaskContext& context, absl::string_view payload) {
