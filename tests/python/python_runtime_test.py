@@ -241,6 +241,85 @@ class PythonRuntimeTest(unittest.TestCase):
                     self.assertEqual(caught.exception.code, grpc.StatusCode.CANCELLED)
         self.assertEqual(self.call(self.setup, abs, -2), 2)
 
+    @unittest.skipUnless(hasattr(mpigate.Future, "add_progress_callback"),
+                         "needs Future.add_progress_callback() (branch py-session)")
+    def test_report_progress_reaches_the_client(self):
+        with tempfile.TemporaryDirectory() as directory:
+            fifo = os.path.join(directory, "go")
+            os.mkfifo(fifo)
+
+            def reporter(fifo):
+                import _mpigate_worker
+                _mpigate_worker.report_progress(0.5, "half way")
+                with open(fifo) as go:  # waits for the client to have seen the report
+                    return go.read()
+
+            reported = threading.Event()
+            future = self.submit(self.setup, reporter, fifo)
+            future.add_progress_callback(lambda future, progress: reported.set())
+            self.assertTrue(reported.wait(PATIENCE_S))
+            self.assertEqual(tuple(future.progress()), (0.5, "half way"))
+            with open(fifo, "w") as go:
+                go.write("done")
+            self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "done")
+
+
+def busy_until_interrupted():
+    """Runs Python code until KeyboardInterrupt arrives; returns how it ended."""
+    try:
+        while True:
+            pass
+    except KeyboardInterrupt:
+        return "caught"
+
+
+class InProcessRuntimeTest(unittest.TestCase):
+    """Python tasks on the worker's own threads: --isolation=none (a task thread) and gangs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess(workers=2, flags=["--max-tasks-per-worker=1",
+                                                     "--isolation=none"])
+        cls.server.start()
+        cls.executor = mpigate.Executor(cls.server.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.executor.shutdown()
+        exit_code, stderr_text = cls.server.stop()
+        if exit_code != 0:
+            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+
+    def test_calls_and_gangs_share_the_workers_interpreter(self):
+        setup = pt.executor_setup()
+        payload = b"".join(pt.encode_call(setup, bump_counter, ("in-process",), {}))
+        pids = set()
+        for _ in range(4):
+            pid, _ = pt.decode_outcome(
+                self.executor.submit("python.call", payload).result(PATIENCE_S))
+            pids.add(pid)
+
+        def gang_pid():
+            import _mpigate_worker
+            comm = _mpigate_worker.comm_workers()
+            return comm.gather(os.getpid())
+        payload = b"".join(pt.encode_call(setup, gang_pid, (), {}))
+        gang_pids = pt.decode_outcome(
+            self.executor.submit("python.gang", payload, gang_size=2).result(PATIENCE_S))
+        self.assertEqual(len(set(gang_pids)), 2)
+        # Without isolation, the calls ran in the workers themselves, where the gang ran.
+        self.assertTrue(pids <= set(gang_pids))
+
+    @unittest.skipUnless(hasattr(mpigate.Future, "interrupt"),
+                         "needs Future.interrupt() (branch py-session)")
+    def test_interrupt_reaches_python_on_a_worker_thread(self):
+        setup = pt.executor_setup()
+        payload = b"".join(pt.encode_call(setup, busy_until_interrupted, (), {}))
+        future = self.executor.submit("python.call", payload)
+        self.assertTrue(future.wait_started(PATIENCE_S))
+        self.assertTrue(future.interrupt())
+        self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "caught")
+
 
 if __name__ == "__main__":
     unittest.main()
