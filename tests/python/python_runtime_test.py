@@ -264,8 +264,10 @@ class PythonRuntimeTest(unittest.TestCase):
             self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "done")
 
 
-def busy_until_interrupted():
-    """Runs Python code until KeyboardInterrupt arrives; returns how it ended."""
+def busy_until_interrupted(fifo):
+    """Says it started through `fifo`, then runs Python code until KeyboardInterrupt arrives."""
+    with open(fifo, "w") as started:
+        started.write("x")
     try:
         while True:
             pass
@@ -314,10 +316,14 @@ class InProcessRuntimeTest(unittest.TestCase):
                          "needs Future.interrupt() (branch py-session)")
     def test_interrupt_reaches_python_on_a_worker_thread(self):
         setup = pt.executor_setup()
-        payload = b"".join(pt.encode_call(setup, busy_until_interrupted, (), {}))
-        future = self.executor.submit("python.call", payload)
-        self.assertTrue(future.wait_started(PATIENCE_S))
-        self.assertTrue(future.interrupt())
+        with tempfile.TemporaryDirectory() as directory:
+            fifo = os.path.join(directory, "started")
+            os.mkfifo(fifo)
+            payload = b"".join(pt.encode_call(setup, busy_until_interrupted, (fifo,), {}))
+            future = self.executor.submit("python.call", payload)
+            with open(fifo) as started:  # returns once the task runs
+                self.assertEqual(started.read(), "x")
+            self.assertTrue(future.interrupt())
         self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "caught")
 
 
