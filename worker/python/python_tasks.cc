@@ -177,7 +177,7 @@ class Watcher {
     absl::MutexLock lock(&mu_);
     context_ = &context;
     thread_ = pthread_self();
-    thread_id_ = PyThreadState_GetID(PyThreadState_Get());
+    thread_id_ = PyThread_get_thread_ident();  // what PyThreadState_SetAsyncExc matches
     ++generation_;
   }
 
