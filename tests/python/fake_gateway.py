@@ -125,9 +125,12 @@ def opened(pool_state=gateway_pb2.POOL_STATE_READY, workers=2):
         pool=gateway_pb2.PoolStateChange(state=pool_state, workers=workers)))
 
 
-def updates(started=(), outcomes=()):
+def updates(started=(), outcomes=(), progress=()):
+    """One TaskUpdates event; each progress report is (task_id, fraction, message)."""
     return gateway_pb2.SessionEvent(updates=gateway_pb2.TaskUpdates(
-        started=list(started), outcomes=list(outcomes)))
+        started=list(started), outcomes=list(outcomes),
+        progress=[gateway_pb2.TaskProgress(task_id=task_id, fraction=fraction, message=message)
+                  for task_id, fraction, message in progress]))
 
 
 def succeeded(task_id, result=b"", items=None):
@@ -151,10 +154,12 @@ def rejected(task_id, code, message):
 
 
 def cancel_results(*results):
-    """One CancelResults event; each result is (task_id, cancelled)."""
+    """One CancelResults event; each result is (task_id, cancelled) or (task_id, cancelled,
+    interrupted)."""
     return gateway_pb2.SessionEvent(cancel_results=gateway_pb2.CancelResults(results=[
-        gateway_pb2.CancelResult(task_id=task_id, cancelled=was_cancelled)
-        for task_id, was_cancelled in results]))
+        gateway_pb2.CancelResult(task_id=result[0], cancelled=result[1],
+                                 interrupted=len(result) > 2 and result[2])
+        for result in results]))
 
 
 def pool(state, reason=""):

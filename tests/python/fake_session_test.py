@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import unittest
 from unittest import mock
 
@@ -147,6 +148,87 @@ class FakeSessionTest(unittest.TestCase):
         gateway.end()
         executor.shutdown(wait=True)
         self.assertEqual(futures[0].result(), b"done")
+
+    def test_interrupt_and_kill_send_their_flags_and_report_the_answer(self):
+        gateway, executor = self.start()
+        running, queued = executor.submit("sleep", b"9"), executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        running_id, queued_id = (task.task_id for task in submit.tasks)
+        gateway.send(fake.updates(started=[running_id]))
+        self.assertTrue(running.wait_started(PATIENCE_S))
+        self.assertFalse(running.cancel(), "cancel() does not touch a running task")
+        self.assertEqual(gateway.requests("cancel"), [], "nor asks the service")
+        with concurrent.futures.ThreadPoolExecutor(1) as canceller:
+            interrupting = canceller.submit(running.interrupt)
+            [cancel] = gateway.await_requests("cancel")
+            self.assertEqual(list(cancel.task_ids), [running_id])
+            self.assertTrue(cancel.interrupt_running)
+            self.assertFalse(cancel.force)
+            self.assertFalse(interrupting.done(), "interrupt() waits for the service's answer")
+            gateway.send(fake.cancel_results((running_id, False, True)))
+            self.assertTrue(interrupting.result(PATIENCE_S))
+            self.assertFalse(running.done(), "it runs on until its function gives up")
+
+            killing = canceller.submit(queued.kill)
+            [_, cancel] = gateway.await_requests("cancel", count=2)
+            self.assertEqual((list(cancel.task_ids), cancel.force), ([queued_id], True))
+            gateway.send(fake.cancel_results((queued_id, True)))
+            self.assertTrue(killing.result(PATIENCE_S), "a queued task is cancelled")
+        self.assertTrue(queued.cancelled())
+
+        # The interrupted task gave up: it ends with its CANCELLED error, not CANCELLED itself
+        # (concurrent.futures has no way from RUNNING to CANCELLED).
+        gateway.send(fake.updates(outcomes=[fake.cancelled(running_id)]))
+        with self.assertRaises(mpigate.TaskError) as raised:
+            running.result(PATIENCE_S)
+        self.assertEqual(raised.exception.code, grpc.StatusCode.CANCELLED)
+        self.assertFalse(running.interrupt(), "an ended task is not interrupted again")
+        self.assertTrue(queued.kill(), "a cancelled one stays so")
+        self.assertEqual(len(gateway.requests("cancel")), 2, "known answers need no request")
+
+    def test_interrupt_from_a_done_callback_sends_without_waiting(self):
+        gateway, executor = self.start()
+        first, second = executor.submit("echo", b"1"), executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        answers = []
+        first.add_done_callback(lambda _: answers.append(second.interrupt()))
+        gateway.send(fake.updates(started=[second.task_id],
+                                  outcomes=[fake.succeeded(first.task_id, b"1")]))
+        [cancel] = gateway.await_requests("cancel")
+        self.assertEqual((list(cancel.task_ids), cancel.interrupt_running),
+                         ([second.task_id], True))
+        self.assertEqual(answers, [False])
+        gateway.send(fake.cancel_results((second.task_id, False, True)))
+        gateway.send(fake.updates(outcomes=[fake.succeeded(second.task_id)]))
+        self.assertEqual(second.result(PATIENCE_S), b"")
+
+    def test_progress_reaches_the_future_and_its_callbacks_until_it_is_done(self):
+        gateway, executor = self.start()
+        future = executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        task_id = submit.tasks[0].task_id
+        self.assertIsNone(future.progress())
+        reports = []
+        reported = threading.Event()
+        future.add_progress_callback(lambda f, p: reports.append((f, p)))
+        # A callback that raises is logged; the others still run.
+        future.add_progress_callback(lambda f, p: 1 / 0)
+        future.add_progress_callback(
+            lambda f, p: (reports.append(("second", p.fraction)), reported.set()))
+        with self.assertLogs("mpigate", "ERROR"):
+            gateway.send(fake.updates(started=[task_id], progress=[(task_id, 0.25, "a quarter")]))
+            self.assertTrue(reported.wait(PATIENCE_S))
+        self.assertEqual(reports, [(future, (0.25, "a quarter")), ("second", 0.25)])
+        self.assertEqual(future.progress(), mpigate.Progress(0.25, "a quarter"))
+        self.assertEqual(future.progress().message, "a quarter")
+        gateway.send(fake.updates(progress=[(task_id, 0.5, "half")],
+                                  outcomes=[fake.succeeded(task_id, b"done")]))
+        self.assertEqual(future.result(PATIENCE_S), b"done")
+        self.assertEqual(future.progress(), (0.5, "half"), "the last report stays")
+        late = []
+        future.add_progress_callback(lambda f, p: late.append(p))
+        self.assertEqual(len(reports), 4)
+        self.assertEqual(late, [])
 
     def test_task_errors_carry_code_message_and_exception_type(self):
         gateway, executor = self.start()

@@ -59,13 +59,22 @@ _POOL_STATE_PREFIX = "POOL_STATE_"
 
 
 class _CancelRequest:
-    """One `cancel` message; `answered` is set once the service answered or the stream ended."""
+    """One `cancel` message; `answered` is set once the service answered or the stream ended.
+    `interrupted` is how many running tasks the answer says were interrupted (or killed), written
+    by the reader thread before it sets `answered`."""
 
-    __slots__ = ("task_ids", "answered")
+    __slots__ = ("task_ids", "mode", "interrupted", "answered")
 
-    def __init__(self, task_ids):
+    def __init__(self, task_ids, mode):
         self.task_ids = task_ids
+        self.mode = mode
+        self.interrupted = 0
         self.answered = threading.Event()
+
+    def message(self):
+        return gateway_pb2.SessionRequest(cancel=gateway_pb2.CancelTasks(
+            task_ids=self.task_ids, interrupt_running=self.mode == _future.CANCEL_INTERRUPT,
+            force=self.mode == _future.CANCEL_KILL))
 
 
 class Session:
@@ -202,21 +211,25 @@ class Session:
             self._writer_wake.notify()
         return futures
 
-    def cancel(self, task_ids, wait):
-        """Asks the service to cancel those of `task_ids` that are still queued. With `wait`,
-        blocks until the answer is in and the cancelled futures are CANCELLED (never on the reader
-        thread, which delivers the answer)."""
+    def cancel(self, task_ids, wait, mode=_future.CANCEL_PENDING_ONLY):
+        """Asks the service to cancel those of `task_ids` that are still queued and, as `mode`
+        (_future.CANCEL_*) says, to interrupt or kill those that are running. With `wait`, blocks
+        until the answer is in and the cancelled futures are CANCELLED, and returns how many
+        running tasks were interrupted or killed; never waits on the reader thread, which
+        delivers the answer. Returns 0 when it does not wait."""
         if not task_ids:
-            return
-        request = _CancelRequest(list(task_ids))
+            return 0
+        request = _CancelRequest(list(task_ids), mode)
         with self._lock:
             # After `closed`, or once the stream is over, no task of this session is pending.
             if self._closed or self._ended:
-                return
+                return 0
             self._cancels_queued.append(request)
             self._writer_wake.notify()
-        if wait and threading.current_thread() is not self._reader:
-            request.answered.wait()
+        if not wait or threading.current_thread() is self._reader:
+            return 0
+        request.answered.wait()
+        return request.interrupted
 
     def shutdown(self, wait, cancel_futures):
         """Stops the session accepting tasks (later submits raise RuntimeError); with
@@ -323,8 +336,7 @@ class Session:
             # Specs first: every cancel and the shutdown came after the tasks they concern.
             yield from _submit_requests(specs, budget)
             for cancel in cancels:
-                yield gateway_pb2.SessionRequest(
-                    cancel=gateway_pb2.CancelTasks(task_ids=cancel.task_ids))
+                yield cancel.message()
             if send_shutdown:
                 yield gateway_pb2.SessionRequest(shutdown=gateway_pb2.ShutdownSession())
             if acks:
@@ -398,6 +410,8 @@ class Session:
         handled_bytes = 0
         with self._lock:
             started = [self._pending[i] for i in updates.started if i in self._pending]
+            progress = [(self._pending[p.task_id], p) for p in updates.progress
+                        if p.task_id in self._pending]
             finished = []
             for outcome in updates.outcomes:
                 # Acknowledged also when it finds no future (its cancel was answered first): the
@@ -407,9 +421,12 @@ class Session:
                 future = self._pending.pop(outcome.task_id, None)
                 if future is not None:
                     finished.append((future, outcome))
-        # Starts first: a task's start comes no later than its outcome.
+        # Starts first: a task's start comes no later than its progress, and that no later than
+        # its outcome.
         for future in started:
             future._mark_running()
+        for future, report in progress:
+            future._report_progress(report.fraction, report.message)
         for future, outcome in finished:
             _complete(future, outcome)
         with self._lock:
@@ -443,11 +460,14 @@ class Session:
             cancelled = [self._pending.pop(r.task_id) for r in results.results
                          if r.cancelled and r.task_id in self._pending]
             self._changed.notify_all()
+        # An interrupted task runs on until its function gives up; its outcome says how it ended.
+        interrupted = sum(1 for r in results.results if r.interrupted)
         for future in cancelled:
             future._mark_cancelled(_errors.TaskError(
                 grpc.StatusCode.CANCELLED,
                 f"task {future.task_id} was cancelled before it started", task_id=future.task_id))
         if request is not None:
+            request.interrupted = interrupted
             request.answered.set()
 
     def _end(self, error):
