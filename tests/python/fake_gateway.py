@@ -8,9 +8,11 @@
     ...
     fake.close()
 
-It answers `open` with `opened` by itself (unless answer_open=False) and sends nothing else unless
-the test says so: events the test queues with send() go out in order, end() ends the stream with
-OK or aborts it with a status. So a test decides when each outcome arrives, with no sleeps.
+It answers `open` with `opened` by itself (unless answer_open=False; `on_open(OpenSession)` may
+make the answer, e.g. for a resumed session) and sends nothing else unless the test says so:
+events the test queues with send() go out in order on the current stream, end() ends it with OK
+or aborts it with a status. So a test decides when each outcome arrives, with no sleeps. A client
+that resumes opens a new stream, which becomes the current one (await_requests("open", 2)).
 
 Thread-safety: send(), end(), await_requests() and requests() may be called from any thread; gRPC's
 threads run the Session handler and read the requests.
@@ -37,9 +39,12 @@ _END = object()
 class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     """One fake service, for one Session stream at a time (they would share its event queue)."""
 
-    def __init__(self, answer_open=True, pool_state=gateway_pb2.POOL_STATE_READY):
+    def __init__(self, answer_open=True, pool_state=gateway_pb2.POOL_STATE_READY, on_open=None):
         self._answer_open = answer_open
         self._pool_state = pool_state
+        self._on_open = on_open or (lambda open_request: opened(pool_state))
+        # The current stream's events; each stream has its own queue, so that the end of one
+        # (its termination callback) never ends the next.
         self._events = queue.Queue()
         self._lock = threading.Condition()
         self._requests = []
@@ -57,14 +62,16 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def send(self, *events):
-        """Queues SessionEvents for the stream."""
-        for event in events:
-            self._events.put(event)
+        """Queues SessionEvents for the current stream."""
+        with self._lock:
+            for event in events:
+                self._events.put(event)
 
     def end(self, code=None, details=""):
-        """Ends the stream once the events queued before have gone: with OK, or aborted with
-        `code` (a grpc.StatusCode) and `details`."""
-        self._events.put((_END, code, details))
+        """Ends the current stream once the events queued before have gone: with OK, or aborted
+        with `code` (a grpc.StatusCode) and `details`."""
+        with self._lock:
+            self._events.put((_END, code, details))
 
     def requests(self, kind=None):
         """The requests received so far, of one kind ("submit", "cancel", "ack", ...) or all."""
@@ -88,10 +95,13 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     def Session(self, request_iterator, context):
         # The requests are read on a thread of their own, so that this generator only waits for
         # the events the test queues; a stream the client ends unblocks it too.
-        context.add_callback(lambda: self._events.put(_END))
-        threading.Thread(target=self._read, args=(request_iterator,), daemon=True).start()
+        events = queue.Queue()
+        with self._lock:
+            self._events = events
+        context.add_callback(lambda: events.put(_END))
+        threading.Thread(target=self._read, args=(request_iterator, events), daemon=True).start()
         while True:
-            event = self._events.get()
+            event = events.get()
             if event is _END:
                 return
             if isinstance(event, tuple):
@@ -101,11 +111,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
                 return
             yield event
 
-    def _read(self, request_iterator):
+    def _read(self, request_iterator, events):
         try:
             for request in request_iterator:
                 if request.WhichOneof("request") == "open" and self._answer_open:
-                    self._events.put(opened(self._pool_state))
+                    events.put(self._on_open(request.open))
                 with self._lock:
                     self._requests.append(request)
                     self._lock.notify_all()
@@ -119,15 +129,24 @@ def _field(request):
 
 # --- Events ---
 
-def opened(pool_state=gateway_pb2.POOL_STATE_READY, workers=2):
+def opened(pool_state=gateway_pb2.POOL_STATE_READY, workers=2, **fields):
+    """An `opened` event; `fields` are more SessionOpened fields (resume_token, resumed, ...)."""
     return gateway_pb2.SessionEvent(opened=gateway_pb2.SessionOpened(
         session_id=1, workers=workers,
-        pool=gateway_pb2.PoolStateChange(state=pool_state, workers=workers)))
+        pool=gateway_pb2.PoolStateChange(state=pool_state, workers=workers), **fields))
 
 
-def updates(started=(), outcomes=()):
+def abort(code, details):
+    """Not an event: queued (or returned by on_open), it aborts the stream with `code`."""
+    return (_END, code, details)
+
+
+def updates(started=(), outcomes=(), progress=()):
+    """One TaskUpdates event; each progress report is (task_id, fraction, message)."""
     return gateway_pb2.SessionEvent(updates=gateway_pb2.TaskUpdates(
-        started=list(started), outcomes=list(outcomes)))
+        started=list(started), outcomes=list(outcomes),
+        progress=[gateway_pb2.TaskProgress(task_id=task_id, fraction=fraction, message=message)
+                  for task_id, fraction, message in progress]))
 
 
 def succeeded(task_id, result=b"", items=None):
@@ -151,10 +170,12 @@ def rejected(task_id, code, message):
 
 
 def cancel_results(*results):
-    """One CancelResults event; each result is (task_id, cancelled)."""
+    """One CancelResults event; each result is (task_id, cancelled) or (task_id, cancelled,
+    interrupted)."""
     return gateway_pb2.SessionEvent(cancel_results=gateway_pb2.CancelResults(results=[
-        gateway_pb2.CancelResult(task_id=task_id, cancelled=was_cancelled)
-        for task_id, was_cancelled in results]))
+        gateway_pb2.CancelResult(task_id=result[0], cancelled=result[1],
+                                 interrupted=len(result) > 2 and result[2])
+        for result in results]))
 
 
 def pool(state, reason=""):

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import unittest
 from unittest import mock
 
@@ -148,6 +149,87 @@ class FakeSessionTest(unittest.TestCase):
         executor.shutdown(wait=True)
         self.assertEqual(futures[0].result(), b"done")
 
+    def test_interrupt_and_kill_send_their_flags_and_report_the_answer(self):
+        gateway, executor = self.start()
+        running, queued = executor.submit("sleep", b"9"), executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        running_id, queued_id = (task.task_id for task in submit.tasks)
+        gateway.send(fake.updates(started=[running_id]))
+        self.assertTrue(running.wait_started(PATIENCE_S))
+        self.assertFalse(running.cancel(), "cancel() does not touch a running task")
+        self.assertEqual(gateway.requests("cancel"), [], "nor asks the service")
+        with concurrent.futures.ThreadPoolExecutor(1) as canceller:
+            interrupting = canceller.submit(running.interrupt)
+            [cancel] = gateway.await_requests("cancel")
+            self.assertEqual(list(cancel.task_ids), [running_id])
+            self.assertTrue(cancel.interrupt_running)
+            self.assertFalse(cancel.force)
+            self.assertFalse(interrupting.done(), "interrupt() waits for the service's answer")
+            gateway.send(fake.cancel_results((running_id, False, True)))
+            self.assertTrue(interrupting.result(PATIENCE_S))
+            self.assertFalse(running.done(), "it runs on until its function gives up")
+
+            killing = canceller.submit(queued.kill)
+            [_, cancel] = gateway.await_requests("cancel", count=2)
+            self.assertEqual((list(cancel.task_ids), cancel.force), ([queued_id], True))
+            gateway.send(fake.cancel_results((queued_id, True)))
+            self.assertTrue(killing.result(PATIENCE_S), "a queued task is cancelled")
+        self.assertTrue(queued.cancelled())
+
+        # The interrupted task gave up: it ends with its CANCELLED error, not CANCELLED itself
+        # (concurrent.futures has no way from RUNNING to CANCELLED).
+        gateway.send(fake.updates(outcomes=[fake.cancelled(running_id)]))
+        with self.assertRaises(mpigate.TaskError) as raised:
+            running.result(PATIENCE_S)
+        self.assertEqual(raised.exception.code, grpc.StatusCode.CANCELLED)
+        self.assertFalse(running.interrupt(), "an ended task is not interrupted again")
+        self.assertTrue(queued.kill(), "a cancelled one stays so")
+        self.assertEqual(len(gateway.requests("cancel")), 2, "known answers need no request")
+
+    def test_interrupt_from_a_done_callback_sends_without_waiting(self):
+        gateway, executor = self.start()
+        first, second = executor.submit("echo", b"1"), executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        answers = []
+        first.add_done_callback(lambda _: answers.append(second.interrupt()))
+        gateway.send(fake.updates(started=[second.task_id],
+                                  outcomes=[fake.succeeded(first.task_id, b"1")]))
+        [cancel] = gateway.await_requests("cancel")
+        self.assertEqual((list(cancel.task_ids), cancel.interrupt_running),
+                         ([second.task_id], True))
+        self.assertEqual(answers, [False])
+        gateway.send(fake.cancel_results((second.task_id, False, True)))
+        gateway.send(fake.updates(outcomes=[fake.succeeded(second.task_id)]))
+        self.assertEqual(second.result(PATIENCE_S), b"")
+
+    def test_progress_reaches_the_future_and_its_callbacks_until_it_is_done(self):
+        gateway, executor = self.start()
+        future = executor.submit("sleep", b"9")
+        [submit] = gateway.await_requests("submit")
+        task_id = submit.tasks[0].task_id
+        self.assertIsNone(future.progress())
+        reports = []
+        reported = threading.Event()
+        future.add_progress_callback(lambda f, p: reports.append((f, p)))
+        # A callback that raises is logged; the others still run.
+        future.add_progress_callback(lambda f, p: 1 / 0)
+        future.add_progress_callback(
+            lambda f, p: (reports.append(("second", p.fraction)), reported.set()))
+        with self.assertLogs("mpigate", "ERROR"):
+            gateway.send(fake.updates(started=[task_id], progress=[(task_id, 0.25, "a quarter")]))
+            self.assertTrue(reported.wait(PATIENCE_S))
+        self.assertEqual(reports, [(future, (0.25, "a quarter")), ("second", 0.25)])
+        self.assertEqual(future.progress(), mpigate.Progress(0.25, "a quarter"))
+        self.assertEqual(future.progress().message, "a quarter")
+        gateway.send(fake.updates(progress=[(task_id, 0.5, "half")],
+                                  outcomes=[fake.succeeded(task_id, b"done")]))
+        self.assertEqual(future.result(PATIENCE_S), b"done")
+        self.assertEqual(future.progress(), (0.5, "half"), "the last report stays")
+        late = []
+        future.add_progress_callback(lambda f, p: late.append(p))
+        self.assertEqual(len(reports), 4)
+        self.assertEqual(late, [])
+
     def test_task_errors_carry_code_message_and_exception_type(self):
         gateway, executor = self.start()
         unknown = executor.submit("nope", b"")
@@ -204,6 +286,158 @@ class FakeSessionTest(unittest.TestCase):
         with self.assertRaises(mpigate.ConnectionLost):
             executor.submit("echo", b"after the loss")
         executor.shutdown(wait=True)
+
+    # --- Resuming a session ---
+
+    def resumable(self, token=b"token", **resumed_fields):
+        """A fake that opens sessions resumable with `token` and answers a resuming `open` with
+        `resumed_fields`, or with the next of them if it is a list (a tuple: abort so); the
+        executor; and the list of resuming `open`s received."""
+        answers = resumed_fields.pop("answers", None)
+        resumes = []
+
+        def on_open(open_request):
+            if not open_request.resume_token:
+                return fake.opened(resume_token=token, resume_grace_ms=60000)
+            resumes.append(open_request)
+            answer = answers.pop(0) if answers else resumed_fields
+            if isinstance(answer, tuple):
+                return answer
+            return fake.opened(resume_token=token, resume_grace_ms=60000, resumed=True, **answer)
+
+        gateway = fake.FakeGateway(on_open=on_open)
+        self.addCleanup(gateway.close)
+        executor = mpigate.Executor(gateway.target, client_name=self.id())
+        self.addCleanup(self.close_session, gateway, executor)
+        return gateway, executor, resumes
+
+    @staticmethod
+    def close_session(gateway, executor):
+        """Ends a resumable session as the service would: a broken stream would be resumed."""
+        gateway.send(fake.closed())
+        gateway.end()
+        executor.shutdown(wait=True)
+
+    def test_a_broken_stream_is_resumed_sending_again_only_what_the_service_lacks(self):
+        gateway, executor, resumes = self.resumable(last_task_id=1)
+        self.assertEqual(executor.resume_token, b"token")
+        first, second = executor.submit("echo", b"1"), executor.submit("echo", b"2")
+        [submit] = gateway.await_requests("submit")
+        self.assertEqual([task.task_id for task in submit.tasks], [1, 2])
+        gateway.send(fake.updates(started=[1]))
+        self.assertTrue(first.wait_started(PATIENCE_S))
+        with concurrent.futures.ThreadPoolExecutor(1) as canceller:
+            cancelling = canceller.submit(second.cancel)
+            gateway.await_requests("cancel")
+            # The stream breaks before the service answers; it had only task 1 (last_task_id).
+            gateway.end(grpc.StatusCode.UNAVAILABLE, "connection reset")
+            gateway.await_requests("open", count=2)
+            self.assertEqual(resumes[0].resume_token, b"token")
+            # Task 2 goes again, alone, and so does the unanswered cancel.
+            [_, again] = gateway.await_requests("submit", count=2)
+            self.assertEqual([(t.task_id, t.payload) for t in again.tasks], [(2, b"2")])
+            [_, cancel] = gateway.await_requests("cancel", count=2)
+            self.assertEqual(list(cancel.task_ids), [2])
+            self.assertFalse(cancelling.done())
+            gateway.send(fake.cancel_results((2, True)))
+            self.assertTrue(cancelling.result(PATIENCE_S))
+        # Submitting goes on with the next id, on the new stream; outcomes complete the futures.
+        third = executor.submit("echo", b"3")
+        [*_, submit] = gateway.await_requests("submit", count=3)
+        self.assertEqual([task.task_id for task in submit.tasks], [3])
+        gateway.send(fake.updates(outcomes=[fake.succeeded(1, b"1"), fake.cancelled(2),
+                                            fake.succeeded(3, b"3")]))
+        self.assertEqual((first.result(PATIENCE_S), third.result(PATIENCE_S)), (b"1", b"3"))
+        self.assertTrue(second.cancelled())
+        self.assertEqual(len(resumes), 1)
+
+    def test_outcomes_sent_again_after_a_resume_complete_nothing_twice(self):
+        gateway, executor, resumes = self.resumable(last_task_id=2)
+        futures = [executor.submit("echo", b"x") for _ in range(2)]
+        gateway.await_requests("submit", until=lambda s: sum(len(m.tasks) for m in s) == 2)
+        done = []
+        futures[0].add_done_callback(done.append)
+        gateway.send(fake.updates(outcomes=[fake.succeeded(1, b"first")]))
+        self.assertEqual(futures[0].result(PATIENCE_S), b"first")
+        gateway.end(grpc.StatusCode.INTERNAL, "stream reset")
+        gateway.await_requests("open", count=2)
+        # The service did not see the acknowledgement (if it went out at all): it sends task 1's
+        # outcome again, which changes nothing. The client did not need to send task 2 again.
+        gateway.send(fake.updates(outcomes=[fake.succeeded(1, b"again"),
+                                            fake.succeeded(2, b"second")]))
+        self.assertEqual(futures[1].result(PATIENCE_S), b"second")
+        self.assertEqual((futures[0].result(), done), (b"first", [futures[0]]))
+        self.assertEqual(len(gateway.requests("submit")), 1)
+        # Task 1 was acknowledged on the first stream or in the resuming `open`, and task 1 and
+        # 2 after it.
+        acked = lambda: ({i for a in gateway.requests("ack") for i in a.task_ids} |
+                         set(resumes[0].acked_task_ids))
+        gateway.await_requests("ack", until=lambda _: acked() >= {1, 2})
+
+    def test_a_resume_the_service_refuses_fails_the_futures_with_connection_lost(self):
+        gateway, executor, _ = self.resumable(
+            answers=[fake.abort(grpc.StatusCode.NOT_FOUND, "no session to resume")])
+        future = executor.submit("echo", b"x")
+        gateway.await_requests("submit")
+        gateway.end(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        with self.assertRaises(mpigate.ConnectionLost) as raised:
+            future.result(PATIENCE_S)
+        self.assertIn("could not be resumed", str(raised.exception))
+        self.assertIn("no session to resume", str(raised.exception))
+        with self.assertRaises(mpigate.ConnectionLost):
+            executor.submit("echo", b"y")
+
+    def test_a_resume_is_tried_again_while_the_service_holds_the_old_stream(self):
+        gateway, executor, resumes = self.resumable(answers=[
+            fake.abort(grpc.StatusCode.FAILED_PRECONDITION, "another stream holds the session"),
+            {"last_task_id": 1}])
+        future = executor.submit("echo", b"x")
+        gateway.await_requests("submit")
+        gateway.end(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        gateway.await_requests("open", count=3)
+        gateway.send(fake.updates(outcomes=[fake.succeeded(1, b"x")]))
+        self.assertEqual(future.result(PATIENCE_S), b"x")
+        self.assertEqual(len(resumes), 2)
+
+    def test_a_stream_the_service_ended_on_purpose_or_after_closed_is_not_resumed(self):
+        gateway, executor, resumes = self.resumable()
+        future = executor.submit("echo", b"x")
+        gateway.await_requests("submit")
+        gateway.end(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
+        with self.assertRaises(mpigate.ConnectionLost):
+            future.result(PATIENCE_S)
+        self.assertEqual(resumes, [])
+
+    def test_an_executor_resumes_another_ones_session_with_its_token(self):
+        resumes = []
+
+        def on_open(open_request):
+            resumes.append(open_request)
+            return fake.opened(resume_token=b"token", resume_grace_ms=60000, resumed=True,
+                               last_task_id=7, pending_task_ids=[6, 7])
+
+        gateway = fake.FakeGateway(on_open=on_open)
+        self.addCleanup(gateway.close)
+        with self.assertRaises(TypeError):
+            mpigate.Executor(gateway.target, resume_token="token")
+        with self.assertRaises(ValueError):
+            mpigate.Executor(gateway.target, acked_task_ids=[5])
+        executor = mpigate.Executor(gateway.target, resume_token=b"token", acked_task_ids=[3, 5])
+        self.addCleanup(self.close_session, gateway, executor)
+        [open_request] = resumes
+        self.assertEqual((open_request.resume_token, list(open_request.acked_task_ids)),
+                         (b"token", [3, 5]))
+        chunk, single = executor.reattached
+        self.assertEqual((chunk.task_id, single.task_id), (6, 7))
+        # New tasks take ids after the session's last.
+        executor.submit("echo", b"new")
+        [submit] = gateway.await_requests("submit")
+        self.assertEqual([task.task_id for task in submit.tasks], [8])
+        # Which kind of task a reattached one was shows in its outcome: a map's chunk has items.
+        gateway.send(fake.updates(outcomes=[fake.succeeded(6, items=[b"a", b"b"]),
+                                            fake.succeeded(7, b"seven")]))
+        self.assertEqual(chunk.result(PATIENCE_S), [b"a", b"b"])
+        self.assertEqual(single.result(PATIENCE_S), b"seven")
 
     def test_a_task_above_the_message_limit_fails_alone(self):
         gateway, executor = self.start(max_message_bytes=4096)

@@ -22,13 +22,14 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 from mpigate._endpoint import resolve_endpoint
 from mpigate._errors import BrokenExecutor, ConnectionLost, TaskError
 from mpigate._executor import Executor
-from mpigate._future import Future
+from mpigate._future import Future, Progress
 
 __all__ = [
     "BrokenExecutor",
     "ConnectionLost",
     "Executor",
     "Future",
+    "Progress",
     "TaskError",
     "resolve_endpoint",
 ]

@@ -15,9 +15,21 @@ through one Executor at once: their submissions are batched onto the stream. Fut
 their done callbacks run, on the executor's reader thread; callbacks must not block, and must not
 call shutdown(wait=True).
 
+A session survives a dropped connection: when its stream breaks, the executor resumes the session
+on a new connection, for as long as the service keeps it (its grace period, mpigate-server
+--resume-grace-s): nothing is lost or run twice, and every future completes exactly once. Only if
+resuming fails do unfinished futures fail with ConnectionLost. A process that died can be
+followed by one that resumes its session (Executor(resume_token=...)) and collects the results it
+never read (reattached).
+
+An outcome counts as read once its future is complete and its done callbacks have run: the
+executor then acknowledges it to the service, which forgets it. A program that must not lose
+results if it dies records them in done callbacks, and passes the ids it recorded to the executor
+that resumes its session (acked_task_ids).
+
 Use an Executor as a context manager, or call shutdown(): one dropped without it leaves its
-session to the service, which cancels the session's queued tasks once its resume grace period
-(mpigate-server --resume_grace_s) has passed.
+session to the service, which cancels the session's queued tasks once its resume grace period has
+passed.
 """
 
 import concurrent.futures
@@ -59,7 +71,15 @@ class Executor(concurrent.futures.Executor):
       env: environment variables (a dict of str to str) for this executor's tasks: each starts
         with the pool's environment plus these, and no task sees what a task of another executor
         set. Names without '=' or NUL, at most 64 KiB in all; a pool with --isolation=none refuses
-        them. None: the pool's environment.
+        them. None: the pool's environment. Ignored when resuming: a session keeps its own.
+      resume_token: resume the session of an executor that is gone (typically in a process that
+        died) instead of opening a new one: that executor's resume_token (bytes). Its unfinished
+        tasks' futures are then in reattached. ConnectionError if the service no longer has the
+        session (it closed, or its grace period passed); while the service has not yet noticed
+        that the earlier connection is gone, it is tried again within connect_timeout.
+      acked_task_ids: with resume_token, the ids of the session's tasks whose outcomes the
+        application already has (e.g. recorded by the earlier process in done callbacks): the
+        service forgets them instead of sending them again, and reattached leaves them out.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
@@ -69,12 +89,18 @@ class Executor(concurrent.futures.Executor):
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
                  max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
-                 tls_key=None, env=None):
+                 tls_key=None, env=None, resume_token=None, acked_task_ids=()):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
+        if resume_token is not None and not isinstance(resume_token, (bytes, bytearray)):
+            raise TypeError(f"resume_token is bytes (an Executor's resume_token), not "
+                            f"{type(resume_token).__name__}")
+        if acked_task_ids and not resume_token:
+            raise ValueError("acked_task_ids are for resuming a session: give its resume_token")
         access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
-                                         max_inflight, dict(env or {}))
+                                         max_inflight, dict(env or {}), resume_token or b"",
+                                         [int(task_id) for task_id in acked_task_ids])
 
     @property
     def endpoint(self):
@@ -91,6 +117,24 @@ class Executor(concurrent.futures.Executor):
         """The pool's state as the service last said: "BOOTING", "READY", "BROKEN" or
         "DRAINING"."""
         return self._session.pool_state
+
+    @property
+    def resume_token(self):
+        """The secret (bytes) that resumes this executor's session from another executor,
+        typically in a new process after this one died (Executor(resume_token=...)). Whoever
+        holds it can read the session's results: keep it as private as they are. (A service
+        started with --resume-grace-s=0 ends a session with its stream: nothing to resume.)"""
+        return self._session.resume_token
+
+    @property
+    def reattached(self):
+        """For an executor that resumed a session (resume_token): futures of the tasks the
+        earlier executor submitted whose outcomes were not read (acknowledged) or listed in
+        acked_task_ids, in task id order (their task_id is the earlier executor's). Whether
+        queued, running or ended meanwhile, each completes as submit()'s futures do: its result
+        is the result bytes, or for a map's chunk the list of its items' results (bytes, or an
+        item's exception). Empty otherwise."""
+        return self._session.reattached
 
     def bootup(self, wait=True):
         """Waits (with `wait`) until the pool has booted and returns self, as mpi4py's bootup.

@@ -1,29 +1,49 @@
-"""Session: one Session stream of the mpigate service, shared by every thread of one Executor.
+"""Session: one session of the mpigate service, shared by every thread of one Executor: one
+Session stream at a time, resumed on a new stream when the old one breaks.
 
 It speaks the protocol of proto/mpigate/v1/gateway.proto as the C++ client does
-(client/internal/session.h): `open`, then batches of `submit`, `cancel`, one `shutdown` and `ack`s;
-it reads `opened`, `updates`, `rejected`, `cancel_results`, `pool` and finally `closed`. Unlike the
-C++ client it does not resume a session whose stream broke: the session's futures then fail with
-ConnectionLost. Payloads and results always travel in the messages (no shared memory).
+(client/internal/session.h): `open`, then batches of `submit`, `cancel` (which may interrupt or
+kill running tasks), one `shutdown` and `ack`s; it reads `opened`, `updates` (starts, progress and
+outcomes), `rejected`, `cancel_results`, `pool` and finally `closed`. When a stream breaks (not
+after `closed`, nor when the service ended it on purpose or is draining), the session is resumed
+on a new stream with its resume token, with backoff, until the service's grace period
+(SessionOpened.resume_grace_ms) has passed: the service sends again the outcomes not acknowledged,
+the client sends again the specs and cancels the service may not have had, and futures complete
+as if nothing happened. Only when resuming fails do the session's futures fail with
+ConnectionLost. A new process may resume a session too (`resume_token`): the futures of the
+session's unfinished tasks are then in `reattached`. Payloads and results always travel in the
+messages (no shared memory).
 
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
   work under the lock and wake the writer, or wait on a condition. Nothing they do blocks on the
   network, except waiting for the answer to a cancel and for the session to close.
-- gRPC's request-consumer thread runs _requests(), the writer: the stream's request iterator. It
-  waits for work, takes everything queued at once and yields it as few messages: one SubmitTasks
-  per few MiB of specs, then the cancels, the shutdown and the acknowledgements.
-- The reader thread runs _read(): it reads events, marks futures running, completes them (running
-  their done callbacks) outside the lock, and queues acknowledgements of the outcomes it handled.
-  When the stream ends it fails whatever is still pending and releases every cancel waiter.
+- gRPC's request-consumer thread of each stream runs _requests(), the writer: the stream's request
+  iterator. Once the stream's `opened` is adopted, it waits for work, takes everything queued at
+  once and yields it as few messages: one SubmitTasks per few MiB of specs, then the cancels, the
+  shutdown and the acknowledgements. It returns once its stream is no longer the current one.
+- The reader thread runs _read(): it reads events, marks futures running, passes on their
+  progress, completes them (running their progress and done callbacks) outside the lock, and
+  queues acknowledgements of the outcomes it handled. When a stream breaks it resumes the session
+  on a new one (the constructor opens the first); when the session is over for good it fails
+  whatever is still pending and releases every cancel waiter.
 
 Invariants:
 - A future is in _pending from before its spec can be sent until its task has ended, so an outcome
-  that arrives before submit_many() returns still finds it. Futures change state only on the reader
-  thread (a task too large to send fails before it has one).
-- Task ids are taken under the lock as specs are queued, so they increase in sending order.
+  that arrives before submit_many() returns still finds it. A future leaves _pending as it is
+  completed, so an outcome sent again after a resume never completes it twice. Futures change
+  state only on the reader thread (a task too large to send fails before it has one).
+- Task ids are taken under the lock as specs are queued, so they increase in sending order, and
+  the service's SessionOpened.last_task_id says exactly which specs it has.
+- A spec the writer takes moves to _sent in the same critical section, and stays there until the
+  service evidently has it (an event names a task id at least as high: the stream is ordered), so
+  a resumed session gets again every spec it may lack, also one a stream's writer took as the
+  stream broke.
 - A cancel request moves to _cancels_sent before it is written; the service answers cancels in the
-  order it got them, so the reader pairs each answer with the oldest request.
+  order it got them, so the reader pairs each answer with the oldest request. A resumed stream
+  gets the unanswered ones again, first.
+- A writer takes work only while its stream is the current one (_generation) and adopted
+  (_connected); both change only under the lock, on the reader thread (or in the constructor).
 - Once _ended is set, nothing is added to _pending or to the cancel lists.
 """
 
@@ -54,34 +74,72 @@ _ACK_BYTES = 4 << 20
 _ACK_DELAY_S = 0.02
 # After `closed`, how long shutdown waits for the service to end the stream before cancelling it.
 _CLOSE_GRACE_S = 5.0
+# Resuming a broken session: the first retry after this long, doubling up to the second.
+_FIRST_RESUME_BACKOFF_S = 0.02
+_MAX_RESUME_BACKOFF_S = 1.0
+# A stream that ended with one of these looks broken (worth resuming) rather than ended on purpose
+# by the service (OK, or an error about the request such as INVALID_ARGUMENT).
+_LOOKS_BROKEN = frozenset((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                           grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+                           grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED))
+# Opening a stream to resume failed with one of these: a later try may succeed (the service
+# unreachable or restarting its listener, or still holding the old stream).
+_MAY_RESUME_LATER = frozenset((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
+                               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED))
 
 _POOL_STATE_PREFIX = "POOL_STATE_"
 
 
 class _CancelRequest:
-    """One `cancel` message; `answered` is set once the service answered or the stream ended."""
+    """One `cancel` message; `answered` is set once the service answered or the stream ended.
+    `interrupted` is how many running tasks the answer says were interrupted (or killed), written
+    by the reader thread before it sets `answered`."""
 
-    __slots__ = ("task_ids", "answered")
+    __slots__ = ("task_ids", "mode", "interrupted", "answered")
 
-    def __init__(self, task_ids):
+    def __init__(self, task_ids, mode):
         self.task_ids = task_ids
+        self.mode = mode
+        self.interrupted = 0
         self.answered = threading.Event()
+
+    def message(self):
+        return gateway_pb2.SessionRequest(cancel=gateway_pb2.CancelTasks(
+            task_ids=self.task_ids, interrupt_running=self.mode == _future.CANCEL_INTERRUPT,
+            force=self.mode == _future.CANCEL_KILL))
+
+
+class _OpenFailed(Exception):
+    """A stream that did not get to `opened`: its status `code` (None: it timed out) and why."""
+
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 class Session:
-    """One session of the service over one stream. See the module docstring for its threads."""
+    """One session of the service, over one stream at a time. See the module docstring."""
 
     def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
-                 env):
-        """Connects to the service `access` (an _endpoint.Access) names and opens the session;
-        raises ConnectionError if the service does not answer within `connect_timeout` seconds.
-        Called by the Executor's constructor."""
+                 env, resume_token=b"", acked_task_ids=()):
+        """Connects to the service `access` (an _endpoint.Access) names and opens the session, or
+        with `resume_token` resumes that session (telling the service the outcomes of
+        `acked_task_ids` are had); raises ConnectionError if the service does not answer within
+        `connect_timeout` seconds or refuses (e.g. NOT_FOUND: no such session to resume). Called
+        by the Executor's constructor."""
         target = access.target
         self._target = target
         self._max_inflight = max_inflight
+        self._connect_timeout = connect_timeout
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # After a dropped connection the channel reconnects within a second, not gRPC's
+            # default of up to two minutes, so that a resumed session is back well within the
+            # service's grace period (as the C++ client).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
         if access.tls:
             credentials = grpc.ssl_channel_credentials(
@@ -89,6 +147,12 @@ class Session:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        # The bearer token of a service on TCP (common/access.h), on every call's metadata.
+        self._metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
+        # Every `open`; a resuming one adds the token and the acknowledgements.
+        self._open = gateway_pb2.OpenSession(client_name=client_name,
+                                             max_message_bytes=max_message_bytes, env=env)
         self._lock = threading.Lock()
         # The writer waits on this for work; callers and the reader notify it.
         self._writer_wake = threading.Condition(self._lock)
@@ -98,57 +162,58 @@ class Session:
         self._next_task_id = 1
         self._pending = {}  # task id -> Future, for tasks that have not ended
         self._outgoing = []  # (TaskSpec, encoded size) not yet taken by the writer
+        self._sent = collections.deque()  # (last task id, [(TaskSpec, size)]) taken by a writer
         self._cancels_queued = []  # _CancelRequest not yet taken by the writer
-        self._cancels_sent = collections.deque()  # written, not yet answered
-        self._acks = []  # ids of outcomes handled and not yet acknowledged
+        self._cancels_sent = collections.deque()  # taken by a writer, not yet answered
+        self._acks = list(acked_task_ids)  # ids of outcomes handled and not yet acknowledged
         self._ack_bytes = 0
         self._ack_due = None  # monotonic time by which _acks go out
         self._shutdown_requested = False
         self._shutdown_sent = False
-        self._opened = False
         self._send_limit = max_message_bytes
         self._session_id = 0
         self._workers = 0
         self._pool_state = "READY"
         self._pool_reason = ""
+        self._generation = 0  # the number of the current stream; each writer knows its own
+        self._connected = False  # the current stream's `opened` is adopted: its writer may write
+        self._call = None  # the current stream
+        self._closing = False  # shutdown cancelled the stream, or we failed: no more resuming
         self._closed = False  # the service sent `closed`
-        self._ended = False  # the stream is over
+        self._ended = False  # the session is over: its last stream ended, not to be resumed
         self._end_error = None  # ConnectionLost once _ended, for later submits
+        # Set by the constructor, then by the reader when it resumes (under _lock).
+        self._resume_token = bytes(resume_token)
+        self._resume_grace_s = 0.0
+        self._reader = None
+        self._reattached = []
 
-        self._end_reason = ""  # why the stream ended, once _ended
-
-        # Set by the reader once `opened` came, or the stream ended.
-        self._open_answered = threading.Event()
-        open_request = gateway_pb2.SessionRequest(open=gateway_pb2.OpenSession(
-            client_name=client_name, max_message_bytes=max_message_bytes, env=env))
-        stub = gateway_pb2_grpc.GatewayStub(self._channel)
-        # The bearer token of a service on TCP (common/access.h), on the call's metadata.
-        metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
-        # wait_for_ready: a service still starting gets until connect_timeout to answer, as the
-        # wait for `opened` below counts it. Not grpc.channel_ready_future, whose connectivity
-        # watch thread makes the channel's close() wait up to 0.2 s for its next poll: that was
-        # most of what shutdown() took.
-        self._call = stub.Session(self._requests(open_request), metadata=metadata,
-                                  wait_for_ready=True)
-        self._reader = threading.Thread(target=self._read, name="mpigate-reader", daemon=True)
-        self._reader.start()
-        # A service that accepts the connection but never answers `open` must not hang us.
-        answered = self._open_answered.wait(connect_timeout)
-        if not answered:
-            self._call.cancel()
-            self._open_answered.wait()
+        deadline = time.monotonic() + connect_timeout
+        try:
+            call, opened = self._open_stream(deadline, retry=bool(resume_token))
+        except _OpenFailed as failure:
+            self._channel.close()
+            if failure.code is None:
+                raise ConnectionError(
+                    f"the mpigate service at {target} did not answer within {connect_timeout} s; "
+                    "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
+                                       "handshake the same way." if access.tls else "")) from None
+            verb = "resume the session" if resume_token else "open a session"
+            raise ConnectionError(
+                f"the mpigate service at {target} did not {verb}: {failure.reason}") from None
         with self._lock:
-            opened, reason = self._opened, self._end_reason
-        if not answered:
-            self._reader.join()
-            raise ConnectionError(
-                f"the mpigate service at {target} did not answer within {connect_timeout} s; "
-                "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
-                                   "handshake the same way." if access.tls else ""))
-        if not opened:
-            self._reader.join()
-            raise ConnectionError(
-                f"the mpigate service at {target} did not open a session: {reason}")
+            self._session_id = opened.session_id
+            # A resumed session's earlier tasks: new ids continue after them, and their futures
+            # are made before the reader can deliver their outcomes.
+            self._next_task_id = opened.last_task_id + 1
+            for task_id in opened.pending_task_ids:
+                future = _future.Future(self, task_id, chunk=None)
+                self._pending[task_id] = future
+                self._reattached.append(future)
+            self._adopt_locked(call, opened)
+        self._reader = threading.Thread(target=self._read, args=(call,), name="mpigate-reader",
+                                        daemon=True)
+        self._reader.start()
 
     # --- Callers' side ---
 
@@ -170,6 +235,17 @@ class Session:
     def pool_state(self):
         with self._lock:
             return self._pool_state
+
+    @property
+    def resume_token(self):
+        """SessionOpened.resume_token: b"" if the service does not resume sessions."""
+        with self._lock:
+            return self._resume_token
+
+    @property
+    def reattached(self):
+        """The futures of a resumed session's unfinished tasks, in task id order (constant)."""
+        return list(self._reattached)
 
     def submit_many(self, specs, chunk=False, parts=None, future_factory=_future.Future):
         """Queues `specs` (TaskSpecs without ids) in order; returns their futures.
@@ -202,21 +278,25 @@ class Session:
             self._writer_wake.notify()
         return futures
 
-    def cancel(self, task_ids, wait):
-        """Asks the service to cancel those of `task_ids` that are still queued. With `wait`,
-        blocks until the answer is in and the cancelled futures are CANCELLED (never on the reader
-        thread, which delivers the answer)."""
+    def cancel(self, task_ids, wait, mode=_future.CANCEL_PENDING_ONLY):
+        """Asks the service to cancel those of `task_ids` that are still queued and, as `mode`
+        (_future.CANCEL_*) says, to interrupt or kill those that are running. With `wait`, blocks
+        until the answer is in and the cancelled futures are CANCELLED, and returns how many
+        running tasks were interrupted or killed; never waits on the reader thread, which
+        delivers the answer. Returns 0 when it does not wait."""
         if not task_ids:
-            return
-        request = _CancelRequest(list(task_ids))
+            return 0
+        request = _CancelRequest(list(task_ids), mode)
         with self._lock:
             # After `closed`, or once the stream is over, no task of this session is pending.
             if self._closed or self._ended:
-                return
+                return 0
             self._cancels_queued.append(request)
             self._writer_wake.notify()
-        if wait and threading.current_thread() is not self._reader:
-            request.answered.wait()
+        if not wait or threading.current_thread() is self._reader:
+            return 0
+        request.answered.wait()
+        return request.interrupted
 
     def shutdown(self, wait, cancel_futures):
         """Stops the session accepting tasks (later submits raise RuntimeError); with
@@ -238,9 +318,12 @@ class Session:
                                "callback runs on the thread that completes the futures")
         with self._lock:
             self._changed.wait_for(lambda: self._closed or self._ended)
-            # After `closed` the service ends the stream; should it not, nothing is lost.
+            # After `closed` the service ends the stream; should it not, nothing is lost. (Once the
+            # session is over, nothing is pending either, and an attempt to resume ends.)
             if not self._changed.wait_for(lambda: self._ended, _CLOSE_GRACE_S):
+                self._closing = True
                 self._call.cancel()
+                self._changed.notify_all()
         self._reader.join()
 
     def bootup(self, wait):
@@ -295,27 +378,36 @@ class Session:
 
     # --- The writer: gRPC's request-consumer thread ---
 
-    def _requests(self, open_request):
-        """The stream's requests: `open`, then whatever callers and the reader queue, until the
-        session is closed or over."""
+    def _requests(self, generation, open_request):
+        """The requests of stream `generation`: `open`, then, once its `opened` is adopted,
+        whatever callers and the reader queue, until the session is closed or over or another
+        stream replaced this one. What it takes is in _sent and _cancels_sent first: should the
+        stream break before it is written, a resumed stream gets it again."""
         yield open_request
         while True:
             with self._lock:
-                while not (self._ended or self._closed or self._sendable_locked()):
+                while not self._writer_stops_locked(generation):
                     timeout = None
-                    if self._acks:
-                        timeout = self._ack_due - time.monotonic()
-                        if timeout <= 0:
+                    if self._connected:
+                        if self._sendable_locked():
                             break
+                        if self._acks:
+                            timeout = self._ack_due - time.monotonic()
+                            if timeout <= 0:
+                                break
                     self._writer_wake.wait(timeout)
-                if self._ended or self._closed:
+                if self._writer_stops_locked(generation):
                     return
                 specs, self._outgoing = self._outgoing, []
+                if specs:
+                    self._sent.append((specs[-1][0].task_id, specs))
                 cancels, self._cancels_queued = self._cancels_queued, []
                 # Before the write, so that the answer, however quick, finds its request.
                 self._cancels_sent.extend(cancels)
                 send_shutdown = self._shutdown_requested and not self._shutdown_sent
                 self._shutdown_sent = self._shutdown_sent or send_shutdown
+                # Lost with a broken stream, acknowledgements cost only a repeat: the resumed
+                # session sends those outcomes again, and the reader acknowledges them again.
                 acks, self._acks = self._acks, []
                 self._ack_bytes = 0
                 self._ack_due = None
@@ -323,12 +415,14 @@ class Session:
             # Specs first: every cancel and the shutdown came after the tasks they concern.
             yield from _submit_requests(specs, budget)
             for cancel in cancels:
-                yield gateway_pb2.SessionRequest(
-                    cancel=gateway_pb2.CancelTasks(task_ids=cancel.task_ids))
+                yield cancel.message()
             if send_shutdown:
                 yield gateway_pb2.SessionRequest(shutdown=gateway_pb2.ShutdownSession())
             if acks:
                 yield gateway_pb2.SessionRequest(ack=gateway_pb2.AckOutcomes(task_ids=acks))
+
+    def _writer_stops_locked(self, generation):
+        return self._ended or self._closed or generation != self._generation
 
     def _sendable_locked(self):
         return bool(self._outgoing or self._cancels_queued or
@@ -337,17 +431,149 @@ class Session:
 
     # --- The reader thread ---
 
-    def _read(self):
-        error = None
-        try:
-            for event in self._call:
-                self._handle(event)
-        except grpc.RpcError as rpc_error:
-            error = f"{rpc_error.code().name}: {rpc_error.details()}"
-        except Exception as bug:  # A bug of ours must not leave futures waiting forever.
-            error = f"the client failed to handle an event: {bug!r}"
-            self._call.cancel()
+    def _read(self, call):
+        while True:
+            code, error = None, None
+            try:
+                for event in call:
+                    self._handle(event)
+            except grpc.RpcError as rpc_error:
+                code = rpc_error.code()
+                error = f"{code.name}: {rpc_error.details()}"
+            except Exception as bug:  # A bug of ours must not leave futures waiting forever.
+                error = f"the client failed to handle an event: {bug!r}"
+                with self._lock:
+                    self._closing = True
+                call.cancel()
+            if not self._should_resume(code):
+                break
+            try:
+                call = self._resume()
+            except _OpenFailed as failure:
+                error = (f"{error}, and the session could not be resumed within its grace period "
+                         f"of {self._resume_grace_s:g} s: {failure.reason}")
+                break
         self._end(error)
+
+    def _should_resume(self, code):
+        """Whether the session should be resumed after its stream ended with `code`."""
+        with self._lock:
+            # A draining service is going away with its sessions: there is nothing to resume.
+            return (code in _LOOKS_BROKEN and not self._closed and not self._closing and
+                    self._pool_state != "DRAINING" and bool(self._resume_token) and
+                    self._resume_grace_s > 0)
+
+    def _resume(self):
+        """Resumes the session on a new stream within its grace period; returns the stream.
+        Raises _OpenFailed if that fails."""
+        # The service keeps the session for its grace period from when it noticed the break,
+        # which is no earlier than now.
+        call, opened = self._open_stream(time.monotonic() + self._resume_grace_s, retry=True)
+        with self._lock:
+            self._adopt_locked(call, opened)
+        return call
+
+    def _open_stream(self, deadline, retry):
+        """Starts a Session stream with `open` (carrying the resume token, if any, and the
+        acknowledgements not yet sent) and reads its `opened`; returns (call, opened). With
+        `retry`, tries again what may pass, with backoff, until `deadline`. Raises _OpenFailed.
+        On the constructor's thread or the reader's: no writer takes work meanwhile."""
+        backoff = _FIRST_RESUME_BACKOFF_S
+        while True:
+            try:
+                return self._open_stream_once(min(deadline,
+                                                  time.monotonic() + self._connect_timeout))
+            except _OpenFailed as failure:
+                with self._lock:
+                    if (not retry or failure.code not in _MAY_RESUME_LATER or self._closing or
+                            time.monotonic() + backoff >= deadline):
+                        raise
+                    # Shutdown giving up cuts the wait short.
+                    self._changed.wait_for(lambda: self._closing, backoff)
+                backoff = min(2 * backoff, _MAX_RESUME_BACKOFF_S)
+
+    def _open_stream_once(self, deadline):
+        with self._lock:
+            # The writer of the stream before stops taking work.
+            self._generation += 1
+            self._connected = False
+            self._writer_wake.notify_all()
+            generation = self._generation
+            request = gateway_pb2.SessionRequest(open=self._open)
+            if self._resume_token:
+                request.open.resume_token = self._resume_token
+                # Only the reader adds to _acks, and no writer takes them now.
+                request.open.acked_task_ids.extend(self._acks)
+        # wait_for_ready: a service still starting, or a connection being made again, gets until
+        # the deadline. Not grpc.channel_ready_future, whose connectivity watch thread makes the
+        # channel's close() wait up to 0.2 s for its next poll. A service that accepts the
+        # connection but never answers `open` must not hang us: the timer cancels the call.
+        call = self._stub.Session(self._requests(generation, request), metadata=self._metadata,
+                                  wait_for_ready=True)
+        timed_out = threading.Event()
+
+        def give_up():
+            timed_out.set()
+            call.cancel()
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), give_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            event = next(call)
+        except grpc.RpcError as error:
+            if timed_out.is_set():
+                raise _OpenFailed(None, "it did not answer `open` in time") from None
+            raise _OpenFailed(error.code(), f"{error.code().name}: {error.details()}") from None
+        except StopIteration:
+            raise _OpenFailed(grpc.StatusCode.INTERNAL,
+                              "it ended the stream before opening the session") from None
+        finally:
+            timer.cancel()
+        if event.WhichOneof("event") != "opened":
+            call.cancel()
+            raise _OpenFailed(grpc.StatusCode.INTERNAL,
+                              f"it answered `open` with {event.WhichOneof('event')}")
+        return call, event.opened
+
+    def _adopt_locked(self, call, opened):
+        """Makes `call` the current stream after its `opened`: for a resumed session, queues
+        again the specs the service may lack (ids above last_task_id), the unanswered cancels and
+        a pending shutdown."""
+        self._resume_token = opened.resume_token
+        self._resume_grace_s = opened.resume_grace_ms / 1000
+        if opened.max_message_bytes:
+            self._send_limit = min(self._send_limit, opened.max_message_bytes)
+        if opened.workers:
+            self._workers = opened.workers
+        # A service that does not describe its pool opens sessions only once it is ready.
+        if opened.HasField("pool"):
+            self._set_pool_locked(opened.pool)
+        # The `open` acknowledged them.
+        self._acks = []
+        self._ack_bytes = 0
+        self._ack_due = None
+        if opened.resumed:
+            self._received_up_to_locked(opened.last_task_id)
+            # Before anything queued since, which has higher ids.
+            resend = [item for _, specs in self._sent for item in specs
+                      if item[0].task_id > opened.last_task_id]
+            self._sent.clear()
+            self._outgoing = resend + self._outgoing
+            # An unanswered cancel may never have arrived; asking again is harmless.
+            self._cancels_queued = list(self._cancels_sent) + self._cancels_queued
+            self._cancels_sent.clear()
+            self._shutdown_sent = False
+        self._call = call
+        self._connected = True
+        if self._closing:
+            call.cancel()  # Shutdown gave up meanwhile: this stream ends as the last did.
+        self._writer_wake.notify_all()
+
+    def _received_up_to_locked(self, task_id):
+        """The service evidently has every spec up to `task_id`: _sent lets go of them."""
+        while self._sent and self._sent[0][0] <= task_id:
+            self._sent.popleft()
 
     def _handle(self, event):
         kind = event.WhichOneof("event")
@@ -360,25 +586,12 @@ class Session:
         elif kind == "pool":
             with self._lock:
                 self._set_pool_locked(event.pool)
-        elif kind == "opened":
-            self._handle_opened(event.opened)
         elif kind == "closed":
             with self._lock:
                 self._closed = True
-                self._writer_wake.notify()
+                self._writer_wake.notify_all()
                 self._changed.notify_all()
-        # Anything else is a newer service's event: nothing we need.
-
-    def _handle_opened(self, opened):
-        with self._lock:
-            self._opened = True
-            self._session_id = opened.session_id
-            self._workers = opened.workers
-            if opened.max_message_bytes:
-                self._send_limit = min(self._send_limit, opened.max_message_bytes)
-            if opened.HasField("pool"):
-                self._set_pool_locked(opened.pool)
-        self._open_answered.set()
+        # Anything else (a second `opened`, a newer service's event): nothing we need.
 
     def _set_pool_locked(self, change):
         try:
@@ -397,7 +610,14 @@ class Session:
         handled = []
         handled_bytes = 0
         with self._lock:
+            if self._sent:
+                self._received_up_to_locked(max(
+                    max(updates.started, default=0),
+                    max((p.task_id for p in updates.progress), default=0),
+                    max((o.task_id for o in updates.outcomes), default=0)))
             started = [self._pending[i] for i in updates.started if i in self._pending]
+            progress = [(self._pending[p.task_id], p) for p in updates.progress
+                        if p.task_id in self._pending]
             finished = []
             for outcome in updates.outcomes:
                 # Acknowledged also when it finds no future (its cancel was answered first): the
@@ -407,9 +627,12 @@ class Session:
                 future = self._pending.pop(outcome.task_id, None)
                 if future is not None:
                     finished.append((future, outcome))
-        # Starts first: a task's start comes no later than its outcome.
+        # Starts first: a task's start comes no later than its progress, and that no later than
+        # its outcome.
         for future in started:
             future._mark_running()
+        for future, report in progress:
+            future._report_progress(report.fraction, report.message)
         for future, outcome in finished:
             _complete(future, outcome)
         with self._lock:
@@ -428,6 +651,7 @@ class Session:
     def _handle_rejected(self, rejected):
         # A rejected task never gets an outcome, so there is nothing to acknowledge.
         with self._lock:
+            self._received_up_to_locked(max((r.task_id for r in rejected.rejections), default=0))
             refused = [(self._pending.pop(r.task_id), r) for r in rejected.rejections
                        if r.task_id in self._pending]
             self._changed.notify_all()
@@ -443,15 +667,18 @@ class Session:
             cancelled = [self._pending.pop(r.task_id) for r in results.results
                          if r.cancelled and r.task_id in self._pending]
             self._changed.notify_all()
+        # An interrupted task runs on until its function gives up; its outcome says how it ended.
+        interrupted = sum(1 for r in results.results if r.interrupted)
         for future in cancelled:
             future._mark_cancelled(_errors.TaskError(
                 grpc.StatusCode.CANCELLED,
                 f"task {future.task_id} was cancelled before it started", task_id=future.task_id))
         if request is not None:
+            request.interrupted = interrupted
             request.answered.set()
 
     def _end(self, error):
-        """The stream is over: fails what is pending, releases cancel waiters, closes the
+        """The session is over: fails what is pending, releases cancel waiters, closes the
         channel."""
         with self._lock:
             if self._closed and error is None:
@@ -461,16 +688,15 @@ class Session:
             lost = _errors.ConnectionLost(
                 f"connection to the mpigate service at {self._target} lost: {reason}")
             self._ended = True
-            self._end_reason = reason
             self._end_error = lost
             orphans = list(self._pending.values())
             self._pending.clear()
+            self._sent.clear()
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
-            self._writer_wake.notify()
+            self._writer_wake.notify_all()
             self._changed.notify_all()
-        self._open_answered.set()
         for future in orphans:
             future._finish(exception=lost)
         for cancel in cancels:
@@ -498,7 +724,7 @@ def _complete(future, outcome):
     """Ends `future` as `outcome` says (on the reader thread)."""
     task_id = outcome.task_id
     if outcome.state == task_pb2.TASK_STATE_SUCCEEDED:
-        if future._chunk:
+        if future._chunk or (future._chunk is None and outcome.items):
             future._finish(result=[_item_value(item, task_id) for item in outcome.items])
         else:
             future._finish(result=outcome.result)
