@@ -4,7 +4,11 @@ It speaks the protocol of proto/mpigate/v1/gateway.proto as the C++ client does
 (client/internal/session.h): `open`, then batches of `submit`, `cancel`, one `shutdown` and `ack`s;
 it reads `opened`, `updates`, `rejected`, `cancel_results`, `pool` and finally `closed`. Unlike the
 C++ client it does not resume a session whose stream broke: the session's futures then fail with
-ConnectionLost. Payloads and results always travel in the messages (no shared memory).
+ConnectionLost. As the C++ client, where the service shares this host's shared memory (the same
+/dev/shm, as the same user), payloads and results of at least shared_memory_min_bytes travel in
+shared memory objects (_shared_memory.py): a caller writes its payload's parts into a new object
+before queueing the spec, and the reader maps a result's object and hands the future a memoryview
+of it.
 
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
@@ -25,6 +29,10 @@ Invariants:
 - A cancel request moves to _cancels_sent before it is written; the service answers cancels in the
   order it got them, so the reader pairs each answer with the oldest request.
 - Once _ended is set, nothing is added to _pending or to the cancel lists.
+- A shared memory object holding a spec's payload is the caller's until the spec is queued (it
+  removes it if it cannot queue it), then the service's; once the stream is over, those of specs
+  the writer never took are removed. A result's object is removed as the reader maps it, or
+  unread when its outcome finds no future.
 """
 
 import collections
@@ -35,6 +43,7 @@ import grpc
 
 from mpigate import _errors
 from mpigate import _future
+from mpigate import _shared_memory
 from mpigate.v1 import gateway_pb2
 from mpigate.v1 import gateway_pb2_grpc
 from mpigate.v1 import task_pb2
@@ -72,10 +81,11 @@ class Session:
     """One session of the service over one stream. See the module docstring for its threads."""
 
     def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
-                 env):
+                 env, shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES):
         """Connects to the service `access` (an _endpoint.Access) names and opens the session;
         raises ConnectionError if the service does not answer within `connect_timeout` seconds.
-        Called by the Executor's constructor."""
+        Payloads and results of at least `shared_memory_min_bytes` (0: none) go through shared
+        memory where the service allows it. Called by the Executor's constructor."""
         target = access.target
         self._target = target
         self._max_inflight = max_inflight
@@ -116,11 +126,19 @@ class Session:
         self._end_error = None  # ConnectionLost once _ended, for later submits
 
         self._end_reason = ""  # why the stream ended, once _ended
+        # SessionOpened.shared_memory_prefix: "" unless payloads may go into shared memory. Set
+        # once by the reader before `opened` is answered, read by callers after.
+        self._shared_memory_prefix = ""
+        self._shared_memory_min_bytes = shared_memory_min_bytes
 
         # Set by the reader once `opened` came, or the stream ended.
         self._open_answered = threading.Event()
         open_request = gateway_pb2.SessionRequest(open=gateway_pb2.OpenSession(
             client_name=client_name, max_message_bytes=max_message_bytes, env=env))
+        if shared_memory_min_bytes > 0:
+            open_request.open.shared_memory_domain = _shared_memory.domain()
+            if open_request.open.shared_memory_domain:
+                open_request.open.shared_result_min_bytes = shared_memory_min_bytes
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
         # The bearer token of a service on TCP (common/access.h), on the call's metadata.
         metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
@@ -186,21 +204,41 @@ class Session:
         if parts is not None:
             for spec, spec_parts in zip(specs, parts):
                 if spec_parts is not None:
-                    spec.payload = b"".join(spec_parts)
+                    self._set_payload(spec, spec_parts)
         sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD) for spec in specs]
         may_wait = threading.current_thread() is not self._reader
         futures = []
-        with self._lock:
-            self._check_open_locked()
-            for spec, wire_bytes in sized:
-                if may_wait and not self._has_room_locked():
-                    # What this call queued so far must go out for room to be made.
-                    self._writer_wake.notify()
-                    self._changed.wait_for(self._has_room_locked)
+        try:
+            with self._lock:
                 self._check_open_locked()
-                futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
-            self._writer_wake.notify()
+                for spec, wire_bytes in sized:
+                    if may_wait and not self._has_room_locked():
+                        # What this call queued so far must go out for room to be made.
+                        self._writer_wake.notify()
+                        self._changed.wait_for(self._has_room_locked)
+                    self._check_open_locked()
+                    futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
+                self._writer_wake.notify()
+        except BaseException:
+            # The service never hears of the rest: their inputs are still ours to remove.
+            _remove_inputs(specs[len(futures):])
+            raise
         return futures
+
+    def _set_payload(self, spec, parts):
+        """Puts the payload `parts` make into a new shared memory object, if the session may and
+        it is large enough (and /dev/shm has room), else into the spec."""
+        prefix = self._shared_memory_prefix
+        if prefix:
+            size = _shared_memory.payload_size(parts)
+            if size >= self._shared_memory_min_bytes:
+                try:
+                    spec.shared_payload.name = _shared_memory.create(prefix, parts)
+                    spec.shared_payload.size = size
+                    return
+                except OSError:
+                    pass  # As the C++ client: the message carries it instead.
+        spec.payload = b"".join(parts)
 
     def cancel(self, task_ids, wait):
         """Asks the service to cancel those of `task_ids` that are still queued. With `wait`,
@@ -277,6 +315,7 @@ class Session:
         # gRPC would fail the whole stream on an oversized message, taking every other task with
         # it: this task alone fails, and the service never hears of it.
         if wire_bytes + _REQUEST_OVERHEAD > self._send_limit:
+            _remove_inputs([spec])
             future = future_factory(None, 0, chunk)
             future._finish(exception=_errors.TaskError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -374,6 +413,7 @@ class Session:
             self._opened = True
             self._session_id = opened.session_id
             self._workers = opened.workers
+            self._shared_memory_prefix = opened.shared_memory_prefix
             if opened.max_message_bytes:
                 self._send_limit = min(self._send_limit, opened.max_message_bytes)
             if opened.HasField("pool"):
@@ -407,6 +447,8 @@ class Session:
                 future = self._pending.pop(outcome.task_id, None)
                 if future is not None:
                     finished.append((future, outcome))
+                elif outcome.HasField("shared_result"):
+                    _shared_memory.unlink(outcome.shared_result.name)  # Nobody reads it.
         # Starts first: a task's start comes no later than its outcome.
         for future in started:
             future._mark_running()
@@ -468,6 +510,9 @@ class Session:
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
+            # The service never had these.
+            _remove_inputs(spec for spec, _ in self._outgoing)
+            self._outgoing = []
             self._writer_wake.notify()
             self._changed.notify_all()
         self._open_answered.set()
@@ -494,14 +539,32 @@ def _submit_requests(specs, budget):
         yield gateway_pb2.SessionRequest(submit=submit)
 
 
+def _remove_inputs(specs):
+    """Removes the shared memory objects holding the payloads of `specs`, which the service does
+    not have."""
+    for spec in specs:
+        if spec.HasField("shared_payload"):
+            _shared_memory.unlink(spec.shared_payload.name)
+
+
 def _complete(future, outcome):
     """Ends `future` as `outcome` says (on the reader thread)."""
     task_id = outcome.task_id
+    if outcome.HasField("shared_result"):
+        try:
+            result = _shared_memory.map_result(outcome.shared_result.name,
+                                               outcome.shared_result.size)
+        except _shared_memory.SharedMemoryError as error:
+            future._finish(exception=_errors.TaskError(grpc.StatusCode.DATA_LOSS, str(error),
+                                                       task_id=task_id))
+            return
+    else:
+        result = outcome.result
     if outcome.state == task_pb2.TASK_STATE_SUCCEEDED:
         if future._chunk:
             future._finish(result=[_item_value(item, task_id) for item in outcome.items])
         else:
-            future._finish(result=outcome.result)
+            future._finish(result=result)
     elif outcome.state == task_pb2.TASK_STATE_FAILED:
         error = outcome.error
         future._finish(exception=_errors.error_from_wire(
