@@ -422,6 +422,17 @@ class HostileObjectsTest(unittest.TestCase):
         create.assert_called_once()
         self.assertEqual(objects_with(self.prefix), [])
 
+    def test_payloads_written_before_a_part_that_is_not_bytes_like_are_removed(self):
+        specs = [task_pb2.TaskSpec(function="echo") for _ in range(2)]
+        with mock.patch.object(_shared_memory, "create",
+                               wraps=_shared_memory.create) as create:
+            with self.assertRaises(TypeError):
+                self.executor._session.submit_many(
+                    specs, parts=[[b"w" * THRESHOLD], [b"w" * THRESHOLD, "not bytes"]])
+        create.assert_called_once()  # the second payload fails before its object is made
+        self.assertEqual(objects_with(self.prefix), [])
+        self.assertEqual(self.fake.requests("submit"), [])
+
 
 def shared_outcome(task_id, name, size):
     return task_pb2.TaskOutcome(task_id=task_id, state=task_pb2.TASK_STATE_SUCCEEDED,

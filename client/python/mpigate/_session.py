@@ -201,14 +201,15 @@ class Session:
         broken, ConnectionLost when the session is over. Blocks while max_inflight tasks are
         unfinished, except on the reader thread (in a done callback), which must not wait.
         """
-        if parts is not None:
-            for spec, spec_parts in zip(specs, parts):
-                if spec_parts is not None:
-                    self._set_payload(spec, spec_parts)
-        sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD) for spec in specs]
         may_wait = threading.current_thread() is not self._reader
         futures = []
         try:
+            if parts is not None:
+                for spec, spec_parts in zip(specs, parts):
+                    if spec_parts is not None:
+                        self._set_payload(spec, spec_parts)
+            sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD)
+                     for spec in specs]
             with self._lock:
                 self._check_open_locked()
                 for spec, wire_bytes in sized:
@@ -220,7 +221,8 @@ class Session:
                     futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
                 self._writer_wake.notify()
         except BaseException:
-            # The service never hears of the rest: their inputs are still ours to remove.
+            # The service never hears of the rest (a part that is not bytes-like, or the
+            # session cannot take tasks): their inputs are still ours to remove.
             _remove_inputs(specs[len(futures):])
             raise
         return futures
@@ -436,6 +438,7 @@ class Session:
     def _handle_updates(self, updates):
         handled = []
         handled_bytes = 0
+        unread = []  # objects of results nobody waits for
         with self._lock:
             started = [self._pending[i] for i in updates.started if i in self._pending]
             finished = []
@@ -448,7 +451,10 @@ class Session:
                 if future is not None:
                     finished.append((future, outcome))
                 elif outcome.HasField("shared_result"):
-                    _shared_memory.unlink(outcome.shared_result.name)  # Nobody reads it.
+                    unread.append(outcome.shared_result.name)
+        # Removing a large object frees its pages: never under the lock.
+        for name in unread:
+            _shared_memory.unlink(name)
         # Starts first: a task's start comes no later than its outcome.
         for future in started:
             future._mark_running()
@@ -510,12 +516,13 @@ class Session:
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
-            # The service never had these.
-            _remove_inputs(spec for spec, _ in self._outgoing)
+            # The service never had these: their inputs are removed below.
+            unsent = [spec for spec, _ in self._outgoing]
             self._outgoing = []
             self._writer_wake.notify()
             self._changed.notify_all()
         self._open_answered.set()
+        _remove_inputs(unsent)
         for future in orphans:
             future._finish(exception=lost)
         for cancel in cancels:
@@ -527,7 +534,10 @@ def _submit_requests(specs, budget):
     """`submit` messages of about `budget` bytes each, at least one spec in each."""
     next_spec = 0
     while next_spec < len(specs):
-        submit = gateway_pb2.SubmitTasks()
+        # Specs are appended into the request itself: each append copies the spec (its payload
+        # too), and SessionRequest(submit=...) would copy them all again.
+        request = gateway_pb2.SessionRequest()
+        submit = request.submit
         size = 0
         while next_spec < len(specs):
             spec, wire_bytes = specs[next_spec]
@@ -536,7 +546,7 @@ def _submit_requests(specs, budget):
             submit.tasks.append(spec)
             size += wire_bytes
             next_spec += 1
-        yield gateway_pb2.SessionRequest(submit=submit)
+        yield request
 
 
 def _remove_inputs(specs):
