@@ -8,7 +8,9 @@
 
 Functions are named (registered on the workers: built-ins such as echo and sleep, or a task
 library's); payloads and results are bytes. One Executor is one session of the service over one
-gRPC stream; executors in one process or many share the pool fairly.
+gRPC stream; executors in one process or many share the pool fairly. Where the service runs on
+this host as this user, payloads and results of 64 KiB or more skip the stream through shared
+memory (see shared_memory_min_bytes): such a result is a memoryview rather than bytes.
 
 Thread-safety: every method may be called from any thread, and any number of threads may submit
 through one Executor at once: their submissions are batched onto the stream. Futures complete, and
