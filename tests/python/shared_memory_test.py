@@ -1,4 +1,4 @@
-"""Large payloads and results of the Python client through shared memory (mpigate/_shared_memory.py).
+"""Large payloads and results of the Python client through shared memory (_shared_memory.py).
 
 SharedObjectsTest checks the module on the real /dev/shm: objects written part by part, private
 and exclusive; results mapped, checked and removed; objects that are not private refused.
