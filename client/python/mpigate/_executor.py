@@ -8,7 +8,9 @@
 
 Functions are named (registered on the workers: built-ins such as echo and sleep, or a task
 library's); payloads and results are bytes. One Executor is one session of the service over one
-gRPC stream; executors in one process or many share the pool fairly.
+gRPC stream; executors in one process or many share the pool fairly. Where the service runs on
+this host as this user, payloads and results of 64 KiB or more skip the stream through shared
+memory (see shared_memory_min_bytes): such a result is a memoryview rather than bytes.
 
 Thread-safety: every method may be called from any thread, and any number of threads may submit
 through one Executor at once: their submissions are batched onto the stream. Futures complete, and
@@ -38,6 +40,7 @@ import time
 
 from mpigate import _endpoint
 from mpigate import _session
+from mpigate import _shared_memory
 from mpigate.v1 import task_pb2
 
 # The largest message this client sends or accepts, as the C++ client's default; the service's own
@@ -80,6 +83,11 @@ class Executor(concurrent.futures.Executor):
       acked_task_ids: with resume_token, the ids of the session's tasks whose outcomes the
         application already has (e.g. recorded by the earlier process in done callbacks): the
         service forgets them instead of sending them again, and reattached leaves them out.
+      shared_memory_min_bytes: payloads and results of at least this many bytes skip the stream
+        and travel in shared memory objects (/dev/shm, mode 0600) where the service runs on this
+        host as this user (it says so when the session opens; $MPIGATE_SHARED_MEMORY=off keeps
+        this process off it); elsewhere they go in the messages as any other. 0: never. Such a
+        result is a memoryview of the object, not bytes: no copy (bytes(result) makes one).
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
@@ -89,7 +97,8 @@ class Executor(concurrent.futures.Executor):
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
                  max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
-                 tls_key=None, env=None, resume_token=None, acked_task_ids=()):
+                 tls_key=None, env=None, resume_token=None, acked_task_ids=(),
+                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
         if resume_token is not None and not isinstance(resume_token, (bytes, bytearray)):
@@ -100,7 +109,8 @@ class Executor(concurrent.futures.Executor):
         access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
                                          max_inflight, dict(env or {}), resume_token or b"",
-                                         [int(task_id) for task_id in acked_task_ids])
+                                         [int(task_id) for task_id in acked_task_ids],
+                                         shared_memory_min_bytes=shared_memory_min_bytes)
 
     @property
     def endpoint(self):
@@ -147,7 +157,9 @@ class Executor(concurrent.futures.Executor):
 
     def submit(self, function, payload=b"", /, **options):
         """Submits `function(payload)`; returns an mpigate.Future (a concurrent.futures.Future)
-        whose result is the function's result bytes. Never waits on the network.
+        whose result is the function's result bytes (a memoryview of them if they came through
+        shared memory). Never waits on the network; a large payload is first written into
+        shared memory.
 
         Options: queue_timeout and run_timeout (seconds: fail with DEADLINE_EXCEEDED if no worker
         took the task in time, or if it runs longer), max_retries (runs after its process dies
@@ -159,8 +171,8 @@ class Executor(concurrent.futures.Executor):
         shutdown, and BrokenExecutor or ConnectionLost when the executor can take no task.
         """
         spec = _task_spec(function, options)
-        spec.payload = _as_bytes(payload)
-        return self._session.submit_many([spec])[0]
+        _check_bytes_like(payload)
+        return self._session.submit_many([spec], parts=[[payload]])[0]
 
     def map(self, function, iterable, *, timeout=None, chunksize=1, unordered=False, **options):
         """Runs `function` on every payload of `iterable`; returns an iterator of result bytes.
@@ -217,10 +229,14 @@ def _milliseconds(seconds):
     return max(1, math.ceil(seconds * 1000))
 
 
+def _check_bytes_like(payload):
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"payloads are bytes, not {type(payload).__name__} (encode it first)")
+
+
 def _as_bytes(payload):
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    raise TypeError(f"payloads are bytes, not {type(payload).__name__} (encode it first)")
+    _check_bytes_like(payload)
+    return bytes(payload)
 
 
 def _map_results(session, futures, end_time, unordered):

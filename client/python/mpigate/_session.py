@@ -11,8 +11,11 @@ on a new stream with its resume token, with backoff, until the service's grace p
 the client sends again the specs and cancels the service may not have had, and futures complete
 as if nothing happened. Only when resuming fails do the session's futures fail with
 ConnectionLost. A new process may resume a session too (`resume_token`): the futures of the
-session's unfinished tasks are then in `reattached`. Payloads and results always travel in the
-messages (no shared memory).
+session's unfinished tasks are then in `reattached`. As the C++ client, where the service shares
+this host's shared memory (the same /dev/shm, as the same user), payloads and results of at least
+shared_memory_min_bytes travel in shared memory objects (_shared_memory.py): a caller writes its
+payload's parts into a new object before queueing the spec, and the reader maps a result's object
+and hands the future a memoryview of it.
 
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
@@ -45,6 +48,10 @@ Invariants:
 - A writer takes work only while its stream is the current one (_generation) and adopted
   (_connected); both change only under the lock, on the reader thread (or in the constructor).
 - Once _ended is set, nothing is added to _pending or to the cancel lists.
+- A shared memory object holding a spec's payload is the caller's until the spec is queued (it
+  removes it if it cannot queue it), then the service's; once the session is over, those of specs
+  the service may not have had are removed. A result's object is removed as the reader maps it,
+  or unread when its outcome finds no future.
 """
 
 import collections
@@ -55,6 +62,7 @@ import grpc
 
 from mpigate import _errors
 from mpigate import _future
+from mpigate import _shared_memory
 from mpigate.v1 import gateway_pb2
 from mpigate.v1 import gateway_pb2_grpc
 from mpigate.v1 import task_pb2
@@ -122,12 +130,14 @@ class Session:
     """One session of the service, over one stream at a time. See the module docstring."""
 
     def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
-                 env, resume_token=b"", acked_task_ids=()):
+                 env, resume_token=b"", acked_task_ids=(),
+                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES):
         """Connects to the service `access` (an _endpoint.Access) names and opens the session, or
         with `resume_token` resumes that session (telling the service the outcomes of
         `acked_task_ids` are had); raises ConnectionError if the service does not answer within
-        `connect_timeout` seconds or refuses (e.g. NOT_FOUND: no such session to resume). Called
-        by the Executor's constructor."""
+        `connect_timeout` seconds or refuses (e.g. NOT_FOUND: no such session to resume).
+        Payloads and results of at least `shared_memory_min_bytes` (0: none) go through shared
+        memory where the service allows it. Called by the Executor's constructor."""
         target = access.target
         self._target = target
         self._max_inflight = max_inflight
@@ -153,6 +163,14 @@ class Session:
         # Every `open`; a resuming one adds the token and the acknowledgements.
         self._open = gateway_pb2.OpenSession(client_name=client_name,
                                              max_message_bytes=max_message_bytes, env=env)
+        if shared_memory_min_bytes > 0:
+            self._open.shared_memory_domain = _shared_memory.domain()
+            if self._open.shared_memory_domain:
+                self._open.shared_result_min_bytes = shared_memory_min_bytes
+        # SessionOpened.shared_memory_prefix: "" unless payloads may go into shared memory. Set
+        # under the lock as each stream's `opened` is adopted; read by callers.
+        self._shared_memory_prefix = ""
+        self._shared_memory_min_bytes = shared_memory_min_bytes
         self._lock = threading.Lock()
         # The writer waits on this for work; callers and the reader notify it.
         self._writer_wake = threading.Condition(self._lock)
@@ -259,24 +277,46 @@ class Session:
         broken, ConnectionLost when the session is over. Blocks while max_inflight tasks are
         unfinished, except on the reader thread (in a done callback), which must not wait.
         """
-        if parts is not None:
-            for spec, spec_parts in zip(specs, parts):
-                if spec_parts is not None:
-                    spec.payload = b"".join(spec_parts)
-        sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD) for spec in specs]
         may_wait = threading.current_thread() is not self._reader
         futures = []
-        with self._lock:
-            self._check_open_locked()
-            for spec, wire_bytes in sized:
-                if may_wait and not self._has_room_locked():
-                    # What this call queued so far must go out for room to be made.
-                    self._writer_wake.notify()
-                    self._changed.wait_for(self._has_room_locked)
+        try:
+            if parts is not None:
+                for spec, spec_parts in zip(specs, parts):
+                    if spec_parts is not None:
+                        self._set_payload(spec, spec_parts)
+            sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD)
+                     for spec in specs]
+            with self._lock:
                 self._check_open_locked()
-                futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
-            self._writer_wake.notify()
+                for spec, wire_bytes in sized:
+                    if may_wait and not self._has_room_locked():
+                        # What this call queued so far must go out for room to be made.
+                        self._writer_wake.notify()
+                        self._changed.wait_for(self._has_room_locked)
+                    self._check_open_locked()
+                    futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
+                self._writer_wake.notify()
+        except BaseException:
+            # The service never hears of the rest (a part that is not bytes-like, or the
+            # session cannot take tasks): their inputs are still ours to remove.
+            _remove_inputs(specs[len(futures):])
+            raise
         return futures
+
+    def _set_payload(self, spec, parts):
+        """Puts the payload `parts` make into a new shared memory object, if the session may and
+        it is large enough (and /dev/shm has room), else into the spec."""
+        prefix = self._shared_memory_prefix
+        if prefix:
+            size = _shared_memory.payload_size(parts)
+            if size >= self._shared_memory_min_bytes:
+                try:
+                    spec.shared_payload.name = _shared_memory.create(prefix, parts)
+                    spec.shared_payload.size = size
+                    return
+                except OSError:
+                    pass  # As the C++ client: the message carries it instead.
+        spec.payload = b"".join(parts)
 
     def cancel(self, task_ids, wait, mode=_future.CANCEL_PENDING_ONLY):
         """Asks the service to cancel those of `task_ids` that are still queued and, as `mode`
@@ -360,6 +400,7 @@ class Session:
         # gRPC would fail the whole stream on an oversized message, taking every other task with
         # it: this task alone fails, and the service never hears of it.
         if wire_bytes + _REQUEST_OVERHEAD > self._send_limit:
+            _remove_inputs([spec])
             future = future_factory(None, 0, chunk)
             future._finish(exception=_errors.TaskError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -542,6 +583,7 @@ class Session:
         a pending shutdown."""
         self._resume_token = opened.resume_token
         self._resume_grace_s = opened.resume_grace_ms / 1000
+        self._shared_memory_prefix = opened.shared_memory_prefix
         if opened.max_message_bytes:
             self._send_limit = min(self._send_limit, opened.max_message_bytes)
         if opened.workers:
@@ -609,6 +651,7 @@ class Session:
     def _handle_updates(self, updates):
         handled = []
         handled_bytes = 0
+        unread = []  # objects of results nobody waits for
         with self._lock:
             if self._sent:
                 self._received_up_to_locked(max(
@@ -627,6 +670,11 @@ class Session:
                 future = self._pending.pop(outcome.task_id, None)
                 if future is not None:
                     finished.append((future, outcome))
+                elif outcome.HasField("shared_result"):
+                    unread.append(outcome.shared_result.name)
+        # Removing a large object frees its pages: never under the lock.
+        for name in unread:
+            _shared_memory.unlink(name)
         # Starts first: a task's start comes no later than its progress, and that no later than
         # its outcome.
         for future in started:
@@ -691,12 +739,18 @@ class Session:
             self._end_error = lost
             orphans = list(self._pending.values())
             self._pending.clear()
+            # The service never had these, or will drop them with the session: their inputs are
+            # removed below.
+            unsent = [spec for _, specs in self._sent for spec, _ in specs]
+            unsent += [spec for spec, _ in self._outgoing]
             self._sent.clear()
+            self._outgoing = []
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
             self._writer_wake.notify_all()
             self._changed.notify_all()
+        _remove_inputs(unsent)
         for future in orphans:
             future._finish(exception=lost)
         for cancel in cancels:
@@ -708,7 +762,10 @@ def _submit_requests(specs, budget):
     """`submit` messages of about `budget` bytes each, at least one spec in each."""
     next_spec = 0
     while next_spec < len(specs):
-        submit = gateway_pb2.SubmitTasks()
+        # Specs are appended into the request itself: each append copies the spec (its payload
+        # too), and SessionRequest(submit=...) would copy them all again.
+        request = gateway_pb2.SessionRequest()
+        submit = request.submit
         size = 0
         while next_spec < len(specs):
             spec, wire_bytes = specs[next_spec]
@@ -717,17 +774,35 @@ def _submit_requests(specs, budget):
             submit.tasks.append(spec)
             size += wire_bytes
             next_spec += 1
-        yield gateway_pb2.SessionRequest(submit=submit)
+        yield request
+
+
+def _remove_inputs(specs):
+    """Removes the shared memory objects holding the payloads of `specs`, which the service does
+    not have."""
+    for spec in specs:
+        if spec.HasField("shared_payload"):
+            _shared_memory.unlink(spec.shared_payload.name)
 
 
 def _complete(future, outcome):
     """Ends `future` as `outcome` says (on the reader thread)."""
     task_id = outcome.task_id
+    if outcome.HasField("shared_result"):
+        try:
+            result = _shared_memory.map_result(outcome.shared_result.name,
+                                               outcome.shared_result.size)
+        except _shared_memory.SharedMemoryError as error:
+            future._finish(exception=_errors.TaskError(grpc.StatusCode.DATA_LOSS, str(error),
+                                                       task_id=task_id))
+            return
+    else:
+        result = outcome.result
     if outcome.state == task_pb2.TASK_STATE_SUCCEEDED:
         if future._chunk or (future._chunk is None and outcome.items):
             future._finish(result=[_item_value(item, task_id) for item in outcome.items])
         else:
-            future._finish(result=outcome.result)
+            future._finish(result=result)
     elif outcome.state == task_pb2.TASK_STATE_FAILED:
         error = outcome.error
         future._finish(exception=_errors.error_from_wire(
