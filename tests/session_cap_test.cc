@@ -5,7 +5,8 @@
 // The witness that a capped session holds no more than its cap is another client: its tasks must
 // start on the workers the capped one leaves free, which they could not if the capped session had
 // taken them. Tasks run `sleep` for ten minutes, so only an interrupt ends them; waits that a
-// broken scheduler would never end are bounded (kPatience), so that a failure does not hang.
+// broken scheduler would never end are bounded (kPatience), and every sleep is interrupted at the
+// end of its test, passed or failed, so that a failure does not hang.
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -41,6 +42,14 @@ class SessionCapTest : public testing::SharedServerTest<SessionCapTest> {
   static constexpr char kClientName[] = "session_cap_test";
 
  protected:
+  // Interrupts every sleep the test submitted (the executors' destructors would wait for them),
+  // then closes the executors.
+  void TearDown() override {
+    Release(sleeps_);
+    capped_.reset();
+    other_.reset();
+  }
+
   static std::unique_ptr<Executor> ConnectCapped(const std::string& name, uint32_t cap) {
     absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(
         {.endpoint = server_->target(), .client_name = name, .max_running_tasks = cap});
@@ -62,9 +71,10 @@ class SessionCapTest : public testing::SharedServerTest<SessionCapTest> {
     return v1::SessionStatus();
   }
 
-  static std::vector<Future> SubmitSleeps(Executor& executor, int n) {
+  std::vector<Future> SubmitSleeps(Executor& executor, int n) {
     std::vector<Future> futures;
     for (int i = 0; i < n; ++i) futures.push_back(executor.Submit("sleep", kForeverMs));
+    sleeps_.insert(sleeps_.end(), futures.begin(), futures.end());
     return futures;
   }
 
@@ -83,19 +93,23 @@ class SessionCapTest : public testing::SharedServerTest<SessionCapTest> {
       EXPECT_EQ(future->Exception(kPatience).code(), absl::StatusCode::kCancelled);
     }
   }
+
+  std::unique_ptr<Executor> capped_;
+  std::unique_ptr<Executor> other_;
+  std::vector<Future> sleeps_;
 };
 
 TEST_F(SessionCapTest, AtMostTheCapRunsAndAnotherClientTakesTheFreeWorkers) {
-  std::unique_ptr<Executor> capped = ConnectCapped("capped", 2);
-  std::unique_ptr<Executor> other = Connect("other");
-  ASSERT_NE(capped, nullptr);
-  ASSERT_NE(other, nullptr);
-  std::vector<Future> mine = SubmitSleeps(*capped, 6);
+  capped_ = ConnectCapped("capped", 2);
+  other_ = Connect("other");
+  ASSERT_NE(capped_, nullptr);
+  ASSERT_NE(other_, nullptr);
+  std::vector<Future> mine = SubmitSleeps(*capped_, 6);
   ASSERT_TRUE(mine[0].WaitStarted(kPatience));
   ASSERT_TRUE(mine[1].WaitStarted(kPatience));
 
   // The other two workers are free for another client, whose tasks start there.
-  std::vector<Future> theirs = SubmitSleeps(*other, 2);
+  std::vector<Future> theirs = SubmitSleeps(*other_, 2);
   for (Future& future : theirs) {
     ASSERT_TRUE(future.WaitStarted(kPatience)) << "the capped session holds a third worker";
   }
@@ -115,30 +129,26 @@ TEST_F(SessionCapTest, AtMostTheCapRunsAndAnotherClientTakesTheFreeWorkers) {
   EXPECT_EQ(status.running_tasks(), 2u);
   EXPECT_EQ(status.queued_tasks(), 3u);
 
-  Release(theirs);
-  Release(mine);
-  capped->Shutdown();
-  other->Shutdown();
 }
 
 TEST_F(SessionCapTest, AGangCountsItsSizeAndWaitsForRoomWithoutHoldingWorkersBack) {
-  std::unique_ptr<Executor> capped = ConnectCapped("capped gang", 2);
-  std::unique_ptr<Executor> other = Connect("other of the gang");
-  ASSERT_NE(capped, nullptr);
-  ASSERT_NE(other, nullptr);
+  capped_ = ConnectCapped("capped gang", 2);
+  other_ = Connect("other of the gang");
+  ASSERT_NE(capped_, nullptr);
+  ASSERT_NE(other_, nullptr);
 
   // A gang larger than the cap would never find room.
   const absl::Status too_large =
-      capped->Submit("sample.gang_info", "", {.gang_size = 3}).Exception(kPatience);
+      capped_->Submit("sample.gang_info", "", {.gang_size = 3}).Exception(kPatience);
   EXPECT_EQ(too_large.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(too_large.message(), HasSubstr("max_running_tasks"));
 
   // With one task running, a gang of two passes the cap: it waits, though three workers are idle,
   // and they take another client's tasks meanwhile.
-  std::vector<Future> mine = SubmitSleeps(*capped, 1);
+  std::vector<Future> mine = SubmitSleeps(*capped_, 1);
   ASSERT_TRUE(mine[0].WaitStarted(kPatience));
-  Future gang = capped->Submit("sample.gang_info", "", {.gang_size = 2});
-  std::vector<Future> theirs = SubmitSleeps(*other, 3);
+  Future gang = capped_->Submit("sample.gang_info", "", {.gang_size = 2});
+  std::vector<Future> theirs = SubmitSleeps(*other_, 3);
   for (Future& future : theirs) {
     ASSERT_TRUE(future.WaitStarted(kPatience)) << "the gang took workers past the cap";
   }
@@ -151,8 +161,6 @@ TEST_F(SessionCapTest, AGangCountsItsSizeAndWaitsForRoomWithoutHoldingWorkersBac
   absl::StatusOr<std::string> result = gang.Result(kPatience);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(*result, HasSubstr("gang_size=2"));
-  capped->Shutdown();
-  other->Shutdown();
 }
 
 }  // namespace
