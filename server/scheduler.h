@@ -36,7 +36,7 @@
 // session whose next task would pass its cap leaves the ring of sessions taking turns until one
 // of its tasks leaves its worker, so that it neither holds idle workers back from other sessions
 // nor wakes AwaitWork() for work it may not start. Sessions without a cap pay nothing for it but
-// a flag test per task.
+// a flag test per task. Since prefetched tasks count, a cap bounds a session's prefetch too.
 //
 // Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
 // (by the client, by its session's shutdown, by its queue timeout, or by the service draining).

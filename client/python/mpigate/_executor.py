@@ -64,7 +64,9 @@ class Executor(concurrent.futures.Executor):
         max_workers on a shared pool: the rest wait in its queue while other clients' tasks use
         the free workers. A task counts while it runs or waits in a worker's backlog, a gang once
         per member; a broadcast does not count. A gang larger than it fails with TaskError
-        (INVALID_ARGUMENT). None: no cap.
+        (INVALID_ARGUMENT). Prefetched tasks count, so a cap also bounds prefetch: a cap of the
+        pool's size leaves each worker one task at a time, which costs tasks of well under a
+        millisecond most of their throughput. None: no cap.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
