@@ -278,10 +278,10 @@ absl::StatusOr<Workload> WorkloadNamed(absl::string_view name) {
 absl::Status Run() {
   absl::StatusOr<Workload> workload = WorkloadNamed(absl::GetFlag(FLAGS_workload));
   if (!workload.ok()) return workload.status();
-  absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(
-      {.endpoint = absl::GetFlag(FLAGS_endpoint),
-       .client_name = "mpigate_bench",
-       .max_running_tasks = absl::GetFlag(FLAGS_max_running_tasks)});
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = absl::GetFlag(FLAGS_endpoint),
+                         .client_name = "mpigate_bench",
+                         .max_running_tasks = absl::GetFlag(FLAGS_max_running_tasks)});
   if (!executor.ok()) return executor.status();
   return (*workload)(**executor);
 }

@@ -332,10 +332,9 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
   if (absl::Status status = CheckShape(spec); !status.ok()) return status;
   if (session.max_running > 0 && spec.options().gang_size() > session.max_running) {
     // It would wait for room its session never has.
-    return absl::InvalidArgumentError(
-        absl::StrCat("gang_size ", spec.options().gang_size(),
-                     " is more than the session's max_running_tasks (", session.max_running,
-                     "): a gang counts one task per member"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gang_size ", spec.options().gang_size(), " is more than the session's max_running_tasks (",
+        session.max_running, "): a gang counts one task per member"));
   }
   if (absl::Status status = CheckSharedPayloadLocked(session, spec); !status.ok()) return status;
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.

@@ -3270,7 +3270,6 @@ TEST_F(SchedulerTest, MetricsAreASnapshotFormattedWithoutTheScheduler) {
   EXPECT_THAT(page, HasSubstr("mpigate_pool_state{state=\"ready\"} 1\n"));
 }
 
-
 // --- A session's cap on its running tasks (max_running_tasks) ---
 
 TEST_F(SchedulerTest, ACappedSessionRunsAtMostItsCapWhileOthersTakeTheFreeWorkers) {

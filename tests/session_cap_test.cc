@@ -128,7 +128,6 @@ TEST_F(SessionCapTest, AtMostTheCapRunsAndAnotherClientTakesTheFreeWorkers) {
   status = SessionStatusOf("capped");
   EXPECT_EQ(status.running_tasks(), 2u);
   EXPECT_EQ(status.queued_tasks(), 3u);
-
 }
 
 TEST_F(SessionCapTest, AGangCountsItsSizeAndWaitsForRoomWithoutHoldingWorkersBack) {
