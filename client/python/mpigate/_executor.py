@@ -88,6 +88,13 @@ class Executor(concurrent.futures.Executor):
         host as this user (it says so when the session opens; $MPIGATE_SHARED_MEMORY=off keeps
         this process off it); elsewhere they go in the messages as any other. 0: never. Such a
         result is a memoryview of the object, not bytes: no copy (bytes(result) makes one).
+      max_running: the most of this executor's tasks on workers at once, as mpi4py.futures'
+        max_workers on a shared pool: the rest wait in its queue while other clients' tasks use
+        the free workers. A task counts while it runs or waits in a worker's backlog, a gang once
+        per member; a broadcast does not count. A gang larger than it fails with TaskError
+        (INVALID_ARGUMENT). Prefetched tasks count, so a cap also bounds prefetch: a cap of the
+        pool's size leaves each worker one task at a time, which costs tasks of well under a
+        millisecond most of their throughput. None: no cap.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
@@ -98,7 +105,7 @@ class Executor(concurrent.futures.Executor):
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
                  max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
                  tls_key=None, env=None, resume_token=None, acked_task_ids=(),
-                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES):
+                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES, max_running=None):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
         if resume_token is not None and not isinstance(resume_token, (bytes, bytearray)):
@@ -110,7 +117,8 @@ class Executor(concurrent.futures.Executor):
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
                                          max_inflight, dict(env or {}), resume_token or b"",
                                          [int(task_id) for task_id in acked_task_ids],
-                                         shared_memory_min_bytes=shared_memory_min_bytes)
+                                         shared_memory_min_bytes=shared_memory_min_bytes,
+                                         max_running=max_running)
 
     @property
     def endpoint(self):

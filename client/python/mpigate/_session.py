@@ -131,13 +131,19 @@ class Session:
 
     def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
                  env, resume_token=b"", acked_task_ids=(),
-                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES):
+                 shared_memory_min_bytes=_shared_memory.DEFAULT_MIN_BYTES, max_running=None):
         """Connects to the service `access` (an _endpoint.Access) names and opens the session, or
         with `resume_token` resumes that session (telling the service the outcomes of
         `acked_task_ids` are had); raises ConnectionError if the service does not answer within
         `connect_timeout` seconds or refuses (e.g. NOT_FOUND: no such session to resume).
         Payloads and results of at least `shared_memory_min_bytes` (0: none) go through shared
-        memory where the service allows it. Called by the Executor's constructor."""
+        memory where the service allows it. `max_running` caps how many of the session's tasks
+        are on workers at once (OpenSession.max_running_tasks); None for no cap. Called by the
+        Executor's constructor."""
+        if max_running is not None and not (
+                isinstance(max_running, int) and 1 <= max_running < 1 << 32):
+            raise ValueError(f"max_running must be an int from 1 to 2**32 - 1, or None, not "
+                             f"{max_running!r}")
         target = access.target
         self._target = target
         self._max_inflight = max_inflight
@@ -162,7 +168,8 @@ class Session:
         self._metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
         # Every `open`; a resuming one adds the token and the acknowledgements.
         self._open = gateway_pb2.OpenSession(client_name=client_name,
-                                             max_message_bytes=max_message_bytes, env=env)
+                                             max_message_bytes=max_message_bytes, env=env,
+                                             max_running_tasks=max_running or 0)
         if shared_memory_min_bytes > 0:
             self._open.shared_memory_domain = _shared_memory.domain()
             if self._open.shared_memory_domain:
