@@ -144,8 +144,9 @@ TEST_F(GangTest, ListFunctionsMarksGangFunctions) {
   for (const FunctionInfo& function : *functions) {
     (function.gang ? gangs : singles).push_back(function.name);
   }
-  EXPECT_THAT(gangs,
-              UnorderedElementsAre("sample.gang_fail", "sample.gang_info", "sample.gang_wait"));
+  // python.gang: the workers' Python runtime, loaded by default.
+  EXPECT_THAT(gangs, UnorderedElementsAre("python.gang", "sample.gang_fail", "sample.gang_info",
+                                          "sample.gang_wait"));
   for (const char* single : {"echo", "sleep", "sample.whoami", "sample.seeded", "sample.square"}) {
     EXPECT_THAT(singles, ::testing::Contains(single));
   }
