@@ -103,6 +103,9 @@ class _CallFuture(_future.Future):
             try:
                 if self._is_chunk:
                     result = _python_task.decode_chunk_outcome(result)
+                    if isinstance(result[1], _python_task.ExecutorSetupError):
+                        self._tracker._break(result[1])
+                        return
                 else:
                     result = _python_task.decode_outcome(result)
             except _python_task.ExecutorSetupError as error:
