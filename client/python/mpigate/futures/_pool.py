@@ -264,10 +264,11 @@ class MPIPoolExecutor(concurrent.futures.Executor):
 
         chunksize calls travel in one task. Without buffersize every call is submitted now;
         with it, buffersize chunks are submitted now and one more each time the caller starts
-        on a chunk's results, as in Python 3.14's Executor.map (not with unordered). timeout counts from this call:
-        TimeoutError when a result is not there by then. A call's exception is raised at its
-        position (with unordered, as its chunk completes). When the iterator ends early (an
-        exception, timeout, close or garbage collection) the tasks left are cancelled.
+        on a chunk's results, as in Python 3.14's Executor.map (not with unordered). timeout
+        counts from this call: TimeoutError when a result is not there by then. A call's
+        exception is raised at its position (with unordered, as its chunk completes). When the
+        iterator ends early (an exception, timeout, close or garbage collection) the tasks left
+        are cancelled.
         """
         return self.starmap(fn, zip(*iterables), timeout=timeout, chunksize=chunksize,
                             buffersize=buffersize, unordered=unordered)
