@@ -9,6 +9,7 @@
 // Works as an MPI singleton (started directly) and under `mpiexec -n 1`, spawning its workers, or
 // in world mode without a spawn. Flags may be written with dashes or underscores (--endpoint-file
 // or --endpoint_file).
+#include <dlfcn.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -143,6 +144,11 @@ ABSL_FLAG(bool, shared_memory, true,
 ABSL_FLAG(bool, allow_exec, false,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
+ABSL_FLAG(std::string, python, "auto",
+          "Python tasks (python.call and python.gang, which mpigate.futures submits): `auto` has "
+          "the workers load libmpigate_python.so, the Python task runtime, when it is found (next "
+          "to this program, or in its build tree) and loads; `on` fails the start if it cannot; "
+          "`off` never loads it.");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1) or HOST:PORT "
           "(0.0.0.0:PORT for every interface; port 0 picks one, shown in the log). Off when "
@@ -355,6 +361,47 @@ absl::StatusOr<std::string> FindDaemonPreload() {
   return absl::NotFoundError(absl::StrCat("no ", kLoopbackPreloadLibrary, " next to ", here));
 }
 
+// The workers' Python task runtime (worker/python): next to this program (installed) or in
+// Bazel's bazel-bin/worker/python (a build tree, and the runfiles of tests).
+constexpr char kPythonLibrary[] = "libmpigate_python.so";
+
+absl::StatusOr<std::string> FindPythonLibrary() {
+  const std::string here = DirectoryOf(ThisExecutable());
+  for (const std::string& path : {absl::StrCat(here, "/", kPythonLibrary),
+                                  absl::StrCat(here, "/../worker/python/", kPythonLibrary)}) {
+    if (access(path.c_str(), R_OK) == 0) return path;
+  }
+  return absl::NotFoundError(absl::StrCat("no ", kPythonLibrary, " next to ", here));
+}
+
+// The Python runtime library the workers load, per --python; empty for none. The library is
+// loaded here once, and unloaded, so that a host without libpython3.11 finds out now (with
+// `auto`, by running without Python tasks) rather than in every worker.
+absl::StatusOr<std::string> PythonLibraryForWorkers() {
+  const std::string mode = absl::GetFlag(FLAGS_python);
+  if (mode == "off") return std::string();
+  if (mode != "auto" && mode != "on") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--python is `auto`, `on` or `off`, got '", mode, "'"));
+  }
+  absl::Status problem;
+  absl::StatusOr<std::string> path = FindPythonLibrary();
+  if (!path.ok()) {
+    problem = path.status();
+  } else if (void* handle = dlopen(path->c_str(), RTLD_NOW | RTLD_LOCAL); handle == nullptr) {
+    problem = absl::FailedPreconditionError(absl::StrCat("cannot load ", *path, ": ", dlerror()));
+  } else {
+    dlclose(handle);
+    return path;
+  }
+  if (mode == "on") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--python=on: ", problem.message(), " (install libpython3.11, or --python=off)"));
+  }
+  Log(LogLevel::kInfo, "no Python tasks: ", problem.message());
+  return std::string();
+}
+
 // Open MPI refuses to run as root unless told it may, and refuses to place more processes than
 // cores unless oversubscription is allowed. The gateway is one more process than the workers and
 // mostly idle, so the default pool (one worker per core) needs it. Users' own settings win.
@@ -536,6 +583,9 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
   };
   options.worker_options.env = values("worker_env");
   options.worker_options.task_libs = values("task_lib");
+  absl::StatusOr<std::string> python_library = PythonLibraryForWorkers();
+  if (!python_library.ok()) return python_library.status();
+  if (!python_library->empty()) options.worker_options.task_libs.push_back(*python_library);
   options.worker_options.allow_exec = absl::GetFlag(FLAGS_allow_exec);
   const std::string isolation = absl::GetFlag(FLAGS_isolation);
   if (isolation != "process" && isolation != "none") {

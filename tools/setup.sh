@@ -8,8 +8,10 @@ set -euo pipefail
 
 # Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
 # Abseil with protoc, grpc_cpp_plugin and grpc_python_plugin; GoogleTest; Open MPI 4.1; TCMalloc
-# for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); openssl
-# (the TLS tests make their certificates) and iproute2 (the multi-host test's network namespaces).
+# for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); CPython
+# 3.11 to embed, cloudpickle, numpy and mpi4py (the workers' Python task runtime, worker/python,
+# and mpigate.futures); openssl (the TLS tests make their certificates) and iproute2 (the
+# multi-host test's network namespaces).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -27,6 +29,11 @@ packages=(
   libgoogle-perftools-dev
   python3-grpcio
   python3-protobuf
+  python3-dev
+  libpython3.11-dev
+  python3-cloudpickle
+  python3-numpy
+  python3-mpi4py
   openssl
   iproute2
 )
