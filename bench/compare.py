@@ -519,6 +519,9 @@ def main():
     signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     began = time.monotonic()
+    # The machine's load beside the run's own: a busy machine shows in every figure.
+    run.results.add("run", "load", "start", os.getloadavg()[0], "processes")
+    run.results.add("run", "load", "cores", os.cpu_count(), "cores")
     try:
         for system, system_sizes in (("mpigate", sizes), ("mpigate-none", sizes),
                                      ("mpi4py", sizes), ("dask", for_dask(sizes))):
@@ -537,6 +540,7 @@ def main():
         leftover_check(run)
         run.results.add("run", "duration", "minutes", round((time.monotonic() - began) / 60, 1),
                         "min")
+        run.results.add("run", "load", "end", os.getloadavg()[0], "processes")
         raw = os.path.join(out_dir, "raw.csv")
         run.results.write_csv(raw)
     report.write(raw, out_dir)

@@ -368,6 +368,10 @@ def write(raw_path, out_dir):
     minutes = raw.values.get(("run", "duration", "minutes"))
     if minutes is not None:
         notes.append(f"The run took {minutes:g} min.")
+    load = [raw.values.get(("run", "load", when)) for when in ("start", "end", "cores")]
+    if None not in load:
+        notes.append(f"The machine's load average (1 min) was {load[0]:.2f} when it began and "
+                     f"{load[1]:.2f} at its end, on {load[2]:.0f} cores.")
     print("\n".join(lines))
     print()
     for i, text in enumerate(table.notes, 1):
