@@ -396,7 +396,7 @@ absl::StatusOr<std::string> PythonLibraryForWorkers() {
   }
   if (mode == "on") {
     return absl::FailedPreconditionError(absl::StrCat(
-        "--python=on: ", problem.message(), " (install libpython3.11, or --python=off)"));
+        "--python=on: ", problem.message(), "; --python=off runs without Python tasks"));
   }
   Log(LogLevel::kInfo, "no Python tasks: ", problem.message());
   return std::string();

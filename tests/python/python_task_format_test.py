@@ -146,6 +146,15 @@ class FormatTest(unittest.TestCase):
             self.assertNotEqual(first, "/nonexistent/x")
             self.assertNotEqual(cwd, os.path.realpath(wdir))
 
+    def test_path_entries_leave_with_their_executor_and_others_stay(self):
+        import sys
+        setup = pt.executor_setup(path=["/nonexistent/a"])
+        call(setup, lambda: __import__("sys").path.append("/nonexistent/added-by-a-task"))
+        call(self.setup, int)
+        self.assertNotIn("/nonexistent/a", sys.path)
+        self.assertIn("/nonexistent/added-by-a-task", sys.path)
+        sys.path.remove("/nonexistent/added-by-a-task")
+
     def test_not_a_python_task(self):
         for payload in (b"", b"hello", b"MPGT" + bytes(40),
                         struct.pack("<4sBBHII16s", b"MPGT", 1, 1, 0, 0, 100, bytes(16))):

@@ -110,17 +110,16 @@ class ExecutorSetup:
     and `blob` (the pickled setup, empty when every field is default). Make it with
     executor_setup(), once per executor."""
 
-    __slots__ = ("key", "blob")
+    __slots__ = ("key", "blob", "path")
 
-    def __init__(self, key, blob):
+    def __init__(self, key, blob, path=()):
         self.key = bytes(key)
         self.blob = bytes(blob)
+        # The executor's `path`: encode_call and encode_chunk send modules under it by reference.
+        self.path = tuple(path)
 
     def __repr__(self):
         return f"ExecutorSetup(key={self.key.hex()}, blob={len(self.blob)} bytes)"
-
-
-_DEFAULT_SETUP = None
 
 
 def executor_setup(initializer=None, initargs=(), globals=None, path=None, wdir=None):
@@ -141,13 +140,7 @@ def executor_setup(initializer=None, initargs=(), globals=None, path=None, wdir=
               "wdir": wdir}
     with _by_value_for(initializer, path):
         blob = cloudpickle.dumps(fields, protocol=5)
-    setup = ExecutorSetup(os.urandom(16), blob)
-    _SETUP_PATHS[setup.key] = tuple(path)
-    return setup
-
-
-# The `path` of the setups this process made, by key: for encode_* to decide what is importable.
-_SETUP_PATHS = {}
+    return ExecutorSetup(os.urandom(16), blob, path)
 
 
 # ---- Which callables travel by value ----------------------------------------------------------
@@ -223,18 +216,14 @@ def _dumps(obj, pickler_class):
 
 def _frame(kind, key, blob, pickled, buffers):
     """The parts of a payload or outcome (see the module docstring)."""
-    head = bytearray(_HEADER.pack(MAGIC, VERSION, kind, len(buffers), len(blob), len(pickled),
-                                  key))
-    head += struct.pack(f"<{len(buffers)}Q", *(b.nbytes for b in buffers))
-    head += blob
-    head += pickled
+    header = _HEADER.pack(MAGIC, VERSION, kind, len(buffers), len(blob), len(pickled), key)
+    lengths = struct.pack(f"<{len(buffers)}Q", *(b.nbytes for b in buffers))
     if not buffers:
-        return [bytes(head)]
-    parts = []
-    offset = len(head)
-    head += bytes(-offset % _ALIGN)
-    offset = len(head)
-    parts.append(bytes(head))
+        return [b"".join((header, blob, pickled))]
+    offset = len(header) + len(lengths) + len(blob) + len(pickled)
+    padding = bytes(-offset % _ALIGN)
+    offset += len(padding)
+    parts = [b"".join((header, lengths, blob, pickled, padding))]
     for index, buffer in enumerate(buffers):
         parts.append(buffer)
         offset += buffer.nbytes
@@ -297,7 +286,7 @@ def _loads(frame):
 def _encode(kind, setup, fn, obj):
     if not callable(fn):
         raise TypeError(f"{fn!r} is not callable")
-    with _by_value_for(fn, _SETUP_PATHS.get(setup.key, ())):
+    with _by_value_for(fn, setup.path):
         pickled, buffers = _dumps(obj, cloudpickle.CloudPickler)
     return _frame(kind, setup.key, setup.blob, pickled, buffers)
 
@@ -366,14 +355,25 @@ class _Executor:
 
 _DEFAULT_EXECUTOR = _Executor({})
 _executors = collections.OrderedDict()
-# What sys.path and the current directory were when the runtime started: each task starts from
-# them plus its executor's setup, so that no executor's path or wdir leaks into another's tasks.
-_base_path = list(sys.path)
+# The current directory when the runtime started: that of tasks whose executor has no wdir.
 _base_cwd = os.getcwd()
 
 
+_entered = _DEFAULT_EXECUTOR
+
+
 def _enter(executor):
-    sys.path[:] = executor.path + _base_path
+    """Makes `executor`'s path and wdir those of the process: its path entries replace those of
+    the executor before it at the front of sys.path (what tasks added elsewhere stays), and its
+    wdir (else the runtime's starting directory) is the current directory, whatever the task
+    before did."""
+    global _entered
+    if executor is not _entered:
+        previous = _entered.path
+        if sys.path[:len(previous)] == previous:
+            del sys.path[:len(previous)]
+        sys.path[:0] = executor.path
+        _entered = executor
     os.chdir(executor.wdir if executor.wdir is not None else _base_cwd)
 
 
