@@ -8,28 +8,29 @@ root 0, and every process is a root.
 
 get_comm_workers() is for code running as a task on the pool: in a gang task (submit(...,
 gang_size=k)) it returns an mpi4py Intracomm of the gang's k ranks; it asks the worker's Python
-runtime (libmpigate_python), which registers the module named by _RUNTIME_MODULE. Anywhere else it
+runtime (libmpigate_python), whose built-in module _mpigate_worker exists only there. Anywhere else it
 raises RuntimeError.
 
 Thread-safety: MPICommExecutor is used as a context manager by one thread; get_comm_workers() may
 be called by any thread of a task.
 """
 
-import sys
+import importlib
 
 from mpigate.futures import _pool
 
 # The module the workers' Python runtime provides (worker/python), present only there.
-_RUNTIME_MODULE = "_mpigate_runtime"
+_RUNTIME_MODULE = "_mpigate_worker"
 
 
 def get_comm_workers():
     """The mpi4py communicator of the gang running the current task; RuntimeError elsewhere."""
-    runtime = sys.modules.get(_RUNTIME_MODULE)
-    if runtime is None:
+    try:
+        runtime = importlib.import_module(_RUNTIME_MODULE)
+    except ImportError:
         raise RuntimeError("get_comm_workers() works only in a task running on mpigate's "
-                           "workers (a gang task: submit(fn, ..., gang_size=k))")
-    return runtime.get_comm_workers()
+                           "workers (a gang task: submit(fn, ..., gang_size=k))") from None
+    return runtime.comm_workers()
 
 
 class MPICommExecutor:

@@ -256,8 +256,8 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         """An iterator of fn(*args) for args from zip(*iterables), as mpi4py.futures' map.
 
         chunksize calls travel in one task. Without buffersize every call is submitted now;
-        with it, at most buffersize chunks whose results were not yet yielded are submitted
-        (the rest as the results are read; not with unordered). timeout counts from this call:
+        with it, buffersize chunks are submitted now and one more each time the caller starts
+        on a chunk's results, as in Python 3.14's Executor.map (not with unordered). timeout counts from this call:
         TimeoutError when a result is not there by then. A call's exception is raised at its
         position (with unordered, as its chunk completes). When the iterator ends early (an
         exception, timeout, close or garbage collection) the tasks left are cancelled.
@@ -365,11 +365,13 @@ def _results(session, futures, more, end_time, unordered):
                 yield from _values(future.result())
         else:
             while futures:
+                # As Python 3.14's Executor.map: the next chunk goes out as this one's results
+                # are taken, so that workers have it while the caller waits or consumes.
+                if more is not None:
+                    futures.extend(more())
                 outcome = futures[0].result(_remaining(end_time))
                 futures.popleft()
                 yield from _values(outcome)
-                if more is not None:
-                    futures.extend(more())
     finally:
         session.cancel([f.task_id for f in futures if f.task_id and not f.done()], wait=False)
 
