@@ -42,6 +42,9 @@ ABSL_FLAG(int, samples, 2000, "Sequential round trips of the latency run.");
 ABSL_FLAG(std::string, payloads, "1024:200,1048576:50,67108864:3,268435456:3",
           "SIZE:REPS,... echoes of SIZE bytes to time, REPS times each after one to warm up.");
 ABSL_FLAG(int, threads, 4, "Submitting threads of a clients run.");
+ABSL_FLAG(uint32_t, max_running_tasks, 0,
+          "The session's cap on its tasks on workers at once (ExecutorOptions); 0: none. What a "
+          "cap costs the scheduler.");
 ABSL_FLAG(double, launched_at, 0,
           "For start: when the pool was launched, in Unix seconds; the run reports the time from "
           "then to the first task's result.");
@@ -275,8 +278,10 @@ absl::StatusOr<Workload> WorkloadNamed(absl::string_view name) {
 absl::Status Run() {
   absl::StatusOr<Workload> workload = WorkloadNamed(absl::GetFlag(FLAGS_workload));
   if (!workload.ok()) return workload.status();
-  absl::StatusOr<std::unique_ptr<Executor>> executor = Executor::Connect(
-      {.endpoint = absl::GetFlag(FLAGS_endpoint), .client_name = "mpigate_bench"});
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = absl::GetFlag(FLAGS_endpoint),
+                         .client_name = "mpigate_bench",
+                         .max_running_tasks = absl::GetFlag(FLAGS_max_running_tasks)});
   if (!executor.ok()) return executor.status();
   return (*workload)(**executor);
 }

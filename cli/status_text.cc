@@ -110,7 +110,11 @@ std::string FormatPoolStatus(const v1::PoolStatus& status, absl::string_view end
     for (const v1::SessionStatus& session : status.session_list()) {
       rows.push_back({absl::StrCat(session.session_id()),
                       session.client_name().empty() ? "-" : session.client_name(),
-                      absl::StrCat(session.queued_tasks()), absl::StrCat(session.running_tasks()),
+                      absl::StrCat(session.queued_tasks()),
+                      // With its cap (OpenSession.max_running_tasks), if it has one.
+                      session.max_running_tasks() > 0
+                          ? absl::StrCat(session.running_tasks(), "/", session.max_running_tasks())
+                          : absl::StrCat(session.running_tasks()),
                       FormatBytes(session.unread_result_bytes()),
                       session.detached() ? "detached" : ""});
     }

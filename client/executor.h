@@ -113,6 +113,14 @@ struct ExecutorOptions {
   // without '=' or NUL, at most 64 KiB in all (INVALID_ARGUMENT from Connect()); a pool with
   // --isolation=none refuses them (FAILED_PRECONDITION). Empty: the pool's environment.
   std::map<std::string, std::string> env;
+  // The most of this executor's tasks on workers at once, as mpi4py.futures' max_workers on a
+  // shared pool (OpenSession.max_running_tasks): the rest wait in its queue while other clients'
+  // tasks use the free workers. A task counts while it runs or waits in a worker's backlog, a
+  // gang once per member; a broadcast does not count. A gang larger than the cap is rejected
+  // with INVALID_ARGUMENT. Prefetched tasks count, so a cap also bounds prefetch: a cap of the
+  // pool's size leaves each worker one task at a time, which costs tasks of well under a
+  // millisecond most of their throughput. 0: no cap. Kept when the session is resumed.
+  uint32_t max_running_tasks = 0;
 };
 
 // The pool's life, as the service reports it (mpigate.v1.PoolState).

@@ -246,8 +246,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       Log(LogLevel::kInfo, "session ", resumed->id, " resumed by \"", open.client_name(), "\" (",
           resumed->pending_task_ids.size(), " tasks without an acknowledged outcome)");
     } else {
-      absl::StatusOr<SessionId> id = scheduler_.OpenSession(
-          open.client_name(), relay_, open.max_message_bytes(), shared, open.env());
+      absl::StatusOr<SessionId> id =
+          scheduler_.OpenSession(open.client_name(), relay_, open.max_message_bytes(), shared,
+                                 open.env(), open.max_running_tasks());
       if (!id.ok()) return id.status();
       absl::StatusOr<std::string> token = scheduler_.ResumeToken(*id);
       if (!token.ok()) return token.status();

@@ -230,7 +230,7 @@ void Scheduler::Notify(Notifications& notifications) {
 absl::StatusOr<SessionId> Scheduler::OpenSession(
     std::string client_name, std::shared_ptr<SessionListener> listener,
     uint64_t client_max_message_bytes, SharedMemoryUse shared,
-    const google::protobuf::Map<std::string, std::string>& env) {
+    const google::protobuf::Map<std::string, std::string>& env, uint32_t max_running_tasks) {
   if (!env.empty() && !task_environments_) {
     return absl::FailedPreconditionError(
         "env: this pool runs tasks inside its worker processes (--isolation=none), whose one "
@@ -288,6 +288,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
   session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
   if (!shared_memory_prefix_.empty()) session.shared = shared;
   session.env = *std::move(variables);
+  session.max_running = max_running_tasks;
   tokens_.emplace(*token, id);
   session.resume_token = *std::move(token);
   return id;
@@ -329,6 +330,12 @@ absl::StatusOr<const Scheduler::FunctionTraits*> Scheduler::ValidateLocked(
     return absl::PermissionDeniedError(refused->second);
   }
   if (absl::Status status = CheckShape(spec); !status.ok()) return status;
+  if (session.max_running > 0 && spec.options().gang_size() > session.max_running) {
+    // It would wait for room its session never has.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gang_size ", spec.options().gang_size(), " is more than the session's max_running_tasks (",
+        session.max_running, "): a gang counts one task per member"));
+  }
   if (absl::Status status = CheckSharedPayloadLocked(session, spec); !status.ok()) return status;
   // While booting the functions are not known yet; PoolReady() checks the queued tasks.
   const FunctionTraits* traits = nullptr;
@@ -517,6 +524,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     task.gang_size = spec.options().gang_size();
     task.gang_function = *traits != nullptr && (*traits)->gang;
     task.max_retries = spec.options().max_retries();
+    task.capped = session.max_running > 0 && !task.broadcast;
     task.reserved_bytes = ReserveBytes(spec);
     session.reserved_bytes += task.reserved_bytes;
     task.enqueued = now;
@@ -549,10 +557,7 @@ absl::StatusOr<std::vector<v1::TaskRejection>> Scheduler::Submit(
     session.queue.push_back(key);
     ++session.queued;
     ++queued_count_;
-    if (!session.in_ready_ring) {
-      session.in_ready_ring = true;
-      ready_ring_.push_back(id);
-    }
+    EnterReadyRingLocked(id, session);
   }
   return rejections;
 }
@@ -911,6 +916,7 @@ void Scheduler::FailRunning(absl::string_view reason) {
         const auto task = tasks_.find(key);
         if (task == tasks_.end()) continue;
         const SessionId id = task->second.session;
+        if (task->second.capped) ReleaseCapLocked(id, task->second.running_members);
         v1::TaskOutcome outcome;
         outcome.set_state(v1::TASK_STATE_FAILED);
         SetWorkers(task->second.members, task->second.group(), outcome);
@@ -1003,6 +1009,7 @@ v1::PoolStatus Scheduler::Status() const {
     entry.set_running_tasks(session->live.size() - session->queued);
     entry.set_detached(session->detached);
     entry.set_unread_result_bytes(session->unread_bytes);
+    entry.set_max_running_tasks(session->max_running);
   }
   return status;
 }
@@ -1200,7 +1207,8 @@ bool Scheduler::HasWorkLocked() const {
   // it needs are no work.
   const bool room = held_key_ != 0 ? idle_workers_.size() >= held_need_
                                    : !idle_workers_.empty() || open_workers_ > 0;
-  return stopping_ || !interrupts_.empty() || (queued_count_ > 0 && room) ||
+  // The ring, not queued_count_: tasks of sessions at their cap are no work until one leaves.
+  return stopping_ || !interrupts_.empty() || (!ready_ring_.empty() && room) ||
          (!grace_deadlines_.empty() && grace_deadlines_.top().first < grace_wake_);
 }
 
@@ -1228,10 +1236,21 @@ void Scheduler::RequeueLocked(TaskKey key, Task& task) {
   session.queue.push_front(key);
   ++session.queued;
   ++queued_count_;
-  if (!session.in_ready_ring) {
-    session.in_ready_ring = true;
-    ready_ring_.push_back(task.session);
-  }
+  EnterReadyRingLocked(task.session, session);
+}
+
+void Scheduler::EnterReadyRingLocked(SessionId id, Session& session) {
+  if (session.in_ready_ring || session.queued == 0) return;
+  // A session at its cap comes back when one of its tasks leaves its worker (ReleaseCapLocked).
+  if (session.max_running > 0 && session.on_workers >= session.max_running) return;
+  session.in_ready_ring = true;
+  ready_ring_.push_back(id);
+}
+
+void Scheduler::ReleaseCapLocked(SessionId id, size_t members) {
+  Session& session = sessions_.at(id);
+  session.on_workers -= members;
+  EnterReadyRingLocked(id, session);
 }
 
 DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
@@ -1271,6 +1290,13 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       }
       Task& task = tasks_.at(key);
       const size_t needed = WorkersNeeded(task);
+      if (task.capped && session.on_workers + needed > session.max_running) {
+        // At its cap: it waits out of the ring, so that it holds no worker back from the
+        // sessions behind it, until one of its tasks leaves its worker (ReleaseCapLocked). Some
+        // does: a gang never needs more than the cap (ValidateLocked), so it has tasks out.
+        session.in_ready_ring = false;
+        continue;
+      }
       if (!PickWorkersLocked(task, needed, now, task.members)) {
         // The session keeps its turn, and the idle workers stay idle, until enough are.
         ready_ring_.push_front(id);
@@ -1284,12 +1310,11 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       session.queue.pop_front();
       --session.queued;
       --queued_count_;
-      if (session.queued > 0) {
-        ready_ring_.push_back(id);
-      } else {
-        session.in_ready_ring = false;
-        session.queue.clear();
-      }
+      if (task.capped) session.on_workers += needed;
+      // Its next turn comes after the other sessions' turns, or once it is below its cap again.
+      session.in_ready_ring = false;
+      if (session.queued == 0) session.queue.clear();
+      EnterReadyRingLocked(id, session);
       StartLocked(key, task, now, work);
       if (!session.abandoned) {
         session.started.push_back(task.client_id);
@@ -1346,6 +1371,7 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time 
     idle_workers_.push_back(worker);
   }
   Task& task = tasks_.at(key);
+  if (task.capped) ReleaseCapLocked(task.session, 1);
   if (task.group() || task.interrupted) {
     // An interrupted task's time says nothing of how long such tasks take.
     UpdateOpenLocked(worker);

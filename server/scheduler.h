@@ -29,6 +29,15 @@
 // turn waits until enough workers are idle, and while it waits nothing else starts, from any
 // session: otherwise a stream of small tasks could keep it from ever finding its workers.
 //
+// A session may cap how many of its tasks are on workers at once (OpenSession's
+// max_running_tasks, mpi4py.futures' max_workers on a shared pool): a task counts from its
+// dispatch until its worker reports it, prefetched ones in a backlog too, a gang once per member
+// still running it; a broadcast does not count (it takes every worker for itself anyway). A
+// session whose next task would pass its cap leaves the ring of sessions taking turns until one
+// of its tasks leaves its worker, so that it neither holds idle workers back from other sessions
+// nor wakes AwaitWork() for work it may not start. Sessions without a cap pay nothing for it but
+// a flag test per task. Since prefetched tasks count, a cap bounds a session's prefetch too.
+//
 // Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
 // (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
 // Outcomes wait in the session's outbox until the session's listener collects them, with the
@@ -246,10 +255,14 @@ class Scheduler {
   // `env` (OpenSession.env) is set for every task of the session on top of the pool's
   // environment: INVALID_ARGUMENT for a name that is empty or holds '=' or NUL, a value that holds
   // NUL, or more than 64 KiB in all; FAILED_PRECONDITION without Options::task_environments.
+  //
+  // `max_running_tasks` caps how many of its tasks are on workers at once (see the top of this
+  // file); 0 for no cap.
   absl::StatusOr<SessionId> OpenSession(
       std::string client_name, std::shared_ptr<SessionListener> listener,
       uint64_t client_max_message_bytes = 0, SharedMemoryUse shared = {},
-      const google::protobuf::Map<std::string, std::string>& env = {});
+      const google::protobuf::Map<std::string, std::string>& env = {},
+      uint32_t max_running_tasks = 0);
 
   // Whether sessions may use shared memory: the prefix of its objects, or empty.
   const std::string& shared_memory_prefix() const { return shared_memory_prefix_; }
@@ -432,6 +445,9 @@ class Scheduler {
     bool gang_function = false;
     // Its workers have been asked to set its cancellation flag, or (forced) to kill it.
     bool interrupted = false;
+    // It counts against its session's cap (Session::max_running): the session has one, and the
+    // task is not a broadcast. Each member holds one of the session's slots while it runs it.
+    bool capped = false;
     bool forced = false;
     // TaskOptions.max_retries, and how many times the task has been started.
     uint32_t max_retries = 0;
@@ -496,6 +512,11 @@ class Scheduler {
     // The pool changed state since the listener last collected.
     bool pool_changed = false;
     bool in_ready_ring = false;
+    // OpenSession's max_running_tasks (0: no cap), and how many workers hold its capped tasks
+    // now (Task::capped). A session whose next task does not fit leaves the ready ring until one
+    // of them reports.
+    uint32_t max_running = 0;
+    size_t on_workers = 0;
     bool shut_down = false;
     bool abandoned = false;
     // The listener was told and has not collected yet.
@@ -552,6 +573,12 @@ class Scheduler {
   void InterruptLocked(TaskKey key, Task& task, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts a task whose runner was lost back at the front of its session's queue.
   void RequeueLocked(TaskKey key, Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts the session into the ready ring if it has queued tasks, is not there yet, and is below
+  // its cap.
+  void EnterReadyRingLocked(SessionId id, Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `members` workers have let go of a capped task of session `id`: frees their slots, and gives
+  // the session its turns again if it had left the ring at its cap.
+  void ReleaseCapLocked(SessionId id, size_t members) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The function's traits if a task of `function` with `payload_type`, `gang_size` and (if
   // `several_inputs`) items or a range can run on the ready pool; otherwise why not.
   absl::StatusOr<const FunctionTraits*> CheckFunctionLocked(absl::string_view function,
@@ -683,7 +710,9 @@ class Scheduler {
   // waiting): a session detached meanwhile with an earlier one wakes it (HasWorkLocked).
   absl::Time grace_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
-  // Sessions with queued tasks, in the order they get their next turn.
+  // Sessions with queued tasks that may start one, in the order they get their next turn: a
+  // session at its cap is not here (Session::max_running). May hold sessions whose queued tasks
+  // have all ended since, which AwaitWork() drops.
   std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);
   // The group task at the front of the ring that is waiting for this many idle workers, during
   // which nothing else starts; 0 when none is waiting. Cleared when it starts or ends, so that

@@ -174,6 +174,17 @@ class SchedulerTest : public ::testing::Test {
     return *id;
   }
 
+  // Opens a session that may have at most `cap` tasks on workers at once (max_running_tasks).
+  SessionId OpenCapped(uint32_t cap, absl::string_view name = "capped") {
+    auto listener = std::make_shared<CountingListener>();
+    absl::StatusOr<SessionId> id =
+        scheduler_->OpenSession(std::string(name), listener, 0, {}, {}, cap);
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) return 0;
+    listeners_.emplace_back(*id, listener);
+    return *id;
+  }
+
   CountingListener& Listener(SessionId session) {
     for (auto& [id, listener] : listeners_) {
       if (id == session) return *listener;
@@ -3257,6 +3268,159 @@ TEST_F(SchedulerTest, MetricsAreASnapshotFormattedWithoutTheScheduler) {
   EXPECT_THAT(page,
               HasSubstr("mpigate_tasks_ended_total{function=\"echo\",state=\"succeeded\"} 0\n"));
   EXPECT_THAT(page, HasSubstr("mpigate_pool_state{state=\"ready\"} 1\n"));
+}
+
+// --- A session's cap on its running tasks (max_running_tasks) ---
+
+TEST_F(SchedulerTest, ACappedSessionRunsAtMostItsCapWhileOthersTakeTheFreeWorkers) {
+  Start(/*workers=*/4);
+  const SessionId capped = OpenCapped(2);
+  const SessionId other = Open("other");
+  SubmitRange(capped, 1, 10);
+  SubmitRange(other, 20, 20);
+
+  // Turns as usual until the capped session has two out; the fourth worker stays idle.
+  std::vector<Assignment> first = Dispatch();
+  EXPECT_THAT(IdsOf(first), ElementsAre(1, 20, 2));
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 3u);
+  EXPECT_EQ(SessionStatusOf(capped).max_running_tasks(), 2u);
+  EXPECT_EQ(SessionStatusOf(other).max_running_tasks(), 0u);
+
+  // A session at its cap holds nothing back: the other session's new tasks take the free worker.
+  SubmitRange(other, 21, 22);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(21));
+  CompleteEchoed(first[1]);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(22));
+
+  // Each of its tasks that ends makes room for one more.
+  CompleteEchoed(first[0]);
+  std::vector<Assignment> next = Dispatch();
+  EXPECT_THAT(IdsOf(next), ElementsAre(3));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  CompleteEchoed(first[2]);
+  CompleteEchoed(next[0]);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(4, 5));
+}
+
+TEST_F(SchedulerTest, ASessionAtItsCapDoesNotWakeTheDispatcher) {
+  Start(/*workers=*/2);
+  const SessionId capped = OpenCapped(1);
+  SubmitRange(capped, 1, 3);
+  const std::vector<Assignment> running = Dispatch();
+  ASSERT_THAT(IdsOf(running), ElementsAre(1));
+
+  // A worker is idle and tasks are queued, but none may start: no work, even after more arrive.
+  SubmitRange(capped, 4, 5);
+  const absl::Time before = absl::Now();
+  EXPECT_THAT(scheduler_->AwaitWork(absl::Milliseconds(50)).assignments, IsEmpty());
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(40)) << "AwaitWork must not spin";
+  EXPECT_EQ(scheduler_->Status().queued_tasks(), 4u);
+
+  CompleteEchoed(running[0]);
+  EXPECT_THAT(IdsOf(scheduler_->AwaitWork(absl::Milliseconds(50)).assignments), ElementsAre(2));
+}
+
+TEST_F(SchedulerTest, TasksInAWorkersBacklogCountAgainstTheCap) {
+  StartPrefetching(/*workers=*/1, /*max_tasks=*/4, Functions({"echo", "fail"}));
+  const SessionId capped = OpenCapped(2);
+  SubmitRange(capped, 1, 10);
+  ASSERT_NO_FATAL_FAILURE(RunOneTaken(*scheduler_, absl::Microseconds(10)));
+
+  // The worker could hold four short tasks; the session may have two out, prefetched or not.
+  const std::vector<Assignment> taken = Dispatch();
+  EXPECT_THAT(IdsOf(taken), ElementsAre(2, 3));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+
+  // The room left in the backlog goes to another session.
+  const SessionId other = Open("other");
+  SubmitRange(other, 20, 21);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(20, 21));
+
+  // A task interrupted in the backlog holds its slot until the worker has dropped it.
+  ASSERT_TRUE(scheduler_->Cancel(capped, {3}, /*interrupt_running=*/true).ok());
+  EXPECT_THAT(scheduler_->AwaitWork(absl::ZeroDuration()).assignments, IsEmpty());
+  scheduler_->Complete(0, ErrorOf(taken[1], absl::StatusCode::kCancelled, "dropped"));
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(4));
+}
+
+TEST_F(SchedulerTest, ARetriedTaskTakesItsSlotAgainAheadOfItsSessionsQueue) {
+  Start(/*workers=*/3);
+  const SessionId capped = OpenCapped(1);
+  ASSERT_THAT(Submit(capped, {Retried(1, 1), Task(2), Task(3)}), IsEmpty());
+  std::vector<Assignment> first = Dispatch();
+  ASSERT_THAT(IdsOf(first), ElementsAre(1));
+  scheduler_->Complete(first[0].worker, RunnerLost(first[0], "killed by signal 9"));
+
+  // Its runner died: the slot is free, and the retry takes it, alone.
+  std::vector<Assignment> again = Dispatch();
+  ASSERT_THAT(IdsOf(again), ElementsAre(1));
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  CompleteEchoed(again[0]);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
+}
+
+TEST_F(SchedulerTest, AGangCountsOneSlotPerMemberStillRunningIt) {
+  Boot(/*workers=*/4);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId capped = OpenCapped(2);
+  const SessionId other = Open("other");
+
+  // A gang larger than the cap would never find room.
+  const v1::TaskRejection rejection = RejectionOf(Submit(capped, {Gang(9, 3)}));
+  EXPECT_EQ(rejection.code(), Code(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(rejection.message(), HasSubstr("max_running_tasks"));
+
+  ASSERT_THAT(Submit(capped, {Task(1), Gang(2, 2), Task(3)}), IsEmpty());
+  SubmitRange(other, 20, 22);
+  // The gang does not fit beside task 1: it waits out of turn, holding no worker back.
+  std::vector<Assignment> first = Dispatch();
+  EXPECT_THAT(IdsOf(first), ElementsAre(1, 20, 21, 22));
+
+  // Task 1 ends: the gang fits under the cap, and waits for two idle workers as gangs do.
+  CompleteEchoed(first[0]);
+  CompleteEchoed(first[1]);
+  std::vector<Assignment> gang = Dispatch();
+  ASSERT_THAT(IdsOf(gang), ElementsAre(2, 2));
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "task 3 would be a third task out";
+
+  // One member done frees its slot, while the other member still runs.
+  CompleteEchoed(gang[1]);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(3));
+}
+
+TEST_F(SchedulerTest, ABroadcastNeitherCountsAgainstTheCapNorWaitsForIt) {
+  Start(/*workers=*/3);
+  const SessionId capped = OpenCapped(1);
+  ASSERT_THAT(Submit(capped, {Broadcast(1), Task(2), Task(3)}), IsEmpty());
+  std::vector<Assignment> members = Dispatch();
+  ASSERT_THAT(IdsOf(members), ElementsAre(1, 1, 1));
+
+  // A member done frees a worker, which the session's next task may take: the broadcast holds
+  // no slot.
+  CompleteEchoed(members[0]);
+  std::vector<Assignment> next = Dispatch();
+  EXPECT_THAT(IdsOf(next), ElementsAre(2));
+  CompleteEchoed(members[1]);
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "task 2 holds the one slot";
+  CompleteEchoed(next[0]);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(3));
+}
+
+TEST_F(SchedulerTest, CancellingQueuedTasksOfASessionAtItsCapLeavesNothingToDispatch) {
+  Start(/*workers=*/2);
+  const SessionId capped = OpenCapped(1);
+  SubmitRange(capped, 1, 3);
+  std::vector<Assignment> running = Dispatch();
+  ASSERT_THAT(IdsOf(running), ElementsAre(1));
+  const std::vector<v1::CancelResult> results = Cancel(capped, {2, 3});
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].cancelled());
+  EXPECT_TRUE(results[1].cancelled());
+  CompleteEchoed(running[0]);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  // Its slot is free again for what comes next.
+  SubmitRange(capped, 4, 5);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(4));
 }
 
 }  // namespace

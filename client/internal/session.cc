@@ -153,6 +153,7 @@ Session::Session(const ExecutorOptions& options)
     : max_message_bytes_(options.max_message_bytes),
       client_name_(options.client_name),
       env_(options.env),
+      max_running_tasks_(options.max_running_tasks),
       connect_timeout_(options.connect_timeout),
       shared_memory_min_bytes_(options.shared_memory_min_bytes),
       shared_memory_domain_(options.shared_memory_min_bytes > 0 ? SharedMemoryDomain() : "") {}
@@ -301,6 +302,7 @@ v1::SessionRequest Session::OpenRequest() const {
   open.mutable_open()->set_client_name(client_name_);
   open.mutable_open()->set_max_message_bytes(static_cast<uint64_t>(max_message_bytes_));
   open.mutable_open()->mutable_env()->insert(env_.begin(), env_.end());
+  open.mutable_open()->set_max_running_tasks(max_running_tasks_);
   if (!shared_memory_domain_.empty()) {
     open.mutable_open()->set_shared_memory_domain(shared_memory_domain_);
     open.mutable_open()->set_shared_result_min_bytes(shared_memory_min_bytes_);

@@ -226,6 +226,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string client_name_;
   // ExecutorOptions::env, sent with every `open`.
   const std::map<std::string, std::string> env_;
+  // ExecutorOptions::max_running_tasks, sent with every `open` (the service keeps a resumed
+  // session's own).
+  const uint32_t max_running_tasks_;
   const absl::Duration connect_timeout_;
   // ExecutorOptions::shared_memory_min_bytes, and this process's shared memory domain (empty when
   // it uses none).

@@ -325,8 +325,11 @@ class Executor {
   // repository's proto/), taskEnv (an object of environment variables for this executor's tasks,
   // OpenSession.env: each starts with the pool's environment plus these, and no task sees what
   // another executor's task set; names without '=' or NUL, at most 64 KiB in all, refused by a
-  // pool with --isolation=none; not `env`, which stands for process.env in resolveAccess()), and
-  // how to authenticate (resolveAccess()):
+  // pool with --isolation=none; not `env`, which stands for process.env in resolveAccess()),
+  // maxRunningTasks (the most of this executor's tasks on workers at once, OpenSession
+  // .max_running_tasks: the rest wait while other clients' tasks use the free workers; a task
+  // counts while it runs or waits in a worker's backlog, a gang once per member, a broadcast not;
+  // 0 or absent: no cap), and how to authenticate (resolveAccess()):
   //   token    the service's bearer token (else $MPIGATE_TOKEN, else the endpoint file's);
   //   tlsCa    the CA that signed the service's certificate, PEM text or a file's path (else
   //            $MPIGATE_TLS_CA); given, the client speaks TLS, which it also does without one
@@ -366,6 +369,7 @@ class Executor {
         options.clientName || `node ${path.basename(process.argv[1] || 'node')} pid ${process.pid}`;
     this._maxMessageBytes = options.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
     this._taskEnv = {...(options.taskEnv || {})};
+    this._maxRunningTasks = options.maxRunningTasks || 0;
     this._sendLimit = this._maxMessageBytes;
     this._nextTaskId = 1;
     // Task id -> {resolve, reject} of tasks sent or about to be, until their outcome or rejection.
@@ -589,6 +593,7 @@ class Executor {
           clientName: this._clientName,
           maxMessageBytes: this._maxMessageBytes,
           env: this._taskEnv,
+          maxRunningTasks: this._maxRunningTasks,
         },
       });
     });

@@ -31,6 +31,7 @@ v1::PoolStatus BusyPool() {
   first->set_client_name("quickstart");
   first->set_queued_tasks(10);
   first->set_running_tasks(2);
+  first->set_max_running_tasks(4);
   first->set_unread_result_bytes(3 << 20);
   v1::SessionStatus* second = status.add_session_list();
   second->set_session_id(12);
@@ -63,7 +64,7 @@ TEST(FormatPoolStatusTest, ShowsEveryFigureInRowsThatLineUp) {
             "\n"
             "sessions   2\n"
             "  ID  CLIENT      QUEUED  RUNNING   UNREAD\n"
-            "   1  quickstart      10        2  3.0 MiB\n"
+            "   1  quickstart      10      2/4  3.0 MiB\n"
             "  12  -                2        1      0 B  detached\n"
             "\n"
             "functions  3\n"

@@ -197,6 +197,23 @@ describe('the Node client against a real pool', () => {
     }
   });
 
+  test('an executor\'s maxRunningTasks caps its session, as the pool status shows', async () => {
+    const capped = await Executor.connect(
+        undefined, {clientName: 'node capped', protoDir, maxRunningTasks: 1});
+    try {
+      const sessions = (await ex.status()).sessionList;
+      assert.equal(
+          sessions.find((session) => session.sessionId === capped.sessionId).maxRunningTasks, 1);
+      assert.equal(
+          sessions.find((session) => session.sessionId === ex.sessionId).maxRunningTasks, 0);
+      assert.deepEqual(
+          (await Promise.all([capped.submit('echo', 'a'), capped.submit('echo', 'b')])).map(String),
+          ['a', 'b']);
+    } finally {
+      await capped.shutdown();
+    }
+  });
+
   test('run() goes through the unary Run call', async () => {
     assert.equal(String(await ex.run('echo', 'one call')), 'one call');
     await assertRejects(ex.run('fail', 'unary failure'), codes.UNKNOWN, 'unary failure');

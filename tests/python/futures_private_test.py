@@ -82,6 +82,20 @@ class PrivatePoolTest(unittest.TestCase):
                 self.assertEqual(executor.submit(pow, 3, 2).result(PATIENCE_S), 9)
         wait_for_every_child()
 
+    def test_workers_import_mpigate_futures_without_pythonpath(self):
+        # The pool's processes inherit no PYTHONPATH: the executor's setup puts the package's
+        # roots on their path, so that mpigate.futures (get_comm_workers) travels by reference.
+        environment = dict(os.environ)
+        environment.pop("PYTHONPATH", None)
+        with mock.patch.dict(os.environ, environment, clear=True):
+            with futures.MPIPoolExecutor(2) as executor:
+                size, total = executor.submit(_gang_sum, gang_size=2).result(PATIENCE_S)
+                self.assertEqual((size, total), (2, 1))
+                error = executor.submit(futures.get_comm_workers).exception(PATIENCE_S)
+                self.assertIsInstance(error, RuntimeError)  # not a gang: not an ImportError
+                self.assertIn("gang", str(error))
+        wait_for_every_child()
+
     def test_shutdown_without_wait_stops_the_pool_after_the_last_call(self):
         executor = futures.MPIPoolExecutor(1)
         future = executor.submit(time.sleep, 0.5)
@@ -135,6 +149,11 @@ class PrivatePoolTest(unittest.TestCase):
                 futures.MPIPoolExecutor(1).bootup()
             self.assertIn("before it served", str(raised.exception))
         wait_for_every_child()
+
+
+def _gang_sum():
+    comm = futures.get_comm_workers()
+    return comm.Get_size(), comm.allreduce(comm.Get_rank())
 
 
 if __name__ == "__main__":

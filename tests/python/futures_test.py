@@ -330,6 +330,18 @@ class FuturesTest(unittest.TestCase):
         with mock.patch.dict(os.environ, {"MPI4PY_FUTURES_MAX_WORKERS": "1"}):
             self.assertEqual(self.executor().num_workers, 1)
 
+    def test_max_workers_caps_the_calls_running_at_once_on_a_shared_pool(self):
+        capped = self.executor(1)
+        spans = [f.result(PATIENCE_S) for f in [capped.submit(_running_span, BUSY_S / 3)
+                                                for _ in range(3)]]
+        spans.sort()
+        for (_, end), (start, _) in zip(spans, spans[1:]):
+            self.assertLessEqual(end, start)  # one after the other, though 2 workers are free
+        uncapped = self.executor(2)
+        spans = [f.result(PATIENCE_S) for f in [uncapped.submit(_running_span, BUSY_S)
+                                                for _ in range(2)]]
+        self.assertLess(max(start for start, _ in spans), min(end for _, end in spans))
+
     def test_bad_arguments_raise(self):
         for number in (0, -1):
             with self.assertRaises(ValueError):
@@ -464,6 +476,13 @@ def _record_init(directory):
 
 def _import_value(name):
     return __import__(name).VALUE
+
+
+def _running_span(seconds):
+    """(start, end) of a sleep, on the host's monotonic clock (one for every process)."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return start, time.monotonic()
 
 
 def _on_path(directory):

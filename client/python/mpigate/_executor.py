@@ -60,6 +60,13 @@ class Executor(concurrent.futures.Executor):
         with the pool's environment plus these, and no task sees what a task of another executor
         set. Names without '=' or NUL, at most 64 KiB in all; a pool with --isolation=none refuses
         them. None: the pool's environment.
+      max_running: the most of this executor's tasks on workers at once, as mpi4py.futures'
+        max_workers on a shared pool: the rest wait in its queue while other clients' tasks use
+        the free workers. A task counts while it runs or waits in a worker's backlog, a gang once
+        per member; a broadcast does not count. A gang larger than it fails with TaskError
+        (INVALID_ARGUMENT). Prefetched tasks count, so a cap also bounds prefetch: a cap of the
+        pool's size leaves each worker one task at a time, which costs tasks of well under a
+        millisecond most of their throughput. None: no cap.
 
     Raises ConnectionError if no endpoint is known or the service does not answer in time (a TLS
     handshake that fails, for an untrusted certificate, is a service that does not answer),
@@ -69,12 +76,12 @@ class Executor(concurrent.futures.Executor):
 
     def __init__(self, endpoint=None, *, max_inflight=None, client_name="", connect_timeout=10.0,
                  max_message_bytes=_MAX_MESSAGE_BYTES, token=None, tls_ca=None, tls_cert=None,
-                 tls_key=None, env=None):
+                 tls_key=None, env=None, max_running=None):
         if max_inflight is not None and max_inflight < 1:
             raise ValueError("max_inflight must be at least 1, or None")
         access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
-                                         max_inflight, dict(env or {}))
+                                         max_inflight, dict(env or {}), max_running=max_running)
 
     @property
     def endpoint(self):

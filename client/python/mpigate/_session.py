@@ -72,10 +72,15 @@ class Session:
     """One session of the service over one stream. See the module docstring for its threads."""
 
     def __init__(self, access, client_name, connect_timeout, max_message_bytes, max_inflight,
-                 env):
+                 env, *, max_running=None):
         """Connects to the service `access` (an _endpoint.Access) names and opens the session;
         raises ConnectionError if the service does not answer within `connect_timeout` seconds.
-        Called by the Executor's constructor."""
+        `max_running` caps how many of the session's tasks are on workers at once
+        (OpenSession.max_running_tasks); None for no cap. Called by the Executor's constructor."""
+        if max_running is not None and not (
+                isinstance(max_running, int) and 1 <= max_running < 1 << 32):
+            raise ValueError(f"max_running must be an int from 1 to 2**32 - 1, or None, not "
+                             f"{max_running!r}")
         target = access.target
         self._target = target
         self._max_inflight = max_inflight
@@ -120,7 +125,8 @@ class Session:
         # Set by the reader once `opened` came, or the stream ended.
         self._open_answered = threading.Event()
         open_request = gateway_pb2.SessionRequest(open=gateway_pb2.OpenSession(
-            client_name=client_name, max_message_bytes=max_message_bytes, env=env))
+            client_name=client_name, max_message_bytes=max_message_bytes, env=env,
+            max_running_tasks=max_running or 0))
         stub = gateway_pb2_grpc.GatewayStub(self._channel)
         # The bearer token of a service on TCP (common/access.h), on the call's metadata.
         metadata = [("authorization", f"Bearer {access.token}")] if access.token else None

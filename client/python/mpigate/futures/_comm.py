@@ -8,8 +8,8 @@ root 0, and every process is a root.
 
 get_comm_workers() is for code running as a task on the pool: in a gang task (submit(...,
 gang_size=k)) it returns an mpi4py Intracomm of the gang's k ranks; it asks the worker's Python
-runtime (libmpigate_python), whose built-in module _mpigate_worker exists only there. Anywhere else it
-raises RuntimeError.
+runtime (libmpigate_python), whose built-in module _mpigate_worker exists only there. Anywhere
+else it raises RuntimeError: in a plain task (the runtime's error) and outside the pool.
 
 Thread-safety: MPICommExecutor is used as a context manager by one thread; get_comm_workers() may
 be called by any thread of a task.

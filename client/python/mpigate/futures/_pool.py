@@ -14,9 +14,9 @@ worker; env is its session's environment (OpenSession.env).
 
 Where the pool comes from, on the executor's first use (submit, map, bootup, num_workers):
 - the service the client finds (the `endpoint` argument, $MPIGATE_ENDPOINT, the endpoint file),
-  shared with every other client: `max_workers` then caps how many of this executor's tasks run
-  at once (where the session supports it), and num_workers is the smaller of it and the pool's
-  size;
+  shared with every other client: `max_workers` below the pool's size then caps how many of this
+  executor's tasks run at once (its session's max_running; a gang larger than the cap fails), and
+  num_workers is the smaller of it and the pool's size;
 - with no service found, a private mpigate-server of `max_workers` workers (_private.py), stopped
   when the executor shuts down, is garbage-collected, or the process exits.
 max_workers None: $MPI4PY_FUTURES_MAX_WORKERS as in mpi4py; without it, no cap on a shared pool
@@ -169,10 +169,17 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         if not _service_reachable(options.get("endpoint")):
             service = _private.PrivateService.start(self._max_workers_cap)
             options["endpoint"] = service.target
-        elif self._max_workers_cap is not None and _CAN_CAP_RUNNING:
-            options.setdefault("max_running", self._max_workers_cap)
         try:
             executor = mpigate.Executor(env=self._env, **options)
+            cap = self._max_workers_cap
+            if (service is None and cap is not None and _CAN_CAP_RUNNING and
+                    "max_running" not in options and cap < executor.num_workers):
+                # Capped only below the pool's size: a cap counts the tasks in workers'
+                # backlogs, so a cap of the pool's size would only cost short tasks their
+                # prefetch. The pool's size is known once a session is open: a second one,
+                # capped, replaces the first (which had no task).
+                executor.shutdown(wait=True)
+                executor = mpigate.Executor(env=self._env, max_running=cap, **options)
         except BaseException:
             if service is not None:
                 service.stop()
@@ -257,10 +264,11 @@ class MPIPoolExecutor(concurrent.futures.Executor):
 
         chunksize calls travel in one task. Without buffersize every call is submitted now;
         with it, buffersize chunks are submitted now and one more each time the caller starts
-        on a chunk's results, as in Python 3.14's Executor.map (not with unordered). timeout counts from this call:
-        TimeoutError when a result is not there by then. A call's exception is raised at its
-        position (with unordered, as its chunk completes). When the iterator ends early (an
-        exception, timeout, close or garbage collection) the tasks left are cancelled.
+        on a chunk's results, as in Python 3.14's Executor.map (not with unordered). timeout
+        counts from this call: TimeoutError when a result is not there by then. A call's
+        exception is raised at its position (with unordered, as its chunk completes). When the
+        iterator ends early (an exception, timeout, close or garbage collection) the tasks left
+        are cancelled.
         """
         return self.starmap(fn, zip(*iterables), timeout=timeout, chunksize=chunksize,
                             buffersize=buffersize, unordered=unordered)
