@@ -1,11 +1,14 @@
 """Side by side: mpigate, mpi4py.futures and Dask, each with 2 workers, on the workloads of the
-performance issue. The driver behind bench/compare.sh, which installs the peers and builds first.
+performance issues. The driver behind bench/compare.sh, which installs the peers and builds first.
 
-    bench/compare.sh [--quick] [--out DIR]
+    bench/compare.sh [--quick] [--python-only] [--out DIR]
 
 Each workload is one run of a program: bazel-bin/bench/mpigate_bench against an mpigate-server
 this script starts (once with --isolation=process, the default, and once with none), or
-bench/peers/mpi4py_bench.py and dask_bench.py, which make a pool of their own each run. Programs
+bench/peers/mpi4py_bench.py and dask_bench.py, which make a pool of their own each run. The
+Python workloads (h), the same no-op Python function on every pool, are one run of
+bench/peers/mpigate_futures_bench.py (mpigate.futures) against a fresh mpigate-server of each
+isolation, and one of each peer's script; --python-only runs only them. Programs
 print lines `workload,metric,value,unit`; this script adds what it measures from outside (idle
 CPU, many clients' aggregate, a 32-worker pool's life), writes them all to DIR/raw.csv as
 `system,workload,metric,value,unit`, and bench/report.py makes the table, DIR/results.csv and
@@ -43,6 +46,9 @@ SERVER = os.path.join(ROOT, "bazel-bin/server/mpigate-server")
 MPIGATE_BENCH = os.path.join(ROOT, "bazel-bin/bench/mpigate_bench")
 # Debian's interpreter, which has Debian's mpi4py and Dask (the python3 first on PATH may not).
 PYTHON = "/usr/bin/python3"
+# Where the mpigate package is: its sources, and its generated gRPC stubs (mpigate.v1).
+MPIGATE_PYTHONPATH = ":".join(os.path.join(ROOT, part)
+                              for part in ("client/python", "bazel-bin/client/python"))
 
 WORKERS = 2
 CHUNKSIZE = 64
@@ -62,14 +68,17 @@ class Sizes:
     client_tasks: int  # (d) tasks of all client processes together
     idle_seconds: float  # (e)
     burst_per_worker: int  # (g) tasks per worker of the burst
+    numpy_echoes: int  # (h) timed echoes of the numpy array (tasks and samples as (a) and (b))
 
+
+NUMPY_BYTES = 64 << 20  # (h) the numpy array echoed
 
 FULL = Sizes(tasks=100_000, samples=2000,
              payloads=((1 << 10, 200), (1 << 20, 50), (64 << 20, 3), (256 << 20, 3)),
-             client_tasks=100_000, idle_seconds=10, burst_per_worker=50)
+             client_tasks=100_000, idle_seconds=10, burst_per_worker=50, numpy_echoes=5)
 QUICK = Sizes(tasks=10_000, samples=300,
               payloads=((1 << 10, 20), (1 << 20, 5), (64 << 20, 1), (256 << 20, 1)),
-              client_tasks=10_000, idle_seconds=3, burst_per_worker=10)
+              client_tasks=10_000, idle_seconds=3, burst_per_worker=10, numpy_echoes=2)
 
 
 def for_dask(sizes):
@@ -82,7 +91,7 @@ def for_dask(sizes):
 # Time limits, seconds, of one program run per workload (a quick run takes a third); they only
 # bound a run that has gone wrong.
 TIME_LIMITS = {"start": 60, "throughput": 300, "latency": 150, "payload": 240, "idle": 120,
-               "clients": 300, "burst": 120, "serve": 60, "stop": 90}
+               "clients": 300, "burst": 120, "serve": 60, "stop": 90, "python": 400}
 
 
 class Results:
@@ -288,18 +297,24 @@ def workload_flags(workload, sizes):
             f"--samples={sizes.samples}", f"--payloads={payloads}", f"--threads={CLIENT_THREADS}"]
 
 
+def python_flags(sizes):
+    """The flags of a Python workloads run (h)."""
+    return workload_flags("python", sizes) + [f"--numpy_bytes={NUMPY_BYTES}",
+                                              f"--numpy_echoes={sizes.numpy_echoes}"]
+
+
 class MpigateServer:
     """An mpigate-server with a socket directory of its own, launched on construction. As a
     context manager, kills what is left of it on exit (nothing after a clean stop())."""
 
-    def __init__(self, run, name, workers, isolation):
+    def __init__(self, run, name, workers, isolation, flags=()):
         # A directory under /tmp: a Unix socket's path must stay short.
         self.socket_dir = tempfile.mkdtemp(prefix="mpigate-compare-", dir="/tmp")
         self.endpoint = f"unix:{self.socket_dir}/s.sock"
         self.launched_at = time.time()
         self.program = run.start(f"{name}.server", [
             SERVER, f"--workers={workers}", f"--isolation={isolation}", f"--listen={self.endpoint}",
-            f"--endpoint-file={self.socket_dir}/endpoint"])
+            f"--endpoint-file={self.socket_dir}/endpoint", *flags])
 
     def __enter__(self):
         return self
@@ -341,22 +356,32 @@ class MpigateServer:
 
 def record_sizes(run, system, sizes):
     """How much of each workload `system` ran, for the notes under the table."""
-    for field in ("tasks", "samples", "client_tasks", "idle_seconds"):
+    for field in ("tasks", "samples", "client_tasks", "idle_seconds", "numpy_echoes"):
         run.results.add(system, "sizes", field, getattr(sizes, field), "")
+
+
+def mpigate_system(isolation):
+    return "mpigate" if isolation == "process" else f"mpigate-{isolation}"
+
+
+def start_server(run, server, system, workload):
+    """Waits until `server` listens; False, with `workload` of `system` reported as an error, if it
+    exits or times out first."""
+    try:
+        server.wait_for("listening on", time.monotonic() + run.time_limit("start"))
+        return True
+    except TimeoutError:
+        run.results.error(system, workload, f"mpigate-server: {run.timed_out('start')}")
+    except RuntimeError as error:
+        run.results.error(system, workload, str(error))
+    return False
 
 
 def run_mpigate(run, isolation):
     """(a)-(f) on one pool of WORKERS workers: (f) is its first task, the rest follow."""
-    system = "mpigate" if isolation == "process" else f"mpigate-{isolation}"
-    record_sizes(run, system, run.sizes)
+    system = mpigate_system(isolation)
     with MpigateServer(run, system, WORKERS, isolation) as server:
-        try:
-            server.wait_for("listening on", time.monotonic() + run.time_limit("start"))
-        except TimeoutError:
-            run.results.error(system, "*", f"mpigate-server: {run.timed_out('start')}")
-            return
-        except RuntimeError as error:
-            run.results.error(system, "*", str(error))
+        if not start_server(run, server, system, "*"):
             return
         command = [MPIGATE_BENCH, f"--endpoint={server.endpoint}"]
         run.program(system, "start", command + workload_flags("start", run.sizes) +
@@ -367,6 +392,22 @@ def run_mpigate(run, isolation):
         client_sizes = dataclasses.replace(run.sizes,
                                            tasks=run.sizes.client_tasks // CLIENT_PROCESSES)
         run.clients(system, command + workload_flags("clients", client_sizes))
+        if problem := server.stop(run.time_limit("stop")):
+            run.results.error(system, "stop", problem)
+
+
+def run_mpigate_python(run, isolation):
+    """(h) mpigate.futures on a pool of WORKERS workers of its own, which has run nothing before
+    (its first task starts a runner's interpreter), shared as a service is: the executor is one
+    client of it."""
+    system = mpigate_system(isolation)
+    with MpigateServer(run, f"{system}.python", WORKERS, isolation, ["--python=on"]) as server:
+        if not start_server(run, server, system, "python"):
+            return
+        run.program(system, "python", [
+            "/usr/bin/env", f"PYTHONPATH={MPIGATE_PYTHONPATH}", PYTHON,
+            os.path.join(BENCH, "peers", "mpigate_futures_bench.py"),
+            f"--endpoint={server.endpoint}", *python_flags(run.sizes)])
         if problem := server.stop(run.time_limit("stop")):
             run.results.error(system, "stop", problem)
 
@@ -399,11 +440,14 @@ def run_scale(run):
         run.results.add(system, "scale", "no_hang", "yes" if no_hang else "no", "")
 
 
-def run_peer(run, system, script, sizes, can_share_pool):
-    """(a)-(f) for a Python peer; a pool of its own per workload. (d) needs a pool that several
-    client processes can share: `serve` makes one, or the peer cannot."""
-    record_sizes(run, system, sizes)
+def run_peer(run, system, script, sizes, can_share_pool, python_only):
+    """(h), then (a)-(f) unless `python_only`, for a Python peer; a pool of its own per workload.
+    (d) needs a pool that several client processes can share: `serve` makes one, or the peer
+    cannot."""
     command = [PYTHON, os.path.join(BENCH, "peers", script)]
+    run.program(system, "python", command + python_flags(sizes))
+    if python_only:
+        return
     # (f) from the launch of the process, as for mpigate's server: a peer's start includes its
     # interpreter and its MPI_Init (mpi4py runs it on import, before any pool is made).
     run.program(system, "start", command + workload_flags("start", sizes) +
@@ -457,6 +501,8 @@ def stop_on_sigterm(*_):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a minute or two")
+    parser.add_argument("--python-only", action="store_true",
+                        help="only the Python workloads (h): a few minutes, a minute if --quick")
     parser.add_argument("--out", help="where to write results (default: a new /tmp directory)")
     args = parser.parse_args()
     out_dir = args.out or tempfile.mkdtemp(prefix="mpigate-compare-results-", dir="/tmp")
@@ -473,16 +519,28 @@ def main():
     signal.signal(signal.SIGTERM, stop_on_sigterm)
 
     began = time.monotonic()
+    # The machine's load beside the run's own: a busy machine shows in every figure.
+    run.results.add("run", "load", "start", os.getloadavg()[0], "processes")
+    run.results.add("run", "load", "cores", os.cpu_count(), "cores")
     try:
-        run_mpigate(run, "process")
-        run_mpigate(run, "none")
-        run_peer(run, "mpi4py", "mpi4py_bench.py", sizes, can_share_pool=False)
-        run_peer(run, "dask", "dask_bench.py", for_dask(sizes), can_share_pool=True)
-        run_scale(run)
+        for system, system_sizes in (("mpigate", sizes), ("mpigate-none", sizes),
+                                     ("mpi4py", sizes), ("dask", for_dask(sizes))):
+            record_sizes(run, system, system_sizes)
+        for isolation in ("process", "none"):
+            if not args.python_only:
+                run_mpigate(run, isolation)
+            run_mpigate_python(run, isolation)
+        run_peer(run, "mpi4py", "mpi4py_bench.py", sizes, can_share_pool=False,
+                 python_only=args.python_only)
+        run_peer(run, "dask", "dask_bench.py", for_dask(sizes), can_share_pool=True,
+                 python_only=args.python_only)
+        if not args.python_only:
+            run_scale(run)
     finally:
         leftover_check(run)
         run.results.add("run", "duration", "minutes", round((time.monotonic() - began) / 60, 1),
                         "min")
+        run.results.add("run", "load", "end", os.getloadavg()[0], "processes")
         raw = os.path.join(out_dir, "raw.csv")
         run.results.write_csv(raw)
     report.write(raw, out_dir)

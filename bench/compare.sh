@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark: mpigate, mpi4py.futures and Dask, each with 2 workers, on the
-# workloads of the performance issue (throughput, latency, payloads, many clients, idle cost,
-# start, a 32-worker pool). Prints a table with the ratios mpigate / peer and the issue's targets
-# (PASS/FAIL), and writes raw.csv, results.csv, results.png and each program's log to DIR.
+# workloads of the performance issues (throughput, latency, payloads, many clients, idle cost,
+# start, a 32-worker pool; and Python functions, mpigate.futures against the peers). Prints a
+# table with the ratios mpigate / peer and the issues' targets (PASS/FAIL), and writes raw.csv,
+# results.csv, results.png and each program's log to DIR.
 #
-#   bench/compare.sh [--quick] [--out DIR]
+#   bench/compare.sh [--quick] [--python-only] [--out DIR]
 #
-# --quick: a smoke run of a minute or two with smaller counts. DIR: a new directory under /tmp,
-# printed at the end. The full run takes about 4 minutes on 2 cores.
+# --quick: a smoke run with smaller counts. --python-only: only the Python functions workloads.
+# DIR: a new directory under /tmp, printed at the end. The full run takes about 6 minutes on 2
+# cores.
 #
 # Installs the peers (Debian's python3-mpi4py, python3-distributed, gnuplot-nox) if missing,
 # builds with Bazel, then runs bench/compare.py with Debian's /usr/bin/python3.
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/setup.sh --bench-peers >&2
 if ! built=$(bazel build //server:mpigate-server //worker:mpigate-worker //worker:mpigate-runner \
-  //bench:mpigate_bench 2>&1); then
+  //bench:mpigate_bench //client/python:mpigate 2>&1); then
   echo "$built" >&2
   exit 1
 fi

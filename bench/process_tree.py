@@ -69,6 +69,23 @@ def cpu_seconds(pids):
     return seconds
 
 
+def voluntary_switches(pids):
+    """{pid: voluntary context switches so far, of all its threads} of those of `pids` that are
+    still there: how often the process blocked (a wake-up each, once it goes on)."""
+    switches = {}
+    for pid in pids:
+        try:
+            total = 0
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{thread}/status", encoding="utf-8") as status:
+                    total += sum(int(line.split()[1]) for line in status
+                                 if line.startswith("voluntary_ctxt_switches"))
+            switches[pid] = total
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return switches
+
+
 def command_line(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:

@@ -4,9 +4,10 @@ unit). Runs on its own too, to redo them from a raw.csv:
     /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR
 
 Prints the table (Markdown) with each system's figure, the ratios mpigate / peer, and each target
-of the performance issue with PASS or FAIL for mpigate's default configuration (and, where it
+of the performance issues with PASS or FAIL for mpigate's default configuration (and, where it
 differs, for --isolation=none); writes OUT_DIR/results.csv (the table's numbers) and
-OUT_DIR/results.png (gnuplot).
+OUT_DIR/results.png (gnuplot). Rows and plots of workloads the run did not do (a --python-only
+run's C++ workloads) are left out.
 """
 
 import csv
@@ -20,6 +21,7 @@ SYSTEMS = ("mpigate", "mpigate-none", "mpi4py", "dask")
 HEADERS = ("mpigate", "mpigate --isolation=none", "mpi4py.futures", "Dask")
 DEFAULT, PEERS = "mpigate", ("mpi4py", "dask")
 PAYLOAD_SIZES = (1 << 10, 1 << 20, 64 << 20, 256 << 20)
+NUMPY_BYTES = 64 << 20  # The array of (h), as bench/compare.py sends it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,20 @@ ROWS = (
     Row("(g) 32 workers: workers that ran tasks", "scale", "workers_used", count=True),
     Row("(g) 32 workers: shutdown, s", "scale", "shutdown"),
     Row("(g) 32 workers: no hang", "scale", "no_hang", YES),
+    # mpigate's columns: mpigate.futures. The targets of the Python functions issue (23).
+    Row("(h) Python: submit loop, tasks/s", "python", "submit", at_least_times_mpi4py(5)),
+    Row("(h) Python: map, chunksize 64, items/s", "python", "map64", at_least_times_mpi4py(2)),
+    Row("(h) Python: round trip p50, µs", "python", "p50", at_most_times_mpi4py(1)),
+    Row("(h) Python: round trip p99, µs", "python", "p99"),
+    Row(f"(h) Python: numpy {size_label(NUMPY_BYTES)} echo, GB/s both ways", "python", "numpy",
+        at_least(1, "GB/s")),
+    Row("(h) Python: first task on a fresh pool, s", "python", "first_task"),
 )
+
+PYTHON_NOTE = ("(h): mpigate's columns are mpigate.futures' MPIPoolExecutor(max_workers=2), one "
+               "client of a fresh mpigate-server of 2 workers; every pool runs the same Python "
+               "function; a fresh pool's first task includes starting its interpreters (mpigate: "
+               "one task runner's; mpi4py.futures: spawning its 2 workers; Dask: its LocalCluster)")
 
 # Beside mpi4py's latency: what its figure is made of.
 MPI4PY_POLL_NOTE = "mpi4py.futures' workers sleep up to ~1 ms between polls (its backoff)"
@@ -206,11 +221,18 @@ class Table:
             return verdicts[DEFAULT]
         return f"{verdicts[DEFAULT]} (none: {verdicts['mpigate-none']})"
 
+    def rows(self):
+        """The rows of ROWS that the run measured (or tried to) on some system."""
+        return [row for row in ROWS
+                if any(self.raw.get(system, row.workload, row.metric) is not None
+                       for system in SYSTEMS)]
+
     def lines(self):
         header = ("workload", *HEADERS, "mpigate / mpi4py", "mpigate / Dask", "target", "verdict")
         rows = [(row.label, *(self.cell(system, row) for system in SYSTEMS),
                  *(self.ratio(row, peer) for peer in PEERS),
-                 row.target.text if row.target else "", self.verdict(row)) for row in ROWS]
+                 row.target.text if row.target else "", self.verdict(row))
+                for row in self.rows()]
         return [header, *rows]
 
 
@@ -232,10 +254,12 @@ def size_notes(raw):
     """What each system ran, where Dask ran less."""
     def sizes(system):
         return {metric: int(raw.values.get((system, "sizes", metric), 0))
-                for metric in ("tasks", "samples", "client_tasks")}
+                for metric in ("tasks", "samples", "client_tasks", "numpy_echoes")}
     mine, dask = sizes(DEFAULT), sizes("dask")
     text = (f"(a) {mine['tasks']:,} tasks, (b) {mine['samples']:,} round trips, "
             f"(d) {mine['client_tasks']:,} tasks in all")
+    if mine["numpy_echoes"]:  # Runs from before (h) have no such row.
+        text += f", (h) as (a) and (b), and the median of {mine['numpy_echoes']} numpy echoes"
     if any(dask.values()) and dask != mine:
         text += (f"; Dask, 10-30x slower per task, ran fewer: {dask['tasks']:,} tasks, "
                  f"{dask['samples']:,} round trips and {dask['client_tasks']:,} tasks")
@@ -248,7 +272,7 @@ def write_csv(table, path):
         writer.writerow(("row", "workload", "metric", *SYSTEMS, "mpigate/mpi4py", "mpigate/dask",
                          "target", "verdict"))
         raw = table.raw
-        for row in ROWS:
+        for row in table.rows():
             values = []
             for system in SYSTEMS:
                 value = raw.get(system, row.workload, row.metric)
@@ -259,51 +283,67 @@ def write_csv(table, path):
                              row.target.text if row.target else "", table.verdict(row)))
 
 
+# The histograms of results.png: (data file, title, bars as (label, workload, metric)).
+PLOTS = (
+    ("throughput", "(a), (d) throughput of empty tasks, tasks/s (higher is better)",
+     (("submit loop", "throughput", "futures"), ("map, chunks of 64", "throughput", "map64"),
+      ("8 x 4 clients", "clients", "aggregate"))),
+    ("latency", "(b), (e) round trip of an empty task, µs (lower is better)",
+     (("p50", "latency", "p50"), ("p99", "latency", "p99"),
+      ("first after idle", "idle", "first_task"))),
+    ("payload", "(c), (h) echo, GB/s counting both ways (higher is better)",
+     (*((size_label(size), "payload", str(size)) for size in PAYLOAD_SIZES),
+      (f"numpy {size_label(NUMPY_BYTES)} (h)", "python", "numpy"))),
+    ("python_throughput", "(h) a no-op Python function, tasks/s (higher is better)",
+     (("submit loop", "python", "submit"), ("map, chunks of 64", "python", "map64"))),
+    ("python_latency", "(h) round trip of a no-op Python function, µs (lower is better)",
+     (("p50", "python", "p50"), ("p99", "python", "p99"))),
+)
+
+
 def write_plot(table, out_dir):
-    """results.png: throughput, latency, payload and the targets' margins. Needs gnuplot."""
+    """results.png: the histograms of PLOTS that have data, and the targets' margins. Needs
+    gnuplot."""
     raw = table.raw
 
-    def data_file(name, rows, columns):
+    def data_file(name, bars):
+        """Writes name.dat, the bars with a number on some system; whether there was one."""
+        measured = False
         with open(os.path.join(out_dir, f"{name}.dat"), "w", encoding="utf-8") as out:
-            for label, workload, metric in rows:
-                values = (raw.get(system, workload, metric) for system in columns)
-                out.write(f'"{label}" ' + " ".join(
-                    f"{value:g}" if is_number(value) and value > 0 else "?" for value in values)
-                    + "\n")
+            for label, workload, metric in bars:
+                values = [raw.get(system, workload, metric) for system in SYSTEMS]
+                numbers = [f"{value:g}" if is_number(value) and value > 0 else "?"
+                           for value in values]
+                if any(number != "?" for number in numbers):
+                    measured = True
+                    out.write(f'"{label}" ' + " ".join(numbers) + "\n")
+        return measured
 
-    data_file("throughput", [("submit loop", "throughput", "futures"),
-                             ("map, chunks of 64", "throughput", "map64"),
-                             ("8 x 4 clients", "clients", "aggregate")], SYSTEMS)
-    data_file("latency", [("p50", "latency", "p50"), ("p99", "latency", "p99"),
-                          ("first after idle", "idle", "first_task")], SYSTEMS)
-    data_file("payload", [(size_label(size), "payload", str(size)) for size in PAYLOAD_SIZES],
-              SYSTEMS)
+    plots = "".join(
+        f'''set title "{title}"
+plot for [i=2:5] "{out_dir}/{name}.dat" using i:xtic(1) title word(titles, i-1)
+''' for name, title, bars in PLOTS if data_file(name, bars))
     with open(os.path.join(out_dir, "targets.dat"), "w", encoding="utf-8") as out:
-        for row in ROWS:
+        for row in table.rows():
             if row.target and row.target is not YES:
                 margins = [table.margin(system, row) for system in (DEFAULT, "mpigate-none")]
                 out.write(f'"{row.label.split(",")[0]}" ' + " ".join(
                     f"{m:g}" if m else "?" for m in margins) + "\n")
 
+    columns = (plots.count("plot for") + 2) // 2  # Two rows of histograms and the targets.
     titles = " ".join(f'"{header}"' for header in HEADERS)
     script = f"""
-set terminal pngcairo size 1400,1000 font ",10"
+set terminal pngcairo size {700 * columns},1000 font ",10"
 set output "{out_dir}/results.png"
 set datafile missing "?"
-set multiplot layout 2,2 title "mpigate vs mpi4py.futures vs Dask, 2 workers each"
+set multiplot layout 2,{columns} title "mpigate vs mpi4py.futures vs Dask, 2 workers each"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key below horizontal
 titles = '{titles}'
 set logscale y
-set title "(a), (d) throughput of empty tasks, tasks/s (higher is better)"
-plot for [i=2:5] "{out_dir}/throughput.dat" using i:xtic(1) title word(titles, i-1)
-set title "(b), (e) round trip of an empty task, µs (lower is better)"
-plot for [i=2:5] "{out_dir}/latency.dat" using i:xtic(1) title word(titles, i-1)
-set title "(c) echo, GB/s counting both ways (higher is better)"
-plot for [i=2:5] "{out_dir}/payload.dat" using i:xtic(1) title word(titles, i-1)
-set title "targets of the issue: margin, ≥1 passes (log scale)"
+{plots}set title "targets of the issues: margin, ≥1 passes (log scale)"
 set xtics rotate by -30
 plot 1 with lines lw 2 lc "black" title "target", \\
      for [i=2:3] "{out_dir}/targets.dat" using i:xtic(1) title word(titles, i-1)
@@ -319,6 +359,8 @@ def write(raw_path, out_dir):
     lines = markdown(table.lines())
     notes = [f"Ratios are mpigate (default, --isolation=process) / peer, from one run; for times "
              f"lower is better. {size_notes(raw)}"]
+    if any(row.workload == "python" for row in table.rows()):
+        notes.append(PYTHON_NOTE + ".")
     leftover = raw.values.get(("run", "leftover", "processes"))
     if leftover is not None:
         notes.append("No process was left behind." if not leftover else
@@ -326,6 +368,10 @@ def write(raw_path, out_dir):
     minutes = raw.values.get(("run", "duration", "minutes"))
     if minutes is not None:
         notes.append(f"The run took {minutes:g} min.")
+    load = [raw.values.get(("run", "load", when)) for when in ("start", "end", "cores")]
+    if None not in load:
+        notes.append(f"The machine's load average (1 min) was {load[0]:.2f} when it began and "
+                     f"{load[1]:.2f} at its end, on {load[2]:.0f} cores.")
     print("\n".join(lines))
     print()
     for i, text in enumerate(table.notes, 1):

@@ -23,9 +23,9 @@ class DaskPool(workloads.Pool):
     def __init__(self, client):
         self.client = client
 
-    def submit(self, payload):
+    def call(self, fn, *args):
         # pure=False: identical payloads are still separate tasks.
-        return self.client.submit(workloads.echo, payload, pure=False)
+        return self.client.submit(fn, *args, pure=False)
 
     def results(self, futures):
         return self.client.gather(futures)

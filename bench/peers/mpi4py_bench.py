@@ -16,25 +16,11 @@ workloads.keep_stdio_from_children()
 from mpi4py.futures import MPIPoolExecutor
 
 
-class Mpi4pyPool(workloads.Pool):
-    def __init__(self, executor):
-        self.executor = executor
-
-    def submit(self, payload):
-        return self.executor.submit(workloads.echo, payload)
-
-    def results(self, futures):
-        return [future.result() for future in futures]
-
-    def map(self, payloads, chunksize):
-        return list(self.executor.map(workloads.echo, payloads, chunksize=chunksize))
-
-
 @contextlib.contextmanager
 def mpi4py_pool():
     # The workers import workloads.echo from this directory.
     with MPIPoolExecutor(max_workers=2, path=[os.path.dirname(__file__)]) as executor:
-        yield Mpi4pyPool(executor)
+        yield workloads.ExecutorPool(executor)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""The workloads of bench/compare.py for a Python peer, written once for mpi4py.futures and Dask.
+"""The workloads of bench/compare.py for a Python pool, written once for mpi4py.futures, Dask and
+mpigate.futures.
 
-Each peer script (mpi4py_bench.py, dask_bench.py) wraps its pool in a Pool adapter, with that
-library's own fastest calls, and hands it to run(). Results go to stdout as lines
+Each script (mpi4py_bench.py, dask_bench.py, mpigate_futures_bench.py) wraps its pool in a Pool
+adapter, with that library's own fastest calls, and hands it to run(). Results go to stdout as lines
 `workload,metric,value,unit`, the same lines bench/mpigate_bench prints. A line `gate,NAME` says
 the program waits for one line on stdin before it goes on (bench/compare.py measures or
 synchronises meanwhile).
 
 The task is a no-op that returns its payload (echo, below); the workers import it from this module,
-so its directory must be on their path.
+so its directory must be on their path. Every workload is the same Python function on each pool;
+`python` is the set of them that compares the pools as Python function runners (mpigate.futures
+runs only that one), the others are the counterparts of bench/mpigate_bench's C++ workloads.
 """
 
 import argparse
@@ -28,12 +31,21 @@ def echo_chunk(payloads):
     return [echo(payload) for payload in payloads]
 
 
+def nap(seconds):
+    """A task that keeps its worker busy for a while: see warm_up()."""
+    time.sleep(seconds)
+
+
 class Pool:
     """What the workloads need of a pool of 2 workers running echo."""
 
+    def call(self, fn, *args):
+        """Submits fn(*args); returns a future."""
+        raise NotImplementedError
+
     def submit(self, payload):
         """Submits echo(payload); returns a future."""
-        raise NotImplementedError
+        return self.call(echo, payload)
 
     def results(self, futures):
         """Waits for every future; returns their results in order."""
@@ -42,6 +54,22 @@ class Pool:
     def map(self, payloads, chunksize):
         """echo over payloads in chunks of chunksize; returns the results in order."""
         raise NotImplementedError
+
+
+class ExecutorPool(Pool):
+    """A concurrent.futures-style executor with a chunked map (mpi4py.futures, mpigate.futures)."""
+
+    def __init__(self, executor):
+        self.executor = executor
+
+    def call(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def results(self, futures):
+        return [future.result() for future in futures]
+
+    def map(self, payloads, chunksize):
+        return list(self.executor.map(echo, payloads, chunksize=chunksize))
 
 
 def keep_stdio_from_children():
@@ -88,27 +116,41 @@ def percentile(values, fraction):
     return ordered[int(fraction * (len(ordered) - 1))]
 
 
+def submit_loop_rate(pool, tasks):
+    """`tasks` empty echoes as one future each, then a wait for all: tasks/s."""
+    start = time.perf_counter()
+    pool.results([pool.submit(b"") for _ in range(tasks)])
+    return round(tasks / (time.perf_counter() - start))
+
+
+def map_rate(pool, tasks, chunksize):
+    """A map of echo over `tasks` empty payloads in chunks of `chunksize`: items/s."""
+    start = time.perf_counter()
+    results = pool.map([b""] * tasks, chunksize)
+    elapsed = time.perf_counter() - start
+    if len(results) != tasks:
+        raise RuntimeError(f"map returned {len(results)} results for {tasks} inputs")
+    return round(tasks / elapsed)
+
+
+def emit_latency(workload, pool, samples):
+    """`samples` sequential round trips, after a tenth as many to warm up: p50 and p99."""
+    round_trips_us(pool, max(20, samples // 10))
+    times = round_trips_us(pool, samples)
+    emit(workload, "p50", round(percentile(times, 0.5), 1), "us")
+    emit(workload, "p99", round(percentile(times, 0.99), 1), "us")
+
+
 def throughput(pool, args):
     """(a) args.tasks empty echoes as one future each, then as a map in chunks."""
-    start = time.perf_counter()
-    futures = [pool.submit(b"") for _ in range(args.tasks)]
-    pool.results(futures)
-    emit("throughput", "futures", round(args.tasks / (time.perf_counter() - start)), "tasks/s")
-
-    start = time.perf_counter()
-    results = pool.map([b""] * args.tasks, args.chunksize)
-    if len(results) != args.tasks:
-        raise RuntimeError(f"map returned {len(results)} results for {args.tasks} inputs")
-    emit("throughput", f"map{args.chunksize}", round(args.tasks / (time.perf_counter() - start)),
+    emit("throughput", "futures", submit_loop_rate(pool, args.tasks), "tasks/s")
+    emit("throughput", f"map{args.chunksize}", map_rate(pool, args.tasks, args.chunksize),
          "tasks/s")
 
 
 def latency(pool, args):
-    """(b) args.samples sequential round trips, after a tenth as many to warm up."""
-    round_trips_us(pool, max(20, args.samples // 10))
-    times = round_trips_us(pool, args.samples)
-    emit("latency", "p50", round(percentile(times, 0.5), 1), "us")
-    emit("latency", "p99", round(percentile(times, 0.99), 1), "us")
+    """(b) args.samples sequential round trips."""
+    emit_latency("latency", pool, args.samples)
 
 
 def payload(pool, args):
@@ -167,7 +209,50 @@ def clients(pool, args):
     emit("clients", "done_at", round(time.time(), 6), "unix s")
 
 
+def warm_up(pool, tasks):
+    """Gets every worker of the pool going before anything is timed: a pool may start a worker's
+    interpreter on its first task (mpigate), and its scheduler may keep a burst of short tasks on
+    one worker (mpigate's prefetch). A nap on each worker at once (neither will queue a 0.2 s task
+    behind another's while a worker is free), then `tasks` echoes."""
+    pool.results([pool.call(nap, 0.2) for _ in range(2)])
+    pool.results([pool.submit(b"") for _ in range(tasks)])
+
+
+def numpy_echo_rate(pool, size, echoes):
+    """The median echo of a numpy array of `size` bytes, of `echoes` after one to warm up, as GB/s
+    both ways. Each result is checked against the array, after its echo is timed."""
+    import numpy  # pylint: disable=import-outside-toplevel  (only this workload needs it)
+
+    array = numpy.arange(size // 8, dtype=numpy.float64)  # distinct values: a wrong echo shows
+    times = []
+    for rep in range(echoes + 1):
+        start = time.perf_counter()
+        result = pool.submit(array).result()
+        elapsed = time.perf_counter() - start
+        if not (isinstance(result, numpy.ndarray) and numpy.array_equal(result, array)):
+            raise RuntimeError(f"the echo of a {size}-byte array came back as {type(result)}")
+        if rep:
+            times.append(elapsed)
+    return round(2 * size / statistics.median(times) / 1e9, 4)
+
+
+def python_functions(pool, args):
+    """(h) The pool as a runner of Python functions, all on one pool: the submit loop, the map and
+    the round trips of (a) and (b), then args.numpy_echoes echoes of a numpy array of
+    args.numpy_bytes. run() has timed the first task, on the fresh pool, before this."""
+    warm_up(pool, max(100, args.tasks // 100))
+    emit("python", "submit", submit_loop_rate(pool, args.tasks), "tasks/s")
+    emit("python", f"map{args.chunksize}", map_rate(pool, args.tasks, args.chunksize), "items/s")
+    emit_latency("python", pool, args.samples)
+    try:
+        emit("python", "numpy", numpy_echo_rate(pool, args.numpy_bytes, args.numpy_echoes),
+             "GB/s")
+    except Exception as error:  # pylint: disable=broad-except
+        emit("python", "numpy", "error", one_line(error))
+
+
 WORKLOADS = {
+    "python": python_functions,
     "throughput": throughput,
     "latency": latency,
     "payload": payload,
@@ -198,7 +283,12 @@ def parse_args(extra_workloads):
                         default=payload_list("1024:200,1048576:50,67108864:3,268435456:3"),
                         help="SIZE:REPS,... echoes to time")
     parser.add_argument("--threads", type=int, default=4, help="submitting threads per client")
+    parser.add_argument("--numpy_bytes", type=int, default=64 << 20,
+                        help="size of the numpy array that --workload=python echoes")
+    parser.add_argument("--numpy_echoes", type=int, default=3,
+                        help="timed echoes of that array, after one to warm up")
     parser.add_argument("--scheduler", help="the pool to join, for --workload=clients")
+    parser.add_argument("--endpoint", help="the mpigate service, for mpigate_futures_bench.py")
     parser.add_argument("--launched_at", type=float, default=0,
                         help="for --workload=start: when this process was launched, in Unix "
                              "seconds; the start is timed from then")
@@ -209,15 +299,18 @@ def run(make_pool, args):
     """Starts a pool with make_pool() (a context manager yielding a Pool) and runs args.workload.
 
     (f) start: the time from the process's launch (--launched_at; else from make_pool()) to the
-    first task's result.
+    first task's result. (h) python: the time from make_pool() to the first task's result, which
+    includes whatever the pool starts for its first Python task (workers' interpreters).
     """
     start = time.perf_counter()
     with make_pool() as pool:
-        # Pools may start their workers lazily: no workload times their start but this one.
+        # Pools may start their workers lazily: no workload times their start but these two.
         pool.submit(b"").result()
         if args.workload == "start":
             took = (time.time() - args.launched_at if args.launched_at
                     else time.perf_counter() - start)
             emit("start", "first_task", round(took, 3), "s")
-        else:
-            WORKLOADS[args.workload](pool, args)
+            return
+        if args.workload == "python":
+            emit("python", "first_task", round(time.perf_counter() - start, 3), "s")
+        WORKLOADS[args.workload](pool, args)

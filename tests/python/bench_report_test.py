@@ -1,0 +1,99 @@
+"""bench/report.py's table for the Python workloads (h) of bench/compare.py: which rows a run shows,
+the ratios, and the issue's targets judged PASS or FAIL, from raw.csv lines as compare.py writes
+them. Pure logic: no pool, no gnuplot."""
+
+import csv
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"], "bench"))
+import report  # pylint: disable=wrong-import-position
+
+
+def raw_from(rows):
+    """A report.Raw of `rows` (system, workload, metric, value, unit)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(("system", "workload", "metric", "value", "unit"))
+        writer.writerows(rows)
+    try:
+        return report.Raw(out.name)
+    finally:
+        os.unlink(out.name)
+
+
+def python_rows(system, submit, map64, p50, numpy, first_task=0.2):
+    return [(system, "python", "submit", submit, "tasks/s"),
+            (system, "python", "map64", map64, "items/s"),
+            (system, "python", "p50", p50, "us"),
+            (system, "python", "p99", p50 * 3, "us"),
+            (system, "python", "numpy", numpy, "GB/s"),
+            (system, "python", "first_task", first_task, "s")]
+
+
+PEERS = (python_rows("mpi4py", submit=5000, map64=200_000, p50=350, numpy=0.5, first_task=0.7) +
+         python_rows("dask", submit=400, map64=4000, p50=11_000, numpy=0.1, first_task=2.0))
+
+
+def both_isolations(**figures):
+    """The same figures for mpigate and mpigate-none (a verdict judges both)."""
+    return python_rows("mpigate", **figures) + python_rows("mpigate-none", **figures)
+
+
+def table_of(rows):
+    table = report.Table(raw_from(rows))
+    lines = table.lines()
+    return {line[0]: dict(zip(lines[0], line)) for line in lines[1:]}
+
+
+class PythonRowsTest(unittest.TestCase):
+
+    def test_a_python_only_run_shows_only_the_python_rows(self):
+        rows = table_of(both_isolations(submit=30_000, map64=500_000, p50=300, numpy=1.5) + PEERS)
+        self.assertEqual(len(rows), 6)
+        self.assertTrue(all(label.startswith("(h) Python: ") for label in rows))
+
+    def test_targets_met(self):
+        rows = table_of(both_isolations(submit=30_000, map64=500_000, p50=300, numpy=1.5) + PEERS)
+        self.assertEqual(rows["(h) Python: submit loop, tasks/s"]["verdict"], "PASS")
+        self.assertEqual(rows["(h) Python: submit loop, tasks/s"]["mpigate / mpi4py"], "6x")
+        self.assertEqual(rows["(h) Python: map, chunksize 64, items/s"]["verdict"], "PASS")
+        self.assertEqual(rows["(h) Python: round trip p50, µs"]["verdict"], "PASS")
+        self.assertEqual(rows["(h) Python: numpy 64 MiB echo, GB/s both ways"]["verdict"], "PASS")
+        # Information only: no target.
+        self.assertEqual(rows["(h) Python: first task on a fresh pool, s"]["verdict"], "")
+        self.assertEqual(rows["(h) Python: round trip p99, µs"]["verdict"], "")
+
+    def test_targets_missed(self):
+        # 4.9x mpi4py's submit loop, 1.9x its map, a p50 above its own, 0.9 GB/s.
+        rows = table_of(both_isolations(submit=24_500, map64=380_000, p50=351, numpy=0.9) + PEERS)
+        for label in ("(h) Python: submit loop, tasks/s", "(h) Python: map, chunksize 64, items/s",
+                      "(h) Python: round trip p50, µs",
+                      "(h) Python: numpy 64 MiB echo, GB/s both ways"):
+            self.assertEqual(rows[label]["verdict"], "FAIL", label)
+
+    def test_isolation_none_judged_beside_the_default(self):
+        rows = table_of(python_rows("mpigate", 30_000, 500_000, 300, 1.5) +
+                        python_rows("mpigate-none", 20_000, 500_000, 300, 1.5) + PEERS)
+        self.assertEqual(rows["(h) Python: submit loop, tasks/s"]["verdict"], "PASS (none: FAIL)")
+
+    def test_a_failed_run_misses_every_target_and_says_why(self):
+        table = report.Table(raw_from(
+            [("mpigate", "python", "*", "error", "mpigate-server exited")] + PEERS))
+        lines = table.lines()
+        for line in lines[1:]:
+            row = dict(zip(lines[0], line))
+            self.assertEqual(row["mpigate"], "error [1]", row["workload"])
+            self.assertIn(row["verdict"], ("FAIL", ""), row["workload"])
+        self.assertEqual(table.notes[0], "mpigate python: mpigate-server exited")
+
+    def test_a_run_without_python_workloads_has_no_python_rows(self):
+        rows = table_of([("mpigate", "latency", "p50", 200, "us"),
+                         ("mpi4py", "latency", "p50", 350, "us")])
+        self.assertEqual(list(rows), ["(b) latency p50, µs"])
+
+
+if __name__ == "__main__":
+    unittest.main()
