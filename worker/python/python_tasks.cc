@@ -62,6 +62,8 @@ namespace {
 // How often the watcher looks at a running task's cancellation flag: an interrupt reaches Python
 // within about this long.
 constexpr absl::Duration kWatchInterval = absl::Milliseconds(5);
+// How long the watcher keeps looking after the last task ended before it sleeps until the next.
+constexpr absl::Duration kWatchIdleAfter = absl::Seconds(1);
 
 // A new reference's owner.
 struct PyDecRef {
@@ -203,26 +205,33 @@ class Watcher {
   }
 
  private:
-  // A task runs that the loop has not looked at yet.
+  // A task began that the loop has not looked at yet.
   bool NewTask() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return context_ != nullptr && generation_ != watched_;
   }
-  // The task the loop looks at has ended.
-  bool Ended() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return context_ == nullptr || generation_ != watched_;
-  }
 
+  // Idle, it sleeps until a task begins: one wake-up per idle spell. Busy, it looks every
+  // kWatchInterval without waiting on a condition, so that neither Begin nor End of a task wakes
+  // it: a wake-up at each start and end was two context switches per task, a good part of a
+  // short task's round trip on a small machine. It goes back to sleep once no task has run for
+  // kWatchIdleAfter.
   void Loop() {
     absl::MutexLock lock(&mu_);
     while (true) {
       mu_.Await(absl::Condition(this, &Watcher::NewTask));
-      watched_ = generation_;
-      while (!Ended()) {
-        if (context_->cancelled()) {
-          Fire();
-          break;
+      absl::Time last_busy = absl::Now();
+      while (absl::Now() - last_busy < kWatchIdleAfter) {
+        watched_ = generation_;
+        if (context_ != nullptr) {
+          last_busy = absl::Now();
+          if (fired_ != generation_ && context_->cancelled()) {
+            fired_ = generation_;
+            Fire();
+          }
         }
-        mu_.AwaitWithTimeout(absl::Condition(this, &Watcher::Ended), kWatchInterval);
+        mu_.Unlock();
+        absl::SleepFor(kWatchInterval);
+        mu_.Lock();
       }
     }
   }
@@ -234,10 +243,13 @@ class Watcher {
     }
     // The GIL comes before mu_ (the task's thread holds it when it takes mu_): let go, take the
     // GIL, and check that the same task still runs.
+    const uint64_t task = generation_;
     mu_.Unlock();
     const PyGILState_STATE gil = PyGILState_Ensure();
     mu_.Lock();
-    if (!Ended()) PyThreadState_SetAsyncExc(thread_id_, PyExc_KeyboardInterrupt);
+    if (context_ != nullptr && generation_ == task) {
+      PyThreadState_SetAsyncExc(thread_id_, PyExc_KeyboardInterrupt);
+    }
     mu_.Unlock();
     PyGILState_Release(gil);
     mu_.Lock();
@@ -251,6 +263,8 @@ class Watcher {
   // Bumped by each Begin; the loop's `watched_` is the task it looks at.
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t watched_ ABSL_GUARDED_BY(mu_) = 0;
+  // The task the loop interrupted last.
+  uint64_t fired_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // ---- The interpreter ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ only under the GIL by one task at a time.
 
 import collections
 import concurrent.futures
+import functools
 import io
 import os
 import pickle
@@ -160,9 +161,16 @@ def _module_importable(module, path):
     file = getattr(module, "__file__", None)
     if file is None:
         return module.__name__ in sys.builtin_module_names or module.__name__ == "builtins"
-    file = os.path.realpath(file)
+    return _file_importable(file, tuple(path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_importable(file, path):
+    """Whether a module of `file` is under the library directories or an entry of `path`.
+    Cached: resolving links takes a system call per path component, which per submit was most
+    of a call's encoding."""
     roots = _LIBRARY_DIRS + tuple(os.path.join(os.path.realpath(entry), "") for entry in path)
-    return file.startswith(roots)
+    return os.path.realpath(file).startswith(roots)
 
 
 def _module_by_value(fn, path):
