@@ -51,9 +51,7 @@ class ExecutorTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        exit_code, stderr_text = SERVER.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        SERVER.stop_checked()
 
     def connect(self, **options):
         """An executor of the shared server, shut down (its queued tasks cancelled) after the

@@ -19,9 +19,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    exit_code, stderr_text = SERVER.stop()
-    if exit_code != 0:
-        raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+    SERVER.stop_checked()
 
 
 class ExamplesTest(unittest.TestCase):

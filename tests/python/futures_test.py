@@ -43,9 +43,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    exit_code, stderr_text = SERVER.stop()
-    if exit_code != 0:
-        raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+    SERVER.stop_checked()
 
 
 def mul(x, y):

@@ -47,9 +47,7 @@ class MaxRunningTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        exit_code, stderr_text = SERVER.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        SERVER.stop_checked()
 
     def connect(self, name, **options):
         executor = mpigate.Executor(SERVER.target, client_name=name, **options)

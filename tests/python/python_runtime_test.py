@@ -49,9 +49,7 @@ class PythonRuntimeTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.executor.shutdown()
-        exit_code, stderr_text = SERVER.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        SERVER.stop_checked()
 
     def setUp(self):
         self.setup = pt.executor_setup()

@@ -75,6 +75,13 @@ class ServerProcess:
         _, stderr_text = self.stop(signal.SIGKILL)
         raise RuntimeError(f"mpigate-server did not become ready: {''.join(seen)}{stderr_text}")
 
+    def stop_checked(self):
+        """stop() with SIGTERM; raises AssertionError, with the server's stderr, unless it exited
+        0 (a test's teardown: a clean stop is part of what every test checks)."""
+        exit_code, stderr_text = self.stop()
+        if exit_code != 0:
+            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+
     def stop(self, signal_number=signal.SIGTERM):
         """Signals the server, waits for it and for every process it left; returns its exit code
         (negative: the signal that ended it) and what it printed on stderr."""

@@ -70,9 +70,7 @@ class SessionFeaturesTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        exit_code, stderr_text = SERVER.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        SERVER.stop_checked()
 
     def connect(self, target=None, **options):
         executor = mpigate.Executor(target or SERVER.target, client_name=self.id(), **options)

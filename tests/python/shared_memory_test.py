@@ -190,9 +190,7 @@ class EndToEndTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        exit_code, stderr_text = SERVER.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        SERVER.stop_checked()
         # The gateway removes its objects, parked ones too, when it exits.
         leftover = [name for prefix in cls.prefixes for name in objects_with(prefix)]
         if leftover:
