@@ -515,7 +515,12 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
 bool MpiWorkerPool::SpawnDue() const {
   if (options_.world || target_ < 0) return false;
   const Cohort& target = cohorts_[static_cast<size_t>(target_)];
-  return target.broken || target.rejected;
+  if (!target.broken && !target.rejected) return false;
+  // Not while a process the gateway killed is still ending: a spawn while Open MPI handles that
+  // death left a new worker stuck before its hello here.
+  return std::none_of(processes_.begin(), processes_.end(), [](const Process& process) {
+    return process.state != Process::State::kGone && !process.killed_because.empty();
+  });
 }
 
 void MpiWorkerPool::MaybeSpawn(Scheduler& scheduler) {

@@ -1414,18 +1414,24 @@ std::vector<int> Scheduler::WorkerLost(int worker, absl::string_view why) {
       lost.set_task_key(key);
       lost.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kAborted));
       lost.mutable_error()->set_message(std::string(why));
-      lost.set_runner_lost(true);
+      // A gang's first loss is what its outcome tells (GroupOutcome); the members lost after it
+      // (killed because of it, say) only failed with it.
+      const auto task = tasks_.find(key);
+      lost.set_runner_lost(
+          task == tasks_.end() ||
+          std::none_of(task->second.results.begin(), task->second.results.end(),
+                       [](const wire::ResultFrame& result) { return result.runner_lost(); }));
       CompleteLocked(worker, std::move(lost), now, notifications);
       // A gang still running on its other members: release them.
-      const auto task = tasks_.find(key);
-      if (task == tasks_.end() || !task->second.gang_function) continue;
-      for (const int member : task->second.members) {
+      const auto running = tasks_.find(key);
+      if (running == tasks_.end() || !running->second.gang_function) continue;
+      for (const int member : running->second.members) {
         const std::deque<TaskKey>& theirs = worker_state_[static_cast<size_t>(member)].tasks;
         if (std::find(theirs.begin(), theirs.end(), key) != theirs.end()) {
           survivors.push_back(member);
         }
       }
-      InterruptLocked(key, task->second, /*force=*/false);
+      InterruptLocked(key, running->second, /*force=*/false);
     }
     // CompleteLocked made it idle once it held nothing.
     idle_workers_.erase(std::remove(idle_workers_.begin(), idle_workers_.end(), worker),

@@ -3368,13 +3368,14 @@ TEST_F(SchedulerTest, AGangThatLosesAMemberFailsWithThatLossAndItsOtherMembersAr
   for (const Interrupt& interrupt : work.interrupts) interrupted.push_back(interrupt.worker);
   EXPECT_THAT(interrupted, UnorderedElementsAre(0, 2));
   EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
-  // Rank 0 gives up when interrupted; rank 2's worker is killed and lost in turn.
-  wire::ResultFrame cancelled = ResultOf(gang[0], "");
+  // Rank 2 gives up when interrupted; rank 0's worker is killed and lost in turn, which is not
+  // what the gang's outcome tells, though it is the lower rank.
+  wire::ResultFrame cancelled = ResultOf(gang[2], "");
   cancelled.clear_result();
   cancelled.mutable_error()->set_code(Code(absl::StatusCode::kCancelled));
   cancelled.mutable_error()->set_message("gang interrupted");
-  scheduler_->Complete(0, cancelled);
-  EXPECT_THAT(scheduler_->WorkerLost(2, "worker 2 was killed: its gang lost a member"), IsEmpty());
+  scheduler_->Complete(2, cancelled);
+  EXPECT_THAT(scheduler_->WorkerLost(0, "worker 0 was killed: its gang lost a member"), IsEmpty());
   const SessionEvents events = scheduler_->TakeEvents(session);
   ASSERT_EQ(events.outcomes.size(), 1u);
   EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);

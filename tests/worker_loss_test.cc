@@ -204,7 +204,7 @@ TEST_F(WorkerLossTest, AGangFunctionThatCrashesItsWorker) {
   // Rank 1 aborts; rank 0 waits for it in a barrier that never ends, until it is released.
   const absl::Status failed = executor->Submit("sample.gang_crash", "1", gang).Exception(kPatience);
   EXPECT_EQ(failed.code(), absl::StatusCode::kAborted) << failed;
-  EXPECT_THAT(failed.message(),
+  EXPECT_THAT(std::string(failed.message()),
               AllOf(HasSubstr("gang rank 1 (worker 1)"), HasSubstr("was lost"),
                     HasSubstr("killed by signal 6 (SIGABRT)")));
   ExpectWholeAgain(*executor);
@@ -220,7 +220,7 @@ TEST_F(WorkerLossTest, ExitFromAnInProcessFunction) {
   ASSERT_TRUE(survivor.WaitStarted(kPatience));
   const absl::Status failed = executor->Submit("sample.crash", "exit:0").Exception(kPatience);
   EXPECT_EQ(failed.code(), absl::StatusCode::kAborted) << failed;
-  EXPECT_THAT(failed.message(),
+  EXPECT_THAT(std::string(failed.message()),
               AllOf(HasSubstr("was lost"), HasSubstr("exited with status 0 from task code")));
   EXPECT_TRUE(survivor.Result(kPatience).ok()) << survivor.Result().status();
   EXPECT_EQ(survivor.attempts(), 1u);
