@@ -9,12 +9,15 @@
 // worker is killed are `sleep`s long enough to outlast the kill, waited for until they run.
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -226,6 +229,57 @@ TEST_F(WorkerLossTest, ExitFromAnInProcessFunction) {
   EXPECT_EQ(survivor.attempts(), 1u);
   ExpectWholeAgain(*executor);
   ExpectCleanStop();
+}
+
+// World mode, started with the parameters that let an MPI job outlive one of its processes
+// (docs/worker-loss.md): the pool serves on with the worker it has left, says it is degraded,
+// and when that one is lost too the service ends itself with a non-zero status.
+TEST(WorldWorkerLossTest, ServesOnWithTheSurvivorThenEndsLoudly) {
+  // mpiexec reads these from its environment, as it would --mca flags.
+  setenv("OMPI_MCA_orte_abort_on_non_zero_status", "0", 1);
+  setenv("OMPI_MCA_orte_enable_recovery", "1", 1);
+  testing::ServerProcess server;
+  const absl::Status started = server.Start(
+      {.workers = 2,
+       .flags = {absl::StrCat("--task-lib=",
+                              testing::RunfilePath("tests/testdata/libsample_tasks.so"))},
+       .world = true});
+  unsetenv("OMPI_MCA_orte_abort_on_non_zero_status");
+  unsetenv("OMPI_MCA_orte_enable_recovery");
+  ASSERT_TRUE(started.ok()) << started;
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target(), .client_name = "world"});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  SubmitOptions retried;
+  retried.max_retries = 1;
+  Future first = (*executor)->Submit("sleep", kSleepMs, retried);
+  Future second = (*executor)->Submit("sleep", kSleepMs, retried);
+  ASSERT_TRUE(first.WaitStarted(kPatience));
+  ASSERT_TRUE(second.WaitStarted(kPatience));
+  // Ranks 1 and 2: the same program as the gateway, started by the same mpiexec.
+  std::vector<pid_t> workers;
+  for (const pid_t pid : testing::DescendantsNamed(getpid(), "mpigate-server")) {
+    if (pid != server.pid()) workers.push_back(pid);
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+  // The task on it runs again on the other worker.
+  EXPECT_TRUE(first.Result(kPatience).ok()) << first.Result().status();
+  EXPECT_TRUE(second.Result(kPatience).ok()) << second.Result().status();
+  EXPECT_EQ(first.attempts() + second.attempts(), 3u);
+  const absl::Status degraded =
+      testing::AwaitPoolStatus(server.target(), [](const v1::PoolStatus& status) {
+        return status.workers_down() == 1 &&
+               absl::StrContains(status.degraded_reason(), "nothing can replace them");
+      });
+  EXPECT_TRUE(degraded.ok()) << degraded;
+  EXPECT_TRUE((*executor)->Submit("echo", "still").Result(kPatience).ok());
+
+  ASSERT_EQ(kill(workers[1], SIGKILL), 0);
+  absl::StatusOr<testing::ServerExit> exit = server.Stop(/*signal_number=*/0);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_NE(exit->exit_code, 0) << exit->stderr_text;
+  EXPECT_THAT(exit->stderr_text, HasSubstr("every worker was lost"));
 }
 
 }  // namespace
