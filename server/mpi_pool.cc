@@ -191,6 +191,12 @@ void MpiWorkerPool::ThreadMain(Options options) {
     final_status_ = booted;
   }
   watch_.reset();
+  // With every other rank of a world job dead, Open MPI's finalize was seen to hang (and the
+  // process ends anyway; docs/worker-loss.md).
+  if (every_worker_lost_) {
+    Log(LogLevel::kWarning, "not finalising MPI: every worker of the job is gone");
+    return;
+  }
   MPI_Finalize();
 }
 
@@ -440,12 +446,16 @@ void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
       said.pid(), ") failed to start: ", failure, "; trying again in ",
       absl::FormatDuration(SpawnPause(replace_failures_)));
   last_loss_ = absl::StrCat("a replacement failed to start: ", failure);
-  // The whole job goes: gangs are made within one job, which must be whole.
+  // The whole job goes, since gangs are made within one job, which must be whole: those of its
+  // processes that serve no worker now, and the others once a new job takes over (TakeOver).
   cohort.rejected = true;
   for (int i = 0; i < worker_count_; ++i) {
     const int member = cohort.first_process + i;
-    const Process::State state = processes_[static_cast<size_t>(member)].state;
-    if (state == Process::State::kUp || state == Process::State::kBooting) SendShutdown(member);
+    const Process& other = processes_[static_cast<size_t>(member)];
+    if ((other.state == Process::State::kUp || other.state == Process::State::kBooting) &&
+        other.worker < 0) {
+      SendShutdown(member);
+    }
   }
   DisconnectRejected();
 }
@@ -599,6 +609,10 @@ void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
 
 void MpiWorkerPool::SendShutdown(int id) {
   Process& process = processes_[static_cast<size_t>(id)];
+  // A worker's process is stopped only once another serves it, or at the end.
+  if (process.worker >= 0 && worker_process_[static_cast<size_t>(process.worker)] == id) {
+    worker_process_[static_cast<size_t>(process.worker)] = -1;
+  }
   wire::ShutdownFrame shutdown;
   shutdown.set_skip_disconnect(cohorts_[static_cast<size_t>(process.cohort)].broken);
   process.state = Process::State::kStopping;

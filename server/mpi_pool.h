@@ -189,7 +189,8 @@ class MpiWorkerPool {
   // Tells the scheduler why the pool is degraded, if that changed.
   void UpdateDegraded(Scheduler& scheduler);
   // Starts sending the process its shutdown (told to skip the disconnect if its job lost a
-  // process); it serves no worker from now on.
+  // process); it serves no worker from now on. Only for a process whose worker another process
+  // serves, or is out of service, or when the pool stops.
   void SendShutdown(int process);
   // A stopped or lost process is gone: nothing more is sent to it or taken from it.
   void MarkGone(int process);
