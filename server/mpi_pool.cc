@@ -272,12 +272,15 @@ absl::Status MpiWorkerPool::Spawn(const Options& options) {
   Cohort& cohort = cohorts_.emplace_back();
   cohort.comm = comm;
   cohort.first_process = static_cast<int>(processes_.size());
+  cohort.live = worker_count_;
+  awaiting_ += worker_count_;
   for (int index = 0; index < worker_count_; ++index) {
     Process& process = processes_.emplace_back();
     process.cohort = static_cast<int>(cohorts_.size()) - 1;
     process.index = index;
   }
   target_ = static_cast<int>(cohorts_.size()) - 1;
+  consolidating_ = true;
   return absl::OkStatus();
 }
 
@@ -335,7 +338,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     Process& process = processes_[static_cast<size_t>(worker)];
     if (hello.has_error()) {
       // It has left its loop and waits in the collective disconnect.
-      process.state = Process::State::kGone;
+      SetState(process, Process::State::kGone);
       continue;
     }
     Register(worker, hello);
@@ -399,7 +402,7 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl:
 void MpiWorkerPool::Register(int id, wire::HelloFrame hello) {
   Process& process = processes_[static_cast<size_t>(id)];
   process.hello = std::move(hello);
-  process.state = Process::State::kUp;
+  SetState(process, Process::State::kUp);
   process.up_since = absl::Now();
   const wire::HelloFrame& said = process.hello;
   process.shares_memory =
@@ -549,7 +552,7 @@ void MpiWorkerPool::MaybeSpawn(Scheduler& scheduler) {
 }
 
 void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
-  if (target_ < 0) return;
+  if (!consolidating_ || target_ < 0) return;
   const Cohort& target = cohorts_[static_cast<size_t>(target_)];
   if (!target.broken && !target.rejected) {
     for (int worker = 0; worker < worker_count_; ++worker) {
@@ -575,6 +578,14 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
       SendShutdown(id);
     }
   }
+  // Done once every worker is on a process of the target job (and none of it still boots): until
+  // a worker process is lost again, there is nothing to move.
+  bool done = awaiting_ == 0;
+  for (int worker = 0; worker < worker_count_ && done; ++worker) {
+    const int id = worker_process_[static_cast<size_t>(worker)];
+    done = id >= 0 && processes_[static_cast<size_t>(id)].cohort == target_;
+  }
+  consolidating_ = !done;
 }
 
 void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
@@ -615,7 +626,7 @@ void MpiWorkerPool::SendShutdown(int id) {
   }
   wire::ShutdownFrame shutdown;
   shutdown.set_skip_disconnect(cohorts_[static_cast<size_t>(process.cohort)].broken);
-  process.state = Process::State::kStopping;
+  SetState(process, Process::State::kStopping);
   process.worker = -1;
   // Not blocking: should the process be gone already, unseen yet, the send is abandoned when it
   // is seen.
@@ -634,7 +645,7 @@ void MpiWorkerPool::SendShutdown(int id) {
 
 void MpiWorkerPool::MarkGone(int id) {
   Process& process = processes_[static_cast<size_t>(id)];
-  process.state = Process::State::kGone;
+  SetState(process, Process::State::kGone);
   process.worker = -1;
   if (process.watched) watch_->Unwatch(static_cast<uint64_t>(id));
   process.watched = false;
@@ -653,6 +664,19 @@ void MpiWorkerPool::DisconnectRejected() {
     }
     if (all_gone) MPI_Comm_disconnect(&cohort.comm);
   }
+}
+
+void MpiWorkerPool::SetState(Process& process, Process::State state) {
+  // Any change may let a worker move (TakeOver).
+  consolidating_ = true;
+  const auto awaited = [](Process::State each) {
+    return each == Process::State::kBooting || each == Process::State::kStopping;
+  };
+  awaiting_ += (awaited(state) ? 1 : 0) - (awaited(process.state) ? 1 : 0);
+  if (state == Process::State::kGone && process.state != Process::State::kGone) {
+    --cohorts_[static_cast<size_t>(process.cohort)].live;
+  }
+  process.state = state;
 }
 
 std::string MpiWorkerPool::Describe(const Process& process) const {
@@ -719,11 +743,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     MaybeSpawn(scheduler);
     TakeOver(scheduler);
     UpdateDegraded(scheduler);
-    bool awaiting = false;  // hellos or goodbyes
-    for (const Process& process : processes_) {
-      awaiting = awaiting || process.state == Process::State::kBooting ||
-                 process.state == Process::State::kStopping;
-    }
+    // Hellos or goodbyes to come.
+    const bool awaiting = awaiting_ > 0;
     // With nothing in flight there is nothing to poll for: block until there is work.
     absl::Duration wait = in_flight > 0 || !sends_.empty() || awaiting ? backoff.NextDelay()
                                                                       : absl::InfiniteDuration();
@@ -819,13 +840,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
       polled_any = false;
       for (size_t c = 0; c < cohorts_.size(); ++c) {
         Cohort& cohort = cohorts_[c];
-        if (cohort.comm == MPI_COMM_NULL) continue;
-        bool live = false;
-        for (int i = 0; i < worker_count_ && !live; ++i) {
-          live = processes_[static_cast<size_t>(cohort.first_process + i)].state !=
-                 Process::State::kGone;
-        }
-        if (!live) continue;
+        if (cohort.comm == MPI_COMM_NULL || cohort.live == 0) continue;
         absl::StatusOr<std::optional<wire::ReceivedMessage>> polled =
             wire::TryReceive(cohort.comm, MPI_ANY_SOURCE);
         if (!polled.ok()) return polled.status();

@@ -130,6 +130,8 @@ class MpiWorkerPool {
     bool broken = false;
     // A replacement job that failed to start (a worker's error or initializer): being stopped.
     bool rejected = false;
+    // Its processes not gone yet: only those jobs are polled.
+    int live = 0;
   };
   // One worker process.
   struct Process {
@@ -194,6 +196,9 @@ class MpiWorkerPool {
   void SendShutdown(int process);
   // A stopped or lost process is gone: nothing more is sent to it or taken from it.
   void MarkGone(int process);
+  // Every change of a process's state goes through here, which keeps awaiting_ and the cohorts'
+  // live counts.
+  void SetState(Process& process, Process::State state);
   // Disconnects each rejected job whose processes are all gone.
   void DisconnectRejected();
   // Shuts every process still running down and waits for each to answer (or end), then
@@ -236,6 +241,11 @@ class MpiWorkerPool {
   std::string functions_;
   std::vector<Cohort> cohorts_;
   std::vector<Process> processes_;
+  // Processes booting or stopping: their hellos and goodbyes are polled for.
+  int awaiting_ = 0;
+  // Workers may have to move to other processes (see TakeOver); false while the pool is whole
+  // and settled, so that dispatch does not look each round.
+  bool consolidating_ = false;
   // The process serving each worker, by worker; -1 while it is out of service.
   std::vector<int> worker_process_;
   // The cohort workers move onto (the newest spawned); -1 before the first.
