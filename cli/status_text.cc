@@ -29,6 +29,10 @@ std::string StateText(const v1::PoolStatus& status) {
   if (status.state() == v1::POOL_STATE_UNSPECIFIED)
     state = status.draining() ? "DRAINING" : "READY";
   if (!status.state_reason().empty()) absl::StrAppend(&state, ": ", status.state_reason());
+  // Serving on with fewer workers while lost ones are replaced.
+  if (!status.degraded_reason().empty()) {
+    absl::StrAppend(&state, ", degraded: ", status.degraded_reason());
+  }
   return state;
 }
 

@@ -419,6 +419,11 @@ bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
   // Debian's build that probing took 0.2 s of every MPI_Init (0.32 s against 0.12 s with ob1
   // named), in the gateway and again in each worker, and ob1 is what it picks here anyway.
   setenv("OMPI_MCA_pml", "ob1", /*overwrite=*/0);
+  // By default Open MPI kills every worker, in every job this process spawned, once one ends
+  // with a non-zero status or a signal: the pool could not survive the loss of one
+  // (docs/worker-loss.md). Off, the others serve on and the pool replaces the lost one.
+  // (In world mode mpiexec decides; see MpiWorkerPool::Init.)
+  if (!options.world) setenv("OMPI_MCA_orte_abort_on_non_zero_status", "0", /*overwrite=*/0);
 
   if (options.world || !OneHostPool(options.spawn_info, std::getenv)) return false;
   for (const char* variable : {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude",
@@ -636,6 +641,9 @@ int Run(const RepeatedFlags& repeated) {
   UseHugePagesInWorkers();
 
   const absl::Time launched = absl::Now();
+  pool_options->every_worker_lost = [](const absl::Status& why) {
+    StopSignal::Request(std::string(why.message()));
+  };
   MpiWorkerPool pool;
   absl::StatusOr<MpiWorkerPool::Started> started = [&] {
     // MPI_Init opens Open MPI's listeners; this process opens none of its own meanwhile.

@@ -1,6 +1,12 @@
 #include "server/mpi_pool.h"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <climits>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -43,6 +49,42 @@ constexpr size_t kResultsPerCompletion = 128;
 // Task frames smaller than this that go to one worker in one dispatch round travel together in
 // one message (Tag::kTasks); larger ones alone, so that a payload is not copied into a batch.
 constexpr size_t kTaskBatchBytes = 64 << 10;
+
+// A worker process younger than this that is lost counts as a failed replacement: the next is
+// spawned after a pause, growing with each failure in a row up to kMaxSpawnPause.
+constexpr absl::Duration kShortLife = absl::Seconds(10);
+constexpr absl::Duration kFirstSpawnPause = absl::Seconds(1);
+constexpr absl::Duration kMaxSpawnPause = absl::Seconds(60);
+
+// While replacements boot, wait for, or take over from, old processes: how often the MPI thread
+// looks, at most.
+constexpr absl::Duration kHealingPoll = absl::Milliseconds(10);
+
+// How long a worker that is told to shut down may take to answer.
+constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
+
+absl::Duration SpawnPause(int failures) {
+  if (failures <= 0) return absl::ZeroDuration();
+  absl::Duration pause = kFirstSpawnPause;
+  for (int i = 1; i < failures && pause < kMaxSpawnPause; ++i) pause *= 2;
+  return std::min(pause, kMaxSpawnPause);
+}
+
+std::string HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  return gethostname(name, sizeof(name)) == 0 ? std::string(name) : std::string();
+}
+
+// The note a worker left of how it died (worker/death_note.h), removed once read; empty if none.
+std::string TakeDeathNote(const std::string& doorbell) {
+  if (doorbell.empty()) return "";
+  const std::string path = wire::DeathNotePath(doorbell);
+  std::ifstream file(path);
+  std::stringstream note;
+  note << file.rdbuf();
+  std::remove(path.c_str());
+  return note.str();
+}
 
 wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
   wire::ResultFrame result;
@@ -128,27 +170,32 @@ void MpiWorkerPool::ThreadMain(Options options) {
     MPI_Finalize();
     return;
   }
+  options_ = std::move(options);
   start_result_ = Started{*workers, std::nullopt};
   started_.Notify();
 
   serve_.WaitForNotification();
   if (scheduler_ == nullptr) {
     // World-mode workers wait for a shutdown that an orderly path would send after their hellos.
-    if (options.world) AbortWorkers(absl::AbortedError("the gateway stopped before serving"));
+    if (options_.world) AbortWorkers(absl::AbortedError("the gateway stopped before serving"));
     MPI_Finalize();
     return;
   }
-  const absl::Status booted = Boot(options, *scheduler_);
+  const absl::Status booted = Boot(options_, *scheduler_);
   if (booted_) booted_(booted);
   if (booted.ok()) {
-    final_status_ = Dispatch(*scheduler_);
-    std::vector<int> all(static_cast<size_t>(worker_count_));
-    for (int worker = 0; worker < worker_count_; ++worker) {
-      all[static_cast<size_t>(worker)] = worker;
-    }
-    if (absl::Status stopped = StopWorkers(all); final_status_.ok()) final_status_ = stopped;
+    absl::Status served = Dispatch(*scheduler_);
+    if (absl::Status stopped = StopWorkers(); served.ok()) served = stopped;
+    if (final_status_.ok()) final_status_ = served;
   } else {
     final_status_ = booted;
+  }
+  watch_.reset();
+  // With every other rank of a world job dead, Open MPI's finalize was seen to hang (and the
+  // process ends anyway; docs/worker-loss.md).
+  if (every_worker_lost_) {
+    Log(LogLevel::kWarning, "not finalising MPI: every worker of the job is gone");
+    return;
   }
   MPI_Finalize();
 }
@@ -157,7 +204,7 @@ void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
   // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
   // only way out is to abort the job; Open MPI then ends this process too.
   Log(LogLevel::kError, "aborting the workers: ", why.ToString());
-  MPI_Abort(workers_comm_ == MPI_COMM_NULL ? MPI_COMM_WORLD : workers_comm_, 1);
+  MPI_Abort(cohorts_.empty() ? MPI_COMM_WORLD : cohorts_.back().comm, 1);
   std::abort();
 }
 
@@ -177,9 +224,14 @@ absl::StatusOr<int> MpiWorkerPool::Init(const Options& options) {
           absl::StrCat("--workers=", options.workers, " but mpiexec started ", world_size - 1,
                        " worker ranks; in world mode the pool is ranks 1..N"));
     }
-    workers_comm_ = MPI_COMM_WORLD;
     rank_offset_ = 1;
     worker_count_ = world_size - 1;
+    if (const char* abort = std::getenv("OMPI_MCA_orte_abort_on_non_zero_status");
+        abort == nullptr || absl::string_view(abort) != "0") {
+      Log(LogLevel::kInfo,
+          "world mode: Open MPI ends the whole job if a worker is lost; to serve on with the "
+          "others, start it with mpiexec --enable-recovery --mca orte_abort_on_non_zero_status 0");
+    }
     return worker_count_;
   }
   absl::StatusOr<int> workers =
@@ -191,32 +243,56 @@ absl::StatusOr<int> MpiWorkerPool::Init(const Options& options) {
 }
 
 absl::Status MpiWorkerPool::Spawn(const Options& options) {
-  std::vector<std::string> args = worker::ToArgs(options.worker_options);
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  MPI_Info info = MPI_INFO_NULL;
-  if (!options.spawn_info.empty()) {
-    MPI_Info_create(&info);
-    for (const auto& [key, value] : options.spawn_info) {
-      MPI_Info_set(info, key.c_str(), value.c_str());
+  MPI_Comm comm = MPI_COMM_NULL;
+  if (options.world) {
+    comm = MPI_COMM_WORLD;
+  } else {
+    std::vector<std::string> args = worker::ToArgs(options.worker_options);
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    MPI_Info info = MPI_INFO_NULL;
+    if (!options.spawn_info.empty()) {
+      MPI_Info_create(&info);
+      for (const auto& [key, value] : options.spawn_info) {
+        MPI_Info_set(info, key.c_str(), value.c_str());
+      }
     }
+    std::vector<int> spawn_errors(static_cast<size_t>(worker_count_), MPI_SUCCESS);
+    const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv.data(), worker_count_, info,
+                                  0, MPI_COMM_SELF, &comm, spawn_errors.data());
+    if (info != MPI_INFO_NULL) MPI_Info_free(&info);
+    if (rc != MPI_SUCCESS) {
+      absl::Status status = wire::MpiError(
+          rc, absl::StrCat("spawning ", worker_count_, " workers from ", options.worker_binary));
+      return absl::UnavailableError(status.message());
+    }
+    if (absl::Status status = wire::ReturnErrors(comm); !status.ok()) return status;
   }
-  std::vector<int> spawn_errors(static_cast<size_t>(worker_count_), MPI_SUCCESS);
-  const int rc = MPI_Comm_spawn(options.worker_binary.c_str(), argv.data(), worker_count_, info, 0,
-                                MPI_COMM_SELF, &workers_comm_, spawn_errors.data());
-  if (info != MPI_INFO_NULL) MPI_Info_free(&info);
-  if (rc != MPI_SUCCESS) {
-    workers_comm_ = MPI_COMM_NULL;
-    absl::Status status = wire::MpiError(
-        rc, absl::StrCat("spawning ", worker_count_, " workers from ", options.worker_binary));
-    return absl::UnavailableError(status.message());
+  Cohort& cohort = cohorts_.emplace_back();
+  cohort.comm = comm;
+  cohort.first_process = static_cast<int>(processes_.size());
+  cohort.live = worker_count_;
+  awaiting_ += worker_count_;
+  for (int index = 0; index < worker_count_; ++index) {
+    Process& process = processes_.emplace_back();
+    process.cohort = static_cast<int>(cohorts_.size()) - 1;
+    process.index = index;
   }
-  return wire::ReturnErrors(workers_comm_);
+  target_ = static_cast<int>(cohorts_.size()) - 1;
+  consolidating_ = true;
+  return absl::OkStatus();
 }
 
 absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
-  absl::Status failure = options.world ? absl::OkStatus() : Spawn(options);
+  host_ = HostName();
+  shared_memory_domain_ = SharedMemoryDomain();
+  if (absl::StatusOr<wire::DoorbellRinger> ringer = wire::DoorbellRinger::Open(); ringer.ok()) {
+    ringer_ = *std::move(ringer);
+  }
+  // Without a ringer the workers poll, as they would for a gateway on another host.
+  watch_.emplace([&scheduler] { scheduler.WakeDispatch(); });
+  absl::Status failure = Spawn(options);
   if (!failure.ok()) {
     scheduler.PoolBroken(failure.message());
     return failure;
@@ -225,13 +301,6 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
   if (!hellos.ok()) {
     // Without every hello the workers' state is unknown and a disconnect could hang.
     AbortWorkers(hellos.status());
-  }
-  ConnectDoorbells(*hellos);
-  const std::string domain = SharedMemoryDomain();
-  shares_memory_.assign(static_cast<size_t>(worker_count_), false);
-  for (const auto& [worker, hello] : *hellos) {
-    shares_memory_[static_cast<size_t>(worker)] =
-        !domain.empty() && hello.shared_memory_domain() == domain;
   }
   std::string broken;
   const wire::HelloFrame& first = hellos->begin()->second;
@@ -264,14 +333,22 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
                             hello.initializer_error().message());
     }
   }
-  if (!failure.ok()) {
-    // Workers that failed have left their loop; the others wait for a shutdown frame. All of
-    // them then meet in the collective disconnect.
-    std::vector<int> in_loop;
-    for (const auto& [worker, hello] : *hellos) {
-      if (!hello.has_error()) in_loop.push_back(worker);
+  worker_process_.assign(static_cast<size_t>(worker_count_), -1);
+  for (const auto& [worker, hello] : *hellos) {
+    Process& process = processes_[static_cast<size_t>(worker)];
+    if (hello.has_error()) {
+      // It has left its loop and waits in the collective disconnect.
+      SetState(process, Process::State::kGone);
+      continue;
     }
-    StopWorkers(in_loop).IgnoreError();
+    Register(worker, hello);
+    process.worker = worker;
+    worker_process_[static_cast<size_t>(worker)] = worker;
+  }
+  if (!failure.ok()) {
+    // The workers that failed have left their loop; the others wait for a shutdown frame. All
+    // of them then meet in the collective disconnect.
+    StopWorkers().IgnoreError();
     scheduler.PoolBroken(failure.message());
     return failure;
   }
@@ -280,6 +357,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     scheduler.PoolBroken(broken);
     return absl::OkStatus();
   }
+  functions_ = FunctionNames(first);
   std::vector<v1::FunctionInfo> functions;
   for (const wire::FunctionEntry& entry : first.functions()) {
     v1::FunctionInfo& function = functions.emplace_back();
@@ -297,9 +375,10 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl:
   std::map<int, wire::HelloFrame> hellos;
   wire::PollBackoff backoff;
   const absl::Time deadline = absl::Now() + timeout;
+  const MPI_Comm comm = cohorts_.front().comm;
   while (static_cast<int>(hellos.size()) < worker_count_) {
     absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
-        wire::TryReceive(workers_comm_, MPI_ANY_SOURCE);
+        wire::TryReceive(comm, MPI_ANY_SOURCE);
     if (!received.ok()) return received.status();
     if (!received->has_value()) {
       if (absl::Now() > deadline) {
@@ -314,15 +393,306 @@ absl::StatusOr<std::map<int, wire::HelloFrame>> MpiWorkerPool::AwaitHellos(absl:
     if ((**received).tag != wire::Tag::kHello) {
       return absl::InternalError("a worker sent a frame before its hello");
     }
-    wire::HelloFrame& hello = hellos[WorkerAt((**received).source)];
+    wire::HelloFrame& hello = hellos[(**received).source - rank_offset_];
     if (absl::Status status = wire::Decode((**received).bytes, hello); !status.ok()) return status;
   }
   return hellos;
 }
 
+void MpiWorkerPool::Register(int id, wire::HelloFrame hello) {
+  Process& process = processes_[static_cast<size_t>(id)];
+  process.hello = std::move(hello);
+  SetState(process, Process::State::kUp);
+  process.up_since = absl::Now();
+  const wire::HelloFrame& said = process.hello;
+  process.shares_memory =
+      !shared_memory_domain_.empty() && said.shared_memory_domain() == shared_memory_domain_;
+  // A doorbell in another host or network namespace is not found: that worker polls.
+  if (ringer_.has_value() && !said.doorbell().empty() && ringer_->Ring(said.doorbell()).ok()) {
+    process.doorbell = said.doorbell();
+  }
+  // Its pid means this process only if it runs on this host, in this pid namespace: the same
+  // host name and shared memory domain (boot, /dev/shm, user).
+  if (process.shares_memory && said.host() == host_ && said.pid() > 0) {
+    if (absl::Status status = watch_->Watch(static_cast<uint64_t>(id), said.pid()); status.ok()) {
+      process.watched = true;
+    } else {
+      Log(LogLevel::kWarning, Describe(process), ": its loss would go unseen: ", status.message());
+    }
+  }
+}
+
+void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
+  Register(id, std::move(hello));
+  Process& process = processes_[static_cast<size_t>(id)];
+  Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
+  const wire::HelloFrame& said = process.hello;
+  std::string failure;
+  if (said.has_error()) {
+    failure = said.error().message();
+    // It has left its loop and waits in the collective disconnect.
+    MarkGone(id);
+  } else if (said.has_initializer_error()) {
+    failure = absl::StrCat("its initializer failed: ", said.initializer_error().message());
+  } else if (FunctionNames(said) != functions_) {
+    failure = absl::StrCat("it registered other functions: [", FunctionNames(said), "] against [",
+                           functions_, "]");
+  }
+  if (failure.empty()) {
+    Log(LogLevel::kInfo, "replacement for worker ", process.index, " up on ", said.host(),
+        " (pid ", said.pid(), ")");
+    return;
+  }
+  ++replace_failures_;
+  next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
+  Log(LogLevel::kWarning, "replacement for worker ", process.index, " on ", said.host(), " (pid ",
+      said.pid(), ") failed to start: ", failure, "; trying again in ",
+      absl::FormatDuration(SpawnPause(replace_failures_)));
+  last_loss_ = absl::StrCat("a replacement failed to start: ", failure);
+  // The whole job goes, since gangs are made within one job, which must be whole: those of its
+  // processes that serve no worker now, and the others once a new job takes over (TakeOver).
+  cohort.rejected = true;
+  for (int i = 0; i < worker_count_; ++i) {
+    const int member = cohort.first_process + i;
+    const Process& other = processes_[static_cast<size_t>(member)];
+    if ((other.state == Process::State::kUp || other.state == Process::State::kBooting) &&
+        other.worker < 0) {
+      SendShutdown(member);
+    }
+  }
+  DisconnectRejected();
+}
+
+void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
+  for (const uint64_t id : watch_->TakeEnded()) {
+    Process& process = processes_[static_cast<size_t>(id)];
+    if (process.state == Process::State::kGone) continue;
+    const Process::State was = process.state;
+    process.watched = false;
+    Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
+    cohort.broken = true;
+    sends_.Abandon(cohort.comm, RankOf(process));
+    in_flight -= process.in_flight;
+    process.in_flight = 0;
+    std::string how = TakeDeathNote(process.hello.doorbell());
+    if (how.empty()) how = process.killed_because;
+    if (how.empty()) {
+      how =
+          "its process ended without a word (killed by SIGKILL, e.g. by the kernel's OOM killer, "
+          "or ended by Open MPI)";
+    }
+    const std::string who = Describe(process);
+    const int worker = process.worker;
+    MarkGone(static_cast<int>(id));
+    if (was == Process::State::kStopping) {
+      Log(LogLevel::kInfo, who, " ended while stopping: ", how);
+      continue;
+    }
+    const bool short_lived =
+        was == Process::State::kBooting || absl::Now() - process.up_since < kShortLife;
+    if (!options_.world && short_lived && process.cohort > 0) {
+      ++replace_failures_;
+      next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
+    } else if (!short_lived) {
+      replace_failures_ = 0;
+    }
+    Log(LogLevel::kWarning, who, " was lost: ", how);
+    last_loss_ = absl::StrCat(who, " was lost: ", how);
+    if (worker < 0) continue;
+    worker_process_[static_cast<size_t>(worker)] = -1;
+    const std::vector<int> survivors =
+        scheduler.WorkerLost(worker, absl::StrCat(who, " was lost: ", how));
+    if (options_.world) continue;
+    for (const int member : survivors) {
+      Process* other = ProcessOf(member);
+      if (other == nullptr || !other->watched) continue;
+      // Blocked in a collective with the dead rank, it would never return: MPI releases no one.
+      other->killed_because =
+          absl::StrCat("killed by the gateway: its gang lost worker ", worker,
+                       ", and a rank blocked in a collective with a dead one is never released");
+      Log(LogLevel::kWarning, "killing ", Describe(*other), ": its gang lost worker ", worker);
+      kill(other->hello.pid(), SIGKILL);
+    }
+  }
+  if (options_.world && !every_worker_lost_ &&
+      std::all_of(worker_process_.begin(), worker_process_.end(), [](int p) { return p < 0; })) {
+    every_worker_lost_ = true;
+    final_status_ = absl::UnavailableError(absl::StrCat(
+        "every worker was lost, and in world mode nothing can replace them; the last: ",
+        last_loss_));
+    Log(LogLevel::kError, final_status_.message());
+    if (options_.every_worker_lost) options_.every_worker_lost(final_status_);
+  }
+}
+
+bool MpiWorkerPool::SpawnDue() const {
+  if (options_.world || target_ < 0) return false;
+  const Cohort& target = cohorts_[static_cast<size_t>(target_)];
+  if (!target.broken && !target.rejected) return false;
+  // Not while a process the gateway killed is still ending: a spawn while Open MPI handles that
+  // death left a new worker stuck before its hello here.
+  return std::none_of(processes_.begin(), processes_.end(), [](const Process& process) {
+    return process.state != Process::State::kGone && !process.killed_because.empty();
+  });
+}
+
+void MpiWorkerPool::MaybeSpawn(Scheduler& scheduler) {
+  if (!SpawnDue() || absl::Now() < next_spawn_) return;
+  Log(LogLevel::kInfo, "spawning ", worker_count_, " workers to replace those lost",
+      replace_failures_ > 0 ? absl::StrCat(" (", replace_failures_, " failed in a row)") : "");
+  // While it spawns nothing is dispatched: MPI_Comm_spawn blocks until the workers' MPI_Init.
+  if (absl::Status status = Spawn(options_); !status.ok()) {
+    ++replace_failures_;
+    next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
+    last_loss_ = absl::StrCat("replacements cannot be spawned: ", status.message());
+    Log(LogLevel::kWarning, "cannot spawn replacement workers: ", status.message(),
+        "; trying again in ", absl::FormatDuration(SpawnPause(replace_failures_)));
+    UpdateDegraded(scheduler);
+  }
+}
+
+void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
+  if (!consolidating_ || target_ < 0) return;
+  const Cohort& target = cohorts_[static_cast<size_t>(target_)];
+  if (!target.broken && !target.rejected) {
+    for (int worker = 0; worker < worker_count_; ++worker) {
+      const int next = target.first_process + worker;
+      Process& process = processes_[static_cast<size_t>(next)];
+      if (process.state != Process::State::kUp || process.worker == worker) continue;
+      const int current = worker_process_[static_cast<size_t>(worker)];
+      if (current >= 0) {
+        // A busy worker finishes what it holds on its old process first.
+        if (!scheduler.TakeIdleWorker(worker)) continue;
+        SendShutdown(current);
+      }
+      process.worker = worker;
+      worker_process_[static_cast<size_t>(worker)] = next;
+      scheduler.WorkerUp(worker);
+      if (current < 0) Log(LogLevel::kInfo, "worker ", worker, " serves again, on pid ", process.hello.pid());
+    }
+  }
+  // Processes of older jobs that serve no worker (and never will): stop them.
+  for (int id = 0; id < static_cast<int>(processes_.size()); ++id) {
+    Process& process = processes_[static_cast<size_t>(id)];
+    if (process.state == Process::State::kUp && process.worker < 0 && process.cohort != target_) {
+      SendShutdown(id);
+    }
+  }
+  // Done once every worker is on a process of the target job (and none of it still boots): until
+  // a worker process is lost again, there is nothing to move.
+  bool done = awaiting_ == 0;
+  for (int worker = 0; worker < worker_count_ && done; ++worker) {
+    const int id = worker_process_[static_cast<size_t>(worker)];
+    done = id >= 0 && processes_[static_cast<size_t>(id)].cohort == target_;
+  }
+  consolidating_ = !done;
+}
+
+void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
+  const int down =
+      static_cast<int>(std::count(worker_process_.begin(), worker_process_.end(), -1));
+  const absl::Time now = absl::Now();
+  std::string reason;
+  if (down > 0 || SpawnDue()) {
+    reason = absl::StrCat(down, " of ", worker_count_, " workers out of service; ", last_loss_);
+    if (options_.world) {
+      absl::StrAppend(&reason, "; in world mode nothing can replace them");
+    } else if (replace_failures_ > 0 && next_spawn_ > now) {
+      absl::StrAppend(&reason, "; replacements keep failing (", replace_failures_,
+                      " in a row): the next attempt within ",
+                      absl::FormatDuration(absl::Ceil(next_spawn_ - now, absl::Seconds(1))));
+    } else {
+      absl::StrAppend(&reason, "; replacements are starting");
+    }
+  } else if (replace_failures_ > 0) {
+    // Whole again: the failures in a row end once its processes have lived a while.
+    bool settled = true;
+    for (const int id : worker_process_) {
+      settled = settled && now - processes_[static_cast<size_t>(id)].up_since >= kShortLife;
+    }
+    if (settled) replace_failures_ = 0;
+  }
+  if (reason == degraded_) return;
+  if (reason.empty()) Log(LogLevel::kInfo, "the pool is whole again: ", worker_count_, " workers");
+  degraded_ = reason;
+  scheduler.SetDegraded(reason);
+}
+
+void MpiWorkerPool::SendShutdown(int id) {
+  Process& process = processes_[static_cast<size_t>(id)];
+  // A worker's process is stopped only once another serves it, or at the end.
+  if (process.worker >= 0 && worker_process_[static_cast<size_t>(process.worker)] == id) {
+    worker_process_[static_cast<size_t>(process.worker)] = -1;
+  }
+  wire::ShutdownFrame shutdown;
+  shutdown.set_skip_disconnect(cohorts_[static_cast<size_t>(process.cohort)].broken);
+  SetState(process, Process::State::kStopping);
+  process.worker = -1;
+  // Not blocking: should the process be gone already, unseen yet, the send is abandoned when it
+  // is seen.
+  absl::StatusOr<std::string> buffer = wire::Encode(shutdown);
+  absl::Status status = buffer.ok() ? sends_.Start(CommOf(process), RankOf(process),
+                                                   wire::Tag::kShutdown, *std::move(buffer))
+                                    : buffer.status();
+  if (!status.ok()) {
+    Log(LogLevel::kWarning, "cannot tell ", Describe(process), " to shut down: ", status.message());
+  }
+  if (ringer_.has_value() && !process.doorbell.empty()) {
+    // A ring only wakes; should it fail, the worker finds the frame on its next poll.
+    ringer_->Ring(process.doorbell).IgnoreError();
+  }
+}
+
+void MpiWorkerPool::MarkGone(int id) {
+  Process& process = processes_[static_cast<size_t>(id)];
+  SetState(process, Process::State::kGone);
+  process.worker = -1;
+  if (process.watched) watch_->Unwatch(static_cast<uint64_t>(id));
+  process.watched = false;
+  DisconnectRejected();
+}
+
+void MpiWorkerPool::DisconnectRejected() {
+  // A replacement job that was rejected and has all said goodbye is disconnected (the members
+  // that failed wait in the disconnect); every other job is disconnected by StopWorkers.
+  for (Cohort& cohort : cohorts_) {
+    if (!cohort.rejected || cohort.broken || cohort.comm == MPI_COMM_NULL) continue;
+    bool all_gone = true;
+    for (int i = 0; i < worker_count_; ++i) {
+      const Process& member = processes_[static_cast<size_t>(cohort.first_process + i)];
+      all_gone = all_gone && member.state == Process::State::kGone;
+    }
+    if (all_gone) MPI_Comm_disconnect(&cohort.comm);
+  }
+}
+
+void MpiWorkerPool::SetState(Process& process, Process::State state) {
+  // Any change may let a worker move (TakeOver).
+  consolidating_ = true;
+  const auto awaited = [](Process::State each) {
+    return each == Process::State::kBooting || each == Process::State::kStopping;
+  };
+  awaiting_ += (awaited(state) ? 1 : 0) - (awaited(process.state) ? 1 : 0);
+  if (state == Process::State::kGone && process.state != Process::State::kGone) {
+    --cohorts_[static_cast<size_t>(process.cohort)].live;
+  }
+  process.state = state;
+}
+
+std::string MpiWorkerPool::Describe(const Process& process) const {
+  const std::string where =
+      absl::StrCat(" on ", process.hello.host(), " (pid ", process.hello.pid(), ")");
+  if (process.worker >= 0) return absl::StrCat("worker ", process.worker, where);
+  return absl::StrCat("replacement process for worker ", process.index, where);
+}
+
+MpiWorkerPool::Process* MpiWorkerPool::ProcessOf(int worker) {
+  const int id = worker_process_[static_cast<size_t>(worker)];
+  return id < 0 ? nullptr : &processes_[static_cast<size_t>(id)];
+}
+
 absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   wire::PollBackoff backoff;
-  wire::PendingSends sends;
   wire::ProgressFrame progress;
   wire::FrameBatch results;
   // Each worker's small task frames of one dispatch round.
@@ -334,13 +704,14 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   const auto send_batch = [&](int worker) {
     wire::FrameBatch& batch = batches[static_cast<size_t>(worker)];
     if (batch.frames_size() == 0) return absl::OkStatus();
+    const Process& process = *ProcessOf(worker);
     absl::Status status;
     if (batch.frames_size() == 1) {
-      status = sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTask,
+      status = sends_.Start(CommOf(process), RankOf(process), wire::Tag::kTask,
                            std::move(*batch.mutable_frames(0)));
     } else {
       absl::StatusOr<std::string> encoded = wire::Encode(batch);
-      status = encoded.ok() ? sends.Start(workers_comm_, RankOf(worker), wire::Tag::kTasks,
+      status = encoded.ok() ? sends_.Start(CommOf(process), RankOf(process), wire::Tag::kTasks,
                                           *std::move(encoded))
                             : encoded.status();
     }
@@ -355,34 +726,66 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     scheduler.Complete(absl::MakeSpan(received));
     received.clear();
   };
-  // Takes one worker's result, serialized.
+  // Takes one result, serialized, of a process that serves `worker`.
   const auto complete = [&](int worker, const std::string& bytes) {
     Scheduler::WorkerResult& taken = received.emplace_back();
     taken.worker = worker;
     if (absl::Status status = wire::Decode(bytes, taken.result); !status.ok()) return status;
-    --in_flight;
     if (received.size() >= kResultsPerCompletion) hand_over();
     return absl::OkStatus();
   };
+  // Fails a frame that cannot go to its worker, as the worker would have answered it.
+  const auto fail_assignment = [&](Assignment& assignment, const absl::Status& why) {
+    scheduler.Complete(assignment.worker, FailedResult(assignment.frame.task_key(), why));
+  };
   while (true) {
+    HandleEnded(scheduler, in_flight);
+    MaybeSpawn(scheduler);
+    TakeOver(scheduler);
+    UpdateDegraded(scheduler);
+    // Hellos or goodbyes to come.
+    const bool awaiting = awaiting_ > 0;
     // With nothing in flight there is nothing to poll for: block until there is work.
-    absl::Duration wait =
-        in_flight > 0 || !sends.empty() ? backoff.NextDelay() : absl::InfiniteDuration();
+    absl::Duration wait = in_flight > 0 || !sends_.empty() || awaiting ? backoff.NextDelay()
+                                                                      : absl::InfiniteDuration();
     // More tasks in flight than workers: some wait in a backlog (Scheduler's prefetch), so results
     // can wait a little and be taken several at a time; polling hot would only take CPU from the
     // workers and gRPC. New work still ends the wait at once.
     if (in_flight > worker_count_) wait = std::max(wait, kBackloggedPoll);
+    // Hellos and goodbyes are polled for; a replacement waits out its pause.
+    if (awaiting) wait = std::min(wait, kHealingPoll);
+    if (SpawnDue()) wait = std::min(wait, std::max(next_spawn_ - absl::Now(), absl::ZeroDuration()));
     DispatchWork work = scheduler.AwaitWork(wait);
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.
     if (work.stopping) break;
     for (Assignment& assignment : work.assignments) {
+      const Process* process = ProcessOf(assignment.worker);
+      if (process == nullptr) {
+        // Not handed out once the scheduler knows of the loss; one handed out before is lost.
+        fail_assignment(assignment, absl::AbortedError("its worker was lost"));
+        continue;
+      }
+      if (assignment.frame.gang_size() > 0) {
+        // A gang's members make their communicator in their job's world: all must be of one.
+        bool one_job = true;
+        for (const int member : assignment.frame.gang()) {
+          const Process* other = ProcessOf(member);
+          one_job = one_job && other != nullptr && other->cohort == process->cohort;
+        }
+        if (!one_job) {
+          fail_assignment(assignment,
+                          absl::UnavailableError(
+                              "the gang's workers run in different MPI jobs while the pool "
+                              "replaces lost workers; submit it again"));
+          continue;
+        }
+      }
       absl::Status fitted = FitSharedMemory(assignment.worker, assignment.frame);
       absl::StatusOr<std::string> buffer =
           fitted.ok() ? wire::Encode(assignment.frame) : absl::StatusOr<std::string>(fitted);
       if (!buffer.ok()) {
-        scheduler.Complete(assignment.worker,
-                           FailedResult(assignment.frame.task_key(), buffer.status()));
+        fail_assignment(assignment, buffer.status());
         continue;
       }
       // Small frames for one worker go together, in one message; a large one alone.
@@ -390,8 +793,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
       if (buffer->size() >= kTaskBatchBytes) {
         // After the worker's frames before it: a worker runs its tasks in the order they came.
         if (absl::Status status = send_batch(assignment.worker); !status.ok()) return status;
-        if (absl::Status status = sends.Start(workers_comm_, RankOf(assignment.worker),
-                                              wire::Tag::kTask, *std::move(buffer));
+        if (absl::Status status = sends_.Start(CommOf(*process), RankOf(*process), wire::Tag::kTask,
+                                              *std::move(buffer));
             !status.ok()) {
           return status;
         }
@@ -400,19 +803,23 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
       }
       sent_to[worker] = true;
       ++in_flight;
+      ++ProcessOf(assignment.worker)->in_flight;
       backoff.Reset();
     }
     for (int worker = 0; worker < worker_count_; ++worker) {
       if (absl::Status status = send_batch(worker); !status.ok()) return status;
     }
     for (const Interrupt& interrupt : work.interrupts) {
+      const Process* process = ProcessOf(interrupt.worker);
+      // Nothing goes to a process that is gone: in Open MPI that send would never end.
+      if (process == nullptr) continue;
       wire::CancelFrame cancel;
       cancel.set_task_key(interrupt.task_key);
       cancel.set_force(interrupt.force);
       absl::StatusOr<std::string> buffer = wire::Encode(cancel);
       if (!buffer.ok()) return buffer.status();
-      if (absl::Status status = sends.Start(workers_comm_, RankOf(interrupt.worker),
-                                            wire::Tag::kCancel, *std::move(buffer));
+      if (absl::Status status = sends_.Start(CommOf(*process), RankOf(*process), wire::Tag::kCancel,
+                                            *std::move(buffer));
           !status.ok()) {
         return status;
       }
@@ -425,63 +832,79 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
         RingDoorbell(worker);
       }
     }
-    if (absl::Status status = sends.Progress(); !status.ok()) return status;
+    if (absl::Status status = sends_.Progress(); !status.ok()) return status;
 
-    while (in_flight > 0) {
-      absl::StatusOr<std::optional<wire::ReceivedMessage>> polled =
-          wire::TryReceive(workers_comm_, MPI_ANY_SOURCE);
-      if (!polled.ok()) return polled.status();
-      if (!polled->has_value()) break;
-      backoff.Reset();
-      const wire::ReceivedMessage& message = **polled;
-      if (message.tag == wire::Tag::kProgress) {
-        if (absl::Status status = wire::Decode(message.bytes, progress); !status.ok()) {
-          return status;
-        }
-        scheduler.Progress(WorkerAt(message.source), progress);
-        continue;
-      }
-      if (message.tag == wire::Tag::kResults) {
-        if (absl::Status status = wire::Decode(message.bytes, results); !status.ok()) {
-          return status;
-        }
-        for (const std::string& frame : results.frames()) {
-          if (absl::Status status = complete(WorkerAt(message.source), frame); !status.ok()) {
+    // Every job with a process that may still send something, polled in turn until none has.
+    bool polled_any = in_flight > 0 || awaiting;
+    while (polled_any) {
+      polled_any = false;
+      for (size_t c = 0; c < cohorts_.size(); ++c) {
+        Cohort& cohort = cohorts_[c];
+        if (cohort.comm == MPI_COMM_NULL || cohort.live == 0) continue;
+        absl::StatusOr<std::optional<wire::ReceivedMessage>> polled =
+            wire::TryReceive(cohort.comm, MPI_ANY_SOURCE);
+        if (!polled.ok()) return polled.status();
+        if (!polled->has_value()) continue;
+        polled_any = true;
+        backoff.Reset();
+        const wire::ReceivedMessage& message = **polled;
+        const int id = cohort.first_process + message.source - rank_offset_;
+        Process& process = processes_[static_cast<size_t>(id)];
+        // A lost process's last words, sent before it died: its tasks have been accounted for.
+        if (process.state == Process::State::kGone) continue;
+        if (message.tag == wire::Tag::kHello) {
+          wire::HelloFrame hello;
+          if (absl::Status status = wire::Decode(message.bytes, hello); !status.ok()) {
             return status;
           }
+          TakeHello(id, std::move(hello));
+          continue;
+        }
+        if (message.tag == wire::Tag::kShutdown) {
+          // A replaced process's goodbye.
+          MarkGone(id);
+          continue;
+        }
+        const int worker = process.worker;
+        if (message.tag == wire::Tag::kProgress) {
+          if (worker < 0) continue;
+          if (absl::Status status = wire::Decode(message.bytes, progress); !status.ok()) {
+            return status;
+          }
+          scheduler.Progress(worker, progress);
+          continue;
+        }
+        std::vector<const std::string*> frames;
+        if (message.tag == wire::Tag::kResults) {
+          if (absl::Status status = wire::Decode(message.bytes, results); !status.ok()) {
+            return status;
+          }
+          for (const std::string& frame : results.frames()) frames.push_back(&frame);
+        } else if (message.tag == wire::Tag::kResult) {
+          frames.push_back(&message.bytes);
+        } else {
+          return absl::InternalError(absl::StrCat(Describe(process),
+                                                  " sent an unexpected frame with tag ",
+                                                  static_cast<int>(message.tag)));
+        }
+        for (const std::string* frame : frames) {
+          --process.in_flight;
+          --in_flight;
+          // A result of a process that no longer serves its worker was accounted for.
+          if (worker < 0) continue;
+          if (absl::Status status = complete(worker, *frame); !status.ok()) return status;
         }
         results.Clear();
-        continue;
-      }
-      if (message.tag != wire::Tag::kResult) {
-        return absl::InternalError(absl::StrCat("worker ", WorkerAt(message.source),
-                                                " sent an unexpected frame with tag ",
-                                                static_cast<int>(message.tag)));
-      }
-      if (absl::Status status = complete(WorkerAt(message.source), message.bytes); !status.ok()) {
-        return status;
       }
     }
     hand_over();
   }
-  return sends.WaitAll();
-}
-
-void MpiWorkerPool::ConnectDoorbells(const std::map<int, wire::HelloFrame>& hellos) {
-  absl::StatusOr<wire::DoorbellRinger> ringer = wire::DoorbellRinger::Open();
-  if (!ringer.ok()) return;  // The workers poll, as they would for a gateway on another host.
-  ringer_ = *std::move(ringer);
-  doorbells_.assign(static_cast<size_t>(worker_count_), "");
-  for (const auto& [worker, hello] : hellos) {
-    // A doorbell in another host or network namespace is not found: that worker polls.
-    if (!hello.doorbell().empty() && ringer_->Ring(hello.doorbell()).ok()) {
-      doorbells_[static_cast<size_t>(worker)] = hello.doorbell();
-    }
-  }
+  return absl::OkStatus();
 }
 
 absl::Status MpiWorkerPool::FitSharedMemory(int worker, wire::TaskFrame& frame) const {
-  if (shares_memory_[static_cast<size_t>(worker)]) return absl::OkStatus();
+  const int id = worker_process_[static_cast<size_t>(worker)];
+  if (processes_[static_cast<size_t>(id)].shares_memory) return absl::OkStatus();
   frame.clear_shared_result_prefix();
   if (!frame.has_shared_payload()) return absl::OkStatus();
   absl::StatusOr<std::string> payload =
@@ -493,48 +916,77 @@ absl::Status MpiWorkerPool::FitSharedMemory(int worker, wire::TaskFrame& frame) 
 }
 
 void MpiWorkerPool::RingDoorbell(int worker) {
-  if (!ringer_.has_value() || doorbells_[static_cast<size_t>(worker)].empty()) return;
+  const Process* process = ProcessOf(worker);
+  if (!ringer_.has_value() || process == nullptr || process->doorbell.empty()) return;
   // A ring only wakes; should it fail, the worker finds the frame on its next poll.
-  ringer_->Ring(doorbells_[static_cast<size_t>(worker)]).IgnoreError();
+  ringer_->Ring(process->doorbell).IgnoreError();
 }
 
-absl::Status MpiWorkerPool::StopWorkers(const std::vector<int>& in_loop) {
-  if (workers_comm_ == MPI_COMM_NULL) return absl::OkStatus();
-  const wire::ShutdownFrame shutdown;
-  for (const int worker : in_loop) {
-    if (absl::Status status =
-            wire::SendFrame(workers_comm_, RankOf(worker), wire::Tag::kShutdown, shutdown);
-        !status.ok()) {
-      return status;
-    }
-    RingDoorbell(worker);
+absl::Status MpiWorkerPool::StopWorkers() {
+  for (int id = 0; id < static_cast<int>(processes_.size()); ++id) {
+    const Process::State state = processes_[static_cast<size_t>(id)].state;
+    if (state == Process::State::kUp || state == Process::State::kBooting) SendShutdown(id);
   }
   // A busy worker hears the shutdown within milliseconds (its task goes on, unwanted); one that
   // does not answer in this long cannot be stopped in order.
-  constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
   const absl::Time deadline = absl::Now() + kAnswerTimeout;
-  size_t answered = 0;
   wire::PollBackoff backoff;
-  while (answered < in_loop.size()) {
-    absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
-        wire::TryReceive(workers_comm_, MPI_ANY_SOURCE);
-    if (!received.ok()) return received.status();
-    if (!received->has_value()) {
-      if (absl::Now() > deadline) {
-        AbortWorkers(absl::DeadlineExceededError(
-            absl::StrCat(in_loop.size() - answered, " workers did not answer the shutdown within ",
-                         absl::FormatDuration(kAnswerTimeout))));
+  while (true) {
+    // A process that ends meanwhile answers nothing.
+    if (watch_.has_value()) {
+      for (const uint64_t id : watch_->TakeEnded()) {
+        Process& process = processes_[static_cast<size_t>(id)];
+        if (process.state == Process::State::kGone) continue;
+        Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
+        cohort.broken = true;
+        sends_.Abandon(cohort.comm, RankOf(process));
+        Log(LogLevel::kWarning, Describe(process), " ended while stopping");
+        MarkGone(static_cast<int>(id));
       }
-      absl::SleepFor(backoff.NextDelay());
+    }
+    if (absl::Status status = sends_.Progress(); !status.ok()) return status;
+    size_t waiting = 0;
+    for (const Process& process : processes_) {
+      if (process.state == Process::State::kStopping) ++waiting;
+    }
+    if (waiting == 0) break;
+    bool received_any = false;
+    for (Cohort& cohort : cohorts_) {
+      if (cohort.comm == MPI_COMM_NULL) continue;
+      absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
+          wire::TryReceive(cohort.comm, MPI_ANY_SOURCE);
+      if (!received.ok()) return received.status();
+      if (!received->has_value()) continue;
+      received_any = true;
+      // Anything else is a hello, or the result of a task that ended or was failed after the
+      // drain began.
+      if ((**received).tag != wire::Tag::kShutdown) continue;
+      const int id = cohort.first_process + (**received).source - rank_offset_;
+      if (processes_[static_cast<size_t>(id)].state == Process::State::kStopping) MarkGone(id);
+    }
+    if (received_any) {
+      backoff.Reset();
       continue;
     }
-    backoff.Reset();
-    // Anything else is the result of a task that ended or was failed after the drain began.
-    if ((**received).tag == wire::Tag::kShutdown) ++answered;
+    if (absl::Now() > deadline) {
+      AbortWorkers(absl::DeadlineExceededError(
+          absl::StrCat(waiting, " workers did not answer the shutdown within ",
+                       absl::FormatDuration(kAnswerTimeout))));
+    }
+    absl::SleepFor(backoff.NextDelay());
   }
+  // Every process left has answered: what is still sent to it completes.
+  if (absl::Status status = sends_.WaitAll(); !status.ok()) return status;
   if (rank_offset_ > 0) return absl::OkStatus();  // MPI_COMM_WORLD is never disconnected.
-  const int rc = MPI_Comm_disconnect(&workers_comm_);
-  return rc == MPI_SUCCESS ? absl::OkStatus() : wire::MpiError(rc, "MPI_Comm_disconnect");
+  for (Cohort& cohort : cohorts_) {
+    // A job that lost a process would never finish the collective disconnect; its survivors
+    // were told to skip it too.
+    if (cohort.comm == MPI_COMM_NULL || cohort.broken) continue;
+    if (const int rc = MPI_Comm_disconnect(&cohort.comm); rc != MPI_SUCCESS) {
+      return wire::MpiError(rc, "MPI_Comm_disconnect");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mpigate::server

@@ -18,6 +18,20 @@
 // for any other worker this thread reads the object into the frame, and asks for the result in
 // the frame.
 //
+// Lost workers: Open MPI 4.1 reports a dead process through no MPI call (docs/worker-loss.md), so
+// a WorkerWatch sees local worker processes end. The pool then never sends to that process again,
+// drops what still comes from it, tells the scheduler (Scheduler::WorkerLost: its tasks are
+// retried or fail ABORTED), kills the other members of a gang it was in (no MPI call would ever
+// release them; spawn mode only), and heals: it spawns a whole new job of workers, one process per
+// worker as at the start, so that gangs are still made within one job (MPI_COMM_WORLD of the
+// workers, worker i = rank i), and moves each worker onto its new process: a lost one at once,
+// the others as soon as they are idle, stopping the old process. A job that lost a process is
+// never disconnected (the collective would never end), and its survivors are told to skip it
+// too. When replacements keep failing (a spawn error, a failed initializer, a death soon after
+// starting) the next attempt waits longer, up to a minute. The scheduler's PoolStatus says why
+// the pool is degraded meanwhile. In world mode nothing can be spawned: the pool serves on with
+// the workers it has, and when every one is lost it says so (Options::every_worker_lost).
+//
 // Thread-safety: Start(), Serve() and Join() are called by one controlling thread, in that order.
 #ifndef MPIGATE_SERVER_MPI_POOL_H_
 #define MPIGATE_SERVER_MPI_POOL_H_
@@ -38,8 +52,10 @@
 #include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "server/scheduler.h"
+#include "server/worker_watch.h"
 #include "wire/doorbell.h"
 #include "wire/frames.pb.h"
+#include "wire/mpi_frames.h"
 #include "worker/worker_process.h"
 
 namespace mpigate::server {
@@ -67,6 +83,10 @@ class MpiWorkerPool {
     std::vector<std::pair<std::string, std::string>> spawn_info;
     // How long to wait for every worker to say hello (after running its initializer).
     absl::Duration bootup_timeout = absl::Seconds(60);
+    // World mode: called on the MPI thread, once, when every worker has been lost (nothing can
+    // replace them); Join() then returns this error. The pool serves nothing more, and waits for
+    // StopDispatch().
+    std::function<void(const absl::Status&)> every_worker_lost;
   };
 
   // What Start() found.
@@ -98,19 +118,92 @@ class MpiWorkerPool {
   absl::Status Join();
 
  private:
+  // One MPI job of workers: the first spawn (world mode: ranks 1..N), or a later one that replaces
+  // lost workers. Each has a process for every worker, worker i at rank i (plus rank_offset_), so
+  // that a gang's members, all of one job, make their communicator from that job's world.
+  struct Cohort {
+    // The parent side of the spawn intercommunicator, or MPI_COMM_WORLD in world mode.
+    MPI_Comm comm = MPI_COMM_NULL;
+    // Its worker i is processes_[first_process + i].
+    int first_process = 0;
+    // It lost a process: its communicator must never be disconnected.
+    bool broken = false;
+    // A replacement job that failed to start (a worker's error or initializer): being stopped.
+    bool rejected = false;
+    // Its processes not gone yet: only those jobs are polled.
+    int live = 0;
+  };
+  // One worker process.
+  struct Process {
+    enum class State {
+      // Spawned; its hello has not come.
+      kBooting,
+      // Serving `worker`, or waiting to take it over.
+      kUp,
+      // Told to shut down; its goodbye has not come.
+      kStopping,
+      // Said goodbye, or was lost: nothing is sent to it and what comes from it is dropped.
+      kGone,
+    };
+    int cohort = 0;
+    // Its index in its cohort: the worker it is started for.
+    int index = 0;
+    State state = State::kBooting;
+    // The worker it serves, or -1.
+    int worker = -1;
+    wire::HelloFrame hello;
+    // Task frames sent to it whose results have not come back.
+    int in_flight = 0;
+    // Its doorbell, if this gateway can ring it; whether it sees the gateway's shared memory.
+    std::string doorbell;
+    bool shares_memory = false;
+    // Watched by watch_ (a process on this host).
+    bool watched = false;
+    absl::Time up_since;
+    // Why the gateway killed it, if it did.
+    std::string killed_because;
+  };
+
   void ThreadMain(Options options);
   // Runs on the MPI thread.
   absl::StatusOr<int> Init(const Options& options);
   absl::Status Boot(const Options& options, Scheduler& scheduler);
+  // Spawns a job of worker_count_ processes (a new cohort), which then boot.
   absl::Status Spawn(const Options& options);
+  // Waits for the first cohort's hellos.
   absl::StatusOr<std::map<int, wire::HelloFrame>> AwaitHellos(absl::Duration timeout);
   absl::Status Dispatch(Scheduler& scheduler);
-  // Tells each worker in `in_loop` to stop and waits for each to answer, dropping results still
-  // on their way, then disconnects from the workers (spawn mode).
-  absl::Status StopWorkers(const std::vector<int>& in_loop);
-  // Rings each worker's doorbell once, to tell it that this gateway can (wire/doorbell.h), and
-  // remembers those that rang.
-  void ConnectDoorbells(const std::map<int, wire::HelloFrame>& hellos);
+  // A process said hello: it is up, watched if local, its doorbell rung once.
+  void Register(int process, wire::HelloFrame hello);
+  // A replacement process said hello: Register(), or if it failed to start (or its initializer
+  // did, or it has other functions), its whole job is rejected and stopped.
+  void TakeHello(int process, wire::HelloFrame hello);
+  // Handles the processes watch_ saw end (see "Lost workers" above); `in_flight` loses the tasks
+  // sent to them.
+  void HandleEnded(Scheduler& scheduler, int& in_flight);
+  // Whether workers need a new job: the newest lost a process, or failed to start.
+  bool SpawnDue() const;
+  // Spawns a replacement job if SpawnDue() and the pause after failures has passed.
+  void MaybeSpawn(Scheduler& scheduler);
+  // Moves workers onto the processes of the newest whole job: those out of service at once,
+  // the others when idle, stopping their old process.
+  void TakeOver(Scheduler& scheduler);
+  // Tells the scheduler why the pool is degraded, if that changed.
+  void UpdateDegraded(Scheduler& scheduler);
+  // Starts sending the process its shutdown (told to skip the disconnect if its job lost a
+  // process); it serves no worker from now on. Only for a process whose worker another process
+  // serves, or is out of service, or when the pool stops.
+  void SendShutdown(int process);
+  // A stopped or lost process is gone: nothing more is sent to it or taken from it.
+  void MarkGone(int process);
+  // Every change of a process's state goes through here, which keeps awaiting_ and the cohorts'
+  // live counts.
+  void SetState(Process& process, Process::State state);
+  // Disconnects each rejected job whose processes are all gone.
+  void DisconnectRejected();
+  // Shuts every process still running down and waits for each to answer (or end), then
+  // disconnects every job that lost no process (spawn mode).
+  absl::Status StopWorkers();
   // After a frame was sent to `worker`: wakes it if it waits on its doorbell.
   void RingDoorbell(int worker);
   // Before `frame` goes to `worker`: carries its shared memory input in the frame, and asks for
@@ -118,9 +211,13 @@ class MpiWorkerPool {
   absl::Status FitSharedMemory(int worker, wire::TaskFrame& frame) const;
   // Ends the job when workers cannot be stopped in order. Does not return.
   [[noreturn]] void AbortWorkers(const absl::Status& why);
-
-  int RankOf(int worker) const { return worker + rank_offset_; }
-  int WorkerAt(int rank) const { return rank - rank_offset_; }
+  // "worker W on HOST (pid P)", or for a process that serves no worker, "replacement process ...".
+  std::string Describe(const Process& process) const;
+  // The process serving `worker`, or nullptr while the worker is out of service.
+  Process* ProcessOf(int worker);
+  // Where a process gets its frames: its job's communicator and its rank there.
+  MPI_Comm CommOf(const Process& process) const { return cohorts_[process.cohort].comm; }
+  int RankOf(const Process& process) const { return process.index + rank_offset_; }
 
   std::thread thread_;
   // Set by the MPI thread once MPI is initialised (or failed to be).
@@ -133,16 +230,37 @@ class MpiWorkerPool {
   absl::Status final_status_;
 
   // Owned by the MPI thread.
-  // The parent side of the spawn intercommunicator, or MPI_COMM_WORLD in world mode.
-  MPI_Comm workers_comm_ = MPI_COMM_NULL;
-  // Rank of worker 0 in workers_comm_: 0 after a spawn, 1 in world mode.
+  Options options_;
+  // Rank of worker 0 in a cohort's communicator: 0 after a spawn, 1 in world mode.
   int rank_offset_ = 0;
   int worker_count_ = 0;
   std::optional<wire::DoorbellRinger> ringer_;
-  // Each worker's doorbell address, by worker; empty for one this gateway cannot ring.
-  std::vector<std::string> doorbells_;
-  // Whether each worker sees the gateway's shared memory, by worker.
-  std::vector<bool> shares_memory_;
+  // Every non-blocking send to the workers, so that those to a process found gone are abandoned.
+  wire::PendingSends sends_;
+  // The workers' functions (FunctionNames), which a replacement must register too.
+  std::string functions_;
+  std::vector<Cohort> cohorts_;
+  std::vector<Process> processes_;
+  // Processes booting or stopping: their hellos and goodbyes are polled for.
+  int awaiting_ = 0;
+  // Workers may have to move to other processes (see TakeOver); false while the pool is whole
+  // and settled, so that dispatch does not look each round.
+  bool consolidating_ = false;
+  // The process serving each worker, by worker; -1 while it is out of service.
+  std::vector<int> worker_process_;
+  // The cohort workers move onto (the newest spawned); -1 before the first.
+  int target_ = -1;
+  // Replacements that failed in a row, and when the next may be spawned.
+  int replace_failures_ = 0;
+  absl::Time next_spawn_ = absl::InfinitePast();
+  // The last loss, for the degraded reason; and that reason as last told to the scheduler.
+  std::string last_loss_;
+  std::string degraded_;
+  bool every_worker_lost_ = false;
+  // This host's name and shared memory domain: a worker with both is watched by pid.
+  std::string host_;
+  std::string shared_memory_domain_;
+  std::optional<WorkerWatch> watch_;
 };
 
 }  // namespace mpigate::server

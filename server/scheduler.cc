@@ -995,6 +995,8 @@ v1::PoolStatus Scheduler::Status() const {
   status.set_draining(pool_state_ == v1::POOL_STATE_DRAINING);
   status.set_state(pool_state_);
   status.set_state_reason(pool_reason_);
+  status.set_workers_down(static_cast<uint32_t>(workers_down_));
+  status.set_degraded_reason(degraded_);
   for (const v1::FunctionInfo& function : functions_) *status.add_functions() = function;
   std::vector<std::pair<SessionId, const Session*>> open;
   for (const auto& [id, session] : sessions_) {
@@ -1025,6 +1027,8 @@ Scheduler::MetricsSnapshot Scheduler::Metrics() const {
   }
   snapshot.workers = workers_;
   snapshot.busy_workers = running_count_;
+  snapshot.workers_down = workers_down_;
+  snapshot.workers_lost = workers_lost_;
   snapshot.queued_tasks = queued_count_;
   snapshot.uptime = now - started_;
   snapshot.tasks_per_second = metrics_.RecentTasksPerSecond(now);
@@ -1041,6 +1045,12 @@ std::string Scheduler::MetricsSnapshot::PrometheusText() const {
   };
   gauge("mpigate_workers", "Workers in the pool.", workers);
   gauge("mpigate_workers_busy", "Workers running a task.", busy_workers);
+  gauge("mpigate_workers_down",
+        "Workers out of service: their process was lost and is not replaced yet.", workers_down);
+  absl::StrAppend(&out,
+                  "# HELP mpigate_workers_lost_total Worker processes lost since the start.\n"
+                  "# TYPE mpigate_workers_lost_total counter\nmpigate_workers_lost_total ",
+                  workers_lost, "\n");
   gauge("mpigate_tasks_queued", "Tasks accepted and waiting for a worker.", queued_tasks);
   gauge("mpigate_sessions", "Open sessions, detached ones included.", sessions);
   gauge("mpigate_sessions_detached", "Sessions whose stream ended, waiting to be resumed.",
@@ -1208,7 +1218,7 @@ bool Scheduler::HasWorkLocked() const {
   const bool room = held_key_ != 0 ? idle_workers_.size() >= held_need_
                                    : !idle_workers_.empty() || open_workers_ > 0;
   // The ring, not queued_count_: tasks of sessions at their cap are no work until one leaves.
-  return stopping_ || !interrupts_.empty() || (!ready_ring_.empty() && room) ||
+  return stopping_ || wake_ || !interrupts_.empty() || (!ready_ring_.empty() && room) ||
          (!grace_deadlines_.empty() && grace_deadlines_.top().first < grace_wake_);
 }
 
@@ -1274,6 +1284,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
     // A zero wait is a poll: Mutex::AwaitWithTimeout would block on a futex, a system call, even
     // to time out at once.
     grace_wake_ = absl::InfiniteFuture();
+    wake_ = false;
     const absl::Time now = clock_();
     ExpireQueueTimeoutsLocked(now, notifications);
     ExpireGracePeriodsLocked(now, notifications);
@@ -1411,6 +1422,83 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time 
   MaybeNotifyLocked(id, notifications);
 }
 
+std::vector<int> Scheduler::WorkerLost(int worker, absl::string_view why) {
+  std::vector<int> survivors;
+  Notifications notifications;
+  {
+    absl::MutexLock lock(&mu_);
+    if (worker < 0 || worker >= workers_) return survivors;
+    Worker& state = worker_state_[static_cast<size_t>(worker)];
+    if (state.down) return survivors;
+    state.down = true;
+    ++workers_down_;
+    ++workers_lost_;
+    const std::vector<TaskKey> held(state.tasks.begin(), state.tasks.end());
+    const absl::Time now = clock_();
+    for (const TaskKey key : held) {
+      wire::ResultFrame lost;
+      lost.set_task_key(key);
+      lost.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kAborted));
+      lost.mutable_error()->set_message(std::string(why));
+      // A gang's first loss is what its outcome tells (GroupOutcome); the members lost after it
+      // (killed because of it, say) only failed with it.
+      const auto task = tasks_.find(key);
+      lost.set_runner_lost(
+          task == tasks_.end() ||
+          std::none_of(task->second.results.begin(), task->second.results.end(),
+                       [](const wire::ResultFrame& result) { return result.runner_lost(); }));
+      CompleteLocked(worker, std::move(lost), now, notifications);
+      // A gang still running on its other members: release them.
+      const auto running = tasks_.find(key);
+      if (running == tasks_.end() || !running->second.gang_function) continue;
+      for (const int member : running->second.members) {
+        const std::deque<TaskKey>& theirs = worker_state_[static_cast<size_t>(member)].tasks;
+        if (std::find(theirs.begin(), theirs.end(), key) != theirs.end()) {
+          survivors.push_back(member);
+        }
+      }
+      InterruptLocked(key, running->second, /*force=*/false);
+    }
+    // CompleteLocked made it idle once it held nothing.
+    idle_workers_.erase(std::remove(idle_workers_.begin(), idle_workers_.end(), worker),
+                        idle_workers_.end());
+  }
+  Notify(notifications);
+  return survivors;
+}
+
+bool Scheduler::TakeIdleWorker(int worker) {
+  absl::MutexLock lock(&mu_);
+  if (worker < 0 || worker >= workers_) return false;
+  const auto idle = std::find(idle_workers_.begin(), idle_workers_.end(), worker);
+  if (idle == idle_workers_.end()) return false;
+  idle_workers_.erase(idle);
+  worker_state_[static_cast<size_t>(worker)].down = true;
+  ++workers_down_;
+  return true;
+}
+
+void Scheduler::WorkerUp(int worker) {
+  absl::MutexLock lock(&mu_);
+  if (worker < 0 || worker >= workers_) return;
+  Worker& state = worker_state_[static_cast<size_t>(worker)];
+  if (!state.down) return;
+  // A new process: what was learnt of the old one's run times no longer holds.
+  state = Worker();
+  --workers_down_;
+  idle_workers_.push_back(worker);
+}
+
+void Scheduler::SetDegraded(std::string reason) {
+  absl::MutexLock lock(&mu_);
+  degraded_ = std::move(reason);
+}
+
+void Scheduler::WakeDispatch() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
+}
+
 v1::TaskOutcome Scheduler::GroupOutcome(Task& task) {
   v1::TaskOutcome outcome;
   uint64_t run_us = 0;
@@ -1427,10 +1515,15 @@ v1::TaskOutcome Scheduler::GroupOutcome(Task& task) {
       }
     }
   } else {
-    // The gang's outcome is rank 0's, unless a rank failed: then the lowest that did.
-    const auto failed =
+    // The gang's outcome is rank 0's, unless a rank failed: then the lowest that was lost with
+    // its worker (the others' failures follow from that), else the lowest that failed.
+    auto failed =
         std::find_if(task.results.begin(), task.results.end(),
-                     [](const wire::ResultFrame& result) { return result.has_error(); });
+                     [](const wire::ResultFrame& result) { return result.runner_lost(); });
+    if (failed == task.results.end()) {
+      failed = std::find_if(task.results.begin(), task.results.end(),
+                            [](const wire::ResultFrame& result) { return result.has_error(); });
+    }
     const size_t rank =
         failed == task.results.end() ? 0 : static_cast<size_t>(failed - task.results.begin());
     SetOutcome(task.results[rank], task.interrupted, outcome);

@@ -85,6 +85,11 @@
 // ABORTED error, which then says how many attempts it took. A task that may be retried keeps a
 // copy of its frame while it runs; others hand theirs to the transport.
 //
+// Lost workers: the transport says when a worker's own process is gone (WorkerLost); its tasks end
+// as if their runners had died, and it is out of service until the transport has put a new
+// process in its place (WorkerUp). The pool serves on with the others meanwhile; a group task that
+// needs more workers than are in service waits for them.
+//
 // The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
 // accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
 // function the workers do not have, or that its kind (gang or not) does not allow. PoolBroken() (an
@@ -374,6 +379,8 @@ class Scheduler {
   struct MetricsSnapshot {
     int workers = 0;
     size_t busy_workers = 0;
+    size_t workers_down = 0;
+    uint64_t workers_lost = 0;
     size_t queued_tasks = 0;
     size_t sessions = 0;
     size_t detached_sessions = 0;
@@ -424,6 +431,34 @@ class Scheduler {
   // The worker's task reported progress (for a group task, any member may). Ignored if that task
   // is no longer running on that worker.
   void Progress(int worker, const wire::ProgressFrame& progress);
+
+  // --- Lost workers (transport side) ---
+
+  // The worker's process is gone; `why` names it and says how it died, for its tasks' errors.
+  // Every task it held, running or waiting in its backlog, ends as one whose runner was lost (see
+  // Crashes above): it is queued again if its retries allow, else fails ABORTED with `why`; a
+  // group task takes that as this member's result, and a gang ends with it once its other members
+  // have reported. Those other members are interrupted, and returned: a gang rank blocked in a
+  // collective with the dead one is never released by MPI, so the transport may have to kill it
+  // (it is then lost in turn). The worker takes no task until WorkerUp(). No effect on a worker
+  // already out of service.
+  std::vector<int> WorkerLost(int worker, absl::string_view why);
+
+  // Takes the worker out of service if it is idle, so that the transport may put another process
+  // in its place; true if it did. No task is affected.
+  bool TakeIdleWorker(int worker);
+
+  // A (new) process serves the worker, which was out of service (WorkerLost, TakeIdleWorker): it
+  // becomes idle, with nothing learnt of its run times.
+  void WorkerUp(int worker);
+
+  // Why the pool is degraded (workers lost and not yet replaced, replacements failing), for
+  // Status() and metrics; "" once it is whole again.
+  void SetDegraded(std::string reason);
+
+  // Makes the waiting (or the next) AwaitWork() return at once, so that the transport can act on
+  // an event of its own, such as a worker process that ended.
+  void WakeDispatch();
 
  private:
   using TaskKey = uint64_t;
@@ -741,6 +776,8 @@ class Scheduler {
     bool head_overran = false;
     // Busy and may be handed more: counted in open_workers_.
     bool open = false;
+    // Out of service: its process was lost, or is being replaced (WorkerLost, TakeIdleWorker).
+    bool down = false;
   };
   std::vector<Worker> worker_state_ ABSL_GUARDED_BY(mu_);
   // Idle workers; the most recently freed is reused first, so a light load stays on warm workers.
@@ -755,6 +792,12 @@ class Scheduler {
   SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
   TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // WakeDispatch() was called and AwaitWork() has not returned since.
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // Workers out of service, workers lost since the start, and why the pool is degraded.
+  size_t workers_down_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t workers_lost_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string degraded_ ABSL_GUARDED_BY(mu_);
   TaskMetrics metrics_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,6 +1,7 @@
-// The chaos test: 10,000 tasks from several clients while task runner processes are killed at
-// random, a client process is killed and resumes its session, and some tasks crash on purpose.
-// Every task must end exactly once with its result or a clear error, and no process may be left.
+// The chaos test: 10,000 tasks from several clients while task runner processes and worker
+// processes are killed at random, a client process is killed and resumes its session, and some
+// tasks crash on purpose. Every task must end exactly once with its result or a clear error, the
+// pool must be whole again at the end, and no process may be left.
 #include <dirent.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -44,8 +45,11 @@ constexpr int kKilledClientTasks = 2500;
 constexpr size_t kKilledClientReads = 300;
 // One task in this many crashes its runner on purpose (a segfault).
 constexpr int kCrashEvery = 97;
-// Task runners killed from outside while the load runs.
+// Task runners and worker processes killed from outside while the load runs: every
+// kWorkerKillEvery-th kill takes a worker process (with its runner and its backlog of tasks).
 constexpr int kRunnerKills = 20;
+constexpr int kWorkerKills = 4;
+constexpr int kWorkerKillEvery = 6;
 
 struct Submitted {
   Future future;
@@ -53,7 +57,7 @@ struct Submitted {
   std::string payload;
 };
 
-TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
+TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersWorkersAndAClientAreKilled) {
   testing::ServerProcess server;
   ASSERT_TRUE(server
                   .Start({.workers = 2,
@@ -118,21 +122,30 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
                                              kKilledClientReads);
   });
 
-  // Kill runners at random moments spread over the load (the i-th once i/(kills + 1) of the tasks
-  // are done); the seed makes the choices repeatable.
+  // Kill runners and workers at random moments spread over the load (the i-th once
+  // i/(kills + 1) of the tasks are done); the seed makes the choices repeatable.
   constexpr int kTotal = kClients * kTasksPerClient;
+  constexpr int kKills = kRunnerKills + kWorkerKills;
   std::mt19937 random(20261121);
   std::set<pid_t> runners_seen;
+  std::set<pid_t> workers_seen;
   int kills = 0;
-  while (kills < kRunnerKills && done.load() < kTotal) {
+  int worker_kills = 0;
+  while (kills < kKills && done.load() < kTotal) {
     absl::SleepFor(absl::Microseconds(std::uniform_int_distribution<int>(500, 5000)(random)));
-    if (done.load() < (kills + 1) * kTotal / (kRunnerKills + 1)) continue;
+    if (done.load() < (kills + 1) * kTotal / (kKills + 1)) continue;
     std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
-    if (runners.empty()) continue;
+    std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
     runners_seen.insert(runners.begin(), runners.end());
+    workers_seen.insert(workers.begin(), workers.end());
+    const bool worker_kill = kills % kWorkerKillEvery == kWorkerKillEvery - 1;
+    const std::vector<pid_t>& candidates = worker_kill ? workers : runners;
+    if (candidates.empty()) continue;
     const pid_t victim =
-        runners[std::uniform_int_distribution<size_t>(0, runners.size() - 1)(random)];
-    if (kill(victim, SIGKILL) == 0) ++kills;
+        candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(random)];
+    if (kill(victim, SIGKILL) != 0) continue;
+    ++kills;
+    if (worker_kill) ++worker_kills;
   }
   for (std::thread& submitter : submitters) submitter.join();
   killed_client.join();
@@ -148,13 +161,15 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   std::set<uint64_t> killed_client_tasks;
   int resumed_succeeded = 0;
-  // Its echoes have no retries: a runner kill may fail one, with a clear error.
+  // Its echoes have no retries: a runner or worker kill may fail one, with a clear error.
   const auto expect_result_or_killed = [](uint64_t id, const absl::StatusOr<std::string>& result) {
     if (result.ok()) {
       EXPECT_EQ(*result, testing::ResumeClientResult(id)) << "task " << id;
     } else {
       EXPECT_EQ(result.status().code(), absl::StatusCode::kAborted) << result.status();
-      EXPECT_THAT(result.status().message(), HasSubstr("signal 9")) << "task " << id;
+      EXPECT_THAT(std::string(result.status().message()),
+                  ::testing::AnyOf(HasSubstr("signal 9"), HasSubstr("was lost")))
+          << "task " << id;
     }
   };
   for (const auto& [id, result] : killed->recorded) {
@@ -200,7 +215,14 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
     }
   }
   EXPECT_EQ(succeeded + crashed, kTotal);
-  EXPECT_EQ(kills, kRunnerKills) << "the load ended before every runner kill was made";
+  EXPECT_EQ(kills, kKills) << "the load ended before every kill was made";
+  EXPECT_EQ(worker_kills, kWorkerKills);
+  // The pool replaced every worker it lost.
+  const absl::Status whole =
+      testing::AwaitPoolStatus(server.target(), [](const v1::PoolStatus& pool) {
+        return pool.workers_down() == 0 && pool.degraded_reason().empty();
+      });
+  EXPECT_TRUE(whole.ok()) << whole;
 
   // The service's own count: each task ended once there too (a duplicate outcome would be dropped
   // by the client unseen, but counted here).
@@ -225,6 +247,10 @@ TEST(ChaosTest, EveryTaskEndsExactlyOnceWhileRunnersAndAClientAreKilled) {
   for (const pid_t runner : runners_seen) {
     EXPECT_NE(testing::ProcessName(runner), "mpigate-runner")
         << "task runner " << runner << " outlived the service";
+  }
+  for (const pid_t worker : workers_seen) {
+    EXPECT_NE(testing::ProcessName(worker), "mpigate-worker")
+        << "worker " << worker << " outlived the service";
   }
 }
 

@@ -145,8 +145,8 @@ TEST_F(GangTest, ListFunctionsMarksGangFunctions) {
     (function.gang ? gangs : singles).push_back(function.name);
   }
   // python.gang: the workers' Python runtime, loaded by default.
-  EXPECT_THAT(gangs, UnorderedElementsAre("python.gang", "sample.gang_fail", "sample.gang_info",
-                                          "sample.gang_wait"));
+  EXPECT_THAT(gangs, UnorderedElementsAre("python.gang", "sample.gang_crash", "sample.gang_fail",
+                                          "sample.gang_info", "sample.gang_wait"));
   for (const char* single : {"echo", "sleep", "sample.whoami", "sample.seeded", "sample.square"}) {
     EXPECT_THAT(singles, ::testing::Contains(single));
   }

@@ -3421,6 +3421,184 @@ TEST_F(SchedulerTest, CancellingQueuedTasksOfASessionAtItsCapLeavesNothingToDisp
   // Its slot is free again for what comes next.
   SubmitRange(capped, 4, 5);
   EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(4));
+
+
+// --- Lost workers ---
+
+TEST_F(SchedulerTest, ALostWorkersTasksRunAgainIfTheirRetriesAllowElseFailAborted) {
+  StartPrefetching(/*workers=*/2, /*max_tasks=*/4, Functions({"echo"}));
+  const SessionId first = Open("first");
+  const SessionId second = Open("second");
+  ASSERT_THAT(Submit(first, {Retried(1, 1), Task(2)}), IsEmpty());
+  ASSERT_THAT(Submit(second, {Retried(3, 2), Task(4)}), IsEmpty());
+  // Each worker learns that tasks are short, then gets a backlog.
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 2u);
+  for (const Assignment& assignment : assignments) CompleteEchoed(assignment);
+  scheduler_->TakeEvents(first);
+  scheduler_->TakeEvents(second);
+  ASSERT_THAT(Submit(first, {Retried(5, 1), Task(6)}), IsEmpty());
+  ASSERT_THAT(Submit(second, {Task(7)}), IsEmpty());
+  assignments = Dispatch();
+  std::vector<uint64_t> on_zero;
+  for (const Assignment& assignment : assignments) {
+    if (assignment.worker == 0) on_zero.push_back(IdOf(assignment));
+  }
+  ASSERT_GE(on_zero.size(), 2u) << "worker 0 holds a running task and a backlog";
+
+  EXPECT_THAT(scheduler_->WorkerLost(0, "worker 0 on vm (pid 7) was lost: killed by signal 9"),
+              IsEmpty());
+  EXPECT_EQ(scheduler_->Status().workers_down(), 1u);
+  // Each task worker 0 held ended once: the one with a retry left is queued again, the others
+  // failed ABORTED with the worker's words.
+  std::vector<uint64_t> failed;
+  for (const SessionId session : {first, second}) {
+    for (const v1::TaskOutcome& outcome : scheduler_->TakeEvents(session).outcomes) {
+      EXPECT_EQ(outcome.state(), v1::TASK_STATE_FAILED);
+      EXPECT_EQ(outcome.error().code(), Code(absl::StatusCode::kAborted));
+      EXPECT_THAT(outcome.error().message(), HasSubstr("was lost: killed by signal 9"));
+      failed.push_back(outcome.task_id());
+    }
+  }
+  std::vector<uint64_t> expected_failed;
+  for (const uint64_t id : on_zero) {
+    if (id != 5) expected_failed.push_back(id);
+  }
+  EXPECT_THAT(failed, ::testing::UnorderedElementsAreArray(expected_failed));
+  // Nothing goes to the lost worker: task 5 runs on worker 1 once it has room.
+  bool ran_again = false;
+  for (int round = 0; round < 10 && !ran_again; ++round) {
+    for (const Assignment& assignment : Dispatch()) {
+      EXPECT_EQ(assignment.worker, 1) << IdOf(assignment);
+      ran_again = ran_again || IdOf(assignment) == 5;
+      CompleteEchoed(assignment);
+    }
+  }
+  EXPECT_TRUE(ran_again);
+}
+
+TEST_F(SchedulerTest, AWorkerLostTwiceEndsItsTasksOnce) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  ASSERT_EQ(Dispatch().size(), 2u);
+  scheduler_->WorkerLost(1, "lost");
+  scheduler_->WorkerLost(1, "lost again");
+  EXPECT_EQ(scheduler_->TakeEvents(session).outcomes.size(), 1u);
+  EXPECT_EQ(scheduler_->Status().workers_down(), 1u);
+  EXPECT_THAT(scheduler_->PrometheusText(), HasSubstr("mpigate_workers_lost_total 1\n"));
+}
+
+TEST_F(SchedulerTest, AReplacedWorkerServesAgainAndTheLateResultsOfItsPredecessorAreIgnored) {
+  Start(/*workers=*/1);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 2);
+  const std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 1u);
+  scheduler_->WorkerLost(0, "lost");
+  ASSERT_EQ(scheduler_->TakeEvents(session).outcomes.size(), 1u);
+  EXPECT_THAT(Dispatch(), IsEmpty()) << "no worker in service";
+  // A result the dead process sent before it died, handed over after the loss.
+  CompleteEchoed(first[0]);
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+
+  scheduler_->WorkerUp(0);
+  EXPECT_EQ(scheduler_->Status().workers_down(), 0u);
+  const std::vector<Assignment> second = Dispatch();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(IdOf(second[0]), 2u);
+  CompleteEchoed(second[0]);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, AGangThatLosesAMemberFailsWithThatLossAndItsOtherMembersAreReleased) {
+  Boot(/*workers=*/3);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  EXPECT_THAT(Submit(session, {Gang(1, 3)}), IsEmpty());
+  const std::vector<Assignment> gang = Dispatch();
+  ASSERT_EQ(gang.size(), 3u);
+  Listener(session).TakeCalls();
+  scheduler_->TakeEvents(session);
+
+  EXPECT_THAT(scheduler_->WorkerLost(1, "worker 1 was lost: killed by signal 11"),
+              UnorderedElementsAre(0, 2));
+  // The others are interrupted; until they report (or are lost too) the gang has not ended.
+  DispatchWork work = scheduler_->AwaitWork(absl::ZeroDuration());
+  std::vector<int> interrupted;
+  for (const Interrupt& interrupt : work.interrupts) interrupted.push_back(interrupt.worker);
+  EXPECT_THAT(interrupted, UnorderedElementsAre(0, 2));
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
+  // Rank 2 gives up when interrupted; rank 0's worker is killed and lost in turn, which is not
+  // what the gang's outcome tells, though it is the lower rank.
+  wire::ResultFrame cancelled = ResultOf(gang[2], "");
+  cancelled.clear_result();
+  cancelled.mutable_error()->set_code(Code(absl::StatusCode::kCancelled));
+  cancelled.mutable_error()->set_message("gang interrupted");
+  scheduler_->Complete(2, cancelled);
+  EXPECT_THAT(scheduler_->WorkerLost(0, "worker 0 was killed: its gang lost a member"), IsEmpty());
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_EQ(events.outcomes.size(), 1u);
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(events.outcomes[0].error().code(), Code(absl::StatusCode::kAborted));
+  EXPECT_THAT(events.outcomes[0].error().message(),
+              AllOf(HasSubstr("gang rank 1 (worker 1)"), HasSubstr("killed by signal 11")));
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 0u);
+  EXPECT_EQ(scheduler_->Status().workers_down(), 2u);
+}
+
+TEST_F(SchedulerTest, AGangWaitsForLostWorkersToBeReplaced) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  scheduler_->WorkerLost(1, "lost");
+  EXPECT_THAT(Submit(session, {Gang(1, 2)}), IsEmpty());
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  scheduler_->WorkerUp(1);
+  EXPECT_EQ(Dispatch().size(), 2u);
+}
+
+TEST_F(SchedulerTest, OnlyAnIdleWorkerIsTakenOutOfServiceForReplacement) {
+  Start(/*workers=*/2);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_FALSE(scheduler_->TakeIdleWorker(running[0].worker));
+  const int idle = 1 - running[0].worker;
+  EXPECT_TRUE(scheduler_->TakeIdleWorker(idle));
+  EXPECT_FALSE(scheduler_->TakeIdleWorker(idle));
+  SubmitRange(session, 2, 2);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  scheduler_->WorkerUp(idle);
+  EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty()) << "no task was affected";
+}
+
+TEST_F(SchedulerTest, WakeDispatchEndsTheWaitOnce) {
+  Start(/*workers=*/1);
+  std::thread waker([this] { scheduler_->WakeDispatch(); });
+  const DispatchWork work = scheduler_->AwaitWork(absl::InfiniteDuration());
+  waker.join();
+  EXPECT_THAT(work.assignments, IsEmpty());
+  EXPECT_FALSE(work.stopping);
+}
+
+TEST_F(SchedulerTest, StatusAndMetricsSayWhyThePoolIsDegraded) {
+  Start(/*workers=*/2);
+  scheduler_->WorkerLost(0, "lost");
+  scheduler_->SetDegraded("worker 0 on vm (pid 7) was lost: killed by signal 9; replacing it");
+  const v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.workers_down(), 1u);
+  EXPECT_THAT(status.degraded_reason(), HasSubstr("replacing it"));
+  EXPECT_EQ(status.state(), v1::POOL_STATE_READY) << "it serves on with the others";
+  EXPECT_THAT(scheduler_->PrometheusText(), HasSubstr("mpigate_workers_down 1\n"));
+  scheduler_->WorkerUp(0);
+  scheduler_->SetDegraded("");
+  EXPECT_EQ(scheduler_->Status().workers_down(), 0u);
+  EXPECT_THAT(scheduler_->Status().degraded_reason(), IsEmpty());
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ void RemoveDeadDoorbells() {
     const std::string socket_path = absl::StrCat(directory, "/", kSocket);
     if (Listening(socket_path)) continue;
     unlink(socket_path.c_str());
+    unlink(DeathNotePath(socket_path).c_str());
     rmdir(directory.c_str());
   }
   closedir(tmp);
@@ -90,6 +91,12 @@ void CloseIfOpen(int& fd) {
 }
 
 }  // namespace
+
+std::string DeathNotePath(absl::string_view address) {
+  const size_t slash = address.rfind('/');
+  return absl::StrCat(address.substr(0, slash == absl::string_view::npos ? 0 : slash + 1),
+                      "death-note");
+}
 
 absl::StatusOr<Doorbell> Doorbell::Open() {
   RemoveDeadDoorbells();
@@ -133,6 +140,7 @@ void Doorbell::Close() {
   CloseIfOpen(fd_);
   if (directory_.empty()) return;
   unlink(address_.c_str());
+  unlink(DeathNotePath(address_).c_str());
   rmdir(directory_.c_str());
   directory_.clear();
 }

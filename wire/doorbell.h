@@ -64,6 +64,12 @@ class Doorbell {
   std::string address_;
 };
 
+// Where the worker of the doorbell at `address` (HelloFrame.doorbell) leaves a note of how its
+// process ended, if it ends outside its loop (worker/death_note.h): a file in the doorbell's
+// private directory, for a gateway on its host to read once the process is gone. Removed with
+// the directory.
+std::string DeathNotePath(absl::string_view address);
+
 // The gateway's side: one socket that rings any worker's doorbell.
 class DoorbellRinger {
  public:

@@ -90,6 +90,8 @@ absl::StatusOr<std::optional<ReceivedMessage>> TryReceive(MPI_Comm comm, int sou
 absl::Status PendingSends::Start(MPI_Comm comm, int dest, Tag tag, std::string buffer) {
   Send& send = sends_.emplace_back();
   send.buffer = std::move(buffer);
+  send.comm = comm;
+  send.dest = dest;
   const int rc = MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, dest,
                            static_cast<int>(tag), comm, &send.request);
   if (rc != MPI_SUCCESS) {
@@ -116,6 +118,14 @@ absl::Status PendingSends::WaitAll() {
   }
   sends_.clear();
   return absl::OkStatus();
+}
+
+void PendingSends::Abandon(MPI_Comm comm, int dest) {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    const auto next = std::next(it);
+    if (it->comm == comm && it->dest == dest) abandoned_.splice(abandoned_.end(), sends_, it);
+    it = next;
+  }
 }
 
 }  // namespace mpigate::wire

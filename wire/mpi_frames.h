@@ -70,15 +70,23 @@ class PendingSends {
   // Blocks until every send has completed.
   absl::Status WaitAll();
 
+  // Gives up on the sends to `dest` of `comm`, whose process is gone: in Open MPI they would
+  // never complete (a send to a dead peer waits on its connection for good). Their buffers are
+  // kept, untouched, until this object goes, in case MPI still reads them.
+  void Abandon(MPI_Comm comm, int dest);
+
   bool empty() const { return sends_.empty(); }
 
  private:
   struct Send {
     std::string buffer;
     MPI_Request request = MPI_REQUEST_NULL;
+    MPI_Comm comm = MPI_COMM_NULL;
+    int dest = -1;
   };
   // A list, so that a request's address stays stable while MPI holds it.
   std::list<Send> sends_;
+  std::list<Send> abandoned_;
 };
 
 }  // namespace mpigate::wire

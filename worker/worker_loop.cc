@@ -24,6 +24,7 @@
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
 #include "wire/task_peek.h"
+#include "worker/death_note.h"
 #include "worker/gang.h"
 #include "worker/runner_process.h"
 #include "worker/task_runner.h"
@@ -115,6 +116,8 @@ struct Heard {
   // Any frame at all.
   bool anything = false;
   bool shutdown = false;
+  // With the shutdown: whether to disconnect from the gateway (ShutdownFrame.skip_disconnect).
+  bool disconnect = true;
   // Cancels of tasks that were not waiting in the backlog: the running one, one queued in the task
   // runner, or one that has already ended.
   std::vector<wire::CancelFrame> cancels;
@@ -144,7 +147,10 @@ absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
     heard.anything = true;
     wire::ReceivedMessage& message = **received;
     if (message.tag == wire::Tag::kShutdown) {
+      wire::ShutdownFrame shutdown;
+      if (absl::Status status = wire::Decode(message.bytes, shutdown); !status.ok()) return status;
       heard.shutdown = true;
+      heard.disconnect = !shutdown.skip_disconnect();
       continue;
     }
     if (message.tag == wire::Tag::kTask) {
@@ -241,6 +247,7 @@ class GangListener final : public GangLink {
         signals_.cancelled.store(true, std::memory_order_relaxed);
       }
       shutdown_ = heard.ok() && heard->shutdown;
+      if (shutdown_) disconnect_ = heard->disconnect;
     }
     timed_out_ = timed_out_ || now >= deadline_;
     // A shutdown, the run timeout, or a gateway that cannot be heard stops the call; the loop
@@ -252,8 +259,9 @@ class GangListener final : public GangLink {
 
   // The first error in talking to the gateway.
   const absl::Status& status() const { return status_; }
-  // True if the gateway said shut down during the call.
+  // True if the gateway said shut down during the call, and whether to disconnect then.
   bool shutdown() const { return shutdown_; }
+  bool disconnect() const { return disconnect_; }
   // True if the call ran past its run timeout.
   bool timed_out() const { return timed_out_; }
 
@@ -267,6 +275,7 @@ class GangListener final : public GangLink {
   absl::Time next_listen_ = absl::InfinitePast();
   absl::Time next_progress_ = absl::InfinitePast();
   bool shutdown_ = false;
+  bool disconnect_ = true;
   bool timed_out_ = false;
   absl::Status status_;
 };
@@ -307,11 +316,12 @@ absl::StatusOr<MPI_Comm> MakeGangComm(const WorkerGroup& workers, const wire::Ta
 
 // Runs this worker's part of the gang task `task` on the calling thread, which must own MPI, and
 // leaves its outcome in `result`. Returns true if the gateway said shut down during the call (the
-// result is then not wanted); an error only if MPI fails outside the function.
+// result is then not wanted; `disconnect` says whether to disconnect then); an error only if MPI
+// fails outside the function.
 absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
                              const FunctionRegistry& registry, const TaskContext& context,
                              const wire::TaskFrame& task, TaskSignals& signals,
-                             TaskBacklog& backlog, wire::ResultFrame& result) {
+                             TaskBacklog& backlog, wire::ResultFrame& result, bool& disconnect) {
   result.set_task_key(task.task_key());
   const auto me = std::find(task.gang().begin(), task.gang().end(), context.rank());
   if (me == task.gang().end()) {
@@ -335,6 +345,7 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
     return wire::MpiError(rc, "MPI_Comm_free");
   }
   if (!listener.status().ok()) return listener.status();
+  disconnect = listener.disconnect();
   return listener.shutdown();
 }
 
@@ -355,6 +366,13 @@ WorkerLoop::~WorkerLoop() = default;
 
 absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   wire::HelloFrame hello = BaseHello();
+  // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
+  if (absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open(); doorbell.ok()) {
+    hello.set_doorbell(doorbell->address());
+    doorbell_ = *std::move(doorbell);
+  }
+  // Before any task code runs here (the initializer, in process or for gang functions).
+  ArmDeathNote(doorbell_.has_value() ? wire::DeathNotePath(doorbell_->address()) : "");
   bool has_gang_functions = false;
   for (const auto& [name, definition] : registry_.definitions()) {
     wire::FunctionEntry& function = *hello.add_functions();
@@ -402,11 +420,6 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     task_thread->AwaitIdle(absl::InfiniteDuration());
   }
   if (initializer_error.has_value()) *hello.mutable_initializer_error() = *initializer_error;
-  // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
-  if (absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open(); doorbell.ok()) {
-    hello.set_doorbell(doorbell->address());
-    doorbell_ = *std::move(doorbell);
-  }
   hello.set_shared_memory_domain(SharedMemoryDomain());
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
@@ -431,7 +444,10 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     // before it would start.
     absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
     if (!heard.ok()) return heard.status();
-    if (heard->shutdown) return Stop();
+    if (heard->shutdown) {
+      disconnect_ = heard->disconnect;
+      return Stop();
+    }
     ring_unheard_ = ring_unheard_ && !heard->anything;
     if (backlog_.empty()) {
       if (heard->anything) {
@@ -466,7 +482,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       // Here, not on the task thread: the gang function makes MPI calls, and MPI is this thread's.
       const TaskContext context(rank_, pool_size_, &slot->signals.cancelled, &slot->signals);
       absl::StatusOr<bool> shutdown = RunGang(gateway_, workers_, registry_, context, slot->task,
-                                              slot->signals, backlog_, slot->result);
+                                              slot->signals, backlog_, slot->result, disconnect_);
       if (!shutdown.ok()) return shutdown.status();
       if (*shutdown) return Stop();
     } else {
@@ -486,6 +502,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
         if (!heard.ok()) return heard.status();
         bool force = false;  // A function in this process cannot be killed: force interrupts.
         if (heard->shutdown) {
+          disconnect_ = heard->disconnect;
           if (absl::Status status = SayGoodbye(gateway_); !status.ok()) return status;
           return LoopEnd::kStoppedDuringTask;
         }
@@ -655,6 +672,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
       if (!heard.ok()) return heard.status();
       ring_unheard_ = ring_unheard_ && !heard->anything;
       if (heard->shutdown) {
+        disconnect_ = heard->disconnect;
         if (absl::Status status = FlushResults(); !status.ok()) return status;
         return TaskEnd::kShutdown;
       }

@@ -134,6 +134,11 @@ class WorkerLoop {
   // kStoppedDuringTask the abandoned task still uses the registry: keep it alive until exit.
   absl::StatusOr<LoopEnd> Run();
 
+  // After Run(): whether to disconnect from the gateway before finalising MPI. False if the
+  // gateway said that its communicator with this worker lost a process
+  // (ShutdownFrame.skip_disconnect).
+  bool disconnect() const { return disconnect_; }
+
  private:
   // How a task handed to the runner ended: answered, or the gateway said shut down meanwhile.
   enum class TaskEnd { kEnded, kShutdown };
@@ -202,6 +207,8 @@ class WorkerLoop {
   // A ring was taken while the runner worked, and the frame it announced not heard yet: it may
   // still be on its way.
   bool ring_unheard_ = false;
+  // See disconnect().
+  bool disconnect_ = true;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup

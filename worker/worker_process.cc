@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "wire/mpi_frames.h"
+#include "worker/death_note.h"
 #include "worker/registry.h"
 #include "worker/runner_process.h"
 #include "worker/worker_loop.h"
@@ -74,9 +75,12 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
-    absl::StatusOr<LoopEnd> end = WorkerLoop(gateway, workers, registry, rank, pool_size,
-                                             options.initializer, std::move(runner))
-                                      .Run();
+    WorkerLoop loop(gateway, workers, registry, rank, pool_size, options.initializer,
+                    std::move(runner));
+    absl::StatusOr<LoopEnd> end = loop.Run();
+    DisarmDeathNote();
+    // A communicator that lost a process cannot be disconnected (the gateway says so).
+    disconnect = disconnect && loop.disconnect();
     if (end.ok() && *end == LoopEnd::kStoppedDuringTask) {
       // The task cannot be interrupted and still uses the registry: leave without unwinding.
       Finish(gateway, disconnect);

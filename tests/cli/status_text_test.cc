@@ -90,6 +90,17 @@ TEST(FormatPoolStatusTest, SaysWhyWhenBrokenOrDraining) {
   EXPECT_THAT(FormatPoolStatus(status, "x"), HasSubstr("state      READY\n"));
 }
 
+TEST(FormatPoolStatusTest, SaysWhyWhenDegraded) {
+  v1::PoolStatus status;
+  status.set_state(v1::POOL_STATE_READY);
+  status.set_workers(2);
+  status.set_workers_down(1);
+  status.set_degraded_reason("1 of 2 workers out of service; replacements are starting");
+  EXPECT_THAT(FormatPoolStatus(status, "x"),
+              HasSubstr("state      READY, degraded: 1 of 2 workers out of service; "
+                        "replacements are starting\n"));
+}
+
 TEST(FormatUptimeTest, TwoOrThreeUnits) {
   EXPECT_EQ(FormatUptime(absl::Milliseconds(999)), "0s");
   EXPECT_EQ(FormatUptime(absl::Seconds(42)), "42s");

@@ -86,6 +86,20 @@ absl::StatusOr<std::string> GangWait(const mpigate::GangContext& gang, absl::str
   return absl::CancelledError("gang interrupted");
 }
 
+// The gang rank named by the input crashes its worker (abort()) once the whole gang has met; the
+// others then wait for it in a second barrier, which never ends.
+absl::StatusOr<std::string> GangCrash(const mpigate::GangContext& gang, absl::string_view input) {
+  int crashing = 0;
+  if (!absl::SimpleAtoi(input, &crashing)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", input, "' is not a gang rank"));
+  }
+  MPI_Barrier(gang.comm());
+  if (gang.gang_rank() == 0) gang.ReportProgress(0.5, "met");
+  if (gang.gang_rank() == crashing) std::abort();
+  MPI_Barrier(gang.comm());
+  return std::string("ok");
+}
+
 absl::StatusOr<std::string> WhoAmI(const mpigate::TaskContext& context, absl::string_view) {
   return absl::StrCat(context.rank());
 }
@@ -143,6 +157,10 @@ MPIGATE_GANG_TASK("sample.gang_wait",
                   "Gang: waits until interrupted (rank 0 reports progress 0.5 'waiting'), then "
                   "fails CANCELLED 'gang interrupted'.",
                   GangWait);
+MPIGATE_GANG_TASK("sample.gang_crash",
+                  "Gang: after a barrier (rank 0 reports progress 0.5 'met'), the gang rank named "
+                  "by the input calls abort(), and the others wait for it in a barrier for ever.",
+                  GangCrash);
 MPIGATE_TASK("sample.whoami", "Returns the worker's index in decimal.", WhoAmI);
 MPIGATE_TASK("sample.seeded", "Returns '<item index>:<item seed>:<input>' (range maps).", Seeded);
 MPIGATE_TASK("sample.crash",
