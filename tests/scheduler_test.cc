@@ -3421,7 +3421,7 @@ TEST_F(SchedulerTest, CancellingQueuedTasksOfASessionAtItsCapLeavesNothingToDisp
   // Its slot is free again for what comes next.
   SubmitRange(capped, 4, 5);
   EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(4));
-
+}
 
 // --- Lost workers ---
 
