@@ -203,7 +203,8 @@ TEST(LimitsTest, SessionsDroppedUpToTheLimitMakeRoomForANewClientAtOnce) {
   // worker each.
   for (int i = 0; i < 3; ++i) {
     testing::RawSession dropped(*stub);
-    if (i < 2) dropped.Submit(1, "sleep", "60000");
+    // Ten minutes: should they not be interrupted, the echoes below wait past the test's limit.
+    if (i < 2) dropped.Submit(1, "sleep", "600000");
     // The reply to a cancel of nothing: the submit before it has been handled.
     v1::SessionRequest cancel;
     cancel.mutable_cancel();

@@ -74,7 +74,8 @@ class PythonRuntimeTest(unittest.TestCase):
         offset = 5
         self.assertEqual(self.call(self.setup, lambda x: x * 2, 21), 42)
         self.assertEqual(self.call(self.setup, lambda: offset + 1), 6)
-        self.assertEqual(self.call(self.setup, bump_counter, "by-value")[1] >= 1, True)
+        # bump_counter is __main__'s: it ran in a worker's interpreter, not here.
+        self.assertNotEqual(self.call(self.setup, bump_counter, "by-value")[0], os.getpid())
 
     def test_stdlib_function_by_reference_and_kwargs(self):
         self.assertEqual(self.call(self.setup, int, "ff", base=16), 255)
@@ -106,7 +107,6 @@ class PythonRuntimeTest(unittest.TestCase):
             seen.setdefault(pid, []).append(count)
         for counts in seen.values():
             self.assertEqual(counts, list(range(counts[0], counts[0] + len(counts))))
-            self.assertGreaterEqual(len(counts), 1)
         self.assertGreater(max(len(counts) for counts in seen.values()), 1)
 
     def test_initializer_runs_once_per_worker_and_a_failing_one_breaks_only_its_executor(self):
@@ -213,8 +213,6 @@ class PythonRuntimeTest(unittest.TestCase):
                     executor.submit("python.call", payload).result(PATIENCE_S)), ("one", "one"))
                 self.assertEqual(self.call(self.setup, read), (None, None))
 
-    @unittest.skipUnless(hasattr(mpigate.Future, "interrupt"),
-                         "needs Future.interrupt() (branch py-session)")
     def test_interrupt_raises_keyboard_interrupt_in_the_running_task(self):
         with tempfile.TemporaryDirectory() as directory:
             for catch in (False, True):
@@ -245,8 +243,6 @@ class PythonRuntimeTest(unittest.TestCase):
                     self.assertEqual(caught.exception.code, grpc.StatusCode.CANCELLED)
         self.assertEqual(self.call(self.setup, abs, -2), 2)
 
-    @unittest.skipUnless(hasattr(mpigate.Future, "add_progress_callback"),
-                         "needs Future.add_progress_callback() (branch py-session)")
     def test_report_progress_reaches_the_client(self):
         with tempfile.TemporaryDirectory() as directory:
             fifo = os.path.join(directory, "go")
@@ -292,9 +288,7 @@ class InProcessRuntimeTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.executor.shutdown()
-        exit_code, stderr_text = cls.server.stop()
-        if exit_code != 0:
-            raise AssertionError(f"mpigate-server exited with {exit_code}:\n{stderr_text}")
+        cls.server.stop_checked()
 
     def test_calls_and_gangs_share_the_workers_interpreter(self):
         setup = pt.executor_setup()
@@ -316,8 +310,6 @@ class InProcessRuntimeTest(unittest.TestCase):
         # Without isolation, the calls ran in the workers themselves, where the gang ran.
         self.assertTrue(pids <= set(gang_pids))
 
-    @unittest.skipUnless(hasattr(mpigate.Future, "interrupt"),
-                         "needs Future.interrupt() (branch py-session)")
     def test_interrupt_reaches_python_on_a_worker_thread(self):
         setup = pt.executor_setup()
         with tempfile.TemporaryDirectory() as directory:

@@ -54,8 +54,6 @@ _SPAWN_ONLY = frozenset(("python_exe", "python_args", "mpi_info", "main", "use_p
 # mpigate.Executor's keywords (endpoint, token, client_name, max_inflight, ...), passed through;
 # env is set from the executor's own.
 _SESSION_OPTIONS = frozenset(inspect.signature(_executor.Executor).parameters) - {"env"}
-# Present once the service can cap a session's running tasks (OpenSession.max_running_tasks).
-_CAN_CAP_RUNNING = "max_running" in _SESSION_OPTIONS
 
 # The directories holding the mpigate package (the source tree and the generated mpigate.v1),
 # put on the workers' path so that tasks can import mpigate.futures without PYTHONPATH.
@@ -136,8 +134,6 @@ class MPIPoolExecutor(concurrent.futures.Executor):
 
     def __init__(self, max_workers=None, initializer=None, initargs=(), **kwargs):
         self._max_workers_cap = _max_workers_from(max_workers)
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
         env = kwargs.pop("env", None)
         globals_ = kwargs.pop("globals", None)
         path = kwargs.pop("path", None)
@@ -148,15 +144,14 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         self._session_options = {k: v for k, v in kwargs.items() if k in _SESSION_OPTIONS}
         self._env = {str(name): str(value) for name, value in dict(env or {}).items()}
         self._setup = _python_task.executor_setup(
-            initializer=initializer, initargs=tuple(initargs),
-            globals=dict(globals_) if globals_ else None,
-            path=[os.fspath(p) for p in (path or ())] + list(_PACKAGE_ROOTS),
-            wdir=os.fspath(wdir) if wdir is not None else None)
+            initializer=initializer, initargs=initargs, globals=globals_,
+            path=list(path or ()) + list(_PACKAGE_ROOTS), wdir=wdir)
         self._tracker = _future._Tracker()
         self._call_factory = self._tracker.factory(chunk=False)
         self._lock = threading.Lock()
         self._shutdown = False  # guarded by _lock
         self._resources = None  # guarded by _lock; set once
+        self._finalizer = None  # guarded by _lock; set with _resources
 
     # --- Starting ---
 
@@ -172,7 +167,7 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         try:
             executor = mpigate.Executor(env=self._env, **options)
             cap = self._max_workers_cap
-            if (service is None and cap is not None and _CAN_CAP_RUNNING and
+            if (service is None and cap is not None and
                     "max_running" not in options and cap < executor.num_workers):
                 # Capped only below the pool's size: a cap counts the tasks in workers'
                 # backlogs, so a cap of the pool's size would only cost short tasks their
@@ -191,7 +186,8 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         # Dropped without shutdown: its session is shut down (tasks run on) and its service
         # stopped once they have.
         # Not at exit, where _close_all waits for the tasks instead.
-        weakref.finalize(self, resources.close, False, False).atexit = False
+        self._finalizer = weakref.finalize(self, resources.close, False, False)
+        self._finalizer.atexit = False
         return resources
 
     def _session_for_submit(self):
@@ -302,8 +298,10 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         the private pool, if any, has stopped. Safe to call more than once."""
         with self._lock:
             self._shutdown = True
-            resources = self._resources
+            resources, finalizer = self._resources, self._finalizer
         if resources is not None:
+            # Closed here: the finalizer would only start a thread to close it again.
+            finalizer.detach()
             resources.close(wait, cancel_futures)
 
 
@@ -368,7 +366,8 @@ def _results(session, futures, more, end_time, unordered):
         futures = set(futures)
     try:
         if unordered:
-            for future in concurrent.futures.as_completed(futures, _remaining(end_time)):
+            remaining = _executor._remaining(end_time)
+            for future in concurrent.futures.as_completed(futures, remaining):
                 futures.discard(future)
                 yield from _values(future.result())
         else:
@@ -377,7 +376,7 @@ def _results(session, futures, more, end_time, unordered):
                 # are taken, so that workers have it while the caller waits or consumes.
                 if more is not None:
                     futures.extend(more())
-                outcome = futures[0].result(_remaining(end_time))
+                outcome = futures[0].result(_executor._remaining(end_time))
                 futures.popleft()
                 yield from _values(outcome)
     finally:
@@ -391,5 +390,3 @@ def _values(outcome):
         raise error
 
 
-def _remaining(end_time):
-    return None if end_time is None else end_time - time.monotonic()
