@@ -204,7 +204,16 @@ void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
   // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
   // only way out is to abort the job; Open MPI then ends this process too.
   Log(LogLevel::kError, "aborting the workers: ", why.ToString());
-  MPI_Abort(cohorts_.empty() ? MPI_COMM_WORLD : cohorts_.back().comm, 1);
+  // Through the newest job still connected: a rejected job's communicator is null by now, and
+  // MPI_Abort needs a valid one.
+  MPI_Comm comm = MPI_COMM_WORLD;
+  for (auto cohort = cohorts_.rbegin(); cohort != cohorts_.rend(); ++cohort) {
+    if (cohort->comm != MPI_COMM_NULL) {
+      comm = cohort->comm;
+      break;
+    }
+  }
+  MPI_Abort(comm, 1);
   std::abort();
 }
 
@@ -443,8 +452,7 @@ void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
         " (pid ", said.pid(), ")");
     return;
   }
-  ++replace_failures_;
-  next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
+  CountReplaceFailure(cohort);
   Log(LogLevel::kWarning, "replacement for worker ", process.index, " on ", said.host(), " (pid ",
       said.pid(), ") failed to start: ", failure, "; trying again in ",
       absl::FormatDuration(SpawnPause(replace_failures_)));
@@ -461,6 +469,13 @@ void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
     }
   }
   DisconnectRejected();
+}
+
+void MpiWorkerPool::CountReplaceFailure(Cohort& cohort) {
+  if (cohort.counted_failure) return;
+  cohort.counted_failure = true;
+  ++replace_failures_;
+  next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
 }
 
 void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
@@ -491,8 +506,7 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
     const bool short_lived =
         was == Process::State::kBooting || absl::Now() - process.up_since < kShortLife;
     if (!options_.world && short_lived && process.cohort > 0) {
-      ++replace_failures_;
-      next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
+      CountReplaceFailure(cohort);
     } else if (!short_lived) {
       replace_failures_ = 0;
     }
@@ -856,6 +870,12 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           wire::HelloFrame hello;
           if (absl::Status status = wire::Decode(message.bytes, hello); !status.ok()) {
             return status;
+          }
+          // One told to stop while it booted (its job was rejected) serves nothing, whatever its
+          // hello says; one that failed to start has left its loop and sends no goodbye.
+          if (process.state == Process::State::kStopping) {
+            if (hello.has_error()) MarkGone(id);
+            continue;
           }
           TakeHello(id, std::move(hello));
           continue;

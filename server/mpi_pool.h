@@ -130,6 +130,9 @@ class MpiWorkerPool {
     bool broken = false;
     // A replacement job that failed to start (a worker's error or initializer): being stopped.
     bool rejected = false;
+    // Counted in replace_failures_: a job whose processes fail one after the other counts once,
+    // so that the pause before the next attempt grows per attempt, not per process.
+    bool counted_failure = false;
     // Its processes not gone yet: only those jobs are polled.
     int live = 0;
   };
@@ -178,6 +181,9 @@ class MpiWorkerPool {
   // A replacement process said hello: Register(), or if it failed to start (or its initializer
   // did, or it has other functions), its whole job is rejected and stopped.
   void TakeHello(int process, wire::HelloFrame hello);
+  // A replacement job failed (a hello's error, or a process that died young): the pause before
+  // the next spawn grows, once per job.
+  void CountReplaceFailure(Cohort& cohort);
   // Handles the processes watch_ saw end (see "Lost workers" above); `in_flight` loses the tasks
   // sent to them.
   void HandleEnded(Scheduler& scheduler, int& in_flight);
