@@ -1186,7 +1186,10 @@ void Scheduler::StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWor
       task.frame.set_shared_result_prefix(shared_memory_prefix_);
       task.frame.set_shared_result_min_bytes(session.shared.result_min_bytes);
     }
-    if (task.attempts <= task.max_retries) {
+    // Behind another in the worker's backlog it may go back to the queue unstarted if the
+    // worker is lost (WorkerLost): keep the frame until it is the worker's first.
+    const bool behind = worker_state_[static_cast<size_t>(task.members.front())].tasks.size() > 1;
+    if (task.attempts <= task.max_retries || behind) {
       // It may run again if its runner dies: keep the frame.
       work.assignments.push_back(Assignment{task.members.front(), task.frame});
     } else {
@@ -1361,18 +1364,21 @@ void Scheduler::Complete(absl::Span<WorkerResult> results) {
   Notify(notifications);
 }
 
-void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
-                               Notifications& notifications) {
-  if (worker < 0 || worker >= workers_) return;
+bool Scheduler::ReleaseFromWorkerLocked(int worker, TaskKey key, absl::Time now) {
   Worker& state = worker_state_[static_cast<size_t>(worker)];
   // Normally the first it holds; one interrupted while in its backlog may end before.
-  const TaskKey key = result.task_key();
   const auto held = std::find(state.tasks.begin(), state.tasks.end(), key);
-  if (key == 0 || held == state.tasks.end()) return;
+  if (key == 0 || held == state.tasks.end()) return false;
   if (held == state.tasks.begin()) {
     // The next one runs from now.
     state.head_started = now;
     state.head_overran = false;
+    if (state.tasks.size() > 1) {
+      // Running now: it no longer needs the copy of its frame it kept while it waited (see
+      // StartLocked), unless it may run again.
+      Task& next = tasks_.at(state.tasks[1]);
+      if (!next.group() && next.attempts > next.max_retries) next.frame.Clear();
+    }
   }
   state.tasks.erase(held);
   if (state.tasks.empty()) {
@@ -1381,8 +1387,17 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time 
     state.group = false;
     idle_workers_.push_back(worker);
   }
-  Task& task = tasks_.at(key);
+  const Task& task = tasks_.at(key);
   if (task.capped) ReleaseCapLocked(task.session, 1);
+  return true;
+}
+
+void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
+                               Notifications& notifications) {
+  if (worker < 0 || worker >= workers_) return;
+  const TaskKey key = result.task_key();
+  if (!ReleaseFromWorkerLocked(worker, key, now)) return;
+  Task& task = tasks_.at(key);
   if (task.group() || task.interrupted) {
     // An interrupted task's time says nothing of how long such tasks take.
     UpdateOpenLocked(worker);
@@ -1435,7 +1450,22 @@ std::vector<int> Scheduler::WorkerLost(int worker, absl::string_view why) {
     ++workers_lost_;
     const std::vector<TaskKey> held(state.tasks.begin(), state.tasks.end());
     const absl::Time now = clock_();
-    for (const TaskKey key : held) {
+    // Last first: each goes back to the front of its session's queue, so their order holds; and
+    // the first it held stays first until the rest are off (see ReleaseFromWorkerLocked).
+    for (size_t i = held.size(); i-- > 0;) {
+      const TaskKey key = held[i];
+      if (i > 0) {
+        // Waiting in its backlog: it never started (a worker runs its tasks in order), so its
+        // attempt is given back.
+        Task& waiting = tasks_.at(key);
+        if (!waiting.interrupted && pool_state_ != v1::POOL_STATE_DRAINING) {
+          ReleaseFromWorkerLocked(worker, key, now);
+          UpdateOpenLocked(worker);
+          --waiting.attempts;
+          RequeueLocked(key, waiting);
+          continue;
+        }
+      }
       wire::ResultFrame lost;
       lost.set_task_key(key);
       lost.mutable_error()->set_code(static_cast<int>(absl::StatusCode::kAborted));

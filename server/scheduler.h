@@ -435,8 +435,12 @@ class Scheduler {
   // --- Lost workers (transport side) ---
 
   // The worker's process is gone; `why` names it and says how it died, for its tasks' errors.
-  // Every task it held, running or waiting in its backlog, ends as one whose runner was lost (see
-  // Crashes above): it is queued again if its retries allow, else fails ABORTED with `why`; a
+  // The task it ran ends as one whose runner was lost (see Crashes above): it is queued again if
+  // its retries allow, else fails ABORTED with `why`. The single tasks waiting in its backlog
+  // never started, as far as the scheduler knows, and go back to the front of their sessions'
+  // queues without using an attempt (unless interrupted, or while draining: they end as the
+  // running one does). A group task (it holds nothing else) takes the loss as this member's
+  // result; a
   // group task takes that as this member's result, and a gang ends with it once its other members
   // have reported. Those other members are interrupted, and returned: a gang rank blocked in a
   // collective with the dead one is never released by MPI, so the transport may have to kill it
@@ -600,6 +604,10 @@ class Scheduler {
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
   void CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
                       Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the task `key` off the worker's list (and the worker's cap share off its session);
+  // false if the worker does not hold it. The worker goes idle once it holds nothing.
+  bool ReleaseFromWorkerLocked(int worker, TaskKey key, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Notify(Notifications& notifications);
 
