@@ -278,13 +278,21 @@ absl::StatusOr<std::string> RunnerBinaryForWorkers(bool world) {
   return worker::FindRunnerBinary(explicit_path);
 }
 
+// The health service name (grpc.health.v1) that is SERVING only while the pool is at full size:
+// NOT_SERVING while it is degraded (workers lost and not replaced yet; PoolStatus.degraded_reason
+// says why). The whole server ("") and mpigate.v1.Gateway stay SERVING meanwhile, since the pool
+// still serves with the workers it has: a load balancer keeps sending it work, and a monitor
+// that wants the pool whole watches this name.
+constexpr char kFullSizeHealthService[] = "mpigate.pool.full_size";
+
 // Announces the pool ready once the workers are up and the service listens, whichever comes last
 // (the workers start while the gRPC server does): prints the line scripts wait for and turns the
-// health service (grpc.health.v1) to SERVING, unless the pool is broken. Draining() turns it to
+// health service (grpc.health.v1) to SERVING, unless the pool is broken, and
+// kFullSizeHealthService as the pool's size says (Degraded()). Draining() turns every name to
 // NOT_SERVING for good.
 //
-// Thread-safety: Listening() and Draining() are called by the main thread, Booted() by the MPI
-// thread.
+// Thread-safety: Listening() and Draining() are called by the main thread, Booted() and
+// Degraded() by the MPI thread.
 class Readiness {
  public:
   Readiness(absl::Time launched, int workers) : launched_(launched), workers_(workers) {}
@@ -306,6 +314,13 @@ class Readiness {
     if (health_ != nullptr) health_->Shutdown();
   }
 
+  // Why the pool is degraded, or "" once it is whole again.
+  void Degraded(const std::string& reason) {
+    absl::MutexLock lock(&mu_);
+    whole_ = reason.empty();
+    if (ready_ && broken_.empty()) health_->SetServingStatus(kFullSizeHealthService, whole_);
+  }
+
   void Booted(const v1::PoolStateChange& pool_state) {
     absl::MutexLock lock(&mu_);
     if (pool_state.state() == v1::POOL_STATE_BROKEN) {
@@ -318,9 +333,11 @@ class Readiness {
  private:
   void MaybePrintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!listening_ || !booted_) return;
+    ready_ = true;
     if (broken_.empty()) {
       health_->SetServingStatus(v1::Gateway::service_full_name(), true);
       health_->SetServingStatus(true);
+      health_->SetServingStatus(kFullSizeHealthService, whole_);
     }
     Log(LogLevel::kInfo, "ready: ", workers_, " workers", broken_, ", listening on ", target_);
     // The pid is there because under mpiexec the process to signal is this one: mpiexec itself
@@ -338,6 +355,9 @@ class Readiness {
   absl::Mutex mu_;
   bool listening_ ABSL_GUARDED_BY(mu_) = false;
   bool booted_ ABSL_GUARDED_BY(mu_) = false;
+  // Both of the above: the health service has been told.
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool whole_ ABSL_GUARDED_BY(mu_) = true;
   std::string target_ ABSL_GUARDED_BY(mu_);
   std::string endpoint_file_ ABSL_GUARDED_BY(mu_);
   grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -582,6 +602,7 @@ absl::StatusOr<MpiWorkerPool::Options> PoolOptions(const RepeatedFlags& repeated
   options.worker_options.initializer.function = absl::GetFlag(FLAGS_initializer);
   options.worker_options.initializer.input = absl::GetFlag(FLAGS_initargs);
   options.worker_options.wdir = absl::GetFlag(FLAGS_worker_wdir);
+  options.worker_options.hello_timeout = options.bootup_timeout;
   const auto values = [&repeated](const std::string& name) {
     const auto it = repeated.find(name);
     return it == repeated.end() ? std::vector<std::string>() : it->second;
@@ -744,13 +765,16 @@ int Run(const RepeatedFlags& repeated) {
   }
   // The workers start while the gRPC server does: spawning them takes most of the start-up.
   Readiness readiness(launched, started->workers);
-  pool.Serve(&scheduler, [&](const absl::Status& booted) {
-    if (!booted.ok()) {
-      StopSignal::Request(absl::StrCat("the workers could not start: ", booted.message()));
-      return;
-    }
-    readiness.Booted(scheduler.PoolState());
-  });
+  pool.Serve(
+      &scheduler,
+      [&](const absl::Status& booted) {
+        if (!booted.ok()) {
+          StopSignal::Request(absl::StrCat("the workers could not start: ", booted.message()));
+          return;
+        }
+        readiness.Booted(scheduler.PoolState());
+      },
+      [&](const std::string& degraded) { readiness.Degraded(degraded); });
   // Before the MPI thread may be left to outlive the scheduler.
   const auto fail_serving = [&](const absl::Status& status) {
     scheduler.StopDispatch();
@@ -789,6 +813,7 @@ int Run(const RepeatedFlags& repeated) {
   // The default health service starts out SERVING; the pool is not up yet.
   grpc::HealthCheckServiceInterface* const health = server->GetHealthCheckService();
   health->SetServingStatus(v1::Gateway::service_full_name(), false);
+  health->SetServingStatus(kFullSizeHealthService, false);
   health->SetServingStatus(false);
   // gRPC binds the socket with the process's umask; only this user may connect. (Its directory,
   // created 0700, keeps others out in between.)

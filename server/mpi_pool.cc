@@ -63,6 +63,13 @@ constexpr absl::Duration kHealingPoll = absl::Milliseconds(10);
 // How long a worker that is told to shut down may take to answer.
 constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
 
+// A worker whose process cannot be watched (one on another host) sends a heartbeat this often
+// while it listens, and is taken as lost after this long without one: a loss is seen within
+// about a second, and a worker that is merely busy (its loop listens every 20 ms while a task
+// runs, every millisecond or so while idle) is never taken for lost.
+constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(200);
+constexpr absl::Duration kHeartbeatLimit = absl::Seconds(1);
+
 absl::Duration SpawnPause(int failures) {
   if (failures <= 0) return absl::ZeroDuration();
   absl::Duration pause = kFirstSpawnPause;
@@ -129,9 +136,11 @@ absl::StatusOr<MpiWorkerPool::Started> MpiWorkerPool::Start(const Options& optio
   return *start_result_;
 }
 
-void MpiWorkerPool::Serve(Scheduler* scheduler, std::function<void(const absl::Status&)> booted) {
+void MpiWorkerPool::Serve(Scheduler* scheduler, std::function<void(const absl::Status&)> booted,
+                          std::function<void(const std::string&)> degraded) {
   scheduler_ = scheduler;
   booted_ = std::move(booted);
+  degraded_changed_ = std::move(degraded);
   serve_.Notify();
 }
 
@@ -204,13 +213,14 @@ void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
   // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
   // only way out is to abort the job; Open MPI then ends this process too.
   Log(LogLevel::kError, "aborting the workers: ", why.ToString());
-  // Through the newest job still connected: a rejected job's communicator is null by now, and
-  // MPI_Abort needs a valid one.
+  // Through the newest job, or another still connected: a rejected job's communicator is null
+  // by now, and MPI_Abort needs a valid one.
   MPI_Comm comm = MPI_COMM_WORLD;
-  for (auto cohort = cohorts_.rbegin(); cohort != cohorts_.rend(); ++cohort) {
-    if (cohort->comm != MPI_COMM_NULL) {
-      comm = cohort->comm;
-      break;
+  if (target_ >= 0 && cohorts_[static_cast<size_t>(target_)].comm != MPI_COMM_NULL) {
+    comm = cohorts_[static_cast<size_t>(target_)].comm;
+  } else {
+    for (const Cohort& cohort : cohorts_) {
+      if (cohort.comm != MPI_COMM_NULL) comm = cohort.comm;
     }
   }
   MPI_Abort(comm, 1);
@@ -278,18 +288,39 @@ absl::Status MpiWorkerPool::Spawn(const Options& options) {
     }
     if (absl::Status status = wire::ReturnErrors(comm); !status.ok()) return status;
   }
-  Cohort& cohort = cohorts_.emplace_back();
-  cohort.comm = comm;
-  cohort.first_process = static_cast<int>(processes_.size());
-  cohort.live = worker_count_;
-  awaiting_ += worker_count_;
-  for (int index = 0; index < worker_count_; ++index) {
-    Process& process = processes_.emplace_back();
-    process.cohort = static_cast<int>(cohorts_.size()) - 1;
-    process.index = index;
+  // The slot of a job that is over (every process gone; its communicator disconnected, or never
+  // to be, having lost a process), else a new one.
+  int slot = -1;
+  for (int c = 0; c < static_cast<int>(cohorts_.size()) && slot < 0; ++c) {
+    const Cohort& old = cohorts_[static_cast<size_t>(c)];
+    if (c != target_ && old.live == 0 && (old.comm == MPI_COMM_NULL || old.broken)) slot = c;
   }
-  target_ = static_cast<int>(cohorts_.size()) - 1;
+  if (slot < 0) {
+    slot = static_cast<int>(cohorts_.size());
+    cohorts_.emplace_back().first_process = static_cast<int>(processes_.size());
+    processes_.resize(processes_.size() + static_cast<size_t>(worker_count_));
+  }
+  Cohort& cohort = cohorts_[static_cast<size_t>(slot)];
+  const int first_process = cohort.first_process;
+  cohort = Cohort();
+  cohort.comm = comm;
+  cohort.first_process = first_process;
+  cohort.live = worker_count_;
+  cohort.replacement = spawned_jobs_++ > 0;
+  awaiting_ += worker_count_;
+  const absl::Time now = absl::Now();
+  for (int index = 0; index < worker_count_; ++index) {
+    Process& process = processes_[static_cast<size_t>(first_process + index)];
+    const uint32_t generation = process.generation + 1;
+    process = Process();
+    process.generation = generation;
+    process.cohort = slot;
+    process.index = index;
+    process.spawned = now;
+  }
+  target_ = slot;
   consolidating_ = true;
+  degraded_dirty_ = true;
   return absl::OkStatus();
 }
 
@@ -301,6 +332,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
   }
   // Without a ringer the workers poll, as they would for a gateway on another host.
   watch_.emplace([&scheduler] { scheduler.WakeDispatch(); });
+  silence_.emplace(kHeartbeatLimit);
   absl::Status failure = Spawn(options);
   if (!failure.ok()) {
     scheduler.PoolBroken(failure.message());
@@ -423,18 +455,50 @@ void MpiWorkerPool::Register(int id, wire::HelloFrame hello) {
   // Its pid means this process only if it runs on this host, in this pid namespace: the same
   // host name and shared memory domain (boot, /dev/shm, user).
   if (process.shares_memory && said.host() == host_ && said.pid() > 0) {
-    if (absl::Status status = watch_->Watch(static_cast<uint64_t>(id), said.pid()); status.ok()) {
+    if (absl::Status status = watch_->Watch(WatchId(id), said.pid()); status.ok()) {
       process.watched = true;
     } else {
-      Log(LogLevel::kWarning, Describe(process), ": its loss would go unseen: ", status.message());
+      Log(LogLevel::kWarning, Describe(process), ": cannot watch its pid (", status.message(),
+          "): watching its heartbeats instead");
     }
   }
+  // One that failed to start has left its loop: it would never take the frame.
+  if (process.watched || said.has_error()) return;
+  wire::HeartbeatFrame ask;
+  ask.set_interval_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(kHeartbeatInterval)));
+  absl::StatusOr<std::string> buffer = wire::Encode(ask);
+  absl::Status status = buffer.ok() ? sends_.Start(CommOf(process), RankOf(process),
+                                                   wire::Tag::kHeartbeat, *std::move(buffer))
+                                    : buffer.status();
+  if (!status.ok()) {
+    Log(LogLevel::kWarning, Describe(process), ": its loss would go unseen: ", status.message());
+    return;
+  }
+  silence_->Watch(WatchId(id), absl::Now());
+  process.heartbeats = true;
+}
+
+absl::Status MpiWorkerPool::TakeHeartbeat(int id, const std::string& bytes) {
+  wire::HeartbeatFrame beat;
+  if (absl::Status status = wire::Decode(bytes, beat); !status.ok()) return status;
+  silence_->Heard(WatchId(id), absl::Now(), beat.quiet());
+  return absl::OkStatus();
+}
+
+uint64_t MpiWorkerPool::WatchId(int id) const {
+  return (static_cast<uint64_t>(processes_[static_cast<size_t>(id)].generation) << 32) |
+         static_cast<uint32_t>(id);
+}
+
+int MpiWorkerPool::ProcessOfWatchId(uint64_t watch_id) const {
+  const uint32_t id = static_cast<uint32_t>(watch_id);
+  if (id >= processes_.size() || processes_[id].generation != watch_id >> 32) return -1;
+  return static_cast<int>(id);
 }
 
 void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
   Register(id, std::move(hello));
   Process& process = processes_[static_cast<size_t>(id)];
-  Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
   const wire::HelloFrame& said = process.hello;
   std::string failure;
   if (said.has_error()) {
@@ -452,13 +516,19 @@ void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
         " (pid ", said.pid(), ")");
     return;
   }
+  RejectJob(process.cohort,
+            absl::StrCat("replacement for worker ", process.index, " on ", said.host(), " (pid ",
+                         said.pid(), ")"),
+            failure);
+}
+
+void MpiWorkerPool::RejectJob(int c, absl::string_view who, absl::string_view failure) {
+  Cohort& cohort = cohorts_[static_cast<size_t>(c)];
   CountReplaceFailure(cohort);
-  Log(LogLevel::kWarning, "replacement for worker ", process.index, " on ", said.host(), " (pid ",
-      said.pid(), ") failed to start: ", failure, "; trying again in ",
+  Log(LogLevel::kWarning, who, " failed to start: ", failure, "; trying again in ",
       absl::FormatDuration(SpawnPause(replace_failures_)));
   last_loss_ = absl::StrCat("a replacement failed to start: ", failure);
-  // The whole job goes, since gangs are made within one job, which must be whole: those of its
-  // processes that serve no worker now, and the others once a new job takes over (TakeOver).
+  degraded_dirty_ = true;
   cohort.rejected = true;
   for (int i = 0; i < worker_count_; ++i) {
     const int member = cohort.first_process + i;
@@ -471,7 +541,33 @@ void MpiWorkerPool::TakeHello(int id, wire::HelloFrame hello) {
   DisconnectRejected();
 }
 
+void MpiWorkerPool::ExpireBooting() {
+  if (awaiting_ == 0) return;
+  const absl::Time now = absl::Now();
+  const absl::Duration timeout = options_.bootup_timeout;
+  for (int id = 0; id < static_cast<int>(processes_.size()); ++id) {
+    Process& process = processes_[static_cast<size_t>(id)];
+    // Booting, or told to stop while it booted (its job was rejected), and no hello yet.
+    if (process.state == Process::State::kGone || process.hello.pid() != 0 ||
+        now - process.spawned <= timeout) {
+      continue;
+    }
+    const bool booting = process.state == Process::State::kBooting;
+    Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
+    // It would never take part in the disconnect.
+    cohort.broken = true;
+    sends_.Abandon(cohort.comm, RankOf(process));
+    MarkGone(id);
+    if (booting) {
+      RejectJob(process.cohort, absl::StrCat("replacement for worker ", process.index),
+                absl::StrCat("it did not say hello within ", absl::FormatDuration(timeout),
+                             " of its spawn (it ends itself)"));
+    }
+  }
+}
+
 void MpiWorkerPool::CountReplaceFailure(Cohort& cohort) {
+  degraded_dirty_ = true;
   if (cohort.counted_failure) return;
   cohort.counted_failure = true;
   ++replace_failures_;
@@ -479,17 +575,34 @@ void MpiWorkerPool::CountReplaceFailure(Cohort& cohort) {
 }
 
 void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
-  for (const uint64_t id : watch_->TakeEnded()) {
+  // Each process seen to end (no word of how yet) or gone silent (and how that looks).
+  std::vector<std::pair<int, std::string>> ended;
+  for (const uint64_t watch_id : watch_->TakeEnded()) {
+    if (const int id = ProcessOfWatchId(watch_id); id >= 0) ended.emplace_back(id, "");
+  }
+  if (!silence_->empty()) {
+    for (const uint64_t watch_id : silence_->TakeSilent(absl::Now())) {
+      if (const int id = ProcessOfWatchId(watch_id); id >= 0) {
+        ended.emplace_back(
+            id, absl::StrCat("it sent no heartbeat for ", absl::FormatDuration(silence_->limit()),
+                             ": its process, its host or the network to it is gone (a worker "
+                             "on another host is watched by its heartbeats)"));
+      }
+    }
+  }
+  bool lost_a_worker = false;
+  for (auto& [id, silent] : ended) {
     Process& process = processes_[static_cast<size_t>(id)];
     if (process.state == Process::State::kGone) continue;
     const Process::State was = process.state;
-    process.watched = false;
+    degraded_dirty_ = true;
     Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
     cohort.broken = true;
     sends_.Abandon(cohort.comm, RankOf(process));
     in_flight -= process.in_flight;
     process.in_flight = 0;
-    std::string how = TakeDeathNote(process.hello.doorbell());
+    std::string how = std::move(silent);
+    if (how.empty()) how = TakeDeathNote(process.hello.doorbell());
     if (how.empty()) how = process.killed_because;
     if (how.empty()) {
       how =
@@ -498,14 +611,14 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
     }
     const std::string who = Describe(process);
     const int worker = process.worker;
-    MarkGone(static_cast<int>(id));
+    MarkGone(id);
     if (was == Process::State::kStopping) {
       Log(LogLevel::kInfo, who, " ended while stopping: ", how);
       continue;
     }
     const bool short_lived =
         was == Process::State::kBooting || absl::Now() - process.up_since < kShortLife;
-    if (!options_.world && short_lived && process.cohort > 0) {
+    if (!options_.world && short_lived && cohort.replacement) {
       CountReplaceFailure(cohort);
     } else if (!short_lived) {
       replace_failures_ = 0;
@@ -513,6 +626,7 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
     Log(LogLevel::kWarning, who, " was lost: ", how);
     last_loss_ = absl::StrCat(who, " was lost: ", how);
     if (worker < 0) continue;
+    lost_a_worker = true;
     worker_process_[static_cast<size_t>(worker)] = -1;
     const std::vector<int> survivors =
         scheduler.WorkerLost(worker, absl::StrCat(who, " was lost: ", how));
@@ -528,7 +642,7 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
       kill(other->hello.pid(), SIGKILL);
     }
   }
-  if (options_.world && !every_worker_lost_ &&
+  if (options_.world && lost_a_worker && !every_worker_lost_ &&
       std::all_of(worker_process_.begin(), worker_process_.end(), [](int p) { return p < 0; })) {
     every_worker_lost_ = true;
     final_status_ = absl::UnavailableError(absl::StrCat(
@@ -559,6 +673,7 @@ void MpiWorkerPool::MaybeSpawn(Scheduler& scheduler) {
     ++replace_failures_;
     next_spawn_ = absl::Now() + SpawnPause(replace_failures_);
     last_loss_ = absl::StrCat("replacements cannot be spawned: ", status.message());
+    degraded_dirty_ = true;
     Log(LogLevel::kWarning, "cannot spawn replacement workers: ", status.message(),
         "; trying again in ", absl::FormatDuration(SpawnPause(replace_failures_)));
     UpdateDegraded(scheduler);
@@ -581,6 +696,7 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
       }
       process.worker = worker;
       worker_process_[static_cast<size_t>(worker)] = next;
+      degraded_dirty_ = true;
       scheduler.WorkerUp(worker);
       if (current < 0) Log(LogLevel::kInfo, "worker ", worker, " serves again, on pid ", process.hello.pid());
     }
@@ -603,9 +719,13 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
 }
 
 void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
+  // Every dispatch round comes here: most find nothing changed.
+  const absl::Time now = absl::Now();
+  if (!degraded_dirty_ && now < degraded_refresh_) return;
+  degraded_dirty_ = false;
+  degraded_refresh_ = absl::InfiniteFuture();
   const int down =
       static_cast<int>(std::count(worker_process_.begin(), worker_process_.end(), -1));
-  const absl::Time now = absl::Now();
   std::string reason;
   if (down > 0 || SpawnDue()) {
     reason = absl::StrCat(down, " of ", worker_count_, " workers out of service; ", last_loss_);
@@ -615,21 +735,28 @@ void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
       absl::StrAppend(&reason, "; replacements keep failing (", replace_failures_,
                       " in a row): the next attempt within ",
                       absl::FormatDuration(absl::Ceil(next_spawn_ - now, absl::Seconds(1))));
+      // The count down, and what follows it.
+      degraded_refresh_ = now + absl::Seconds(1);
     } else {
       absl::StrAppend(&reason, "; replacements are starting");
     }
   } else if (replace_failures_ > 0) {
     // Whole again: the failures in a row end once its processes have lived a while.
-    bool settled = true;
+    absl::Time youngest = absl::InfinitePast();
     for (const int id : worker_process_) {
-      settled = settled && now - processes_[static_cast<size_t>(id)].up_since >= kShortLife;
+      youngest = std::max(youngest, processes_[static_cast<size_t>(id)].up_since);
     }
-    if (settled) replace_failures_ = 0;
+    if (now - youngest >= kShortLife) {
+      replace_failures_ = 0;
+    } else {
+      degraded_refresh_ = youngest + kShortLife;
+    }
   }
   if (reason == degraded_) return;
   if (reason.empty()) Log(LogLevel::kInfo, "the pool is whole again: ", worker_count_, " workers");
   degraded_ = reason;
   scheduler.SetDegraded(reason);
+  if (degraded_changed_) degraded_changed_(degraded_);
 }
 
 void MpiWorkerPool::SendShutdown(int id) {
@@ -661,8 +788,10 @@ void MpiWorkerPool::MarkGone(int id) {
   Process& process = processes_[static_cast<size_t>(id)];
   SetState(process, Process::State::kGone);
   process.worker = -1;
-  if (process.watched) watch_->Unwatch(static_cast<uint64_t>(id));
+  if (process.watched) watch_->Unwatch(WatchId(id));
+  if (process.heartbeats) silence_->Unwatch(WatchId(id));
   process.watched = false;
+  process.heartbeats = false;
   DisconnectRejected();
 }
 
@@ -681,8 +810,9 @@ void MpiWorkerPool::DisconnectRejected() {
 }
 
 void MpiWorkerPool::SetState(Process& process, Process::State state) {
-  // Any change may let a worker move (TakeOver).
+  // Any change may let a worker move (TakeOver), or change why the pool is degraded.
   consolidating_ = true;
+  degraded_dirty_ = true;
   const auto awaited = [](Process::State each) {
     return each == Process::State::kBooting || each == Process::State::kStopping;
   };
@@ -752,8 +882,11 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   const auto fail_assignment = [&](Assignment& assignment, const absl::Status& why) {
     scheduler.Complete(assignment.worker, FailedResult(assignment.frame.task_key(), why));
   };
+  // The frames of one result message (one, or a batch's).
+  std::vector<const std::string*> frames;
   while (true) {
     HandleEnded(scheduler, in_flight);
+    ExpireBooting();
     MaybeSpawn(scheduler);
     TakeOver(scheduler);
     UpdateDegraded(scheduler);
@@ -769,6 +902,10 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // Hellos and goodbyes are polled for; a replacement waits out its pause.
     if (awaiting) wait = std::min(wait, kHealingPoll);
     if (SpawnDue()) wait = std::min(wait, std::max(next_spawn_ - absl::Now(), absl::ZeroDuration()));
+    // Heartbeats are taken as they come, so that a silence is told within about
+    // kHeartbeatLimit + kHeartbeatInterval (see SilenceWatch).
+    const bool heartbeats = !silence_->empty();
+    if (heartbeats) wait = std::min(wait, kHeartbeatInterval);
     DispatchWork work = scheduler.AwaitWork(wait);
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.
@@ -849,7 +986,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     if (absl::Status status = sends_.Progress(); !status.ok()) return status;
 
     // Every job with a process that may still send something, polled in turn until none has.
-    bool polled_any = in_flight > 0 || awaiting;
+    bool polled_any = in_flight > 0 || awaiting || heartbeats;
     while (polled_any) {
       polled_any = false;
       for (size_t c = 0; c < cohorts_.size(); ++c) {
@@ -866,6 +1003,10 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
         Process& process = processes_[static_cast<size_t>(id)];
         // A lost process's last words, sent before it died: its tasks have been accounted for.
         if (process.state == Process::State::kGone) continue;
+        if (message.tag == wire::Tag::kHeartbeat) {
+          if (absl::Status status = TakeHeartbeat(id, message.bytes); !status.ok()) return status;
+          continue;
+        }
         if (message.tag == wire::Tag::kHello) {
           wire::HelloFrame hello;
           if (absl::Status status = wire::Decode(message.bytes, hello); !status.ok()) {
@@ -874,7 +1015,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           // One told to stop while it booted (its job was rejected) serves nothing, whatever its
           // hello says; one that failed to start has left its loop and sends no goodbye.
           if (process.state == Process::State::kStopping) {
-            if (hello.has_error()) MarkGone(id);
+            process.hello = std::move(hello);
+            if (process.hello.has_error()) MarkGone(id);
             continue;
           }
           TakeHello(id, std::move(hello));
@@ -894,7 +1036,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
           scheduler.Progress(worker, progress);
           continue;
         }
-        std::vector<const std::string*> frames;
+        frames.clear();
         if (message.tag == wire::Tag::kResults) {
           if (absl::Status status = wire::Decode(message.bytes, results); !status.ok()) {
             return status;
@@ -952,18 +1094,10 @@ absl::Status MpiWorkerPool::StopWorkers() {
   const absl::Time deadline = absl::Now() + kAnswerTimeout;
   wire::PollBackoff backoff;
   while (true) {
-    // A process that ends meanwhile answers nothing.
-    if (watch_.has_value()) {
-      for (const uint64_t id : watch_->TakeEnded()) {
-        Process& process = processes_[static_cast<size_t>(id)];
-        if (process.state == Process::State::kGone) continue;
-        Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
-        cohort.broken = true;
-        sends_.Abandon(cohort.comm, RankOf(process));
-        Log(LogLevel::kWarning, Describe(process), " ended while stopping");
-        MarkGone(static_cast<int>(id));
-      }
-    }
+    // A process that ends (or goes silent) meanwhile answers nothing. Every one is stopping by
+    // now: the scheduler hears of none of them.
+    int unused_in_flight = 0;
+    HandleEnded(*scheduler_, unused_in_flight);
     if (absl::Status status = sends_.Progress(); !status.ok()) return status;
     size_t waiting = 0;
     for (const Process& process : processes_) {
@@ -978,10 +1112,17 @@ absl::Status MpiWorkerPool::StopWorkers() {
       if (!received.ok()) return received.status();
       if (!received->has_value()) continue;
       received_any = true;
+      const int id = cohort.first_process + (**received).source - rank_offset_;
+      if ((**received).tag == wire::Tag::kHeartbeat &&
+          processes_[static_cast<size_t>(id)].state != Process::State::kGone) {
+        if (absl::Status status = TakeHeartbeat(id, (**received).bytes); !status.ok()) {
+          return status;
+        }
+        continue;
+      }
       // Anything else is a hello, or the result of a task that ended or was failed after the
       // drain began.
       if ((**received).tag != wire::Tag::kShutdown) continue;
-      const int id = cohort.first_process + (**received).source - rank_offset_;
       if (processes_[static_cast<size_t>(id)].state == Process::State::kStopping) MarkGone(id);
     }
     if (received_any) {

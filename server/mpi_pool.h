@@ -19,7 +19,10 @@
 // the frame.
 //
 // Lost workers: Open MPI 4.1 reports a dead process through no MPI call (docs/worker-loss.md), so
-// a WorkerWatch sees local worker processes end. The pool then never sends to that process again,
+// a WorkerWatch sees local worker processes end, and a worker on another host, which cannot be
+// watched by its pid, is asked for heartbeats (wire::HeartbeatFrame): one silent for a second is
+// taken as lost (SilenceWatch). A replacement that does not say hello within the bootup timeout
+// is given up as a failed one (it ends itself). The pool then never sends to that process again,
 // drops what still comes from it, tells the scheduler (Scheduler::WorkerLost: its tasks are
 // retried or fail ABORTED), kills the other members of a gang it was in (no MPI call would ever
 // release them; spawn mode only), and heals: it spawns a whole new job of workers, one process per
@@ -52,6 +55,7 @@
 #include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "server/scheduler.h"
+#include "server/silence_watch.h"
 #include "server/worker_watch.h"
 #include "wire/doorbell.h"
 #include "wire/frames.pb.h"
@@ -111,8 +115,11 @@ class MpiWorkerPool {
   // scheduler->StopDispatch(). Once the workers are up it calls scheduler->PoolReady() (or
   // PoolBroken() if an initializer failed) and then `booted` with OK; if they cannot be started
   // at all it calls PoolBroken() and `booted` with the error, and the pool is finished. `booted`
-  // runs on the MPI thread. The scheduler must outlive Join().
-  void Serve(Scheduler* scheduler, std::function<void(const absl::Status&)> booted);
+  // runs on the MPI thread. The scheduler must outlive Join(). `degraded` (if set) is called on
+  // the MPI thread whenever why the pool is degraded changes, as Scheduler::SetDegraded is told:
+  // "" once it is whole again.
+  void Serve(Scheduler* scheduler, std::function<void(const absl::Status&)> booted,
+             std::function<void(const std::string&)> degraded = nullptr);
 
   // Waits for the MPI thread to shut the workers down and finalise MPI; returns how that went.
   absl::Status Join();
@@ -133,8 +140,12 @@ class MpiWorkerPool {
     // Counted in replace_failures_: a job whose processes fail one after the other counts once,
     // so that the pause before the next attempt grows per attempt, not per process.
     bool counted_failure = false;
-    // Its processes not gone yet: only those jobs are polled.
+    // Its processes not gone yet: only those jobs are polled. A job with none left is over, and
+    // the next replacement job takes its place (and its processes'), so that the bookkeeping does
+    // not grow with every replacement.
     int live = 0;
+    // Spawned to replace lost workers (not the pool's first job).
+    bool replacement = false;
   };
   // One worker process.
   struct Process {
@@ -151,6 +162,11 @@ class MpiWorkerPool {
     int cohort = 0;
     // Its index in its cohort: the worker it is started for.
     int index = 0;
+    // How many processes had this slot before it: tells a late report of an earlier one (see
+    // WatchId).
+    uint32_t generation = 0;
+    // When it was spawned: it must say hello within Options::bootup_timeout.
+    absl::Time spawned;
     State state = State::kBooting;
     // The worker it serves, or -1.
     int worker = -1;
@@ -160,8 +176,10 @@ class MpiWorkerPool {
     // Its doorbell, if this gateway can ring it; whether it sees the gateway's shared memory.
     std::string doorbell;
     bool shares_memory = false;
-    // Watched by watch_ (a process on this host).
+    // Watched by watch_ (a process on this host), or by silence_ (its heartbeats: one on
+    // another host).
     bool watched = false;
+    bool heartbeats = false;
     absl::Time up_since;
     // Why the gateway killed it, if it did.
     std::string killed_because;
@@ -184,9 +202,23 @@ class MpiWorkerPool {
   // A replacement job failed (a hello's error, or a process that died young): the pause before
   // the next spawn grows, once per job.
   void CountReplaceFailure(Cohort& cohort);
-  // Handles the processes watch_ saw end (see "Lost workers" above); `in_flight` loses the tasks
-  // sent to them.
+  // A replacement job failed to start (`who` said `failure`): it counts as a failed replacement,
+  // and the whole job goes (gangs are made within one job, which must be whole): those of its
+  // processes that serve no worker now, the others once a new job takes over (TakeOver).
+  void RejectJob(int cohort, absl::string_view who, absl::string_view failure);
+  // Handles the processes watch_ saw end and those silence_ found silent (see "Lost workers"
+  // above); `in_flight` loses the tasks sent to them.
   void HandleEnded(Scheduler& scheduler, int& in_flight);
+  // Gives up processes that have not said hello within Options::bootup_timeout of their spawn:
+  // nothing is sent to them (they end themselves: worker::WorkerOptions::hello_timeout), their
+  // job is never disconnected, and if they were booting their job is rejected.
+  void ExpireBooting();
+  // A heartbeat came from the process.
+  absl::Status TakeHeartbeat(int process, const std::string& bytes);
+  // The id under which watch_ and silence_ know the process: its slot and generation, so that
+  // a report about an earlier process of the slot is told apart (ProcessOfWatchId: -1).
+  uint64_t WatchId(int process) const;
+  int ProcessOfWatchId(uint64_t watch_id) const;
   // Whether workers need a new job: the newest lost a process, or failed to start.
   bool SpawnDue() const;
   // Spawns a replacement job if SpawnDue() and the pause after failures has passed.
@@ -233,6 +265,7 @@ class MpiWorkerPool {
   absl::Notification serve_;
   Scheduler* scheduler_ = nullptr;
   std::function<void(const absl::Status&)> booted_;
+  std::function<void(const std::string&)> degraded_changed_;
   absl::Status final_status_;
 
   // Owned by the MPI thread.
@@ -262,11 +295,18 @@ class MpiWorkerPool {
   // The last loss, for the degraded reason; and that reason as last told to the scheduler.
   std::string last_loss_;
   std::string degraded_;
+  // Something the degraded reason depends on changed; else it is rebuilt only when it counts
+  // time down (degraded_refresh_).
+  bool degraded_dirty_ = true;
+  absl::Time degraded_refresh_ = absl::InfiniteFuture();
+  // Jobs spawned so far.
+  int spawned_jobs_ = 0;
   bool every_worker_lost_ = false;
   // This host's name and shared memory domain: a worker with both is watched by pid.
   std::string host_;
   std::string shared_memory_domain_;
   std::optional<WorkerWatch> watch_;
+  std::optional<SilenceWatch> silence_;
 };
 
 }  // namespace mpigate::server

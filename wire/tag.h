@@ -17,6 +17,7 @@ enum class Tag : int {
   kProgress = 6,  // runner -> worker -> gateway: ProgressFrame
   kTasks = 7,     // gateway -> worker: FrameBatch of TaskFrames
   kResults = 8,   // worker -> gateway: FrameBatch of ResultFrames
+  kHeartbeat = 9,  // gateway -> worker, worker -> gateway: HeartbeatFrame
 };
 
 }  // namespace mpigate::wire

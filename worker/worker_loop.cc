@@ -6,6 +6,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -15,8 +16,10 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/shared_memory.h"
 #include "wire/doorbell.h"
@@ -136,8 +139,9 @@ struct Heard {
 
 // Takes every frame the gateway has sent since the last call: tasks join the backlog, a cancel of
 // a task waiting there drops it (answered CANCELLED: it never started), and other cancels are
-// reported. Stops at a shutdown, leaving anything after it unread.
-absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
+// reported. Stops at a shutdown, leaving anything after it unread. Sends a heartbeat if one is
+// due: this is where the loop listens.
+absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog, Heartbeat& heartbeat) {
   Heard heard;
   while (!heard.shutdown) {
     absl::StatusOr<std::optional<wire::ReceivedMessage>> received =
@@ -151,6 +155,12 @@ absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
       if (absl::Status status = wire::Decode(message.bytes, shutdown); !status.ok()) return status;
       heard.shutdown = true;
       heard.disconnect = !shutdown.skip_disconnect();
+      continue;
+    }
+    if (message.tag == wire::Tag::kHeartbeat) {
+      wire::HeartbeatFrame asked;
+      if (absl::Status status = wire::Decode(message.bytes, asked); !status.ok()) return status;
+      heartbeat.Start(absl::Milliseconds(asked.interval_ms()));
       continue;
     }
     if (message.tag == wire::Tag::kTask) {
@@ -181,6 +191,9 @@ absl::StatusOr<Heard> HearGateway(MPI_Comm gateway, TaskBacklog& backlog) {
       return status;
     }
   }
+  if (!heard.shutdown) {
+    if (absl::Status status = heartbeat.MaybeSend(gateway); !status.ok()) return status;
+  }
   return heard;
 }
 
@@ -209,6 +222,34 @@ void FailPastDeadline(uint64_t run_timeout_ms, absl::string_view how, wire::Resu
            *result.mutable_error());
 }
 
+// Ends the process (exit status 1) unless Met() is called within `timeout` of its making.
+class HelloDeadline {
+ public:
+  explicit HelloDeadline(absl::Duration timeout) {
+    if (timeout == absl::InfiniteDuration()) return;
+    thread_ = std::thread([this, timeout] {
+      if (met_.WaitForNotificationWithTimeout(timeout)) return;
+      const std::string said =
+          absl::StrCat("mpigate-worker: no hello within ", absl::FormatDuration(timeout),
+                       ": the gateway has given this worker up; exiting\n");
+      [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, said.data(), said.size());
+      _exit(1);
+    });
+  }
+  ~HelloDeadline() { Met(); }
+  HelloDeadline(const HelloDeadline&) = delete;
+  HelloDeadline& operator=(const HelloDeadline&) = delete;
+
+  void Met() {
+    if (!met_.HasBeenNotified()) met_.Notify();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  absl::Notification met_;
+  std::thread thread_;
+};
+
 // The loop's ear while it runs a gang function itself: the function's polls of cancelled() listen
 // to the gateway through it. A shutdown cannot be answered mid-call, so it interrupts the call and
 // is remembered for the loop to answer after it.
@@ -218,12 +259,13 @@ void FailPastDeadline(uint64_t run_timeout_ms, absl::string_view how, wire::Resu
 class GangListener final : public GangLink {
  public:
   GangListener(MPI_Comm gateway, uint64_t task_key, absl::Time deadline, TaskSignals& signals,
-               TaskBacklog& backlog)
+               TaskBacklog& backlog, Heartbeat& heartbeat)
       : gateway_(gateway),
         task_key_(task_key),
         deadline_(deadline),
         signals_(signals),
         backlog_(backlog),
+        heartbeat_(heartbeat),
         mpi_thread_(std::this_thread::get_id()) {}
 
   void Poll() override {
@@ -239,7 +281,7 @@ class GangListener final : public GangLink {
       status_ = ForwardProgress(gateway_, task_key_, signals_);
     }
     if (status_.ok()) {
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_, heartbeat_);
       status_ = heard.status();
       // A gang runs in the worker itself: even a forced cancel can only interrupt it.
       bool force = false;
@@ -271,6 +313,7 @@ class GangListener final : public GangLink {
   const absl::Time deadline_;
   TaskSignals& signals_;
   TaskBacklog& backlog_;
+  Heartbeat& heartbeat_;
   const std::thread::id mpi_thread_;
   absl::Time next_listen_ = absl::InfinitePast();
   absl::Time next_progress_ = absl::InfinitePast();
@@ -321,7 +364,8 @@ absl::StatusOr<MPI_Comm> MakeGangComm(const WorkerGroup& workers, const wire::Ta
 absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
                              const FunctionRegistry& registry, const TaskContext& context,
                              const wire::TaskFrame& task, TaskSignals& signals,
-                             TaskBacklog& backlog, wire::ResultFrame& result, bool& disconnect) {
+                             TaskBacklog& backlog, Heartbeat& heartbeat, wire::ResultFrame& result,
+                             bool& disconnect) {
   result.set_task_key(task.task_key());
   const auto me = std::find(task.gang().begin(), task.gang().end(), context.rank());
   if (me == task.gang().end()) {
@@ -336,7 +380,7 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
     return false;
   }
   GangListener listener(gateway, task.task_key(), RunDeadline(task.run_timeout_ms(), absl::Now()),
-                        signals, backlog);
+                        signals, backlog, heartbeat);
   const GangContext gang(context, *comm, static_cast<int>(me - task.gang().begin()),
                          task.gang_size(), &listener);
   result = RunGangTask(registry, gang, task);
@@ -353,18 +397,21 @@ absl::StatusOr<bool> RunGang(MPI_Comm gateway, const WorkerGroup& workers,
 
 WorkerLoop::WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry,
                        int rank, int pool_size, Initializer initializer,
-                       std::optional<RunnerProcess::Options> runner)
+                       absl::Duration hello_timeout, std::optional<RunnerProcess::Options> runner)
     : gateway_(gateway),
       workers_(workers),
       registry_(registry),
       rank_(rank),
       pool_size_(pool_size),
       initializer_(std::move(initializer)),
+      hello_timeout_(hello_timeout),
       runner_options_(std::move(runner)) {}
 
 WorkerLoop::~WorkerLoop() = default;
 
 absl::StatusOr<LoopEnd> WorkerLoop::Run() {
+  // Ends this process if the hello does not go in time (WorkerOptions::hello_timeout).
+  HelloDeadline hello_deadline(hello_timeout_);
   wire::HelloFrame hello = BaseHello();
   // Without a doorbell the loop polls with its backoff alone: slower to wake, never wrong.
   if (absl::StatusOr<wire::Doorbell> doorbell = wire::Doorbell::Open(); doorbell.ok()) {
@@ -421,10 +468,17 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   }
   if (initializer_error.has_value()) *hello.mutable_initializer_error() = *initializer_error;
   hello.set_shared_memory_domain(SharedMemoryDomain());
+  // For tests only (worker_loss_test): a worker that hangs before its hello, as one whose
+  // initializer never returns would, while the file this names exists.
+  if (const char* stall = std::getenv("MPIGATE_TEST_STALL_BEFORE_HELLO");
+      stall != nullptr && access(stall, F_OK) == 0) {
+    while (true) pause();
+  }
   if (absl::Status status = wire::SendFrame(gateway_, kGatewayRank, wire::Tag::kHello, hello);
       !status.ok()) {
     return status;
   }
+  hello_deadline.Met();
 
   wire::UsePreciseSleeps();
   wire::PollBackoff backoff;
@@ -442,7 +496,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   while (true) {
     // Everything that has come first, so that a cancel reaches a task waiting in the backlog
     // before it would start.
-    absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
+    absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_, heartbeat_);
     if (!heard.ok()) return heard.status();
     if (heard->shutdown) {
       disconnect_ = heard->disconnect;
@@ -481,8 +535,12 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     if (slot->task.gang_size() > 0) {
       // Here, not on the task thread: the gang function makes MPI calls, and MPI is this thread's.
       const TaskContext context(rank_, pool_size_, &slot->signals.cancelled, &slot->signals);
-      absl::StatusOr<bool> shutdown = RunGang(gateway_, workers_, registry_, context, slot->task,
-                                              slot->signals, backlog_, slot->result, disconnect_);
+      // Its function may block in a collective for as long as it likes, not listening.
+      if (absl::Status status = heartbeat_.Quiet(gateway_); !status.ok()) return status;
+      absl::StatusOr<bool> shutdown =
+          RunGang(gateway_, workers_, registry_, context, slot->task, slot->signals, backlog_,
+                  heartbeat_, slot->result, disconnect_);
+      heartbeat_.Loud();
       if (!shutdown.ok()) return shutdown.status();
       if (*shutdown) return Stop();
     } else {
@@ -498,7 +556,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
             !status.ok()) {
           return status;
         }
-        absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
+        absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_, heartbeat_);
         if (!heard.ok()) return heard.status();
         bool force = false;  // A function in this process cannot be killed: force interrupts.
         if (heard->shutdown) {
@@ -531,6 +589,9 @@ absl::StatusOr<LoopEnd> WorkerLoop::Stop() {
 
 absl::StatusOr<wire::HelloFrame> WorkerLoop::StartRunner() {
   runner_.reset();
+  // The runner's initializer may take its time, and the loop does not listen meanwhile.
+  if (absl::Status status = heartbeat_.Quiet(gateway_); !status.ok()) return status;
+  absl::Cleanup loud = [this] { heartbeat_.Loud(); };
   absl::StatusOr<std::unique_ptr<RunnerProcess>> spawned = RunnerProcess::Spawn(*runner_options_);
   if (!spawned.ok()) return spawned.status();
   runner_ = *std::move(spawned);
@@ -668,7 +729,7 @@ absl::StatusOr<WorkerLoop::TaskEnd> WorkerLoop::ServeRunner() {
     }
     if (now >= next_listen) {
       next_listen = now + kListenWhileBusy;
-      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_);
+      absl::StatusOr<Heard> heard = HearGateway(gateway_, backlog_, heartbeat_);
       if (!heard.ok()) return heard.status();
       ring_unheard_ = ring_unheard_ && !heard->anything;
       if (heard->shutdown) {
@@ -783,6 +844,30 @@ TaskBacklog::Entry TaskBacklog::TakeFront() {
   Entry front = std::move(entries_.front());
   entries_.pop_front();
   return front;
+}
+
+absl::Status Heartbeat::MaybeSend(MPI_Comm gateway) {
+  if (interval_ == absl::InfiniteDuration() || absl::Now() < next_) return absl::OkStatus();
+  return Send(gateway);
+}
+
+absl::Status Heartbeat::Quiet(MPI_Comm gateway) {
+  if (interval_ == absl::InfiniteDuration() || quiet_) return absl::OkStatus();
+  quiet_ = true;
+  return Send(gateway);
+}
+
+void Heartbeat::Loud() {
+  if (!quiet_) return;
+  quiet_ = false;
+  next_ = absl::InfinitePast();
+}
+
+absl::Status Heartbeat::Send(MPI_Comm gateway) {
+  wire::HeartbeatFrame beat;
+  beat.set_quiet(quiet_);
+  next_ = absl::Now() + interval_;
+  return wire::SendFrame(gateway, kGatewayRank, wire::Tag::kHeartbeat, beat);
 }
 
 absl::Status ReportStartupFailure(MPI_Comm gateway, const absl::Status& why) {

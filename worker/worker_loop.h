@@ -114,6 +114,28 @@ struct WorkerGroup {
   int first_rank = 0;
 };
 
+// The worker's heartbeats, if the gateway asked for them (wire::HeartbeatFrame): sent while the
+// loop listens to the gateway, at most once per interval, and quiet (with the gateway told at
+// once) while the loop may not listen for a while. Owned by the MPI thread.
+class Heartbeat {
+ public:
+  // The gateway asked for one at least every `interval`.
+  void Start(absl::Duration interval) { interval_ = interval; }
+  // Sends a heartbeat if they were asked for and one is due.
+  absl::Status MaybeSend(MPI_Comm gateway);
+  // The loop may not listen for a while: says so now, and heartbeats are quiet until Loud().
+  absl::Status Quiet(MPI_Comm gateway);
+  // The loop listens again: the next MaybeSend() sends a heartbeat that is not quiet.
+  void Loud();
+
+ private:
+  absl::Status Send(MPI_Comm gateway);
+
+  absl::Duration interval_ = absl::InfiniteDuration();
+  absl::Time next_ = absl::InfinitePast();
+  bool quiet_ = false;
+};
+
 class WorkerLoop {
  public:
   // `gateway` reaches the gateway at rank 0: the parent intercommunicator of spawned workers, or
@@ -121,8 +143,10 @@ class WorkerLoop {
   // MPI_ERRORS_RETURN (wire::ReturnErrors).
   // `rank` and `pool_size` are what tasks see in their TaskContext. `runner` starts the task
   // runner that runs plain tasks; nullopt runs them in this process.
+  // `hello_timeout`: see WorkerOptions::hello_timeout.
   WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry, int rank,
-             int pool_size, Initializer initializer, std::optional<RunnerProcess::Options> runner);
+             int pool_size, Initializer initializer, absl::Duration hello_timeout,
+             std::optional<RunnerProcess::Options> runner);
   // Kills the task runner, if one runs, and reaps it.
   ~WorkerLoop();
   WorkerLoop(const WorkerLoop&) = delete;
@@ -185,6 +209,7 @@ class WorkerLoop {
   const int rank_;
   const int pool_size_;
   const Initializer initializer_;
+  const absl::Duration hello_timeout_;
   const std::optional<RunnerProcess::Options> runner_options_;
   // The runner; null in process, or when a replacement could not start.
   std::unique_ptr<RunnerProcess> runner_;
@@ -209,6 +234,7 @@ class WorkerLoop {
   bool ring_unheard_ = false;
   // See disconnect().
   bool disconnect_ = true;
+  Heartbeat heartbeat_;
 };
 
 // Tells the gateway this worker could not start (e.g. a registry error), so that it fails bootup

@@ -28,6 +28,7 @@ constexpr absl::string_view kTaskLibPath = "--task_lib_path=";
 constexpr absl::string_view kAllowExec = "--allow_exec";
 constexpr absl::string_view kInProcess = "--in_process";
 constexpr absl::string_view kRunnerBinary = "--runner_binary=";
+constexpr absl::string_view kHelloTimeoutMs = "--hello_timeout_ms=";
 constexpr absl::string_view kRank = "--rank=";
 constexpr absl::string_view kPoolSize = "--pool_size=";
 constexpr absl::string_view kWorkerPid = "--worker_pid=";
@@ -57,6 +58,11 @@ std::vector<std::string> ToArgs(const WorkerOptions& options) {
   if (!options.runner_binary.empty()) {
     args.push_back(absl::StrCat(kRunnerBinary, options.runner_binary));
   }
+  if (options.hello_timeout != absl::InfiniteDuration()) {
+    args.push_back(
+        absl::StrCat(kHelloTimeoutMs,
+                     std::max<int64_t>(absl::ToInt64Milliseconds(options.hello_timeout), 1)));
+  }
   return args;
 }
 
@@ -81,6 +87,14 @@ absl::StatusOr<WorkerOptions> ParseArgs(const std::vector<std::string>& args) {
       options.in_process = true;
     } else if (absl::ConsumePrefix(&arg, kRunnerBinary)) {
       options.runner_binary = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, kHelloTimeoutMs)) {
+      int64_t ms = 0;
+      if (!absl::SimpleAtoi(arg, &ms) || ms <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("worker argument ", kHelloTimeoutMs, " needs a positive number, got '",
+                         arg, "'"));
+      }
+      options.hello_timeout = absl::Milliseconds(ms);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown worker argument '", arg, "'"));
     }

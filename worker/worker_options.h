@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "worker/registry.h"
 #include "worker/task_runner.h"
 
@@ -36,6 +37,10 @@ struct WorkerOptions {
   // The task runner executable (mpigate-runner); empty: the one next to this process's own
   // executable (see FindRunnerBinary).
   std::string runner_binary;
+  // A worker that has not said hello this long after it started ends itself (exit status 1):
+  // the gateway has given it up by then (mpigate-server --bootup_timeout), and it cannot stop a
+  // process whose pid it learns only from the hello. Whole milliseconds; infinite: never.
+  absl::Duration hello_timeout = absl::InfiniteDuration();
 };
 
 // Arguments that carry `options` to a spawned worker, e.g. "--env=OMP_NUM_THREADS=1".

@@ -76,7 +76,7 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
     ReportStartupFailure(gateway, status).IgnoreError();
   } else {
     WorkerLoop loop(gateway, workers, registry, rank, pool_size, options.initializer,
-                    std::move(runner));
+                    options.hello_timeout, std::move(runner));
     absl::StatusOr<LoopEnd> end = loop.Run();
     DisarmDeathNote();
     // A communicator that lost a process cannot be disconnected (the gateway says so).
