@@ -444,6 +444,15 @@ bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
   // (docs/worker-loss.md). Off, the others serve on and the pool replaces the lost one.
   // (In world mode mpiexec decides; see MpiWorkerPool::Init.)
   if (!options.world) setenv("OMPI_MCA_orte_abort_on_non_zero_status", "0", /*overwrite=*/0);
+  // A world job that outlives a lost rank (mpiexec --mca orte_abort_on_non_zero_status 0): the
+  // fence at the start of MPI_Finalize waits for every rank, the dead one too, and never ended
+  // when that rank was on another host (tests/multihost/multihost_loss_test.sh). Each rank
+  // finalises without it: the gateway and its workers have said goodbye by then, so no message
+  // is still on its way. Read by each process at its MPI_Init, so each sets it for itself.
+  if (const char* abort = std::getenv("OMPI_MCA_orte_abort_on_non_zero_status");
+      options.world && abort != nullptr && absl::string_view(abort) == "0") {
+    setenv("OMPI_MCA_async_mpi_finalize", "1", /*overwrite=*/0);
+  }
 
   if (options.world || !OneHostPool(options.spawn_info, std::getenv)) return false;
   for (const char* variable : {"OMPI_MCA_btl_tcp_if_include", "OMPI_MCA_btl_tcp_if_exclude",

@@ -122,7 +122,6 @@ TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSays
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;
-  EXPECT_EQ(exit->descendants_reaped, 0) << exit->stderr_text;
   EXPECT_THAT(exit->stderr_text,
               MatchesRegex("(.|\n)*WARNING.*replacement for worker [01] failed to start: it did "
                            "not say hello within 4s(.|\n)*"));

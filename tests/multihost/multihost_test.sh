@@ -21,81 +21,10 @@
 set -euo pipefail
 
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
-skip() {
-  echo "SKIPPED: cannot create network namespaces here: $*"
-  echo "SKIPPED: cannot create network namespaces here: $*" >&2
-  exit 0
-}
-
-# --- Can we? ---------------------------------------------------------------------------------
-[ "$(id -u)" -eq 0 ] || skip "not root (uid $(id -u)); ip netns needs CAP_SYS_ADMIN and CAP_NET_ADMIN"
-command -v ip >/dev/null || skip "no ip command (Debian package iproute2)"
-command -v unshare >/dev/null || skip "no unshare command (Debian package util-linux)"
-
-server="${runfiles}/server/mpigate-server"
-client="${runfiles}/tests/multihost/multihost_client"
-cli="${runfiles}/cli/mpigate"
-agent="${runfiles}/tests/multihost/netns_rsh.sh"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/multihost/netns_hosts.sh"
 for file in "$server" "$client" "$cli" "$agent"; do
   [ -x "$file" ] || fail "missing runfile ${file}"
 done
-mpiexec="$(command -v mpiexec)" || fail "no mpiexec on PATH (Open MPI): run tools/setup.sh"
-
-# Names unique to this run, so that parallel runs never collide (namespace names are global;
-# interface names only within their namespace).
-tag="mg$$"
-hd="${tag}hd" h1="${tag}h1" h2="${tag}h2" cn="${tag}c"
-namespaces=("$hd" "$h1" "$h2" "$cn")
-made=()
-dir="$(mktemp -d "${TEST_TMPDIR:-/tmp}/multihost-XXXXXX")"
-
-# Processes still in our namespaces (all of them ours: only this test puts processes there).
-ns_pids() {
-  local ns
-  for ns in "${made[@]}"; do ip netns pids "$ns" 2>/dev/null || true; done
-}
-cleanup() {
-  local status=$?
-  kill_servers
-  local pid
-  for pid in $(ns_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-  local ns
-  for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || echo "cannot delete ${ns}" >&2; done
-  rm -rf "$dir"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
-if ! error="$(ip netns add "$hd" 2>&1)"; then
-  skip "ip netns add failed: ${error}"
-fi
-made+=("$hd")
-if ! error="$(ip netns exec "$hd" unshare --uts hostname mpigate-check 2>&1)"; then
-  skip "cannot enter a namespace with a UTS namespace of its own: ${error}"
-fi
-for ns in "$h1" "$h2" "$cn"; do
-  ip netns add "$ns" || fail "ip netns add ${ns}"
-  made+=("$ns")
-done
-
-# --- The network --------------------------------------------------------------------------------
-subnet=10.231.0.0/24
-for ns in "${namespaces[@]}"; do ip -n "$ns" link set lo up; done
-ip -n "$hd" link add br0 type bridge || skip "cannot create a bridge (no bridge support in the kernel?)"
-ip -n "$hd" addr add 10.231.0.10/24 dev br0
-ip -n "$hd" link set br0 up
-octet=11
-for ns in "$h1" "$h2" "$cn"; do
-  port="p${ns#"$tag"}"
-  ip -n "$hd" link add "$port" type veth peer name eth0 netns "$ns" ||
-    skip "cannot create a veth pair (no veth support in the kernel?)"
-  ip -n "$hd" link set "$port" master br0 up
-  ip -n "$ns" addr add "10.231.0.${octet}/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  octet=$((octet + 1))
-done
-echo "namespaces ${namespaces[*]} on ${subnet}"
 
 # --- The service --------------------------------------------------------------------------------
 # The agent maps each host address to its namespace and host name.

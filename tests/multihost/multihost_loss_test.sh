@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A worker lost on another host (issue 24), on hosts made of network namespaces
+# (tests/multihost/netns_hosts.sh): mpigate-server in world mode (`mpiexec -n 3 --world`, with
+# the parameters that let an Open MPI job outlive one of its processes: --enable-recovery
+# --mca orte_abort_on_non_zero_status 0), the gateway and worker 0 on h1, worker 1 on h2. The
+# gateway cannot watch h2's process by its pid (another host), so it watches its heartbeats.
+# Worker 1's process is killed with SIGKILL: within about a second the gateway logs a WARNING
+# naming the worker, its host and pid; `mpigate status` says the pool is degraded and why; the
+# pool serves on with worker 0 (`mpigate map echo`); SIGTERM stops it, mpiexec exits 0, and no
+# process is left in any namespace.
+#
+# Where namespaces cannot be made the test prints "SKIPPED: cannot create network namespaces
+# here: <reason>" to its log and stderr and exits 0.
+set -euo pipefail
+
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/multihost/netns_hosts.sh"
+for file in "$server" "$cli" "$agent"; do
+  [ -x "$file" ] || fail "missing runfile ${file}"
+done
+
+# --- The service --------------------------------------------------------------------------------
+export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
+forward=(-x MPIGATE_NETNS_HOSTS)
+for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
+  if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
+done
+start_server --launcher "${dir}/pool" ip netns exec "$hd" "$mpiexec" --allow-run-as-root \
+  --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
+  --enable-recovery --mca orte_abort_on_non_zero_status 0 \
+  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
+  --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
+  "${forward[@]}" \
+  "$server" --world --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint"
+target="$(head -n 1 "${dir}/endpoint")"
+token="$(sed -n 's/^token=//p' "${dir}/endpoint")"
+if [ -n "$token" ]; then export MPIGATE_TOKEN="$token"; fi
+status_of() { ip netns exec "$cn" "$cli" --endpoint="$target" status 2>&1; }
+
+# Worker 1: the one mpigate-server process in h2.
+victim=""
+for pid in $(ip netns pids "$h2"); do
+  if [ "$(cat "/proc/${pid}/comm" 2>/dev/null)" = "mpigate-server" ]; then victim="$pid"; fi
+done
+[ -n "$victim" ] || fail "no mpigate-server process in ${h2}"
+before="$(status_of)"
+echo "$before"
+case "$before" in
+  *degraded*) fail "the pool is degraded before any loss" ;;
+  *READY*) ;;
+  *) fail "mpigate status did not say READY" ;;
+esac
+
+# --- The loss -----------------------------------------------------------------------------------
+killed_at="$(date -u +%s.%N)"
+kill -KILL "$victim"
+says_lost() {
+  grep -q "WARNING .*worker 1 on h2 (pid ${victim}) was lost: it sent no heartbeat" \
+    "${dir}/pool.stderr"
+}
+wait_for 30 "the gateway's WARNING that worker 1 on h2 was lost" says_lost
+line="$(grep -m 1 "worker 1 on h2 (pid ${victim}) was lost" "${dir}/pool.stderr")"
+echo "$line"
+# The log line's time (UTC, microseconds) against the kill's: how long the loss took to be seen.
+logged_at="$(date -u -d "$(echo "$line" | grep -o '^[0-9T:.-]*Z' | tr 'T' ' ' | tr -d 'Z')" +%s.%N)"
+awk -v a="$killed_at" -v b="$logged_at" 'BEGIN { printf "seen %.3f s after the kill\n", b - a }'
+degraded() {
+  local now
+  now="$(status_of)"
+  case "$now" in
+    *"READY, degraded: 1 of 2 workers out of service; worker 1 on h2 (pid ${victim}) was lost"*)
+      return 0 ;;
+  esac
+  return 1
+}
+wait_for 30 "mpigate status to say the pool is degraded" degraded
+status_of
+# The pool serves on with worker 0.
+seq 1 50 >"${dir}/items.txt"
+if ! timeout 60 ip netns exec "$cn" "$cli" --endpoint="$target" map echo -q "${dir}/items.txt" \
+  >"${dir}/map.txt"; then
+  cat "${dir}/pool.stderr" >&2
+  fail "mpigate map echo failed after the loss"
+fi
+cmp -s "${dir}/items.txt" "${dir}/map.txt" || fail "mpigate map echo did not return its items"
+
+# --- Stop ---------------------------------------------------------------------------------------
+stop_server "${dir}/pool"
+namespaces_empty() { [ -z "$(ns_pids)" ]; }
+wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
+  namespaces_empty
+for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
+made=()
+echo "PASS: worker 1 on h2 lost, seen by its silence, the pool served on and stopped cleanly"
