@@ -541,6 +541,15 @@ void MpiWorkerPool::RejectJob(int c, absl::string_view who, absl::string_view fa
   DisconnectRejected();
 }
 
+void MpiWorkerPool::GiveUp(int id) {
+  Process& process = processes_[static_cast<size_t>(id)];
+  Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
+  // It would never take part in the disconnect.
+  cohort.broken = true;
+  sends_.Abandon(cohort.comm, RankOf(process));
+  MarkGone(id);
+}
+
 void MpiWorkerPool::ExpireBooting() {
   if (awaiting_ == 0) return;
   const absl::Time now = absl::Now();
@@ -553,11 +562,7 @@ void MpiWorkerPool::ExpireBooting() {
       continue;
     }
     const bool booting = process.state == Process::State::kBooting;
-    Cohort& cohort = cohorts_[static_cast<size_t>(process.cohort)];
-    // It would never take part in the disconnect.
-    cohort.broken = true;
-    sends_.Abandon(cohort.comm, RankOf(process));
-    MarkGone(id);
+    GiveUp(id);
     if (booting) {
       RejectJob(process.cohort, absl::StrCat("replacement for worker ", process.index),
                 absl::StrCat("it did not say hello within ", absl::FormatDuration(timeout),
@@ -887,6 +892,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   while (true) {
     HandleEnded(scheduler, in_flight);
     ExpireBooting();
+    // Before a spawn, which takes a while: PoolStatus says why workers are down as soon as it
+    // says they are.
+    UpdateDegraded(scheduler);
     MaybeSpawn(scheduler);
     TakeOver(scheduler);
     UpdateDegraded(scheduler);
@@ -1086,8 +1094,17 @@ void MpiWorkerPool::RingDoorbell(int worker) {
 
 absl::Status MpiWorkerPool::StopWorkers() {
   for (int id = 0; id < static_cast<int>(processes_.size()); ++id) {
-    const Process::State state = processes_[static_cast<size_t>(id)].state;
-    if (state == Process::State::kUp || state == Process::State::kBooting) SendShutdown(id);
+    const Process& process = processes_[static_cast<size_t>(id)];
+    // One that has not said hello (a replacement still starting, or hung) would hear the
+    // shutdown only after its hello, if ever: not waited for. It ends with the job's daemon once
+    // this process has finalised MPI, or by itself (WorkerOptions::hello_timeout).
+    if (process.state != Process::State::kGone && process.hello.pid() == 0) {
+      Log(LogLevel::kInfo, "not waiting for the replacement for worker ", process.index,
+          ", which has not said hello");
+      GiveUp(id);
+      continue;
+    }
+    if (process.state == Process::State::kUp) SendShutdown(id);
   }
   // A busy worker hears the shutdown within milliseconds (its task goes on, unwanted); one that
   // does not answer in this long cannot be stopped in order.

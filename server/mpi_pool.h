@@ -213,6 +213,9 @@ class MpiWorkerPool {
   // nothing is sent to them (they end themselves: worker::WorkerOptions::hello_timeout), their
   // job is never disconnected, and if they were booting their job is rejected.
   void ExpireBooting();
+  // Gives up a process that has not said hello: nothing more is sent to it or taken from it,
+  // and its job is never disconnected (it would not take part).
+  void GiveUp(int process);
   // A heartbeat came from the process.
   absl::Status TakeHeartbeat(int process, const std::string& bytes);
   // The id under which watch_ and silence_ know the process: its slot and generation, so that

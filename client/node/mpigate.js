@@ -506,8 +506,11 @@ class Executor {
     return this._unaryCheck() || runOn(this._stub, fn, payload, options);
   }
 
-  // The pool's status (PoolStatus in gateway.proto, with camelCase fields). Until shutdown(), as
-  // run(); then the module's status().
+  // The pool's status (PoolStatus in gateway.proto, with camelCase fields). Besides the pool's
+  // size (workers, which stays the same while workers are lost) and load, workersDown (workers
+  // out of service: their process was lost and is not replaced yet) and degradedReason (why;
+  // '' while the pool is whole) say whether it is degraded. Until shutdown(), as run(); then the
+  // module's status().
   status() {
     return this._unaryCheck() || unary(this._stub, 'GetPoolStatus', {});
   }

@@ -75,6 +75,11 @@ class ServerProcess:
         _, stderr_text = self.stop(signal.SIGKILL)
         raise RuntimeError(f"mpigate-server did not become ready: {''.join(seen)}{stderr_text}")
 
+    @property
+    def pid(self):
+        """The server's pid, while it runs."""
+        return self._process.pid
+
     def stop_checked(self):
         """stop() with SIGTERM; raises AssertionError, with the server's stderr, unless it exited
         0 (a test's teardown: a clean stop is part of what every test checks)."""

@@ -19,10 +19,20 @@ import pkgutil
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 # pylint: disable=wrong-import-position
+from mpigate import _endpoint, _status
 from mpigate._endpoint import resolve_endpoint
 from mpigate._errors import BrokenExecutor, ConnectionLost, TaskError
 from mpigate._executor import Executor
 from mpigate._future import Future, Progress
+
+
+def status(endpoint=None, *, token=None, tls_ca=None, tls_cert=None, tls_key=None, timeout=10.0):
+    """The pool's status (a PoolStatus message) on a connection of its own, as
+    Executor.status(), for the service found as Executor() finds it (same arguments). Raises
+    ConnectionError if it cannot be asked."""
+    return _status.pool_status(_endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key),
+                               timeout)
+
 
 __all__ = [
     "BrokenExecutor",
@@ -32,4 +42,5 @@ __all__ = [
     "Progress",
     "TaskError",
     "resolve_endpoint",
+    "status",
 ]

@@ -41,6 +41,7 @@ import time
 from mpigate import _endpoint
 from mpigate import _session
 from mpigate import _shared_memory
+from mpigate import _status
 from mpigate.v1 import task_pb2
 
 # The largest message this client sends or accepts, as the C++ client's default; the service's own
@@ -114,6 +115,7 @@ class Executor(concurrent.futures.Executor):
         if acked_task_ids and not resume_token:
             raise ValueError("acked_task_ids are for resuming a session: give its resume_token")
         access = _endpoint.resolve_access(endpoint, token, tls_ca, tls_cert, tls_key)
+        self._access = access
         self._session = _session.Session(access, client_name, connect_timeout, max_message_bytes,
                                          max_inflight, dict(env or {}), resume_token or b"",
                                          [int(task_id) for task_id in acked_task_ids],
@@ -129,6 +131,15 @@ class Executor(concurrent.futures.Executor):
     def num_workers(self):
         """The number of workers in the pool (as mpi4py's MPIPoolExecutor.num_workers)."""
         return self._session.workers
+
+    def status(self, timeout=10.0):
+        """The pool's status now: a PoolStatus message (proto/mpigate/v1/gateway.proto), asked of
+        the service on a connection of its own (GetPoolStatus). Besides the size and load it says
+        whether the pool is degraded: workers_down (workers out of service: their process was
+        lost and is not replaced yet) and degraded_reason (why; empty while the pool is whole).
+        num_workers stays the pool's size meanwhile. Raises ConnectionError if the service
+        cannot be asked within `timeout` seconds."""
+        return _status.pool_status(self._access, timeout)
 
     @property
     def pool_state(self):

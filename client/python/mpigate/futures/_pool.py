@@ -228,6 +228,18 @@ class MPIPoolExecutor(concurrent.futures.Executor):
     # As concurrent.futures' executors name it (some libraries read it).
     _max_workers = num_workers
 
+    def status(self, timeout=10.0):
+        """The pool's status now (mpigate.Executor.status(): a PoolStatus message); its
+        workers_down and degraded_reason say whether workers are out of service and why, while
+        num_workers stays the pool's size. Starts the pool and waits for it to boot; RuntimeError
+        after shutdown."""
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot ask for the status after shutdown")
+            resources = self._start_locked()
+        resources.executor.bootup(wait=True)
+        return resources.executor.status(timeout)
+
     # --- Submitting ---
 
     def submit(self, fn, /, *args, gang_size=None, **kwargs):
