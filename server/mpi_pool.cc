@@ -60,6 +60,9 @@ constexpr absl::Duration kMaxSpawnPause = absl::Seconds(60);
 // looks, at most.
 constexpr absl::Duration kHealingPoll = absl::Milliseconds(10);
 
+// How long a spawn waits for Open MPI's daemon to reap a process seen to end, at most.
+constexpr absl::Duration kReapPatience = absl::Seconds(2);
+
 // How long a worker that is told to shut down may take to answer.
 constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
 
@@ -91,6 +94,17 @@ std::string TakeDeathNote(const std::string& doorbell) {
   note << file.rdbuf();
   std::remove(path.c_str());
   return note.str();
+}
+
+// Whether the process `pid`, which has ended, has been reaped by its parent: it is a zombie until
+// then, and gone (or another process under a reused pid) after.
+bool Reaped(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(stat, line);
+  // "PID (COMM) STATE ...", where COMM may hold anything.
+  const size_t name_end = line.rfind(')');
+  return name_end == std::string::npos || name_end + 2 >= line.size() || line[name_end + 2] != 'Z';
 }
 
 wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
@@ -583,7 +597,12 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler, int& in_flight) {
   // Each process seen to end (no word of how yet) or gone silent (and how that looks).
   std::vector<std::pair<int, std::string>> ended;
   for (const uint64_t watch_id : watch_->TakeEnded()) {
-    if (const int id = ProcessOfWatchId(watch_id); id >= 0) ended.emplace_back(id, "");
+    const int id = ProcessOfWatchId(watch_id);
+    if (id < 0) continue;
+    ended.emplace_back(id, "");
+    if (!options_.world) {
+      unreaped_.emplace_back(processes_[static_cast<size_t>(id)].hello.pid(), absl::Now());
+    }
   }
   if (!silence_->empty()) {
     for (const uint64_t watch_id : silence_->TakeSilent(absl::Now())) {
@@ -669,8 +688,17 @@ bool MpiWorkerPool::SpawnDue() const {
   });
 }
 
+bool MpiWorkerPool::EndsReaped() {
+  const absl::Time now = absl::Now();
+  const auto done = [now](const std::pair<pid_t, absl::Time>& ended) {
+    return now - ended.second > kReapPatience || Reaped(ended.first);
+  };
+  unreaped_.erase(std::remove_if(unreaped_.begin(), unreaped_.end(), done), unreaped_.end());
+  return unreaped_.empty();
+}
+
 void MpiWorkerPool::MaybeSpawn(Scheduler& scheduler) {
-  if (!SpawnDue() || absl::Now() < next_spawn_) return;
+  if (!SpawnDue() || absl::Now() < next_spawn_ || !EndsReaped()) return;
   Log(LogLevel::kInfo, "spawning ", worker_count_, " workers to replace those lost",
       replace_failures_ > 0 ? absl::StrCat(" (", replace_failures_, " failed in a row)") : "");
   // While it spawns nothing is dispatched: MPI_Comm_spawn blocks until the workers' MPI_Init.
@@ -729,8 +757,7 @@ void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
   if (!degraded_dirty_ && now < degraded_refresh_) return;
   degraded_dirty_ = false;
   degraded_refresh_ = absl::InfiniteFuture();
-  const int down =
-      static_cast<int>(std::count(worker_process_.begin(), worker_process_.end(), -1));
+  const int down = static_cast<int>(std::count(worker_process_.begin(), worker_process_.end(), -1));
   std::string reason;
   if (down > 0 || SpawnDue()) {
     reason = absl::StrCat(down, " of ", worker_count_, " workers out of service; ", last_loss_);
@@ -910,6 +937,7 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // Hellos and goodbyes are polled for; a replacement waits out its pause.
     if (awaiting) wait = std::min(wait, kHealingPoll);
     if (SpawnDue()) wait = std::min(wait, std::max(next_spawn_ - absl::Now(), absl::ZeroDuration()));
+    if (!unreaped_.empty() && !EndsReaped()) wait = std::min(wait, kHealingPoll);
     // Heartbeats are taken as they come, so that a silence is told within about
     // kHeartbeatLimit + kHeartbeatInterval (see SilenceWatch).
     const bool heartbeats = !silence_->empty();

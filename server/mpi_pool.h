@@ -224,6 +224,10 @@ class MpiWorkerPool {
   int ProcessOfWatchId(uint64_t watch_id) const;
   // Whether workers need a new job: the newest lost a process, or failed to start.
   bool SpawnDue() const;
+  // Whether Open MPI's daemon has reaped every local process seen to end (or kReapPatience has
+  // passed): a spawn while it handles a death left new workers stuck in MPI_Init, and the
+  // gateway with them in MPI_Comm_spawn, for good (tests/worker_heal_test, 1 run in about 25).
+  bool EndsReaped();
   // Spawns a replacement job if SpawnDue() and the pause after failures has passed.
   void MaybeSpawn(Scheduler& scheduler);
   // Moves workers onto the processes of the newest whole job: those out of service at once,
@@ -310,6 +314,8 @@ class MpiWorkerPool {
   std::string shared_memory_domain_;
   std::optional<WorkerWatch> watch_;
   std::optional<SilenceWatch> silence_;
+  // Local processes seen to end that their parent may not have reaped yet, and since when.
+  std::vector<std::pair<pid_t, absl::Time>> unreaped_;
 };
 
 }  // namespace mpigate::server

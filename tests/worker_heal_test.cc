@@ -71,8 +71,8 @@ TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSays
   ASSERT_TRUE(
       server
           .Start({.workers = 2,
-                  .flags = {absl::StrCat("--task-lib=", testing::RunfilePath(
-                                                            "tests/testdata/libsample_tasks.so")),
+                  .flags = {absl::StrCat("--task-lib=",
+                                         testing::RunfilePath("tests/testdata/libsample_tasks.so")),
                             "--bootup_timeout=4s",
                             absl::StrCat("--worker_env=MPIGATE_TEST_STALL_BEFORE_HELLO=", stall)}})
           .ok());
@@ -95,14 +95,16 @@ TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSays
       testing::AwaitPoolStatus(server.target(), [](const v1::PoolStatus& status) {
         return status.workers_down() == 1 &&
                absl::StrContains(status.degraded_reason(), "did not say hello within 4s") &&
-               absl::StrContains(status.degraded_reason(), "replacements keep failing (1 in a row)");
+               absl::StrContains(status.degraded_reason(),
+                                 "replacements keep failing (1 in a row)");
       });
   ASSERT_TRUE(given_up.ok()) << given_up;
   EXPECT_EQ(Check(*health, kFullSize), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(Check(*health, ""), HealthCheckResponse::SERVING);
   EXPECT_EQ(Check(*health, "mpigate.v1.Gateway"), HealthCheckResponse::SERVING);
   // The pool serves meanwhile, on the worker it has.
-  const absl::StatusOr<std::string> echoed = (*executor)->Submit("echo", "meanwhile").Result(kPatience);
+  const absl::StatusOr<std::string> echoed =
+      (*executor)->Submit("echo", "meanwhile").Result(kPatience);
   ASSERT_TRUE(echoed.ok()) << echoed.status();
   EXPECT_EQ(*echoed, "meanwhile");
 
@@ -125,6 +127,37 @@ TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSays
   EXPECT_THAT(exit->stderr_text,
               MatchesRegex("(.|\n)*WARNING.*replacement for worker [01] failed to start: it did "
                            "not say hello within 4s(.|\n)*"));
+}
+
+// A pool that has replaced a lost worker, one of whose processes then answers nothing (stopped
+// with SIGSTOP): the stop cannot end in order, so the gateway aborts the job through the newest
+// job's communicator (MPI_Abort), and Open MPI ends every process of the service, the stopped one
+// too, instead of leaving any behind.
+TEST(WorkerHealTest, AStopThatCannotEndInOrderAbortsThroughTheReplacementJob) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 2}).ok());
+  std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+  // Whole again, on a replacement job: both processes are new.
+  const absl::Status whole =
+      testing::AwaitPoolStatus(server.target(), [](const v1::PoolStatus& status) {
+        return status.workers_down() == 0 && status.degraded_reason().empty();
+      });
+  ASSERT_TRUE(whole.ok()) << whole;
+  ASSERT_TRUE(AwaitTrue([&] {
+    const std::vector<pid_t> now = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+    return now.size() == 2 && now[0] != workers[1] && now[1] != workers[1];
+  }));
+  workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+  ASSERT_EQ(kill(workers[1], SIGSTOP), 0);
+
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_NE(exit->exit_code, 0) << exit->stderr_text;
+  EXPECT_THAT(exit->stderr_text,
+              MatchesRegex("(.|\n)*ERROR.*aborting the workers: DEADLINE_EXCEEDED: 1 workers did "
+                           "not answer the shutdown within 10s(.|\n)*"));
 }
 
 }  // namespace

@@ -9,14 +9,14 @@
 namespace mpigate::wire {
 
 enum class Tag : int {
-  kHello = 1,     // worker -> gateway, runner -> worker: HelloFrame
-  kTask = 2,      // gateway -> worker -> runner: TaskFrame
-  kResult = 3,    // runner -> worker -> gateway: ResultFrame
-  kShutdown = 4,  // gateway -> worker: ShutdownFrame
-  kCancel = 5,    // gateway -> worker -> runner: CancelFrame
-  kProgress = 6,  // runner -> worker -> gateway: ProgressFrame
-  kTasks = 7,     // gateway -> worker: FrameBatch of TaskFrames
-  kResults = 8,   // worker -> gateway: FrameBatch of ResultFrames
+  kHello = 1,      // worker -> gateway, runner -> worker: HelloFrame
+  kTask = 2,       // gateway -> worker -> runner: TaskFrame
+  kResult = 3,     // runner -> worker -> gateway: ResultFrame
+  kShutdown = 4,   // gateway -> worker: ShutdownFrame
+  kCancel = 5,     // gateway -> worker -> runner: CancelFrame
+  kProgress = 6,   // runner -> worker -> gateway: ProgressFrame
+  kTasks = 7,      // gateway -> worker: FrameBatch of TaskFrames
+  kResults = 8,    // worker -> gateway: FrameBatch of ResultFrames
   kHeartbeat = 9,  // gateway -> worker, worker -> gateway: HeartbeatFrame
 };
 

@@ -59,9 +59,8 @@ std::vector<std::string> ToArgs(const WorkerOptions& options) {
     args.push_back(absl::StrCat(kRunnerBinary, options.runner_binary));
   }
   if (options.hello_timeout != absl::InfiniteDuration()) {
-    args.push_back(
-        absl::StrCat(kHelloTimeoutMs,
-                     std::max<int64_t>(absl::ToInt64Milliseconds(options.hello_timeout), 1)));
+    args.push_back(absl::StrCat(
+        kHelloTimeoutMs, std::max<int64_t>(absl::ToInt64Milliseconds(options.hello_timeout), 1)));
   }
   return args;
 }
@@ -90,9 +89,8 @@ absl::StatusOr<WorkerOptions> ParseArgs(const std::vector<std::string>& args) {
     } else if (absl::ConsumePrefix(&arg, kHelloTimeoutMs)) {
       int64_t ms = 0;
       if (!absl::SimpleAtoi(arg, &ms) || ms <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("worker argument ", kHelloTimeoutMs, " needs a positive number, got '",
-                         arg, "'"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "worker argument ", kHelloTimeoutMs, " needs a positive number, got '", arg, "'"));
       }
       options.hello_timeout = absl::Milliseconds(ms);
     } else {

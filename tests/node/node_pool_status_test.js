@@ -29,11 +29,11 @@ function workerPids(pid) {
     let children = [];
     try {
       for (const thread of fs.readdirSync(`/proc/${parent}/task`)) {
-        children = children.concat(
-            fs.readFileSync(`/proc/${parent}/task/${thread}/children`, 'ascii')
-                .split(/\s+/)
-                .filter((word) => word !== '')
-                .map(Number));
+        children =
+            children.concat(fs.readFileSync(`/proc/${parent}/task/${thread}/children`, 'ascii')
+                                .split(/\s+/)
+                                .filter((word) => word !== '')
+                                .map(Number));
       }
     } catch (error) {
       continue;
@@ -77,7 +77,8 @@ test('status() says the pool is degraded while a lost worker is replaced', async
     assert.equal(status.workers, 2);
     assert.match(
         status.degradedReason,
-        new RegExp(`^1 of 2 workers out of service; worker [01] on .* \\(pid ${victim}\\) was lost: `));
+        new RegExp(
+            `^1 of 2 workers out of service; worker [01] on .* \\(pid ${victim}\\) was lost: `));
     assert.equal((await mpigate.status({protoDir})).workersDown, 1);
 
     fs.unlinkSync(stallFile);
