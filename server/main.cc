@@ -50,6 +50,8 @@
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
 #include "server/memory_release.h"
+#include "absl/container/flat_hash_map.h"
+#include "server/live_page/live_page.h"
 #include "server/metrics_http.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
@@ -801,14 +803,20 @@ int Run(const RepeatedFlags& repeated) {
   std::unique_ptr<MetricsHttpServer> metrics;
   if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
       !metrics_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics = MetricsHttpServer::Start(
-        metrics_listen, *metrics_token, [&scheduler] { return scheduler.PrometheusText(); });
+    // The live page and its JSON beside the metrics, behind the same token.
+    absl::flat_hash_map<std::string, HttpResource> resources =
+        LivePageResources([&scheduler] { return scheduler.Status(); });
+    resources["/metrics"] = {.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                             .body = [&scheduler] { return scheduler.PrometheusText(); }};
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics =
+        MetricsHttpServer::Start(metrics_listen, *metrics_token, std::move(resources));
     if (!started_metrics.ok()) {
       server->Shutdown();
       return fail_serving(started_metrics.status());
     }
     metrics = *std::move(started_metrics);
-    Log(LogLevel::kInfo, "metrics at http://", metrics->address(), "/metrics");
+    Log(LogLevel::kInfo, "metrics at http://", metrics->address(),
+        "/metrics, the live page at http://", metrics->address(), "/?token=... (the endpoint file's metrics_token)");
   }
   const std::string target = ClientTarget(*address, bound_port);
   if (absl::Status status =
