@@ -40,7 +40,8 @@ std::string FormatQuantile(std::optional<uint64_t> micros, uint64_t largest_boun
   if (!micros.has_value()) return "-";
   // The last bucket is open: its observations lie above the largest bound.
   if (*micros >= largest_bound) return ">" + FormatMicros(largest_bound);
-  return FormatMicros(*micros);
+  // A bucket's upper bound: the quantile is at most that.
+  return "≤" + FormatMicros(*micros);
 }
 
 std::vector<const v1::WorkerStatus*> WorkersBusiestFirst(const v1::PoolStatus& status) {

@@ -27,7 +27,7 @@ std::optional<uint64_t> QuantileMicros(const google::protobuf::RepeatedField<uin
 // "850 µs", "12.5 ms", "3.20 s", "2m05s", "1h02m".
 std::string FormatMicros(uint64_t micros);
 
-// "-" for no quantile, else FormatMicros; ">100 s" past the largest bound.
+// "-" for no quantile, "≤2.50 ms" (a bucket's upper bound), ">100.00 s" past the largest bound.
 std::string FormatQuantile(std::optional<uint64_t> micros, uint64_t largest_bound);
 
 // Workers busy first, the one running its task longest first, then idle ones, then those out of

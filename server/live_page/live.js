@@ -40,7 +40,7 @@
 
   function formatQuantile(micros, largest) {
     if (micros === null) return '-';
-    return micros >= largest ? '>' + formatMicros(largest) : formatMicros(micros);
+    return micros >= largest ? '>' + formatMicros(largest) : '\u2264' + formatMicros(micros);
   }
 
   function svg(name, attributes) {
