@@ -159,11 +159,11 @@ Section Functions(const v1::PoolStatus& status) {
 Section Failures(const v1::PoolStatus& status, absl::Time now) {
   Section section{"RECENT FAILURES", {}, "  none"};
   for (const v1::FailureRecord& failure : status.recent_failures()) {
-    const absl::Duration ago =
-        std::max(now - absl::FromUnixMillis(failure.unix_ms()), absl::ZeroDuration());
+    const int64_t ago = std::max<int64_t>(
+        absl::ToInt64Seconds(now - absl::FromUnixMillis(failure.unix_ms())), 0);
     section.rows.push_back(Printable(absl::StrCat(
-        Fit(absl::StrCat(FormatMicros(static_cast<uint64_t>(absl::ToInt64Seconds(ago)) *
-                                      1'000'000),
+        Fit(absl::StrCat(ago < 60 ? absl::StrCat(ago, "s")
+                                  : FormatMicros(static_cast<uint64_t>(ago) * 1'000'000),
                          " ago"),
             10, true),
         "  ", Session(failure.client_name(), failure.session_id()), " task ", failure.task_id(),
