@@ -46,9 +46,8 @@ const FlagSpec* FindFlag(absl::string_view name, Command command) {
 }
 
 std::optional<Command> CommandNamed(absl::string_view word) {
-  for (Command command :
-       {Command::kServe, Command::kSubmit, Command::kMap, Command::kStatus, Command::kShutdown,
-        Command::kTop}) {
+  for (Command command : {Command::kServe, Command::kSubmit, Command::kMap, Command::kStatus,
+                          Command::kShutdown, Command::kTop}) {
     if (CommandName(command) == word) return command;
   }
   return std::nullopt;

@@ -8,12 +8,12 @@
 // key, or Ctrl-D) quits. SIGINT, SIGTERM and SIGHUP quit too, and SIGWINCH redraws at the new
 // size: they are blocked and read from a signalfd, polled with the keyboard, so the terminal is
 // always put back as it was.
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
 #include <unistd.h>
-#include <poll.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -60,8 +60,8 @@ TopSize TerminalSize(bool once) {
     const char* columns = std::getenv("COLUMNS");
     int parsed = 0;
     // Not a terminal: a script's, whose lines are not cut unless $COLUMNS says so.
-    size.width = columns != nullptr && absl::SimpleAtoi(columns, &parsed) && parsed > 0 ? parsed
-                                                                                        : 1000;
+    size.width =
+        columns != nullptr && absl::SimpleAtoi(columns, &parsed) && parsed > 0 ? parsed : 1000;
     if (!once) size.height = 24;
   }
   return size;

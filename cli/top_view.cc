@@ -91,24 +91,24 @@ std::string Rate(double per_second) {
 }
 
 Section Workers(const v1::PoolStatus& status) {
-  const std::vector<Column> columns = {
-      {"WORKER", 6, true}, {"HOST", 12},        {"PID", 8, true},    {"RUNNER", 8, true},
-      {"STATE", 5},        {"FUNCTION", 14},    {"FOR", 9, true},    {"DONE", 8, true},
-      {"FAILED", 6, true}, {"SESSION", 0}};
+  const std::vector<Column> columns = {{"WORKER", 6, true}, {"HOST", 12},      {"PID", 8, true},
+                                       {"RUNNER", 8, true}, {"STATE", 5},      {"FUNCTION", 14},
+                                       {"FOR", 9, true},    {"DONE", 8, true}, {"FAILED", 6, true},
+                                       {"SESSION", 0}};
   Section section{Heading(columns), {}, "  no workers"};
   for (const v1::WorkerStatus* worker : WorkersBusiestFirst(status)) {
     const bool busy = worker->busy();
-    section.rows.push_back(Row(
-        columns,
-        {absl::StrCat(worker->worker()), worker->host(),
-         worker->pid() > 0 ? absl::StrCat(worker->pid()) : "-",
-         worker->runner_pid() > 0 ? absl::StrCat(worker->runner_pid()) : "-",
-         busy ? "busy" : (worker->down() ? "down" : "idle"), busy ? worker->function() : "",
-         busy ? FormatMicros(worker->running_ms() * 1000) : "", absl::StrCat(worker->tasks_done()),
-         absl::StrCat(worker->tasks_failed()),
-         busy ? absl::StrCat(Session(worker->client_name(), worker->session_id()),
-                             worker->backlog() > 0 ? absl::StrCat(" +", worker->backlog()) : "")
-              : ""}));
+    section.rows.push_back(
+        Row(columns,
+            {absl::StrCat(worker->worker()), worker->host(),
+             worker->pid() > 0 ? absl::StrCat(worker->pid()) : "-",
+             worker->runner_pid() > 0 ? absl::StrCat(worker->runner_pid()) : "-",
+             busy ? "busy" : (worker->down() ? "down" : "idle"), busy ? worker->function() : "",
+             busy ? FormatMicros(worker->running_ms() * 1000) : "",
+             absl::StrCat(worker->tasks_done()), absl::StrCat(worker->tasks_failed()),
+             busy ? absl::StrCat(Session(worker->client_name(), worker->session_id()),
+                                 worker->backlog() > 0 ? absl::StrCat(" +", worker->backlog()) : "")
+                  : ""}));
   }
   return section;
 }
@@ -130,9 +130,8 @@ Section Sessions(const v1::PoolStatus& status) {
 
 Section Functions(const v1::PoolStatus& status) {
   const std::vector<Column> columns = {
-      {"FUNCTION", 16},      {"DONE", 9, true},     {"FAILED", 7, true},
-      {"RUN p50", 10, true}, {"RUN p99", 10, true}, {"WAIT p50", 10, true},
-      {"WAIT p99", 10, true}};
+      {"FUNCTION", 16},      {"DONE", 9, true},      {"FAILED", 7, true},   {"RUN p50", 10, true},
+      {"RUN p99", 10, true}, {"WAIT p50", 10, true}, {"WAIT p99", 10, true}};
   Section section{Heading(columns), {}, "  no task has ended yet"};
   const auto& bounds = status.time_bucket_bounds_us();
   const uint64_t largest = bounds.empty() ? 0 : bounds[bounds.size() - 1];
@@ -146,12 +145,11 @@ Section Functions(const v1::PoolStatus& status) {
     return a->succeeded() + a->failed() > b->succeeded() + b->failed();
   });
   for (const v1::FunctionTimes* times : functions) {
-    section.rows.push_back(
-        Row(columns, {times->name(), absl::StrCat(times->succeeded()),
-                      absl::StrCat(times->failed()), quantile(times->run_time_counts(), 0.5),
-                      quantile(times->run_time_counts(), 0.99),
-                      quantile(times->queue_wait_counts(), 0.5),
-                      quantile(times->queue_wait_counts(), 0.99)}));
+    section.rows.push_back(Row(
+        columns,
+        {times->name(), absl::StrCat(times->succeeded()), absl::StrCat(times->failed()),
+         quantile(times->run_time_counts(), 0.5), quantile(times->run_time_counts(), 0.99),
+         quantile(times->queue_wait_counts(), 0.5), quantile(times->queue_wait_counts(), 0.99)}));
   }
   return section;
 }
@@ -159,8 +157,8 @@ Section Functions(const v1::PoolStatus& status) {
 Section Failures(const v1::PoolStatus& status, absl::Time now) {
   Section section{"RECENT FAILURES", {}, "  none"};
   for (const v1::FailureRecord& failure : status.recent_failures()) {
-    const int64_t ago = std::max<int64_t>(
-        absl::ToInt64Seconds(now - absl::FromUnixMillis(failure.unix_ms())), 0);
+    const int64_t ago =
+        std::max<int64_t>(absl::ToInt64Seconds(now - absl::FromUnixMillis(failure.unix_ms())), 0);
     section.rows.push_back(Printable(absl::StrCat(
         Fit(absl::StrCat(ago < 60 ? absl::StrCat(ago, "s")
                                   : FormatMicros(static_cast<uint64_t>(ago) * 1'000'000),

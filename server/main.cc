@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -49,9 +50,8 @@
 #include "common/loopback_listeners.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
-#include "server/memory_release.h"
-#include "absl/container/flat_hash_map.h"
 #include "server/live_page/live_page.h"
+#include "server/memory_release.h"
 #include "server/metrics_http.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
@@ -816,7 +816,8 @@ int Run(const RepeatedFlags& repeated) {
     }
     metrics = *std::move(started_metrics);
     Log(LogLevel::kInfo, "metrics at http://", metrics->address(),
-        "/metrics, the live page at http://", metrics->address(), "/?token=... (the endpoint file's metrics_token)");
+        "/metrics, the live page at http://", metrics->address(),
+        "/?token=... (the endpoint file's metrics_token)");
   }
   const std::string target = ClientTarget(*address, bound_port);
   if (absl::Status status =

@@ -231,13 +231,13 @@ void MetricsHttpServer::Answer(int connection) {
       }
     }
     if (absl::Status allowed = CheckBearerToken(authorization, token_); !allowed.ok()) {
-      SendAll(connection,
-              Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"",
-                       "text/plain",
-                       absl::StrCat(allowed.message(),
-                                    "; a browser passes it as ?token=TOKEN (the metrics_token= "
-                                    "line of the service's endpoint file)\n"),
-                       method == "GET"));
+      SendAll(
+          connection,
+          Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"", "text/plain",
+                   absl::StrCat(allowed.message(),
+                                "; a browser passes it as ?token=TOKEN (the metrics_token= "
+                                "line of the service's endpoint file)\n"),
+                   method == "GET"));
       return;
     }
   }

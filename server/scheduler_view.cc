@@ -16,8 +16,8 @@ void Scheduler::AppendPoolViewLocked(absl::Time now, v1::PoolStatus& status) con
     if (worker.tasks.empty()) continue;
     entry.set_busy(true);
     entry.set_backlog(static_cast<uint32_t>(worker.tasks.size() - 1));
-    entry.set_running_ms(
-        static_cast<uint64_t>(std::max<int64_t>(absl::ToInt64Milliseconds(now - worker.head_started), 0)));
+    entry.set_running_ms(static_cast<uint64_t>(
+        std::max<int64_t>(absl::ToInt64Milliseconds(now - worker.head_started), 0)));
     const auto task = tasks_.find(worker.tasks.front());
     if (task == tasks_.end()) continue;
     entry.set_function(task->second.metrics != nullptr ? task->second.metrics->name

@@ -70,7 +70,8 @@ TaskMetrics::Function& TaskMetrics::AddFunction(absl::string_view name) {
   if (const auto it = functions_.find(name); it != functions_.end()) return *it->second;
   // functions_ holds other's besides the labelled ones.
   if (functions_.size() > max_functions_) return *other_;
-  return *functions_.emplace(std::string(name), std::make_unique<Function>(Function{std::string(name)}))
+  return *functions_
+              .emplace(std::string(name), std::make_unique<Function>(Function{std::string(name)}))
               .first->second;
 }
 

@@ -75,7 +75,8 @@ TEST(LivePageTest, ClientsStringsAreEscaped) {
   EXPECT_THAT(page, HasSubstr("&lt;/table&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
   // One script element: the page's own.
   size_t scripts = 0;
-  for (size_t at = page.find("<script"); at != std::string::npos; at = page.find("<script", at + 1)) {
+  for (size_t at = page.find("<script"); at != std::string::npos;
+       at = page.find("<script", at + 1)) {
     ++scripts;
   }
   EXPECT_EQ(scripts, 1u);

@@ -140,10 +140,9 @@ TEST(MetricsHttpServerStartTest, BadAddressesAreRefused) {
 
 // No page without a token: its port is open to every local user, whoever may call the service.
 TEST(MetricsHttpServerStartTest, AnEmptyTokenIsRefused) {
-  EXPECT_EQ(MetricsHttpServer::Start("0", "", MetricsAt([] { return std::string(); }))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      MetricsHttpServer::Start("0", "", MetricsAt([] { return std::string(); })).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 // A browser cannot send the header when it opens a URL: the token comes as a query parameter
@@ -161,8 +160,8 @@ TEST(MetricsHttpServerTokenTest, TheTokenMayComeInTheQueryAndPublicAssetsNeedNon
       MetricsHttpServer::Start("0", kToken, std::move(resources));
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
-  for (const char* target : {"/?token=scrape-token-0123456789",
-                             "/?x=1&token=scrape%2Dtoken-0123456789&y=2"}) {
+  for (const char* target :
+       {"/?token=scrape-token-0123456789", "/?x=1&token=scrape%2Dtoken-0123456789&y=2"}) {
     const std::string page = HttpExchange(port, absl::StrCat("GET ", target, " HTTP/1.1\r\n\r\n"));
     EXPECT_THAT(page, StartsWith("HTTP/1.1 200 OK\r\n")) << target;
     EXPECT_THAT(page, HasSubstr("Content-Security-Policy: default-src 'none'\r\n"));

@@ -101,8 +101,7 @@ void AppendWorkers(const v1::PoolStatus& status, std::string& out) {
     AppendCell("worker", absl::StrCat(worker->worker()), out);
     AppendCell("host", worker->host(), out);
     AppendCell("pid", worker->pid() > 0 ? absl::StrCat(worker->pid()) : "-", out);
-    AppendCell("runner", worker->runner_pid() > 0 ? absl::StrCat(worker->runner_pid()) : "-",
-               out);
+    AppendCell("runner", worker->runner_pid() > 0 ? absl::StrCat(worker->runner_pid()) : "-", out);
     AppendCell("state", state, out);
     AppendCell("function", worker->busy() ? worker->function() : "", out);
     AppendCell("session",
@@ -143,8 +142,8 @@ void AppendFunctions(const v1::PoolStatus& status, std::string& out) {
   const auto& bounds = status.time_bucket_bounds_us();
   const uint64_t largest = bounds.empty() ? 0 : bounds[bounds.size() - 1];
   out += "<table id=\"functions\">";
-  AppendHead({"function", "succeeded", "failed", "cancelled", "queue wait p50", "p99",
-              "queue wait", "run time p50", "p99", "run time"},
+  AppendHead({"function", "succeeded", "failed", "cancelled", "queue wait p50", "p99", "queue wait",
+              "run time p50", "p99", "run time"},
              out);
   out += "<tbody>";
   for (const v1::FunctionTimes& times : status.function_times()) {
@@ -164,8 +163,7 @@ void AppendFunctions(const v1::PoolStatus& status, std::string& out) {
     AppendCell("run-p50",
                FormatQuantile(QuantileMicros(times.run_time_counts(), bounds, 0.5), largest), out);
     AppendCell("run-p99",
-               FormatQuantile(QuantileMicros(times.run_time_counts(), bounds, 0.99), largest),
-               out);
+               FormatQuantile(QuantileMicros(times.run_time_counts(), bounds, 0.99), largest), out);
     AppendCell("run-histogram", "", out);
     out += "</tr>";
   }
@@ -191,6 +189,14 @@ void AppendFailures(const v1::PoolStatus& status, std::string& out) {
     out += "</tr>";
   }
   out += "</tbody></table>";
+}
+
+// /api/status's body: the JSON, or an error the page's script shows while keeping the figures it
+// has.
+std::string StatusBody(const v1::PoolStatus& status) {
+  absl::StatusOr<std::string> json = PoolStatusJson(status);
+  if (json.ok()) return *std::move(json);
+  return "{\"error\":\"the status does not print as JSON\"}";
 }
 
 }  // namespace
@@ -260,8 +266,8 @@ absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status) {
   std::string json;
   if (const auto printed = google::protobuf::util::MessageToJsonString(status, &json, options);
       !printed.ok()) {
-    return absl::InternalError(absl::StrCat("cannot print the status as JSON: ",
-                                            std::string(printed.message())));
+    return absl::InternalError(
+        absl::StrCat("cannot print the status as JSON: ", std::string(printed.message())));
   }
   return json;
 }
@@ -273,13 +279,7 @@ absl::flat_hash_map<std::string, HttpResource> LivePageResources(
                     .body = [status] { return RenderLivePage(status()); },
                     .headers = kPageHeaders};
   resources["/api/status"] = {.content_type = "application/json",
-                              .body = [status] {
-                                absl::StatusOr<std::string> json = PoolStatusJson(status());
-                                // The page keeps its last figures and says it lost them.
-                                return json.ok() ? *std::move(json)
-                                                 : std::string("{\"error\":\"the status does "
-                                                               "not print as JSON\"}");
-                              }};
+                              .body = [status] { return StatusBody(status()); }};
   resources["/live.js"] = {.content_type = "text/javascript; charset=utf-8",
                            .body = [] { return std::string(live_page_assets::kLiveScript); },
                            .public_asset = true};

@@ -20,7 +20,9 @@ using ::testing::StartsWith;
 
 const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
 // Sets the window title and makes text red, if it reached a terminal as it is.
-constexpr char kHostile[] = "evil\x1b]0;pwned\x07\x1b[31m\xc2\x9b" "2J";
+constexpr char kHostile[] =
+    "evil\x1b]0;pwned\x07\x1b[31m\xc2\x9b"
+    "2J";
 
 v1::PoolStatus KnownStatus(int workers, int sessions) {
   v1::PoolStatus status;
@@ -66,13 +68,15 @@ v1::PoolStatus KnownStatus(int workers, int sessions) {
 }
 
 TEST(TopViewTest, TheFrameHasTheFiguresBusiestFirst) {
-  const std::vector<std::string> lines = TopFrame(KnownStatus(3, 3), "unix:/s", {.width = 200}, kNow);
+  const std::vector<std::string> lines =
+      TopFrame(KnownStatus(3, 3), "unix:/s", {.width = 200}, kNow);
   EXPECT_THAT(lines[0], StartsWith("mpigate top  unix:/s  READY  up 1m05s"));
   EXPECT_THAT(lines[1], StartsWith("workers 3: 1 busy, 2 idle, 0 down"));
   EXPECT_THAT(lines[2], StartsWith("tasks/s 12  last 3 s ▁▅█ peak 8/s"));
   EXPECT_THAT(lines[3], StartsWith("ended: 20 succeeded, 3 failed, 0 cancelled"));
-  const auto heading = std::find_if(lines.begin(), lines.end(),
-                                    [](const std::string& line) { return absl::StartsWith(line, "WORKER"); });
+  const auto heading = std::find_if(lines.begin(), lines.end(), [](const std::string& line) {
+    return absl::StartsWith(line, "WORKER");
+  });
   ASSERT_NE(heading, lines.end());
   // The busy worker, 2, first; then the idle ones by index.
   EXPECT_THAT(*(heading + 1), StartsWith("     2 node1"));
@@ -81,11 +85,13 @@ TEST(TopViewTest, TheFrameHasTheFiguresBusiestFirst) {
   EXPECT_THAT(*(heading + 1), HasSubstr("#9 +2"));
   EXPECT_THAT(*(heading + 2), StartsWith("     0 node1"));
   // The session with a task running first.
-  const auto sessions = std::find_if(lines.begin(), lines.end(),
-                                     [](const std::string& line) { return absl::StartsWith(line, "SESSION"); });
+  const auto sessions = std::find_if(lines.begin(), lines.end(), [](const std::string& line) {
+    return absl::StartsWith(line, "SESSION");
+  });
   ASSERT_NE(sessions, lines.end());
   EXPECT_THAT(*(sessions + 1), StartsWith("      3"));
-  EXPECT_THAT(lines, Contains(HasSubstr("   12s ago  alpha #1 task 5 fail: UNKNOWN: line one line two")));
+  EXPECT_THAT(lines,
+              Contains(HasSubstr("   12s ago  alpha #1 task 5 fail: UNKNOWN: line one line two")));
 }
 
 TEST(TopViewTest, ControlCharactersNeverReachTheTerminal) {
