@@ -25,7 +25,8 @@ constexpr FlagSpec kFlags[] = {
     {"timeout", true, Command::kSubmit},  {"chunksize", true, Command::kMap},
     {"unordered", false, Command::kMap},  {"timeout", true, Command::kMap},
     {"quiet", false, Command::kMap},      {"json", false, Command::kStatus},
-    {"reason", true, Command::kShutdown},
+    {"reason", true, Command::kShutdown}, {"once", false, Command::kTop},
+    {"interval", true, Command::kTop},
 };
 
 // A flag as given, before the command that must take it is known.
@@ -45,8 +46,8 @@ const FlagSpec* FindFlag(absl::string_view name, Command command) {
 }
 
 std::optional<Command> CommandNamed(absl::string_view word) {
-  for (Command command :
-       {Command::kServe, Command::kSubmit, Command::kMap, Command::kStatus, Command::kShutdown}) {
+  for (Command command : {Command::kServe, Command::kSubmit, Command::kMap, Command::kStatus,
+                          Command::kShutdown, Command::kTop}) {
     if (CommandName(command) == word) return command;
   }
   return std::nullopt;
@@ -119,6 +120,12 @@ absl::Status ApplyFlag(const GivenFlag& flag, CommandLine& line) {
     line.json = true;
   } else if (flag.name == "reason") {
     line.reason = value;
+  } else if (flag.name == "once") {
+    line.once = true;
+  } else if (flag.name == "interval") {
+    absl::StatusOr<absl::Duration> parsed = duration();
+    if (!parsed.ok()) return parsed.status();
+    line.interval = *parsed;
   }
   return absl::OkStatus();
 }
@@ -146,6 +153,7 @@ absl::Status ApplyArguments(const std::vector<std::string>& arguments, CommandLi
       return absl::OkStatus();
     case Command::kStatus:
     case Command::kShutdown:
+    case Command::kTop:
       if (!arguments.empty()) return count_error("no arguments");
       return absl::OkStatus();
     case Command::kServe:
@@ -171,6 +179,8 @@ absl::string_view CommandName(Command command) {
       return "status";
     case Command::kShutdown:
       return "shutdown";
+    case Command::kTop:
+      return "top";
   }
   return "";
 }
@@ -307,6 +317,7 @@ std::string UsageText(Command command) {
           "  map FUNCTION [FILE|-]      run FUNCTION on every line of FILE or stdin; results one\n"
           "                             per line, progress on stderr\n"
           "  status                     workers, queues, sessions, tasks/s, uptime, functions\n"
+          "  top                        the pool live: workers, sessions, tasks/s, failures\n"
           "  shutdown                   drain and stop the service\n"
           "  help [COMMAND]             this text, or a command's (as COMMAND --help)\n"
           "\n"
@@ -414,6 +425,25 @@ std::string UsageText(Command command) {
              "  --json  print the PoolStatus message (proto/mpigate/v1/gateway.proto) as JSON\n"
              "\n"
              "Exit codes: 0 printed; 2 usage error; 3 service unavailable; 4 other error.\n";
+    case Command::kTop:
+      return absl::StrCat(
+          "Usage: mpigate top [--once] [--interval=D]\n"
+          "\n"
+          "The pool live, redrawn in place on the terminal: its state (and why), workers busy,\n"
+          "idle and down, queued tasks, tasks/s with the last minute as a sparkline; each\n"
+          "worker (host, pid, runner pid, the function and session of its task and for how\n"
+          "long, tasks done and failed), busiest first; each session (client, queued,\n"
+          "running, done, failed, tasks/s), busiest first; run time quantiles by function;\n"
+          "the latest failures with their messages. Rows that do not fit are left out.\n"
+          "Press q (or Ctrl-C) to quit.\n"
+          "\n"
+          "Flags:\n"
+          "  --once        print one frame to stdout, without terminal control, and exit\n"
+          "  --interval=D  how often to ask the service (default 1s)\n",
+          kDurations,
+          "\n"
+          "Exit codes: 0 quit (or printed); 2 usage error; 3 service unavailable (also when it\n"
+          "goes away while watched); 4 other error (e.g. no terminal without --once).\n");
     case Command::kShutdown:
       return "Usage: mpigate shutdown [--reason=TEXT]\n"
              "\n"

@@ -31,6 +31,7 @@ enum class Command {
   kMap,
   kStatus,
   kShutdown,
+  kTop,
 };
 
 // The command's name as typed ("map"); "" for kNone.
@@ -77,6 +78,11 @@ struct CommandLine {
 
   // status: print PoolStatus as JSON instead of a table.
   bool json = false;
+
+  // top: print one frame, without terminal control, and exit.
+  bool once = false;
+  // top: how often to redraw.
+  absl::Duration interval = absl::Seconds(1);
 
   // shutdown: why, for the service's log and for the cancellation messages of its clients.
   std::string reason;

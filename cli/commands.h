@@ -3,8 +3,8 @@
 // (cli/exit_codes.h). cli/main.cc parses the command line and calls one of them.
 //
 // `submit` and `map` go through the C++ client library (//client: one session, submissions
-// batched onto its stream); `status` and `shutdown` are one raw Gateway call each; `serve` execs
-// mpigate-server.
+// batched onto its stream); `status` and `shutdown` are one raw Gateway call each, `top` one per
+// frame; `serve` execs mpigate-server.
 //
 // Thread-safety: each is called once, from the main thread, and may start threads of its own
 // (the client library's; map's progress redraw) that it joins before returning.
@@ -25,6 +25,9 @@ int RunMap(const CommandLine& line);
 int RunStatus(const CommandLine& line);
 
 int RunShutdown(const CommandLine& line);
+
+// Needs a terminal unless `line.once`.
+int RunTop(const CommandLine& line);
 
 }  // namespace mpigate::cli
 

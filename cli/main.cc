@@ -1,4 +1,4 @@
-// mpigate: the command line of an mpigate service (serve, submit, map, status, shutdown).
+// mpigate: the command line of an mpigate service (serve, submit, map, status, top, shutdown).
 // `mpigate --help` lists the commands and the exit codes; cli/commands.h runs them.
 #include <cstdio>
 #include <string>
@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
       return RunStatus(*line);
     case Command::kShutdown:
       return RunShutdown(*line);
+    case Command::kTop:
+      return RunTop(*line);
     case Command::kNone:
       break;
   }

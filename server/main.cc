@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -49,6 +50,7 @@
 #include "common/loopback_listeners.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
+#include "server/live_page/live_page.h"
 #include "server/memory_release.h"
 #include "server/metrics_http.h"
 #include "server/mpi_pool.h"
@@ -835,14 +837,21 @@ int Run(const RepeatedFlags& repeated) {
   std::unique_ptr<MetricsHttpServer> metrics;
   if (const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
       !metrics_listen.empty()) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics = MetricsHttpServer::Start(
-        metrics_listen, *metrics_token, [&scheduler] { return scheduler.PrometheusText(); });
+    // The live page and its JSON beside the metrics, behind the same token.
+    absl::flat_hash_map<std::string, HttpResource> resources =
+        LivePageResources([&scheduler] { return scheduler.Status(); });
+    resources["/metrics"] = {.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                             .body = [&scheduler] { return scheduler.PrometheusText(); }};
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started_metrics =
+        MetricsHttpServer::Start(metrics_listen, *metrics_token, std::move(resources));
     if (!started_metrics.ok()) {
       server->Shutdown();
       return fail_serving(started_metrics.status());
     }
     metrics = *std::move(started_metrics);
-    Log(LogLevel::kInfo, "metrics at http://", metrics->address(), "/metrics");
+    Log(LogLevel::kInfo, "metrics at http://", metrics->address(),
+        "/metrics, the live page at http://", metrics->address(),
+        "/?token=... (the endpoint file's metrics_token)");
   }
   const std::string target = ClientTarget(*address, bound_port);
   if (absl::Status status =

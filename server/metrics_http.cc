@@ -43,10 +43,33 @@ void SendAll(int fd, absl::string_view bytes) {
 }
 
 std::string Response(absl::string_view status, absl::string_view content_type,
-                     absl::string_view body, bool with_body) {
+                     absl::string_view body, bool with_body, absl::string_view headers = "") {
   return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", content_type,
-                      "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
-                      with_body ? body : "");
+                      "\r\nContent-Length: ", body.size(),
+                      "\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n", headers,
+                      "Connection: close\r\n\r\n", with_body ? body : "");
+}
+
+// The `token` parameter of a request target's query, percent-decoded, if it has one.
+std::optional<std::string> QueryToken(absl::string_view target) {
+  const size_t question = target.find('?');
+  if (question == absl::string_view::npos) return std::nullopt;
+  for (absl::string_view parameter : absl::StrSplit(target.substr(question + 1), '&')) {
+    if (!absl::ConsumePrefix(&parameter, "token=")) continue;
+    std::string token;
+    for (size_t i = 0; i < parameter.size(); ++i) {
+      int byte = 0;
+      if (parameter[i] == '%' && i + 2 < parameter.size() &&
+          absl::SimpleHexAtoi(parameter.substr(i + 1, 2), &byte)) {
+        token += static_cast<char>(byte);
+        i += 2;
+      } else {
+        token += parameter[i];
+      }
+    }
+    return token;
+  }
+  return std::nullopt;
 }
 
 // The value of the request head's Authorization header (its name in any case), if it has one.
@@ -64,7 +87,8 @@ std::optional<absl::string_view> AuthorizationHeader(absl::string_view head) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    absl::string_view listen, std::string token, std::function<std::string()> render) {
+    absl::string_view listen, std::string token,
+    absl::flat_hash_map<std::string, HttpResource> resources) {
   if (token.empty()) {
     return absl::InvalidArgumentError("the metrics page needs a bearer token to ask scrapes for");
   }
@@ -118,17 +142,18 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   const std::string shown_host = absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host;
   return std::unique_ptr<MetricsHttpServer>(
       new MetricsHttpServer(fd, stop_fd, bound_port, absl::StrCat(shown_host, ":", bound_port),
-                            std::move(token), std::move(render)));
+                            std::move(token), std::move(resources)));
 }
 
 MetricsHttpServer::MetricsHttpServer(int listen_fd, int stop_fd, int port, std::string address,
-                                     std::string token, std::function<std::string()> render)
+                                     std::string token,
+                                     absl::flat_hash_map<std::string, HttpResource> resources)
     : listen_fd_(listen_fd),
       stop_fd_(stop_fd),
       port_(port),
       address_(std::move(address)),
       token_(std::move(token)),
-      render_(std::move(render)),
+      resources_(std::move(resources)),
       thread_([this] { Serve(); }) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
@@ -183,25 +208,41 @@ void MetricsHttpServer::Answer(int connection) {
     return;
   }
   const absl::string_view method = request_line[0];
-  const absl::string_view path = request_line[1].substr(0, request_line[1].find('?'));
-  if (path != "/metrics") {
+  const absl::string_view target = request_line[1];
+  const auto resource = resources_.find(target.substr(0, target.find('?')));
+  if (resource == resources_.end()) {
     SendAll(connection, Response("404 Not Found", "text/plain",
-                                 "mpigate serves its metrics at /metrics\n", method != "HEAD"));
+                                 "mpigate serves its metrics at /metrics and its live page at /\n",
+                                 method != "HEAD"));
     return;
   }
   if (method != "GET" && method != "HEAD") {
     SendAll(connection, Response("405 Method Not Allowed\r\nAllow: GET, HEAD", "text/plain",
-                                 "GET /metrics\n", true));
+                                 "GET or HEAD only\n", true));
     return;
   }
-  if (absl::Status allowed = CheckBearerToken(AuthorizationHeader(head), token_); !allowed.ok()) {
-    SendAll(connection,
-            Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"", "text/plain",
-                     absl::StrCat(allowed.message(), "\n"), method == "GET"));
-    return;
+  if (!resource->second.public_asset) {
+    std::optional<absl::string_view> authorization = AuthorizationHeader(head);
+    std::string from_query;
+    if (!authorization.has_value()) {
+      if (const std::optional<std::string> token = QueryToken(target); token.has_value()) {
+        from_query = absl::StrCat("Bearer ", *token);
+        authorization = from_query;
+      }
+    }
+    if (absl::Status allowed = CheckBearerToken(authorization, token_); !allowed.ok()) {
+      SendAll(
+          connection,
+          Response("401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"mpigate\"", "text/plain",
+                   absl::StrCat(allowed.message(),
+                                "; a browser passes it as ?token=TOKEN (the metrics_token= "
+                                "line of the service's endpoint file)\n"),
+                   method == "GET"));
+      return;
+    }
   }
-  SendAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_(),
-                               method == "GET"));
+  SendAll(connection, Response("200 OK", resource->second.content_type, resource->second.body(),
+                               method == "GET", resource->second.headers));
 }
 
 }  // namespace mpigate::server

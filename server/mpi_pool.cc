@@ -399,6 +399,7 @@ absl::Status MpiWorkerPool::Boot(const Options& options, Scheduler& scheduler) {
     Register(worker, hello);
     process.worker = worker;
     worker_process_[static_cast<size_t>(worker)] = worker;
+    scheduler.SetWorkerProcess(worker, hello.host(), hello.pid(), hello.runner_pid());
   }
   if (!failure.ok()) {
     // The workers that failed have left their loop; the others wait for a shutdown frame. All
@@ -731,6 +732,8 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
       worker_process_[static_cast<size_t>(worker)] = next;
       degraded_dirty_ = true;
       scheduler.WorkerUp(worker);
+      scheduler.SetWorkerProcess(worker, process.hello.host(), process.hello.pid(),
+                                 process.hello.runner_pid());
       if (current < 0) Log(LogLevel::kInfo, "worker ", worker, " serves again, on pid ", process.hello.pid());
     }
   }

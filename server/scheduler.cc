@@ -218,7 +218,8 @@ Scheduler::Scheduler(Options options)
       shared_memory_prefix_(std::move(options.shared_memory_prefix)),
       release_shared_object_(std::move(options.release_shared_object)),
       worker_state_(static_cast<size_t>(workers_)),
-      metrics_(started_) {}
+      metrics_(started_),
+      view_(workers_) {}
 
 void Scheduler::Notify(Notifications& notifications) {
   for (const std::shared_ptr<SessionListener>& listener : notifications) {
@@ -284,6 +285,7 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
   const SessionId id = next_session_id_++;
   Session& session = sessions_[id];
   session.client_name = std::move(client_name);
+  session.opened = clock_();
   session.listener = std::move(listener);
   session.max_outcome_bytes = MaxOutcomeBytes(client_max_message_bytes);
   if (!shared_memory_prefix_.empty()) session.shared = shared;
@@ -1012,7 +1014,9 @@ v1::PoolStatus Scheduler::Status() const {
     entry.set_detached(session->detached);
     entry.set_unread_result_bytes(session->unread_bytes);
     entry.set_max_running_tasks(session->max_running);
+    session->tally.AppendTo(now, session->opened, entry);
   }
+  AppendPoolViewLocked(now, status);
   return status;
 }
 
@@ -1397,6 +1401,7 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time 
   if (worker < 0 || worker >= workers_) return;
   const TaskKey key = result.task_key();
   if (!ReleaseFromWorkerLocked(worker, key, now)) return;
+  view_.Reported(worker, result.has_error(), result.runner_pid());
   Task& task = tasks_.at(key);
   if (task.group() || task.interrupted) {
     // An interrupted task's time says nothing of how long such tasks take.
@@ -1519,6 +1524,11 @@ void Scheduler::WorkerUp(int worker) {
   idle_workers_.push_back(worker);
 }
 
+void Scheduler::SetWorkerProcess(int worker, absl::string_view host, int pid, int runner_pid) {
+  absl::MutexLock lock(&mu_);
+  view_.SetProcess(worker, host, pid, runner_pid);
+}
+
 void Scheduler::SetDegraded(std::string reason) {
   absl::MutexLock lock(&mu_);
   degraded_ = std::move(reason);
@@ -1616,7 +1626,14 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
     }
   }
 
-  metrics_.Ended(*function_metrics, outcome, clock_());
+  const absl::Time now = clock_();
+  metrics_.Ended(*function_metrics, outcome, now);
+  const int64_t second = absl::ToUnixSeconds(now);
+  view_.Ended(second);
+  session.tally.Ended(outcome.state(), second);
+  if (outcome.state() == v1::TASK_STATE_FAILED) {
+    view_.Failed(now, id, session.client_name, client_id, function_metrics->name, outcome);
+  }
   session.live.erase(client_id);
   session.progress.erase(client_id);
   if (!session.abandoned) {

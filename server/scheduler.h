@@ -123,6 +123,7 @@
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
+#include "server/pool_view.h"
 #include "server/task_metrics.h"
 #include "wire/frames.pb.h"
 
@@ -372,6 +373,8 @@ class Scheduler {
   // Makes AwaitWork() return `stopping` from now on.
   void StopDispatch();
 
+  // The pool now, with what the live page and `mpigate top` show (fields 20-59): built under the
+  // lock as a copy; format it after.
   v1::PoolStatus Status() const;
 
   // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms
@@ -456,6 +459,10 @@ class Scheduler {
   // becomes idle, with nothing learnt of its run times.
   void WorkerUp(int worker);
 
+  // A process serves `worker` from now on, on `host` with `pid`, its task runner `runner_pid` (0
+  // for none): for Status()'s worker_list.
+  void SetWorkerProcess(int worker, absl::string_view host, int pid, int runner_pid);
+
   // Why the pool is degraded (workers lost and not yet replaced, replacements failing), for
   // Status() and metrics; "" once it is whole again.
   void SetDegraded(std::string reason);
@@ -537,6 +544,9 @@ class Scheduler {
 
   struct Session {
     std::string client_name;
+    absl::Time opened;
+    // Its tasks ended, for Status().
+    SessionTally tally;
     std::shared_ptr<SessionListener> listener;
     // Task keys in submission order; may hold keys of tasks cancelled since (skipped on dispatch).
     std::deque<TaskKey> queue;
@@ -710,6 +720,11 @@ class Scheduler {
   void SetPoolStateLocked(v1::PoolState state, absl::string_view reason,
                           Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::PoolStateChange PoolStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Status()'s fields for the live page and `mpigate top` (PoolStatus fields 20-59): each
+  // worker's process, tally and the task it runs, recent failures, tasks ended per second, and
+  // each function's queue wait and run time distributions (server/scheduler_view.cc).
+  void AppendPoolViewLocked(absl::Time now, v1::PoolStatus& status) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const int workers_;
@@ -807,6 +822,8 @@ class Scheduler {
   uint64_t workers_lost_ ABSL_GUARDED_BY(mu_) = 0;
   std::string degraded_ ABSL_GUARDED_BY(mu_);
   TaskMetrics metrics_ ABSL_GUARDED_BY(mu_);
+  // What the live page and `mpigate top` show beyond metrics_.
+  PoolView view_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mpigate::server

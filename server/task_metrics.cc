@@ -63,13 +63,16 @@ void DurationHistogram::AppendPrometheusText(absl::string_view name, absl::strin
 TaskMetrics::TaskMetrics(absl::Time started, size_t max_functions)
     : started_(started),
       max_functions_(max_functions),
-      other_(functions_.emplace(kOther, std::make_unique<Function>()).first->second.get()) {}
+      other_(functions_.emplace(kOther, std::make_unique<Function>(Function{kOther}))
+                 .first->second.get()) {}
 
 TaskMetrics::Function& TaskMetrics::AddFunction(absl::string_view name) {
   if (const auto it = functions_.find(name); it != functions_.end()) return *it->second;
   // functions_ holds other's besides the labelled ones.
   if (functions_.size() > max_functions_) return *other_;
-  return *functions_.emplace(std::string(name), std::make_unique<Function>()).first->second;
+  return *functions_
+              .emplace(std::string(name), std::make_unique<Function>(Function{std::string(name)}))
+              .first->second;
 }
 
 void TaskMetrics::Accepted(Function& function, uint64_t payload_bytes) {
@@ -98,10 +101,7 @@ void TaskMetrics::Ended(Function& function, const v1::TaskOutcome& outcome, absl
     function.queue_wait.Observe(outcome.queue_us());
     function.run_time.Observe(outcome.run_us());
   }
-  const int64_t second = absl::ToUnixSeconds(now);
-  RateSlot& slot = rate_[static_cast<size_t>(second % kRateSlots)];
-  if (slot.second != second) slot = RateSlot{second, 0};
-  ++slot.ended;
+  rate_.Add(absl::ToUnixSeconds(now));
 }
 
 TaskMetrics::Totals TaskMetrics::EndedTotals() const {
@@ -115,16 +115,7 @@ TaskMetrics::Totals TaskMetrics::EndedTotals() const {
 }
 
 double TaskMetrics::RecentTasksPerSecond(absl::Time now) const {
-  // The current second so far and the kRateWindowSeconds - 1 whole seconds before it.
-  const int64_t second = absl::ToUnixSeconds(now);
-  const int64_t first = second - (kRateWindowSeconds - 1);
-  uint64_t ended = 0;
-  for (const RateSlot& slot : rate_) {
-    if (slot.second >= first && slot.second <= second) ended += slot.ended;
-  }
-  const absl::Time window_start = std::max(absl::FromUnixSeconds(first), started_);
-  const double seconds = absl::ToDoubleSeconds(now - window_start);
-  return seconds > 0 ? static_cast<double>(ended) / seconds : 0;
+  return rate_.PerSecond(now, started_, kRateWindowSeconds);
 }
 
 TaskMetrics::Snapshot TaskMetrics::TakeSnapshot() const {

@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "mpigate/v1/task.pb.h"
+#include "server/second_counts.h"
 
 namespace mpigate::server {
 
@@ -41,6 +42,9 @@ class DurationHistogram {
 
   void Observe(uint64_t micros);
   uint64_t count() const { return count_; }
+  // Observations per bucket (the last: above every bound), not cumulative.
+  const std::array<uint64_t, kBoundsMicros.size() + 1>& counts() const { return counts_; }
+  uint64_t sum_micros() const { return sum_micros_; }
 
   // Appends the _bucket, _sum and _count lines of `name`, each with `labels` (`key="value"`
   // pairs, comma-separated, without braces).
@@ -59,6 +63,8 @@ class TaskMetrics {
   // One function's figures. Its address is stable for the life of the TaskMetrics, so that a
   // task keeps a pointer to them from submit to end instead of looking its name up again.
   struct Function {
+    // Its label: the function's name, or kOther.
+    std::string name;
     uint64_t accepted = 0;
     uint64_t succeeded = 0;
     uint64_t failed = 0;
@@ -102,6 +108,13 @@ class TaskMetrics {
   // Tasks ended per second over the 10 s before `now` (over the time since start when shorter).
   double RecentTasksPerSecond(absl::Time now) const;
 
+  // Calls `visit(const Function&)` for each function's figures, in name order, "other" among
+  // them.
+  template <typename Visit>
+  void ForEachFunction(Visit visit) const {
+    for (const auto& [name, function] : functions_) visit(*function);
+  }
+
   // A copy of the figures, for formatting away from the owner's lock.
   struct Snapshot {
     // By name, in name order, "other" among them.
@@ -116,13 +129,7 @@ class TaskMetrics {
   Snapshot TakeSnapshot() const;
 
  private:
-  // Tasks ended in each of the last seconds, in a ring indexed by the second since the epoch.
-  static constexpr int kRateSlots = 16;
   static constexpr int kRateWindowSeconds = 10;
-  struct RateSlot {
-    int64_t second = -1;
-    uint64_t ended = 0;
-  };
 
   const absl::Time started_;
   const size_t max_functions_;
@@ -130,7 +137,8 @@ class TaskMetrics {
   std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
   Function* const other_;
   std::map<absl::StatusCode, uint64_t> rejected_;
-  std::array<RateSlot, kRateSlots> rate_ = {};
+  // Tasks ended in each of the last seconds.
+  SecondCounts<16> rate_;
 };
 
 // Bytes of input a task carries (payload, items or shared memory object).

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -18,20 +19,29 @@ using ::mpigate::testing::ConnectToLocalPort;
 using ::mpigate::testing::HttpExchange;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr char kToken[] = "scrape-token-0123456789";
 // The request head's line that carries it, as Prometheus sends it.
 constexpr char kAuthorization[] = "Authorization: Bearer scrape-token-0123456789\r\n";
 
+// /metrics served by `render`.
+absl::flat_hash_map<std::string, HttpResource> MetricsAt(std::function<std::string()> render) {
+  absl::flat_hash_map<std::string, HttpResource> resources;
+  resources["/metrics"] = {.content_type = "text/plain; version=0.0.4; charset=utf-8",
+                           .body = std::move(render)};
+  return resources;
+}
+
 class MetricsHttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start("0", kToken, [this] {
-          ++renders_;
-          return std::string("mpigate_workers 2\n");
-        });
+        MetricsHttpServer::Start("0", kToken, MetricsAt([this] {
+                                   ++renders_;
+                                   return std::string("mpigate_workers 2\n");
+                                 }));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
@@ -92,10 +102,10 @@ TEST_F(MetricsHttpServerTest, AClientThatSendsNothingDoesNotHoldUpTheNext) {
 TEST(MetricsHttpServerTokenTest, EveryScrapeMustCarryTheToken) {
   std::atomic<int> renders = 0;
   absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-      MetricsHttpServer::Start("0", kToken, [&renders] {
-        ++renders;
-        return std::string("mpigate_workers 2\n");
-      });
+      MetricsHttpServer::Start("0", kToken, MetricsAt([&renders] {
+                                 ++renders;
+                                 return std::string("mpigate_workers 2\n");
+                               }));
   ASSERT_TRUE(server.ok()) << server.status();
   const int port = (*server)->port();
   const std::string missing = HttpExchange(port, "GET /metrics HTTP/1.1\r\n\r\n");
@@ -123,15 +133,53 @@ TEST(MetricsHttpServerStartTest, BadAddressesAreRefused) {
   for (const char* listen :
        {"", "x", "127.0.0.1:", "127.0.0.1:99999", ":80:x", "no.such.host.invalid:0"}) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
-        MetricsHttpServer::Start(listen, kToken, render);
+        MetricsHttpServer::Start(listen, kToken, MetricsAt(render));
     EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << listen;
   }
 }
 
 // No page without a token: its port is open to every local user, whoever may call the service.
 TEST(MetricsHttpServerStartTest, AnEmptyTokenIsRefused) {
-  EXPECT_EQ(MetricsHttpServer::Start("0", "", [] { return std::string(); }).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      MetricsHttpServer::Start("0", "", MetricsAt([] { return std::string(); })).status().code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+// A browser cannot send the header when it opens a URL: the token comes as a query parameter
+// (percent-encoded or not), and only resources marked public are served without it.
+TEST(MetricsHttpServerTokenTest, TheTokenMayComeInTheQueryAndPublicAssetsNeedNone) {
+  absl::flat_hash_map<std::string, HttpResource> resources =
+      MetricsAt([] { return std::string("mpigate_workers 2\n"); });
+  resources["/"] = {.content_type = "text/html; charset=utf-8",
+                    .body = [] { return std::string("<p>pool</p>"); },
+                    .headers = "Content-Security-Policy: default-src 'none'\r\n"};
+  resources["/live.js"] = {.content_type = "text/javascript",
+                           .body = [] { return std::string("'use strict';"); },
+                           .public_asset = true};
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start("0", kToken, std::move(resources));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  for (const char* target :
+       {"/?token=scrape-token-0123456789", "/?x=1&token=scrape%2Dtoken-0123456789&y=2"}) {
+    const std::string page = HttpExchange(port, absl::StrCat("GET ", target, " HTTP/1.1\r\n\r\n"));
+    EXPECT_THAT(page, StartsWith("HTTP/1.1 200 OK\r\n")) << target;
+    EXPECT_THAT(page, HasSubstr("Content-Security-Policy: default-src 'none'\r\n"));
+    EXPECT_THAT(page, EndsWith("\r\n\r\n<p>pool</p>"));
+  }
+  for (const char* target : {"/", "/?token=", "/?token=scrape-token-012345678", "/?tok=x"}) {
+    const std::string refused =
+        HttpExchange(port, absl::StrCat("GET ", target, " HTTP/1.1\r\n\r\n"));
+    EXPECT_THAT(refused, StartsWith("HTTP/1.1 401 Unauthorized\r\n")) << target;
+    EXPECT_THAT(refused, HasSubstr("?token=TOKEN")) << target;
+    EXPECT_THAT(refused, Not(HasSubstr("<p>pool</p>"))) << target;
+  }
+  EXPECT_THAT(HttpExchange(port, "GET /metrics?token=scrape-token-0123456789 HTTP/1.1\r\n\r\n"),
+              EndsWith("\r\n\r\nmpigate_workers 2\n"));
+  EXPECT_THAT(HttpExchange(port, "GET /live.js HTTP/1.1\r\n\r\n"),
+              EndsWith("\r\n\r\n'use strict';"));
+  EXPECT_THAT(HttpExchange(port, "GET /other HTTP/1.1\r\n\r\n"),
+              StartsWith("HTTP/1.1 404 Not Found\r\n"));
 }
 
 }  // namespace

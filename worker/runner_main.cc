@@ -80,7 +80,7 @@ void SetError(const absl::Status& status, wire::ErrorInfo& error) {
 class Runner final : public ProgressSink {
  public:
   Runner(const FunctionRegistry& registry, int rank, int pool_size)
-      : registry_(registry), rank_(rank), pool_size_(pool_size) {}
+      : registry_(registry), rank_(rank), pool_size_(pool_size), pid_(getpid()) {}
 
   // Starts the reader and reporter threads and runs tasks until the stream ends; never returns.
   [[noreturn]] void Serve() {
@@ -144,6 +144,7 @@ class Runner final : public ProgressSink {
                *result.mutable_error());
     }
     task.Clear();
+    result.set_runner_pid(static_cast<int32_t>(pid_));
     std::string encoded;
     // The worker forwards it as one MPI message, whose count is an int.
     if (result.ByteSizeLong() > static_cast<size_t>(INT_MAX)) {
@@ -234,6 +235,8 @@ class Runner final : public ProgressSink {
   const FunctionRegistry& registry_;
   const int rank_;
   const int pool_size_;
+  // Named in each result, for the gateway's status.
+  const pid_t pid_;
   // Made after the initializer has run: the pool's environment, which each task gets with its
   // executor's variables. Used by the main thread only.
   TaskEnvironment environment_;

@@ -442,6 +442,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
                                   absl::StrCat("task runner: ", runner_hello->error().message()));
     }
     if (runner_hello.ok()) {
+      hello.set_runner_pid(static_cast<int32_t>(runner_->pid()));
       if (runner_hello->has_initializer_error()) {
         initializer_error = runner_hello->initializer_error();
       }
