@@ -24,15 +24,17 @@ each).
 
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
-  work under the lock, or wait on a condition. A caller that finds no writer at work becomes the
+  work under the lock, or wait on a condition. A caller that finds no writer at work, and that
+  submits while nothing else of the session is in flight (or cancels, or shuts down), becomes the
   writer (flat combining): it writes what is queued, its own work and whatever other callers
   queue meanwhile, and stops when nothing is left; a caller that finds a writer at work leaves its
   work to it. So a caller may wait for the transport to take its bytes (its flow control), never
   for an answer, except the answer to a cancel it waits for and the session's close.
-- The writer thread, _write_on_time(), is the writer when nobody else can be: acknowledgements
-  that have waited their delay, work queued on the reader thread (a done callback's submit or
-  cancel: the reader never writes), a caller's work while it waits for room under max_inflight,
-  and what a resumed stream must get again.
+- The writer thread, _write_on_time(), writes what callers leave to it: tasks submitted while
+  others are in flight (a burst then goes out in few messages, as the writer catches up),
+  acknowledgements that have waited their delay, work queued on the reader thread (a done
+  callback's submit or cancel: the reader never writes), a caller's work while it waits for room
+  under max_inflight, and what a resumed stream must get again.
 - Whoever writes takes everything queued at once and writes it as few messages: one SubmitTasks
   per few MiB of specs, then the cancels, the shutdown and the acknowledgements that are due.
 - The reader thread runs _read(): it reads events, marks futures running, passes on their
@@ -315,7 +317,9 @@ class Session:
                         self._changed.wait_for(self._has_room_locked)
                     self._check_open_locked()
                     futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
-                write_here = self._writer_for_locked(on_reader)
+                # Alone: nothing else of the session is in flight.
+                write_here = self._writer_for_locked(
+                    on_reader, alone=len(self._pending) <= len(futures))
         except BaseException:
             # The service never hears of the rest (a part that is not bytes-like, or the
             # session cannot take tasks): their inputs are still ours to remove.
@@ -448,11 +452,14 @@ class Session:
 
     # --- Writing: whichever thread is the writer ---
 
-    def _writer_for_locked(self, on_reader):
+    def _writer_for_locked(self, on_reader, alone=True):
         """After queueing work: whether the calling thread is now the writer and must call
-        _write_all(). Not on the reader thread, which must keep reading: it has the writer thread
-        write instead."""
-        if on_reader:
+        _write_all(). It is if nobody writes and, for submitted tasks, the session has nothing
+        else in flight (`alone`): a round trip then waits for no other thread. Under load the
+        writer thread writes instead, and catches up with a burst of submits in few messages
+        (each caller writing its own tasks would make one message and one write per task). The
+        reader thread never writes: it must keep reading."""
+        if on_reader or not alone:
             if not self._writing:
                 self._writer_wake.notify()
             return False
