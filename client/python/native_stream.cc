@@ -1,17 +1,17 @@
 // mpigate._native_stream: the bytes of the Python client's Session stream, moved by gRPC C++.
 //
 // The Python client (mpigate/_session.py) serializes SessionRequest and parses SessionEvent with
-// Python protobuf; this module only carries the bytes, over a synchronous gRPC C++ bidi stream of
-// grpc::ByteBuffer, so it depends on no proto of ours. Against grpcio's synchronous stream it
-// saves the threads grpcio puts between the caller and the socket (a request-consumer thread that
-// drains the request iterator, the channel's completion thread): here a write runs on the thread
-// that calls write() and a read on the thread that calls read(), each polling gRPC itself, with
-// the GIL released while it waits.
+// Python protobuf; this module only carries the bytes, over a gRPC C++ bidi stream of
+// grpc::ByteBuffer (the generic stub), so it depends on no proto of ours. Against grpcio's
+// synchronous stream it saves the threads grpcio puts between the caller and the socket (a
+// request-consumer thread that drains the request iterator, the channel's completion thread): a
+// write starts on the thread that calls write(), which does not wait for it to complete, and the
+// thread that calls read() polls gRPC itself, with the GIL released while it waits.
 //
 //   channel = Channel(target, method, max_message_bytes, tls=False, root_certificates=None,
 //                     private_key=None, certificate_chain=None)
 //   stream = channel.stream(metadata=[("authorization", "Bearer ...")], wait_for_ready=True)
-//   stream.write(b"...")    # True; False once the call has ended (finish() says how)
+//   stream.write(b"...")    # True: it goes after those before; False once the call has ended
 //   stream.read()           # the next message's bytes; None once the call has ended
 //   stream.finish()         # (status code as an int, message), after read() gave None
 //   stream.cancel()         # from any thread: ends the call (CANCELLED), unblocking both sides
@@ -22,25 +22,29 @@
 // making a stream never blocks; with wait_for_ready that write and the first read wait for the
 // service until cancel().
 //
-// Threads: a Channel may be used from any thread. On a Stream, one thread at a time may write
-// (a second writer waits for the first) while one thread reads; cancel() may be called from any
-// thread at any time; finish() waits for a write in progress and makes later reads and writes
-// fail at once. Blocking calls release the GIL. Objects are freed as Python frees them: a Stream
-// not finished is cancelled and finished then.
+// Threads: a Channel may be used from any thread. A Stream may be written from any thread (in
+// the order of the calls; a write waits only while 16 MiB are queued behind the one gRPC sends)
+// while one thread reads (read(), then finish()): that thread polls the stream's completions, so
+// writes after the first of a burst go out as it reads (or waits to read). cancel() may be called
+// from any thread at any time. Blocking calls release the GIL. Objects are freed as Python frees
+// them: a Stream not finished is cancelled and finished then.
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/slice.h>
-#include <grpcpp/support/sync_stream.h>
 
+#include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,89 +57,178 @@
 namespace mpigate::python {
 namespace {
 
-using StreamCall = grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
-
 // Messages at least this large are copied into Python bytes without the GIL.
 constexpr size_t kCopyWithoutGilBytes = 1 << 20;
+// Writes queued behind the one in flight, beyond which write() waits for room.
+constexpr size_t kMaxQueuedWriteBytes = 16 << 20;
 
-// One call of the stream method. Thread-safe as the file comment says.
+// One call of the stream method, over gRPC's asynchronous API with a completion queue of its own
+// that only the reading thread polls (in Read and Finish). Write starts the message's write, or
+// queues it behind the one in flight, and returns: the writing thread never waits for gRPC to
+// report the write done (with the synchronous API it did, most of the time woken by another
+// thread), and the reader, which waits on the queue anyway, starts the next queued write as the
+// one before completes. Thread-safe as the file comment says.
 class Stream {
  public:
   // Starts the call; sends nothing yet (its metadata goes with the first write).
-  Stream(std::shared_ptr<grpc::Channel> channel, const grpc::internal::RpcMethod& method,
+  Stream(std::shared_ptr<grpc::Channel> channel, const std::string& method,
          const std::vector<std::pair<std::string, std::string>>& metadata, bool wait_for_ready)
-      : channel_(std::move(channel)) {
+      : channel_(std::move(channel)), stub_(channel_) {
     for (const auto& [key, value] : metadata) context_.AddMetadata(key, value);
     context_.set_wait_for_ready(wait_for_ready);
     context_.set_initial_metadata_corked(true);
-    call_.reset(grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::
-                    Create(channel_.get(), method, &context_));
+    call_ = stub_.PrepareCall(&context_, method, &queue_);
+    call_->StartCall(nullptr);  // Corked: no completion comes for it.
   }
 
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
+  // Ends a call still open (as cancelled) and drains the queue, which gRPC requires.
   ~Stream() {
-    if (!Finished()) {
-      Cancel();
-      Finish();
+    Cancel();
+    Finish();
+    queue_.Shutdown();
+    void* tag;
+    bool ok;
+    while (queue_.Next(&tag, &ok)) {
     }
   }
 
-  // Blocks until gRPC has taken the message; false if the call has ended.
-  bool Write(const char* data, size_t size) ABSL_LOCKS_EXCLUDED(write_mu_) {
+  // Sends `size` bytes at `data` as one message after those written before; false if the call
+  // is known to have ended. Waits only while kMaxQueuedWriteBytes are queued.
+  bool Write(const char* data, size_t size) ABSL_LOCKS_EXCLUDED(mu_) {
     grpc::Slice slice(data, size);  // A copy: the caller's buffer is only borrowed.
     grpc::ByteBuffer buffer(&slice, 1);
-    absl::MutexLock lock(&write_mu_);
-    if (finished_) return false;
-    return call_->Write(buffer);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &Stream::HasRoomLocked));
+    if (ended_) return false;
+    if (write_in_flight_) {
+      queued_bytes_ += size;
+      queued_.push_back(std::move(buffer));
+    } else {
+      StartWriteLocked(buffer);
+    }
+    return true;
   }
 
-  // Half-closes the stream; false if the call has ended.
-  bool WritesDone() ABSL_LOCKS_EXCLUDED(write_mu_) {
-    absl::MutexLock lock(&write_mu_);
-    if (finished_) return false;
-    return call_->WritesDone();
+  // Half-closes the stream after the writes before; false if the call is known to have ended.
+  bool WritesDone() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    if (ended_) return false;
+    writes_done_wanted_ = true;
+    if (!write_in_flight_) StartWritesDoneLocked();
+    return true;
   }
 
-  // The next message, or nullopt once the call has ended.
-  std::optional<grpc::ByteBuffer> Read() ABSL_LOCKS_EXCLUDED(read_mu_) {
-    absl::MutexLock lock(&read_mu_);
+  // The next message, or nullopt once the call has ended. One thread at a time.
+  std::optional<grpc::ByteBuffer> Read() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return std::nullopt;
+    }
     grpc::ByteBuffer buffer;
-    if (finished_ || !call_->Read(&buffer)) return std::nullopt;
+    call_->Read(&buffer, Tag(kRead));
+    if (!AwaitCompletion(kRead)) {
+      absl::MutexLock lock(&mu_);
+      EndLocked();
+      return std::nullopt;
+    }
     return buffer;
   }
 
-  // The call's status. Blocks until the service ended the call (or cancel()); call it once
-  // Read() gave nullopt. Later calls return the same status.
-  grpc::Status Finish() ABSL_LOCKS_EXCLUDED(write_mu_, read_mu_) {
-    absl::MutexLock write_lock(&write_mu_);
-    absl::MutexLock read_lock(&read_mu_);
-    if (!finished_) {
-      status_ = call_->Finish();
-      finished_ = true;
+  // The call's status: blocks until the service ended the call (or Cancel()); call it from the
+  // reading thread once Read() gave nullopt. Later calls return the same status.
+  grpc::Status Finish() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return status_;
+      EndLocked();
     }
+    call_->Finish(&status_, Tag(kFinish));
+    AwaitCompletion(kFinish);
+    // A write in flight completes too (failed, the call being over): its buffer is gRPC's until.
+    while (WriteInFlight()) AwaitCompletion(kNone);
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
     return status_;
   }
 
   void Cancel() { context_.TryCancel(); }
 
  private:
-  bool Finished() ABSL_LOCKS_EXCLUDED(write_mu_) {
-    absl::MutexLock lock(&write_mu_);
-    return finished_;
+  enum Kind : intptr_t { kNone, kWrite, kWritesDone, kRead, kFinish };
+
+  static void* Tag(Kind kind) { return reinterpret_cast<void*>(kind); }
+
+  bool WriteInFlight() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return write_in_flight_;
+  }
+
+  bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ended_ || queued_bytes_ < kMaxQueuedWriteBytes;
+  }
+
+  void StartWriteLocked(const grpc::ByteBuffer& buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    write_in_flight_ = true;
+    call_->Write(buffer, Tag(kWrite));
+  }
+
+  void StartWritesDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_done_wanted_ = false;
+    write_in_flight_ = true;
+    call_->WritesDone(Tag(kWritesDone));
+  }
+
+  // No more writes start; those queued are dropped.
+  void EndLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ended_ = true;
+    queued_.clear();
+    queued_bytes_ = 0;
+  }
+
+  // Polls the queue until `wanted` completes (kNone: any one), handling write completions on
+  // the way; whether `wanted` succeeded.
+  bool AwaitCompletion(Kind wanted) ABSL_LOCKS_EXCLUDED(mu_) {
+    while (true) {
+      void* tag;
+      bool ok;
+      if (!queue_.Next(&tag, &ok)) return false;
+      const auto kind = static_cast<Kind>(reinterpret_cast<intptr_t>(tag));
+      if (kind == kWrite || kind == kWritesDone) {
+        absl::MutexLock lock(&mu_);
+        write_in_flight_ = false;
+        if (!ok) {
+          EndLocked();  // The call is over; the reader learns why from Finish.
+        } else if (!queued_.empty()) {
+          queued_bytes_ -= queued_.front().Length();
+          StartWriteLocked(queued_.front());
+          queued_.pop_front();
+        } else if (writes_done_wanted_) {
+          StartWritesDoneLocked();
+        }
+      }
+      if (kind == wanted || wanted == kNone) return ok;
+    }
   }
 
   const std::shared_ptr<grpc::Channel> channel_;
+  grpc::GenericStub stub_;
   grpc::ClientContext context_;
-  // Constant after construction; Write/WritesDone under write_mu_, Read under read_mu_, Finish
-  // under both.
-  std::unique_ptr<StreamCall> call_;
-  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(read_mu_);
-  absl::Mutex read_mu_;
-  // Written under both mutexes, so read under either.
-  bool finished_ = false;
-  grpc::Status status_;
+  grpc::CompletionQueue queue_;
+  // Constant after construction. Write and WritesDone start under mu_; Read and Finish start on
+  // the reading thread, which alone polls queue_.
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  grpc::Status status_;  // Written by Finish's completion, read once finished_.
+
+  absl::Mutex mu_;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;  // a Write or WritesDone op
+  std::deque<grpc::ByteBuffer> queued_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writes_done_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the call is over, or being finished
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // ---- Python types ------------------------------------------------------------------------------
@@ -143,8 +236,7 @@ class Stream {
 struct ChannelObject {
   PyObject_HEAD
   std::shared_ptr<grpc::Channel>* channel;  // null once closed
-  std::string* method_name;                 // outlives method: RpcMethod keeps the pointer
-  grpc::internal::RpcMethod* method;
+  std::string* method;
 };
 
 struct StreamObject {
@@ -211,15 +303,12 @@ int ChannelInit(ChannelObject* self, PyObject* args, PyObject* kwargs) {
   arguments.SetInt("grpc.max_reconnect_backoff_ms", 1000);
   self->channel = new std::shared_ptr<grpc::Channel>(
       grpc::CreateCustomChannel(target, credentials, arguments));
-  self->method_name = new std::string(method);
-  self->method = new grpc::internal::RpcMethod(
-      self->method_name->c_str(), grpc::internal::RpcMethod::BIDI_STREAMING, *self->channel);
+  self->method = new std::string(method);
   return 0;
 }
 
 void ChannelDealloc(ChannelObject* self) {
   delete self->method;
-  delete self->method_name;
   delete self->channel;
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }

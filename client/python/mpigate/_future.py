@@ -66,6 +66,9 @@ class Future(concurrent.futures.Future):
         self._done_callbacks = []
         self._lazy_condition = None
         self._lazy_waiters = None  # wait()'s and as_completed()'s, under the Condition
+        # Someone waits for the start (wait_started), under the Condition: only then is the
+        # start worth a wake-up (a result() waiter would only wait again).
+        self._start_waited = False
         self._session = session
         self._task_id = task_id
         # A chunk of a map: the result is a list with one entry (bytes, or an exception) per item.
@@ -192,7 +195,8 @@ class Future(concurrent.futures.Future):
                                 waiter.add_result(self)
                         elif state == _CANCELLED:
                             waiter.add_cancelled(self)
-                condition.notify_all()
+                if state != _RUNNING or self._start_waited:
+                    condition.notify_all()
         if state in _DONE:
             self._invoke_callbacks()
 
@@ -229,6 +233,7 @@ class Future(concurrent.futures.Future):
             return True
         condition = self._condition
         with condition:
+            self._start_waited = True
             return condition.wait_for(lambda: self._state != _PENDING, timeout)
 
     def progress(self):
