@@ -214,6 +214,8 @@ class Session:
         self._writing = False  # a thread is the writer (see the module docstring)
         # The writer thread waits with a timeout for acknowledgements to become due.
         self._ack_timer_armed = False
+        # The writer thread waits on _writer_wake and nobody has woken it yet.
+        self._writer_waiting = False
         self._closing = False  # shutdown cancelled the stream, or we failed: no more resuming
         self._closed = False  # the service sent `closed`
         self._ended = False  # the session is over: its last stream ended, not to be resumed
@@ -313,7 +315,7 @@ class Session:
                 for spec, wire_bytes in sized:
                     if not on_reader and not self._has_room_locked():
                         # What this call queued so far must go out for room to be made.
-                        self._writer_wake.notify()
+                        self._wake_writer_locked()
                         self._changed.wait_for(self._has_room_locked)
                     self._check_open_locked()
                     futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
@@ -461,9 +463,15 @@ class Session:
         reader thread never writes: it must keep reading."""
         if on_reader or not alone:
             if not self._writing:
-                self._writer_wake.notify()
+                self._wake_writer_locked()
             return False
         return self._take_writer_locked()
+
+    def _wake_writer_locked(self):
+        """Wakes the writer thread if it waits: at most once, however many callers ask."""
+        if self._writer_waiting:
+            self._writer_waiting = False
+            self._writer_wake.notify()
 
     def _take_writer_locked(self):
         """Makes the calling thread the writer if nobody is and there is something to write."""
@@ -521,7 +529,7 @@ class Session:
                 self._writing = False
                 # The writer thread keeps the acknowledgements' time, unless it waits for none.
                 if self._acks and not self._ack_timer_armed:
-                    self._writer_wake.notify()
+                    self._wake_writer_locked()
 
     def _write_on_time(self):
         """The writer thread: writes what nobody else does (see the module docstring), until the
@@ -535,7 +543,9 @@ class Session:
                     if self._acks and not self._writing and self._may_write_locked():
                         timeout = max(0.0, self._ack_due - time.monotonic())
                     self._ack_timer_armed = timeout is not None
+                    self._writer_waiting = True
                     self._writer_wake.wait(timeout)
+                    self._writer_waiting = False
                 self._ack_timer_armed = False
             self._write_all()
 
@@ -684,7 +694,7 @@ class Session:
         self._connected = True
         if self._closing:
             stream.cancel()  # Shutdown gave up meanwhile: this stream ends as the last did.
-        self._writer_wake.notify_all()
+        self._wake_writer_locked()
 
     def _received_up_to_locked(self, task_id):
         """The service evidently has every spec up to `task_id`: _sent lets go of them."""
@@ -705,7 +715,7 @@ class Session:
         elif kind == "closed":
             with self._lock:
                 self._closed = True
-                self._writer_wake.notify_all()
+                self._wake_writer_locked()
                 self._changed.notify_all()
                 stream = self._stream
             # Nothing more to write: the service ends the stream once it sees the half-close.
@@ -768,12 +778,12 @@ class Session:
             if not self._acks:
                 self._ack_due = time.monotonic() + _ACK_DELAY_S
                 if not self._ack_timer_armed:
-                    self._writer_wake.notify()  # it now waits until then
+                    self._wake_writer_locked()  # it now waits until then
             self._acks.extend(handled)
             self._ack_bytes += handled_bytes
             if not self._writing and (len(self._acks) >= _ACK_BATCH or
                                       self._ack_bytes >= _ACK_BYTES):
-                self._writer_wake.notify()
+                self._wake_writer_locked()
 
     def _handle_rejected(self, rejected):
         # A rejected task never gets an outcome, so there is nothing to acknowledge.
@@ -827,7 +837,7 @@ class Session:
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
-            self._writer_wake.notify_all()
+            self._wake_writer_locked()
             self._changed.notify_all()
         _remove_inputs(unsent)
         for future in orphans:
