@@ -31,7 +31,6 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/completion_queue.h>
@@ -234,13 +233,13 @@ class Stream {
 // ---- Python types ------------------------------------------------------------------------------
 
 struct ChannelObject {
-  PyObject_HEAD
+  PyObject ob_base;                         // PyObject_HEAD
   std::shared_ptr<grpc::Channel>* channel;  // null once closed
   std::string* method;
 };
 
 struct StreamObject {
-  PyObject_HEAD
+  PyObject ob_base;  // PyObject_HEAD
   Stream* stream;
 };
 
@@ -259,9 +258,14 @@ bool OptionalBytes(PyObject* object, const char* name, std::string& out) {
 }
 
 int ChannelInit(ChannelObject* self, PyObject* args, PyObject* kwargs) {
-  static const char* keywords[] = {"target",           "method",      "max_message_bytes",
-                                   "tls",              "root_certificates", "private_key",
-                                   "certificate_chain", nullptr};
+  static const char* keywords[] = {"target",
+                                   "method",
+                                   "max_message_bytes",
+                                   "tls",
+                                   "root_certificates",
+                                   "private_key",
+                                   "certificate_chain",
+                                   nullptr};
   const char* target = nullptr;
   const char* method = nullptr;
   int max_message_bytes = 0;
@@ -269,9 +273,9 @@ int ChannelInit(ChannelObject* self, PyObject* args, PyObject* kwargs) {
   PyObject* root_certificates = nullptr;
   PyObject* private_key = nullptr;
   PyObject* certificate_chain = nullptr;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ssi|pOOO", const_cast<char**>(keywords),
-                                   &target, &method, &max_message_bytes, &tls,
-                                   &root_certificates, &private_key, &certificate_chain)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ssi|pOOO", const_cast<char**>(keywords), &target,
+                                   &method, &max_message_bytes, &tls, &root_certificates,
+                                   &private_key, &certificate_chain)) {
     return -1;
   }
   if (self->channel != nullptr) {
@@ -301,8 +305,8 @@ int ChannelInit(ChannelObject* self, PyObject* args, PyObject* kwargs) {
   // to two minutes, so that a resumed session is back well within the service's grace period.
   arguments.SetInt("grpc.initial_reconnect_backoff_ms", 100);
   arguments.SetInt("grpc.max_reconnect_backoff_ms", 1000);
-  self->channel = new std::shared_ptr<grpc::Channel>(
-      grpc::CreateCustomChannel(target, credentials, arguments));
+  self->channel =
+      new std::shared_ptr<grpc::Channel>(grpc::CreateCustomChannel(target, credentials, arguments));
   self->method = new std::string(method);
   return 0;
 }
@@ -340,8 +344,8 @@ PyObject* ChannelStream(ChannelObject* self, PyObject* args, PyObject* kwargs) {
     for (Py_ssize_t i = 0; i < count; ++i) {
       const char* key = nullptr;
       const char* value = nullptr;
-      if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, i), "ss;metadata entries are (str, str)",
-                            &key, &value)) {
+      if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, i),
+                            "ss;metadata entries are (str, str)", &key, &value)) {
         Py_DECREF(items);
         return nullptr;
       }
@@ -370,25 +374,22 @@ PyObject* StreamWrite(StreamObject* self, PyObject* data) {
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return nullptr;
   bool ok;
-  Py_BEGIN_ALLOW_THREADS ok = self->stream->Write(static_cast<const char*>(view.buf),
-                                                  static_cast<size_t>(view.len));
-  Py_END_ALLOW_THREADS
-  PyBuffer_Release(&view);
+  Py_BEGIN_ALLOW_THREADS ok =
+      self->stream->Write(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+  Py_END_ALLOW_THREADS PyBuffer_Release(&view);
   return PyBool_FromLong(ok);
 }
 
 PyObject* StreamWritesDone(StreamObject* self, PyObject*) {
   bool ok;
   Py_BEGIN_ALLOW_THREADS ok = self->stream->WritesDone();
-  Py_END_ALLOW_THREADS
-  return PyBool_FromLong(ok);
+  Py_END_ALLOW_THREADS return PyBool_FromLong(ok);
 }
 
 PyObject* StreamRead(StreamObject* self, PyObject*) {
   std::optional<grpc::ByteBuffer> buffer;
   Py_BEGIN_ALLOW_THREADS buffer = self->stream->Read();
-  Py_END_ALLOW_THREADS
-  if (!buffer.has_value()) Py_RETURN_NONE;
+  Py_END_ALLOW_THREADS if (!buffer.has_value()) Py_RETURN_NONE;
   std::vector<grpc::Slice> slices;
   if (!buffer->Dump(&slices).ok()) {
     PyErr_SetString(PyExc_RuntimeError, "gRPC could not read the message's bytes");
@@ -417,10 +418,9 @@ PyObject* StreamRead(StreamObject* self, PyObject*) {
 PyObject* StreamFinish(StreamObject* self, PyObject*) {
   grpc::Status status;
   Py_BEGIN_ALLOW_THREADS status = self->stream->Finish();
-  Py_END_ALLOW_THREADS
-  return Py_BuildValue("(is#)", static_cast<int>(status.error_code()),
-                       status.error_message().data(),
-                       static_cast<Py_ssize_t>(status.error_message().size()));
+  Py_END_ALLOW_THREADS return Py_BuildValue("(is#)", static_cast<int>(status.error_code()),
+                                            status.error_message().data(),
+                                            static_cast<Py_ssize_t>(status.error_message().size()));
 }
 
 PyObject* StreamCancel(StreamObject* self, PyObject*) {
