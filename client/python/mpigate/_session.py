@@ -498,6 +498,9 @@ class Session:
             while True:
                 with self._lock:
                     if not self._may_write_locked() or not self._sendable_locked():
+                        # In the same critical section as the look: work queued after it finds
+                        # no writer, and a caller writes it or wakes the writer thread.
+                        self._release_writer_locked()
                         return
                     stream, generation = self._stream, self._generation
                     specs, self._outgoing = self._outgoing, []
@@ -523,13 +526,21 @@ class Session:
                         # The stream has ended: the reader resumes the session or ends it.
                         if generation == self._generation:
                             self._connected = False
+                        self._release_writer_locked()
                     return
-        finally:
+        except BaseException:
             with self._lock:
-                self._writing = False
-                # The writer thread keeps the acknowledgements' time, unless it waits for none.
-                if self._acks and not self._ack_timer_armed:
-                    self._wake_writer_locked()
+                self._release_writer_locked()
+            raise
+
+    def _release_writer_locked(self):
+        """The writer is the writer no longer. Whatever is left to write (a stream adopted
+        meanwhile, whose adoption found a writer at work) goes to the writer thread, which also
+        keeps the acknowledgements' time unless it already waits for it."""
+        self._writing = False
+        if ((self._may_write_locked() and self._sendable_locked()) or
+                (self._acks and not self._ack_timer_armed)):
+            self._wake_writer_locked()
 
     def _write_on_time(self):
         """The writer thread: writes what nobody else does (see the module docstring), until the
