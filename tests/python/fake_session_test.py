@@ -26,6 +26,14 @@ from mpigate.v1 import task_pb2
 PATIENCE_S = 30
 
 
+def await_tasks(gateway, count):
+    """The first `count` TaskSpecs submitted, in order, however many `submit` messages carried
+    them: a submit that finds the stream idle goes out at once, in a message of its own."""
+    submits = gateway.await_requests(
+        "submit", until=lambda those: sum(len(m.tasks) for m in those) >= count)
+    return [task for submit in submits for task in submit.tasks][:count]
+
+
 class FakeSessionTest(unittest.TestCase):
 
     def start(self, pool_state=gateway_pb2.POOL_STATE_READY, **executor_options):
@@ -152,8 +160,7 @@ class FakeSessionTest(unittest.TestCase):
     def test_interrupt_and_kill_send_their_flags_and_report_the_answer(self):
         gateway, executor = self.start()
         running, queued = executor.submit("sleep", b"9"), executor.submit("sleep", b"9")
-        [submit] = gateway.await_requests("submit")
-        running_id, queued_id = (task.task_id for task in submit.tasks)
+        running_id, queued_id = (task.task_id for task in await_tasks(gateway, 2))
         gateway.send(fake.updates(started=[running_id]))
         self.assertTrue(running.wait_started(PATIENCE_S))
         self.assertFalse(running.cancel(), "cancel() does not touch a running task")
@@ -189,7 +196,7 @@ class FakeSessionTest(unittest.TestCase):
     def test_interrupt_from_a_done_callback_sends_without_waiting(self):
         gateway, executor = self.start()
         first, second = executor.submit("echo", b"1"), executor.submit("sleep", b"9")
-        [submit] = gateway.await_requests("submit")
+        await_tasks(gateway, 2)
         answers = []
         first.add_done_callback(lambda _: answers.append(second.interrupt()))
         gateway.send(fake.updates(started=[second.task_id],
@@ -235,8 +242,7 @@ class FakeSessionTest(unittest.TestCase):
         gateway, executor = self.start()
         unknown = executor.submit("nope", b"")
         thrown = executor.submit("word_count", b"\xff")
-        [submit] = gateway.await_requests("submit")
-        unknown_id, thrown_id = (task.task_id for task in submit.tasks)
+        unknown_id, thrown_id = (task.task_id for task in await_tasks(gateway, 2))
         gateway.send(fake.rejected(unknown_id, grpc.StatusCode.NOT_FOUND, "no function 'nope'"))
         outcome = fake.succeeded(thrown_id)
         outcome.state = task_pb2.TASK_STATE_FAILED
@@ -323,8 +329,7 @@ class FakeSessionTest(unittest.TestCase):
         gateway, executor, resumes = self.resumable(last_task_id=1)
         self.assertEqual(executor.resume_token, b"token")
         first, second = executor.submit("echo", b"1"), executor.submit("echo", b"2")
-        [submit] = gateway.await_requests("submit")
-        self.assertEqual([task.task_id for task in submit.tasks], [1, 2])
+        self.assertEqual([task.task_id for task in await_tasks(gateway, 2)], [1, 2])
         gateway.send(fake.updates(started=[1]))
         self.assertTrue(first.wait_started(PATIENCE_S))
         with concurrent.futures.ThreadPoolExecutor(1) as canceller:
@@ -335,8 +340,8 @@ class FakeSessionTest(unittest.TestCase):
             gateway.await_requests("open", count=2)
             self.assertEqual(resumes[0].resume_token, b"token")
             # Task 2 goes again, alone, and so does the unanswered cancel.
-            [_, again] = gateway.await_requests("submit", count=2)
-            self.assertEqual([(t.task_id, t.payload) for t in again.tasks], [(2, b"2")])
+            again = await_tasks(gateway, 3)[2:]
+            self.assertEqual([(t.task_id, t.payload) for t in again], [(2, b"2")])
             [_, cancel] = gateway.await_requests("cancel", count=2)
             self.assertEqual(list(cancel.task_ids), [2])
             self.assertFalse(cancelling.done())
@@ -344,8 +349,7 @@ class FakeSessionTest(unittest.TestCase):
             self.assertTrue(cancelling.result(PATIENCE_S))
         # Submitting goes on with the next id, on the new stream; outcomes complete the futures.
         third = executor.submit("echo", b"3")
-        [*_, submit] = gateway.await_requests("submit", count=3)
-        self.assertEqual([task.task_id for task in submit.tasks], [3])
+        self.assertEqual([task.task_id for task in await_tasks(gateway, 4)], [1, 2, 2, 3])
         gateway.send(fake.updates(outcomes=[fake.succeeded(1, b"1"), fake.cancelled(2),
                                             fake.succeeded(3, b"3")]))
         self.assertEqual((first.result(PATIENCE_S), third.result(PATIENCE_S)), (b"1", b"3"))
@@ -368,7 +372,7 @@ class FakeSessionTest(unittest.TestCase):
                                             fake.succeeded(2, b"second")]))
         self.assertEqual(futures[1].result(PATIENCE_S), b"second")
         self.assertEqual((futures[0].result(), done), (b"first", [futures[0]]))
-        self.assertEqual(len(gateway.requests("submit")), 1)
+        self.assertEqual(sum(len(m.tasks) for m in gateway.requests("submit")), 2)
         # Task 1 was acknowledged on the first stream or in the resuming `open`, and task 1 and
         # 2 after it.
         acked = lambda: ({i for a in gateway.requests("ack") for i in a.task_ids} |

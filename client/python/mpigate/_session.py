@@ -17,14 +17,26 @@ shared_memory_min_bytes travel in shared memory objects (_shared_memory.py): a c
 payload's parts into a new object before queueing the spec, and the reader maps a result's object
 and hands the future a memoryview of it.
 
+The stream is mpigate._native_stream's (gRPC C++, bytes only): a write runs on the thread that
+writes and a read on the reader thread, each with the GIL released while it waits, so that a
+round trip wakes as few threads as it can (grpcio's stream put two more threads of its own on
+each).
+
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
-  work under the lock and wake the writer, or wait on a condition. Nothing they do blocks on the
-  network, except waiting for the answer to a cancel and for the session to close.
-- gRPC's request-consumer thread of each stream runs _requests(), the writer: the stream's request
-  iterator. Once the stream's `opened` is adopted, it waits for work, takes everything queued at
-  once and yields it as few messages: one SubmitTasks per few MiB of specs, then the cancels, the
-  shutdown and the acknowledgements. It returns once its stream is no longer the current one.
+  work under the lock, or wait on a condition. A caller that finds no writer at work, and that
+  submits while nothing else of the session is in flight (or cancels, or shuts down), becomes the
+  writer (flat combining): it writes what is queued, its own work and whatever other callers
+  queue meanwhile, and stops when nothing is left; a caller that finds a writer at work leaves its
+  work to it. So a caller may wait for the transport to take its bytes (its flow control), never
+  for an answer, except the answer to a cancel it waits for and the session's close.
+- The writer thread, _write_on_time(), writes what callers leave to it: tasks submitted while
+  others are in flight (a burst then goes out in few messages, as the writer catches up),
+  acknowledgements that have waited their delay, work queued on the reader thread (a done
+  callback's submit or cancel: the reader never writes), a caller's work while it waits for room
+  under max_inflight, and what a resumed stream must get again.
+- Whoever writes takes everything queued at once and writes it as few messages: one SubmitTasks
+  per few MiB of specs, then the cancels, the shutdown and the acknowledgements that are due.
 - The reader thread runs _read(): it reads events, marks futures running, passes on their
   progress, completes them (running their progress and done callbacks) outside the lock, and
   queues acknowledgements of the outcomes it handled. When a stream breaks it resumes the session
@@ -45,8 +57,9 @@ Invariants:
 - A cancel request moves to _cancels_sent before it is written; the service answers cancels in the
   order it got them, so the reader pairs each answer with the oldest request. A resumed stream
   gets the unanswered ones again, first.
-- A writer takes work only while its stream is the current one (_generation) and adopted
-  (_connected); both change only under the lock, on the reader thread (or in the constructor).
+- One thread at a time is the writer (_writing), and takes work only while the current stream
+  (_stream) is adopted (_connected), which changes under the lock on the reader thread (or in the
+  constructor); a failed write also ends _connected until the reader adopts the next stream.
 - Once _ended is set, nothing is added to _pending or to the cancel lists.
 - A shared memory object holding a spec's payload is the caller's until the spec is queued (it
   removes it if it cannot queue it), then the service's; once the session is over, those of specs
@@ -62,10 +75,14 @@ import grpc
 
 from mpigate import _errors
 from mpigate import _future
+from mpigate import _native_stream
 from mpigate import _shared_memory
 from mpigate.v1 import gateway_pb2
-from mpigate.v1 import gateway_pb2_grpc
 from mpigate.v1 import task_pb2
+
+_SESSION_METHOD = "/mpigate.v1.Gateway/Session"
+# The status codes _native_stream's finish() gives as numbers.
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 # A burst of submissions goes out in messages of about this much task data; a larger task alone.
 _BATCH_BYTES = 4 << 20
@@ -75,8 +92,8 @@ _REQUEST_OVERHEAD = 16
 _PER_TASK_OVERHEAD = 1 + 10
 _TASK_ID_BYTES = 1 + 10
 # Acknowledgements go out once this many outcomes wait, or they hold this many bytes on the
-# service, or the oldest has waited this long (or with anything else the writer sends): never one
-# message per task.
+# service, or the oldest has waited this long: never one message per task, nor one more message
+# per round trip of sequential tasks.
 _ACK_BATCH = 4096
 _ACK_BYTES = 4 << 20
 _ACK_DELAY_S = 0.02
@@ -148,24 +165,15 @@ class Session:
         self._target = target
         self._max_inflight = max_inflight
         self._connect_timeout = connect_timeout
-        options = [
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            # After a dropped connection the channel reconnects within a second, not gRPC's
-            # default of up to two minutes, so that a resumed session is back well within the
-            # service's grace period (as the C++ client).
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-        ]
-        if access.tls:
-            credentials = grpc.ssl_channel_credentials(
-                access.root_certificates, access.private_key, access.certificate_chain)
-            self._channel = grpc.secure_channel(target, credentials, options=options)
-        else:
-            self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        # The message size limits both ways, and reconnection within a second after a dropped
+        # connection (not gRPC's default of up to two minutes), so that a resumed session is back
+        # well within the service's grace period, as the C++ client.
+        self._channel = _native_stream.Channel(
+            target, _SESSION_METHOD, max_message_bytes, tls=access.tls,
+            root_certificates=access.root_certificates, private_key=access.private_key,
+            certificate_chain=access.certificate_chain)
         # The bearer token of a service on TCP (common/access.h), on every call's metadata.
-        self._metadata = [("authorization", f"Bearer {access.token}")] if access.token else None
+        self._metadata = [("authorization", f"Bearer {access.token}")] if access.token else []
         # Every `open`; a resuming one adds the token and the acknowledgements.
         self._open = gateway_pb2.OpenSession(client_name=client_name,
                                              max_message_bytes=max_message_bytes, env=env,
@@ -179,7 +187,7 @@ class Session:
         self._shared_memory_prefix = ""
         self._shared_memory_min_bytes = shared_memory_min_bytes
         self._lock = threading.Lock()
-        # The writer waits on this for work; callers and the reader notify it.
+        # The writer thread waits on this for work nobody else writes; the reader notifies it.
         self._writer_wake = threading.Condition(self._lock)
         # Waiters for the session's state (pool state, closed, ended, room under max_inflight).
         self._changed = threading.Condition(self._lock)
@@ -200,9 +208,14 @@ class Session:
         self._workers = 0
         self._pool_state = "READY"
         self._pool_reason = ""
-        self._generation = 0  # the number of the current stream; each writer knows its own
-        self._connected = False  # the current stream's `opened` is adopted: its writer may write
-        self._call = None  # the current stream
+        self._generation = 0  # the number of the current stream
+        self._connected = False  # the current stream's `opened` is adopted: it may be written
+        self._stream = None  # the current stream (a _native_stream.Stream)
+        self._writing = False  # a thread is the writer (see the module docstring)
+        # The writer thread waits with a timeout for acknowledgements to become due.
+        self._ack_timer_armed = False
+        # The writer thread waits on _writer_wake and nobody has woken it yet.
+        self._writer_waiting = False
         self._closing = False  # shutdown cancelled the stream, or we failed: no more resuming
         self._closed = False  # the service sent `closed`
         self._ended = False  # the session is over: its last stream ended, not to be resumed
@@ -211,11 +224,12 @@ class Session:
         self._resume_token = bytes(resume_token)
         self._resume_grace_s = 0.0
         self._reader = None
+        self._writer = None
         self._reattached = []
 
         deadline = time.monotonic() + connect_timeout
         try:
-            call, opened = self._open_stream(deadline, retry=bool(resume_token))
+            stream, opened = self._open_stream(deadline, retry=bool(resume_token))
         except _OpenFailed as failure:
             self._channel.close()
             if failure.code is None:
@@ -235,10 +249,13 @@ class Session:
                 future = _future.Future(self, task_id, chunk=None)
                 self._pending[task_id] = future
                 self._reattached.append(future)
-            self._adopt_locked(call, opened)
-        self._reader = threading.Thread(target=self._read, args=(call,), name="mpigate-reader",
+            self._adopt_locked(stream, opened)
+        self._reader = threading.Thread(target=self._read, args=(stream,), name="mpigate-reader",
+                                        daemon=True)
+        self._writer = threading.Thread(target=self._write_on_time, name="mpigate-writer",
                                         daemon=True)
         self._reader.start()
+        self._writer.start()
 
     # --- Callers' side ---
 
@@ -284,7 +301,7 @@ class Session:
         broken, ConnectionLost when the session is over. Blocks while max_inflight tasks are
         unfinished, except on the reader thread (in a done callback), which must not wait.
         """
-        may_wait = threading.current_thread() is not self._reader
+        on_reader = threading.current_thread() is self._reader
         futures = []
         try:
             if parts is not None:
@@ -296,18 +313,22 @@ class Session:
             with self._lock:
                 self._check_open_locked()
                 for spec, wire_bytes in sized:
-                    if may_wait and not self._has_room_locked():
+                    if not on_reader and not self._has_room_locked():
                         # What this call queued so far must go out for room to be made.
-                        self._writer_wake.notify()
+                        self._wake_writer_locked()
                         self._changed.wait_for(self._has_room_locked)
                     self._check_open_locked()
                     futures.append(self._enqueue_locked(spec, wire_bytes, chunk, future_factory))
-                self._writer_wake.notify()
+                # Alone: nothing else of the session is in flight.
+                write_here = self._writer_for_locked(
+                    on_reader, alone=len(self._pending) <= len(futures))
         except BaseException:
             # The service never hears of the rest (a part that is not bytes-like, or the
             # session cannot take tasks): their inputs are still ours to remove.
             _remove_inputs(specs[len(futures):])
             raise
+        if write_here:
+            self._write_all()
         return futures
 
     def _set_payload(self, spec, parts):
@@ -334,13 +355,16 @@ class Session:
         if not task_ids:
             return 0
         request = _CancelRequest(list(task_ids), mode)
+        on_reader = threading.current_thread() is self._reader
         with self._lock:
             # After `closed`, or once the stream is over, no task of this session is pending.
             if self._closed or self._ended:
                 return 0
             self._cancels_queued.append(request)
-            self._writer_wake.notify()
-        if not wait or threading.current_thread() is self._reader:
+            write_here = self._writer_for_locked(on_reader)
+        if write_here:
+            self._write_all()
+        if not wait or on_reader:
             return 0
         request.answered.wait()
         return request.interrupted
@@ -349,18 +373,21 @@ class Session:
         """Stops the session accepting tasks (later submits raise RuntimeError); with
         `cancel_futures`, cancels every task still queued before returning; with `wait`, returns
         once every task has ended and the stream is over. Safe to call more than once."""
+        on_reader = threading.current_thread() is self._reader
         with self._lock:
             self._shutdown_requested = True
             unfinished = list(self._pending) if cancel_futures else []
-            self._writer_wake.notify()
             self._changed.notify_all()  # submitters waiting for room raise now
+            write_here = self._writer_for_locked(on_reader)
+        if write_here:
+            self._write_all()
         # An explicit cancel rather than shutdown{cancel_pending}: its answer says when the
         # futures are cancelled, and it still works after an earlier shutdown. The service skips
         # the tasks that have started.
         self.cancel(unfinished, wait=True)
         if not wait:
             return
-        if threading.current_thread() is self._reader:
+        if on_reader:
             raise RuntimeError("shutdown(wait=True) cannot be called from a done callback: the "
                                "callback runs on the thread that completes the futures")
         with self._lock:
@@ -369,9 +396,10 @@ class Session:
             # session is over, nothing is pending either, and an attempt to resume ends.)
             if not self._changed.wait_for(lambda: self._ended, _CLOSE_GRACE_S):
                 self._closing = True
-                self._call.cancel()
+                self._stream.cancel()
                 self._changed.notify_all()
         self._reader.join()
+        self._writer.join()
 
     def bootup(self, wait):
         """Raises BrokenExecutor if the pool is broken, RuntimeError if it drains or after
@@ -424,79 +452,135 @@ class Session:
         self._outgoing.append((spec, wire_bytes))
         return future
 
-    # --- The writer: gRPC's request-consumer thread ---
+    # --- Writing: whichever thread is the writer ---
 
-    def _requests(self, generation, open_request):
-        """The requests of stream `generation`: `open`, then, once its `opened` is adopted,
-        whatever callers and the reader queue, until the session is closed or over or another
-        stream replaced this one. What it takes is in _sent and _cancels_sent first: should the
-        stream break before it is written, a resumed stream gets it again."""
-        yield open_request
-        while True:
-            with self._lock:
-                while not self._writer_stops_locked(generation):
-                    timeout = None
-                    if self._connected:
-                        if self._sendable_locked():
-                            break
-                        if self._acks:
-                            timeout = self._ack_due - time.monotonic()
-                            if timeout <= 0:
-                                break
-                    self._writer_wake.wait(timeout)
-                if self._writer_stops_locked(generation):
-                    return
-                specs, self._outgoing = self._outgoing, []
-                if specs:
-                    self._sent.append((specs[-1][0].task_id, specs))
-                cancels, self._cancels_queued = self._cancels_queued, []
-                # Before the write, so that the answer, however quick, finds its request.
-                self._cancels_sent.extend(cancels)
-                send_shutdown = self._shutdown_requested and not self._shutdown_sent
-                self._shutdown_sent = self._shutdown_sent or send_shutdown
-                # Lost with a broken stream, acknowledgements cost only a repeat: the resumed
-                # session sends those outcomes again, and the reader acknowledges them again.
-                acks, self._acks = self._acks, []
-                self._ack_bytes = 0
-                self._ack_due = None
-                budget = min(_BATCH_BYTES, self._send_limit - _REQUEST_OVERHEAD)
-            # Specs first: every cancel and the shutdown came after the tasks they concern.
-            yield from _submit_requests(specs, budget)
-            for cancel in cancels:
-                yield cancel.message()
-            if send_shutdown:
-                yield gateway_pb2.SessionRequest(shutdown=gateway_pb2.ShutdownSession())
-            if acks:
-                yield gateway_pb2.SessionRequest(ack=gateway_pb2.AckOutcomes(task_ids=acks))
+    def _writer_for_locked(self, on_reader, alone=True):
+        """After queueing work: whether the calling thread is now the writer and must call
+        _write_all(). It is if nobody writes and, for submitted tasks, the session has nothing
+        else in flight (`alone`): a round trip then waits for no other thread. Under load the
+        writer thread writes instead, and catches up with a burst of submits in few messages
+        (each caller writing its own tasks would make one message and one write per task). The
+        reader thread never writes: it must keep reading."""
+        if on_reader or not alone:
+            if not self._writing:
+                self._wake_writer_locked()
+            return False
+        return self._take_writer_locked()
 
-    def _writer_stops_locked(self, generation):
-        return self._ended or self._closed or generation != self._generation
+    def _wake_writer_locked(self):
+        """Wakes the writer thread if it waits: at most once, however many callers ask."""
+        if self._writer_waiting:
+            self._writer_waiting = False
+            self._writer_wake.notify()
+
+    def _take_writer_locked(self):
+        """Makes the calling thread the writer if nobody is and there is something to write."""
+        if self._writing or not self._may_write_locked() or not self._sendable_locked():
+            return False
+        self._writing = True
+        return True
+
+    def _may_write_locked(self):
+        return self._connected and not self._closed and not self._ended
 
     def _sendable_locked(self):
         return bool(self._outgoing or self._cancels_queued or
                     (self._shutdown_requested and not self._shutdown_sent) or
-                    len(self._acks) >= _ACK_BATCH or self._ack_bytes >= _ACK_BYTES)
+                    (self._acks and (len(self._acks) >= _ACK_BATCH or
+                                     self._ack_bytes >= _ACK_BYTES or
+                                     time.monotonic() >= self._ack_due)))
+
+    def _write_all(self):
+        """As the writer: writes what is queued, again and again, until nothing is; then is the
+        writer no longer. What it takes is in _sent and _cancels_sent first: should the stream
+        break before it is written, a resumed stream gets it again."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._may_write_locked() or not self._sendable_locked():
+                        # In the same critical section as the look: work queued after it finds
+                        # no writer, and a caller writes it or wakes the writer thread.
+                        self._release_writer_locked()
+                        return
+                    stream, generation = self._stream, self._generation
+                    specs, self._outgoing = self._outgoing, []
+                    if specs:
+                        self._sent.append((specs[-1][0].task_id, specs))
+                    cancels, self._cancels_queued = self._cancels_queued, []
+                    # Before the write, so that the answer, however quick, finds its request.
+                    self._cancels_sent.extend(cancels)
+                    send_shutdown = self._shutdown_requested and not self._shutdown_sent
+                    self._shutdown_sent = self._shutdown_sent or send_shutdown
+                    # Lost with a broken stream, acknowledgements cost only a repeat: the resumed
+                    # session sends those outcomes again, and the reader acknowledges them again.
+                    acks = []
+                    if self._acks and (len(self._acks) >= _ACK_BATCH or
+                                       self._ack_bytes >= _ACK_BYTES or
+                                       time.monotonic() >= self._ack_due):
+                        acks, self._acks = self._acks, []
+                        self._ack_bytes = 0
+                        self._ack_due = None
+                    budget = min(_BATCH_BYTES, self._send_limit - _REQUEST_OVERHEAD)
+                if not _write_requests(stream, specs, cancels, send_shutdown, acks, budget):
+                    with self._lock:
+                        # The stream has ended: the reader resumes the session or ends it.
+                        if generation == self._generation:
+                            self._connected = False
+                        self._release_writer_locked()
+                    return
+        except BaseException:
+            with self._lock:
+                self._release_writer_locked()
+            raise
+
+    def _release_writer_locked(self):
+        """The writer is the writer no longer. Whatever is left to write (a stream adopted
+        meanwhile, whose adoption found a writer at work) goes to the writer thread, which also
+        keeps the acknowledgements' time unless it already waits for it."""
+        self._writing = False
+        if ((self._may_write_locked() and self._sendable_locked()) or
+                (self._acks and not self._ack_timer_armed)):
+            self._wake_writer_locked()
+
+    def _write_on_time(self):
+        """The writer thread: writes what nobody else does (see the module docstring), until the
+        session is over."""
+        while True:
+            with self._lock:
+                while not self._take_writer_locked():
+                    if self._ended:
+                        return
+                    timeout = None
+                    if self._acks and not self._writing and self._may_write_locked():
+                        timeout = max(0.0, self._ack_due - time.monotonic())
+                    self._ack_timer_armed = timeout is not None
+                    self._writer_waiting = True
+                    self._writer_wake.wait(timeout)
+                    self._writer_waiting = False
+                self._ack_timer_armed = False
+            self._write_all()
 
     # --- The reader thread ---
 
-    def _read(self, call):
+    def _read(self, stream):
+        parse = gateway_pb2.SessionEvent.FromString
         while True:
             code, error = None, None
             try:
-                for event in call:
-                    self._handle(event)
-            except grpc.RpcError as rpc_error:
-                code = rpc_error.code()
-                error = f"{code.name}: {rpc_error.details()}"
+                data = stream.read()
+                while data is not None:
+                    self._handle(parse(data))
+                    data = stream.read()
+                code, error = _status(stream)
             except Exception as bug:  # A bug of ours must not leave futures waiting forever.
                 error = f"the client failed to handle an event: {bug!r}"
                 with self._lock:
                     self._closing = True
-                call.cancel()
+                stream.cancel()
             if not self._should_resume(code):
                 break
             try:
-                call = self._resume()
+                stream = self._resume()
             except _OpenFailed as failure:
                 error = (f"{error}, and the session could not be resumed within its grace period "
                          f"of {self._resume_grace_s:g} s: {failure.reason}")
@@ -516,16 +600,16 @@ class Session:
         Raises _OpenFailed if that fails."""
         # The service keeps the session for its grace period from when it noticed the break,
         # which is no earlier than now.
-        call, opened = self._open_stream(time.monotonic() + self._resume_grace_s, retry=True)
+        stream, opened = self._open_stream(time.monotonic() + self._resume_grace_s, retry=True)
         with self._lock:
-            self._adopt_locked(call, opened)
-        return call
+            self._adopt_locked(stream, opened)
+        return stream
 
     def _open_stream(self, deadline, retry):
         """Starts a Session stream with `open` (carrying the resume token, if any, and the
-        acknowledgements not yet sent) and reads its `opened`; returns (call, opened). With
+        acknowledgements not yet sent) and reads its `opened`; returns (stream, opened). With
         `retry`, tries again what may pass, with backoff, until `deadline`. Raises _OpenFailed.
-        On the constructor's thread or the reader's: no writer takes work meanwhile."""
+        On the constructor's thread or the reader's: nobody takes work to write meanwhile."""
         backoff = _FIRST_RESUME_BACKOFF_S
         while True:
             try:
@@ -542,52 +626,56 @@ class Session:
 
     def _open_stream_once(self, deadline):
         with self._lock:
-            # The writer of the stream before stops taking work.
+            # Nobody takes work to write until this stream is adopted.
             self._generation += 1
             self._connected = False
-            self._writer_wake.notify_all()
-            generation = self._generation
             request = gateway_pb2.SessionRequest(open=self._open)
             if self._resume_token:
                 request.open.resume_token = self._resume_token
                 # Only the reader adds to _acks, and no writer takes them now.
                 request.open.acked_task_ids.extend(self._acks)
         # wait_for_ready: a service still starting, or a connection being made again, gets until
-        # the deadline. Not grpc.channel_ready_future, whose connectivity watch thread makes the
-        # channel's close() wait up to 0.2 s for its next poll. A service that accepts the
-        # connection but never answers `open` must not hang us: the timer cancels the call.
-        call = self._stub.Session(self._requests(generation, request), metadata=self._metadata,
-                                  wait_for_ready=True)
-        timed_out = threading.Event()
+        # the deadline. A service that accepts the connection but never answers `open` must not
+        # hang us: the timer cancels the stream.
+        stream = self._channel.stream(metadata=self._metadata, wait_for_ready=True)
+        timer_lock = threading.Lock()
+        timed_out = False
+        answered = False
 
         def give_up():
-            timed_out.set()
-            call.cancel()
+            nonlocal timed_out
+            with timer_lock:
+                if not answered:
+                    timed_out = True
+                    stream.cancel()
 
         timer = threading.Timer(max(0.0, deadline - time.monotonic()), give_up)
         timer.daemon = True
         timer.start()
-        try:
-            event = next(call)
-        except grpc.RpcError as error:
-            if timed_out.is_set():
-                raise _OpenFailed(None, "it did not answer `open` in time") from None
-            raise _OpenFailed(error.code(), f"{error.code().name}: {error.details()}") from None
-        except StopIteration:
-            raise _OpenFailed(grpc.StatusCode.INTERNAL,
-                              "it ended the stream before opening the session") from None
-        finally:
-            timer.cancel()
+        # A failed write means the stream already ended: the read fails too, and finish says why.
+        data = stream.read() if stream.write(request.SerializeToString()) else None
+        with timer_lock:
+            answered = True
+        timer.cancel()
+        if timed_out:
+            raise _OpenFailed(None, "it did not answer `open` in time")
+        if data is None:
+            code, error = _status(stream)
+            if code is None:
+                raise _OpenFailed(grpc.StatusCode.INTERNAL,
+                                  "it ended the stream before opening the session")
+            raise _OpenFailed(code, error)
+        event = gateway_pb2.SessionEvent.FromString(data)
         if event.WhichOneof("event") != "opened":
-            call.cancel()
+            stream.cancel()
             raise _OpenFailed(grpc.StatusCode.INTERNAL,
                               f"it answered `open` with {event.WhichOneof('event')}")
-        return call, event.opened
+        return stream, event.opened
 
-    def _adopt_locked(self, call, opened):
-        """Makes `call` the current stream after its `opened`: for a resumed session, queues
+    def _adopt_locked(self, stream, opened):
+        """Makes `stream` the current stream after its `opened`: for a resumed session, queues
         again the specs the service may lack (ids above last_task_id), the unanswered cancels and
-        a pending shutdown."""
+        a pending shutdown, for the writer thread to write."""
         self._resume_token = opened.resume_token
         self._resume_grace_s = opened.resume_grace_ms / 1000
         self._shared_memory_prefix = opened.shared_memory_prefix
@@ -613,11 +701,11 @@ class Session:
             self._cancels_queued = list(self._cancels_sent) + self._cancels_queued
             self._cancels_sent.clear()
             self._shutdown_sent = False
-        self._call = call
+        self._stream = stream
         self._connected = True
         if self._closing:
-            call.cancel()  # Shutdown gave up meanwhile: this stream ends as the last did.
-        self._writer_wake.notify_all()
+            stream.cancel()  # Shutdown gave up meanwhile: this stream ends as the last did.
+        self._wake_writer_locked()
 
     def _received_up_to_locked(self, task_id):
         """The service evidently has every spec up to `task_id`: _sent lets go of them."""
@@ -638,8 +726,11 @@ class Session:
         elif kind == "closed":
             with self._lock:
                 self._closed = True
-                self._writer_wake.notify_all()
+                self._wake_writer_locked()
                 self._changed.notify_all()
+                stream = self._stream
+            # Nothing more to write: the service ends the stream once it sees the half-close.
+            stream.writes_done()
         # Anything else (a second `opened`, a newer service's event): nothing we need.
 
     def _set_pool_locked(self, change):
@@ -697,11 +788,13 @@ class Session:
                 return
             if not self._acks:
                 self._ack_due = time.monotonic() + _ACK_DELAY_S
-                self._writer_wake.notify()  # it now waits until then
+                if not self._ack_timer_armed:
+                    self._wake_writer_locked()  # it now waits until then
             self._acks.extend(handled)
             self._ack_bytes += handled_bytes
-            if self._sendable_locked():
-                self._writer_wake.notify()
+            if not self._writing and (len(self._acks) >= _ACK_BATCH or
+                                      self._ack_bytes >= _ACK_BYTES):
+                self._wake_writer_locked()
 
     def _handle_rejected(self, rejected):
         # A rejected task never gets an outcome, so there is nothing to acknowledge.
@@ -755,7 +848,7 @@ class Session:
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
-            self._writer_wake.notify_all()
+            self._wake_writer_locked()
             self._changed.notify_all()
         _remove_inputs(unsent)
         for future in orphans:
@@ -763,6 +856,32 @@ class Session:
         for cancel in cancels:
             cancel.answered.set()
         self._channel.close()
+
+
+def _write_requests(stream, specs, cancels, send_shutdown, acks, budget):
+    """Writes `specs` (as `submit` messages of about `budget` bytes each), then `cancels`, the
+    shutdown if `send_shutdown`, and `acks`: specs first, since every cancel and the shutdown came
+    after the tasks they concern. False if the stream has ended."""
+    for request in _submit_requests(specs, budget):
+        if not stream.write(request.SerializeToString()):
+            return False
+    for cancel in cancels:
+        if not stream.write(cancel.message().SerializeToString()):
+            return False
+    if send_shutdown and not stream.write(gateway_pb2.SessionRequest(
+            shutdown=gateway_pb2.ShutdownSession()).SerializeToString()):
+        return False
+    return not acks or stream.write(gateway_pb2.SessionRequest(
+        ack=gateway_pb2.AckOutcomes(task_ids=acks)).SerializeToString())
+
+
+def _status(stream):
+    """(code, "CODE: details") of an ended stream; (None, None) if it ended OK."""
+    number, details = stream.finish()
+    code = _STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
+    if code == grpc.StatusCode.OK:
+        return None, None
+    return code, f"{code.name}: {details}"
 
 
 def _submit_requests(specs, budget):

@@ -191,6 +191,11 @@ class MPIPoolExecutor(concurrent.futures.Executor):
         return resources
 
     def _session_for_submit(self):
+        resources = self._resources
+        # Once started, not shut down and not broken (each set once, never undone), no lock is
+        # needed to say so: a submit racing with shutdown() is one that came first.
+        if resources is not None and not self._shutdown and self._tracker._broken is None:
+            return resources.executor._session
         with self._lock:
             broken = self._tracker.broken
             if broken is not None:
