@@ -36,6 +36,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -844,6 +845,13 @@ int main(int argc, char** argv) {
       "  mpiexec -n N+1 mpigate-server --world ...\n"
       "Repeatable flags:\n",
       kRepeatableFlagsHelp));
+  // --help lists this file's flags (Abseil's default looks for a file named after the program),
+  // and the man page is made from it (packaging/manpage.py).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock would run the debug-only
   // deadlock detector (a process-wide spinlock and a graph lookup per lock) on the hot path.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
