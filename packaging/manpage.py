@@ -91,8 +91,8 @@ def cli_page(version, binary):
     return out
 
 
-# Abseil's listing: "    --name (what it does); default: value;", wrapped.
-FLAG = re.compile(r"--(\w+) \((.*?)\); default: (.*?);\n", re.DOTALL)
+# Abseil's listing: "    --name (what it does); default: value;", wrapped anywhere.
+FLAG = re.compile(r"^    --(\w+) \((.*?)\);\s+default: (.*?);\n", re.DOTALL | re.MULTILINE)
 
 
 def server_page(version, binary):
