@@ -24,6 +24,13 @@ if [ -z "$prefix" ]; then
 fi
 mkdir -p "$prefix"
 prefix="$(cd "$prefix" && pwd)"
+# Compiler flags from pkg-config, MANPATH and LD_PRELOAD (the server's loopback library) all split
+# at white space or colons.
+case "$prefix" in
+  *[[:space:]:\|]*)
+    echo "install: the prefix '$prefix' holds white space, a colon, a backslash or a '|'" >&2
+    exit 2 ;;
+esac
 if [ -z "$tree" ]; then
   (cd "$here" && ./tools/setup.sh && bazel build -c opt //packaging:tree)
   tree="$here/bazel-bin/packaging/tree"

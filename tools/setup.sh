@@ -10,8 +10,9 @@ set -euo pipefail
 # Abseil with protoc, grpc_cpp_plugin and grpc_python_plugin; GoogleTest; Open MPI 4.1; TCMalloc
 # for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); CPython
 # 3.11 to embed, cloudpickle, numpy and mpi4py (the workers' Python task runtime, worker/python,
-# and mpigate.futures); openssl (the TLS tests make their certificates) and iproute2 (the
-# multi-host test's network namespaces).
+# and mpigate.futures); openssl (the TLS tests make their certificates), iproute2 (the
+# multi-host test's network namespaces) and environment-modules (tools/install.sh's modulefile,
+# loaded by tests/packaging).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -36,6 +37,7 @@ packages=(
   python3-mpi4py
   openssl
   iproute2
+  environment-modules
 )
 # Node.js for the Node client example: Debian's nodejs and npm, unless a node and npm (e.g.
 # NodeSource's nodejs, which bundles npm) are already on the PATH.

@@ -1,12 +1,14 @@
 # Sourced by the packaging tests, which run as root in a mount and PID namespace of their own
-# (unshare): a view of this machine in which the checkout and Bazel's trees are hidden, so that
-# an installed mpigate can find nothing of the build.
+# (unshare): a fresh root made of this machine's Debian system, in which the checkout and Bazel's
+# trees are hidden, so that an installed mpigate can find nothing of the build.
 #
-#   hide_build ROOT    under ROOT ("" for /): empty tmpfs over the workspace and Bazel's output
-#                      user root, and fresh /tmp, /run and /dev/shm; the sanitizer runtimes' log
-#                      directory and suppression files (run_test.sh) stay where they were
-#   clean_env          a login-like environment (env -i ARGS), with the sanitizer settings kept
-#   MOUNTPOINTS        the directories hide_build made under ROOT to mount on
+#   make_root WORK [KEEP...]   WORK/root: an overlay of / (writes go to WORK/upper), with /proc,
+#                              /dev, fresh /tmp, /run and /dev/shm, empty tmpfs over the
+#                              workspace and Bazel's output user root; the directories KEEP and
+#                              those of the sanitizer runtimes' logs and suppression files
+#                              (run_test.sh) stay visible at their paths
+#   clean_env                  a login-like environment (env -i ARGS), sanitizer settings kept
+#   MOUNTPOINTS                the directories make_root created in the root to mount on
 
 MOUNTPOINTS=()
 
@@ -19,14 +21,18 @@ _mount_dir() {  # mkdir -p that remembers what it made, for the leftover check
   mkdir -p "$dir"
 }
 
-hide_build() {
-  local root="$1" workspace bazel_root keep path
+make_root() {
+  local work="$1" root="$1/root" workspace bazel_root path
+  shift
+  mkdir -p "$work/upper" "$work/overlay-work" "$root"
+  mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/overlay-work" "$root"
+  mount -t proc proc "$root/proc"
+  mount --rbind /dev "$root/dev"
   # Both from this test's own runfiles: a source file and a generated one.
   workspace="$(dirname "$(readlink -f "$TEST_SRCDIR/mpigate/VERSION")")"
-  bazel_root="$(readlink -f "$TEST_SRCDIR/mpigate/packaging/mpigate.deb")"
-  bazel_root="${bazel_root%%/execroot/*}"
-  bazel_root="$(dirname "$bazel_root")"
-  keep=()
+  bazel_root="$(readlink -f "$TEST_SRCDIR/mpigate/packaging/install_tree.bzl")"
+  bazel_root="$(dirname "${bazel_root%%/execroot/*}")"
+  local keep=("$@")
   for path in $(env | grep -oE '(log_path|suppressions)=[^:]+' | cut -d= -f2); do
     keep+=("$(dirname "$path")")
   done
@@ -42,6 +48,7 @@ hide_build() {
     _mount_dir "$root$path"
     mount -t tmpfs -o mode=1777 fresh "$root$path"
   done
+  [ ! -e "$root$workspace/VERSION" ] || { echo "FAIL: the checkout is visible in $root" >&2; exit 1; }
 }
 
 clean_env() {

@@ -19,18 +19,12 @@ source "$runfiles/tests/packaging/clean_root.sh"
 
 work="$(mktemp -d "$TEST_TMPDIR/deb.XXXXXX")"
 root="$work/root"
-mkdir -p "$work/upper" "$work/overlay-work" "$root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/overlay-work" "$root"
-mount -t proc proc "$root/proc"
-mount --rbind /dev "$root/dev"
-hide_build "$root"
+make_root "$work"
 cp "$runfiles/packaging/mpigate.deb" "$runfiles/tests/packaging/installed_smoke.sh" \
   "$runfiles/tests/packaging/dependency_closure.py" "$root/tmp/"
 mapfile -t environment < <(clean_env)
 in_root() { chroot "$root" env -i "${environment[@]}" "$@"; }
 
-[ ! -e "$root$(dirname "$(readlink -f "$runfiles/VERSION")")/VERSION" ] || {
-  echo "FAIL: the checkout is visible in the root" >&2; exit 1; }
 in_root dpkg -i /tmp/mpigate.deb >"$work/dpkg.log" 2>&1 || {
   cat "$work/dpkg.log" >&2; echo "FAIL: dpkg -i" >&2; exit 1; }
 in_root /usr/bin/python3 /tmp/dependency_closure.py mpigate \
