@@ -2,19 +2,23 @@
 
 The Debian package (prefix /usr) and tools/install.sh (any prefix) both copy this tree, through
 packaging/install_tree.sh, which also writes the prefix into the files that name it
-(@MPIGATE_PREFIX@). ELF files are stripped of debug information. Bazel makes every output
-executable, so the tree's `.executables` lists the files that are: the executables of `files`
-targets (not shared objects), by their path in the tree.
+(@MPIGATE_PREFIX@). Built programs and shared objects are stripped of debug information. Bazel
+makes every output executable, so the tree's `.executables` lists the files that are: the built
+executables of `files` targets (not shared objects), by their path in the tree.
 """
 
 def _install_tree_impl(ctx):
     entries = []  # (File, destination relative to the prefix)
     executables = []
+    binaries = {}  # Built programs and shared objects, by path: stripped.
     for target, directory in ctx.attr.files.items():
         executable = target[DefaultInfo].files_to_run.executable
         for f in target[DefaultInfo].files.to_list():
             entries.append((f, directory + "/" + f.basename))
-            if f == executable and not f.is_source and not f.basename.endswith(".so"):
+            if f.basename.endswith(".so") and not f.is_source:
+                binaries[f.path] = True
+            elif f == executable and not f.is_source:
+                binaries[f.path] = True
                 executables.append(directory + "/" + f.basename)
     for target, spec in ctx.attr.trees.items():
         directory, _, strip = spec.partition("=")
@@ -38,7 +42,7 @@ def _install_tree_impl(ctx):
     out = ctx.actions.declare_directory(ctx.attr.name)
     manifest = ctx.actions.declare_file(ctx.attr.name + ".manifest")
     ctx.actions.write(manifest, "".join([
-        "%s\t%s\n" % (path, destination)
+        "%s\t%s\t%s\n" % (path, destination, "strip" if path in binaries else "copy")
         for destination, path in sorted(seen.items())
     ]))
     executables_list = ctx.actions.declare_file(ctx.attr.name + ".executables")
@@ -48,10 +52,12 @@ def _install_tree_impl(ctx):
         outputs = [out],
         command = """
 set -eu
-while IFS="$(printf '\\t')" read -r source destination; do
+made=""
+while IFS="$(printf '\\t')" read -r source destination how; do
   target="$1/$destination"
-  mkdir -p "$(dirname "$target")"
-  if [ "$(head -c 4 "$source" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+  # The manifest is sorted by destination: a directory's files come together.
+  if [ "${target%/*}" != "$made" ]; then made="${target%/*}"; mkdir -p "$made"; fi
+  if [ "$how" = strip ]; then
     strip --strip-debug -o "$target" "$source"
   else
     cp "$source" "$target"

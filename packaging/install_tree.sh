@@ -20,20 +20,14 @@ prefix="${prefix%/}"
 case "$prefix" in *"|"*) echo "install_tree.sh: PREFIX must not hold a '|'" >&2; exit 2 ;; esac
 target="$destdir$prefix"
 mkdir -p "$target"
-(cd "$tree" && find -L . -type f -print0) | while IFS= read -r -d '' file; do
-  file="${file#./}"
-  if [ "$file" = .executables ]; then continue; fi
-  mkdir -p "$(dirname "$target/$file")"
-  rm -f "$target/$file"
-  if grep -qI '@MPIGATE_PREFIX@' "$tree/$file"; then
-    sed -e "s|@MPIGATE_PREFIX@|$prefix|g" "$tree/$file" > "$target/$file"
-  else
-    cp "$tree/$file" "$target/$file"
-  fi
-  if grep -qxF "$file" "$tree/.executables"; then
-    chmod 755 "$target/$file"
-  else
-    chmod 644 "$target/$file"
-  fi
-done
+# One copy of the whole tree (its files may be symbolic links into Bazel's output, in a sandbox),
+# then modes and the prefix set on the tree's own files only: PREFIX may hold others (/usr).
+cp -RL --no-preserve=mode,ownership "$tree/." "$target/"
+rm -f "$target/.executables"
 (cd "$tree" && find -L . -mindepth 1 -type d -print0) | (cd "$target" && xargs -0 -r chmod 755)
+(cd "$tree" && find -L . -type f ! -name .executables -print0) |
+  (cd "$target" && xargs -0 -r chmod 644)
+(cd "$target" && xargs -d '\n' -r chmod 755) < "$tree/.executables"
+(cd "$tree" && { grep -RlIZ '@MPIGATE_PREFIX@' . || [ $? -eq 1 ]; }) | while IFS= read -r -d '' file; do
+  sed -e "s|@MPIGATE_PREFIX@|$prefix|g" "$tree/$file" > "$target/$file"
+done
