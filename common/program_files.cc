@@ -50,8 +50,8 @@ absl::StatusOr<std::string> FindProgramFileFrom(
                                           bazel_package, ")"));
 }
 
-absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package,
-                                            absl::string_view name, int access_mode) {
+absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package, absl::string_view name,
+                                            int access_mode) {
   return FindProgramFileFrom(
       ThisExecutable(), bazel_package, name,
       [access_mode](const std::string& path) { return access(path.c_str(), access_mode) == 0; });

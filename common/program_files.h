@@ -47,8 +47,8 @@ absl::StatusOr<std::string> FindProgramFileFrom(
 
 // FindProgramFileFrom(ThisExecutable(), ...) with access(path, access_mode) == 0 (X_OK for a
 // program, R_OK for a library).
-absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package,
-                                            absl::string_view name, int access_mode);
+absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package, absl::string_view name,
+                                            int access_mode);
 
 }  // namespace mpigate
 
