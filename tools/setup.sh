@@ -11,8 +11,9 @@ set -euo pipefail
 # for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); CPython
 # 3.11 to embed, cloudpickle, numpy and mpi4py (the workers' Python task runtime, worker/python,
 # and mpigate.futures); openssl (the TLS tests make their certificates), iproute2 (the
-# multi-host test's network namespaces) and environment-modules (tools/install.sh's modulefile,
-# loaded by tests/packaging).
+# multi-host test's network namespaces); dpkg-dev (the Debian package's dependencies), and make,
+# man-db and environment-modules (tests/packaging builds the task library example, reads the man
+# pages and loads tools/install.sh's modulefile).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -37,6 +38,9 @@ packages=(
   python3-mpi4py
   openssl
   iproute2
+  dpkg-dev
+  make
+  man-db
   environment-modules
 )
 # Node.js for the Node client example: Debian's nodejs and npm, unless a node and npm (e.g.

@@ -24,7 +24,8 @@ SPACK_NAME = {
     "python3-grpcio": "py-grpcio", "python3-protobuf": "py-protobuf", "python3-dev": "python",
     "libpython3.11-dev": "python", "python3-cloudpickle": "py-cloudpickle",
     "python3-numpy": "py-numpy", "python3-mpi4py": "py-mpi4py", "nodejs": "node-js",
-    "npm": "node-js", "openssl": None, "iproute2": None, "environment-modules": None,
+    "npm": "node-js", "openssl": None, "iproute2": None, "dpkg-dev": None, "make": None,
+    "man-db": None, "environment-modules": None,
 }
 
 # How this machine's version of a Spack dependency is read.
