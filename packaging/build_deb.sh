@@ -33,4 +33,6 @@ sed -e "s|@VERSION@|$version|" \
     -e "s|@SHLIBS@|$shlibs|" \
     "$here/control.in" > "$stage/DEBIAN/control"
 install -m 755 "$here/debian/postinst" "$here/debian/prerm" "$stage/DEBIAN/"
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$out" >/dev/null
+# zstd, which Debian 12's dpkg and apt read: on a busy 2-core machine xz's default took 220 s for
+# this package, zstd 1 s (16 MB against xz's 10).
+dpkg-deb --root-owner-group -Zzstd --build "$stage" "$out" >/dev/null

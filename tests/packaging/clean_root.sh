@@ -3,7 +3,7 @@
 # trees are hidden, so that an installed mpigate can find nothing of the build.
 #
 #   make_root WORK [KEEP...]   WORK/root: an overlay of / (writes go to WORK/upper), with /proc,
-#                              /dev, fresh /tmp, /run and /dev/shm, empty tmpfs over the
+#                              /dev, /sys, fresh /tmp, /run and /dev/shm, empty tmpfs over the
 #                              workspace and Bazel's output user root; the directories KEEP and
 #                              those of the sanitizer runtimes' logs and suppression files
 #                              (run_test.sh) stay visible at their paths
@@ -28,13 +28,18 @@ make_root() {
   mount -t overlay overlay -o "lowerdir=/,upperdir=$work/upper,workdir=$work/overlay-work" "$root"
   mount -t proc proc "$root/proc"
   mount --rbind /dev "$root/dev"
+  mount --rbind /sys "$root/sys"
   # Both from this test's own runfiles: a source file and a generated one.
   workspace="$(dirname "$(readlink -f "$TEST_SRCDIR/mpigate/VERSION")")"
   bazel_root="$(readlink -f "$TEST_SRCDIR/mpigate/packaging/install_tree.bzl")"
   bazel_root="$(dirname "${bazel_root%%/execroot/*}")"
-  local keep=("$@")
-  for path in $(env | grep -oE '(log_path|suppressions)=[^:]+' | cut -d= -f2); do
+  local keep=("$@") files=()
+  for path in $(env | grep -oE '(^|[:=])log_path=/[^:]+' | sed 's/.*=//'); do
     keep+=("$(dirname "$path")")
+  done
+  # Suppression files are links in the runfiles tree to files elsewhere in Bazel's trees.
+  for path in $(env | grep -oE '(^|[:=])suppressions=/[^:]+' | sed 's/.*=//'); do
+    files+=("$path")
   done
   for path in "$workspace" "$bazel_root"; do
     _mount_dir "$root$path"
@@ -43,6 +48,11 @@ make_root() {
   for path in "${keep[@]}"; do
     _mount_dir "$root$path"
     mount --bind "$path" "$root$path"
+  done
+  for path in "${files[@]}"; do
+    _mount_dir "$root$(dirname "$path")"
+    touch "$root$path"
+    mount --bind "$(readlink -f "$path")" "$root$path"
   done
   for path in /tmp /run /dev/shm; do
     _mount_dir "$root$path"

@@ -35,7 +35,7 @@ in_root dpkg --purge mpigate >"$work/dpkg.log" 2>&1 || {
   cat "$work/dpkg.log" >&2; echo "FAIL: dpkg --purge" >&2; exit 1; }
 umount -R "$root"
 prune=(-path ./var/lib/dpkg -o -path ./var/log -o -path ./var/cache/man -o -path
-       ./var/cache/ldconfig -o -path ./etc/ld.so.cache -o -path ./proc -o -path ./dev)
+       ./var/cache/ldconfig -o -path ./etc/ld.so.cache -o -path ./proc -o -path ./dev -o -path ./sys)
 for path in "${MOUNTPOINTS[@]}"; do prune+=(-o -path ".${path#"$root"}"); done
 leftovers="$(cd "$work/upper" && find . -mindepth 1 \( "${prune[@]}" \) -prune -o \
   \( -type d -exec test -d "/{}" \; \) -o -print)"
