@@ -1,5 +1,4 @@
 // `mpigate serve`: this process becomes mpigate-server.
-#include <limits.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,19 +13,15 @@
 #include "cli/command_support.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "common/program_files.h"
 
 namespace mpigate::cli {
 namespace {
 
-std::string ThisExecutable() {
-  char path[PATH_MAX];
-  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  return length > 0 ? std::string(path, static_cast<size_t>(length)) : std::string();
-}
-
-// $MPIGATE_SERVER; else a sibling of this program's real path: installed side by side, or
-// Bazel's bazel-bin/cli next to bazel-bin/server (a test's runfiles link to those same files);
-// else this program's own runfiles, for a copy of the binary that kept them but not its siblings.
+// $MPIGATE_SERVER; else where common/program_files.h finds mpigate's files: installed side by
+// side, or Bazel's bazel-bin/cli next to bazel-bin/server (a test's runfiles link to those same
+// files), or this program's own runfiles, for a copy of the binary that kept them but not its
+// siblings.
 absl::StatusOr<std::string> FindServerBinary() {
   if (const char* explicit_path = std::getenv("MPIGATE_SERVER");
       explicit_path != nullptr && explicit_path[0] != '\0') {
@@ -36,15 +31,11 @@ absl::StatusOr<std::string> FindServerBinary() {
     }
     return std::string(explicit_path);
   }
-  const std::string self = ThisExecutable();
-  const size_t slash = self.rfind('/');
-  const std::string here = slash == std::string::npos ? "." : self.substr(0, slash);
-  for (const std::string& candidate : {here + "/mpigate-server", here + "/../server/mpigate-server",
-                                       self + ".runfiles/mpigate/server/mpigate-server"}) {
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  absl::StatusOr<std::string> found = FindProgramFile("server", "mpigate-server", X_OK);
+  if (!found.ok()) {
+    return absl::NotFoundError(absl::StrCat(found.status().message(), "; set $MPIGATE_SERVER"));
   }
-  return absl::NotFoundError(
-      absl::StrCat("cannot find mpigate-server next to ", here, "; set $MPIGATE_SERVER"));
+  return found;
 }
 
 }  // namespace

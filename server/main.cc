@@ -13,7 +13,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <linux/limits.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -38,6 +37,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -48,6 +48,7 @@
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/loopback_listeners.h"
+#include "common/program_files.h"
 #include "common/shared_memory.h"
 #include "server/gateway_service.h"
 #include "server/live_page/live_page.h"
@@ -234,19 +235,8 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseSpawnInfo(
   return info;
 }
 
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-std::string ThisExecutable() {
-  char path[PATH_MAX];
-  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  return length > 0 ? std::string(path, static_cast<size_t>(length)) : std::string();
-}
-
 // The worker executable: the flag, $MPIGATE_WORKER_BINARY, or a sibling of this program (an
-// installed layout, or Bazel's bazel-bin/server next to bazel-bin/worker).
+// installed layout, or Bazel's bazel-bin/server next to bazel-bin/worker; common/program_files.h).
 absl::StatusOr<std::string> FindWorkerBinary() {
   std::string explicit_path = absl::GetFlag(FLAGS_worker_binary);
   if (explicit_path.empty() && std::getenv("MPIGATE_WORKER_BINARY") != nullptr) {
@@ -259,13 +249,11 @@ absl::StatusOr<std::string> FindWorkerBinary() {
     }
     return explicit_path;
   }
-  const std::string here = DirectoryOf(ThisExecutable());
-  for (const std::string& candidate :
-       {here + "/mpigate-worker", here + "/../worker/mpigate-worker"}) {
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  absl::StatusOr<std::string> found = FindProgramFile("worker", "mpigate-worker", X_OK);
+  if (!found.ok()) {
+    return absl::NotFoundError(absl::StrCat(found.status().message(), "; pass --worker-binary"));
   }
-  return absl::NotFoundError(
-      absl::StrCat("cannot find mpigate-worker next to ", here, "; pass --worker-binary"));
+  return found;
 }
 
 // The task runner executable for the workers: the flag or $MPIGATE_RUNNER_BINARY, checked here;
@@ -366,34 +354,23 @@ class Readiness {
   std::string broken_ ABSL_GUARDED_BY(mu_);
 };
 
-// The library that keeps Open MPI's daemon listening on loopback (common/loopback_listeners.h):
-// next to this program (installed) or in Bazel's bazel-bin/common.
+// The library that keeps Open MPI's daemon listening on loopback (common/loopback_listeners.h),
+// where common/program_files.h finds mpigate's files.
 absl::StatusOr<std::string> FindDaemonPreload() {
-  const std::string here = DirectoryOf(ThisExecutable());
-  for (const std::string& path : {absl::StrCat(here, "/", kLoopbackPreloadLibrary),
-                                  absl::StrCat(here, "/../common/", kLoopbackPreloadLibrary)}) {
-    if (access(path.c_str(), R_OK) != 0) continue;
-    // LD_PRELOAD splits at these.
-    if (path.find_first_of(": ") != std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot preload ", path, ": its path holds a colon or a space"));
-    }
-    return path;
+  absl::StatusOr<std::string> path = FindProgramFile("common", kLoopbackPreloadLibrary, R_OK);
+  if (!path.ok()) return path;
+  // LD_PRELOAD splits at these.
+  if (path->find_first_of(": ") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot preload ", *path, ": its path holds a colon or a space"));
   }
-  return absl::NotFoundError(absl::StrCat("no ", kLoopbackPreloadLibrary, " next to ", here));
+  return path;
 }
 
-// The workers' Python task runtime (worker/python): next to this program (installed) or in
-// Bazel's bazel-bin/worker/python (a build tree, and the runfiles of tests).
-constexpr char kPythonLibrary[] = "libmpigate_python.so";
-
+// The workers' Python task runtime (worker/python), where common/program_files.h finds
+// mpigate's files.
 absl::StatusOr<std::string> FindPythonLibrary() {
-  const std::string here = DirectoryOf(ThisExecutable());
-  for (const std::string& path : {absl::StrCat(here, "/", kPythonLibrary),
-                                  absl::StrCat(here, "/../worker/python/", kPythonLibrary)}) {
-    if (access(path.c_str(), R_OK) == 0) return path;
-  }
-  return absl::NotFoundError(absl::StrCat("no ", kPythonLibrary, " next to ", here));
+  return FindProgramFile("worker/python", "libmpigate_python.so", R_OK);
 }
 
 // The Python runtime library the workers load, per --python; empty for none. The library is
@@ -911,6 +888,13 @@ int main(int argc, char** argv) {
       "  mpiexec -n N+1 mpigate-server --world ...\n"
       "Repeatable flags:\n",
       kRepeatableFlagsHelp));
+  // --help lists this file's flags (Abseil's default looks for a file named after the program),
+  // and the man page is made from it (packaging/manpage.py).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   // Debian's Abseil is built without NDEBUG, so every absl::Mutex lock would run the debug-only
   // deadlock detector (a process-wide spinlock and a graph lookup per lock) on the hot path.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

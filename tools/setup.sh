@@ -12,7 +12,9 @@ set -euo pipefail
 # 3.11 to embed, cloudpickle, numpy and mpi4py (the workers' Python task runtime, worker/python,
 # and mpigate.futures); openssl (the TLS tests make their certificates), iproute2 (the
 # multi-host test's network namespaces), chromium (the live page's test loads it headless) and
-# tmux (the test of `mpigate top` reads its screen back).
+# tmux (the test of `mpigate top` reads its screen back); dpkg-dev (the Debian package's
+# dependencies), and make, man-db and environment-modules (tests/packaging builds the task library
+# example, reads the man pages and loads tools/install.sh's modulefile).
 packages=(
   bazel-bootstrap
   bazel-rules-java
@@ -39,6 +41,10 @@ packages=(
   iproute2
   chromium
   tmux
+  dpkg-dev
+  make
+  man-db
+  environment-modules
 )
 # Node.js for the Node client example: Debian's nodejs and npm, unless a node and npm (e.g.
 # NodeSource's nodejs, which bundles npm) are already on the PATH.

@@ -1,6 +1,5 @@
 #include "worker/worker_options.h"
 
-#include <linux/limits.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/program_files.h"
 #include "worker/builtins.h"
 #include "worker/exec_task.h"
 #include "worker/task_library.h"
@@ -32,12 +32,6 @@ constexpr absl::string_view kHelloTimeoutMs = "--hello_timeout_ms=";
 constexpr absl::string_view kRank = "--rank=";
 constexpr absl::string_view kPoolSize = "--pool_size=";
 constexpr absl::string_view kWorkerPid = "--worker_pid=";
-
-std::string ThisExecutable() {
-  char path[PATH_MAX];
-  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  return length > 0 ? std::string(path, static_cast<size_t>(length)) : std::string();
-}
 
 }  // namespace
 
@@ -151,14 +145,12 @@ absl::StatusOr<std::string> FindRunnerBinary(const std::string& explicit_path) {
     }
     return explicit_path;
   }
-  const std::string self = ThisExecutable();
-  const std::string here = self.substr(0, self.rfind('/'));
-  for (const std::string& candidate :
-       {here + "/mpigate-runner", here + "/../worker/mpigate-runner"}) {
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  absl::StatusOr<std::string> found = FindProgramFile("worker", "mpigate-runner", X_OK);
+  if (!found.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat(found.status().message(), "; pass --runner-binary to mpigate-server"));
   }
-  return absl::NotFoundError(absl::StrCat("cannot find mpigate-runner next to ", here,
-                                          "; pass --runner-binary to mpigate-server"));
+  return found;
 }
 
 absl::Status LoadFunctions(const WorkerOptions& options, FunctionRegistry& registry) {

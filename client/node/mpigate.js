@@ -30,8 +30,11 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
-// The repository's proto/ directory, next to which this file lives (client/node/).
-const DEFAULT_PROTO_DIR = path.resolve(__dirname, '..', '..', 'proto');
+// The .proto files: installed, in proto/ next to this file (the mpigate package puts them there);
+// in a checkout, the repository's proto/ (this file is client/node/mpigate.js).
+const DEFAULT_PROTO_DIR = [
+  path.join(__dirname, 'proto'), path.resolve(__dirname, '..', '..', 'proto')
+].find((dir) => fs.existsSync(path.join(dir, 'mpigate/v1/gateway.proto')));
 // As the C++ client's ExecutorOptions: the largest message sent or accepted, and how long
 // connect() waits for the service.
 const DEFAULT_MAX_MESSAGE_BYTES = 512 << 20;
