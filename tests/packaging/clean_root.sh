@@ -41,6 +41,12 @@ make_root() {
   for path in $(env | grep -oE '(^|[:=])suppressions=/[^:]+' | sed 's/.*=//'); do
     files+=("$path")
   done
+  # The fresh directories first: a checkout (or a directory to keep) under /tmp must be hidden (or
+  # shown) on top of the fresh /tmp, not under it, where umount -R could no longer reach its mount.
+  for path in /tmp /run /dev/shm; do
+    _mount_dir "$root$path"
+    mount -t tmpfs -o mode=1777 fresh "$root$path"
+  done
   for path in "$workspace" "$bazel_root"; do
     _mount_dir "$root$path"
     mount -t tmpfs -o mode=0755 hidden "$root$path"
@@ -53,10 +59,6 @@ make_root() {
     _mount_dir "$root$(dirname "$path")"
     touch "$root$path"
     mount --bind "$(readlink -f "$path")" "$root$path"
-  done
-  for path in /tmp /run /dev/shm; do
-    _mount_dir "$root$path"
-    mount -t tmpfs -o mode=1777 fresh "$root$path"
   done
   [ ! -e "$root$workspace/VERSION" ] || { echo "FAIL: the checkout is visible in $root" >&2; exit 1; }
 }
