@@ -30,7 +30,8 @@ mapfile -t loaded < <(env -i "${environment[@]}" bash -c '
   module load mpigate
   env' _ "$prefix" | grep -E '^(PATH|PYTHONPATH|PKG_CONFIG_PATH|MANPATH)=')
 for variable in PATH PYTHONPATH PKG_CONFIG_PATH MANPATH; do
-  printf '%s\n' "${loaded[@]}" | grep -q "^$variable=" || fail "module load sets no $variable"
+  printf '%s\n' "${loaded[@]}" | grep -q "^$variable=" ||
+    fail "module load sets no $variable; it set: $(printf '%s ' "${loaded[@]}")"
 done
 expect() {
   printf '%s\n' "${loaded[@]}" | grep -qxF "$1" || fail "module load: not $1 but $(printf '%s ' "${loaded[@]}")"
