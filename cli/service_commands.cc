@@ -16,6 +16,7 @@
 #include "cli/status_text.h"
 #include "common/access.h"
 #include "common/grpc_status.h"
+#include "common/pool_figures.h"
 
 namespace mpigate::cli {
 namespace {
@@ -59,7 +60,7 @@ int RunStatus(const CommandLine& line) {
   if (called != kExitSuccess) return called;
   std::string text;
   if (line.json) {
-    absl::StatusOr<std::string> json = PoolStatusJson(status);
+    absl::StatusOr<std::string> json = PoolStatusJson(status, JsonLayout::kIndented);
     if (!json.ok()) {
       PrintDiagnostic(absl::StrCat("status: ", StatusText(json.status())));
       return kExitError;

@@ -1,7 +1,5 @@
 #include "cli/status_text.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -140,21 +138,6 @@ std::string FormatPoolStatus(const v1::PoolStatus& status, absl::string_view end
     absl::StrAppend(&text, Table(rows, {false, false}));
   }
   return text;
-}
-
-absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  const auto printed = google::protobuf::util::MessageToJsonString(status, &json, options);
-  if (!printed.ok()) {
-    return absl::InternalError(
-        absl::StrCat("cannot print the status as JSON: ", printed.ToString()));
-  }
-  if (json.empty() || json.back() != '\n') json.push_back('\n');
-  return json;
 }
 
 }  // namespace mpigate::cli

@@ -9,7 +9,6 @@
 
 #include <string>
 
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
@@ -26,10 +25,6 @@ std::string FormatUptime(absl::Duration uptime);
 
 // "512 B", "1.5 KiB", "20.0 MiB".
 std::string FormatBytes(uint64_t bytes);
-
-// The message as JSON with its proto field names and every field, zeros included, ending with a
-// newline. INTERNAL if it cannot be printed.
-absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status);
 
 }  // namespace mpigate::cli
 

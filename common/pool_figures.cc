@@ -4,7 +4,10 @@
 #include <cmath>
 #include <tuple>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace mpigate {
 
@@ -68,6 +71,23 @@ std::vector<const v1::SessionStatus*> SessionsBusiestFirst(const v1::PoolStatus&
   std::stable_sort(sessions.begin(), sessions.end(),
                    [&](const auto* a, const auto* b) { return rank(a) < rank(b); });
   return sessions;
+}
+
+absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status, JsonLayout layout) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = layout == JsonLayout::kIndented;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  if (const auto printed = google::protobuf::util::MessageToJsonString(status, &json, options);
+      !printed.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot print the status as JSON: ", printed.ToString()));
+  }
+  if (layout == JsonLayout::kIndented && (json.empty() || json.back() != '\n')) {
+    json.push_back('\n');
+  }
+  return json;
 }
 
 }  // namespace mpigate

@@ -1,7 +1,7 @@
-// Figures the live page (server/live_page) and `mpigate top` (cli/top_view.h) both derive from a
-// PoolStatus, so that they say the same: quantiles of the time histograms, durations as people
-// read them, and workers and sessions busiest first. (The page's script, server/live_page/live.js,
-// does the same in the browser.)
+// Figures the live page (server/live_page), `mpigate top` (cli/top_view.h) and `mpigate status`
+// derive from a PoolStatus, so that they say the same: quantiles of the time histograms, durations
+// as people read them, workers and sessions busiest first, and the status as JSON. (The page's
+// script, server/live_page/live.js, does the same in the browser.)
 //
 // Thread-safety: pure functions.
 #ifndef MPIGATE_COMMON_POOL_FIGURES_H_
@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "google/protobuf/repeated_field.h"
 #include "mpigate/v1/gateway.pb.h"
 
@@ -36,6 +37,15 @@ std::vector<const v1::WorkerStatus*> WorkersBusiestFirst(const v1::PoolStatus& s
 
 // Sessions with the most tasks running first, then the most queued, the fastest, the oldest.
 std::vector<const v1::SessionStatus*> SessionsBusiestFirst(const v1::PoolStatus& status);
+
+// How PoolStatusJson lays its text out: compact for the page's script, indented and ending with
+// a newline for a person or a shell pipeline (`mpigate status --json`).
+enum class JsonLayout { kCompact, kIndented };
+
+// `status` as JSON: proto field names, every field (zeros too, so that a reader need not know
+// proto3's defaults); 64-bit integers are strings, as Protobuf's JSON mapping has them. INTERNAL
+// if it cannot be printed.
+absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status, JsonLayout layout);
 
 }  // namespace mpigate
 

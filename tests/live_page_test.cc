@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/pool_figures.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -83,7 +84,7 @@ TEST(LivePageTest, ClientsStringsAreEscaped) {
 }
 
 TEST(LivePageTest, JsonHasEveryFieldByItsProtoName) {
-  absl::StatusOr<std::string> json = PoolStatusJson(KnownStatus());
+  absl::StatusOr<std::string> json = PoolStatusJson(KnownStatus(), JsonLayout::kCompact);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_THAT(*json, HasSubstr("\"tasks_succeeded\":\"20\""));
   EXPECT_THAT(*json, HasSubstr("\"running_ms\":\"2500\""));

@@ -1,7 +1,5 @@
 #include "server/live_page/live_page.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <utility>
@@ -194,7 +192,7 @@ void AppendFailures(const v1::PoolStatus& status, std::string& out) {
 // /api/status's body: the JSON, or an error the page's script shows while keeping the figures it
 // has.
 std::string StatusBody(const v1::PoolStatus& status) {
-  absl::StatusOr<std::string> json = PoolStatusJson(status);
+  absl::StatusOr<std::string> json = PoolStatusJson(status, JsonLayout::kCompact);
   if (json.ok()) return *std::move(json);
   return "{\"error\":\"the status does not print as JSON\"}";
 }
@@ -257,19 +255,6 @@ std::string RenderLivePage(const v1::PoolStatus& status) {
   AppendFailures(status, out);
   out += "</section></main>\n<script src=\"/live.js\"></script></body></html>\n";
   return out;
-}
-
-absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  std::string json;
-  if (const auto printed = google::protobuf::util::MessageToJsonString(status, &json, options);
-      !printed.ok()) {
-    return absl::InternalError(
-        absl::StrCat("cannot print the status as JSON: ", std::string(printed.message())));
-  }
-  return json;
 }
 
 absl::flat_hash_map<std::string, HttpResource> LivePageResources(

@@ -24,7 +24,6 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "server/metrics_http.h"
@@ -33,10 +32,6 @@ namespace mpigate::server {
 
 // The page's HTML for `status`, with every figure in it.
 std::string RenderLivePage(const v1::PoolStatus& status);
-
-// `status` as JSON: proto field names, every field (zeros too); 64-bit integers are strings, as
-// Protobuf's JSON mapping has them. INTERNAL if it cannot be printed.
-absl::StatusOr<std::string> PoolStatusJson(const v1::PoolStatus& status);
 
 // `text` with & < > " ' replaced by character references: safe in HTML text and quoted attributes.
 std::string EscapeHtml(absl::string_view text);

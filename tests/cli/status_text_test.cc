@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "common/pool_figures.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -120,7 +121,7 @@ TEST(FormatBytesTest, BinaryUnits) {
 TEST(PoolStatusJsonTest, ProtoFieldNamesAndZeros) {
   v1::PoolStatus status = BusyPool();
   status.set_tasks_cancelled(0);
-  absl::StatusOr<std::string> json = PoolStatusJson(status);
+  absl::StatusOr<std::string> json = PoolStatusJson(status, JsonLayout::kIndented);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_THAT(*json, HasSubstr("\"busy_workers\": 3"));
   EXPECT_THAT(*json, HasSubstr("\"state\": \"POOL_STATE_READY\""));
