@@ -79,6 +79,16 @@ TEST(PollBackoffTest, NoHotPhaseStartsAtMinSleep) {
               ElementsAre(absl::Microseconds(2), absl::Microseconds(4), absl::Microseconds(8)));
 }
 
+TEST(PollBackoffTest, SettleSkipsTheHotPhaseAndTheSleepsBelowTheCap) {
+  PollBackoff backoff(SmallOptions());
+  backoff.Settle();
+  EXPECT_TRUE(backoff.Settled());
+  EXPECT_THAT(NextDelays(backoff, 2), ElementsAre(absl::Microseconds(10), absl::Microseconds(10)));
+  // Progress after it makes the polls hot again.
+  backoff.Reset();
+  EXPECT_EQ(backoff.NextDelay(), absl::ZeroDuration());
+}
+
 TEST(PollBackoffTest, DefaultOptions) {
   PollBackoff backoff;
   for (int i = 0; i < 256; ++i) {

@@ -39,6 +39,13 @@ class PollBackoff {
     next_sleep_ = options_.min_sleep;
   }
 
+  // Call when nothing is expected soon: the next delays are the cap, with no hot polls, as if
+  // the backoff had run its course.
+  void Settle() {
+    hot_polls_left_ = 0;
+    next_sleep_ = options_.max_sleep;
+  }
+
   // The delay before the next poll, after one that found nothing.
   absl::Duration NextDelay() {
     if (hot_polls_left_ > 0) {
