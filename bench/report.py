@@ -530,6 +530,24 @@ def make_baseline(raws, tolerances=None):
     return rows
 
 
+def spread_of(row):
+    """How far the baseline's farthest run is from their median, as a fraction of it."""
+    if not row.runs or not row.value:
+        return 0.0
+    return max(abs(value - row.value) for value in row.runs) / row.value
+
+
+def summary_lines(rows):
+    """A Markdown table of baseline rows: each figure's runs, their median, spread, tolerance."""
+    lines = [("figure", "system", "ratio to", "runs", "median", "spread", "tolerance")]
+    for row in rows:
+        lines.append((row_label(row.guard.workload, row.guard.metric), row.system,
+                      "mpi4py.futures" if row.guard.ratio_to_mpi4py else "itself",
+                      " ".join(f"{value:.3g}" for value in row.runs), f"{row.value:.3g}",
+                      f"±{spread_of(row):.0%}", f"{row.tolerance:.0%}"))
+    return markdown(lines)
+
+
 def check(baseline, raw):
     """The run `raw` against `baseline`: (lines, failures), a line per figure and, for each figure
     worse than its baseline by more than its tolerance (or not measured), a line naming it."""
@@ -575,14 +593,19 @@ def main():
     parser.add_argument("--tolerances-from", metavar="OLD",
                         help="with --make-baseline of fewer than 3 runs: OLD's tolerances")
     parser.add_argument("--comment", default="", help="with --make-baseline: how the runs were made")
+    parser.add_argument("--summary", metavar="MARKDOWN",
+                        help="with --make-baseline: also write the runs' spread as a table")
     args = parser.parse_args()
     if args.make_baseline:
         if not args.raw:
             parser.error("--make-baseline needs one or more RAW_CSV")
         old = ({(row.system, row.guard.workload, row.guard.metric): row.tolerance
                 for row in read_baseline(args.tolerances_from)} if args.tolerances_from else None)
-        write_baseline(make_baseline([Raw(path) for path in args.raw], old), args.make_baseline,
-                       args.comment)
+        rows = make_baseline([Raw(path) for path in args.raw], old)
+        write_baseline(rows, args.make_baseline, args.comment)
+        if args.summary:
+            with open(args.summary, "w", encoding="utf-8") as out:
+                out.write("\n".join(summary_lines(rows)) + "\n")
         return
     if len(args.raw) != 2:
         parser.error("RAW_CSV OUT_DIR")

@@ -145,6 +145,17 @@ class BaselineTest(unittest.TestCase):
                          [(r.system, r.guard, r.tolerance) for r in rows])
         self.assertEqual(report.check(again, run())[1], [])
 
+    def test_summary_shows_each_figures_runs_spread_and_tolerance(self):
+        runs = [run(first_task_us=us) for us in (400, 500, 600, 500, 450)]
+        rows = [row for row in report.make_baseline(runs)
+                if (row.guard.workload, row.guard.metric) == ("idle", "first_task")]
+        self.assertAlmostEqual(report.spread_of(rows[0]), 0.2)
+        line = report.summary_lines(rows)[2]
+        self.assertIn("(e) first task after idle", line)
+        self.assertIn("0.16 0.2 0.24 0.2 0.18", line)
+        self.assertIn("±20%", line)
+        self.assertIn("30%", line)
+
     def test_few_runs_keep_an_earlier_tolerance(self):
         earlier = {("mpigate", "idle", "first_task"): 0.8}
         rows = {(row.guard.workload, row.guard.metric): row
