@@ -594,7 +594,7 @@ def main():
                         help="with --make-baseline of fewer than 3 runs: OLD's tolerances")
     parser.add_argument("--comment", default="", help="with --make-baseline: how the runs were made")
     parser.add_argument("--summary", metavar="MARKDOWN",
-                        help="with --make-baseline: also write the runs' spread as a table")
+                        help="with --make-baseline: also write the comment and the runs' spread")
     args = parser.parse_args()
     if args.make_baseline:
         if not args.raw:
@@ -605,6 +605,13 @@ def main():
         write_baseline(rows, args.make_baseline, args.comment)
         if args.summary:
             with open(args.summary, "w", encoding="utf-8") as out:
+                out.write("# The runs of bench/results/baseline.csv\n\n")
+                if args.comment:
+                    out.write(args.comment.strip() + "\n\n")
+                out.write(f"Each figure's runs, their median (the baseline), the distance of the "
+                          f"farthest run from it, and the tolerance: at least "
+                          f"{MIN_TOLERANCE:.0%}, else {SPREAD_FACTOR:g} times that distance, "
+                          f"rounded up to 5%.\n\n")
                 out.write("\n".join(summary_lines(rows)) + "\n")
         return
     if len(args.raw) != 2:
