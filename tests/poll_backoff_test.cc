@@ -79,14 +79,16 @@ TEST(PollBackoffTest, NoHotPhaseStartsAtMinSleep) {
               ElementsAre(absl::Microseconds(2), absl::Microseconds(4), absl::Microseconds(8)));
 }
 
-TEST(PollBackoffTest, SettleSkipsTheHotPhaseAndTheSleepsBelowTheCap) {
+TEST(PollBackoffTest, SettleAfterHotPollsSkipsTheSleepsBelowTheCap) {
   PollBackoff backoff(SmallOptions());
-  backoff.Settle();
+  backoff.SettleAfterHotPolls();
+  const absl::Duration zero = absl::ZeroDuration();
+  EXPECT_THAT(NextDelays(backoff, 5),
+              ElementsAre(zero, zero, zero, absl::Microseconds(10), absl::Microseconds(10)));
   EXPECT_TRUE(backoff.Settled());
-  EXPECT_THAT(NextDelays(backoff, 2), ElementsAre(absl::Microseconds(10), absl::Microseconds(10)));
-  // Progress after it makes the polls hot again.
+  // Progress makes the polls hot again, and the sleeps after them grow again.
   backoff.Reset();
-  EXPECT_EQ(backoff.NextDelay(), absl::ZeroDuration());
+  EXPECT_THAT(NextDelays(backoff, 4), ElementsAre(zero, zero, zero, absl::Microseconds(2)));
 }
 
 TEST(PollBackoffTest, DefaultOptions) {

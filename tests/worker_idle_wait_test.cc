@@ -1,9 +1,9 @@
 // A worker whose gateway rings its doorbell, between tasks, waits for the next ring: after a task
-// it blocks on its doorbell at once instead of polling MPI hot and then in growing sleeps (issue
-// 25: those polls spun a core after every task and woke the worker about ten times in each pause
-// between tasks). Counted as the worker process's voluntary context switches (each a wait that
-// ended) over round trips separated by pauses, which do not depend on the machine's speed: a few
-// per task (the ring, the task runner's answer), none for the pause itself.
+// and its hot polls it blocks on its doorbell at once instead of backing off in growing sleeps
+// first (issue 25: those woke the worker about ten times in each pause between tasks). Counted as
+// the worker process's voluntary context switches (each a wait that ended) over round trips
+// separated by pauses, which do not depend on the machine's speed: a few per task (the ring, the
+// task runner's answer), none for the pause itself.
 #include <dirent.h>
 #include <sys/types.h>
 
@@ -85,8 +85,8 @@ TEST_P(WorkerIdleWaitTest, BetweenTasksTheWorkerWaitsOnItsDoorbell) {
   }
   const uint64_t after = VoluntarySwitches(workers[0]);
   // The ring that brings the task, the runner's answer (or the task thread's end), and the odd
-  // wake-up of Open MPI's own threads: 1.5-2.5 per task here, against 7-7.5 for a worker that
-  // polls after each task.
+  // wake-up of Open MPI's own threads: 1-2 per task here, against 6-7.5 for a worker that backs
+  // off in short sleeps after each task.
   constexpr uint64_t kMostPerTask = 4;
   EXPECT_LE(after - before, kMostPerTask * kTasks)
       << (after - before) << " waits ended in the worker over " << kTasks << " tasks";

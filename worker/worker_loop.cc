@@ -432,10 +432,9 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   // has settled, the loop then waits for a ring, up to kIdleWait, instead of polling every
   // millisecond. Before that it waits out the backoff's delays on the doorbell too, so that a
   // frame a ring ran ahead of is still picked up promptly.
-  // After a task such a worker expects nothing until it is rung, so it settles at once: the hot
-  // polls (Open MPI's progress and, oversubscribed, a sched_yield each) and the short sleeps after
-  // them took 0.2-0.4 ms of CPU after every task, on a 2-core node the CPU the gateway and its
-  // clients were waiting for, and woke the worker some ten times in each pause between tasks.
+  // After a task such a worker expects nothing until it is rung: once its hot polls are over
+  // (they catch a sequential client's next task without a wake-up) it waits on the doorbell at
+  // once, without the ten short sleeps between, each a wake-up, in every pause between tasks.
   bool after_task = false;
   // Shared with the running job, which outlives this function if a shutdown abandons it.
   struct Slot {
@@ -460,7 +459,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
         continue;
       }
       // Unless a ring it took is still unanswered (its frame not yet here).
-      if (after_task && gateway_rings_ && !ring_unheard_) backoff.Settle();
+      if (after_task && gateway_rings_ && !ring_unheard_) backoff.SettleAfterHotPolls();
       after_task = false;
       const absl::Duration delay = backoff.NextDelay();
       if (delay == absl::ZeroDuration()) continue;
