@@ -431,8 +431,9 @@ BASELINE_FIELDS = ("system", "workload", "metric", "ratio_to", "better", "baseli
                    "runs")
 # The least tolerance of any figure: a run may be this much worse than the baseline and pass.
 MIN_TOLERANCE = 0.25
-# A figure's tolerance is at least this multiple of the largest deviation of the baseline's runs
-# from their median (in either direction), rounded up to 5%.
+# A figure's tolerance is at least this multiple of how much worse than their median the
+# baseline's worst run was, rounded up to 5%. "Worse by X" is a factor either way: a throughput
+# 1 + X times lower, a time 1 + X times longer.
 SPREAD_FACTOR = 1.5
 
 
@@ -466,7 +467,7 @@ class Baseline:
     def limit(self):
         """The worst value that passes."""
         if self.guard.higher_is_better:
-            return self.value * (1 - self.tolerance) - self.guard.resolution
+            return self.value / (1 + self.tolerance) - self.guard.resolution
         return self.value * (1 + self.tolerance) + self.guard.resolution
 
     def passes(self, value):
@@ -503,10 +504,19 @@ def write_baseline(rows, path, comment=""):
                              " ".join(f"{value:.4g}" for value in row.runs)))
 
 
-def tolerance_of(values):
+def worse_factor(value, baseline, higher_is_better):
+    """How many times worse than `baseline` `value` is (1 or less: not worse)."""
+    if higher_is_better:
+        return baseline / value if value > 0 else math.inf
+    return value / baseline if baseline > 0 else (1.0 if value <= 0 else math.inf)
+
+
+def tolerance_of(values, higher_is_better):
     """The tolerance that the spread of `values` (one figure over several runs) justifies."""
     middle = statistics.median(values)
-    worst = max(abs(value - middle) for value in values) / middle if middle else 0.0
+    worst = max(worse_factor(value, middle, higher_is_better) for value in values) - 1
+    if not math.isfinite(worst):
+        return math.inf
     return max(MIN_TOLERANCE, math.ceil(SPREAD_FACTOR * worst * 20 - 1e-9) / 20)
 
 
@@ -524,27 +534,28 @@ def make_baseline(raws, tolerances=None):
                 continue
             key = (system, guard.workload, guard.metric)
             tolerance = (tolerances[key] if tolerances and key in tolerances and len(values) < 3
-                         else tolerance_of(values))
+                         else tolerance_of(values, guard.higher_is_better))
             rows.append(Baseline(system, guard, statistics.median(values), tolerance,
                                  tuple(values)))
     return rows
 
 
 def spread_of(row):
-    """How far the baseline's farthest run is from their median, as a fraction of it."""
-    if not row.runs or not row.value:
+    """How much worse than their median the baseline's worst run was (a factor, less 1)."""
+    if not row.runs:
         return 0.0
-    return max(abs(value - row.value) for value in row.runs) / row.value
+    return max(worse_factor(value, row.value, row.guard.higher_is_better)
+               for value in row.runs) - 1
 
 
 def summary_lines(rows):
     """A Markdown table of baseline rows: each figure's runs, their median, spread, tolerance."""
-    lines = [("figure", "system", "ratio to", "runs", "median", "spread", "tolerance")]
+    lines = [("figure", "system", "ratio to", "runs", "median", "worst run", "tolerance")]
     for row in rows:
         lines.append((row_label(row.guard.workload, row.guard.metric), row.system,
                       "mpi4py.futures" if row.guard.ratio_to_mpi4py else "itself",
                       " ".join(f"{value:.3g}" for value in row.runs), f"{row.value:.3g}",
-                      f"±{spread_of(row):.0%}", f"{row.tolerance:.0%}"))
+                      f"{spread_of(row):.0%}", f"{row.tolerance:.0%}"))
     return markdown(lines)
 
 
@@ -608,10 +619,12 @@ def main():
                 out.write("# The runs of bench/results/baseline.csv\n\n")
                 if args.comment:
                     out.write(args.comment.strip() + "\n\n")
-                out.write(f"Each figure's runs, their median (the baseline), the distance of the "
-                          f"farthest run from it, and the tolerance: at least "
-                          f"{MIN_TOLERANCE:.0%}, else {SPREAD_FACTOR:g} times that distance, "
-                          f"rounded up to 5%.\n\n")
+                out.write(f"Each figure's runs, their median (the baseline), how much worse "
+                          f"than it the worst run was (a throughput that many times lower, a "
+                          f"time that many times longer), and the tolerance: at least "
+                          f"{MIN_TOLERANCE:.0%}, else {SPREAD_FACTOR:g} times that, rounded up "
+                          f"to 5%. A run fails a figure worse than the baseline by more than its "
+                          f"tolerance.\n\n")
                 out.write("\n".join(summary_lines(rows)) + "\n")
         return
     if len(args.raw) != 2:
