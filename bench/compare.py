@@ -1,7 +1,7 @@
 """Side by side: mpigate, mpi4py.futures and Dask, each with 2 workers, on the workloads of the
 performance issues. The driver behind bench/compare.sh, which installs the peers and builds first.
 
-    bench/compare.sh [--quick] [--python-only] [--out DIR]
+    bench/compare.sh [--quick] [--python-only] [--out DIR] [--check [BASELINE]]
 
 Each workload is one run of a program: bazel-bin/bench/mpigate_bench against an mpigate-server
 this script starts (once with --isolation=process, the default, and once with none), or
@@ -12,7 +12,9 @@ isolation, and one of each peer's script; --python-only runs only them. Programs
 print lines `workload,metric,value,unit`; this script adds what it measures from outside (idle
 CPU, many clients' aggregate, a 32-worker pool's life), writes them all to DIR/raw.csv as
 `system,workload,metric,value,unit`, and bench/report.py makes the table, DIR/results.csv and
-DIR/results.png from that.
+DIR/results.png from that. With --check, it then compares the run with BASELINE (default
+bench/results/baseline.csv; see bench/report.py) and exits 1 naming each figure worse than the
+baseline by more than its tolerance.
 
 A program that prints `gate,NAME` waits for a line on stdin: at gate `idle` this script measures
 the CPU time the service's processes use meanwhile; at gate `clients` it waits until every client
@@ -49,6 +51,9 @@ PYTHON = "/usr/bin/python3"
 # Where the mpigate package is: its sources, and its generated gRPC stubs (mpigate.v1).
 MPIGATE_PYTHONPATH = ":".join(os.path.join(ROOT, part)
                               for part in ("client/python", "bazel-bin/client/python"))
+
+# The committed baseline that --check compares a run with.
+BASELINE = os.path.join(BENCH, "results", "baseline.csv")
 
 WORKERS = 2
 CHUNKSIZE = 64
@@ -504,7 +509,13 @@ def main():
     parser.add_argument("--python-only", action="store_true",
                         help="only the Python workloads (h): a few minutes, a minute if --quick")
     parser.add_argument("--out", help="where to write results (default: a new /tmp directory)")
+    parser.add_argument("--check", nargs="?", const=BASELINE, metavar="BASELINE",
+                        help="exit 1 if a figure is worse than BASELINE's (default "
+                        "bench/results/baseline.csv) by more than its tolerance")
     args = parser.parse_args()
+    if args.check and (args.quick or args.python_only):
+        parser.error("--check compares a full run (the baseline's sizes and workloads): "
+                     "not with --quick or --python-only")
     out_dir = args.out or tempfile.mkdtemp(prefix="mpigate-compare-results-", dir="/tmp")
     sizes = QUICK if args.quick else FULL
     run = Run(out_dir, sizes, time_scale=1 / 3 if args.quick else 1)
@@ -545,6 +556,8 @@ def main():
         run.results.write_csv(raw)
     report.write(raw, out_dir)
     log(f"raw lines, table, plot and logs are in {out_dir}")
+    if args.check and not report.print_check(args.check, report.Raw(raw)):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

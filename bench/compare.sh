@@ -5,9 +5,11 @@
 # table with the ratios mpigate / peer and the issues' targets (PASS/FAIL), and writes raw.csv,
 # results.csv, results.png and each program's log to DIR.
 #
-#   bench/compare.sh [--quick] [--python-only] [--out DIR]
+#   bench/compare.sh [--quick] [--python-only] [--out DIR] [--check [BASELINE]]
 #
 # --quick: a smoke run with smaller counts. --python-only: only the Python functions workloads.
+# --check: then compare the run with BASELINE (default bench/results/baseline.csv) and exit 1
+# naming each figure worse than the baseline by more than its tolerance (bench/report.py).
 # DIR: a new directory under /tmp, printed at the end. The full run takes about 6 minutes on 2
 # cores.
 #

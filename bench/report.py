@@ -1,18 +1,27 @@
 """The table, CSV and plot of bench/compare.py, from its raw.csv (system, workload, metric, value,
 unit). Runs on its own too, to redo them from a raw.csv:
 
-    /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR
+    /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR [--check BASELINE]
+    /usr/bin/python3 bench/report.py --make-baseline BASELINE RAW_CSV... [--tolerances-from OLD]
 
 Prints the table (Markdown) with each system's figure, the ratios mpigate / peer, and each target
 of the performance issues with PASS or FAIL for mpigate's default configuration (and, where it
 differs, for --isolation=none); writes OUT_DIR/results.csv (the table's numbers) and
 OUT_DIR/results.png (gnuplot). Rows and plots of workloads the run did not do (a --python-only
 run's C++ workloads) are left out.
+
+The guard (see GUARDS): --check compares the run with a committed baseline of ratios to
+mpi4py.futures measured in the same run, and exits 1 naming each workload whose ratio is worse
+than the baseline's by more than its tolerance; --make-baseline writes such a baseline from
+several runs, each tolerance from their spread.
 """
 
+import argparse
 import csv
 import dataclasses
+import math
 import os
+import statistics
 import subprocess
 import sys
 import typing
@@ -381,7 +390,249 @@ def write(raw_path, out_dir):
     write_plot(table, out_dir)
 
 
+# ---- The guard: a run against a committed baseline ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """A figure the baseline holds, for mpigate and for mpigate-none. Guarded as its ratio to
+    mpi4py.futures' figure of the same run (machine speed cancels), or, where it is already a
+    ratio of mpigate to itself or an idle pool's CPU share, as it is."""
+
+    workload: str
+    metric: str
+    higher_is_better: bool
+    ratio_to_mpi4py: bool = True
+    # The figure's resolution, allowed on top of the tolerance: an idle pool's CPU share is
+    # counted in clock ticks of 10 ms, 0.1% of a core over the 10 s it is measured.
+    resolution: float = 0.0
+
+
+GUARDS = (
+    Guard("throughput", "futures", higher_is_better=True),
+    Guard("throughput", "map64", higher_is_better=True),
+    Guard("latency", "p50", higher_is_better=False),
+    Guard("latency", "p99", higher_is_better=False),
+    *(Guard("payload", str(size), higher_is_better=True) for size in PAYLOAD_SIZES),
+    Guard("clients", "vs_single", higher_is_better=True, ratio_to_mpi4py=False),
+    Guard("idle", "cpu", higher_is_better=False, ratio_to_mpi4py=False, resolution=0.1),
+    Guard("idle", "hot_p50", higher_is_better=False),
+    Guard("idle", "first_task", higher_is_better=False),
+    Guard("start", "first_task", higher_is_better=False),
+    Guard("python", "submit", higher_is_better=True),
+    Guard("python", "map64", higher_is_better=True),
+    Guard("python", "p50", higher_is_better=False),
+    Guard("python", "p99", higher_is_better=False),
+    Guard("python", "numpy", higher_is_better=True),
+    Guard("python", "first_task", higher_is_better=False),
+)
+GUARDED_SYSTEMS = ("mpigate", "mpigate-none")
+BASELINE_FIELDS = ("system", "workload", "metric", "ratio_to", "better", "baseline", "tolerance",
+                   "runs")
+# The least tolerance of any figure: a run may be this much worse than the baseline and pass.
+MIN_TOLERANCE = 0.25
+# A figure's tolerance is at least this multiple of how much worse than their median the
+# baseline's worst run was, rounded up to 5%. "Worse by X" is a factor either way: a throughput
+# 1 + X times lower, a time 1 + X times longer.
+SPREAD_FACTOR = 1.5
+
+
+def guarded_value(raw, system, guard):
+    """The figure `guard` guards for `system`: a number, or a failure (kind, why), or None."""
+    mine = raw.get(system, guard.workload, guard.metric)
+    if not guard.ratio_to_mpi4py or not is_number(mine):
+        return mine
+    theirs = raw.get("mpi4py", guard.workload, guard.metric)
+    if is_number(theirs) and theirs:
+        return mine / theirs
+    return theirs if isinstance(theirs, tuple) else ("n/a", "mpi4py.futures' figure is missing")
+
+
+def row_label(workload, metric):
+    return next((row.label for row in ROWS if (row.workload, row.metric) == (workload, metric)),
+                f"{workload} {metric}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """One row of baseline.csv: the figure's value in the baseline's runs (their median), how much
+    worse a run may be (a fraction of it), and the runs' own values."""
+
+    system: str
+    guard: Guard
+    value: float
+    tolerance: float
+    runs: tuple = ()
+
+    def limit(self):
+        """The worst value that passes."""
+        if self.guard.higher_is_better:
+            return self.value / (1 + self.tolerance) - self.guard.resolution
+        return self.value * (1 + self.tolerance) + self.guard.resolution
+
+    def passes(self, value):
+        return value >= self.limit() if self.guard.higher_is_better else value <= self.limit()
+
+
+def read_baseline(path):
+    """baseline.csv as Baseline rows; lines starting with # are comments."""
+    with open(path, newline="", encoding="utf-8") as source:
+        lines = [line for line in source if not line.startswith("#")]
+    rows = []
+    resolutions = {(guard.workload, guard.metric): guard.resolution for guard in GUARDS}
+    for row in csv.DictReader(lines):
+        guard = Guard(row["workload"], row["metric"], higher_is_better=row["better"] == "higher",
+                      ratio_to_mpi4py=row["ratio_to"] == "mpi4py",
+                      resolution=resolutions.get((row["workload"], row["metric"]), 0.0))
+        runs = tuple(float(value) for value in row["runs"].split())
+        rows.append(Baseline(row["system"], guard, float(row["baseline"]),
+                             float(row["tolerance"]), runs))
+    return rows
+
+
+def write_baseline(rows, path, comment=""):
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        for line in comment.splitlines():
+            out.write(f"# {line}\n")
+        writer = csv.writer(out)
+        writer.writerow(BASELINE_FIELDS)
+        for row in rows:
+            writer.writerow((row.system, row.guard.workload, row.guard.metric,
+                             "mpi4py" if row.guard.ratio_to_mpi4py else "itself",
+                             "higher" if row.guard.higher_is_better else "lower",
+                             f"{row.value:.4g}", f"{row.tolerance:.2f}",
+                             " ".join(f"{value:.4g}" for value in row.runs)))
+
+
+def worse_factor(value, baseline, higher_is_better):
+    """How many times worse than `baseline` `value` is (1 or less: not worse)."""
+    if higher_is_better:
+        return baseline / value if value > 0 else math.inf
+    return value / baseline if baseline > 0 else (1.0 if value <= 0 else math.inf)
+
+
+def tolerance_of(values, higher_is_better):
+    """The tolerance that the spread of `values` (one figure over several runs) justifies."""
+    middle = statistics.median(values)
+    worst = max(worse_factor(value, middle, higher_is_better) for value in values) - 1
+    if not math.isfinite(worst):
+        return math.inf
+    return max(MIN_TOLERANCE, math.ceil(SPREAD_FACTOR * worst * 20 - 1e-9) / 20)
+
+
+def make_baseline(raws, tolerances=None):
+    """Baseline rows from several runs (Raw): each figure's median over the runs that measured
+    it, with the tolerance its spread justifies, or, for a figure in `tolerances` (a dict of
+    (system, workload, metric) to tolerance: an earlier baseline's), that one when fewer than
+    three runs measured it."""
+    rows = []
+    for guard in GUARDS:
+        for system in GUARDED_SYSTEMS:
+            values = [value for value in (guarded_value(raw, system, guard) for raw in raws)
+                      if is_number(value)]
+            if not values:
+                continue
+            key = (system, guard.workload, guard.metric)
+            tolerance = (tolerances[key] if tolerances and key in tolerances and len(values) < 3
+                         else tolerance_of(values, guard.higher_is_better))
+            rows.append(Baseline(system, guard, statistics.median(values), tolerance,
+                                 tuple(values)))
+    return rows
+
+
+def spread_of(row):
+    """How much worse than their median the baseline's worst run was (a factor, less 1)."""
+    if not row.runs:
+        return 0.0
+    return max(worse_factor(value, row.value, row.guard.higher_is_better)
+               for value in row.runs) - 1
+
+
+def summary_lines(rows):
+    """A Markdown table of baseline rows: each figure's runs, their median, spread, tolerance."""
+    lines = [("figure", "system", "ratio to", "runs", "median", "worst run", "tolerance")]
+    for row in rows:
+        lines.append((row_label(row.guard.workload, row.guard.metric), row.system,
+                      "mpi4py.futures" if row.guard.ratio_to_mpi4py else "itself",
+                      " ".join(f"{value:.3g}" for value in row.runs), f"{row.value:.3g}",
+                      f"{spread_of(row):.0%}", f"{row.tolerance:.0%}"))
+    return markdown(lines)
+
+
+def check(baseline, raw):
+    """The run `raw` against `baseline`: (lines, failures), a line per figure and, for each figure
+    worse than its baseline by more than its tolerance (or not measured), a line naming it."""
+    lines, failures = [], []
+    for row in baseline:
+        guard = row.guard
+        name = f"{row_label(guard.workload, guard.metric)} [{row.system}]"
+        unit = "x mpi4py" if guard.ratio_to_mpi4py else ""
+        value = guarded_value(raw, row.system, guard)
+        if not is_number(value):
+            why = value[1] if isinstance(value, tuple) else "not measured"
+            failures.append(f"{name}: no figure ({why})")
+            continue
+        direction = "at least" if guard.higher_is_better else "at most"
+        text = (f"{name}: {value:.3g}{unit}, baseline {row.value:.3g}{unit}, "
+                f"tolerance {row.tolerance:.0%}: {direction} {row.limit():.3g}{unit}")
+        lines.append(("ok    " if row.passes(value) else "WORSE ") + text)
+        if not row.passes(value):
+            failures.append(text)
+    return lines, failures
+
+
+def print_check(baseline_path, raw):
+    """Prints the check of `raw` against the baseline at `baseline_path`; True if it passed."""
+    lines, failures = check(read_baseline(baseline_path), raw)
+    print(f"\nAgainst the baseline {baseline_path}:")
+    print("\n".join(lines))
+    if failures:
+        print(f"\n{len(failures)} figure(s) worse than the baseline by more than the tolerance:")
+        print("\n".join(f"- {failure}" for failure in failures))
+    else:
+        print("\nEvery figure is within its tolerance of the baseline.")
+    return not failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("raw", nargs="*", help="RAW_CSV OUT_DIR, or with --make-baseline RAW_CSV...")
+    parser.add_argument("--check", metavar="BASELINE",
+                        help="compare the run with BASELINE; exit 1 if a figure is worse")
+    parser.add_argument("--make-baseline", metavar="BASELINE",
+                        help="write BASELINE from the runs RAW_CSV...")
+    parser.add_argument("--tolerances-from", metavar="OLD",
+                        help="with --make-baseline of fewer than 3 runs: OLD's tolerances")
+    parser.add_argument("--comment", default="", help="with --make-baseline: how the runs were made")
+    parser.add_argument("--summary", metavar="MARKDOWN",
+                        help="with --make-baseline: also write the comment and the runs' spread")
+    args = parser.parse_args()
+    if args.make_baseline:
+        if not args.raw:
+            parser.error("--make-baseline needs one or more RAW_CSV")
+        old = ({(row.system, row.guard.workload, row.guard.metric): row.tolerance
+                for row in read_baseline(args.tolerances_from)} if args.tolerances_from else None)
+        rows = make_baseline([Raw(path) for path in args.raw], old)
+        write_baseline(rows, args.make_baseline, args.comment)
+        if args.summary:
+            with open(args.summary, "w", encoding="utf-8") as out:
+                out.write("# The runs of bench/results/baseline.csv\n\n")
+                if args.comment:
+                    out.write(args.comment.strip() + "\n\n")
+                out.write(f"Each figure's runs, their median (the baseline), how much worse "
+                          f"than it the worst run was (a throughput that many times lower, a "
+                          f"time that many times longer), and the tolerance: at least "
+                          f"{MIN_TOLERANCE:.0%}, else {SPREAD_FACTOR:g} times that, rounded up "
+                          f"to 5%. A run fails a figure worse than the baseline by more than its "
+                          f"tolerance.\n\n")
+                out.write("\n".join(summary_lines(rows)) + "\n")
+        return
+    if len(args.raw) != 2:
+        parser.error("RAW_CSV OUT_DIR")
+    write(*args.raw)
+    if args.check and not print_check(args.check, Raw(args.raw[0])):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    write(sys.argv[1], sys.argv[2])
+    main()

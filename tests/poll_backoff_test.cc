@@ -79,6 +79,18 @@ TEST(PollBackoffTest, NoHotPhaseStartsAtMinSleep) {
               ElementsAre(absl::Microseconds(2), absl::Microseconds(4), absl::Microseconds(8)));
 }
 
+TEST(PollBackoffTest, SettleAfterHotPollsSkipsTheSleepsBelowTheCap) {
+  PollBackoff backoff(SmallOptions());
+  backoff.SettleAfterHotPolls();
+  const absl::Duration zero = absl::ZeroDuration();
+  EXPECT_THAT(NextDelays(backoff, 5),
+              ElementsAre(zero, zero, zero, absl::Microseconds(10), absl::Microseconds(10)));
+  EXPECT_TRUE(backoff.Settled());
+  // Progress makes the polls hot again, and the sleeps after them grow again.
+  backoff.Reset();
+  EXPECT_THAT(NextDelays(backoff, 4), ElementsAre(zero, zero, zero, absl::Microseconds(2)));
+}
+
 TEST(PollBackoffTest, DefaultOptions) {
   PollBackoff backoff;
   for (int i = 0; i < 256; ++i) {

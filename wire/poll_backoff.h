@@ -37,7 +37,12 @@ class PollBackoff {
   void Reset() {
     hot_polls_left_ = options_.hot_polls;
     next_sleep_ = options_.min_sleep;
+    settle_after_hot_ = false;
   }
+
+  // Call when nothing is expected once the hot polls are over: after them the delays are the
+  // cap at once, without the short sleeps in between.
+  void SettleAfterHotPolls() { settle_after_hot_ = true; }
 
   // The delay before the next poll, after one that found nothing.
   absl::Duration NextDelay() {
@@ -45,6 +50,7 @@ class PollBackoff {
       --hot_polls_left_;
       return absl::ZeroDuration();
     }
+    if (settle_after_hot_) next_sleep_ = options_.max_sleep;
     const absl::Duration delay = next_sleep_;
     next_sleep_ = std::min(next_sleep_ * 2, options_.max_sleep);
     return delay;
@@ -58,6 +64,7 @@ class PollBackoff {
   Options options_;
   int hot_polls_left_ = options_.hot_polls;
   absl::Duration next_sleep_ = options_.min_sleep;
+  bool settle_after_hot_ = false;
 };
 
 }  // namespace mpigate::wire

@@ -487,6 +487,10 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   // has settled, the loop then waits for a ring, up to kIdleWait, instead of polling every
   // millisecond. Before that it waits out the backoff's delays on the doorbell too, so that a
   // frame a ring ran ahead of is still picked up promptly.
+  // After a task such a worker expects nothing until it is rung: once its hot polls are over
+  // (they catch a sequential client's next task without a wake-up) it waits on the doorbell at
+  // once, without the ten short sleeps between, each a wake-up, in every pause between tasks.
+  bool after_task = false;
   // Shared with the running job, which outlives this function if a shutdown abandons it.
   struct Slot {
     wire::TaskFrame task;
@@ -509,6 +513,9 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
         backoff.Reset();
         continue;
       }
+      // Unless a ring it took is still unanswered (its frame not yet here).
+      if (after_task && gateway_rings_ && !ring_unheard_) backoff.SettleAfterHotPolls();
+      after_task = false;
       const absl::Duration delay = backoff.NextDelay();
       if (delay == absl::ZeroDuration()) continue;
       if (doorbell_.has_value()) {
@@ -522,6 +529,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
       continue;
     }
     backoff.Reset();
+    after_task = true;
     if (runner_options_.has_value() && !backlog_.front_is_gang()) {
       absl::StatusOr<TaskEnd> end = ServeRunner();
       if (!end.ok()) return end.status();

@@ -1,0 +1,171 @@
+"""bench/report.py's guard (bench/compare.sh --check): a run's ratios to mpi4py.futures against a
+committed baseline, each figure with its tolerance, and a baseline made from several runs with
+tolerances from their spread. Pure logic: raw.csv lines as compare.py writes them, no pool."""
+
+import csv
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"], "bench"))
+import report  # pylint: disable=wrong-import-position
+
+
+def raw_from(rows):
+    """A report.Raw of `rows` (system, workload, metric, value, unit)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(("system", "workload", "metric", "value", "unit"))
+        writer.writerows(rows)
+    try:
+        return report.Raw(out.name)
+    finally:
+        os.unlink(out.name)
+
+
+def run(first_task_us=500.0, submit=90_000.0, idle_cpu=0.1, mpi4py_first_task_us=2_500.0,
+        mpi4py_submit=5_000.0, vs_single=0.8):
+    """A run's lines: mpigate's and mpi4py.futures' first task after idle and submit loop, and
+    mpigate's (d) ratio and idle CPU."""
+    return raw_from([
+        ("mpigate", "idle", "first_task", first_task_us, "us"),
+        ("mpi4py", "idle", "first_task", mpi4py_first_task_us, "us"),
+        ("mpigate", "throughput", "futures", submit, "tasks/s"),
+        ("mpi4py", "throughput", "futures", mpi4py_submit, "tasks/s"),
+        ("mpigate", "clients", "aggregate", submit * vs_single, "tasks/s"),
+        ("mpigate", "idle", "cpu", idle_cpu, "% of one core"),
+    ])
+
+
+def guard(workload, metric):
+    return next(g for g in report.GUARDS if (g.workload, g.metric) == (workload, metric))
+
+
+# A baseline: first task after idle 0.2x mpi4py's (lower is better), submit loop 18x (higher is
+# better), (d) 0.8 of one client, idle CPU 0.1% of a core.
+BASELINE = [
+    report.Baseline("mpigate", guard("idle", "first_task"), 0.2, 0.5),
+    report.Baseline("mpigate", guard("throughput", "futures"), 18.0, 0.25),
+    report.Baseline("mpigate", guard("clients", "vs_single"), 0.8, 0.25),
+    report.Baseline("mpigate", guard("idle", "cpu"), 0.1, 0.25),
+]
+
+
+def failures_of(raw, baseline=None):
+    return report.check(baseline or BASELINE, raw)[1]
+
+
+class CheckTest(unittest.TestCase):
+
+    def test_a_run_like_the_baseline_passes(self):
+        self.assertEqual(failures_of(run()), [])
+
+    def test_a_slower_machine_passes_when_the_ratios_hold(self):
+        # Everything twice as slow, mpi4py.futures too: the same ratios.
+        self.assertEqual(failures_of(run(first_task_us=1_000, submit=45_000,
+                                         mpi4py_first_task_us=5_000, mpi4py_submit=2_500)), [])
+
+    def test_worse_within_the_tolerance_passes(self):
+        # 0.28x against 0.2x with 50%: at most 0.3x. 15x against 18x with 25%: at least 14.4x.
+        self.assertEqual(failures_of(run(first_task_us=700, submit=75_000)), [])
+
+    def test_a_latency_past_its_tolerance_fails_and_is_named(self):
+        # 14 ms against mpi4py's 2.5 ms: 5.6x, where the baseline is 0.2x (issue 25's regression).
+        failures = failures_of(run(first_task_us=14_000))
+        self.assertEqual(len(failures), 1)
+        self.assertIn("(e) first task after idle", failures[0])
+        self.assertIn("[mpigate]", failures[0])
+
+    def test_a_throughput_past_its_tolerance_fails(self):
+        failures = failures_of(run(submit=70_000))  # 14x against 18x, at least 14.4x
+        self.assertEqual(len(failures), 1)
+        self.assertIn("(a) submit loop", failures[0])
+
+    def test_each_worse_figure_is_named(self):
+        failures = failures_of(run(first_task_us=14_000, submit=60_000, vs_single=0.5))
+        self.assertEqual(len(failures), 3)
+
+    def test_better_than_the_baseline_passes(self):
+        self.assertEqual(failures_of(run(first_task_us=100, submit=200_000, vs_single=1.0)), [])
+
+    def test_a_ratio_to_itself_is_not_divided_by_mpi4py(self):
+        self.assertEqual(failures_of(run(vs_single=0.7)), [])  # at least 0.64
+        self.assertEqual(len(failures_of(run(vs_single=0.6))), 1)
+
+    def test_idle_cpu_is_allowed_one_clock_tick(self):
+        # 0.1% is one 10 ms tick over the 10 s measured: 0.2% passes, 0.3% does not.
+        self.assertEqual(failures_of(run(idle_cpu=0.2)), [])
+        self.assertEqual(len(failures_of(run(idle_cpu=0.3))), 1)
+
+    def test_a_figure_the_run_lacks_fails(self):
+        raw = raw_from([("mpigate", "idle", "first_task", 500, "us"),
+                        ("mpi4py", "idle", "first_task", 2_500, "us")])
+        failures = failures_of(raw)
+        self.assertEqual(len(failures), 3)
+        self.assertTrue(all("no figure" in failure for failure in failures))
+
+    def test_a_failed_workload_fails_with_its_reason(self):
+        raw = raw_from([("mpigate", "idle", "*", "error", "not done within its time limit"),
+                        ("mpi4py", "idle", "first_task", 2_500, "us")])
+        failures = failures_of(raw, BASELINE[:1])
+        self.assertEqual(len(failures), 1)
+        self.assertIn("not done within its time limit", failures[0])
+
+
+class BaselineTest(unittest.TestCase):
+
+    def test_tolerance_is_at_least_the_floor(self):
+        self.assertEqual(report.tolerance_of([1.0, 1.01, 0.99, 1.0, 1.02], True), 0.25)
+
+    def test_tolerance_follows_the_worst_run(self):
+        # A time 1.4 times the median: 1.5 x 40% = 60%. Faster runs do not count.
+        self.assertAlmostEqual(report.tolerance_of([1.0, 1.4, 0.5, 1.0, 1.1], False), 0.6)
+        # A throughput 2 times lower than the median: 1.5 x 100% = 150%, whose limit (the
+        # median / 2.5) stays above zero. Faster runs do not count.
+        self.assertAlmostEqual(report.tolerance_of([10, 5, 30, 10, 12], True), 1.5)
+
+    def test_made_from_runs_median_and_spread(self):
+        runs = [run(first_task_us=us) for us in (400, 500, 600, 500, 450)]
+        rows = {(row.system, row.guard.workload, row.guard.metric): row
+                for row in report.make_baseline(runs)}
+        first = rows[("mpigate", "idle", "first_task")]
+        self.assertAlmostEqual(first.value, 0.2)
+        self.assertAlmostEqual(first.tolerance, 0.3)  # 0.24 is 1.2x 0.2: 1.5 x 20%
+        self.assertEqual(len(first.runs), 5)
+        # mpigate-none did not run: no row for it.
+        self.assertNotIn(("mpigate-none", "idle", "first_task"), rows)
+
+    def test_written_and_read_back(self):
+        rows = report.make_baseline([run(), run(first_task_us=600)])
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "baseline.csv")
+            report.write_baseline(rows, path, "two runs\nof a test")
+            with open(path, encoding="utf-8") as written:
+                self.assertTrue(written.readline().startswith("# two runs"))
+            again = report.read_baseline(path)
+        self.assertEqual([(r.system, r.guard, r.tolerance) for r in again],
+                         [(r.system, r.guard, r.tolerance) for r in rows])
+        self.assertEqual(report.check(again, run())[1], [])
+
+    def test_summary_shows_each_figures_runs_spread_and_tolerance(self):
+        runs = [run(first_task_us=us) for us in (400, 500, 600, 500, 450)]
+        rows = [row for row in report.make_baseline(runs)
+                if (row.guard.workload, row.guard.metric) == ("idle", "first_task")]
+        self.assertAlmostEqual(report.spread_of(rows[0]), 0.2)
+        line = report.summary_lines(rows)[2]
+        self.assertIn("(e) first task after idle", line)
+        self.assertIn("0.16 0.2 0.24 0.2 0.18", line)
+        self.assertIn("20%", line)
+        self.assertIn("30%", line)
+
+    def test_few_runs_keep_an_earlier_tolerance(self):
+        earlier = {("mpigate", "idle", "first_task"): 0.8}
+        rows = {(row.guard.workload, row.guard.metric): row
+                for row in report.make_baseline([run()], earlier)}
+        self.assertEqual(rows[("idle", "first_task")].tolerance, 0.8)
+        self.assertEqual(rows[("throughput", "futures")].tolerance, 0.25)
+
+
+if __name__ == "__main__":
+    unittest.main()
