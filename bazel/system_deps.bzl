@@ -108,7 +108,18 @@ def _mpi_library_impl(rctx):
         cflags,
         libs,
         extra_defines = ["OMPI_SKIP_MPICXX", "MPICH_SKIP_MPICXX"],
-        extra_build = '\nexports_files(["mpiexec"])\n',
+        extra_build = """
+exports_files(["mpiexec"])
+
+# For programs that start the launcher themselves (tests): its path and its family.
+cc_library(
+    name = "launcher",
+    defines = [
+        'MPIGATE_MPIEXEC=\\\\"{mpiexec}\\\\"',
+        'MPIGATE_MPI_FAMILY=\\\\"{family}\\\\"',
+    ],
+)
+""".format(mpiexec = str(mpiexec), family = rctx.attr.family),
     )
 
 mpi_library = repository_rule(

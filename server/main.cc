@@ -51,6 +51,7 @@
 #include "server/gateway_service.h"
 #include "server/memory_release.h"
 #include "server/metrics_http.h"
+#include "server/mpi_library.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
 #include "server/stop_signal.h"
@@ -409,7 +410,11 @@ absl::StatusOr<std::string> PythonLibraryForWorkers() {
 // A pool that can only run on this host keeps Open MPI's TCP listeners, and its traffic, on
 // loopback (common/loopback_listeners.h), unless the user chose interfaces: returns whether this
 // process is to open the loopback scope around MPI_Init.
+//
+// Only Open MPI reads these. MPICH's Hydra runs as root and oversubscribes without being told, and
+// the loopback scope is for Open MPI's listeners: under MPICH nothing is set.
 bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
+  if constexpr (!kOpenMpi) return false;
   if (geteuid() == 0) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", /*overwrite=*/0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", /*overwrite=*/0);

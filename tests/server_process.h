@@ -1,7 +1,8 @@
 // ServerProcess: a real mpigate-server started as a child process for end-to-end tests.
 //
 // Start() launches it (directly, as an MPI singleton, or under `mpiexec -n 1`) and blocks until it
-// prints its ready line. Stop() sends SIGTERM and waits for it to exit, then reaps every
+// prints its ready line. Built against MPICH (--config=mpich), which cannot spawn, it always starts
+// the pool in world mode (`mpiexec.mpich -n workers+1 mpigate-server --world`). Stop() sends SIGTERM and waits for it to exit, then reaps every
 // descendant it left (MPI daemon, workers): the test process makes itself a child subreaper, so
 // orphaned descendants become its children, and "no process left behind" is checked by waiting
 // for them rather than by polling or sleeping.
