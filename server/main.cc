@@ -99,6 +99,10 @@ ABSL_FLAG(absl::Duration, bootup_timeout, absl::Seconds(60),
 ABSL_FLAG(bool, world, false,
           "World mode: run as `mpiexec -n N+1 mpigate-server --world`; rank 0 is the gateway and "
           "ranks 1..N are the workers (no spawn).");
+ABSL_FLAG(bool, mpi_launcher, false,
+          "Print the MPI library this build links (openmpi or mpich) and the mpiexec that goes "
+          "with it, on one line, and exit; $MPIGATE_MPIEXEC names another launcher. For scripts "
+          "that start the server under mpiexec (deploy/).");
 ABSL_FLAG(std::string, initializer, "",
           "A registered function every worker runs once, before any task (mpi4py's initializer). "
           "If it fails, the pool is broken: tasks fail with FAILED_PRECONDITION "
@@ -888,5 +892,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   mpigate::SetLogLevel(*log_level);
+  if (absl::GetFlag(FLAGS_mpi_launcher)) {
+    std::printf("%s %s\n", mpigate::server::kOpenMpi ? "openmpi" : "mpich",
+                mpigate::server::MpiexecPath().c_str());
+    return 0;
+  }
   return mpigate::server::Run(repeated);
 }

@@ -1,9 +1,16 @@
 #include "server/mpi_library.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "wire/mpi_frames.h"
 
 namespace mpigate::server {
+
+std::string MpiexecPath() {
+  const char* chosen = std::getenv("MPIGATE_MPIEXEC");
+  return chosen != nullptr && chosen[0] != '\0' ? chosen : MPIGATE_MPIEXEC;
+}
 
 absl::Status CheckCanSpawn() {
   if constexpr (kOpenMpi) return absl::OkStatus();

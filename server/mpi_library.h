@@ -8,6 +8,8 @@
 
 #include <mpi.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 
 namespace mpigate::server {
@@ -19,6 +21,11 @@ inline constexpr bool kOpenMpi = true;
 #else
 inline constexpr bool kOpenMpi = false;
 #endif
+
+// The mpiexec that goes with the linked library: $MPIGATE_MPIEXEC if set, else the one the build
+// found next to it (mpiexec.openmpi or mpiexec.mpich by name; Debian's plain `mpiexec` may be the
+// other family's).
+std::string MpiexecPath();
 
 // Whether this MPI can start processes at run time, as spawn mode does. Debian's MPICH 4.0 (its
 // ch4:ucx device) cannot: it has no MPI_Open_port, on which MPI_Comm_spawn builds, and fails every
