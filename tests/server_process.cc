@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/endpoint.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/process_info.h"
 
 extern char** environ;
 
@@ -120,6 +122,7 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   // Debian's MPICH 4.0 cannot spawn processes (server/mpi_library.h): there a pool runs in world
   // mode, so the pool a test would spawn starts that way, with the same workers.
   const bool world = options.world || !kMpiCanSpawn;
+  world_ = world;
   std::vector<std::string> args;
   if (options.under_mpiexec || world) {
     // The build's own launcher (//bazel:mpi_launcher), not whatever `mpiexec` is on PATH.
@@ -179,6 +182,13 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   metrics_address_ = endpoint->metrics;
   metrics_token_ = endpoint->metrics_token;
   return absl::OkStatus();
+}
+
+std::vector<pid_t> ServerProcess::WorkerPids() const {
+  if (!world_) return DescendantsNamed(server_pid_, "mpigate-worker");
+  std::vector<pid_t> workers = DescendantsNamed(pid_, "mpigate-server");
+  workers.erase(std::remove(workers.begin(), workers.end(), server_pid_), workers.end());
+  return workers;
 }
 
 absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {

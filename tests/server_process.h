@@ -71,6 +71,12 @@ class ServerProcess {
   const std::string& metrics_token() const { return metrics_token_; }
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
+  // The process below which every process of the pool runs (workers, task runners): the server,
+  // or in world mode mpiexec, whose ranks the workers are.
+  pid_t pool_root() const { return world_ ? pid_ : server_pid_; }
+  // The pool's worker processes: the mpigate-worker processes the server spawned, or in world
+  // mode its ranks 1..N (mpigate-server processes besides the gateway).
+  std::vector<pid_t> WorkerPids() const;
 
   // Sends `signal_number` (SIGTERM by default; 0 sends nothing, for a server that stops by
   // itself), waits for the server to exit, and reaps all its descendants.
@@ -79,6 +85,7 @@ class ServerProcess {
  private:
   // The child started: mpigate-server, or mpiexec running it.
   pid_t pid_ = -1;
+  bool world_ = false;
   pid_t server_pid_ = -1;
   std::string stderr_file_;
   // The read end of the server's stdout, open until it exits so that its prints never fail.

@@ -2,13 +2,14 @@
 # Multi-host on one machine. Makes four network namespaces of its own, joined by veth pairs to a
 # bridge in the first, on a private subnet that exists only inside them (nothing is added to the
 # machine's own network namespace, so nothing can clash with its addresses):
-#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP) runs here, and the bridge
+#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP or Hydra's) runs here, and the bridge
 #   h1  10.231.0.11  a worker host, 2 slots: rank 0 (the gateway) and rank 1 (a worker)
 #   h2  10.231.0.12  a worker host, 1 slot: rank 2 (a worker)
 #   c   10.231.0.13  the client
 # Open MPI launches its daemons onto h1 and h2 through netns_rsh.sh (its rsh agent), which runs
 # them in the host's namespace with a host name of its own (a UTS namespace), and its ranks talk
-# over TCP (btl tcp,self; oob and btl restricted to the subnet). mpigate-server runs in world mode
+# over TCP (btl tcp,self; oob and btl restricted to the subnet). Built against MPICH, Hydra starts
+# its proxies there through the same script (-launcher ssh -launcher-exec). mpigate-server runs in world mode
 # (`mpiexec -n 3 mpigate-server --world`), listening on TCP at h1's address; from c,
 # multihost_client checks that the workers run on h1 and h2 (a broadcast `exec` of hostname) and
 # that 300 echo tasks come back right, and the CLI (`mpigate status`, `mpigate map echo`) works over
@@ -39,7 +40,9 @@ agent="${runfiles}/tests/multihost/netns_rsh.sh"
 for file in "$server" "$client" "$cli" "$agent"; do
   [ -x "$file" ] || fail "missing runfile ${file}"
 done
-mpiexec="$(command -v mpiexec)" || fail "no mpiexec on PATH (Open MPI): run tools/setup.sh"
+# The launcher of the MPI library the server links (mpiexec.openmpi or mpiexec.mpich).
+launcher_line="$("$server" --mpi_launcher)" || fail "${server} --mpi_launcher failed"
+read -r mpi_family mpiexec <<<"$launcher_line"
 
 # Names unique to this run, so that parallel runs never collide (namespace names are global;
 # interface names only within their namespace).
@@ -100,16 +103,24 @@ echo "namespaces ${namespaces[*]} on ${subnet}"
 # --- The service --------------------------------------------------------------------------------
 # The agent maps each host address to its namespace and host name.
 export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
-forward=(-x MPIGATE_NETNS_HOSTS)
-# The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
-for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
-  if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
-done
-start_server --launcher "${dir}/pool" ip netns exec "$hd" "$mpiexec" --allow-run-as-root \
-  --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
-  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
-  --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
-  "${forward[@]}" \
+if [ "$mpi_family" = openmpi ]; then
+  forward=(-x MPIGATE_NETNS_HOSTS)
+  # The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
+  for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
+    if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
+  done
+  launch=("$mpiexec" --allow-run-as-root --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3
+    --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
+    --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
+    "${forward[@]}")
+else
+  # Hydra (MPICH): the agent as its ssh, and the bridge's address for its proxies to call back
+  # to (without -iface they call the host's name, which from h1 and h2 nothing answers). Hydra
+  # passes the whole environment on, MPIGATE_NETNS_HOSTS and the sanitizers' options included.
+  launch=("$mpiexec" -hosts 10.231.0.11:2,10.231.0.12:1 -n 3 -launcher ssh -launcher-exec "$agent"
+    -iface br0)
+fi
+start_server --launcher "${dir}/pool" ip netns exec "$hd" "${launch[@]}" \
   "$server" --world --allow-exec --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint" \
   --max-tasks-per-worker=4
 gateway_pid="${server_pid[${dir}/pool]}"
