@@ -26,8 +26,9 @@ absl::Status CheckCanSpawn() {
   char version[MPI_MAX_LIBRARY_VERSION_STRING] = {};
   int length = 0;
   MPI_Get_library_version(version, &length);
-  const absl::string_view first_line = absl::string_view(version, length).substr(
-      0, absl::string_view(version, length).find_first_of("\r\n"));
+  const absl::string_view first_line =
+      absl::string_view(version, length)
+          .substr(0, absl::string_view(version, length).find_first_of("\r\n"));
   return absl::FailedPreconditionError(absl::StrCat(
       "this MPI library (", first_line, ") cannot start processes, so the pool cannot spawn its ",
       "workers (", wire::MpiError(rc, "MPI_Open_port").message(),

@@ -117,7 +117,8 @@ TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHol
                       HasSubstr("--max_message_mb")));
 
     std::vector<pid_t> processes = server.WorkerPids();
-    const std::vector<pid_t> runners = testing::DescendantsNamed(server.pool_root(), "mpigate-runner");
+    const std::vector<pid_t> runners =
+        testing::DescendantsNamed(server.pool_root(), "mpigate-runner");
     EXPECT_EQ(processes.size(), 2u);
     EXPECT_EQ(runners.size(), 2u);
     processes.insert(processes.end(), runners.begin(), runners.end());

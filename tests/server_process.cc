@@ -185,8 +185,7 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
 }
 
 std::vector<pid_t> ServerProcess::WorkerPids() const {
-  if (!world_) return DescendantsNamed(server_pid_, "mpigate-worker");
-  std::vector<pid_t> workers = DescendantsNamed(pid_, "mpigate-server");
+  std::vector<pid_t> workers = DescendantsNamed(pool_root(), worker_process_name());
   workers.erase(std::remove(workers.begin(), workers.end(), server_pid_), workers.end());
   return workers;
 }

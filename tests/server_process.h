@@ -2,10 +2,10 @@
 //
 // Start() launches it (directly, as an MPI singleton, or under `mpiexec -n 1`) and blocks until it
 // prints its ready line. Built against MPICH (--config=mpich), which cannot spawn, it always starts
-// the pool in world mode (`mpiexec.mpich -n workers+1 mpigate-server --world`). Stop() sends SIGTERM and waits for it to exit, then reaps every
-// descendant it left (MPI daemon, workers): the test process makes itself a child subreaper, so
-// orphaned descendants become its children, and "no process left behind" is checked by waiting
-// for them rather than by polling or sleeping.
+// the pool in world mode (`mpiexec.mpich -n workers+1 mpigate-server --world`). Stop() sends
+// SIGTERM and waits for it to exit, then reaps every descendant it left (MPI daemon, workers): the
+// test process makes itself a child subreaper, so orphaned descendants become its children, and "no
+// process left behind" is checked by waiting for them rather than by polling or sleeping.
 //
 // Thread-safety: one thread drives a ServerProcess.
 #ifndef MPIGATE_TESTS_SERVER_PROCESS_H_
@@ -77,6 +77,8 @@ class ServerProcess {
   // The pool's worker processes: the mpigate-worker processes the server spawned, or in world
   // mode its ranks 1..N (mpigate-server processes besides the gateway).
   std::vector<pid_t> WorkerPids() const;
+  // The name of a worker's process: "mpigate-worker", or in world mode "mpigate-server".
+  std::string worker_process_name() const { return world_ ? "mpigate-server" : "mpigate-worker"; }
 
   // Sends `signal_number` (SIGTERM by default; 0 sends nothing, for a server that stops by
   // itself), waits for the server to exit, and reaps all its descendants.
