@@ -321,7 +321,7 @@ class MpigateServer:
         # Built against MPICH, which cannot spawn, the pool runs in world mode under its launcher.
         if MPI_FAMILY != "openmpi":
             command = [MPIEXEC, "-n", str(workers + 1), *command, "--world"]
-        # The gateway's pid, from its ready line: under mpiexec, the process to signal.
+        # The gateway's pid, from its first lines: under mpiexec, the process to signal.
         self.server_pid = None
         self.program = run.start(f"{name}.server", command)
 
@@ -336,7 +336,8 @@ class MpigateServer:
         """Waits for a line of the server's stdout containing `text`; RuntimeError if it exits
         first, TimeoutError if it has not come by `deadline`."""
         while (line := self.program.next_line(deadline)) is not None:
-            if "mpigate-server: ready" in line:
+            # Its listening and ready lines end with its pid.
+            if line.startswith("mpigate-server: ") and ", pid " in line:
                 self.server_pid = int(line.rsplit(", pid ", 1)[1])
             if text in line:
                 return
