@@ -1,6 +1,6 @@
 """Repository rules that wrap Debian's system libraries and tools for an offline Bazel build.
 
-Compile and link flags are asked of the system (pkg-config, `mpicxx --showme`) when the repository is
+Compile and link flags are asked of the system (pkg-config) when the repository is
 fetched, so no flag list is written by hand. Include directories outside the compiler's default
 search path are symlinked into the repository and exported with `includes`, because that is how a
 header path reaches the targets that depend on a cc_library.
@@ -18,7 +18,7 @@ def _words(text):
     """Splits command output on whitespace (Starlark's split needs an explicit separator)."""
     return [w for w in text.replace("\n", " ").replace("\t", " ").split(" ") if w]
 
-def _write_cc_library(rctx, name, cflags, linkopts, extra_defines = []):
+def _write_cc_library(rctx, name, cflags, linkopts, extra_defines = [], extra_build = ""):
     """Writes BUILD.bazel with one public cc_library built from compiler and linker flags."""
     includes = []
     defines = list(extra_defines)
@@ -45,12 +45,13 @@ cc_library(
     defines = {defines},
     linkopts = {linkopts},
 )
-""".format(
+{extra_build}""".format(
         name = name,
         hdrs = hdrs,
         includes = repr(includes),
         defines = repr(defines),
         linkopts = repr(linkopts),
+        extra_build = extra_build,
     ))
 
 def _pkg_config_library_impl(rctx):
@@ -71,20 +72,78 @@ pkg_config_library = repository_rule(
 )
 
 def _mpi_library_impl(rctx):
-    mpicxx = rctx.which("mpicxx")
-    if not mpicxx:
-        fail("mpicxx not found: run tools/setup.sh (Debian package libopenmpi-dev)")
-    cflags = _words(_run(rctx, [mpicxx, "--showme:compile"]))
-    libs = _words(_run(rctx, [mpicxx, "--showme:link"]))
+    # A site's own MPI of this family: its pkg-config module, or the directory it is installed in.
+    prefix = "MPIGATE_%s_" % rctx.attr.family.upper()
+    module = rctx.os.environ.get(prefix + "PKG_CONFIG", rctx.attr.pkg_config_module)
+    home = rctx.os.environ.get(prefix + "HOME", "")
+    if home:
+        cflags = ["-I%s/include" % home]
+        libs = ["-L%s/lib" % home, "-Wl,-rpath,%s/lib" % home, "-lmpi"]
+        mpiexec = "%s/bin/mpiexec" % home
+        if not rctx.path(mpiexec).exists:
+            fail("%sHOME=%s has no bin/mpiexec" % (prefix, home))
+    else:
+        pkg_config = rctx.which("pkg-config")
+        if not pkg_config:
+            fail("pkg-config not found: run tools/setup.sh")
+        if rctx.execute([pkg_config, "--exists", module]).return_code != 0:
+            fail("pkg-config has no module '%s': run tools/setup.sh%s (Debian package %s), or set " %
+                 (module, rctx.attr.setup_flag, rctx.attr.debian_package) +
+                 "--repo_env=%sPKG_CONFIG or %sHOME to a site's own MPI" % (prefix, prefix))
+        cflags = _words(_run(rctx, [pkg_config, "--cflags", module]))
+        libs = _words(_run(rctx, [pkg_config, "--libs", module]))
+        mpiexec = rctx.which(rctx.attr.mpiexec)
+        if not mpiexec:
+            fail("%s not found: run tools/setup.sh%s (Debian package %s)" %
+                 (rctx.attr.mpiexec, rctx.attr.setup_flag, rctx.attr.debian_package))
 
-    # mpi.h compiled as C++ pulls in Open MPI's deprecated C++ bindings; we use only the C API.
-    _write_cc_library(rctx, rctx.attr.name, cflags, libs, extra_defines = ["OMPI_SKIP_MPICXX"])
+    # mpi.h compiled as C++ pulls in the deprecated C++ bindings of either family (Open MPI's and
+    # MPICH's); we use only the C API.
+    # The launcher that belongs to this library is called by its own name: Debian's `mpiexec` is
+    # an alternative that may point at the other family.
+    rctx.symlink(mpiexec, "mpiexec")
+    _write_cc_library(
+        rctx,
+        "mpi",
+        cflags,
+        libs,
+        extra_defines = ["OMPI_SKIP_MPICXX", "MPICH_SKIP_MPICXX"],
+        extra_build = """
+exports_files(["mpiexec"])
+
+# For programs that start the launcher themselves (tests): its path and its family.
+cc_library(
+    name = "launcher",
+    defines = [
+        'MPIGATE_MPIEXEC=\\\\"{mpiexec}\\\\"',
+        'MPIGATE_MPI_FAMILY=\\\\"{family}\\\\"',
+    ],
+)
+""".format(mpiexec = str(mpiexec), family = rctx.attr.family),
+    )
 
 mpi_library = repository_rule(
     implementation = _mpi_library_impl,
-    environ = ["PATH"],
+    attrs = {
+        "family": attr.string(mandatory = True, values = ["openmpi", "mpich"]),
+        "pkg_config_module": attr.string(mandatory = True, doc = "pkg-config module of the library."),
+        "mpiexec": attr.string(mandatory = True, doc = "Its launcher's name on PATH."),
+        "debian_package": attr.string(mandatory = True),
+        "setup_flag": attr.string(default = "", doc = "The tools/setup.sh flag that installs it."),
+    },
+    environ = [
+        "PATH",
+        "PKG_CONFIG_PATH",
+        "MPIGATE_OPENMPI_PKG_CONFIG",
+        "MPIGATE_OPENMPI_HOME",
+        "MPIGATE_MPICH_PKG_CONFIG",
+        "MPIGATE_MPICH_HOME",
+    ],
     configure = True,
-    doc = "A cc_library named after the repository, with MPI's flags from `mpicxx --showme`.",
+    doc = """A repository with one MPI library of `family`: `:mpi`, a cc_library with its flags from
+pkg-config, and `:mpiexec`, its launcher. --repo_env=MPIGATE_<FAMILY>_PKG_CONFIG names another
+pkg-config module of that family (e.g. a site's Cray MPICH), MPIGATE_<FAMILY>_HOME the directory
+of one installed without pkg-config (include/mpi.h, lib/libmpi.so, bin/mpiexec).""",
 )
 
 def _system_tools_impl(rctx):

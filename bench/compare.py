@@ -46,6 +46,9 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 SERVER = os.path.join(ROOT, "bazel-bin/server/mpigate-server")
 MPIGATE_BENCH = os.path.join(ROOT, "bazel-bin/bench/mpigate_bench")
+# The MPI library the built server links (bench/compare.sh --mpi) and its launcher.
+MPI_FAMILY, MPIEXEC = subprocess.run([SERVER, "--mpi_launcher"], check=True, capture_output=True,
+                                     text=True).stdout.split()
 # Debian's interpreter, which has Debian's mpi4py and Dask (the python3 first on PATH may not).
 PYTHON = "/usr/bin/python3"
 # Where the mpigate package is: its sources, and its generated gRPC stubs (mpigate.v1).
@@ -317,9 +320,15 @@ class MpigateServer:
         self.socket_dir = tempfile.mkdtemp(prefix="mpigate-compare-", dir="/tmp")
         self.endpoint = f"unix:{self.socket_dir}/s.sock"
         self.launched_at = time.time()
-        self.program = run.start(f"{name}.server", [
-            SERVER, f"--workers={workers}", f"--isolation={isolation}", f"--listen={self.endpoint}",
-            f"--endpoint-file={self.socket_dir}/endpoint", *flags])
+        command = [SERVER, f"--workers={workers}", f"--isolation={isolation}",
+                   f"--listen={self.endpoint}", f"--endpoint-file={self.socket_dir}/endpoint",
+                   *flags]
+        # Built against MPICH, which cannot spawn, the pool runs in world mode under its launcher.
+        if MPI_FAMILY != "openmpi":
+            command = [MPIEXEC, "-n", str(workers + 1), *command, "--world"]
+        # The gateway's pid, from its first lines: under mpiexec, the process to signal.
+        self.server_pid = None
+        self.program = run.start(f"{name}.server", command)
 
     def __enter__(self):
         return self
@@ -332,6 +341,9 @@ class MpigateServer:
         """Waits for a line of the server's stdout containing `text`; RuntimeError if it exits
         first, TimeoutError if it has not come by `deadline`."""
         while (line := self.program.next_line(deadline)) is not None:
+            # Its listening and ready lines end with its pid.
+            if line.startswith("mpigate-server: ") and ", pid " in line:
+                self.server_pid = int(line.rsplit(", pid ", 1)[1])
             if text in line:
                 return
         self.program.wait(deadline)
@@ -342,7 +354,10 @@ class MpigateServer:
         workers and runners, which may end a little after it) to exit. None if all exited, the
         server with status 0, within `time_limit`; else what went wrong."""
         tree = process_tree.descendants(self.program.pid)
-        self.program.process.send_signal(signal.SIGTERM)
+        if self.server_pid is None:
+            self.program.process.send_signal(signal.SIGTERM)
+        else:
+            os.kill(self.server_pid, signal.SIGTERM)
         deadline = time.monotonic() + time_limit
         try:
             status = self.program.wait(deadline)
@@ -430,7 +445,9 @@ def run_scale(run):
             burst = dataclasses.replace(run.sizes,
                                         tasks=SCALE_WORKERS * run.sizes.burst_per_worker)
             run.results.add(system, "scale", "burst_tasks", burst.tasks, "tasks")
-            command = [MPIGATE_BENCH, f"--endpoint={server.endpoint}"]
+            command = [MPIGATE_BENCH, f"--endpoint={server.endpoint}",
+                       "--rank_variable=" + ("OMPI_COMM_WORLD_RANK" if MPI_FAMILY == "openmpi"
+                                             else "PMI_RANK")]
             burst_done = run.program(system, "burst", command + workload_flags("burst", burst))
             stopping = time.monotonic()
             problem = server.stop(run.time_limit("stop"))

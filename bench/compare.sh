@@ -5,8 +5,10 @@
 # table with the ratios mpigate / peer and the issues' targets (PASS/FAIL), and writes raw.csv,
 # results.csv, results.png and each program's log to DIR.
 #
-#   bench/compare.sh [--quick] [--python-only] [--out DIR] [--check [BASELINE]]
+#   bench/compare.sh [--mpi=mpich] [--quick] [--python-only] [--out DIR] [--check [BASELINE]]
 #
+# --mpi=mpich: mpigate built against MPICH (--config=mpich; its pools run in world mode, as MPICH
+# cannot spawn); the peers stay as they are (Debian's mpi4py is built against Open MPI).
 # --quick: a smoke run with smaller counts. --python-only: only the Python functions workloads.
 # --check: then compare the run with BASELINE (default bench/results/baseline.csv) and exit 1
 # naming each figure worse than the baseline by more than its tolerance (bench/report.py).
@@ -18,7 +20,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./tools/setup.sh --bench-peers >&2
-if ! built=$(bazel build //server:mpigate-server //worker:mpigate-worker //worker:mpigate-runner \
+build_flags=()
+if [ "${1:-}" = --mpi=mpich ]; then
+  ./tools/setup.sh --mpich >&2
+  build_flags=(--config=mpich)
+  shift
+elif [ "${1:-}" = --mpi=openmpi ]; then
+  shift
+fi
+# bazel-bin, where compare.py finds the programs, then points at this build's output.
+if ! built=$(bazel build "${build_flags[@]}" //server:mpigate-server //worker:mpigate-worker //worker:mpigate-runner \
   //bench:mpigate_bench //client/python:mpigate 2>&1); then
   echo "$built" >&2
   exit 1

@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, endpoint, "", "The pool's gRPC target, e.g. unix:/tmp/x/s
 ABSL_FLAG(std::string, workload, "",
           "start, throughput, latency, payload, idle, clients or burst (see Workloads()).");
 ABSL_FLAG(int, tasks, 100000, "Tasks of a throughput, clients or burst run.");
+ABSL_FLAG(std::string, rank_variable, "OMPI_COMM_WORLD_RANK",
+          "The environment variable in which the MPI library gives each worker its rank (a burst "
+          "run counts the workers by it): OMPI_COMM_WORLD_RANK for Open MPI, PMI_RANK for MPICH.");
 ABSL_FLAG(int, chunksize, 64, "Items per chunk of the throughput map.");
 ABSL_FLAG(int, samples, 2000, "Sequential round trips of the latency run.");
 ABSL_FLAG(std::string, payloads, "1024:200,1048576:50,67108864:3,268435456:3",
@@ -247,10 +250,9 @@ absl::Status Burst(Executor& executor) {
   const absl::Time start = absl::Now();
   std::vector<Future> futures;
   futures.reserve(static_cast<size_t>(tasks));
-  for (int i = 0; i < tasks; ++i) {
-    // Open MPI gives each worker its rank in this variable, and its task runner inherits it.
-    futures.push_back(executor.Submit("getenv", "OMPI_COMM_WORLD_RANK"));
-  }
+  // The task runners inherit the variable from their workers.
+  const std::string rank_variable = absl::GetFlag(FLAGS_rank_variable);
+  for (int i = 0; i < tasks; ++i) futures.push_back(executor.Submit("getenv", rank_variable));
   absl::flat_hash_set<std::string> ranks;
   for (const Future& future : futures) {
     absl::StatusOr<std::string> rank = future.Result();

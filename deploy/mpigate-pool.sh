@@ -6,6 +6,13 @@
 # Environment:
 #   MPIGATE_SERVER   path of mpigate-server (default: this checkout's bazel-bin/server/mpigate-server)
 #   MPIEXEC_FLAGS    extra mpiexec flags, e.g. "--host node1:17" for 16 workers on node1
+#   MPIGATE_MPIEXEC  the launcher (default: the one that goes with the MPI library mpigate-server
+#                    links, as `mpigate-server --mpi_launcher` says: mpiexec.openmpi or
+#                    mpiexec.mpich, never Debian's plain `mpiexec`, which may be the other's)
+#   MPIGATE_WORKERS  workers under MPICH (default: one per core)
+#
+# Open MPI: `mpiexec -n 1 mpigate-server`, which spawns its workers. MPICH (Debian's 4.0) cannot
+# spawn, so there the pool runs in world mode: `mpiexec -n N+1 mpigate-server --world`.
 #
 # Why a wrapper: on SIGTERM mpiexec kills its job at once, so tasks in flight would be lost. This
 # script forwards the signal to mpigate-server itself, which drains (running tasks finish, queued
@@ -14,14 +21,22 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 server=${MPIGATE_SERVER:-$here/bazel-bin/server/mpigate-server}
-mpiexec_flags=(-n 1 --oversubscribe)
-[ "$(id -u)" -eq 0 ] && mpiexec_flags+=(--allow-run-as-root)
+launcher_line=$("$server" --mpi_launcher)
+read -r mpi_family mpiexec <<<"$launcher_line"
+server_flags=()
+if [ "$mpi_family" = openmpi ]; then
+  mpiexec_flags=(-n 1 --oversubscribe)
+  [ "$(id -u)" -eq 0 ] && mpiexec_flags+=(--allow-run-as-root)
+else
+  mpiexec_flags=(-n "$((${MPIGATE_WORKERS:-$(nproc)} + 1))")
+  server_flags+=(--world)
+fi
 # shellcheck disable=SC2206  # word splitting of user-given flags is intended
 mpiexec_flags+=(${MPIEXEC_FLAGS:-})
 
 fifo_dir=$(mktemp -d)
 mkfifo "$fifo_dir/out"
-mpiexec "${mpiexec_flags[@]}" "$server" "$@" >"$fifo_dir/out" &
+"$mpiexec" "${mpiexec_flags[@]}" "$server" "${server_flags[@]}" "$@" >"$fifo_dir/out" &
 launcher=$!
 server_pid=""
 stop() {

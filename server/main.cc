@@ -54,6 +54,7 @@
 #include "server/live_page/live_page.h"
 #include "server/memory_release.h"
 #include "server/metrics_http.h"
+#include "server/mpi_library.h"
 #include "server/mpi_pool.h"
 #include "server/scheduler.h"
 #include "server/stop_signal.h"
@@ -101,6 +102,10 @@ ABSL_FLAG(absl::Duration, bootup_timeout, absl::Seconds(60),
 ABSL_FLAG(bool, world, false,
           "World mode: run as `mpiexec -n N+1 mpigate-server --world`; rank 0 is the gateway and "
           "ranks 1..N are the workers (no spawn).");
+ABSL_FLAG(bool, mpi_launcher, false,
+          "Print the MPI library this build links (openmpi or mpich) and the mpiexec that goes "
+          "with it, on one line, and exit; $MPIGATE_MPIEXEC names another launcher. For scripts "
+          "that start the server under mpiexec (deploy/).");
 ABSL_FLAG(std::string, initializer, "",
           "A registered function every worker runs once, before any task (mpi4py's initializer). "
           "If it fails, the pool is broken: tasks fail with FAILED_PRECONDITION "
@@ -408,7 +413,11 @@ absl::StatusOr<std::string> PythonLibraryForWorkers() {
 // A pool that can only run on this host keeps Open MPI's TCP listeners, and its traffic, on
 // loopback (common/loopback_listeners.h), unless the user chose interfaces: returns whether this
 // process is to open the loopback scope around MPI_Init.
+//
+// Only Open MPI reads these. MPICH's Hydra runs as root and oversubscribes without being told, and
+// the loopback scope is for Open MPI's listeners: under MPICH nothing is set.
 bool PrepareMpiEnvironment(const MpiWorkerPool::Options& options) {
+  if constexpr (!kOpenMpi) return false;
   if (geteuid() == 0) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", /*overwrite=*/0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", /*overwrite=*/0);
@@ -910,5 +919,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   mpigate::SetLogLevel(*log_level);
+  if (absl::GetFlag(FLAGS_mpi_launcher)) {
+    std::printf("%s %s\n", mpigate::server::kOpenMpi ? "openmpi" : "mpich",
+                mpigate::server::MpiexecPath().c_str());
+    return 0;
+  }
   return mpigate::server::Run(repeated);
 }

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/shared_memory.h"
+#include "server/mpi_library.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
@@ -259,14 +260,16 @@ absl::StatusOr<int> MpiWorkerPool::Init(const Options& options) {
     }
     rank_offset_ = 1;
     worker_count_ = world_size - 1;
+    // Open MPI's parameter and advice (docs/worker-loss.md); they mean nothing to MPICH.
     if (const char* abort = std::getenv("OMPI_MCA_orte_abort_on_non_zero_status");
-        abort == nullptr || absl::string_view(abort) != "0") {
+        kOpenMpi && (abort == nullptr || absl::string_view(abort) != "0")) {
       Log(LogLevel::kInfo,
           "world mode: Open MPI ends the whole job if a worker is lost; to serve on with the "
           "others, start it with mpiexec --enable-recovery --mca orte_abort_on_non_zero_status 0");
     }
     return worker_count_;
   }
+  if (absl::Status status = CheckCanSpawn(); !status.ok()) return status;
   absl::StatusOr<int> workers =
       ResolveWorkerCount(options.workers, std::getenv("MPIGATE_MAX_WORKERS"), UniverseSize(),
                          world_size, static_cast<int>(std::thread::hardware_concurrency()));

@@ -116,8 +116,9 @@ TEST(ResultLimitTest, ARangeWhoseResultOutgrowsTheLimitStopsThereAndNoProcessHol
                 AllOf(HasSubstr(absl::StrCat((kLimitMb << 20) - 64, " bytes")),
                       HasSubstr("--max_message_mb")));
 
-    std::vector<pid_t> processes = testing::DescendantsNamed(server.pid(), "mpigate-worker");
-    const std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
+    std::vector<pid_t> processes = server.WorkerPids();
+    const std::vector<pid_t> runners =
+        testing::DescendantsNamed(server.pool_root(), "mpigate-runner");
     EXPECT_EQ(processes.size(), 2u);
     EXPECT_EQ(runners.size(), 2u);
     processes.insert(processes.end(), runners.begin(), runners.end());

@@ -176,7 +176,7 @@ TEST_F(HostileUserTest, SharedMemoryObjectsOfAnotherUserAreNeverWrittenNorRead) 
 TEST_F(HostileUserTest, AnotherUserCanNeitherRingNorFloodTheWorkersDoorbells) {
   testing::ServerProcess server;
   ASSERT_TRUE(server.Start({.workers = 2}).ok());
-  const std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+  const std::vector<pid_t> workers = server.WorkerPids();
   ASSERT_EQ(workers.size(), 2u);
   const std::vector<std::string> candidates = DoorbellCandidates(workers);
   // The abstract names doorbells had, and whatever socket paths the workers have.

@@ -154,7 +154,8 @@ TEST_F(IsolationTest, TasksInFlightFromAnotherSessionSurviveACrash) {
 }
 
 TEST_F(IsolationTest, ARunnerKilledWhileIdleIsReplacedBeforeTheNextTask) {
-  const std::vector<pid_t> runners = testing::DescendantsNamed(server_->pid(), "mpigate-runner");
+  const std::vector<pid_t> runners =
+      testing::DescendantsNamed(server_->pool_root(), "mpigate-runner");
   ASSERT_EQ(runners.size(), 2u);
   // The OOM killer's way, between tasks; then wait until the runner has gone.
   const int pid_fd = static_cast<int>(syscall(SYS_pidfd_open, runners[0], 0));
@@ -217,7 +218,8 @@ TEST(IsolationLifecycleTest, NoRunnerOutlivesTheServer) {
   EXPECT_EQ(RunOnce(server.target(), "sample.crash", "segv").error().code(),
             grpc::StatusCode::ABORTED);
   EXPECT_EQ(RunOnce(server.target(), "echo", "x").result(), "x");
-  const std::vector<pid_t> runners = testing::DescendantsNamed(server.pid(), "mpigate-runner");
+  const std::vector<pid_t> runners =
+      testing::DescendantsNamed(server.pool_root(), "mpigate-runner");
   EXPECT_EQ(runners.size(), 2u);
 
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
@@ -241,9 +243,10 @@ TEST(IsolationLifecycleTest, InProcessModeRunsTasksInTheWorker) {
   testing::ServerProcess server;
   ASSERT_EQ(server.Start({.workers = 2, .flags = PoolFlags({"--isolation=none"})}),
             absl::OkStatus());
-  EXPECT_EQ(RunOnce(server.target(), "sample.process", "").result(), "mpigate-worker");
+  EXPECT_EQ(RunOnce(server.target(), "sample.process", "").result(), server.worker_process_name());
   EXPECT_EQ(RunOnce(server.target(), "sample.greet", "you").result(), "hello, you from worker 0");
-  EXPECT_THAT(testing::DescendantsNamed(server.pid(), "mpigate-runner"), ::testing::IsEmpty());
+  EXPECT_THAT(testing::DescendantsNamed(server.pool_root(), "mpigate-runner"),
+              ::testing::IsEmpty());
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(exit->exit_code, 0) << exit->stderr_text;

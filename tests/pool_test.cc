@@ -12,6 +12,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -381,8 +382,10 @@ TEST(WorldModeTest, RanksOneToNOfTheWorldAreTheWorkers) {
   ASSERT_TRUE(server.Start({.workers = 2, .world = true}).ok());
   auto stub = StubFor(server);
   EXPECT_EQ(Status(*stub).workers(), 2u);
-  const std::vector<v1::TaskOutcome> outcomes =
-      RunBatch(*stub, "getenv", "OMPI_COMM_WORLD_RANK", 20);
+  // Each library's launcher gives every rank its rank in a variable of its own.
+  const std::vector<v1::TaskOutcome> outcomes = RunBatch(
+      *stub, "getenv",
+      std::string_view(MPIGATE_MPI_FAMILY) == "openmpi" ? "OMPI_COMM_WORLD_RANK" : "PMI_RANK", 20);
   // The gateway is rank 0; no spawn happened, so the workers are ranks 1 and 2 of its world.
   EXPECT_THAT(ResultsOf(outcomes), UnorderedElementsAre("1", "2"));
   EXPECT_THAT(WorkersOf(outcomes), UnorderedElementsAre(0, 1));

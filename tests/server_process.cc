@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -19,11 +21,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/endpoint.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
+#include "tests/process_info.h"
 
 extern char** environ;
 
 namespace mpigate::testing {
 namespace {
+
+constexpr bool kOpenMpi = std::string_view(MPIGATE_MPI_FAMILY) == "openmpi";
+constexpr bool kMpiCanSpawn = kOpenMpi;
 
 std::string ReadAll(int fd) {
   std::string text;
@@ -113,18 +119,26 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   target_ = absl::StrCat("unix:", dir_, "/s.sock");
   endpoint_file_ = absl::StrCat(dir_, "/endpoint");
 
+  // Debian's MPICH 4.0 cannot spawn processes (server/mpi_library.h): there a pool runs in world
+  // mode, so the pool a test would spawn starts that way, with the same workers.
+  const bool world = options.world || !kMpiCanSpawn;
+  world_ = world;
   std::vector<std::string> args;
-  if (options.under_mpiexec || options.world) {
-    args = {"mpiexec", "-n", absl::StrCat(options.world ? options.workers + 1 : 1),
-            "--oversubscribe"};
-    if (geteuid() == 0) args.push_back("--allow-run-as-root");
+  if (options.under_mpiexec || world) {
+    // The build's own launcher (//bazel:mpi_launcher), not whatever `mpiexec` is on PATH.
+    args = {MPIGATE_MPIEXEC, "-n", absl::StrCat(world ? options.workers + 1 : 1)};
+    // Open MPI refuses more processes than cores, and root, unless told; Hydra (MPICH) does not.
+    if (kOpenMpi) {
+      args.push_back("--oversubscribe");
+      if (geteuid() == 0) args.push_back("--allow-run-as-root");
+    }
   }
   args.push_back(RunfilePath("server/mpigate-server"));
   args.insert(args.end(),
               {absl::StrCat("--workers=", options.workers), absl::StrCat("--listen=", target_),
                absl::StrCat("--endpoint-file=", endpoint_file_),
                absl::StrCat("--worker-binary=", RunfilePath("worker/mpigate-worker"))});
-  if (options.world) args.push_back("--world");
+  if (world) args.push_back("--world");
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -168,6 +182,12 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
   metrics_address_ = endpoint->metrics;
   metrics_token_ = endpoint->metrics_token;
   return absl::OkStatus();
+}
+
+std::vector<pid_t> ServerProcess::WorkerPids() const {
+  std::vector<pid_t> workers = DescendantsNamed(pool_root(), worker_process_name());
+  workers.erase(std::remove(workers.begin(), workers.end(), server_pid_), workers.end());
+  return workers;
 }
 
 absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {

@@ -1,10 +1,11 @@
 // ServerProcess: a real mpigate-server started as a child process for end-to-end tests.
 //
 // Start() launches it (directly, as an MPI singleton, or under `mpiexec -n 1`) and blocks until it
-// prints its ready line. Stop() sends SIGTERM and waits for it to exit, then reaps every
-// descendant it left (MPI daemon, workers): the test process makes itself a child subreaper, so
-// orphaned descendants become its children, and "no process left behind" is checked by waiting
-// for them rather than by polling or sleeping.
+// prints its ready line. Built against MPICH (--config=mpich), which cannot spawn, it always starts
+// the pool in world mode (`mpiexec.mpich -n workers+1 mpigate-server --world`). Stop() sends
+// SIGTERM and waits for it to exit, then reaps every descendant it left (MPI daemon, workers): the
+// test process makes itself a child subreaper, so orphaned descendants become its children, and "no
+// process left behind" is checked by waiting for them rather than by polling or sleeping.
 //
 // Thread-safety: one thread drives a ServerProcess.
 #ifndef MPIGATE_TESTS_SERVER_PROCESS_H_
@@ -70,6 +71,14 @@ class ServerProcess {
   const std::string& metrics_token() const { return metrics_token_; }
   // The mpigate-server process (not mpiexec).
   pid_t pid() const { return server_pid_; }
+  // The process below which every process of the pool runs (workers, task runners): the server,
+  // or in world mode mpiexec, whose ranks the workers are.
+  pid_t pool_root() const { return world_ ? pid_ : server_pid_; }
+  // The pool's worker processes: the mpigate-worker processes the server spawned, or in world
+  // mode its ranks 1..N (mpigate-server processes besides the gateway).
+  std::vector<pid_t> WorkerPids() const;
+  // The name of a worker's process: "mpigate-worker", or in world mode "mpigate-server".
+  std::string worker_process_name() const { return world_ ? "mpigate-server" : "mpigate-worker"; }
 
   // Sends `signal_number` (SIGTERM by default; 0 sends nothing, for a server that stops by
   // itself), waits for the server to exit, and reaps all its descendants.
@@ -78,6 +87,7 @@ class ServerProcess {
  private:
   // The child started: mpigate-server, or mpiexec running it.
   pid_t pid_ = -1;
+  bool world_ = false;
   pid_t server_pid_ = -1;
   std::string stderr_file_;
   // The read end of the server's stdout, open until it exits so that its prints never fail.

@@ -3,6 +3,7 @@
 # everything is already there. Builds nothing: the build is Bazel's job (see README.md).
 #
 #   tools/setup.sh                 what mpigate needs to build and test
+#   tools/setup.sh --mpich         MPICH 4.0 too, for --config=mpich (tools/test.sh --mpich)
 #   tools/setup.sh --bench-peers   what bench/compare.sh compares it with (not needed to test)
 set -euo pipefail
 
@@ -53,12 +54,19 @@ command -v npm >/dev/null || packages+=(npm)
 what="mpigate needs"
 case "${1:-}" in
   "") ;;
+  --mpich)
+    # Next to Open MPI, not instead: installing it changes Debian's `mpi` alternatives (mpicc,
+    # mpiexec, mpi.h), which neither build uses (bazel/system_deps.bzl asks pkg-config for
+    # `ompi-c` and `mpich` and calls mpiexec.openmpi and mpiexec.mpich by name).
+    packages+=(mpich libmpich-dev)
+    what="mpigate needs, with MPICH"
+    ;;
   --bench-peers)
     # mpi4py.futures and Dask, run with Debian's /usr/bin/python3, and gnuplot for the plot.
     packages=(python3-mpi4py python3-distributed gnuplot-nox)
     what="bench/compare.sh compares with"
     ;;
-  *) echo "usage: tools/setup.sh [--bench-peers]" >&2; exit 2 ;;
+  *) echo "usage: tools/setup.sh [--mpich | --bench-peers]" >&2; exit 2 ;;
 esac
 install_missing_debian_packages() {
   local missing=() name
@@ -106,4 +114,4 @@ install_node_client_modules() {
   touch "$dir/node_modules"
 }
 
-if [ -z "${1:-}" ]; then install_node_client_modules; fi
+if [ "${1:-}" != --bench-peers ]; then install_node_client_modules; fi

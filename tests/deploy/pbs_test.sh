@@ -92,7 +92,7 @@ fi
 echo "=== a job whose gateway the job's shell cannot signal, stopped by SIGTERM to that shell"
 endpoint="${dir}/elsewhere/endpoint"
 mkfifo "${dir}/elsewhere.out"
-env PATH="${runfiles}/tests/deploy/other_node:${PATH}" \
+env MPIGATE_MPIEXEC="${runfiles}/tests/deploy/other_node/mpiexec" \
   qsub -W block=true -l select=1:ncpus=2:mpiprocs=2 -v "MPIGATE_ENDPOINT_FILE=${endpoint}" \
   -o "${dir}/elsewhere.out" "${runfiles}/deploy/pbs/mpigate.pbs" >/dev/null \
   2>"${dir}/elsewhere.err" &

@@ -64,7 +64,7 @@ run_case() {
 
   mkfifo "${case_dir}/job.out"
   local service_env=(MPIGATE_LAUNCHER="$launcher" MPIGATE_DRAIN_GRACE=20s)
-  [ -z "$other_node" ] || service_env+=(PATH="${runfiles}/tests/deploy/other_node:${PATH}")
+  [ -z "$other_node" ] || service_env+=(MPIGATE_MPIEXEC="${runfiles}/tests/deploy/other_node/mpiexec")
   [ -z "$endpoint_file" ] || service_env+=(MPIGATE_ENDPOINT_FILE="$endpoint_file")
   env "${service_env[@]}" sbatch --wait --ntasks=3 --output="${case_dir}/job.out" \
     "$service_script" --log-level=info >"${case_dir}/sbatch.out" 2>"${case_dir}/sbatch.err" &

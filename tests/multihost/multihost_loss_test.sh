@@ -21,16 +21,8 @@ done
 
 # --- The service --------------------------------------------------------------------------------
 export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
-forward=(-x MPIGATE_NETNS_HOSTS)
-for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
-  if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
-done
-start_server --launcher "${dir}/pool" ip netns exec "$hd" "$mpiexec" --allow-run-as-root \
-  --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
-  --enable-recovery --mca orte_abort_on_non_zero_status 0 \
-  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
-  --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
-  "${forward[@]}" \
+pool_launch --enable-recovery --mca orte_abort_on_non_zero_status 0
+start_server --launcher "${dir}/pool" ip netns exec "$hd" "${launch[@]}" \
   "$server" --world --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint"
 target="$(head -n 1 "${dir}/endpoint")"
 token="$(sed -n 's/^token=//p' "${dir}/endpoint")"

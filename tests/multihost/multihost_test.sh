@@ -2,14 +2,15 @@
 # Multi-host on one machine. Makes four network namespaces of its own, joined by veth pairs to a
 # bridge in the first, on a private subnet that exists only inside them (nothing is added to the
 # machine's own network namespace, so nothing can clash with its addresses):
-#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP) runs here, and the bridge
+#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP or Hydra's) runs here, and the bridge
 #   h1  10.231.0.11  a worker host, 2 slots: rank 0 (the gateway) and rank 1 (a worker)
 #   h2  10.231.0.12  a worker host, 1 slot: rank 2 (a worker)
 #   c   10.231.0.13  the client
 # Open MPI launches its daemons onto h1 and h2 through netns_rsh.sh (its rsh agent), which runs
 # them in the host's namespace with a host name of its own (a UTS namespace), and its ranks talk
-# over TCP (btl tcp,self; oob and btl restricted to the subnet). mpigate-server runs in world mode
-# (`mpiexec -n 3 mpigate-server --world`), listening on TCP at h1's address; from c,
+# over TCP (btl tcp,self; oob and btl restricted to the subnet). Built against MPICH, Hydra starts
+# its proxies there through the same script (-launcher ssh -launcher-exec). mpigate-server runs in
+# world mode (`mpiexec -n 3 mpigate-server --world`), listening on TCP at h1's address; from c,
 # multihost_client checks that the workers run on h1 and h2 (a broadcast `exec` of hostname) and
 # that 300 echo tasks come back right, and the CLI (`mpigate status`, `mpigate map echo`) works over
 # TCP too. Then SIGTERM to rank 0 drains and stops the service; mpiexec must exit 0, no process may
@@ -29,16 +30,8 @@ done
 # --- The service --------------------------------------------------------------------------------
 # The agent maps each host address to its namespace and host name.
 export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
-forward=(-x MPIGATE_NETNS_HOSTS)
-# The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
-for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
-  if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
-done
-start_server --launcher "${dir}/pool" ip netns exec "$hd" "$mpiexec" --allow-run-as-root \
-  --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3 \
-  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1 \
-  --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet" \
-  "${forward[@]}" \
+pool_launch
+start_server --launcher "${dir}/pool" ip netns exec "$hd" "${launch[@]}" \
   "$server" --world --allow-exec --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint" \
   --max-tasks-per-worker=4
 gateway_pid="${server_pid[${dir}/pool]}"

@@ -2,13 +2,14 @@
 # their own, joined by veth pairs to a bridge in the first, on a private subnet that exists only
 # inside them (nothing is added to the machine's own network namespace, so nothing can clash with
 # its addresses):
-#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP) runs here, and the bridge
+#   hd  10.231.0.10  the head node: mpiexec (Open MPI's HNP or Hydra's) runs here, and the bridge
 #   h1  10.231.0.11  a worker host
 #   h2  10.231.0.12  a worker host
 #   c   10.231.0.13  the client
-# and sets server, client, cli, agent, mpiexec (the binaries), hd, h1, h2, cn (the namespaces'
-# names), namespaces, made, subnet, dir (a directory of the test's
-# own), ns_pids (the processes in them), and a trap that kills those and deletes the namespaces.
+# and sets server, client, cli, agent, mpiexec (the binaries), mpi_family (openmpi or mpich, the
+# library the server links), hd, h1, h2, cn (the namespaces' names), namespaces, made, subnet, dir
+# (a directory of the test's own), ns_pids (the processes in them), pool_launch (the mpiexec
+# command line for a 3-rank pool), and a trap that kills those and deletes the namespaces.
 # Where namespaces cannot be made it prints "SKIPPED: cannot create network namespaces here:
 # <reason>" to the log and stderr and exits 0.
 skip() {
@@ -26,7 +27,9 @@ server="${runfiles}/server/mpigate-server"
 client="${runfiles}/tests/multihost/multihost_client"
 cli="${runfiles}/cli/mpigate"
 agent="${runfiles}/tests/multihost/netns_rsh.sh"
-mpiexec="$(command -v mpiexec)" || fail "no mpiexec on PATH (Open MPI): run tools/setup.sh"
+# The launcher of the MPI library the server links (mpiexec.openmpi or mpiexec.mpich).
+launcher_line="$("$server" --mpi_launcher)" || fail "${server} --mpi_launcher failed"
+read -r mpi_family mpiexec <<<"$launcher_line"
 
 # Names unique to this run, so that parallel runs never collide (namespace names are global;
 # interface names only within their namespace).
@@ -83,3 +86,26 @@ for ns in "$h1" "$h2" "$cn"; do
   octet=$((octet + 1))
 done
 echo "namespaces ${namespaces[*]} on ${subnet}"
+
+# pool_launch [OPEN_MPI_ARGS...]: sets `launch` to the mpiexec command line of 3 ranks, 2 on h1
+# (10.231.0.11) and 1 on h2, run from hd; OPEN_MPI_ARGS are added under Open MPI only.
+pool_launch() {
+  if [ "$mpi_family" = openmpi ]; then
+    local forward=(-x MPIGATE_NETNS_HOSTS)
+    # The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
+    local name
+    for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
+      if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
+    done
+    launch=("$mpiexec" --allow-run-as-root --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3
+      "$@" --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
+      --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
+      "${forward[@]}")
+  else
+    # Hydra (MPICH): the agent as its ssh, and the bridge's address for its proxies to call back
+    # to (without -iface they call the host's name, which from h1 and h2 nothing answers). Hydra
+    # passes the whole environment on, MPIGATE_NETNS_HOSTS and the sanitizers' options included.
+    launch=("$mpiexec" -hosts 10.231.0.11:2,10.231.0.12:1 -n 3 -launcher ssh -launcher-exec "$agent"
+      -iface br0)
+  fi
+}

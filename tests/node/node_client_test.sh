@@ -28,13 +28,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server "${dir}/unix" "${runfiles}/server/mpigate-server" --workers=2 \
+pool_command "${runfiles}/server/mpigate-server" 2
+start_server "${pool_launcher[@]}" "${dir}/unix" "${pool_command[@]}" \
   --listen="unix:${dir}/s.sock" --endpoint-file="${dir}/endpoint" \
   --worker-binary="${runfiles}/worker/mpigate-worker" --max-tasks-per-worker=1
 # And one on TCP with TLS that requires client certificates (signed by the test CA); its endpoint
 # file holds its token and tls=1.
 "${runfiles}/tests/shell/make_test_certs" "${dir}/certs"
-start_server "${dir}/tls" "${runfiles}/server/mpigate-server" --workers=1 \
+pool_command "${runfiles}/server/mpigate-server" 1
+start_server "${pool_launcher[@]}" "${dir}/tls" "${pool_command[@]}" \
   --listen=127.0.0.1:0 --endpoint-file="${dir}/tls_endpoint" \
   --worker-binary="${runfiles}/worker/mpigate-worker" --tls-cert="${dir}/certs/server.pem" \
   --tls-key="${dir}/certs/server.key" --tls-client-ca="${dir}/certs/ca.pem"

@@ -40,6 +40,7 @@ class ServerProcess:
         self._workers = workers
         self._flags = list(flags)
         self._process = None
+        self._server_pid = None
         self.dir = None
         self.target = None
         self.endpoint_file = None
@@ -62,6 +63,13 @@ class ServerProcess:
             f"--endpoint-file={self.endpoint_file}",
             f"--worker-binary={runfile('worker/mpigate-worker')}",
         ] + self._flags
+        # Built against MPICH, which cannot spawn (server/mpi_library.h), the pool runs in world
+        # mode under the build's own launcher, with the same workers.
+        family, mpiexec = subprocess.run(
+            [runfile("server/mpigate-server"), "--mpi_launcher"], check=True,
+            capture_output=True, text=True).stdout.split()
+        if family != "openmpi":
+            args = [mpiexec, "-n", str(self._workers + 1)] + args + ["--world"]
         # stdout is a pipe to read the ready line from; stderr goes to a file, so that however
         # much the server and its workers print, nothing blocks on a full pipe.
         with open(os.path.join(self.dir, "stderr"), "wb") as stderr:
@@ -71,6 +79,8 @@ class ServerProcess:
         for line in self._process.stdout:
             seen.append(line.decode(errors="replace"))
             if b"mpigate-server: ready" in line:
+                # Under mpiexec, the process to signal is the server, not the launcher.
+                self._server_pid = int(line.rsplit(b", pid ", 1)[1])
                 return
         _, stderr_text = self.stop(signal.SIGKILL)
         raise RuntimeError(f"mpigate-server did not become ready: {''.join(seen)}{stderr_text}")
@@ -90,7 +100,11 @@ class ServerProcess:
     def stop(self, signal_number=signal.SIGTERM):
         """Signals the server, waits for it and for every process it left; returns its exit code
         (negative: the signal that ended it) and what it printed on stderr."""
-        self._process.send_signal(signal_number)
+        if self._server_pid is None:
+            self._process.send_signal(signal_number)
+        else:
+            os.kill(self._server_pid, signal_number)
+        self._server_pid = None
         exit_code = self._process.wait()
         self._process.stdout.close()
         self._process = None

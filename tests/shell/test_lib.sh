@@ -83,6 +83,22 @@ start_server() {
     fail "mpigate-server ${name##*/}: the ready line's pid is not ${server_command_pid[$name]}"
 }
 
+# Sets `pool_command` (an array) to the command that starts mpigate-server SERVER with WORKERS
+# workers, and `pool_launcher` to the start_server flag it needs: the server itself (spawn mode),
+# or, built against MPICH, which cannot spawn, the build's mpiexec running it in world mode.
+pool_command() {
+  local server=$1 workers=$2 line family mpiexec
+  line="$("$server" --mpi_launcher)" || fail "${server} --mpi_launcher failed"
+  read -r family mpiexec <<<"$line"
+  if [ "$family" = openmpi ]; then
+    pool_command=("$server" "--workers=${workers}")
+    pool_launcher=()
+  else
+    pool_command=("$mpiexec" -n "$((workers + 1))" "$server" --world "--workers=${workers}")
+    pool_launcher=(--launcher)
+  fi
+}
+
 # Stops the server NAME of start_server with SIGTERM (to the server, not to a launcher), waits
 # for the command it ran and echoes the rest of its stdout. Fails, with its stderr, unless the
 # command exits 0.
