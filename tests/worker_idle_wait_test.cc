@@ -70,7 +70,7 @@ TEST_P(WorkerIdleWaitTest, BetweenTasksTheWorkerWaitsOnItsDoorbell) {
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
   }
-  const std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+  const std::vector<pid_t> workers = server.WorkerPids();
   ASSERT_EQ(workers.size(), 1u);
 
   constexpr int kTasks = 20;
