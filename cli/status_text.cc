@@ -91,13 +91,16 @@ std::string FormatBytes(uint64_t bytes) {
 }
 
 std::string FormatPoolStatus(const v1::PoolStatus& status, absl::string_view endpoint) {
-  const uint32_t idle =
-      status.workers() > status.busy_workers() ? status.workers() - status.busy_workers() : 0;
+  // A lost worker not yet replaced is neither busy nor idle.
+  const uint32_t serving =
+      status.workers() > status.workers_down() ? status.workers() - status.workers_down() : 0;
+  const uint32_t idle = serving > status.busy_workers() ? serving - status.busy_workers() : 0;
+  std::string workers =
+      absl::StrFormat("%u: %u busy, %u idle", status.workers(), status.busy_workers(), idle);
+  if (status.workers_down() > 0) absl::StrAppend(&workers, ", ", status.workers_down(), " down");
   std::string text;
   absl::StrAppend(
-      &text, Row("endpoint", endpoint), Row("state", StateText(status)),
-      Row("workers",
-          absl::StrFormat("%u: %u busy, %u idle", status.workers(), status.busy_workers(), idle)),
+      &text, Row("endpoint", endpoint), Row("state", StateText(status)), Row("workers", workers),
       Row("queued", absl::StrCat(status.queued_tasks(), " tasks")),
       Row("tasks/s", absl::StrFormat("%.1f over the last 10 s", status.recent_tasks_per_second())),
       Row("uptime", FormatUptime(absl::Milliseconds(status.uptime_ms()))),

@@ -102,6 +102,15 @@ TEST(FormatPoolStatusTest, SaysWhyWhenDegraded) {
                         "replacements are starting\n"));
 }
 
+TEST(FormatPoolStatusTest, AWorkerDownIsNeitherBusyNorIdle) {
+  v1::PoolStatus status;
+  status.set_workers(3);
+  status.set_busy_workers(1);
+  status.set_workers_down(1);
+  EXPECT_THAT(FormatPoolStatus(status, "x"),
+              HasSubstr("workers    3: 1 busy, 1 idle, 1 down\n"));
+}
+
 TEST(FormatUptimeTest, TwoOrThreeUnits) {
   EXPECT_EQ(FormatUptime(absl::Milliseconds(999)), "0s");
   EXPECT_EQ(FormatUptime(absl::Seconds(42)), "42s");
