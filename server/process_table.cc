@@ -75,6 +75,23 @@ absl::Time ProcessTable::YoungestUp() const {
   return youngest;
 }
 
+int ProcessTable::Stopping() const {
+  return static_cast<int>(std::count_if(
+      processes_.begin(), processes_.end(),
+      [](const Process& process) { return process.state == Process::State::kStopping; }));
+}
+
+MPI_Comm ProcessTable::AbortComm() const {
+  if (target_ >= 0 && cohorts_[static_cast<size_t>(target_)].comm != MPI_COMM_NULL) {
+    return cohorts_[static_cast<size_t>(target_)].comm;
+  }
+  MPI_Comm comm = MPI_COMM_WORLD;
+  for (const Cohort& cohort : cohorts_) {
+    if (cohort.comm != MPI_COMM_NULL) comm = cohort.comm;
+  }
+  return comm;
+}
+
 bool ProcessTable::KilledStillEnding() const {
   return std::any_of(processes_.begin(), processes_.end(), [](const Process& process) {
     return process.state != Process::State::kGone && !process.killed_because.empty();

@@ -89,6 +89,7 @@ class ProcessTable {
   ProcessTable& operator=(const ProcessTable&) = delete;
 
   int workers() const { return workers_; }
+  int rank_offset() const { return rank_offset_; }
 
   // Records a job just started through `comm` at `now`: its processes boot, serving no worker
   // yet, and it becomes the target that workers move onto. It takes the place of a job that is
@@ -97,6 +98,7 @@ class ProcessTable {
   int AddCohort(MPI_Comm comm, absl::Time now);
 
   Cohort& cohort(int c) { return cohorts_[static_cast<size_t>(c)]; }
+  const Cohort& cohort(int c) const { return cohorts_[static_cast<size_t>(c)]; }
   std::vector<Cohort>& cohorts() { return cohorts_; }
   int cohort_count() const { return static_cast<int>(cohorts_.size()); }
   Process& process(int id) { return processes_[static_cast<size_t>(id)]; }
@@ -137,6 +139,12 @@ class ProcessTable {
   int WorkersDown() const;
   // When the youngest process serving a worker came up; InfinitePast if none does.
   absl::Time YoungestUp() const;
+  // Processes told to shut down whose goodbye has not come.
+  int Stopping() const;
+  // The communicator through which to abort every job: the newest job's, or another still
+  // connected (a rejected job's is null by now, and MPI_Abort needs a valid one), else
+  // MPI_COMM_WORLD.
+  MPI_Comm AbortComm() const;
   // Whether a process the gateway killed has not ended yet.
   bool KilledStillEnding() const;
 
