@@ -1,7 +1,7 @@
 // How mpigate-server picks the pool size: --workers, $MPIGATE_MAX_WORKERS, the MPI universe less
 // the running processes (as mpi4py.futures does), the core count.
 #include "gtest/gtest.h"
-#include "server/mpi_pool.h"
+#include "server/worker_count.h"
 
 namespace mpigate::server {
 namespace {
