@@ -31,7 +31,7 @@ std::string HowProcessEnded(std::string heard, const std::string& doorbell,
   if (heard.empty()) {
     heard =
         "its process ended without a word (killed by SIGKILL, e.g. by the kernel's OOM killer, "
-        "or ended by Open MPI)";
+        "or ended by the MPI runtime)";
   }
   return heard;
 }
