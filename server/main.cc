@@ -47,125 +47,128 @@
 #include "server/serving_access.h"
 #include "server/stop_signal.h"
 
-// The flags' defaults, which ServerFlags holds for MakeServerConfig's tests.
-const mpigate::server::ServerFlags kDefaults;
+// The flags' defaults: ServerFlags holds them, for MakeServerConfig and its tests.
+static const mpigate::server::ServerFlags& Defaults() {
+  static const auto* const defaults = new mpigate::server::ServerFlags();
+  return *defaults;
+}
 
-ABSL_FLAG(int, workers, kDefaults.workers,
+ABSL_FLAG(int, workers, Defaults().workers,
           "Number of workers. Default: $MPIGATE_MAX_WORKERS, else the MPI universe size, else "
           "the number of cores.");
-ABSL_FLAG(std::string, listen, kDefaults.listen,
+ABSL_FLAG(std::string, listen, Defaults().listen,
           "Where to serve gRPC: unix:PATH, HOST:PORT or :PORT. Default: "
           "unix:$MPIGATE_RUN_DIR/gateway.sock (run dir default /tmp/mpigate-<uid>).");
-ABSL_FLAG(std::string, token_file, kDefaults.token_file,
+ABSL_FLAG(std::string, token_file, Defaults().token_file,
           "On TCP: use the token in this file (its first line, 16+ characters of "
           "[A-Za-z0-9._~+/=-]) instead of a random one made at start, e.g. one a batch job shares "
           "with its clients. Every call must carry it (`authorization: Bearer <token>`).");
-ABSL_FLAG(std::string, tls_cert, kDefaults.tls_cert,
+ABSL_FLAG(std::string, tls_cert, Defaults().tls_cert,
           "Serve TLS with this certificate chain (PEM file); needs --tls-key and a TCP --listen. "
           "Clients verify it against the CA they are given (MPIGATE_TLS_CA).");
-ABSL_FLAG(std::string, tls_key, kDefaults.tls_key, "The private key of --tls-cert (PEM file).");
-ABSL_FLAG(std::string, tls_client_ca, kDefaults.tls_client_ca,
+ABSL_FLAG(std::string, tls_key, Defaults().tls_key, "The private key of --tls-cert (PEM file).");
+ABSL_FLAG(std::string, tls_client_ca, Defaults().tls_client_ca,
           "With --tls-cert: require every client to present a certificate signed by this CA "
           "(PEM file), and refuse the handshake otherwise.");
-ABSL_FLAG(std::string, endpoint_file, kDefaults.endpoint_file,
+ABSL_FLAG(std::string, endpoint_file, Defaults().endpoint_file,
           "Where to write the endpoint clients read. Default: $MPIGATE_ENDPOINT_FILE, else "
           "$MPIGATE_RUN_DIR/endpoint.");
-ABSL_FLAG(std::string, worker_binary, kDefaults.worker_binary,
+ABSL_FLAG(std::string, worker_binary, Defaults().worker_binary,
           "Path of mpigate-worker. Default: $MPIGATE_WORKER_BINARY, else next to this program.");
-ABSL_FLAG(std::string, isolation, kDefaults.isolation,
+ABSL_FLAG(std::string, isolation, Defaults().isolation,
           "Where workers run task code: `process` (a task runner process per worker, so that a "
           "function that crashes fails only its task: ABORTED, and the worker starts a fresh "
           "runner) or `none` (on a thread of the MPI worker itself: a little cheaper per task, "
           "but a crash takes down the whole pool). Gang functions always run in the worker.");
-ABSL_FLAG(std::string, runner_binary, kDefaults.runner_binary,
+ABSL_FLAG(std::string, runner_binary, Defaults().runner_binary,
           "Path of mpigate-runner, the task runner. Default: $MPIGATE_RUNNER_BINARY, else next to "
           "the worker's executable (in world mode, next to this program).");
-ABSL_FLAG(int, max_message_mb, kDefaults.max_message_mb,
+ABSL_FLAG(int, max_message_mb, Defaults().max_message_mb,
           "Largest gRPC message accepted or sent, in MiB (1-2047); a larger task or result fails "
           "alone with RESOURCE_EXHAUSTED.");
-ABSL_FLAG(absl::Duration, drain_grace, kDefaults.drain_grace,
+ABSL_FLAG(absl::Duration, drain_grace, Defaults().drain_grace,
           "On SIGTERM/SIGINT, how long running tasks may take to finish before the workers are "
           "aborted.");
-ABSL_FLAG(absl::Duration, bootup_timeout, kDefaults.bootup_timeout,
+ABSL_FLAG(absl::Duration, bootup_timeout, Defaults().bootup_timeout,
           "How long the workers may take to start, initializer included.");
-ABSL_FLAG(bool, world, kDefaults.world,
+ABSL_FLAG(bool, world, Defaults().world,
           "World mode: run as `mpiexec -n N+1 mpigate-server --world`; rank 0 is the gateway and "
           "ranks 1..N are the workers (no spawn).");
 ABSL_FLAG(bool, mpi_launcher, false,
           "Print the MPI library this build links (openmpi or mpich) and the mpiexec that goes "
           "with it, on one line, and exit; $MPIGATE_MPIEXEC names another launcher. For scripts "
           "that start the server under mpiexec (deploy/).");
-ABSL_FLAG(std::string, initializer, kDefaults.initializer,
+ABSL_FLAG(std::string, initializer, Defaults().initializer,
           "A registered function every worker runs once, before any task (mpi4py's initializer). "
           "If it fails, the pool is broken: tasks fail with FAILED_PRECONDITION "
           "\"BrokenExecutor: ...\" and status says why.");
-ABSL_FLAG(std::string, initargs, kDefaults.initargs,
+ABSL_FLAG(std::string, initargs, Defaults().initargs,
           "The initializer's input (mpi4py's initargs).");
-ABSL_FLAG(std::string, worker_wdir, kDefaults.worker_wdir,
+ABSL_FLAG(std::string, worker_wdir, Defaults().worker_wdir,
           "The workers' working directory (mpi4py's wdir).");
-ABSL_FLAG(std::string, task_lib_path, kDefaults.task_lib_path,
+ABSL_FLAG(std::string, task_lib_path, Defaults().task_lib_path,
           "Directories (DIR:DIR...) where workers look for --task-lib libraries, before those of "
           "$MPIGATE_TASK_LIB_PATH (mpi4py's path).");
-ABSL_FLAG(double, resume_grace_s, kDefaults.resume_grace_s,
+ABSL_FLAG(double, resume_grace_s, Defaults().resume_grace_s,
           "How long, in seconds, a session whose stream ended early (its connection dropped, its "
           "client died) keeps running its tasks and keeping their outcomes for a client to resume "
           "it with its token. After that its queued tasks are cancelled, its running ones "
           "interrupted, and everything it held is freed. 0: a session ends with its stream.");
-ABSL_FLAG(int64_t, max_sessions, kDefaults.max_sessions,
+ABSL_FLAG(int64_t, max_sessions, Defaults().max_sessions,
           "The most sessions open at once, detached ones included: one more ends the detached "
           "session that has waited longest for its client (its tasks cancelled or interrupted); "
           "if every session has its client, the new one gets RESOURCE_EXHAUSTED naming this "
           "limit, and the sessions open go on. 0: no limit.");
-ABSL_FLAG(int64_t, max_queued_tasks_per_session, kDefaults.max_queued_tasks_per_session,
+ABSL_FLAG(int64_t, max_queued_tasks_per_session, Defaults().max_queued_tasks_per_session,
           "The most tasks one session may have waiting for a worker: a task submitted beyond it is "
           "rejected with RESOURCE_EXHAUSTED naming this limit (the session and other sessions go "
           "on, and submits are accepted again as its queue drains). 0: no limit.");
-ABSL_FLAG(int, max_unread_result_mb, kDefaults.max_unread_result_mb,
+ABSL_FLAG(int, max_unread_result_mb, Defaults().max_unread_result_mb,
           "The most MiB of outcomes one session may hold for its client: not yet read, or read and "
           "not acknowledged, failures included, with a few hundred bytes reserved for each "
           "unfinished task. A task that does not fit is rejected with RESOURCE_EXHAUSTED, and a "
           "result that would pass it fails with RESOURCE_EXHAUSTED, so a client that stops "
           "reading cannot exhaust the gateway's memory. Keep it well above the largest result: "
           "clients acknowledge in batches (the C++ client every 20 ms or 4 MiB). 0: no limit.");
-ABSL_FLAG(int, max_tasks_per_worker, kDefaults.max_tasks_per_worker,
+ABSL_FLAG(int, max_tasks_per_worker, Defaults().max_tasks_per_worker,
           "The most tasks a worker holds at once when its tasks are short: one runs, the rest wait "
           "in its backlog, so that it never waits for the gateway between two; how many follows "
           "their run times, within --prefetch-window of work. A task handed to a worker is "
           "running: it can be interrupted, no longer cancelled. 1: one task at a time.");
-ABSL_FLAG(absl::Duration, prefetch_window, kDefaults.prefetch_window,
+ABSL_FLAG(absl::Duration, prefetch_window, Defaults().prefetch_window,
           "How much work, by its recent run times, a worker's backlog may hold: a worker running "
           "tasks this long or longer holds one at a time.");
-ABSL_FLAG(bool, shared_memory, kDefaults.shared_memory,
+ABSL_FLAG(bool, shared_memory, Defaults().shared_memory,
           "Let clients on this host, as this user, pass large payloads and results through "
           "shared memory objects in /dev/shm instead of the gRPC stream and MPI (the C++ client "
           "does so from 64 KiB). Objects are mode 0600, removed as their tasks and outcomes "
           "end, and whatever is left when the server exits.");
-ABSL_FLAG(bool, allow_exec, kDefaults.allow_exec,
+ABSL_FLAG(bool, allow_exec, Defaults().allow_exec,
           "Enable the built-in `exec` task, which runs any program a client names on the workers "
           "as this service's user. Off by default: exec is then refused with PERMISSION_DENIED.");
-ABSL_FLAG(std::string, python, kDefaults.python,
+ABSL_FLAG(std::string, python, Defaults().python,
           "Python tasks (python.call and python.gang, which mpigate.futures submits): `auto` has "
           "the workers load libmpigate_python.so, the Python task runtime, when it is found (next "
           "to this program, or in its build tree) and loads; `on` fails the start if it cannot; "
           "`off` never loads it.");
-ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
+ABSL_FLAG(std::string, metrics_listen, Defaults().metrics_listen,
           "Serve Prometheus metrics at http://ADDRESS/metrics: PORT (on 127.0.0.1) or HOST:PORT "
           "(0.0.0.0:PORT for every interface; port 0 picks one, shown in the log). Off when "
           "empty. Every scrape must carry `Authorization: Bearer <token>`: see "
           "--metrics_token_file.");
-ABSL_FLAG(std::string, metrics_token_file, kDefaults.metrics_token_file,
+ABSL_FLAG(std::string, metrics_token_file, Defaults().metrics_token_file,
           "The bearer token a scrape of --metrics_listen must carry, from this file (its first "
           "line, 16+ characters), so that a scraper's credentials file stays valid across "
           "restarts. Default: the service's token on TCP, a fresh random one on a Unix socket. "
           "The endpoint file's metrics_token= line names it either way.");
-ABSL_FLAG(double, idle_memory_release_s, kDefaults.idle_memory_release_s,
+ABSL_FLAG(double, idle_memory_release_s, Defaults().idle_memory_release_s,
           "Seconds of quiet after which the gateway gives the free heap pages it holds after a "
           "peak (a burst of large tasks, many sessions) back to the system. 0: never.");
-ABSL_FLAG(absl::Duration, max_connection_idle, kDefaults.max_connection_idle,
+ABSL_FLAG(absl::Duration, max_connection_idle, Defaults().max_connection_idle,
           "How long a client connection may carry no call before the service closes it (an "
           "HTTP/2 GOAWAY; a client reconnects for its next call). A session's stream keeps its "
           "connection busy. inf: never.");
-ABSL_FLAG(absl::Duration, handshake_timeout, kDefaults.handshake_timeout,
+ABSL_FLAG(absl::Duration, handshake_timeout, Defaults().handshake_timeout,
           "How long a new connection may take to open: the TLS handshake, if any, and the "
           "client's HTTP/2 preface and settings. A connection that has not by then is closed.");
 ABSL_FLAG(std::string, log_level, "info",
