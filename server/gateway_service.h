@@ -1,9 +1,9 @@
 // GatewayService: the gRPC face of the gateway (service mpigate.v1.Gateway).
 //
 // A thin adapter: it validates and converts requests, hands them to the Scheduler, and streams
-// the Scheduler's outcomes back. It never blocks in a reaction and never calls MPI. Outcomes are
-// pushed to a session's stream by whichever thread completes them (the MPI thread), through a
-// SessionListener; writes are batched, one in flight per stream.
+// the Scheduler's outcomes back (server/session_reactor.h). It never blocks in a reaction and
+// never calls MPI. The thread that completes tasks (the MPI thread) only tells a session's
+// listener; the service's StreamPump thread collects the outcomes and starts the writes.
 //
 // With a token, nothing a caller sends is read before the caller is authenticated: gRPC reads a
 // unary method's whole request before any handler (or interceptor) sees the call, so those
@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "server/scheduler.h"
+#include "server/stream_pump.h"
 
 namespace mpigate::server {
 
@@ -82,6 +83,8 @@ class GatewayService final : public GatewayServiceBase {
   grpc::Status Authenticate(const grpc::CallbackServerContext& context);
 
   Scheduler& scheduler_;
+  // Declared first, destroyed last: the calls below post to it until they are done.
+  StreamPump pump_;
   const std::function<void(std::string reason)> stop_service_;
   const std::string shared_memory_domain_;
   const std::string token_;
