@@ -147,6 +147,21 @@ std::vector<v1::SessionRequest> FakeGateway::AwaitRequests(v1::SessionRequest::R
   return Requests(kind);
 }
 
+std::vector<v1::SessionRequest> FakeGateway::AwaitTasks(size_t count) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      size_t tasks = 0;
+      for (const v1::SessionRequest& request : requests_) {
+        if (request.has_submit()) tasks += request.submit().tasks_size();
+      }
+      return tasks >= count;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), kPatience);
+  }
+  return Requests(v1::SessionRequest::kSubmit);
+}
+
 std::vector<v1::SessionRequest> FakeGateway::Requests(v1::SessionRequest::RequestCase kind) const {
   absl::MutexLock lock(&mu_);
   std::vector<v1::SessionRequest> those;

@@ -64,6 +64,10 @@ class FakeGateway final : public internal::GatewayConnection {
   // they do not come within 30 s, for the test's assertion to report.
   std::vector<v1::SessionRequest> AwaitRequests(v1::SessionRequest::RequestCase kind,
                                                 size_t count);
+  // Waits until the `submit` requests (on any call) carry `count` task specs in all, however
+  // many messages carried them (a submit that finds the writer idle goes alone); returns the
+  // `submit` requests, fewer if they do not come within 30 s.
+  std::vector<v1::SessionRequest> AwaitTasks(size_t count);
   // The requests of `kind` so far.
   std::vector<v1::SessionRequest> Requests(v1::SessionRequest::RequestCase kind) const;
   // How many calls were started.
