@@ -3,8 +3,6 @@
 // resuming after a dropped stream or a write that fails mid-way, and the service ending the
 // stream (with `closed`, without it, or with an error that is not worth resuming). No server: every
 // event arrives when the test sends it.
-#include "client/internal/session.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -14,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "client/internal/session.h"
 #include "tests/fake_gateway.h"
 
 namespace mpigate::internal {
@@ -138,8 +137,7 @@ TEST_F(ClientSessionTest, OutcomesOfEachKindCompleteTheirFutures) {
   EXPECT_EQ(Value(futures[0]), "result");
   EXPECT_EQ(futures[1].Result(kPatience).status(),
             absl::InvalidArgumentError("ValueError: bad input"));
-  EXPECT_EQ(futures[2].Result(kPatience).status(),
-            absl::CancelledError("cancelled by the client"));
+  EXPECT_EQ(futures[2].Result(kPatience).status(), absl::CancelledError("cancelled by the client"));
   EXPECT_TRUE(futures[2].Cancelled());
   EXPECT_EQ(futures[3].Result(kPatience).status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(futures[4].Result(kPatience).status(), absl::NotFoundError("no function 'echo'"));

@@ -97,8 +97,9 @@ v1::SessionEvent Opened(const std::string& resume_token, uint64_t resume_grace_m
 }
 
 FakeGateway::FakeGateway(OnOpen on_open)
-    : on_open_(on_open != nullptr ? std::move(on_open)
-                                  : [](const v1::OpenSession&) -> OnOpenResult { return Opened(); }) {}
+    : on_open_(on_open != nullptr
+                   ? std::move(on_open)
+                   : [](const v1::OpenSession&) -> OnOpenResult { return Opened(); }) {}
 
 FakeGateway::~FakeGateway() {
   absl::MutexLock lock(&mu_);
@@ -185,17 +186,19 @@ std::unique_ptr<internal::SessionStream> FakeGateway::StartSession(bool /*wait_f
   }
   // The stream owns the call and the function: `raw` lives as long as the function.
   Call* raw = call.get();
-  return std::make_unique<FakeStream>(std::move(call), [this, raw](const v1::SessionRequest& request) {
-    Record(request);
-    if (request.request_case() != v1::SessionRequest::kOpen) return;
-    OnOpenResult answer = on_open_(request.open());
-    absl::MutexLock call_lock(&raw->mu);
-    if (!answer.ok()) {
-      raw->EndLocked(answer.status());
-    } else if (answer->has_value()) {
-      raw->events.push_front(**std::move(answer));
-    }
-  });
+  return std::make_unique<FakeStream>(std::move(call),
+                                      [this, raw](const v1::SessionRequest& request) {
+                                        Record(request);
+                                        if (request.request_case() != v1::SessionRequest::kOpen)
+                                          return;
+                                        OnOpenResult answer = on_open_(request.open());
+                                        absl::MutexLock call_lock(&raw->mu);
+                                        if (!answer.ok()) {
+                                          raw->EndLocked(answer.status());
+                                        } else if (answer->has_value()) {
+                                          raw->events.push_front(**std::move(answer));
+                                        }
+                                      });
 }
 
 absl::StatusOr<std::vector<FunctionInfo>> FakeGateway::ListFunctions(absl::Duration) {

@@ -10,10 +10,10 @@
 //   fake.Send(...);                           // events for the current call, in order
 //   fake.End(absl::OkStatus());               // the service ends the call
 //
-// Each call answers `open` by itself as `on_open` says (default: Opened()); it sends nothing else unless the test says so: Send() queues events on the
-// current call, End() ends it once the events queued before are read, Break() ends it at once
-// (writes fail from then on). A client that resumes starts a new call, which becomes the current
-// one.
+// Each call answers `open` by itself as `on_open` says (default: Opened()); it sends nothing else
+// unless the test says so: Send() queues events on the current call, End() ends it once the events
+// queued before are read, Break() ends it at once (writes fail from then on). A client that resumes
+// starts a new call, which becomes the current one.
 //
 // Thread-safety: all methods may be called from any thread.
 #ifndef MPIGATE_TESTS_FAKE_GATEWAY_H_
@@ -62,8 +62,7 @@ class FakeGateway final : public internal::GatewayConnection {
 
   // Waits until `count` requests of `kind` arrived (on any call) and returns them all; fewer if
   // they do not come within 30 s, for the test's assertion to report.
-  std::vector<v1::SessionRequest> AwaitRequests(v1::SessionRequest::RequestCase kind,
-                                                size_t count);
+  std::vector<v1::SessionRequest> AwaitRequests(v1::SessionRequest::RequestCase kind, size_t count);
   // Waits until the `submit` requests (on any call) carry `count` task specs in all, however
   // many messages carried them (a submit that finds the writer idle goes alone); returns the
   // `submit` requests, fewer if they do not come within 30 s.

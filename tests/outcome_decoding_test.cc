@@ -30,8 +30,7 @@ TEST(OutcomeDecodingTest, SucceededCarriesResultItemsAndAttempts) {
   EXPECT_EQ(*ending.result, "out");
   ASSERT_EQ(ending.items.size(), 2u);
   EXPECT_EQ(*ending.items[0], "a");
-  EXPECT_EQ(ending.items[1].status(),
-            absl::InvalidArgumentError("ValueError: bad item"));
+  EXPECT_EQ(ending.items[1].status(), absl::InvalidArgumentError("ValueError: bad item"));
 }
 
 TEST(OutcomeDecodingTest, FailedCarriesCodeAndExceptionType) {

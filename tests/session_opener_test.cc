@@ -42,9 +42,8 @@ TEST(SessionOpenerTest, OpenReturnsTheCallAndItsOpened) {
 }
 
 TEST(SessionOpenerTest, AServiceThatNeverAnswersIsUnavailableAtTheDeadline) {
-  FakeGateway gateway([](const v1::OpenSession&) -> FakeGateway::OnOpenResult {
-    return std::nullopt;
-  });
+  FakeGateway gateway(
+      [](const v1::OpenSession&) -> FakeGateway::OnOpenResult { return std::nullopt; });
   SessionOpener opener(gateway);
   absl::StatusOr<SessionOpener::OpenCall> call =
       opener.Open(OpenRequest(), absl::Now() + absl::Milliseconds(50), false);
@@ -73,9 +72,8 @@ TEST(SessionOpenerTest, ACallRefusedOrEndedBeforeOpenedSaysSo) {
   EXPECT_EQ(opener.Open(OpenRequest(), absl::InfiniteFuture(), false).status(),
             absl::NotFoundError("no such session"));
   // Ended cleanly without `opened`: a service that breaks the protocol.
-  FakeGateway ending([](const v1::OpenSession&) -> FakeGateway::OnOpenResult {
-    return std::nullopt;
-  });
+  FakeGateway ending(
+      [](const v1::OpenSession&) -> FakeGateway::OnOpenResult { return std::nullopt; });
   SessionOpener other(ending);
   std::thread service([&] {
     ending.AwaitRequests(v1::SessionRequest::kOpen, 1);

@@ -43,8 +43,8 @@ class GrpcSessionStream final : public SessionStream {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcGateway>> GrpcGateway::Connect(const Connection& connection,
-                                                                   int max_message_bytes,
-                                                                   absl::Duration connect_timeout) {
+                                                                  int max_message_bytes,
+                                                                  absl::Duration connect_timeout) {
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(max_message_bytes);
   args.SetMaxReceiveMessageSize(max_message_bytes);

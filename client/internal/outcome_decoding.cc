@@ -66,10 +66,10 @@ void ReadSharedResult(const v1::SharedBytes& shared, Ending& ending) {
 }
 
 Ending EndingOf(const v1::TaskRejection& rejection) {
-  return Ending{FutureState::kFinished,
-                absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown),
-                             rejection.message()),
-                {}};
+  return Ending{
+      FutureState::kFinished,
+      absl::Status(CodeFromWire(rejection.code(), absl::StatusCode::kUnknown), rejection.message()),
+      {}};
 }
 
 Ending CancelledBeforeStart(uint64_t task_id) {

@@ -157,8 +157,7 @@ absl::Status Session::Resume() {
     open.mutable_open()->mutable_acked_task_ids()->Add(acks_.ids().begin(), acks_.ids().end());
   }
   // The writer is idle and only this thread adds to acks_, so they cannot change meanwhile.
-  absl::StatusOr<SessionOpener::OpenCall> call =
-      opener_.Resume(open, deadline, connect_timeout_);
+  absl::StatusOr<SessionOpener::OpenCall> call = opener_.Resume(open, deadline, connect_timeout_);
   if (!call.ok()) return call.status();
   absl::MutexLock lock(&mu_);
   // The `open` acknowledged them.

@@ -15,11 +15,11 @@ from mpigate.v1 import gateway_pb2
 
 # A burst of submissions goes out in messages of about this much task data; a larger task alone.
 BATCH_BYTES = 4 << 20
-# What a SessionRequest adds around its SubmitTasks, and a SubmitTasks around each TaskSpec, and
-# a task id to a spec measured before it has one: generous upper bounds (tags and varints).
+# What a SessionRequest adds around its SubmitTasks, and what a spec measured before it has its
+# id adds inside a SubmitTasks (the id, and the tag and length around the spec): generous upper
+# bounds (tags and varints).
 REQUEST_OVERHEAD = 16
-PER_TASK_OVERHEAD = 1 + 10
-TASK_ID_BYTES = 1 + 10
+SPEC_OVERHEAD = (1 + 10) + (1 + 10)
 # Acknowledgements go out once this many outcomes wait, or they hold this many bytes on the
 # service, or the oldest has waited this long: never one message per task, nor one more message
 # per round trip of sequential tasks.

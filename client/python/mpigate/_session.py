@@ -38,10 +38,9 @@ Invariants:
   state only on the reader thread (a task too large to send fails before it has one).
 - Task ids are taken under the lock as specs are queued, so they increase in sending order, and
   the service's SessionOpened.last_task_id says exactly which specs it has.
-- A spec the writer takes moves to _submits' sent batches in the same critical section, and stays there until the
-  service evidently has it (an event names a task id at least as high: the stream is ordered), so
-  a resumed session gets again every spec it may lack, also one a stream's writer took as the
-  stream broke.
+- A spec the writer takes is kept (_submits) in the same critical section until the service
+  evidently has it, so a resumed session gets again every spec it may lack, also one a stream's
+  writer took as the stream broke.
 - A cancel request moves to _cancels_sent before it is written; the service answers cancels in the
   order it got them, so the reader pairs each answer with the oldest request. A resumed stream
   gets the unanswered ones again, first.
@@ -222,8 +221,7 @@ class Session:
                     if spec_parts is not None:
                         _shared_memory.set_payload(spec, spec_parts, self._shared_memory_prefix,
                                                    self._shared_memory_min_bytes)
-            sized = [(spec, spec.ByteSize() + _requests.TASK_ID_BYTES + _requests.PER_TASK_OVERHEAD)
-                     for spec in specs]
+            sized = [(spec, spec.ByteSize() + _requests.SPEC_OVERHEAD) for spec in specs]
             with self._lock:
                 self._check_open_locked()
                 for spec, wire_bytes in sized:
@@ -409,8 +407,10 @@ class Session:
                     # Lost with a broken stream, acknowledgements cost only a repeat: the resumed
                     # session sends those outcomes again, and the reader acknowledges them again.
                     acks = self._acks.take() if self._acks.due_now() else []
-                    budget = min(_requests.BATCH_BYTES, self._send_limit - _requests.REQUEST_OVERHEAD)
-                if not _requests.write_requests(stream, specs, cancels, send_shutdown, acks, budget):
+                    budget = min(_requests.BATCH_BYTES,
+                                 self._send_limit - _requests.REQUEST_OVERHEAD)
+                if not _requests.write_requests(stream, specs, cancels, send_shutdown, acks,
+                                                budget):
                     with self._lock:
                         # The stream has ended: the reader resumes the session or ends it.
                         if generation == self._generation:
@@ -480,7 +480,8 @@ class Session:
         """Whether the session should be resumed after its stream ended with `code`."""
         with self._lock:
             # A draining service is going away with its sessions: there is nothing to resume.
-            return (code in _session_call.LOOKS_BROKEN and not self._closed and not self._closing and
+            return (code in _session_call.LOOKS_BROKEN and not self._closed and
+                    not self._closing and
                     self._pool_state != "DRAINING" and bool(self._resume_token) and
                     self._resume_grace_s > 0)
 
