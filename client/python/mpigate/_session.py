@@ -1,26 +1,14 @@
 """Session: one session of the mpigate service, shared by every thread of one Executor: one
 Session stream at a time, resumed on a new stream when the old one breaks.
 
-It speaks the protocol of proto/mpigate/v1/gateway.proto as the C++ client does
-(client/internal/session.h): `open`, then batches of `submit`, `cancel` (which may interrupt or
-kill running tasks), one `shutdown` and `ack`s; it reads `opened`, `updates` (starts, progress and
-outcomes), `rejected`, `cancel_results`, `pool` and finally `closed`. When a stream breaks (not
-after `closed`, nor when the service ended it on purpose or is draining), the session is resumed
-on a new stream with its resume token, with backoff, until the service's grace period
-(SessionOpened.resume_grace_ms) has passed: the service sends again the outcomes not acknowledged,
-the client sends again the specs and cancels the service may not have had, and futures complete
-as if nothing happened. Only when resuming fails do the session's futures fail with
-ConnectionLost. A new process may resume a session too (`resume_token`): the futures of the
-session's unfinished tasks are then in `reattached`. As the C++ client, where the service shares
-this host's shared memory (the same /dev/shm, as the same user), payloads and results of at least
-shared_memory_min_bytes travel in shared memory objects (_shared_memory.py): a caller writes its
-payload's parts into a new object before queueing the spec, and the reader maps a result's object
-and hands the future a memoryview of it.
-
-The stream is mpigate._native_stream's (gRPC C++, bytes only): a write runs on the thread that
-writes and a read on the reader thread, each with the GIL released while it waits, so that a
-round trip wakes as few threads as it can (grpcio's stream put two more threads of its own on
-each).
+It speaks proto/mpigate/v1/gateway.proto as the C++ client does (client/internal/session.h).
+When a stream breaks (not after `closed`, nor when the service ended it on purpose or drains), the
+session is resumed with its resume token, with backoff, within the service's grace period; only
+when that fails do its futures fail with ConnectionLost. Its parts: _session_call.py opens and
+resumes streams, _requests.py makes what the session writes (submit batches, cancels, acks),
+_outcomes.py turns outcomes into futures' ends, _shared_memory.py carries large payloads and
+results. The stream is mpigate._native_stream's (gRPC C++, bytes only): a read or write releases
+the GIL while it waits, so a round trip wakes as few threads as it can.
 
 Threads:
 - Caller threads, any number, call submit_many(), cancel(), shutdown() and bootup(): they queue
@@ -35,8 +23,8 @@ Threads:
   acknowledgements that have waited their delay, work queued on the reader thread (a done
   callback's submit or cancel: the reader never writes), a caller's work while it waits for room
   under max_inflight, and what a resumed stream must get again.
-- Whoever writes takes everything queued at once and writes it as few messages: one SubmitTasks
-  per few MiB of specs, then the cancels, the shutdown and the acknowledgements that are due.
+- Whoever writes takes everything queued at once: specs, then cancels, the shutdown and the
+  acknowledgements that are due.
 - The reader thread runs _read(): it reads events, marks futures running, passes on their
   progress, completes them (running their progress and done callbacks) outside the lock, and
   queues acknowledgements of the outcomes it handled. When a stream breaks it resumes the session
@@ -50,10 +38,9 @@ Invariants:
   state only on the reader thread (a task too large to send fails before it has one).
 - Task ids are taken under the lock as specs are queued, so they increase in sending order, and
   the service's SessionOpened.last_task_id says exactly which specs it has.
-- A spec the writer takes moves to _sent in the same critical section, and stays there until the
-  service evidently has it (an event names a task id at least as high: the stream is ordered), so
-  a resumed session gets again every spec it may lack, also one a stream's writer took as the
-  stream broke.
+- A spec the writer takes is kept (_submits) in the same critical section until the service
+  evidently has it, so a resumed session gets again every spec it may lack, also one a stream's
+  writer took as the stream broke.
 - A cancel request moves to _cancels_sent before it is written; the service answers cancels in the
   order it got them, so the reader pairs each answer with the oldest request. A resumed stream
   gets the unanswered ones again, first.
@@ -75,72 +62,14 @@ import grpc
 
 from mpigate import _errors
 from mpigate import _future
-from mpigate import _native_stream
+from mpigate import _outcomes
+from mpigate import _requests
+from mpigate import _session_call
 from mpigate import _shared_memory
 from mpigate.v1 import gateway_pb2
-from mpigate.v1 import task_pb2
 
-_SESSION_METHOD = "/mpigate.v1.Gateway/Session"
-# The status codes _native_stream's finish() gives as numbers.
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
-# A burst of submissions goes out in messages of about this much task data; a larger task alone.
-_BATCH_BYTES = 4 << 20
-# What a SessionRequest adds around its SubmitTasks, and a SubmitTasks around each TaskSpec, and
-# a task id to a spec measured before it has one: generous upper bounds (tags and varints).
-_REQUEST_OVERHEAD = 16
-_PER_TASK_OVERHEAD = 1 + 10
-_TASK_ID_BYTES = 1 + 10
-# Acknowledgements go out once this many outcomes wait, or they hold this many bytes on the
-# service, or the oldest has waited this long: never one message per task, nor one more message
-# per round trip of sequential tasks.
-_ACK_BATCH = 4096
-_ACK_BYTES = 4 << 20
-_ACK_DELAY_S = 0.02
 # After `closed`, how long shutdown waits for the service to end the stream before cancelling it.
 _CLOSE_GRACE_S = 5.0
-# Resuming a broken session: the first retry after this long, doubling up to the second.
-_FIRST_RESUME_BACKOFF_S = 0.02
-_MAX_RESUME_BACKOFF_S = 1.0
-# A stream that ended with one of these looks broken (worth resuming) rather than ended on purpose
-# by the service (OK, or an error about the request such as INVALID_ARGUMENT).
-_LOOKS_BROKEN = frozenset((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
-                           grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
-                           grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED))
-# Opening a stream to resume failed with one of these: a later try may succeed (the service
-# unreachable or restarting its listener, or still holding the old stream).
-_MAY_RESUME_LATER = frozenset((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
-                               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED))
-
-_POOL_STATE_PREFIX = "POOL_STATE_"
-
-
-class _CancelRequest:
-    """One `cancel` message; `answered` is set once the service answered or the stream ended.
-    `interrupted` is how many running tasks the answer says were interrupted (or killed), written
-    by the reader thread before it sets `answered`."""
-
-    __slots__ = ("task_ids", "mode", "interrupted", "answered")
-
-    def __init__(self, task_ids, mode):
-        self.task_ids = task_ids
-        self.mode = mode
-        self.interrupted = 0
-        self.answered = threading.Event()
-
-    def message(self):
-        return gateway_pb2.SessionRequest(cancel=gateway_pb2.CancelTasks(
-            task_ids=self.task_ids, interrupt_running=self.mode == _future.CANCEL_INTERRUPT,
-            force=self.mode == _future.CANCEL_KILL))
-
-
-class _OpenFailed(Exception):
-    """A stream that did not get to `opened`: its status `code` (None: it timed out) and why."""
-
-    def __init__(self, code, reason):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class Session:
@@ -165,15 +94,7 @@ class Session:
         self._target = target
         self._max_inflight = max_inflight
         self._connect_timeout = connect_timeout
-        # The message size limits both ways, and reconnection within a second after a dropped
-        # connection (not gRPC's default of up to two minutes), so that a resumed session is back
-        # well within the service's grace period, as the C++ client.
-        self._channel = _native_stream.Channel(
-            target, _SESSION_METHOD, max_message_bytes, tls=access.tls,
-            root_certificates=access.root_certificates, private_key=access.private_key,
-            certificate_chain=access.certificate_chain)
-        # The bearer token of a service on TCP (common/access.h), on every call's metadata.
-        self._metadata = [("authorization", f"Bearer {access.token}")] if access.token else []
+        self._channel, self._metadata = _session_call.connect(access, max_message_bytes)
         # Every `open`; a resuming one adds the token and the acknowledgements.
         self._open = gateway_pb2.OpenSession(client_name=client_name,
                                              max_message_bytes=max_message_bytes, env=env,
@@ -194,13 +115,10 @@ class Session:
         # Protected by _lock:
         self._next_task_id = 1
         self._pending = {}  # task id -> Future, for tasks that have not ended
-        self._outgoing = []  # (TaskSpec, encoded size) not yet taken by the writer
-        self._sent = collections.deque()  # (last task id, [(TaskSpec, size)]) taken by a writer
+        self._submits = _requests.SubmitQueue()  # specs queued, and written but maybe not had
         self._cancels_queued = []  # _CancelRequest not yet taken by the writer
         self._cancels_sent = collections.deque()  # taken by a writer, not yet answered
-        self._acks = list(acked_task_ids)  # ids of outcomes handled and not yet acknowledged
-        self._ack_bytes = 0
-        self._ack_due = None  # monotonic time by which _acks go out
+        self._acks = _requests.AckBatch(acked_task_ids)  # outcomes handled, not acknowledged
         self._shutdown_requested = False
         self._shutdown_sent = False
         self._send_limit = max_message_bytes
@@ -230,16 +148,10 @@ class Session:
         deadline = time.monotonic() + connect_timeout
         try:
             stream, opened = self._open_stream(deadline, retry=bool(resume_token))
-        except _OpenFailed as failure:
+        except _session_call.OpenFailed as failure:
             self._channel.close()
-            if failure.code is None:
-                raise ConnectionError(
-                    f"the mpigate service at {target} did not answer within {connect_timeout} s; "
-                    "is it running?" + (" Over TLS, a certificate that is not trusted fails the "
-                                       "handshake the same way." if access.tls else "")) from None
-            verb = "resume the session" if resume_token else "open a session"
-            raise ConnectionError(
-                f"the mpigate service at {target} did not {verb}: {failure.reason}") from None
+            raise _session_call.connection_error(failure, access, connect_timeout,
+                                                 resuming=bool(resume_token)) from None
         with self._lock:
             self._session_id = opened.session_id
             # A resumed session's earlier tasks: new ids continue after them, and their futures
@@ -307,9 +219,9 @@ class Session:
             if parts is not None:
                 for spec, spec_parts in zip(specs, parts):
                     if spec_parts is not None:
-                        self._set_payload(spec, spec_parts)
-            sized = [(spec, spec.ByteSize() + _TASK_ID_BYTES + _PER_TASK_OVERHEAD)
-                     for spec in specs]
+                        _shared_memory.set_payload(spec, spec_parts, self._shared_memory_prefix,
+                                                   self._shared_memory_min_bytes)
+            sized = [(spec, spec.ByteSize() + _requests.SPEC_OVERHEAD) for spec in specs]
             with self._lock:
                 self._check_open_locked()
                 for spec, wire_bytes in sized:
@@ -325,26 +237,11 @@ class Session:
         except BaseException:
             # The service never hears of the rest (a part that is not bytes-like, or the
             # session cannot take tasks): their inputs are still ours to remove.
-            _remove_inputs(specs[len(futures):])
+            _requests.remove_inputs(specs[len(futures):])
             raise
         if write_here:
             self._write_all()
         return futures
-
-    def _set_payload(self, spec, parts):
-        """Puts the payload `parts` make into a new shared memory object, if the session may and
-        it is large enough (and /dev/shm has room), else into the spec."""
-        prefix = self._shared_memory_prefix
-        if prefix:
-            size = _shared_memory.payload_size(parts)
-            if size >= self._shared_memory_min_bytes:
-                try:
-                    spec.shared_payload.name = _shared_memory.create(prefix, parts)
-                    spec.shared_payload.size = size
-                    return
-                except OSError:
-                    pass  # As the C++ client: the message carries it instead.
-        spec.payload = b"".join(parts)
 
     def cancel(self, task_ids, wait, mode=_future.CANCEL_PENDING_ONLY):
         """Asks the service to cancel those of `task_ids` that are still queued and, as `mode`
@@ -354,7 +251,7 @@ class Session:
         delivers the answer. Returns 0 when it does not wait."""
         if not task_ids:
             return 0
-        request = _CancelRequest(list(task_ids), mode)
+        request = _requests.CancelRequest(list(task_ids), mode)
         on_reader = threading.current_thread() is self._reader
         with self._lock:
             # After `closed`, or once the stream is over, no task of this session is pending.
@@ -434,8 +331,8 @@ class Session:
     def _enqueue_locked(self, spec, wire_bytes, chunk, future_factory):
         # gRPC would fail the whole stream on an oversized message, taking every other task with
         # it: this task alone fails, and the service never hears of it.
-        if wire_bytes + _REQUEST_OVERHEAD > self._send_limit:
-            _remove_inputs([spec])
+        if wire_bytes + _requests.REQUEST_OVERHEAD > self._send_limit:
+            _requests.remove_inputs([spec])
             future = future_factory(None, 0, chunk)
             future._finish(exception=_errors.TaskError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -449,7 +346,7 @@ class Session:
         future = future_factory(self, task_id, chunk)
         # Registered before the writer can see the spec: the outcome may come before we return.
         self._pending[task_id] = future
-        self._outgoing.append((spec, wire_bytes))
+        self._submits.queued.append((spec, wire_bytes))
         return future
 
     # --- Writing: whichever thread is the writer ---
@@ -484,15 +381,13 @@ class Session:
         return self._connected and not self._closed and not self._ended
 
     def _sendable_locked(self):
-        return bool(self._outgoing or self._cancels_queued or
+        return bool(self._submits.queued or self._cancels_queued or
                     (self._shutdown_requested and not self._shutdown_sent) or
-                    (self._acks and (len(self._acks) >= _ACK_BATCH or
-                                     self._ack_bytes >= _ACK_BYTES or
-                                     time.monotonic() >= self._ack_due)))
+                    self._acks.due_now())
 
     def _write_all(self):
         """As the writer: writes what is queued, again and again, until nothing is; then is the
-        writer no longer. What it takes is in _sent and _cancels_sent first: should the stream
+        writer no longer. What it takes is kept (_submits, _cancels_sent) first: should the stream
         break before it is written, a resumed stream gets it again."""
         try:
             while True:
@@ -503,9 +398,7 @@ class Session:
                         self._release_writer_locked()
                         return
                     stream, generation = self._stream, self._generation
-                    specs, self._outgoing = self._outgoing, []
-                    if specs:
-                        self._sent.append((specs[-1][0].task_id, specs))
+                    specs = self._submits.take()
                     cancels, self._cancels_queued = self._cancels_queued, []
                     # Before the write, so that the answer, however quick, finds its request.
                     self._cancels_sent.extend(cancels)
@@ -513,15 +406,11 @@ class Session:
                     self._shutdown_sent = self._shutdown_sent or send_shutdown
                     # Lost with a broken stream, acknowledgements cost only a repeat: the resumed
                     # session sends those outcomes again, and the reader acknowledges them again.
-                    acks = []
-                    if self._acks and (len(self._acks) >= _ACK_BATCH or
-                                       self._ack_bytes >= _ACK_BYTES or
-                                       time.monotonic() >= self._ack_due):
-                        acks, self._acks = self._acks, []
-                        self._ack_bytes = 0
-                        self._ack_due = None
-                    budget = min(_BATCH_BYTES, self._send_limit - _REQUEST_OVERHEAD)
-                if not _write_requests(stream, specs, cancels, send_shutdown, acks, budget):
+                    acks = self._acks.take() if self._acks.due_now() else []
+                    budget = min(_requests.BATCH_BYTES,
+                                 self._send_limit - _requests.REQUEST_OVERHEAD)
+                if not _requests.write_requests(stream, specs, cancels, send_shutdown, acks,
+                                                budget):
                     with self._lock:
                         # The stream has ended: the reader resumes the session or ends it.
                         if generation == self._generation:
@@ -552,7 +441,7 @@ class Session:
                         return
                     timeout = None
                     if self._acks and not self._writing and self._may_write_locked():
-                        timeout = max(0.0, self._ack_due - time.monotonic())
+                        timeout = max(0.0, self._acks.due - time.monotonic())
                     self._ack_timer_armed = timeout is not None
                     self._writer_waiting = True
                     self._writer_wake.wait(timeout)
@@ -571,7 +460,7 @@ class Session:
                 while data is not None:
                     self._handle(parse(data))
                     data = stream.read()
-                code, error = _status(stream)
+                code, error = _session_call.status(stream)
             except Exception as bug:  # A bug of ours must not leave futures waiting forever.
                 error = f"the client failed to handle an event: {bug!r}"
                 with self._lock:
@@ -581,7 +470,7 @@ class Session:
                 break
             try:
                 stream = self._resume()
-            except _OpenFailed as failure:
+            except _session_call.OpenFailed as failure:
                 error = (f"{error}, and the session could not be resumed within its grace period "
                          f"of {self._resume_grace_s:g} s: {failure.reason}")
                 break
@@ -591,13 +480,14 @@ class Session:
         """Whether the session should be resumed after its stream ended with `code`."""
         with self._lock:
             # A draining service is going away with its sessions: there is nothing to resume.
-            return (code in _LOOKS_BROKEN and not self._closed and not self._closing and
+            return (code in _session_call.LOOKS_BROKEN and not self._closed and
+                    not self._closing and
                     self._pool_state != "DRAINING" and bool(self._resume_token) and
                     self._resume_grace_s > 0)
 
     def _resume(self):
         """Resumes the session on a new stream within its grace period; returns the stream.
-        Raises _OpenFailed if that fails."""
+        Raises _session_call.OpenFailed if that fails."""
         # The service keeps the session for its grace period from when it noticed the break,
         # which is no earlier than now.
         stream, opened = self._open_stream(time.monotonic() + self._resume_grace_s, retry=True)
@@ -608,21 +498,19 @@ class Session:
     def _open_stream(self, deadline, retry):
         """Starts a Session stream with `open` (carrying the resume token, if any, and the
         acknowledgements not yet sent) and reads its `opened`; returns (stream, opened). With
-        `retry`, tries again what may pass, with backoff, until `deadline`. Raises _OpenFailed.
+        `retry`, tries again what may pass, with backoff, until `deadline`. Raises OpenFailed.
         On the constructor's thread or the reader's: nobody takes work to write meanwhile."""
-        backoff = _FIRST_RESUME_BACKOFF_S
-        while True:
-            try:
-                return self._open_stream_once(min(deadline,
-                                                  time.monotonic() + self._connect_timeout))
-            except _OpenFailed as failure:
-                with self._lock:
-                    if (not retry or failure.code not in _MAY_RESUME_LATER or self._closing or
-                            time.monotonic() + backoff >= deadline):
-                        raise
-                    # Shutdown giving up cuts the wait short.
-                    self._changed.wait_for(lambda: self._closing, backoff)
-                backoff = min(2 * backoff, _MAX_RESUME_BACKOFF_S)
+        return _session_call.open_retrying(self._open_stream_once, deadline, retry,
+                                           self._connect_timeout, self._pause_unless_closing)
+
+    def _pause_unless_closing(self, seconds):
+        """Waits `seconds` before another attempt to open; False if shutdown gives up meanwhile
+        (which cuts the wait short) or has already."""
+        with self._lock:
+            if self._closing:
+                return False
+            self._changed.wait_for(lambda: self._closing, seconds)
+            return True
 
     def _open_stream_once(self, deadline):
         with self._lock:
@@ -633,44 +521,8 @@ class Session:
             if self._resume_token:
                 request.open.resume_token = self._resume_token
                 # Only the reader adds to _acks, and no writer takes them now.
-                request.open.acked_task_ids.extend(self._acks)
-        # wait_for_ready: a service still starting, or a connection being made again, gets until
-        # the deadline. A service that accepts the connection but never answers `open` must not
-        # hang us: the timer cancels the stream.
-        stream = self._channel.stream(metadata=self._metadata, wait_for_ready=True)
-        timer_lock = threading.Lock()
-        timed_out = False
-        answered = False
-
-        def give_up():
-            nonlocal timed_out
-            with timer_lock:
-                if not answered:
-                    timed_out = True
-                    stream.cancel()
-
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), give_up)
-        timer.daemon = True
-        timer.start()
-        # A failed write means the stream already ended: the read fails too, and finish says why.
-        data = stream.read() if stream.write(request.SerializeToString()) else None
-        with timer_lock:
-            answered = True
-        timer.cancel()
-        if timed_out:
-            raise _OpenFailed(None, "it did not answer `open` in time")
-        if data is None:
-            code, error = _status(stream)
-            if code is None:
-                raise _OpenFailed(grpc.StatusCode.INTERNAL,
-                                  "it ended the stream before opening the session")
-            raise _OpenFailed(code, error)
-        event = gateway_pb2.SessionEvent.FromString(data)
-        if event.WhichOneof("event") != "opened":
-            stream.cancel()
-            raise _OpenFailed(grpc.StatusCode.INTERNAL,
-                              f"it answered `open` with {event.WhichOneof('event')}")
-        return stream, event.opened
+                request.open.acked_task_ids.extend(self._acks.ids)
+        return _session_call.open_stream(self._channel, self._metadata, request, deadline)
 
     def _adopt_locked(self, stream, opened):
         """Makes `stream` the current stream after its `opened`: for a resumed session, queues
@@ -687,16 +539,9 @@ class Session:
         if opened.HasField("pool"):
             self._set_pool_locked(opened.pool)
         # The `open` acknowledged them.
-        self._acks = []
-        self._ack_bytes = 0
-        self._ack_due = None
+        self._acks.take()
         if opened.resumed:
-            self._received_up_to_locked(opened.last_task_id)
-            # Before anything queued since, which has higher ids.
-            resend = [item for _, specs in self._sent for item in specs
-                      if item[0].task_id > opened.last_task_id]
-            self._sent.clear()
-            self._outgoing = resend + self._outgoing
+            self._submits.requeue_after(opened.last_task_id)
             # An unanswered cancel may never have arrived; asking again is harmless.
             self._cancels_queued = list(self._cancels_sent) + self._cancels_queued
             self._cancels_sent.clear()
@@ -706,11 +551,6 @@ class Session:
         if self._closing:
             stream.cancel()  # Shutdown gave up meanwhile: this stream ends as the last did.
         self._wake_writer_locked()
-
-    def _received_up_to_locked(self, task_id):
-        """The service evidently has every spec up to `task_id`: _sent lets go of them."""
-        while self._sent and self._sent[0][0] <= task_id:
-            self._sent.popleft()
 
     def _handle(self, event):
         kind = event.WhichOneof("event")
@@ -734,13 +574,10 @@ class Session:
         # Anything else (a second `opened`, a newer service's event): nothing we need.
 
     def _set_pool_locked(self, change):
-        try:
-            name = gateway_pb2.PoolState.Name(change.state)
-        except ValueError:
-            return  # A newer service's state: nothing we can act on.
-        if change.state == gateway_pb2.POOL_STATE_UNSPECIFIED:
+        state = _outcomes.pool_state(change)
+        if state is None:
             return
-        self._pool_state = name[len(_POOL_STATE_PREFIX):]
+        self._pool_state = state
         self._pool_reason = change.reason
         if change.workers:
             self._workers = change.workers
@@ -751,8 +588,8 @@ class Session:
         handled_bytes = 0
         unread = []  # objects of results nobody waits for
         with self._lock:
-            if self._sent:
-                self._received_up_to_locked(max(
+            if self._submits.sent:
+                self._submits.received_up_to(max(
                     max(updates.started, default=0),
                     max((p.task_id for p in updates.progress), default=0),
                     max((o.task_id for o in updates.outcomes), default=0)))
@@ -780,26 +617,22 @@ class Session:
         for future, report in progress:
             future._report_progress(report.fraction, report.message)
         for future, outcome in finished:
-            _complete(future, outcome)
+            _outcomes.complete(future, outcome)
         with self._lock:
             if finished:
                 self._changed.notify_all()  # room under max_inflight
             if not handled:
                 return
-            if not self._acks:
-                self._ack_due = time.monotonic() + _ACK_DELAY_S
-                if not self._ack_timer_armed:
-                    self._wake_writer_locked()  # it now waits until then
-            self._acks.extend(handled)
-            self._ack_bytes += handled_bytes
-            if not self._writing and (len(self._acks) >= _ACK_BATCH or
-                                      self._ack_bytes >= _ACK_BYTES):
+            if not self._acks and not self._ack_timer_armed:
+                self._wake_writer_locked()  # it now waits until they are due
+            self._acks.add(handled, handled_bytes)
+            if not self._writing and self._acks.full():
                 self._wake_writer_locked()
 
     def _handle_rejected(self, rejected):
         # A rejected task never gets an outcome, so there is nothing to acknowledge.
         with self._lock:
-            self._received_up_to_locked(max((r.task_id for r in rejected.rejections), default=0))
+            self._submits.received_up_to(max((r.task_id for r in rejected.rejections), default=0))
             refused = [(self._pending.pop(r.task_id), r) for r in rejected.rejections
                        if r.task_id in self._pending]
             self._changed.notify_all()
@@ -841,16 +674,13 @@ class Session:
             self._pending.clear()
             # The service never had these, or will drop them with the session: their inputs are
             # removed below.
-            unsent = [spec for _, specs in self._sent for spec, _ in specs]
-            unsent += [spec for spec, _ in self._outgoing]
-            self._sent.clear()
-            self._outgoing = []
+            unsent = self._submits.drop_all()
             cancels = self._cancels_queued + list(self._cancels_sent)
             self._cancels_queued = []
             self._cancels_sent.clear()
             self._wake_writer_locked()
             self._changed.notify_all()
-        _remove_inputs(unsent)
+        _requests.remove_inputs(unsent)
         for future in orphans:
             future._finish(exception=lost)
         for cancel in cancels:
@@ -858,95 +688,3 @@ class Session:
         self._channel.close()
 
 
-def _write_requests(stream, specs, cancels, send_shutdown, acks, budget):
-    """Writes `specs` (as `submit` messages of about `budget` bytes each), then `cancels`, the
-    shutdown if `send_shutdown`, and `acks`: specs first, since every cancel and the shutdown came
-    after the tasks they concern. False if the stream has ended."""
-    for request in _submit_requests(specs, budget):
-        if not stream.write(request.SerializeToString()):
-            return False
-    for cancel in cancels:
-        if not stream.write(cancel.message().SerializeToString()):
-            return False
-    if send_shutdown and not stream.write(gateway_pb2.SessionRequest(
-            shutdown=gateway_pb2.ShutdownSession()).SerializeToString()):
-        return False
-    return not acks or stream.write(gateway_pb2.SessionRequest(
-        ack=gateway_pb2.AckOutcomes(task_ids=acks)).SerializeToString())
-
-
-def _status(stream):
-    """(code, "CODE: details") of an ended stream; (None, None) if it ended OK."""
-    number, details = stream.finish()
-    code = _STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
-    if code == grpc.StatusCode.OK:
-        return None, None
-    return code, f"{code.name}: {details}"
-
-
-def _submit_requests(specs, budget):
-    """`submit` messages of about `budget` bytes each, at least one spec in each."""
-    next_spec = 0
-    while next_spec < len(specs):
-        # Specs are appended into the request itself: each append copies the spec (its payload
-        # too), and SessionRequest(submit=...) would copy them all again.
-        request = gateway_pb2.SessionRequest()
-        submit = request.submit
-        size = 0
-        while next_spec < len(specs):
-            spec, wire_bytes = specs[next_spec]
-            if submit.tasks and size + wire_bytes > budget:
-                break
-            submit.tasks.append(spec)
-            size += wire_bytes
-            next_spec += 1
-        yield request
-
-
-def _remove_inputs(specs):
-    """Removes the shared memory objects holding the payloads of `specs`, which the service does
-    not have."""
-    for spec in specs:
-        if spec.HasField("shared_payload"):
-            _shared_memory.unlink(spec.shared_payload.name)
-
-
-def _complete(future, outcome):
-    """Ends `future` as `outcome` says (on the reader thread)."""
-    task_id = outcome.task_id
-    if outcome.HasField("shared_result"):
-        try:
-            result = _shared_memory.map_result(outcome.shared_result.name,
-                                               outcome.shared_result.size)
-        except _shared_memory.SharedMemoryError as error:
-            future._finish(exception=_errors.TaskError(grpc.StatusCode.DATA_LOSS, str(error),
-                                                       task_id=task_id))
-            return
-    else:
-        result = outcome.result
-    if outcome.state == task_pb2.TASK_STATE_SUCCEEDED:
-        if future._chunk or (future._chunk is None and outcome.items):
-            future._finish(result=[_item_value(item, task_id) for item in outcome.items])
-        else:
-            future._finish(result=result)
-    elif outcome.state == task_pb2.TASK_STATE_FAILED:
-        error = outcome.error
-        future._finish(exception=_errors.error_from_wire(
-            error.code, error.message, error.exception_type, task_id))
-    elif outcome.state == task_pb2.TASK_STATE_CANCELLED:
-        error = outcome.error
-        future._mark_cancelled(_errors.TaskError(
-            _errors.status_code(error.code, grpc.StatusCode.CANCELLED), error.message,
-            error.exception_type, task_id))
-    else:
-        future._finish(exception=_errors.TaskError(
-            grpc.StatusCode.INTERNAL,
-            f"the service sent an outcome with no end state for task {task_id}", task_id=task_id))
-
-
-def _item_value(item, task_id):
-    """One item of a chunk: its result bytes, or its exception."""
-    if item.WhichOneof("outcome") == "error":
-        return _errors.error_from_wire(item.error.code, item.error.message,
-                                       item.error.exception_type, task_id)
-    return item.result

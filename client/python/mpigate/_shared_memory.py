@@ -110,6 +110,22 @@ def create(prefix, parts):
                   f"{_CREATE_ATTEMPTS} random names in a row exist already")
 
 
+def set_payload(spec, parts, prefix, min_bytes):
+    """Puts the payload `parts` make into a new object named with `prefix` (a session's
+    SessionOpened.shared_memory_prefix, "" if it may not) if it has at least `min_bytes` and
+    /dev/shm has room, else into TaskSpec `spec`'s payload."""
+    if prefix:
+        size = payload_size(parts)
+        if size >= min_bytes:
+            try:
+                spec.shared_payload.name = create(prefix, parts)
+                spec.shared_payload.size = size
+                return
+            except OSError:
+                pass  # As the C++ client: the message carries it instead.
+    spec.payload = b"".join(parts)
+
+
 def map_result(name, size):
     """The `size` bytes of object `name` as a writable memoryview of a private mapping (writes
     go to copies of the pages, never to the object), valid for as long as it is referenced.
