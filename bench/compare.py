@@ -8,7 +8,10 @@ this script starts (once with --isolation=process, the default, and once with no
 bench/peers/mpi4py_bench.py and dask_bench.py, which make a pool of their own each run. The
 Python workloads (h), the same no-op Python function on every pool, are one run of
 bench/peers/mpigate_futures_bench.py (mpigate.futures) against a fresh mpigate-server of each
-isolation, and one of each peer's script; --python-only runs only them. Programs
+isolation, and one of each peer's script; --python-only runs only them. Just before each
+mpigate pool's latency (b), the floors of a round trip run with no pool: bazel-bin/bench/stream_api
+(gRPC alone, on the Session stream) and bazel-bin/bench/mpi_pingpong (MPI alone, two processes
+under the build's mpiexec). Programs
 print lines `workload,metric,value,unit`; this script adds what it measures from outside (idle
 CPU, many clients' aggregate, a 32-worker pool's life), writes them all to DIR/raw.csv as
 `system,workload,metric,value,unit`, and bench/report.py makes the table, DIR/results.csv and

@@ -10,10 +10,11 @@ differs, for --isolation=none); writes OUT_DIR/results.csv (the table's numbers)
 OUT_DIR/results.png (gnuplot). Rows and plots of workloads the run did not do (a --python-only
 run's C++ workloads) are left out.
 
-The guard (see GUARDS): --check compares the run with a committed baseline of ratios to
-mpi4py.futures measured in the same run, and exits 1 naming each workload whose ratio is worse
-than the baseline's by more than its tolerance; --make-baseline writes such a baseline from
-several runs, each tolerance from their spread.
+The guard (see GUARDS): --check compares the run with a committed baseline of ratios to figures
+measured in the same run (mostly mpi4py.futures'; (b)'s p50 also to the bare gRPC round trip),
+and exits 1 naming each workload whose ratio is worse than the baseline's by more than its
+tolerance; --make-baseline writes such a baseline from several runs, each tolerance from their
+spread.
 """
 
 import argparse
