@@ -411,11 +411,15 @@ def run_floors(run, system):
     stream through the callback API as the gateway uses it, with no pool behind it
     (bench/stream_api, the median of 3 fresh servers, each after 1,000 round trips to warm up);
     and MPI's, a ping-pong between two processes of the library the build links under its
-    mpiexec (after 1,000 to warm up)."""
+    mpiexec (after 1,000 to warm up), connected as the pool's gateway and workers are: under Open
+    MPI one spawns the other (a pool's gateway spawns its workers, and Open MPI 4.1 joins two jobs
+    over TCP, not shared memory), under MPICH both are of one world (its pools' world mode)."""
     samples = str(run.sizes.samples)
     run.program(system, "floor_grpc", [STREAM_API, "--api=callback", "--messages=0", "--csv",
                                        "--rounds=3", f"--pings={samples}"])
-    run.program(system, "floor_mpi", [MPIEXEC, "-n", "2", MPI_PINGPONG, f"--pings={samples}",
+    processes = ["-n", "1", MPI_PINGPONG, "--spawn"] if MPI_FAMILY == "openmpi" else [
+        "-n", "2", MPI_PINGPONG]
+    run.program(system, "floor_mpi", [MPIEXEC, *processes, f"--pings={samples}",
                                       "--warmup=1000"])
 
 

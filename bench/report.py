@@ -128,7 +128,9 @@ FLOOR_NOTE = ("(b) floors, each measured just before that pool's (b), with no po
               "submit answered by one event, the callback API as the gateway uses it, one "
               "client thread writing then reading; the median of 3 fresh servers' p50), bare MPI "
               "bench/mpi_pingpong's round trip of 8 bytes between two processes of the MPI "
-              "library the build links, under its mpiexec, both busy-polling")
+              "library the build links, under its mpiexec, both busy-polling, connected as a "
+              "pool's gateway and workers are (Open MPI: one spawned by the other, which Open MPI "
+              "4.1 joins over TCP; MPICH: one world)")
 
 # Beside mpi4py's latency: what its figure is made of.
 MPI4PY_POLL_NOTE = "mpi4py.futures' workers sleep up to ~1 ms between polls (its backoff)"
