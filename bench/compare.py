@@ -8,7 +8,10 @@ this script starts (once with --isolation=process, the default, and once with no
 bench/peers/mpi4py_bench.py and dask_bench.py, which make a pool of their own each run. The
 Python workloads (h), the same no-op Python function on every pool, are one run of
 bench/peers/mpigate_futures_bench.py (mpigate.futures) against a fresh mpigate-server of each
-isolation, and one of each peer's script; --python-only runs only them. Programs
+isolation, and one of each peer's script; --python-only runs only them. Just before each
+mpigate pool's latency (b), the floors of a round trip run with no pool: bazel-bin/bench/stream_api
+(gRPC alone, on the Session stream) and bazel-bin/bench/mpi_pingpong (MPI alone, two processes
+under the build's mpiexec). Programs
 print lines `workload,metric,value,unit`; this script adds what it measures from outside (idle
 CPU, many clients' aggregate, a 32-worker pool's life), writes them all to DIR/raw.csv as
 `system,workload,metric,value,unit`, and bench/report.py makes the table, DIR/results.csv and
@@ -46,6 +49,10 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 SERVER = os.path.join(ROOT, "bazel-bin/server/mpigate-server")
 MPIGATE_BENCH = os.path.join(ROOT, "bazel-bin/bench/mpigate_bench")
+# The floors of (b): a gRPC round trip on the Session stream with no pool behind it, and an MPI
+# ping-pong of two processes.
+STREAM_API = os.path.join(ROOT, "bazel-bin/bench/stream_api")
+MPI_PINGPONG = os.path.join(ROOT, "bazel-bin/bench/mpi_pingpong")
 # The MPI library the built server links (bench/compare.sh --mpi) and its launcher.
 MPI_FAMILY, MPIEXEC = subprocess.run([SERVER, "--mpi_launcher"], check=True, capture_output=True,
                                      text=True).stdout.split()
@@ -99,7 +106,8 @@ def for_dask(sizes):
 # Time limits, seconds, of one program run per workload (a quick run takes a third); they only
 # bound a run that has gone wrong.
 TIME_LIMITS = {"start": 60, "throughput": 300, "latency": 150, "payload": 240, "idle": 120,
-               "clients": 300, "burst": 120, "serve": 60, "stop": 90, "python": 400}
+               "clients": 300, "burst": 120, "serve": 60, "stop": 90, "python": 400,
+               "floor_grpc": 60, "floor_mpi": 60}
 
 
 class Results:
@@ -397,8 +405,27 @@ def start_server(run, server, system, workload):
     return False
 
 
+def run_floors(run, system):
+    """The floors of (b), each a sequential round trip of a small message, p50 and p99, measured
+    just before `system`'s (b) (a busy machine's load drifts within a run): gRPC's, on the Session
+    stream through the callback API as the gateway uses it, with no pool behind it
+    (bench/stream_api, the median of 3 fresh servers, each after 1,000 round trips to warm up);
+    and MPI's, a ping-pong between two processes of the library the build links under its
+    mpiexec (after 1,000 to warm up), connected as the pool's gateway and workers are: under Open
+    MPI one spawns the other (a pool's gateway spawns its workers, and Open MPI 4.1 joins two jobs
+    over TCP, not shared memory), under MPICH both are of one world (its pools' world mode)."""
+    samples = str(run.sizes.samples)
+    run.program(system, "floor_grpc", [STREAM_API, "--api=callback", "--messages=0", "--csv",
+                                       "--rounds=3", f"--pings={samples}"])
+    processes = ["-n", "1", MPI_PINGPONG, "--spawn"] if MPI_FAMILY == "openmpi" else [
+        "-n", "2", MPI_PINGPONG]
+    run.program(system, "floor_mpi", [MPIEXEC, *processes, f"--pings={samples}",
+                                      "--warmup=1000"])
+
+
 def run_mpigate(run, isolation):
-    """(a)-(f) on one pool of WORKERS workers: (f) is its first task, the rest follow."""
+    """(a)-(f) on one pool of WORKERS workers: (f) is its first task, the rest follow; the floors
+    of (b) just before it."""
     system = mpigate_system(isolation)
     with MpigateServer(run, system, WORKERS, isolation) as server:
         if not start_server(run, server, system, "*"):
@@ -407,6 +434,8 @@ def run_mpigate(run, isolation):
         run.program(system, "start", command + workload_flags("start", run.sizes) +
                     [f"--launched_at={server.launched_at:.6f}"])
         for workload in ("throughput", "latency", "payload", "idle"):
+            if workload == "latency":
+                run_floors(run, system)
             run.program(system, workload, command + workload_flags(workload, run.sizes),
                         service_root=server.program.pid)
         client_sizes = dataclasses.replace(run.sizes,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark: mpigate, mpi4py.futures and Dask, each with 2 workers, on the
 # workloads of the performance issues (throughput, latency, payloads, many clients, idle cost,
-# start, a 32-worker pool; and Python functions, mpigate.futures against the peers). Prints a
-# table with the ratios mpigate / peer and the issues' targets (PASS/FAIL), and writes raw.csv,
+# start, a 32-worker pool; and Python functions, mpigate.futures against the peers), and the
+# floors of a round trip (bare gRPC, bare MPI). Prints a table with the ratios mpigate / peer,
+# mpigate's p50 / bare gRPC's, and the issues' targets (PASS/FAIL), and writes raw.csv,
 # results.csv, results.png and each program's log to DIR.
 #
 #   bench/compare.sh [--mpi=mpich] [--quick] [--python-only] [--out DIR] [--check [BASELINE]]
@@ -30,7 +31,7 @@ elif [ "${1:-}" = --mpi=openmpi ]; then
 fi
 # bazel-bin, where compare.py finds the programs, then points at this build's output.
 if ! built=$(bazel build "${build_flags[@]}" //server:mpigate-server //worker:mpigate-worker //worker:mpigate-runner \
-  //bench:mpigate_bench //client/python:mpigate 2>&1); then
+  //bench:mpigate_bench //bench:stream_api //bench:mpi_pingpong //client/python:mpigate 2>&1); then
   echo "$built" >&2
   exit 1
 fi

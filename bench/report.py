@@ -10,10 +10,11 @@ differs, for --isolation=none); writes OUT_DIR/results.csv (the table's numbers)
 OUT_DIR/results.png (gnuplot). Rows and plots of workloads the run did not do (a --python-only
 run's C++ workloads) are left out.
 
-The guard (see GUARDS): --check compares the run with a committed baseline of ratios to
-mpi4py.futures measured in the same run, and exits 1 naming each workload whose ratio is worse
-than the baseline's by more than its tolerance; --make-baseline writes such a baseline from
-several runs, each tolerance from their spread.
+The guard (see GUARDS): --check compares the run with a committed baseline of ratios to figures
+measured in the same run (mostly mpi4py.futures'; (b)'s p50 also to the bare gRPC round trip),
+and exits 1 naming each workload whose ratio is worse than the baseline's by more than its
+tolerance; --make-baseline writes such a baseline from several runs, each tolerance from their
+spread.
 """
 
 import argparse
@@ -86,6 +87,10 @@ ROWS = (
     Row("(a) map, chunksize 64, tasks/s", "throughput", "map64", at_least_times_mpi4py(3)),
     Row("(b) latency p50, µs", "latency", "p50", at_most_times_mpi4py(0.25)),
     Row("(b) latency p99, µs", "latency", "p99"),
+    # The floors, measured in the same run beside each pool's (b), in its column.
+    Row("(b) floor: bare gRPC round trip p50, µs", "floor_grpc", "p50", compare=False),
+    Row("(b) floor: bare MPI ping-pong p50, µs", "floor_mpi", "p50", compare=False),
+    Row("(b) latency p50 / bare gRPC p50", "latency", "vs_grpc", at_most(2, "x"), compare=False),
     *(Row(f"(c) echo {size_label(size)}, GB/s both ways", "payload", str(size),
           (at_least(1, "GB/s") & at_least_times_mpi4py(1)) if size >= 64 << 20
           else at_least_times_mpi4py(1)) for size in PAYLOAD_SIZES),
@@ -118,6 +123,15 @@ PYTHON_NOTE = ("(h): mpigate's columns are mpigate.futures' MPIPoolExecutor(max_
                "function; a fresh pool's first task includes starting its interpreters (mpigate: "
                "one task runner's; mpi4py.futures: spawning its 2 workers; Dask: its LocalCluster)")
 
+FLOOR_NOTE = ("(b) floors, each measured just before that pool's (b), with no pool: bare gRPC is "
+              "bench/stream_api's sequential round trip on the Session stream (a single-task "
+              "submit answered by one event, the callback API as the gateway uses it, one "
+              "client thread writing then reading; the median of 3 fresh servers' p50), bare MPI "
+              "bench/mpi_pingpong's round trip of 8 bytes between two processes of the MPI "
+              "library the build links, under its mpiexec, both busy-polling, connected as a "
+              "pool's gateway and workers are (Open MPI: one spawned by the other, which Open MPI "
+              "4.1 joins over TCP; MPICH: one world)")
+
 # Beside mpi4py's latency: what its figure is made of.
 MPI4PY_POLL_NOTE = "mpi4py.futures' workers sleep up to ~1 ms between polls (its backoff)"
 
@@ -144,6 +158,8 @@ class Raw:
                          ("throughput", "futures"))
             self._derive(system, ("idle", "after_idle_vs_hot"), ("idle", "first_task"),
                          ("idle", "hot_p50"))
+            self._derive(system, ("latency", "vs_grpc"), ("latency", "p50"),
+                         ("floor_grpc", "p50"))
 
     def _derive(self, system, key, numerator, denominator):
         """key = numerator / denominator, or the failure of either."""
@@ -299,6 +315,7 @@ PLOTS = (
       ("8 x 4 clients", "clients", "aggregate"))),
     ("latency", "(b), (e) round trip of an empty task, µs (lower is better)",
      (("p50", "latency", "p50"), ("p99", "latency", "p99"),
+      ("bare gRPC p50", "floor_grpc", "p50"), ("bare MPI p50", "floor_mpi", "p50"),
       ("first after idle", "idle", "first_task"))),
     ("payload", "(c), (h) echo, GB/s counting both ways (higher is better)",
      (*((size_label(size), "payload", str(size)) for size in PAYLOAD_SIZES),
@@ -368,6 +385,8 @@ def write(raw_path, out_dir):
     lines = markdown(table.lines())
     notes = [f"Ratios are mpigate (default, --isolation=process) / peer, from one run; for times "
              f"lower is better. {size_notes(raw)}"]
+    if any(row.workload.startswith("floor") for row in table.rows()):
+        notes.append(FLOOR_NOTE + ".")
     if any(row.workload == "python" for row in table.rows()):
         notes.append(PYTHON_NOTE + ".")
     leftover = raw.values.get(("run", "leftover", "processes"))
@@ -393,16 +412,24 @@ def write(raw_path, out_dir):
 # ---- The guard: a run against a committed baseline ----------------------------------------------
 
 
+# What a guarded figure is a ratio to (the baseline's column ratio_to), and its name in reports.
+# "mpi4py": the guard divides the figure by mpi4py.futures' of the same run; the others are
+# ratios already, guarded as they are: "grpc" to the bare gRPC round trip of the same run,
+# "itself" to the same pool's other figure (or, for the idle CPU, no ratio at all).
+RATIO_TO = {"mpi4py": "mpi4py.futures", "grpc": "bare gRPC", "itself": "itself"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Guard:
-    """A figure the baseline holds, for mpigate and for mpigate-none. Guarded as its ratio to
-    mpi4py.futures' figure of the same run (machine speed cancels), or, where it is already a
-    ratio of mpigate to itself or an idle pool's CPU share, as it is."""
+    """A figure the baseline holds, for mpigate and for mpigate-none. Guarded as a ratio to a
+    figure of the same run, where machine speed cancels: to mpi4py.futures', or, where it is
+    already a ratio (to the bare gRPC floor, of mpigate to itself), or an idle pool's CPU share,
+    as it is."""
 
     workload: str
     metric: str
     higher_is_better: bool
-    ratio_to_mpi4py: bool = True
+    ratio_to: str = "mpi4py"
     # The figure's resolution, allowed on top of the tolerance: an idle pool's CPU share is
     # counted in clock ticks of 10 ms, 0.1% of a core over the 10 s it is measured.
     resolution: float = 0.0
@@ -414,8 +441,11 @@ GUARDS = (
     Guard("latency", "p50", higher_is_better=False),
     Guard("latency", "p99", higher_is_better=False),
     *(Guard("payload", str(size), higher_is_better=True) for size in PAYLOAD_SIZES),
-    Guard("clients", "vs_single", higher_is_better=True, ratio_to_mpi4py=False),
-    Guard("idle", "cpu", higher_is_better=False, ratio_to_mpi4py=False, resolution=0.1),
+    # The issue's floor target: as mpi4py.futures' p50 is mostly its workers' polling backoff,
+    # this is the tighter measure of mpigate's own cost per round trip.
+    Guard("latency", "vs_grpc", higher_is_better=False, ratio_to="grpc"),
+    Guard("clients", "vs_single", higher_is_better=True, ratio_to="itself"),
+    Guard("idle", "cpu", higher_is_better=False, ratio_to="itself", resolution=0.1),
     Guard("idle", "hot_p50", higher_is_better=False),
     Guard("idle", "first_task", higher_is_better=False),
     Guard("start", "first_task", higher_is_better=False),
@@ -440,7 +470,7 @@ SPREAD_FACTOR = 1.5
 def guarded_value(raw, system, guard):
     """The figure `guard` guards for `system`: a number, or a failure (kind, why), or None."""
     mine = raw.get(system, guard.workload, guard.metric)
-    if not guard.ratio_to_mpi4py or not is_number(mine):
+    if guard.ratio_to != "mpi4py" or not is_number(mine):
         return mine
     theirs = raw.get("mpi4py", guard.workload, guard.metric)
     if is_number(theirs) and theirs:
@@ -481,8 +511,11 @@ def read_baseline(path):
     rows = []
     resolutions = {(guard.workload, guard.metric): guard.resolution for guard in GUARDS}
     for row in csv.DictReader(lines):
+        if row["ratio_to"] not in RATIO_TO:
+            raise ValueError(f"{path}: ratio_to {row['ratio_to']!r} is none of "
+                             f"{', '.join(RATIO_TO)}")
         guard = Guard(row["workload"], row["metric"], higher_is_better=row["better"] == "higher",
-                      ratio_to_mpi4py=row["ratio_to"] == "mpi4py",
+                      ratio_to=row["ratio_to"],
                       resolution=resolutions.get((row["workload"], row["metric"]), 0.0))
         runs = tuple(float(value) for value in row["runs"].split())
         rows.append(Baseline(row["system"], guard, float(row["baseline"]),
@@ -498,7 +531,7 @@ def write_baseline(rows, path, comment=""):
         writer.writerow(BASELINE_FIELDS)
         for row in rows:
             writer.writerow((row.system, row.guard.workload, row.guard.metric,
-                             "mpi4py" if row.guard.ratio_to_mpi4py else "itself",
+                             row.guard.ratio_to,
                              "higher" if row.guard.higher_is_better else "lower",
                              f"{row.value:.4g}", f"{row.tolerance:.2f}",
                              " ".join(f"{value:.4g}" for value in row.runs)))
@@ -553,7 +586,7 @@ def summary_lines(rows):
     lines = [("figure", "system", "ratio to", "runs", "median", "worst run", "tolerance")]
     for row in rows:
         lines.append((row_label(row.guard.workload, row.guard.metric), row.system,
-                      "mpi4py.futures" if row.guard.ratio_to_mpi4py else "itself",
+                      RATIO_TO[row.guard.ratio_to],
                       " ".join(f"{value:.3g}" for value in row.runs), f"{row.value:.3g}",
                       f"{spread_of(row):.0%}", f"{row.tolerance:.0%}"))
     return markdown(lines)
@@ -566,7 +599,7 @@ def check(baseline, raw):
     for row in baseline:
         guard = row.guard
         name = f"{row_label(guard.workload, guard.metric)} [{row.system}]"
-        unit = "x mpi4py" if guard.ratio_to_mpi4py else ""
+        unit = "" if guard.ratio_to == "itself" else f"x {RATIO_TO[guard.ratio_to]}"
         value = guarded_value(raw, row.system, guard)
         if not is_number(value):
             why = value[1] if isinstance(value, tuple) else "not measured"

@@ -13,6 +13,10 @@
 //   stream:   --messages single-task submits written as fast as the stream takes them while
 //             another thread reads the events; messages/s, and the server's CPU per message.
 // Prints one line per API and workload (medians over the rounds) and the CQ/callback ratios.
+//
+// The floor of bench/compare.py's table is the pingpong alone on the API the gateway uses:
+//   stream_api --api=callback --messages=0 --csv
+// prints compare.py's lines `floor_grpc,p50,VALUE,us` and `floor_grpc,p99,VALUE,us` instead.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,8 +39,12 @@
 #include "mpigate/v1/gateway.grpc.pb.h"
 
 ABSL_FLAG(int, pings, 20000, "Round trips timed per pingpong round (after 1000 to warm up).");
-ABSL_FLAG(int, messages, 200000, "Submits per stream round.");
+ABSL_FLAG(int, messages, 200000, "Submits per stream round; 0: no stream workload.");
 ABSL_FLAG(int, rounds, 3, "Rounds per API; each line is the median over them.");
+ABSL_FLAG(std::string, api, "both", "callback, cq or both.");
+ABSL_FLAG(bool, csv, false,
+          "Print the pingpong's p50 and p99 as bench/compare.py's lines (floor_grpc,p50,VALUE,us) "
+          "instead of the table; needs one --api.");
 ABSL_FLAG(std::string, serve, "", "Internal: be the server process of this API (callback or cq).");
 ABSL_FLAG(std::string, address, "", "Internal: the server process's address.");
 
@@ -244,8 +252,7 @@ RoundResult RunRound(Api api, int round) {
     result.p99_us = Percentile(us, 0.99);
   }
 
-  {
-    const int messages = absl::GetFlag(FLAGS_messages);
+  if (const int messages = absl::GetFlag(FLAGS_messages); messages > 0) {
     grpc::ClientContext context;
     auto stream = stub->Session(&context);
     const absl::Duration cpu_before = ProcessCpu(server);
@@ -287,10 +294,22 @@ int main(int argc, char** argv) {
   if (const std::string serve = absl::GetFlag(FLAGS_serve); !serve.empty()) {
     Serve(serve == "cq" ? Api::kCompletionQueue : Api::kCallback, absl::GetFlag(FLAGS_address));
   }
+  const std::string api_flag = absl::GetFlag(FLAGS_api);
+  std::vector<Api> apis;
+  if (api_flag == "callback" || api_flag == "both") apis.push_back(Api::kCallback);
+  if (api_flag == "cq" || api_flag == "both") apis.push_back(Api::kCompletionQueue);
+  const bool csv = absl::GetFlag(FLAGS_csv);
+  if (apis.empty() || (csv && apis.size() != 1) || absl::GetFlag(FLAGS_rounds) < 1 ||
+      absl::GetFlag(FLAGS_pings) < 1) {
+    std::fprintf(stderr,
+                 "stream_api: --api is callback, cq or both (one with --csv); --rounds and "
+                 "--pings at least 1\n");
+    return 2;
+  }
   // Rounds alternate between the APIs, so that a noisy spell on this shared machine hits both.
   std::vector<RoundResult> results[2];
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
-    for (Api api : {Api::kCallback, Api::kCompletionQueue}) {
+    for (Api api : apis) {
       results[static_cast<int>(api)].push_back(RunRound(api, round * 2 + static_cast<int>(api)));
     }
   }
@@ -299,18 +318,25 @@ int main(int argc, char** argv) {
     for (const RoundResult& r : results[static_cast<int>(api)]) values.push_back(r.*field);
     return Median(values);
   };
+  if (csv) {
+    std::printf("floor_grpc,p50,%.1f,us\nfloor_grpc,p99,%.1f,us\n",
+                median_of(apis[0], &RoundResult::p50_us), median_of(apis[0], &RoundResult::p99_us));
+    return 0;
+  }
   std::printf("%-9s %10s %10s %14s %16s\n", "api", "p50_us", "p99_us", "stream_msg/s",
               "server_cpu_us/msg");
-  for (Api api : {Api::kCallback, Api::kCompletionQueue}) {
+  for (Api api : apis) {
     std::printf("%-9s %10.1f %10.1f %14.0f %16.2f\n", Name(api), median_of(api, &RoundResult::p50_us),
                 median_of(api, &RoundResult::p99_us), median_of(api, &RoundResult::messages_per_s),
                 median_of(api, &RoundResult::server_cpu_us_per_message));
   }
-  auto ratio = [&](double RoundResult::*field) {
-    return median_of(Api::kCompletionQueue, field) / median_of(Api::kCallback, field);
-  };
-  std::printf("cq/callback: p50 %.2fx, stream rate %.2fx, server CPU per message %.2fx\n",
-              ratio(&RoundResult::p50_us), ratio(&RoundResult::messages_per_s),
-              ratio(&RoundResult::server_cpu_us_per_message));
+  if (apis.size() == 2) {
+    auto ratio = [&](double RoundResult::*field) {
+      return median_of(Api::kCompletionQueue, field) / median_of(Api::kCallback, field);
+    };
+    std::printf("cq/callback: p50 %.2fx, stream rate %.2fx, server CPU per message %.2fx\n",
+                ratio(&RoundResult::p50_us), ratio(&RoundResult::messages_per_s),
+                ratio(&RoundResult::server_cpu_us_per_message));
+  }
   return 0;
 }

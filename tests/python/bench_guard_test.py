@@ -167,5 +167,76 @@ class BaselineTest(unittest.TestCase):
         self.assertEqual(rows[("throughput", "futures")].tolerance, 0.25)
 
 
+def floor_run(p50_us=210.0, grpc_p50_us=70.0, mpi4py_p50_us=400.0):
+    """A run's (b) lines: mpigate's sequential p50, the bare gRPC round trip measured beside it,
+    and mpi4py.futures' p50."""
+    return raw_from([
+        ("mpigate", "latency", "p50", p50_us, "us"),
+        ("mpigate", "floor_grpc", "p50", grpc_p50_us, "us"),
+        ("mpi4py", "latency", "p50", mpi4py_p50_us, "us"),
+    ])
+
+
+# mpigate's p50 3x the bare gRPC round trip's (lower is better), allowed 50% more: 4.5x.
+FLOOR_BASELINE = [report.Baseline("mpigate", guard("latency", "vs_grpc"), 3.0, 0.5)]
+
+
+class FloorGuardTest(unittest.TestCase):
+
+    def test_a_run_like_the_baseline_passes(self):
+        self.assertEqual(failures_of(floor_run(), FLOOR_BASELINE), [])
+
+    def test_the_ratio_is_to_the_runs_own_grpc_floor_not_to_mpi4py(self):
+        # A slower machine: mpigate and the floor both twice as slow, mpi4py.futures as before.
+        self.assertEqual(failures_of(floor_run(p50_us=420, grpc_p50_us=140), FLOOR_BASELINE), [])
+        # mpi4py.futures' figure does not enter: much faster, and the ratio still holds.
+        self.assertEqual(failures_of(floor_run(mpi4py_p50_us=50), FLOOR_BASELINE), [])
+
+    def test_a_p50_past_its_tolerance_over_the_floor_fails_and_is_named(self):
+        # At most 4.5x the floor: 315 us passes, 316 us does not.
+        self.assertEqual(failures_of(floor_run(p50_us=315), FLOOR_BASELINE), [])
+        failures = failures_of(floor_run(p50_us=316), FLOOR_BASELINE)
+        self.assertEqual(len(failures), 1)
+        self.assertIn("(b) latency p50 / bare gRPC p50 [mpigate]", failures[0])
+        self.assertIn("x bare gRPC", failures[0])
+
+    def test_a_floor_that_was_not_measured_fails_with_its_reason(self):
+        raw = raw_from([("mpigate", "latency", "p50", 200, "us"),
+                        ("mpigate", "floor_grpc", "*", "error", "stream_api: exit status 1")])
+        failures = failures_of(raw, FLOOR_BASELINE)
+        self.assertEqual(len(failures), 1)
+        self.assertIn("stream_api: exit status 1", failures[0])
+        failures = failures_of(raw_from([("mpigate", "latency", "p50", 200, "us")]),
+                               FLOOR_BASELINE)
+        self.assertEqual(len(failures), 1)
+        self.assertIn("no figure", failures[0])
+
+    def test_made_from_runs_and_written_as_a_ratio_to_grpc(self):
+        runs = [floor_run(p50_us=us) for us in (140, 210, 175, 140, 154)]
+        rows = [row for row in report.make_baseline(runs)
+                if (row.guard.workload, row.guard.metric) == ("latency", "vs_grpc")]
+        self.assertEqual(len(rows), 1)  # mpigate only: mpigate-none did not run
+        self.assertAlmostEqual(rows[0].value, 2.2)  # 154 / 70
+        self.assertAlmostEqual(rows[0].tolerance, 0.55)  # 210 is 1.36x 154: 1.5 x 36%
+        self.assertIn("bare gRPC", report.summary_lines(rows)[2])
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "baseline.csv")
+            report.write_baseline(rows, path)
+            with open(path, encoding="utf-8") as written:
+                self.assertIn("mpigate,latency,vs_grpc,grpc,lower,", written.read())
+            again = report.read_baseline(path)
+        self.assertEqual(again[0].guard, rows[0].guard)
+        self.assertEqual(report.check(again, floor_run(p50_us=154))[1], [])
+
+    def test_a_baseline_ratio_to_something_unknown_is_refused(self):
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "baseline.csv")
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(",".join(report.BASELINE_FIELDS) + "\n")
+                out.write("mpigate,latency,vs_grpc,dask,lower,2.2,0.5,2.2\n")
+            with self.assertRaisesRegex(ValueError, "ratio_to 'dask'"):
+                report.read_baseline(path)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -95,5 +95,70 @@ class PythonRowsTest(unittest.TestCase):
         self.assertEqual(list(rows), ["(b) latency p50, µs"])
 
 
+def latency_rows(system, p50, grpc_p50, mpi_p50=0.6):
+    """(b) of a pool: its p50 and p99, and the floors measured beside it."""
+    return [(system, "latency", "p50", p50, "us"),
+            (system, "latency", "p99", p50 * 3, "us"),
+            (system, "floor_grpc", "p50", grpc_p50, "us"),
+            (system, "floor_grpc", "p99", grpc_p50 * 2, "us"),
+            (system, "floor_mpi", "p50", mpi_p50, "us"),
+            (system, "floor_mpi", "p99", mpi_p50 * 2, "us")]
+
+
+PEER_LATENCY = [("mpi4py", "latency", "p50", 400, "us"), ("mpi4py", "latency", "p99", 900, "us")]
+
+FLOOR_LABELS = ("(b) floor: bare gRPC round trip p50, µs", "(b) floor: bare MPI ping-pong p50, µs")
+VS_GRPC = "(b) latency p50 / bare gRPC p50"
+
+
+class FloorRowsTest(unittest.TestCase):
+
+    def test_the_floors_show_their_absolute_p50_in_each_pools_column(self):
+        rows = table_of(latency_rows("mpigate", 150, 70, 0.61) +
+                        latency_rows("mpigate-none", 130, 65, 0.58) + PEER_LATENCY)
+        grpc, mpi = (rows[label] for label in FLOOR_LABELS)
+        self.assertEqual((grpc["mpigate"], grpc["mpigate --isolation=none"]), ("70.00", "65.00"))
+        self.assertEqual((mpi["mpigate"], mpi["mpigate --isolation=none"]), ("0.61", "0.58"))
+        for row in (grpc, mpi):
+            self.assertEqual((row["mpi4py.futures"], row["Dask"]), ("—", "—"))
+            self.assertEqual((row["mpigate / mpi4py"], row["target"], row["verdict"]), ("", "", ""))
+
+    def test_p50_over_the_grpc_floor_passes_at_most_twice(self):
+        rows = table_of(latency_rows("mpigate", 140, 70) + latency_rows("mpigate-none", 130, 70) +
+                        PEER_LATENCY)
+        self.assertEqual(rows[VS_GRPC]["mpigate"], "2.00")
+        self.assertEqual(rows[VS_GRPC]["mpigate --isolation=none"], "1.86")
+        self.assertEqual(rows[VS_GRPC]["target"], "≤2x")
+        self.assertEqual(rows[VS_GRPC]["verdict"], "PASS")
+        self.assertEqual(rows[VS_GRPC]["mpigate / mpi4py"], "")  # not a figure to compare
+
+    def test_p50_over_the_grpc_floor_fails_past_twice(self):
+        rows = table_of(latency_rows("mpigate", 141, 70) + latency_rows("mpigate-none", 130, 70) +
+                        PEER_LATENCY)
+        self.assertEqual(rows[VS_GRPC]["verdict"], "FAIL (none: PASS)")
+
+    def test_a_failed_floor_fails_the_target_and_says_why(self):
+        table = report.Table(raw_from(
+            [("mpigate", "latency", "p50", 140, "us"),
+             ("mpigate", "floor_grpc", "*", "error", "stream_api: exit status 1")] + PEER_LATENCY))
+        lines = table.lines()
+        rows = {line[0]: dict(zip(lines[0], line)) for line in lines[1:]}
+        note = f"[{table.notes.index('mpigate floor_grpc: stream_api: exit status 1') + 1}]"
+        self.assertEqual(rows[FLOOR_LABELS[0]]["mpigate"], f"error {note}")
+        self.assertEqual(rows[VS_GRPC]["mpigate"], f"error {note}")
+        self.assertEqual(rows[VS_GRPC]["verdict"], "FAIL")
+
+    def test_many_clients_against_one_pass_at_eight_tenths(self):
+        def clients(vs_single):
+            return table_of([(system, *figure) for system in ("mpigate", "mpigate-none")
+                             for figure in (("throughput", "futures", 100_000, "tasks/s"),
+                                            ("clients", "aggregate", 100_000 * vs_single,
+                                             "tasks/s"))])
+        label = "(d) that / one client's submit loop"
+        self.assertEqual(clients(0.8)[label]["target"], "≥0.8 (80%)")
+        self.assertEqual(clients(0.8)[label]["verdict"], "PASS")
+        self.assertEqual(clients(0.79)[label]["verdict"], "FAIL")
+
+
 if __name__ == "__main__":
     unittest.main()
