@@ -24,7 +24,8 @@ function defaultEndpointFile(env = process.env) {
 // The endpoint file: the target on its first line, then `key=value` lines (`token=...` for a
 // service on TCP, `tls=1`). {target, keys}, target '' if it holds none; throws ENOENT errors.
 function readEndpointFile(file) {
-  const lines = fs.readFileSync(file, 'utf8').split('\n').map((line) => line.trim()).filter(Boolean);
+  const lines =
+      fs.readFileSync(file, 'utf8').split('\n').map((line) => line.trim()).filter(Boolean);
   const keys = {};
   for (const line of lines.slice(1)) {
     const equals = line.indexOf('=');
@@ -86,4 +87,9 @@ function resolveEndpoint(explicit, env = process.env) {
   return resolveAccess(explicit, {env}).target;
 }
 
-module.exports = {defaultRunDir, defaultEndpointFile, resolveAccess, resolveEndpoint};
+module.exports = {
+  defaultRunDir,
+  defaultEndpointFile,
+  resolveAccess,
+  resolveEndpoint
+};

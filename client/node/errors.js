@@ -42,4 +42,8 @@ function callError(error, what) {
   return new MpigateError(code, what ? `${what}: ${details}` : details);
 }
 
-module.exports = {MpigateError, errorOf, callError};
+module.exports = {
+  MpigateError,
+  errorOf,
+  callError
+};

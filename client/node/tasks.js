@@ -47,4 +47,8 @@ function settleOutcome(outcome, resolve, reject, chunk = false) {
   }
 }
 
-module.exports = {toBuffer, taskOptions, settleOutcome};
+module.exports = {
+  toBuffer,
+  taskOptions,
+  settleOutcome
+};

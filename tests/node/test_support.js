@@ -30,4 +30,7 @@ async function awaitStatus(ask, done, attempts = 100000) {
   assert.fail(`the pool status never showed what the test waited for: ${JSON.stringify(status)}`);
 }
 
-module.exports = {mpigate, protoDir: process.env.MPIGATE_PROTO_DIR, assertRejects, awaitStatus};
+module.exports = {
+  mpigate,
+  protoDir : process.env.MPIGATE_PROTO_DIR, assertRejects, awaitStatus
+};
