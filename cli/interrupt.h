@@ -1,7 +1,7 @@
 // InterruptWatcher: what `mpigate submit` and `mpigate map` do on SIGINT (Ctrl-C) and SIGTERM
 // while their tasks run. The first of those signals marks the command interrupted and runs its
 // stop action once, on a thread of the watcher's; a second one ends the process at once with
-// kExitInterrupted, without waiting for anything.
+// kExitInterrupted.
 //
 //   InterruptWatcher watcher;                    // before the tasks are submitted
 //   auto results = std::make_shared<MapResults>(executor.Map(...));
@@ -11,16 +11,12 @@
 //     ...
 //   }
 //
-// The signal handlers only write the signal's number into a pipe (write(2) is async-signal-safe,
-// and errno is kept); the watcher's thread reads it and does everything else, so nothing that is
-// not async-signal-safe ever runs in a handler, whichever thread the signal lands on. Handlers are
-// installed with SA_RESTART, so the command's own blocking calls are not cut short.
+// The handlers (SA_RESTART) only write the signal's number into a pipe; the watcher's thread does
+// the rest, so nothing that is not async-signal-safe runs in a handler.
 //
-// Thread-safety: one watcher at a time in a process (the handlers write to its pipe). OnInterrupt()
-// and interrupted() may be called from any thread. The destructor restores the handlers that were
-// there before (so a later signal does what it did then), and joins the watcher's threads, after
-// any stop action has returned; an action should own what it touches (capture shared_ptrs or
-// copies), since the watcher may be destroyed after the objects the command declared after it.
+// Thread-safety: one watcher at a time in a process. OnInterrupt() and interrupted() from any
+// thread. The destructor restores the previous handlers and joins the watcher's threads after any
+// stop action has returned, so an action should own what it touches (shared_ptrs or copies).
 #ifndef MPIGATE_CLI_INTERRUPT_H_
 #define MPIGATE_CLI_INTERRUPT_H_
 

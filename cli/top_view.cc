@@ -87,7 +87,8 @@ std::string Session(absl::string_view client_name, uint64_t session_id) {
 }
 
 std::string Rate(double per_second) {
-  return absl::StrFormat(per_second < 10 ? "%.1f" : "%.0f", per_second);
+  if (per_second < 10) return absl::StrFormat("%.1f", per_second);
+  return absl::StrFormat("%.0f", per_second);
 }
 
 Section Workers(const v1::PoolStatus& status) {

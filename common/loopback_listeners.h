@@ -1,24 +1,15 @@
 // Loopback listeners: Open MPI's TCP listening sockets of a one-host pool on loopback only.
 //
-// Open MPI 4.1 binds every TCP listening socket it opens to all interfaces (0.0.0.0 and ::),
-// whatever its if_include parameters say (they choose only the addresses it advertises and uses):
-// the point-to-point layer's (btl tcp) in the gateway and in each worker, and the out-of-band
-// channel's (oob tcp) in its runtime daemon, orted. A pool whose processes all run on one host
-// needs none of them reachable from other machines. So:
-//  - the gateway and the worker link this library, which defines bind() and socket()
-//    (loopback_bind.h): while a ScopedLoopbackListeners is open, the process's TCP binds to
-//    0.0.0.0 go to 127.0.0.1 and IPv6 TCP sockets are refused, which Open MPI takes as a host
-//    without IPv6 (binding them to ::1 instead would fail where loopback has no ::1, and Open MPI
-//    then gives up TCP altogether). The binaries export both symbols, so that the components Open
-//    MPI loads with dlopen find them. The scope is open around MPI_Init, which is where Open MPI
-//    opens its listeners, and only there: the gateway's own gRPC and metrics listeners are opened
-//    later, on the addresses their flags say;
-//  - orted, Open MPI's program, which the gateway's MPI_Init starts, loads the same functions from
-//    kLoopbackPreloadLibrary through LD_PRELOAD, rewriting for its whole life; the library takes
-//    itself out of LD_PRELOAD at once, so nothing orted starts inherits it;
-//  - the gateway tells the workers through kLoopbackListenersEnv, which they inherit from it
-//    through orted.
-// Where a pool may span hosts (OneHostPool() says false) none of this is done.
+// Open MPI 4.1 binds its TCP listeners (btl tcp in the gateway and each worker, oob tcp in orted)
+// to all interfaces whatever its if_include parameters say; a pool on one host needs none of them
+// reachable from other machines. So, where OneHostPool() holds:
+//  - the gateway and the worker link loopback_bind.h's bind() and socket() (exported, for the
+//    components Open MPI dlopens); a ScopedLoopbackListeners open around MPI_Init, and only there,
+//    sends binds to 0.0.0.0 to 127.0.0.1 and refuses IPv6 TCP sockets (Open MPI then takes the
+//    host for one without IPv6). The gateway's own listeners, opened later, are untouched;
+//  - orted loads the same functions from kLoopbackPreloadLibrary (LD_PRELOAD, which the library
+//    takes out of its environment at once, so nothing orted starts inherits it);
+//  - the workers learn of it through kLoopbackListenersEnv, inherited through orted.
 //
 // Thread-safety: the scope switches bind() and socket() for every thread of the process; open it
 // where no thread but MPI's opens sockets.

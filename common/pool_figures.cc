@@ -30,9 +30,8 @@ std::optional<uint64_t> QuantileMicros(const google::protobuf::RepeatedField<uin
 
 std::string FormatMicros(uint64_t micros) {
   if (micros < 1'000) return absl::StrFormat("%d µs", micros);
-  if (micros < 1'000'000) {
-    return absl::StrFormat(micros < 10'000 ? "%.2f ms" : "%.1f ms", micros / 1e3);
-  }
+  if (micros < 10'000) return absl::StrFormat("%.2f ms", micros / 1e3);
+  if (micros < 1'000'000) return absl::StrFormat("%.1f ms", micros / 1e3);
   if (micros < 60'000'000) return absl::StrFormat("%.2f s", micros / 1e6);
   const uint64_t seconds = micros / 1'000'000;
   if (seconds < 3600) return absl::StrFormat("%dm%02ds", seconds / 60, seconds % 60);

@@ -1,29 +1,19 @@
 // Shared memory objects: how large payloads and results skip the copies of the gRPC and MPI hops
-// when the client, the gateway and the worker share a host.
+// when the client, the gateway and the worker share a host. This file only moves bytes; who
+// creates and who releases each object is the protocol's business (task.proto, SharedBytes).
 //
-// An object is a POSIX shared memory object (shm_open, a file in /dev/shm) owned by the user,
-// mode 0600, named with its gateway's prefix (NewSharedObjectPrefix: the gateway's pid and 128
-// random bits) followed by 16 random hex digits, so that a gateway can tell its own objects from
-// anything else and remove what is left of them when it exits. Who creates and who releases each
-// object is the protocol's business (proto/mpigate/v1/task.proto, SharedBytes); this file only
-// moves bytes.
+// An object is a POSIX shared memory object (/dev/shm), owned by the user, mode 0600, named with
+// its gateway's unguessable prefix (NewSharedObjectPrefix) and 16 random hex digits, so that a
+// gateway can tell its own objects from anything else and remove what is left of them at exit.
+// /dev/shm is open to every local user, so no object is trusted by name: new ones are made with
+// O_EXCL, and one opened by name is used only if it is a regular file of this effective user with
+// no group or other bits (DATA_LOSS otherwise, its bytes unread).
 //
-// /dev/shm is shared with every local user, who may create any name there (and, since anyone can
-// list it, learn a prefix once one of its objects exists). So no object is ever trusted by name:
-// a new one is created with O_CREAT|O_EXCL, never by opening a name that exists, and every object
-// opened by name (to read it, or to take over a parked one) is used only if it is a regular file
-// owned by this process's effective user with no group or other permission bits
-// (DATA_LOSS otherwise: its bytes cannot be trusted, and are never read). An object another user
-// placed under a name of ours is removed where we may, never written or read.
+// A released object is parked under its prefix (a few per power-of-two size class, up to
+// kMaxParkedObjectBytes) and reused by the next CreateSharedObject of that prefix, because fresh
+// pages are most of what an object costs.
 //
-// Objects are recycled: one released (ReleaseSharedObject) is parked under its prefix instead of
-// removed, and the next CreateSharedObject of that prefix takes it, renamed, and writes into
-// pages that already exist. Fresh pages are what an object costs: writing and reading a new
-// 1 MiB object took 1.2 ms here, a recycled one 0.4 ms. A prefix parks at most 4 objects and
-// 8 MiB of each power-of-two size class, 32 MiB in all; larger objects are always removed.
-//
-// Two processes may exchange objects only if they see the same /dev/shm as the same user:
-// SharedMemoryDomain() says which one a process sees, and equal domains mean they may.
+// Two processes may exchange objects only if their SharedMemoryDomain()s are equal.
 //
 // Thread-safety: every function may be called from any thread.
 #ifndef MPIGATE_COMMON_SHARED_MEMORY_H_
@@ -73,8 +63,7 @@ absl::StatusOr<std::string> CreateSharedObject(absl::string_view prefix, absl::s
 void ReleaseSharedObject(absl::string_view name);
 
 // A copy of `bytes`. A large one is backed by transparent huge pages where the kernel offers them
-// on request: touching a fresh 64 MiB buffer 4 KiB page by page costs about as much as copying
-// into it.
+// on request, since faulting in fresh 4 KiB pages one by one costs about as much as the copy.
 std::string LargeCopy(absl::string_view bytes);
 
 // The `size` bytes of object `name` (a LargeCopy). DATA_LOSS if it is missing, holds another size,
@@ -107,8 +96,7 @@ class SharedMapping {
 void UnlinkSharedObject(absl::string_view name);
 
 // Releases objects (ReleaseSharedObject) on a thread of its own, so that freeing a large object's
-// pages (milliseconds for a few hundred MiB) never holds up the caller. Idle, its thread waits on
-// a condition.
+// pages never holds up the caller. Idle, its thread waits on a condition.
 //
 // Thread-safety: Release() from any thread; the destructor releases what is queued and joins.
 class SharedObjectReaper {

@@ -7,7 +7,8 @@
 #   tools/setup.sh --bench-peers   what bench/compare.sh compares it with (not needed to test)
 set -euo pipefail
 
-# Bazel 4.2.3 and rules_java (offline build); the C++ toolchain; gRPC 1.51, Protobuf 3.21 and
+# Bazel 4.2.3 and rules_java (offline build); the C++ toolchain, and clang 14 for the build that
+# checks the thread-safety annotations (--config=clang-tsa); gRPC 1.51, Protobuf 3.21 and
 # Abseil with protoc, grpc_cpp_plugin and grpc_python_plugin; GoogleTest; Open MPI 4.1; TCMalloc
 # for the service; gRPC and Protobuf for Debian's /usr/bin/python3 (the Python client); CPython
 # 3.11 to embed, cloudpickle, numpy and mpi4py (the workers' Python task runtime, worker/python,
@@ -20,6 +21,7 @@ packages=(
   bazel-bootstrap
   bazel-rules-java
   g++
+  clang-14
   pkg-config
   libgrpc++-dev
   libabsl-dev

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds everything, and runs every test (unit and end to end) under
+# Sets up what is missing, builds everything (with Open MPI also with clang, --config=clang-tsa, to
+# check the thread-safety annotations), and runs every test (unit and end to end) under
 # AddressSanitizer and UndefinedBehaviorSanitizer (--config=asan-ubsan): one instrumented build, in
 # which a report from any process a test starts fails that test. MPIGATE_TEST_CONFIG picks another
 # config (tsan, asan, ubsan), or the optimized build when set empty.
@@ -31,9 +32,11 @@ case "$mpi" in
   *) echo "test.sh: MPIGATE_MPI is openmpi or mpich, not '$mpi'" >&2; exit 2 ;;
 esac
 
-# Every test case that ran, then one closing line with the totals, from the JUnit files Bazel wrote
-# in the test logs directory $1 for each test target of the query $2 (not for targets since
-# removed or left out, whose old files the directory keeps).
+# Every test case that ran (PASS, FAIL) or skipped itself (SKIP), then one closing line with the
+# totals, from the JUnit files Bazel wrote in the test logs directory $1 for each test target of
+# the query $2 (not for targets since removed or left out, whose old files the directory keeps).
+# Targets this machine cannot run (bazel/host_capabilities.bzl) Bazel's own summary lists as
+# SKIPPED.
 summarize() {
   local testlogs="$1"
   bazel query "$2" 2>/dev/null | sort | sed -e 's|^//||' -e 's|:|/|' | while read -r target; do
@@ -46,12 +49,15 @@ summarize() {
       pending = suite "." name; cases++
     }
     /<failure/ { if (pending != "") print "FAIL " pending; pending = ""; failures++ }
+    /<skipped/ { if (pending != "") print "SKIP " pending; pending = ""; skips++ }
     END {
       if (pending != "") print "PASS " pending
-      printf "%d passed, %d failed\n", cases - failures, failures
+      printf "%d passed, %d failed, %d skipped\n", cases - failures - skips, failures, skips
     }'
 }
 
+# The thread-safety annotations, checked by clang (.bazelrc's clang-tsa): built, not run.
+if [ "$mpi" = openmpi ]; then bazel build --config=clang-tsa //...; fi
 bazel test "${config_flags[@]}" //... "$@"
 targets='tests(//...)'
 if [ "$mpi" = mpich ]; then targets='tests(//...) except attr(tags, "openmpi-only", tests(//...))'; fi

@@ -1,21 +1,15 @@
-// Doorbell: lets an idle worker sleep until the gateway has sent it something, instead of polling.
+// Doorbell: lets an idle worker sleep until the gateway has sent it something, instead of polling
+// MPI (Open MPI's blocking receive spins; PollBackoff's sleeps cost latency).
 //
-// Open MPI's blocking receive spins, so the owner of MPI polls with MPI_Improbe (PollBackoff).
-// Polling costs CPU while idle (each poll runs Open MPI's progress engine) and latency on the first
-// message after an idle spell (it waits out the current sleep). A worker on the gateway's host
-// therefore also opens a doorbell, a Unix datagram socket, and names it in its hello; the gateway
-// rings it after each frame it sends that worker, and the worker, past its hot polls, waits on the
-// doorbell instead of sleeping (and, while its task runner works, on the doorbell and the runner's
-// socket together, instead of polling MPI after every result: see fd()). Rings only wake: the frame
-// itself still comes through MPI, so a ring that is lost or early costs a poll, never a message.
+// A worker on the gateway's host opens a doorbell, a Unix datagram socket, and names it in its
+// hello; the gateway rings it after each frame it sends that worker, and the worker, past its hot
+// polls, waits on it (with its task runner's socket, see fd()). A ring only wakes: the frame still
+// comes through MPI, so a lost or early ring costs a poll, never a message. A gateway that cannot
+// reach the doorbell (another host or network namespace) never rings, and the worker keeps
+// polling.
 //
-// A gateway that cannot reach a worker's doorbell (another host or network namespace) never rings
-// it; the worker, never rung, keeps polling with its backoff.
-//
-// Only the worker's user may ring: the socket is bound in a directory of its own, mode 0700, with
-// a random name (mkdtemp under /tmp), so that other users cannot even reach it (connect and send
-// fail with EACCES), and a ring whose sender (SO_PASSCRED) is another user is dropped as well. An
-// abstract socket, which any local user can send to, let anyone keep the workers busy.
+// Only the worker's user may ring: the socket sits in a private directory (mkdtemp, mode 0700), and
+// rings from another user (SO_PASSCRED) are dropped.
 //
 // Not thread-safe: each side belongs to the one thread that owns MPI in its process.
 #ifndef MPIGATE_WIRE_DOORBELL_H_

@@ -1,23 +1,18 @@
 // Frames over a byte stream: how a worker and its task runner (worker/runner_process.h) exchange
 // the frames of wire/frames.proto over a Unix stream socket.
 //
-// A frame is a 9-byte header, the payload's length (uint64) and its wire::Tag (uint8), followed by
-// the serialized message. The header is in the host's byte order: both ends are processes of one
-// host, one the child of the other. A length may exceed 2 GiB; the reader allocates what the header
-// announces, so only trusted peers may write to the stream.
+// A frame is a 9-byte header, the payload's length (uint64) and its wire::Tag (uint8), in host
+// byte order (both ends share a host), followed by the serialized message. The reader allocates
+// what a header announces, so only trusted peers may write to the stream.
 //
-// Reads and writes block until the whole frame has passed, resuming after EINTR and partial
-// transfers. A FrameReader reads ahead: one read(2) takes every small frame the peer has written
-// since, so a burst of frames costs one system call rather than two per frame. Writes use
-// send(MSG_NOSIGNAL), so a peer that has gone away is an error, not a SIGPIPE: the descriptor must
-// be a socket.
+// Reads and writes block until the whole frame has passed. A FrameReader reads ahead, so that a
+// burst of small frames costs one read(2). Writes use send(MSG_NOSIGNAL): a peer gone is an
+// error, not a SIGPIPE, so the descriptor must be a socket.
 //
 // Flow control is the peers' business: two peers that both block writing while neither reads
-// deadlock once both directions' socket buffers are full. The WriteFrames overload that takes a
-// WaitForRoom never blocks in the kernel, so that its caller can read while its write waits. A
-// reader that blocks inside a frame (Next(), once its header has come) is safe as long as the
-// peer, once it has begun a frame, finishes it needing nothing but that the frame be read: no
-// peer may wait for its own reads in the middle of a write.
+// deadlock. The WriteFrames overload that takes a WaitForRoom never blocks in the kernel, so its
+// caller can read while its write waits; and no peer may wait for its own reads in the middle of
+// writing a frame.
 //
 // Thread-safety: the functions are stateless; a stream needs one reader and one writer at a time
 // (callers serialise writes of several threads themselves).

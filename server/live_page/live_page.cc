@@ -27,7 +27,8 @@ std::string StateName(v1::PoolState state) {
 }
 
 std::string Rate(double per_second) {
-  return absl::StrFormat(per_second < 10 ? "%.1f" : "%.0f", per_second);
+  if (per_second < 10) return absl::StrFormat("%.1f", per_second);
+  return absl::StrFormat("%.0f", per_second);
 }
 
 // A summary entry: <div><dt>label</dt><dd id="s-ID">value</dd></div>.

@@ -10,18 +10,15 @@
 # library the server links), hd, h1, h2, cn (the namespaces' names), namespaces, made, subnet, dir
 # (a directory of the test's own), ns_pids (the processes in them), pool_launch (the mpiexec
 # command line for a 3-rank pool), and a trap that kills those and deletes the namespaces.
-# Where namespaces cannot be made it prints "SKIPPED: cannot create network namespaces here:
-# <reason>" to the log and stderr and exits 0.
-skip() {
-  echo "SKIPPED: cannot create network namespaces here: $*"
-  echo "SKIPPED: cannot create network namespaces here: $*" >&2
-  exit 0
-}
+# Where namespaces cannot be made it fails, saying why: Bazel runs these tests only where
+# @host_capabilities found that it can (bazel/probe_host.sh), and reports them SKIPPED elsewhere.
+cannot() { fail "cannot create network namespaces here: $*"; }
 
 # --- Can we? ---------------------------------------------------------------------------------
-[ "$(id -u)" -eq 0 ] || skip "not root (uid $(id -u)); ip netns needs CAP_SYS_ADMIN and CAP_NET_ADMIN"
-command -v ip >/dev/null || skip "no ip command (Debian package iproute2)"
-command -v unshare >/dev/null || skip "no unshare command (Debian package util-linux)"
+[ "$(id -u)" -eq 0 ] ||
+  cannot "not root (uid $(id -u)); ip netns needs CAP_SYS_ADMIN and CAP_NET_ADMIN"
+command -v ip >/dev/null || cannot "no ip command (Debian package iproute2)"
+command -v unshare >/dev/null || cannot "no unshare command (Debian package util-linux)"
 
 server="${runfiles}/server/mpigate-server"
 client="${runfiles}/tests/multihost/multihost_client"
@@ -58,11 +55,11 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT
 
 if ! error="$(ip netns add "$hd" 2>&1)"; then
-  skip "ip netns add failed: ${error}"
+  cannot "ip netns add failed: ${error}"
 fi
 made+=("$hd")
 if ! error="$(ip netns exec "$hd" unshare --uts hostname mpigate-check 2>&1)"; then
-  skip "cannot enter a namespace with a UTS namespace of its own: ${error}"
+  cannot "no UTS namespace of its own inside one: ${error}"
 fi
 for ns in "$h1" "$h2" "$cn"; do
   ip netns add "$ns" || fail "ip netns add ${ns}"
@@ -72,14 +69,14 @@ done
 # --- The network --------------------------------------------------------------------------------
 subnet=10.231.0.0/24
 for ns in "${namespaces[@]}"; do ip -n "$ns" link set lo up; done
-ip -n "$hd" link add br0 type bridge || skip "cannot create a bridge (no bridge support in the kernel?)"
+ip -n "$hd" link add br0 type bridge || cannot "no bridge (no bridge support in the kernel?)"
 ip -n "$hd" addr add 10.231.0.10/24 dev br0
 ip -n "$hd" link set br0 up
 octet=11
 for ns in "$h1" "$h2" "$cn"; do
   port="p${ns#"$tag"}"
   ip -n "$hd" link add "$port" type veth peer name eth0 netns "$ns" ||
-    skip "cannot create a veth pair (no veth support in the kernel?)"
+    cannot "no veth pair (no veth support in the kernel?)"
   ip -n "$hd" link set "$port" master br0 up
   ip -n "$ns" addr add "10.231.0.${octet}/24" dev eth0
   ip -n "$ns" link set eth0 up

@@ -21,33 +21,12 @@ const os = require('node:os');
 const path = require('node:path');
 const {after, before, describe, test} = require('node:test');
 
-const mpigate = require(process.env.MPIGATE_NODE_CLIENT);
+const {assertRejects, awaitStatus, mpigate, protoDir} = require('./test_support');
 
 const {Executor, MpigateError, codes} = mpigate;
-const protoDir = process.env.MPIGATE_PROTO_DIR;
 const endpointFile = process.env.MPIGATE_ENDPOINT_FILE;
 const tlsEndpointFile = process.env.MPIGATE_TLS_ENDPOINT_FILE;
 const certs = process.env.MPIGATE_TEST_CERTS;
-
-// Asserts that `promise` rejects with an MpigateError of `code` whose message contains `text`.
-async function assertRejects(promise, code, text = '') {
-  await assert.rejects(promise, (error) => {
-    assert.ok(error instanceof MpigateError, `not an MpigateError: ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.codeName, Object.keys(codes).find((name) => codes[name] === code));
-    assert.ok(error.details.includes(text), `"${error.details}" does not contain "${text}"`);
-    return true;
-  });
-}
-
-// Asks for the pool's status until `done` holds for it (as tests/server_process.cc's
-// AwaitPoolStatus): each answer is a round trip to the scheduler, no sleep in between.
-async function awaitPoolStatus(executor, done, attempts = 100000) {
-  for (let attempt = 0; attempt < attempts; ++attempt) {
-    if (done(await executor.status())) return;
-  }
-  assert.fail('the pool status never showed what the test waited for');
-}
 
 describe('the Node client against a real pool', () => {
   let ex;
@@ -270,7 +249,7 @@ describe('the Node client against a real pool', () => {
         // Both workers busy for a minute each, one task apiece (--max-tasks-per-worker=1)...
         const sleeps = [session.submit('sleep', '60000'), session.submit('sleep', '60000')];
         sleeps.forEach((sleep) => sleep.catch(() => {}));
-        await awaitPoolStatus(session, (status) => status.busyWorkers === 2);
+        await awaitStatus(() => session.status(), (status) => status.busyWorkers === 2);
         // ...so these wait in the queue, until the shutdown cancels them.
         const queued =
             [session.submit('echo', 'q0'), session.map('echo', ['q1', 'q2'], {chunksize: 2})];

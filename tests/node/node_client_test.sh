@@ -4,29 +4,12 @@
 # certificates (tests/shell/make_test_certs.sh's), runs node_client_test.js (node's built-in test
 # runner) against them, then stops the servers with SIGTERM and waits for them and every process
 # they started.
-#
-# The npm modules are not Bazel's: tools/setup.sh installs them in client/node/node_modules of the
-# source tree. The runfile client/node/package.json links to the source tree's, whose directory
-# therefore holds them; without them this test fails and says to run tools/setup.sh.
+# The npm modules are not Bazel's: tools/setup.sh installs them in the source tree
+# (node_test_lib.sh); without them this test fails and says to run tools/setup.sh.
 set -euo pipefail
 
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
-
-node="$(command -v node)" || fail "no node on PATH (/usr/bin/node): run tools/setup.sh"
-client_dir="$(dirname "$(readlink -f "${runfiles}/client/node/package.json")")"
-for module in @grpc/grpc-js @grpc/proto-loader; do
-  [ -f "${client_dir}/node_modules/${module}/package.json" ] ||
-    fail "the Node client's npm modules are missing (no ${client_dir}/node_modules/${module}):" \
-      "run tools/setup.sh, which runs npm ci in client/node"
-done
-
-# A short directory of our own: Unix socket paths are limited to 107 bytes.
-dir="$(mktemp -d /tmp/mpigate-node-XXXXXX)"
-cleanup() {
-  kill_servers
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/node/node_test_lib.sh"
 
 pool_command "${runfiles}/server/mpigate-server" 2
 start_server "${pool_launcher[@]}" "${dir}/unix" "${pool_command[@]}" \
@@ -41,18 +24,10 @@ start_server "${pool_launcher[@]}" "${dir}/tls" "${pool_command[@]}" \
   --worker-binary="${runfiles}/worker/mpigate-worker" --tls-cert="${dir}/certs/server.pem" \
   --tls-key="${dir}/certs/server.key" --tls-client-ca="${dir}/certs/ca.pem"
 
-# The test finds the servers through their endpoint files, as a user's script would. Its cases go to
-# the log, and to the JUnit file Bazel reads when it asks for one.
-reporters=(--test-reporter=spec --test-reporter-destination=stdout)
-if [ -n "${XML_OUTPUT_FILE:-}" ]; then
-  reporters+=(--test-reporter=junit --test-reporter-destination="${XML_OUTPUT_FILE}")
-fi
+# The test finds the servers through their endpoint files, as a user's script would.
 status=0
-env -u MPIGATE_ENDPOINT -u MPIGATE_TOKEN -u MPIGATE_TLS_CA -u MPIGATE_TLS_CERT \
-  -u MPIGATE_TLS_KEY MPIGATE_ENDPOINT_FILE="${dir}/endpoint" \
-  MPIGATE_TLS_ENDPOINT_FILE="${dir}/tls_endpoint" MPIGATE_TEST_CERTS="${dir}/certs" \
-  MPIGATE_NODE_CLIENT="${client_dir}/mpigate.js" MPIGATE_PROTO_DIR="${runfiles}/proto" \
-  "$node" "${reporters[@]}" "${runfiles}/tests/node/node_client_test.js" || status=$?
+run_node_test node_client_test.js MPIGATE_ENDPOINT_FILE="${dir}/endpoint" \
+  MPIGATE_TLS_ENDPOINT_FILE="${dir}/tls_endpoint" MPIGATE_TEST_CERTS="${dir}/certs" || status=$?
 # And the example users run, so that it keeps working.
 example_status=0
 example="$(env -u MPIGATE_ENDPOINT MPIGATE_ENDPOINT_FILE="${dir}/endpoint" \

@@ -13,9 +13,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const {test} = require('node:test');
 
-const mpigate = require(process.env.MPIGATE_NODE_CLIENT);
+const {awaitStatus, mpigate, protoDir} = require('./test_support');
 
-const protoDir = process.env.MPIGATE_PROTO_DIR;
 const serverPid = Number(process.env.MPIGATE_SERVER_PID);
 const stallFile = process.env.MPIGATE_STALL_FILE;
 
@@ -50,16 +49,6 @@ function workerPids(pid) {
     }
   }
   return found;
-}
-
-// Asks for the status until `done` holds for it (each a round trip); returns that status.
-async function awaitStatus(ask, done, attempts = 100000) {
-  let status;
-  for (let attempt = 0; attempt < attempts; ++attempt) {
-    status = await ask();
-    if (done(status)) return status;
-  }
-  assert.fail(`the pool status never showed what the test waited for: ${JSON.stringify(status)}`);
 }
 
 test('status() says the pool is degraded while a lost worker is replaced', async () => {
