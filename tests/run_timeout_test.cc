@@ -31,10 +31,12 @@ TEST(FailPastDeadlineTest, KeepsKeyAndRunTimeAndReplacesTheOutcome) {
   result.set_task_key(42);
   result.set_run_us(1234);
   result.set_result("too late");
+  result.add_items()->set_result("item");
   FailPastDeadline(50, "killed", result);
   EXPECT_EQ(result.task_key(), 42u);
   EXPECT_EQ(result.run_us(), 1234u);
   EXPECT_FALSE(result.has_result());
+  EXPECT_EQ(result.items_size(), 0);
   EXPECT_EQ(result.error().code(), static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded));
   EXPECT_EQ(result.error().message(), "task ran past its run timeout of 50 ms and was killed");
 }
