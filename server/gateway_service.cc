@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "server/message_bytes.h"
 #include "server/session_reactor.h"
+#include "wire/wire_error.h"
 
 namespace mpigate::server {
 
@@ -103,7 +104,7 @@ class RunHandler final : public UnaryHandler {
     if (rejections.ok() && !rejections->empty()) {
       const v1::TaskRejection& rejection = rejections->front();
       rejections =
-          absl::Status(static_cast<absl::StatusCode>(rejection.code()), rejection.message());
+          absl::Status(wire::StatusCodeFromWire(rejection.code()), rejection.message());
     }
     if (!rejections.ok()) {
       scheduler_.Abandon(*session);

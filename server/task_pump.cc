@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/shared_memory.h"
+#include "wire/wire_error.h"
 
 namespace mpigate::server {
 namespace {
@@ -20,8 +21,7 @@ constexpr size_t kTaskBatchBytes = 64 << 10;
 wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
   wire::ResultFrame result;
   result.set_task_key(task_key);
-  result.mutable_error()->set_code(static_cast<int>(status.code()));
-  result.mutable_error()->set_message(std::string(status.message()));
+  wire::SetError(status, *result.mutable_error());
   return result;
 }
 

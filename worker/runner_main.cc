@@ -47,6 +47,7 @@
 #include "wire/frames.pb.h"
 #include "wire/stream_frames.h"
 #include "wire/task_peek.h"
+#include "wire/wire_error.h"
 #include "worker/registry.h"
 #include "worker/task_environment.h"
 #include "worker/task_runner.h"
@@ -70,11 +71,6 @@ constexpr absl::Duration kProgressInterval = absl::Milliseconds(20);
                  why.ToString().c_str());
   }
   std::_Exit(absl::IsOutOfRange(why) ? 0 : 1);
-}
-
-void SetError(const absl::Status& status, wire::ErrorInfo& error) {
-  error.set_code(static_cast<int>(status.code()));
-  error.set_message(std::string(status.message()));
 }
 
 class Runner final : public ProgressSink {
@@ -140,8 +136,9 @@ class Runner final : public ProgressSink {
       environment_.Apply(task.env());
       result = RunTask(registry_, context, task);
     } else {
-      SetError(absl::InternalError(absl::StrCat("malformed TaskFrame of ", bytes.size(), " bytes")),
-               *result.mutable_error());
+      wire::SetError(
+          absl::InternalError(absl::StrCat("malformed TaskFrame of ", bytes.size(), " bytes")),
+          *result.mutable_error());
     }
     task.Clear();
     result.set_runner_pid(static_cast<int32_t>(pid_));
@@ -152,9 +149,10 @@ class Runner final : public ProgressSink {
       const uint64_t key = result.task_key();
       result.Clear();
       result.set_task_key(key);
-      SetError(absl::ResourceExhaustedError(absl::StrCat(
-                   "the result of ", size, " bytes exceeds the 2 GiB limit of one MPI message")),
-               *result.mutable_error());
+      wire::SetError(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "the result of ", size, " bytes exceeds the 2 GiB limit of one MPI message")),
+          *result.mutable_error());
     }
     result.SerializeToString(&encoded);
     result.Clear();
@@ -286,7 +284,7 @@ int main(int argc, char** argv) {
   absl::Status status = config.status();
   if (status.ok()) status = LoadFunctions(config->worker, registry);
   if (!status.ok()) {
-    SetError(status, *hello.mutable_error());
+    mpigate::wire::SetError(status, *hello.mutable_error());
     mpigate::wire::WriteFrame(kSocketFd, mpigate::wire::Tag::kHello, hello).IgnoreError();
     std::fprintf(stderr, "mpigate-runner: %s\n", status.ToString().c_str());
     return 1;

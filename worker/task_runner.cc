@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/shared_memory.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "wire/wire_error.h"
 
 namespace mpigate::worker {
 namespace {
@@ -27,11 +28,6 @@ std::string Demangle(const char* mangled) {
   return status == 0 && name ? std::string(name.get()) : std::string(mangled);
 }
 
-void SetError(const absl::Status& status, wire::ErrorInfo& error) {
-  error.set_code(static_cast<int>(status.code()));
-  error.set_message(std::string(status.message()));
-}
-
 // Makes one call of a function and records its outcome in `outcome`: a ResultFrame or an
 // ItemResult, which both hold a result or an error.
 template <typename Outcome>
@@ -41,7 +37,7 @@ void Call(absl::FunctionRef<absl::StatusOr<std::string>()> call, Outcome& outcom
     if (output.ok()) {
       outcome.set_result(*std::move(output));
     } else {
-      SetError(output.status(), *outcome.mutable_error());
+      wire::SetError(output.status(), *outcome.mutable_error());
     }
   } catch (const std::exception& e) {
     wire::ErrorInfo& error = *outcome.mutable_error();
@@ -106,12 +102,12 @@ class ResultBudget {
     wire::ResultFrame failed;
     failed.set_task_key(result.task_key());
     failed.set_run_us(result.run_us());
-    SetError(absl::ResourceExhaustedError(absl::StrCat(
-                 what, ", the largest outcome its session's stream carries (", limit_,
-                 " bytes: the service's --max_message_mb or the client's max_message_bytes, "
-                 "whichever is smaller, less framing); raise both, return less, or split the "
-                 "task into smaller chunks or batches")),
-             *failed.mutable_error());
+    wire::SetError(absl::ResourceExhaustedError(absl::StrCat(
+                       what, ", the largest outcome its session's stream carries (", limit_,
+                       " bytes: the service's --max_message_mb or the client's max_message_bytes, "
+                       "whichever is smaller, less framing); raise both, return less, or split the "
+                       "task into smaller chunks or batches")),
+                   *failed.mutable_error());
     // What the result held goes with `failed`.
     result = std::move(failed);
   }
@@ -153,7 +149,7 @@ wire::ResultFrame Run(
     }
   }
   if (!refused.ok()) {
-    SetError(refused, *result.mutable_error());
+    wire::SetError(refused, *result.mutable_error());
     return result;
   }
   const absl::string_view input =
