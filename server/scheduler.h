@@ -123,6 +123,7 @@
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
+#include "server/pool_metrics.h"
 #include "server/pool_view.h"
 #include "server/task_metrics.h"
 #include "wire/frames.pb.h"
@@ -377,24 +378,9 @@ class Scheduler {
   // lock as a copy; format it after.
   v1::PoolStatus Status() const;
 
-  // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms
-  // (TaskMetrics), taken under the lock; a value, formatted after the lock is released.
-  struct MetricsSnapshot {
-    int workers = 0;
-    size_t busy_workers = 0;
-    size_t workers_down = 0;
-    uint64_t workers_lost = 0;
-    size_t queued_tasks = 0;
-    size_t sessions = 0;
-    size_t detached_sessions = 0;
-    absl::Duration uptime;
-    double tasks_per_second = 0;
-    v1::PoolState state = v1::POOL_STATE_BOOTING;
-    TaskMetrics::Snapshot tasks;
-
-    // Every metric in the Prometheus text format.
-    std::string PrometheusText() const;
-  };
+  // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms,
+  // taken under the lock; a value, formatted after the lock is released.
+  using MetricsSnapshot = PoolMetrics;
   MetricsSnapshot Metrics() const;
 
   // Metrics().PrometheusText(): a scrape holds the lock only while the figures are copied, not
