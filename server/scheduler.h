@@ -462,8 +462,7 @@ class Scheduler {
   // its listener and then calls MaybeNotifyLocked, which forgets it once nothing of it runs.
   void AbandonLocked(Session& session, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Abandons detached sessions whose grace period has passed by `now`.
-  void ExpireGracePeriodsLocked(absl::Time now, Notifications& notifications)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireGracePeriodsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned

@@ -16,7 +16,6 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
     std::string client_name, std::shared_ptr<SessionListener> listener,
     uint64_t client_max_message_bytes, SharedMemoryUse shared,
     const google::protobuf::Map<std::string, std::string>& env, uint32_t max_running_tasks) {
-  Notifications notifications;
   absl::MutexLock lock(&mu_);
   absl::StatusOr<google::protobuf::RepeatedPtrField<std::string>> variables =
       intake_.SessionEnv(env);
@@ -45,8 +44,8 @@ absl::StatusOr<SessionId> Scheduler::OpenSession(
       Log(LogLevel::kInfo, "session ", evicted,
           " abandoned while detached to make room for a new session (--max_sessions ",
           max_sessions_, "); its ", live, " unfinished tasks cancelled or interrupted");
-      // An abandoned session has no listener: this only forgets it if nothing of it runs.
-      MaybeNotifyLocked(evicted, notifications);
+      // A detached session has no listener to tell.
+      sessions_.EraseIfAbandonedAndDone(evicted);
     }
   }
   absl::StatusOr<std::string> token = token_source_();
@@ -89,14 +88,13 @@ void Scheduler::Abandon(SessionId id) {
   // Declared before the lock so that it is destroyed after the unlock: dropping what may be the
   // last reference to the listener must not run its destructor under the scheduler's lock.
   std::shared_ptr<SessionListener> released_listener;
-  Notifications notifications;
   absl::MutexLock lock(&mu_);
   Session* session = sessions_.Find(id);
   if (session == nullptr) return;
   released_listener = std::move(session->listener);
   AbandonLocked(*session, "cancelled: the client went away");
-  // Forgets the session now if nothing of it is running; it has no listener left to tell.
-  MaybeNotifyLocked(id, notifications);
+  // It has no listener left to tell.
+  sessions_.EraseIfAbandonedAndDone(id);
 }
 
 void Scheduler::AbandonLocked(Session& session, absl::string_view why) {
@@ -120,7 +118,6 @@ void Scheduler::AbandonLocked(Session& session, absl::string_view why) {
 void Scheduler::Detach(SessionId id) {
   // As in Abandon: the listener's last reference is dropped after the unlock.
   std::shared_ptr<SessionListener> released_listener;
-  Notifications notifications;
   absl::MutexLock lock(&mu_);
   Session* session = sessions_.FindOpen(id);
   if (session == nullptr || session->detached) return;
@@ -128,7 +125,7 @@ void Scheduler::Detach(SessionId id) {
   session->listener_told = false;
   if (resume_grace_ == absl::ZeroDuration()) {
     AbandonLocked(*session, "cancelled: the client went away");
-    MaybeNotifyLocked(id, notifications);
+    sessions_.EraseIfAbandonedAndDone(id);
     return;
   }
   // Wakes AwaitWork() if this deadline is earlier than the one it waits for (HasWorkLocked).
@@ -204,7 +201,7 @@ void Scheduler::Retain(SessionId id,
   session->Retain(outcomes);
 }
 
-void Scheduler::ExpireGracePeriodsLocked(absl::Time now, Notifications& notifications) {
+void Scheduler::ExpireGracePeriodsLocked(absl::Time now) {
   for (SessionId id = sessions_.PopExpired(now); id != 0; id = sessions_.PopExpired(now)) {
     Session& session = sessions_.at(id);
     const size_t live = session.live.size();
@@ -215,7 +212,8 @@ void Scheduler::ExpireGracePeriodsLocked(absl::Time now, Notifications& notifica
     Log(LogLevel::kInfo, "session ", id, " abandoned: no client resumed it within ",
         absl::FormatDuration(resume_grace_), "; its ", live,
         " unfinished tasks cancelled or interrupted");
-    MaybeNotifyLocked(id, notifications);
+    // A detached session has no listener to tell.
+    sessions_.EraseIfAbandonedAndDone(id);
   }
 }
 
@@ -243,7 +241,7 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
   Session* session = sessions_.Find(id);
   if (session == nullptr) return;
   if (session->abandoned) {
-    if (session->live.empty()) sessions_.Erase(id);
+    sessions_.EraseIfAbandonedAndDone(id);
     return;
   }
   if (!session->listener_told && session->listener && session->HasEvents()) {

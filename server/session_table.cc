@@ -143,6 +143,11 @@ void SessionTable::Erase(SessionId id) {
   sessions_.erase(it);
 }
 
+void SessionTable::EraseIfAbandonedAndDone(SessionId id) {
+  const auto it = sessions_.find(id);
+  if (it != sessions_.end() && it->second.abandoned && it->second.live.empty()) sessions_.erase(it);
+}
+
 SessionTable::Census SessionTable::Count() const {
   Census census;
   absl::Time longest = absl::InfiniteFuture();

@@ -185,6 +185,9 @@ class SessionTable {
   void DropToken(const Session& session) { tokens_.erase(session.resume_token); }
   // Forgets the session, and its token.
   void Erase(SessionId id);
+  // Forgets the session if it is abandoned and none of its tasks is left: nobody will collect
+  // anything of it again.
+  void EraseIfAbandonedAndDone(SessionId id);
 
   // Open sessions, detached ones among them, and the detached one that has waited longest (0 for
   // none).
