@@ -31,12 +31,6 @@ bool Session::HasEvents() const {
          (shut_down && live.empty());
 }
 
-void Session::Hold(uint64_t client_id, uint64_t bytes, v1::TaskOutcome outcome) {
-  unread.emplace(client_id, HeldOutcome{bytes, ended++});
-  unread_bytes += bytes;
-  outbox.push_back(std::move(outcome));
-}
-
 void Session::Ack(absl::Span<const uint64_t> task_ids) {
   for (const uint64_t task_id : task_ids) {
     const auto it = unread.find(task_id);
@@ -109,26 +103,6 @@ absl::StatusOr<SessionId> SessionTable::Add(std::string token) {
   tokens_.emplace(token, id);
   sessions_[id].resume_token = std::move(token);
   return id;
-}
-
-Session* SessionTable::Find(SessionId id) {
-  const auto it = sessions_.find(id);
-  return it == sessions_.end() ? nullptr : &it->second;
-}
-
-const Session* SessionTable::Find(SessionId id) const {
-  const auto it = sessions_.find(id);
-  return it == sessions_.end() ? nullptr : &it->second;
-}
-
-Session* SessionTable::FindOpen(SessionId id) {
-  const auto it = sessions_.find(id);
-  return it == sessions_.end() || it->second.abandoned ? nullptr : &it->second;
-}
-
-const Session* SessionTable::FindOpen(SessionId id) const {
-  const auto it = sessions_.find(id);
-  return it == sessions_.end() || it->second.abandoned ? nullptr : &it->second;
 }
 
 SessionId SessionTable::FindByToken(absl::string_view token) const {

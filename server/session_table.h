@@ -143,7 +143,11 @@ struct Session {
   // The listener has something to collect.
   bool HasEvents() const;
   // Puts the outcome of the task `client_id` in the outbox, holding it at `bytes`.
-  void Hold(uint64_t client_id, uint64_t bytes, v1::TaskOutcome outcome);
+  void Hold(uint64_t client_id, uint64_t bytes, v1::TaskOutcome outcome) {
+    unread.emplace(client_id, HeldOutcome{bytes, ended++});
+    unread_bytes += bytes;
+    outbox.push_back(std::move(outcome));
+  }
   // Forgets the outcomes of `task_ids`, wherever they are held; ignores those never collected,
   // which the client cannot have read.
   void Ack(absl::Span<const uint64_t> task_ids);
@@ -169,12 +173,25 @@ class SessionTable {
   // Adds a session resumed with `token`. INTERNAL if another session has that token.
   absl::StatusOr<SessionId> Add(std::string token);
 
-  // The session, abandoned or not; null if it is gone.
-  Session* Find(SessionId id);
-  const Session* Find(SessionId id) const;
+  // The session, abandoned or not; null if it is gone. (Defined here, as the lookups below, so
+  // that the scheduler's per-task calls inline.)
+  Session* Find(SessionId id) {
+    const auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : &it->second;
+  }
+  const Session* Find(SessionId id) const {
+    const auto it = sessions_.find(id);
+    return it == sessions_.end() ? nullptr : &it->second;
+  }
   // The session if it is open (not abandoned); null otherwise.
-  Session* FindOpen(SessionId id);
-  const Session* FindOpen(SessionId id) const;
+  Session* FindOpen(SessionId id) {
+    Session* session = Find(id);
+    return session == nullptr || session->abandoned ? nullptr : session;
+  }
+  const Session* FindOpen(SessionId id) const {
+    const Session* session = Find(id);
+    return session == nullptr || session->abandoned ? nullptr : session;
+  }
   Session& at(SessionId id) { return sessions_.at(id); }
   const Session& at(SessionId id) const { return sessions_.at(id); }
   size_t size() const { return sessions_.size(); }

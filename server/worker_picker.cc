@@ -119,11 +119,6 @@ void WorkerPicker::Learn(int w, uint64_t run_us) {
   Reopen(w);
 }
 
-bool WorkerPicker::Holds(int w, TaskKey key) const {
-  const std::deque<TaskKey>& held = worker(w).tasks;
-  return key != 0 && std::find(held.begin(), held.end(), key) != held.end();
-}
-
 void WorkerPicker::ForgetAllTasks() {
   for (Worker& worker : workers_) {
     worker.tasks.clear();

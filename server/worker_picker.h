@@ -13,6 +13,7 @@
 #ifndef MPIGATE_SERVER_WORKER_PICKER_H_
 #define MPIGATE_SERVER_WORKER_PICKER_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -86,7 +87,10 @@ class WorkerPicker {
   // Recounts whether the worker may be handed another task while busy.
   void Reopen(int worker);
 
-  bool Holds(int worker, TaskKey key) const;
+  bool Holds(int worker, TaskKey key) const {
+    const std::deque<TaskKey>& held = workers_[static_cast<size_t>(worker)].tasks;
+    return key != 0 && std::find(held.begin(), held.end(), key) != held.end();
+  }
 
   // Forgets every task the workers hold; they stay busy and are handed nothing more.
   void ForgetAllTasks();
