@@ -43,11 +43,14 @@
 #ifndef MPIGATE_SERVER_SCHEDULER_H_
 #define MPIGATE_SERVER_SCHEDULER_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <queue>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -120,8 +123,8 @@ class Scheduler {
     // How long a detached session waits for Resume() before it is abandoned. Zero: Detach()
     // abandons at once, and sessions cannot be resumed.
     absl::Duration resume_grace = absl::Seconds(60);
-    // The most bytes of outcomes one session may hold for its client (see the top of this file);
-    // 0 for no limit.
+    // The most bytes of outcomes one session may hold for its client, reservations for its
+    // unfinished tasks included (OutcomeBuilder); 0 for no limit.
     uint64_t max_unread_result_bytes = 0;
     // The largest gRPC message the service sends or accepts; 0 for no limit.
     uint64_t max_message_bytes = 0;
@@ -133,8 +136,8 @@ class Scheduler {
     // beyond it is rejected with RESOURCE_EXHAUSTED, and later ones are accepted again as the
     // queue drains. 0 for no limit.
     size_t max_queued_tasks_per_session = 0;
-    // The most tasks one worker holds at once (see Prefetch above); 1 hands each worker one task
-    // at a time.
+    // The most tasks one worker holds at once (WorkerPicker); 1 hands each worker one task at a
+    // time.
     int max_tasks_per_worker = 1;
     // How much work, by its recent run times, a worker's backlog may hold.
     absl::Duration prefetch_window = absl::Milliseconds(1);
@@ -147,8 +150,9 @@ class Scheduler {
     // The name prefix of the gateway's shared memory objects (common/shared_memory.h); empty: no
     // session may use shared memory.
     std::string shared_memory_prefix;
-    // Removes a shared memory object the scheduler owned (see the top of this file). Called with
-    // the scheduler's lock held: it must be quick and must not call back.
+    // Removes a shared memory object the scheduler owned (a task's input once the task has
+    // ended, a result dropped unread). Called with the scheduler's lock held: it must be quick
+    // and must not call back.
     std::function<void(const std::string& name)> release_shared_object = [](const std::string&) {};
   };
 
@@ -334,17 +338,15 @@ class Scheduler {
   // --- Lost workers (transport side) ---
 
   // The worker's process is gone; `why` names it and says how it died, for its tasks' errors.
-  // The task it ran ends as one whose runner was lost (see Crashes above): it is queued again if
-  // its retries allow, else fails ABORTED with `why`. The single tasks waiting in its backlog
-  // never started, as far as the scheduler knows, and go back to the front of their sessions'
-  // queues without using an attempt (unless interrupted, or while draining: they end as the
-  // running one does). A group task (it holds nothing else) takes the loss as this member's
-  // result; a
-  // group task takes that as this member's result, and a gang ends with it once its other members
-  // have reported. Those other members are interrupted, and returned: a gang rank blocked in a
-  // collective with the dead one is never released by MPI, so the transport may have to kill it
-  // (it is then lost in turn). The worker takes no task until WorkerUp(). No effect on a worker
-  // already out of service.
+  // The task it ran ends as one whose runner was lost: it is queued again if its retries allow,
+  // else fails ABORTED with `why`. The single tasks waiting in its backlog never started, as far
+  // as the scheduler knows, and go back to the front of their sessions' queues without using an
+  // attempt (unless interrupted, or while draining: they end as the running one does). A group
+  // task (it holds nothing else) takes the loss as this member's result, and a gang ends with it
+  // once its other members have reported. Those other members are interrupted, and returned: a
+  // gang rank blocked in a collective with the dead one is never released by MPI, so the
+  // transport may have to kill it (it is then lost in turn). The worker takes no task until
+  // WorkerUp(). No effect on a worker already out of service.
   std::vector<int> WorkerLost(int worker, absl::string_view why);
 
   // Takes the worker out of service if it is idle, so that the transport may put another process

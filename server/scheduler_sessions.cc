@@ -202,7 +202,10 @@ void Scheduler::Retain(SessionId id,
 }
 
 void Scheduler::ExpireGracePeriodsLocked(absl::Time now) {
-  for (SessionId id = sessions_.PopExpired(now); id != 0; id = sessions_.PopExpired(now)) {
+  // The check inline: AwaitWork() asks on every call, and almost always nothing has expired.
+  while (sessions_.NextGraceDeadline() <= now) {
+    const SessionId id = sessions_.PopExpired(now);
+    if (id == 0) break;
     Session& session = sessions_.at(id);
     const size_t live = session.live.size();
     AbandonLocked(session,

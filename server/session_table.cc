@@ -144,10 +144,6 @@ void SessionTable::StartGrace(SessionId id, Session& session, absl::Time deadlin
   grace_deadlines_.emplace(deadline, id);
 }
 
-absl::Time SessionTable::NextGraceDeadline() const {
-  return grace_deadlines_.empty() ? absl::InfiniteFuture() : grace_deadlines_.top().first;
-}
-
 SessionId SessionTable::PopExpired(absl::Time now) {
   while (!grace_deadlines_.empty() && grace_deadlines_.top().first <= now) {
     const auto [deadline, id] = grace_deadlines_.top();

@@ -218,7 +218,9 @@ class SessionTable {
   // The session (detached now) waits for its client until `deadline`.
   void StartGrace(SessionId id, Session& session, absl::Time deadline);
   // The earliest grace deadline, or InfiniteFuture.
-  absl::Time NextGraceDeadline() const;
+  absl::Time NextGraceDeadline() const {
+    return grace_deadlines_.empty() ? absl::InfiniteFuture() : grace_deadlines_.top().first;
+  }
   // The next detached session whose grace period has passed by `now`, taken off the deadlines;
   // 0 for none.
   SessionId PopExpired(absl::Time now);
