@@ -576,6 +576,19 @@ void Scheduler::CancelAllQueuedLocked(Session& session, absl::string_view why) {
   session.queue.clear();
 }
 
+void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
+  Session* session = sessions_.Find(id);
+  if (session == nullptr) return;
+  if (session->abandoned) {
+    sessions_.EraseIfAbandonedAndDone(id);
+    return;
+  }
+  if (!session->listener_told && session->listener && session->HasEvents()) {
+    session->listener_told = true;
+    notifications.push_back(session->listener);
+  }
+}
+
 void Scheduler::ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications) {
   while (!queue_deadlines_.empty() && queue_deadlines_.top().first <= now) {
     const TaskKey key = queue_deadlines_.top().second;

@@ -26,12 +26,8 @@ void Scheduler::SetPoolStateLocked(v1::PoolState state, absl::string_view reason
                                    Notifications& notifications) {
   pool_state_ = state;
   pool_reason_ = std::string(reason);
-  std::vector<SessionId> ids;
-  ids.reserve(sessions_.size());
-  sessions_.ForEach([&ids](SessionId id, Session& session) {
-    session.pool_changed = true;
-    ids.push_back(id);
-  });
+  const std::vector<SessionId> ids = sessions_.Ids();
+  for (const SessionId id : ids) sessions_.at(id).pool_changed = true;
   for (const SessionId id : ids) MaybeNotifyLocked(id, notifications);
 }
 
@@ -70,14 +66,15 @@ void Scheduler::PoolBroken(absl::string_view reason) {
     absl::MutexLock lock(&mu_);
     if (pool_state_ != v1::POOL_STATE_BOOTING) return;
     const std::string why = absl::StrCat("BrokenExecutor: ", reason);
-    sessions_.ForEach([this, &why](SessionId, Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const SessionId id : sessions_.Ids()) {
+      Session& session = sessions_.at(id);
       for (const TaskKey key : session.queue) {
         if (tasks_.contains(key)) {
           EndQueuedLocked(key, v1::TASK_STATE_FAILED, absl::StatusCode::kFailedPrecondition, why);
         }
       }
       session.queue.clear();
-    });
+    }
     SetPoolStateLocked(v1::POOL_STATE_BROKEN, reason, notifications);
   }
   Notify(notifications);
@@ -90,14 +87,12 @@ void Scheduler::Drain(absl::string_view reason) {
     if (pool_state_ == v1::POOL_STATE_DRAINING) return;
     const std::string why = absl::StrCat("cancelled: the service is draining (", reason, ")");
     // Ids first: MaybeNotifyLocked may erase abandoned sessions.
-    std::vector<SessionId> ids;
-    ids.reserve(sessions_.size());
-    sessions_.ForEach([this, &why, &ids](SessionId id, Session& session)
-                          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                            session.shut_down = true;
-                            CancelAllQueuedLocked(session, why);
-                            ids.push_back(id);
-                          });
+    const std::vector<SessionId> ids = sessions_.Ids();
+    for (const SessionId id : ids) {
+      Session& session = sessions_.at(id);
+      session.shut_down = true;
+      CancelAllQueuedLocked(session, why);
+    }
     for (const SessionId id : ids) MaybeNotifyLocked(id, notifications);
     SetPoolStateLocked(v1::POOL_STATE_DRAINING, reason, notifications);
   }

@@ -240,17 +240,4 @@ void Scheduler::ForgetClosed(SessionId id) {
   sessions_.Erase(id);
 }
 
-void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
-  Session* session = sessions_.Find(id);
-  if (session == nullptr) return;
-  if (session->abandoned) {
-    sessions_.EraseIfAbandonedAndDone(id);
-    return;
-  }
-  if (!session->listener_told && session->listener && session->HasEvents()) {
-    session->listener_told = true;
-    notifications.push_back(session->listener);
-  }
-}
-
 }  // namespace mpigate::server

@@ -122,6 +122,13 @@ void SessionTable::EraseIfAbandonedAndDone(SessionId id) {
   if (it != sessions_.end() && it->second.abandoned && it->second.live.empty()) sessions_.erase(it);
 }
 
+std::vector<SessionId> SessionTable::Ids() const {
+  std::vector<SessionId> ids;
+  ids.reserve(sessions_.size());
+  for (const auto& [id, session] : sessions_) ids.push_back(id);
+  return ids;
+}
+
 SessionTable::Census SessionTable::Count() const {
   Census census;
   absl::Time longest = absl::InfiniteFuture();

@@ -225,12 +225,10 @@ class SessionTable {
   // 0 for none.
   SessionId PopExpired(absl::Time now);
 
-  // Calls visit(SessionId, Session&) for each session, abandoned ones too. `visit` must not add
-  // or erase sessions.
-  template <typename Visit>
-  void ForEach(Visit visit) {
-    for (auto& [id, session] : sessions_) visit(id, session);
-  }
+  // Every session's id, abandoned ones too: for a pass over all of them that may end tasks or
+  // erase sessions on the way.
+  std::vector<SessionId> Ids() const;
+  // Calls visit(SessionId, const Session&) for each session, abandoned ones too.
   template <typename Visit>
   void ForEach(Visit visit) const {
     for (const auto& [id, session] : sessions_) visit(id, session);

@@ -93,19 +93,6 @@ bool WorkerPicker::Release(int w, TaskKey key, absl::Time now, TaskKey& next) {
   return true;
 }
 
-void WorkerPicker::Reopen(int w) {
-  Worker& worker = at(w);
-  const bool open = !worker.tasks.empty() && !worker.group && !worker.head_overran &&
-                    worker.tasks.size() < worker.depth;
-  if (open == worker.open) return;
-  worker.open = open;
-  if (open) {
-    ++open_;
-  } else {
-    --open_;
-  }
-}
-
 void WorkerPicker::Learn(int w, uint64_t run_us) {
   Worker& worker = at(w);
   const double run = static_cast<double>(run_us);

@@ -85,7 +85,18 @@ class WorkerPicker {
   // Learns from a single task's run time how many tasks the worker may hold.
   void Learn(int worker, uint64_t run_us);
   // Recounts whether the worker may be handed another task while busy.
-  void Reopen(int worker);
+  void Reopen(int w) {
+    Worker& worker = at(w);
+    const bool open = !worker.tasks.empty() && !worker.group && !worker.head_overran &&
+                      worker.tasks.size() < worker.depth;
+    if (open == worker.open) return;
+    worker.open = open;
+    if (open) {
+      ++open_;
+    } else {
+      --open_;
+    }
+  }
 
   bool Holds(int worker, TaskKey key) const {
     const std::deque<TaskKey>& held = workers_[static_cast<size_t>(worker)].tasks;
