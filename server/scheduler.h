@@ -5,109 +5,52 @@
 // - the gRPC adapter (any gRPC thread): open sessions, submit, cancel, shut down, collect events;
 // - the MPI transport (its one thread): AwaitWork() for tasks to send, Complete() for results.
 //
+// It holds one lock, and under it the collaborators that own the parts of its state:
+// TaskIntake (validation, the function table, v1 to wire), SessionTable (sessions, resume
+// tokens, grace periods, outboxes, the unread bound's figures), OutcomeBuilder (outcomes from
+// results, fitted to their session), WorkerPicker (idle and busy workers, prefetch) and
+// PoolMetrics (the scrape). What stays here is what ties them together: the tasks, each
+// session's queue, fair share, caps and group tasks, and the pool's state.
+//
 // Fair share: each session has its own FIFO queue, and idle workers take tasks from the sessions
-// round-robin, so a session with 100,000 queued tasks delays one with 10 by at most one task per
-// worker each turn.
-//
-// Prefetch: a worker whose tasks are short is handed more than one at a time, up to
-// Options::max_tasks_per_worker, so that it never waits for the gateway between two of them: it
-// runs them in the order it got them, the rest waiting in its backlog. How many it may hold follows
-// its recent run times (an exponentially weighted mean), so that its backlog stays within
-// Options::prefetch_window of work: a worker running long tasks holds one, and another session's
-// task waits behind at most about that window. A worker whose running task has run ten times the
-// window is handed nothing more until that task ends, whatever its earlier tasks took: a long task
-// after a run of short ones holds back only what was handed over before it had run that long.
-// (Ten times, not once: under load results reach the scheduler in batches, a few ms late, which
-// must not close a worker of short tasks.) As with Python's ProcessPoolExecutor, whose call queue
-// holds tasks ahead of the workers, a task handed to a worker is running: it can be interrupted
-// (the worker then drops it from its backlog, CANCELLED) but no longer cancelled. A group task
-// only starts on idle workers, and none is handed more while it runs one.
-//
-// Group tasks run on several workers at once: a gang (TaskOptions.gang_size, for a gang function)
-// on that many, a broadcast on every worker. Each member worker gets its own copy of the frame,
-// and the task ends once every member has reported. A group task at the head of its session's
-// turn waits until enough workers are idle, and while it waits nothing else starts, from any
-// session: otherwise a stream of small tasks could keep it from ever finding its workers.
-//
-// A session may cap how many of its tasks are on workers at once (OpenSession's
-// max_running_tasks, mpi4py.futures' max_workers on a shared pool): a task counts from its
-// dispatch until its worker reports it, prefetched ones in a backlog too, a gang once per member
-// still running it; a broadcast does not count (it takes every worker for itself anyway). A
-// session whose next task would pass its cap leaves the ring of sessions taking turns until one
-// of its tasks leaves its worker, so that it neither holds idle workers back from other sessions
-// nor wakes AwaitWork() for work it may not start. Sessions without a cap pay nothing for it but
-// a flag test per task. Since prefetched tasks count, a cap bounds a session's prefetch too.
+// round-robin. Prefetch (WorkerPicker): a worker of short tasks is handed several, within
+// Options::prefetch_window of work; a task handed to a worker is running: it can be interrupted
+// but no longer cancelled. A group task (a gang on TaskOptions.gang_size workers, or a broadcast
+// on all) only starts on idle workers, and while one at the head of its session's turn waits for
+// them nothing else starts, from any session, so that small tasks cannot starve it. A session's
+// cap (OpenSession's max_running_tasks) counts its tasks on workers, prefetched ones too; a
+// session at its cap leaves the ring of turns until one of them leaves its worker.
 //
 // Every accepted task ends exactly once with a TaskOutcome: it succeeds, fails, or is cancelled
-// (by the client, by its session's shutdown, by its queue timeout, or by the service draining).
-// Outcomes wait in the session's outbox until the session's listener collects them, with the
-// latest progress of running tasks.
+// (by the client, its session's shutdown, its queue timeout, or the service draining). Outcomes
+// wait in the session's outbox for its listener, and are kept until acknowledged (Retain, Ack)
+// so that a new stream can take over a detached session (Resume) within Options::resume_grace.
+// An outcome its session cannot send or hold becomes a RESOURCE_EXHAUSTED failure, which fits in
+// what its task reserved at submit, so a client that stops reading costs a bounded amount of
+// memory. Shared memory objects handed in (inputs) or out (results) are the scheduler's until
+// their task ends or their outcome is dropped unread; Options::release_shared_object removes them.
 //
-// A session outlives its stream. The adapter gives collected outcomes back once they are written
-// (Retain), and the session keeps them until the client acknowledges them (Ack), without copying
-// them. A stream that ends before `closed` has been written to it detaches its session (Detach):
-// the tasks run on, the outcomes are kept, and a new stream with the session's resume token takes
-// it over (Resume) and collects every outcome not acknowledged again. A session not resumed within
-// the grace period is abandoned (Abandon). The grace periods expire in AwaitWork(), whose wait
-// includes the earliest, so they expire while the pool is idle too (not while it boots: AwaitWork
-// is not called then).
+// Crashes and lost workers: a task whose runner died (ResultFrame.runner_lost) runs again while
+// TaskOptions.max_retries allow, and keeps a copy of its frame while it runs for that. A lost
+// worker (WorkerLost) ends its running task that way, and puts the unstarted ones of its backlog
+// back at the front of their queues; it takes no task until WorkerUp().
 //
-// An outcome must fit into one message of the session's stream: one larger than the smaller of the
-// service's message limit (Options::max_message_bytes) and the client's (OpenSession) is replaced
-// by a failure with RESOURCE_EXHAUSTED, rather than breaking the stream, and with it the session,
-// on every attempt to write it.
-//
-// Shared memory (v1.SharedBytes): a session whose client shares the gateway's host may pass inputs
-// in shared memory objects and ask for large results in them. The scheduler checks the names
-// (Options::shared_memory_prefix) and owns the objects it is handed: an input until its task has
-// ended (or was rejected), a result until its outcome is dropped unread (its session abandoned, or
-// the outcome replaced by a failure). The client removes a result it has read. Removing is the
-// transport's business (Options::release_shared_object); the scheduler only says when.
-//
-// Unread results are bounded: what a session holds for its client may not exceed
-// Options::max_unread_result_bytes. That counts every outcome it holds (not collected, being
-// written, or retained until acknowledged; failures too), each by its encoded size, a result in
-// shared memory, and a fixed cost for the objects around it, plus a reservation for each task not
-// ended yet: room for the RESOURCE_EXHAUSTED failure of a few hundred bytes it may end as. A task
-// whose reservation does not fit is rejected at Submit with RESOURCE_EXHAUSTED (a rejection is
-// answered, never kept); an outcome that would pass the bound is replaced by that failure, which
-// always fits in its task's reservation. So a client that stops reading costs the gateway a
-// bounded amount of memory and other sessions nothing.
-//
-// A running task cannot be cancelled, but it can be interrupted: the transport is asked (through
-// AwaitWork) to tell its worker to set the task's cancellation flag, or with `force` to kill the
-// process running it. The client asks for that (Cancel with interrupt_running or force), and so
-// does a session whose client has gone.
-//
-// Crashes: a worker reports that the task runner process died under a task
-// (ResultFrame.runner_lost). A task with TaskOptions.max_retries left goes back to the front of its
-// session's queue and runs again, perhaps on another worker; otherwise it fails with the worker's
-// ABORTED error, which then says how many attempts it took. A task that may be retried keeps a
-// copy of its frame while it runs; others hand theirs to the transport.
-//
-// Lost workers: the transport says when a worker's own process is gone (WorkerLost); its tasks end
-// as if their runners had died, and it is out of service until the transport has put a new
-// process in its place (WorkerUp). The pool serves on with the others meanwhile; a group task that
-// needs more workers than are in service waits for them.
-//
-// The pool's state (v1::PoolState): BOOTING from construction, while the workers start; tasks are
-// accepted and queue. PoolReady() makes every worker idle and fails queued tasks that name a
-// function the workers do not have, or that its kind (gang or not) does not allow. PoolBroken() (an
-// initializer failed) fails queued and new tasks with FAILED_PRECONDITION "BrokenExecutor: ...".
-// Drain() makes it DRAINING. Every session is told of each change.
+// The pool's state (v1::PoolState): BOOTING from construction (tasks queue), READY from
+// PoolReady(), BROKEN from PoolBroken(), DRAINING from Drain(); every session is told of each.
 //
 // Thread-safety: every method may be called from any thread. Listeners are called without the
 // scheduler's lock held, so they may call back into the scheduler.
 #ifndef MPIGATE_SERVER_SCHEDULER_H_
 #define MPIGATE_SERVER_SCHEDULER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <queue>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -123,38 +66,16 @@
 #include "google/protobuf/repeated_ptr_field.h"
 #include "mpigate/v1/gateway.pb.h"
 #include "mpigate/v1/task.pb.h"
+#include "server/outcome_builder.h"
+#include "server/pool_metrics.h"
 #include "server/pool_view.h"
+#include "server/session_table.h"
+#include "server/task_intake.h"
 #include "server/task_metrics.h"
+#include "server/worker_picker.h"
 #include "wire/frames.pb.h"
 
 namespace mpigate::server {
-
-using SessionId = uint64_t;
-
-// Told when a session has events to collect with TakeEvents(). Called at most once between two
-// TakeEvents() calls, from whichever thread produced the event, without the scheduler's lock.
-class SessionListener {
- public:
-  virtual ~SessionListener() = default;
-  virtual void OnSessionEvents() = 0;
-};
-
-// What TakeEvents() hands over.
-struct SessionEvents {
-  // Client ids of tasks handed to a worker since the last collection, in that order.
-  std::vector<uint64_t> started;
-  // Outcomes in the order their tasks ended.
-  std::vector<v1::TaskOutcome> outcomes;
-  // The latest progress of tasks still running, for those that reported since the last
-  // collection.
-  std::vector<v1::TaskProgress> progress;
-  // Set if the pool changed state since the last collection: its state now.
-  std::optional<v1::PoolStateChange> pool;
-  // The session was shut down and every accepted task has its outcome (all in `outcomes` or
-  // collected before): no more events. The session lives on until ForgetClosed(), so that a
-  // stream that breaks before the client has read `closed` can still be resumed.
-  bool closed = false;
-};
 
 // A task for the transport to send to a worker. A group task is one Assignment per member worker,
 // each with its own copy of the frame.
@@ -171,15 +92,6 @@ struct Interrupt {
   bool force = false;
 };
 
-// How a session uses shared memory (OpenSession.shared_memory_domain and
-// .shared_result_min_bytes, as the gRPC adapter judged them).
-struct SharedMemoryUse {
-  // The client shares the gateway's host and user: it may hand over inputs in shared memory.
-  bool enabled = false;
-  // With `enabled`: results of at least this many bytes come back in shared memory; 0: never.
-  uint64_t result_min_bytes = 0;
-};
-
 // What Resume() hands the gRPC adapter for SessionOpened.
 struct ResumedSession {
   SessionId id = 0;
@@ -189,9 +101,6 @@ struct ResumedSession {
   // be collected again. Ascending.
   std::vector<uint64_t> pending_task_ids;
 };
-
-// 16 bytes from the kernel's CSPRNG (getrandom): a resume token nobody can guess.
-absl::StatusOr<std::string> RandomResumeToken();
 
 // What AwaitWork() hands the transport.
 struct DispatchWork {
@@ -214,8 +123,8 @@ class Scheduler {
     // How long a detached session waits for Resume() before it is abandoned. Zero: Detach()
     // abandons at once, and sessions cannot be resumed.
     absl::Duration resume_grace = absl::Seconds(60);
-    // The most bytes of outcomes one session may hold for its client (see the top of this file);
-    // 0 for no limit.
+    // The most bytes of outcomes one session may hold for its client, reservations for its
+    // unfinished tasks included (OutcomeBuilder); 0 for no limit.
     uint64_t max_unread_result_bytes = 0;
     // The largest gRPC message the service sends or accepts; 0 for no limit.
     uint64_t max_message_bytes = 0;
@@ -227,8 +136,8 @@ class Scheduler {
     // beyond it is rejected with RESOURCE_EXHAUSTED, and later ones are accepted again as the
     // queue drains. 0 for no limit.
     size_t max_queued_tasks_per_session = 0;
-    // The most tasks one worker holds at once (see Prefetch above); 1 hands each worker one task
-    // at a time.
+    // The most tasks one worker holds at once (WorkerPicker); 1 hands each worker one task at a
+    // time.
     int max_tasks_per_worker = 1;
     // How much work, by its recent run times, a worker's backlog may hold.
     absl::Duration prefetch_window = absl::Milliseconds(1);
@@ -241,8 +150,9 @@ class Scheduler {
     // The name prefix of the gateway's shared memory objects (common/shared_memory.h); empty: no
     // session may use shared memory.
     std::string shared_memory_prefix;
-    // Removes a shared memory object the scheduler owned (see the top of this file). Called with
-    // the scheduler's lock held: it must be quick and must not call back.
+    // Removes a shared memory object the scheduler owned (a task's input once the task has
+    // ended, a result dropped unread). Called with the scheduler's lock held: it must be quick
+    // and must not call back.
     std::function<void(const std::string& name)> release_shared_object = [](const std::string&) {};
   };
 
@@ -271,14 +181,19 @@ class Scheduler {
       uint32_t max_running_tasks = 0);
 
   // Whether sessions may use shared memory: the prefix of its objects, or empty.
-  const std::string& shared_memory_prefix() const { return shared_memory_prefix_; }
+  // Constant after construction, so read without the lock.
+  const std::string& shared_memory_prefix() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return intake_.shared_memory_prefix();
+  }
 
   // The secret that resumes the session (SessionOpened.resume_token). NOT_FOUND for a session
   // that does not exist.
   absl::StatusOr<std::string> ResumeToken(SessionId session) const;
 
   absl::Duration resume_grace() const { return resume_grace_; }
-  uint64_t max_message_bytes() const { return max_message_bytes_; }
+  uint64_t max_message_bytes() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return outcomes_.max_message_bytes();
+  }
 
   // Accepts or rejects each task on its own; returns the rejections. Payloads are moved out of
   // `tasks`. On a resumed session, a task whose id the session holds (not ended, or its outcome not
@@ -377,24 +292,9 @@ class Scheduler {
   // lock as a copy; format it after.
   v1::PoolStatus Status() const;
 
-  // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms
-  // (TaskMetrics), taken under the lock; a value, formatted after the lock is released.
-  struct MetricsSnapshot {
-    int workers = 0;
-    size_t busy_workers = 0;
-    size_t workers_down = 0;
-    uint64_t workers_lost = 0;
-    size_t queued_tasks = 0;
-    size_t sessions = 0;
-    size_t detached_sessions = 0;
-    absl::Duration uptime;
-    double tasks_per_second = 0;
-    v1::PoolState state = v1::POOL_STATE_BOOTING;
-    TaskMetrics::Snapshot tasks;
-
-    // Every metric in the Prometheus text format.
-    std::string PrometheusText() const;
-  };
+  // What a scrape shows: the pool's gauges and a copy of the tasks' counters and histograms,
+  // taken under the lock; a value, formatted after the lock is released.
+  using MetricsSnapshot = PoolMetrics;
   MetricsSnapshot Metrics() const;
 
   // Metrics().PrometheusText(): a scrape holds the lock only while the figures are copied, not
@@ -438,17 +338,15 @@ class Scheduler {
   // --- Lost workers (transport side) ---
 
   // The worker's process is gone; `why` names it and says how it died, for its tasks' errors.
-  // The task it ran ends as one whose runner was lost (see Crashes above): it is queued again if
-  // its retries allow, else fails ABORTED with `why`. The single tasks waiting in its backlog
-  // never started, as far as the scheduler knows, and go back to the front of their sessions'
-  // queues without using an attempt (unless interrupted, or while draining: they end as the
-  // running one does). A group task (it holds nothing else) takes the loss as this member's
-  // result; a
-  // group task takes that as this member's result, and a gang ends with it once its other members
-  // have reported. Those other members are interrupted, and returned: a gang rank blocked in a
-  // collective with the dead one is never released by MPI, so the transport may have to kill it
-  // (it is then lost in turn). The worker takes no task until WorkerUp(). No effect on a worker
-  // already out of service.
+  // The task it ran ends as one whose runner was lost: it is queued again if its retries allow,
+  // else fails ABORTED with `why`. The single tasks waiting in its backlog never started, as far
+  // as the scheduler knows, and go back to the front of their sessions' queues without using an
+  // attempt (unless interrupted, or while draining: they end as the running one does). A group
+  // task (it holds nothing else) takes the loss as this member's result, and a gang ends with it
+  // once its other members have reported. Those other members are interrupted, and returned: a
+  // gang rank blocked in a collective with the dead one is never released by MPI, so the
+  // transport may have to kill it (it is then lost in turn). The worker takes no task until
+  // WorkerUp(). No effect on a worker already out of service.
   std::vector<int> WorkerLost(int worker, absl::string_view why);
 
   // Takes the worker out of service if it is idle, so that the transport may put another process
@@ -473,6 +371,7 @@ class Scheduler {
 
  private:
   using TaskKey = uint64_t;
+  using FunctionTraits = TaskIntake::FunctionTraits;
 
   struct Task {
     SessionId session = 0;
@@ -491,15 +390,14 @@ class Scheduler {
     bool gang_function = false;
     // Its workers have been asked to set its cancellation flag, or (forced) to kill it.
     bool interrupted = false;
-    // It counts against its session's cap (Session::max_running): the session has one, and the
-    // task is not a broadcast. Each member holds one of the session's slots while it runs it.
+    // It counts against its session's cap: the session has one, and the task is not a
+    // broadcast. Each member holds one of the session's slots while it runs it.
     bool capped = false;
     bool forced = false;
     // TaskOptions.max_retries, and how many times the task has been started.
     uint32_t max_retries = 0;
     uint32_t attempts = 0;
-    // Room in its session's unread bound for the failure it may end as (see the top of this
-    // file), held from its acceptance until it ends.
+    // Room in its session's unread bound for the failure it may end as, held until it ends.
     uint64_t reserved_bytes = 0;
     // Members still running (a group task ends when none is).
     int running_members = 0;
@@ -512,115 +410,27 @@ class Scheduler {
     std::vector<wire::ResultFrame> results;
     // TaskSpec.payload_type, for PoolReady() to check tasks queued while booting.
     std::string payload_type;
-    // The shared memory object holding its input (TaskSpec.shared_payload), released when it
-    // ends; empty for none. Kept apart from the frame, which the transport may have taken.
+    // The shared memory object holding its input, released when it ends; empty for none. Kept
+    // apart from the frame, which the transport may have taken.
     std::string shared_input;
     // Holds the function and input until the task is dispatched, and while it runs if it may run
-    // again (attempts <= max_retries).
+    // again (attempts <= max_retries) or waits behind another in its worker's backlog.
     wire::TaskFrame frame;
 
     // Runs on several workers, each reporting on its own.
     bool group() const { return broadcast || gang_function; }
   };
 
-  // What the scheduler needs to know of a registered function.
-  struct FunctionTraits {
-    // The Protobuf message it takes, or "" for a function of bytes.
-    std::string request_type;
-    // A gang function (worker/gang.h).
-    bool gang = false;
-    // Its figures in metrics_, found once here rather than by name on every submit.
-    TaskMetrics::Function* metrics = nullptr;
-  };
-
-  // An outcome a session holds for its client.
-  struct HeldOutcome {
-    // What holding it costs: its encoded size, a result in shared memory, and the bookkeeping
-    // around it.
-    uint64_t bytes = 0;
-    // Its place among the session's outcomes in the order they ended (Session::ended).
-    uint64_t index = 0;
-  };
-
-  struct Session {
-    std::string client_name;
-    absl::Time opened;
-    // Its tasks ended, for Status().
-    SessionTally tally;
-    std::shared_ptr<SessionListener> listener;
-    // Task keys in submission order; may hold keys of tasks cancelled since (skipped on dispatch).
-    std::deque<TaskKey> queue;
-    // Tasks of this session that have not ended, by the client's id.
-    absl::flat_hash_map<uint64_t, TaskKey> live;
-    size_t queued = 0;
-    std::vector<v1::TaskOutcome> outbox;
-    // The latest progress of running tasks, by client id, since the listener last collected.
-    absl::flat_hash_map<uint64_t, v1::TaskProgress> progress;
-    // Client ids of tasks dispatched since the listener last collected.
-    std::vector<uint64_t> started;
-    // The pool changed state since the listener last collected.
-    bool pool_changed = false;
-    bool in_ready_ring = false;
-    // OpenSession's max_running_tasks (0: no cap), and how many workers hold its capped tasks
-    // now (Task::capped). A session whose next task does not fit leaves the ready ring until one
-    // of them reports.
-    uint32_t max_running = 0;
-    size_t on_workers = 0;
-    bool shut_down = false;
-    bool abandoned = false;
-    // The listener was told and has not collected yet.
-    bool listener_told = false;
-
-    // Resumes the session on a new stream; a key of tokens_.
-    std::string resume_token;
-    // The largest outcome its stream can carry; 0 for any.
-    uint64_t max_outcome_bytes = 0;
-    // Its use of shared memory, with Options::shared_memory_prefix set.
-    SharedMemoryUse shared;
-    // Its environment variables (OpenSession.env), "NAME=VALUE" sorted by name, for each of its
-    // tasks' frames.
-    google::protobuf::RepeatedPtrField<std::string> env;
-    // The highest client task id received, accepted or not (SessionOpened.last_task_id).
-    uint64_t last_task_id = 0;
-    // Every outcome the session holds for its client, wherever it is (the outbox, collected by
-    // the listener, or retained), by client id. What the session "holds" for Ack, id reuse and the
-    // unread bound.
-    absl::flat_hash_map<uint64_t, HeldOutcome> unread;
-    uint64_t unread_bytes = 0;
-    // What its unfinished tasks reserve for their outcomes (Task::reserved_bytes); counted with
-    // unread_bytes against the unread bound.
-    uint64_t reserved_bytes = 0;
-    // How many outcomes it has put in its outbox, and how many of those the listener had
-    // collected at its last TakeEvents(): the first `collected` (HeldOutcome::index) may be
-    // acknowledged.
-    uint64_t ended = 0;
-    uint64_t collected = 0;
-    // Outcomes written to the stream and given back (Retain), until acknowledged.
-    absl::flat_hash_map<uint64_t, v1::TaskOutcome> retained;
-    // Resumed at least once: re-sent tasks it holds are ignored rather than rejected.
-    bool resumed = false;
-    // Its stream ended: no listener; abandoned at grace_deadline unless resumed first.
-    bool detached = false;
-    absl::Time grace_deadline;
-  };
-
-  // Releases the shared memory object of a result that is dropped unread, if it has one.
-  void ReleaseSharedResultLocked(v1::TaskOutcome& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why `spec`'s shared payload is malformed for `session`, or OK.
-  absl::Status CheckSharedPayloadLocked(const Session& session, const v1::TaskSpec& spec) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   // Listeners to call once the lock is released.
   using Notifications = std::vector<std::shared_ptr<SessionListener>>;
+  void Notify(Notifications& notifications);
+
   void CompleteLocked(int worker, wire::ResultFrame result, absl::Time now,
                       Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes the task `key` off the worker's list (and the worker's cap share off its session);
-  // false if the worker does not hold it. The worker goes idle once it holds nothing.
+  // false if the worker does not hold it.
   bool ReleaseFromWorkerLocked(int worker, TaskKey key, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  void Notify(Notifications& notifications);
-
   // Asks for the running task's workers (every member still running it) to be told to set its
   // cancellation flag, or with `force` to kill it; once per task and kind.
   void InterruptLocked(TaskKey key, Task& task, bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -632,30 +442,14 @@ class Scheduler {
   // `members` workers have let go of a capped task of session `id`: frees their slots, and gives
   // the session its turns again if it had left the ring at its cap.
   void ReleaseCapLocked(SessionId id, size_t members) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The function's traits if a task of `function` with `payload_type`, `gang_size` and (if
-  // `several_inputs`) items or a range can run on the ready pool; otherwise why not.
-  absl::StatusOr<const FunctionTraits*> CheckFunctionLocked(absl::string_view function,
-                                                            absl::string_view payload_type,
-                                                            uint32_t gang_size,
-                                                            bool several_inputs) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The rules on gang_size, broadcast, items and range that hold whatever the function: why the
-  // task is malformed, or OK.
-  absl::Status CheckShape(const v1::TaskSpec& spec) const;
-
-  // Why the task cannot be accepted; otherwise its function's traits once the pool is ready, or
-  // nullptr while booting (PoolReady() then checks the function).
-  absl::StatusOr<const FunctionTraits*> ValidateLocked(const Session& session,
-                                                       const v1::TaskSpec& spec) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What a task of `spec` reserves for its outcome in its session's unread bound.
-  uint64_t ReserveBytes(const v1::TaskSpec& spec) const;
   // Ends a task that never ran or has just finished: frees it and puts `outcome` in its
   // session's outbox. Callers then call MaybeNotifyLocked for the session; it is not done here
   // so that bulk cancellation never erases a session it is iterating over.
   void EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Cancels one queued task; see EndTaskLocked.
-  void CancelQueuedLocked(TaskKey key, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a queued task that will never run (cancelled, expired, unknown function, broken pool);
+  // see EndTaskLocked.
+  void EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,
+                       absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelAllQueuedLocked(Session& session, absl::string_view why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The next live queued task of `session`, left in its queue, or 0. Drops the keys of ended
@@ -663,66 +457,27 @@ class Scheduler {
   TaskKey PeekQueuedLocked(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How many workers the task runs on.
   size_t WorkersNeeded(const Task& task) const;
-  // Takes `count` idle workers into `members`, in ascending order.
-  void TakeIdleWorkersLocked(size_t count, absl::InlinedVector<int, 1>& members)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Picks the workers for the task at the head of the queue: `count` idle ones, or for a single
-  // task with no worker idle, the busy worker with room (see Prefetch) that holds the fewest
-  // tasks, closing those whose running task has run ten times the window by `now`. False,
-  // picking none, if there are not enough.
-  bool PickWorkersLocked(const Task& task, size_t count, absl::Time now,
-                         absl::InlinedVector<int, 1>& members) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts the queued task `key` on the workers in task.members: appends its assignments to `work`.
   void StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWork& work)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Recounts whether the worker may be handed another task while busy (open_workers_).
-  void UpdateOpenLocked(int worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Learns from a single task's run time how many tasks the worker may hold.
-  void LearnRunTimeLocked(int worker, uint64_t run_us) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The outcome of a group task whose members have all reported; moves their results out.
-  static v1::TaskOutcome GroupOutcome(Task& task);
   // Marks the session abandoned (see Abandon) with `why` for its queued tasks; the caller drops
   // its listener and then calls MaybeNotifyLocked, which forgets it once nothing of it runs.
   void AbandonLocked(Session& session, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Abandons detached sessions whose grace period has passed by `now`.
-  void ExpireGracePeriodsLocked(absl::Time now, Notifications& notifications)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Forgets the outcomes of `task_ids`, wherever they are held.
-  static void AckLocked(Session& session, absl::Span<const uint64_t> task_ids);
-  // The largest outcome a session's stream carries, for a client that accepts messages of up to
-  // `client_max_message_bytes` (0: any); 0 for any.
-  uint64_t MaxOutcomeBytes(uint64_t client_max_message_bytes) const;
-  // Replaces `outcome` (`size` bytes encoded) by a RESOURCE_EXHAUSTED failure if it is larger than
-  // the session's stream carries; true if it did.
-  bool FitToStreamLocked(const Session& session, size_t size, v1::TaskOutcome& outcome)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Replaces `outcome` (of the session's task `client_id`, `size` bytes held) by a
-  // RESOURCE_EXHAUSTED failure if holding it would take the session past the unread bound.
-  void BoundUnreadLocked(const Session& session, uint64_t client_id, size_t size,
-                         v1::TaskOutcome& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Replaces `outcome` by a RESOURCE_EXHAUSTED failure saying `message`, releasing its shared
-  // result.
-  void FailResourceExhaustedLocked(std::string message, v1::TaskOutcome& outcome)
+  void ExpireGracePeriodsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned
   // session whose tasks have all ended.
   void MaybeNotifyLocked(SessionId id, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // Ends a queued task that will never run (cancelled, expired, unknown function, broken pool);
-  // see EndTaskLocked.
-  void EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,
-                       absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a pool state change and tells every session.
   void SetPoolStateLocked(v1::PoolState state, absl::string_view reason,
                           Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::PoolStateChange PoolStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Status()'s fields for the live page and `mpigate top` (PoolStatus fields 20-59): each
-  // worker's process, tally and the task it runs, recent failures, tasks ended per second, and
-  // each function's queue wait and run time distributions (server/scheduler_view.cc).
+  // Status()'s fields for the live page and `mpigate top` (PoolStatus fields 20-59)
+  // (server/scheduler_view.cc).
   void AppendPoolViewLocked(absl::Time now, v1::PoolStatus& status) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -730,47 +485,30 @@ class Scheduler {
   const int workers_;
   const std::function<absl::Time()> clock_;
   const absl::Time started_;
-  const absl::flat_hash_map<std::string, std::string> refused_functions_;
   const absl::Duration resume_grace_;
-  const uint64_t max_unread_result_bytes_;
-  // What a single task and a group task reserve (Task::reserved_bytes).
-  const uint64_t single_reserve_bytes_;
-  const uint64_t group_reserve_bytes_;
-  const uint64_t max_message_bytes_;
   const size_t max_sessions_;
-  const size_t max_queued_tasks_per_session_;
-  const size_t max_tasks_per_worker_;
-  // How long a worker's running task may run before the worker is handed nothing more (see
-  // Prefetch).
-  const absl::Duration long_task_after_;
-  const double prefetch_window_us_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
-  const bool task_environments_;
-  const std::string shared_memory_prefix_;
-  const std::function<void(const std::string&)> release_shared_object_;
 
   mutable absl::Mutex mu_;
+  // The collaborators, each owning its part of the state.
+  TaskIntake intake_ ABSL_GUARDED_BY(mu_);
+  SessionTable sessions_ ABSL_GUARDED_BY(mu_);
+  OutcomeBuilder outcomes_ ABSL_GUARDED_BY(mu_);
+  WorkerPicker picker_ ABSL_GUARDED_BY(mu_);
+  TaskMetrics metrics_ ABSL_GUARDED_BY(mu_);
+  // What the live page and `mpigate top` show beyond metrics_.
+  PoolView view_ ABSL_GUARDED_BY(mu_);
+
   v1::PoolState pool_state_ ABSL_GUARDED_BY(mu_) = v1::POOL_STATE_BOOTING;
   // Why the pool is BROKEN or DRAINING.
   std::string pool_reason_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::FunctionInfo> functions_ ABSL_GUARDED_BY(mu_);
-  // What each registered function needs, by name.
-  absl::flat_hash_map<std::string, FunctionTraits> function_traits_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<SessionId, Session> sessions_ ABSL_GUARDED_BY(mu_);
-  // Sessions by resume token, until abandoned or closed.
-  absl::flat_hash_map<std::string, SessionId> tokens_ ABSL_GUARDED_BY(mu_);
-  // Grace deadlines of detached sessions, earliest first; entries of sessions resumed or gone
-  // since are skipped.
-  using GraceDeadline = std::pair<absl::Time, SessionId>;
-  std::priority_queue<GraceDeadline, std::vector<GraceDeadline>, std::greater<>> grace_deadlines_
-      ABSL_GUARDED_BY(mu_);
   // The grace deadline AwaitWork() is waiting for (InfiniteFuture when none, or when it is not
   // waiting): a session detached meanwhile with an earlier one wakes it (HasWorkLocked).
   absl::Time grace_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks that may start one, in the order they get their next turn: a
-  // session at its cap is not here (Session::max_running). May hold sessions whose queued tasks
-  // have all ended since, which AwaitWork() drops.
+  // session at its cap is not here. May hold sessions whose queued tasks have all ended since,
+  // which AwaitWork() drops.
   std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);
   // The group task at the front of the ring that is waiting for this many idle workers, during
   // which nothing else starts; 0 when none is waiting. Cleared when it starts or ends, so that
@@ -781,49 +519,15 @@ class Scheduler {
   using Deadline = std::pair<absl::Time, TaskKey>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
       ABSL_GUARDED_BY(mu_);
-  // What the scheduler knows of one worker.
-  struct Worker {
-    // The tasks handed to it, in the order it runs them: the first runs, the rest wait in its
-    // backlog. Empty while idle.
-    std::deque<TaskKey> tasks;
-    // It runs a group task, and may be handed nothing else until that ends.
-    bool group = false;
-    // The weighted mean of its recent single tasks' run times; negative before the first.
-    double mean_run_us = -1;
-    // How many single tasks it may hold (see Prefetch); 1 until its run times are known.
-    size_t depth = 1;
-    // Since when its first task has run (as far as the scheduler knows: since it was handed to an
-    // idle worker, or the one before it ended), and whether that has been longer than
-    // long_task_after_, which closes it until the task ends.
-    absl::Time head_started;
-    bool head_overran = false;
-    // Busy and may be handed more: counted in open_workers_.
-    bool open = false;
-    // Out of service: its process was lost, or is being replaced (WorkerLost, TakeIdleWorker).
-    bool down = false;
-  };
-  std::vector<Worker> worker_state_ ABSL_GUARDED_BY(mu_);
-  // Idle workers; the most recently freed is reused first, so a light load stays on warm workers.
-  std::vector<int> idle_workers_ ABSL_GUARDED_BY(mu_);
-  // Busy workers: those holding a task.
-  size_t running_count_ ABSL_GUARDED_BY(mu_) = 0;
-  // Busy workers that may be handed another task.
-  size_t open_workers_ ABSL_GUARDED_BY(mu_) = 0;
   // Interrupts for the transport to deliver.
   std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;
-  SessionId next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
   TaskKey next_task_key_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // WakeDispatch() was called and AwaitWork() has not returned since.
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  // Workers out of service, workers lost since the start, and why the pool is degraded.
-  size_t workers_down_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t workers_lost_ ABSL_GUARDED_BY(mu_) = 0;
+  // Why the pool is degraded, or "".
   std::string degraded_ ABSL_GUARDED_BY(mu_);
-  TaskMetrics metrics_ ABSL_GUARDED_BY(mu_);
-  // What the live page and `mpigate top` show beyond metrics_.
-  PoolView view_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mpigate::server
