@@ -23,19 +23,9 @@ namespace {
 // files), or this program's own runfiles, for a copy of the binary that kept them but not its
 // siblings.
 absl::StatusOr<std::string> FindServerBinary() {
-  if (const char* explicit_path = std::getenv("MPIGATE_SERVER");
-      explicit_path != nullptr && explicit_path[0] != '\0') {
-    if (access(explicit_path, X_OK) != 0) {
-      return absl::NotFoundError(
-          absl::StrCat("$MPIGATE_SERVER=", explicit_path, " is not executable"));
-    }
-    return std::string(explicit_path);
-  }
-  absl::StatusOr<std::string> found = FindProgramFile("server", "mpigate-server", X_OK);
-  if (!found.ok()) {
-    return absl::NotFoundError(absl::StrCat(found.status().message(), "; set $MPIGATE_SERVER"));
-  }
-  return found;
+  const char* named = std::getenv("MPIGATE_SERVER");
+  return NamedOrFoundProgram(named == nullptr ? "" : named, "$MPIGATE_SERVER=", "server",
+                             "mpigate-server", "set $MPIGATE_SERVER");
 }
 
 }  // namespace

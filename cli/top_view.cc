@@ -86,11 +86,6 @@ std::string Session(absl::string_view client_name, uint64_t session_id) {
   return absl::StrCat(client_name.empty() ? "(unnamed)" : client_name, " #", session_id);
 }
 
-std::string Rate(double per_second) {
-  if (per_second < 10) return absl::StrFormat("%.1f", per_second);
-  return absl::StrFormat("%.0f", per_second);
-}
-
 Section Workers(const v1::PoolStatus& status) {
   const std::vector<Column> columns = {{"WORKER", 6, true}, {"HOST", 12},      {"PID", 8, true},
                                        {"RUNNER", 8, true}, {"STATE", 5},      {"FUNCTION", 14},
@@ -123,7 +118,7 @@ Section Sessions(const v1::PoolStatus& status) {
     section.rows.push_back(Row(
         columns, {absl::StrCat(session->session_id()), absl::StrCat(session->queued_tasks()),
                   absl::StrCat(session->running_tasks()), absl::StrCat(session->tasks_succeeded()),
-                  absl::StrCat(session->tasks_failed()), Rate(session->recent_tasks_per_second()),
+                  absl::StrCat(session->tasks_failed()), FormatRate(session->recent_tasks_per_second()),
                   absl::StrCat(session->client_name(), session->detached() ? " (detached)" : "")}));
   }
   return section;
@@ -229,7 +224,7 @@ std::vector<std::string> TopFrame(const v1::PoolStatus& status, absl::string_vie
       absl::StrFormat("workers %u: %u busy, %u idle, %u down   queued %u   sessions %u",
                       status.workers(), busy, status.workers() - busy - down, down,
                       status.queued_tasks(), status.sessions()),
-      absl::StrCat("tasks/s ", Rate(status.recent_tasks_per_second()), "  last ", shown_seconds,
+      absl::StrCat("tasks/s ", FormatRate(status.recent_tasks_per_second()), "  last ", shown_seconds,
                    " s ", Sparkline(last), " peak ", peak, "/s"),
       absl::StrFormat("ended: %u succeeded, %u failed, %u cancelled   (q quits)",
                       status.tasks_succeeded(), status.tasks_failed(), status.tasks_cancelled()),

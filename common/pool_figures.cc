@@ -28,6 +28,11 @@ std::optional<uint64_t> QuantileMicros(const google::protobuf::RepeatedField<uin
   return bounds[bounds.size() - 1];
 }
 
+std::string FormatRate(double per_second) {
+  if (per_second < 10) return absl::StrFormat("%.1f", per_second);
+  return absl::StrFormat("%.0f", per_second);
+}
+
 std::string FormatMicros(uint64_t micros) {
   if (micros < 1'000) return absl::StrFormat("%d µs", micros);
   if (micros < 10'000) return absl::StrFormat("%.2f ms", micros / 1e3);

@@ -28,6 +28,9 @@ std::optional<uint64_t> QuantileMicros(const google::protobuf::RepeatedField<uin
 // "850 µs", "12.5 ms", "3.20 s", "2m05s", "1h02m".
 std::string FormatMicros(uint64_t micros);
 
+// A rate: one decimal below 10 ("2.5"), none from there on ("128").
+std::string FormatRate(double per_second);
+
 // "-" for no quantile, "≤2.50 ms" (a bucket's upper bound), ">100.00 s" past the largest bound.
 std::string FormatQuantile(std::optional<uint64_t> micros, uint64_t largest_bound);
 

@@ -57,4 +57,19 @@ absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package, abs
       [access_mode](const std::string& path) { return access(path.c_str(), access_mode) == 0; });
 }
 
+absl::StatusOr<std::string> NamedOrFoundProgram(absl::string_view named, absl::string_view what,
+                                                absl::string_view bazel_package,
+                                                absl::string_view name, absl::string_view hint) {
+  if (!named.empty()) {
+    const std::string path(named);
+    if (access(path.c_str(), X_OK) != 0) {
+      return absl::NotFoundError(absl::StrCat(what, path, " is not executable"));
+    }
+    return path;
+  }
+  absl::StatusOr<std::string> found = FindProgramFile(bazel_package, name, X_OK);
+  if (!found.ok()) return absl::NotFoundError(absl::StrCat(found.status().message(), "; ", hint));
+  return found;
+}
+
 }  // namespace mpigate

@@ -50,6 +50,14 @@ absl::StatusOr<std::string> FindProgramFileFrom(
 absl::StatusOr<std::string> FindProgramFile(absl::string_view bazel_package, absl::string_view name,
                                             int access_mode);
 
+// An executable the user named (a flag or an environment variable), else FindProgramFile's.
+// `named` must then be executable: NOT_FOUND "<what><named> is not executable" otherwise (`what`
+// ends with its separator: "worker binary ", "$MPIGATE_SERVER="). A
+// search that finds nothing says `hint` (how to name one) after where it looked.
+absl::StatusOr<std::string> NamedOrFoundProgram(absl::string_view named, absl::string_view what,
+                                                absl::string_view bazel_package,
+                                                absl::string_view name, absl::string_view hint);
+
 }  // namespace mpigate
 
 #endif  // MPIGATE_COMMON_PROGRAM_FILES_H_

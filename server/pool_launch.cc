@@ -22,18 +22,8 @@ namespace {
 // The worker executable: the flag, $MPIGATE_WORKER_BINARY, or a sibling of this program (an
 // installed layout, or Bazel's bazel-bin/server next to bazel-bin/worker; common/program_files.h).
 absl::StatusOr<std::string> FindWorkerBinary(const std::string& explicit_path) {
-  if (!explicit_path.empty()) {
-    if (access(explicit_path.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(
-          absl::StrCat("worker binary ", explicit_path, " is not executable"));
-    }
-    return explicit_path;
-  }
-  absl::StatusOr<std::string> found = FindProgramFile("worker", "mpigate-worker", X_OK);
-  if (!found.ok()) {
-    return absl::NotFoundError(absl::StrCat(found.status().message(), "; pass --worker-binary"));
-  }
-  return found;
+  return NamedOrFoundProgram(explicit_path, "worker binary ", "worker", "mpigate-worker",
+                             "pass --worker-binary");
 }
 
 // The task runner executable for the workers: the flag or $MPIGATE_RUNNER_BINARY, checked here;

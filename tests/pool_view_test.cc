@@ -144,6 +144,8 @@ TEST(PoolFiguresTest, QuantilesAreBucketUpperBounds) {
   EXPECT_EQ(FormatMicros(3'200'000), "3.20 s");
   EXPECT_EQ(FormatMicros(125'000'000), "2m05s");
   EXPECT_EQ(FormatMicros(3'720'000'000), "1h02m");
+  EXPECT_EQ(FormatRate(2.54), "2.5");
+  EXPECT_EQ(FormatRate(127.6), "128");
 }
 
 TEST(PoolFiguresTest, BusiestFirst) {

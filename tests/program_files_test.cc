@@ -127,5 +127,28 @@ TEST(FindProgramFileTest, FindsAFileOfThisBuild) {
   EXPECT_EQ(access(found->c_str(), X_OK), 0);
 }
 
+// A program the user named wins over the search, and must be executable; a failed search says
+// how to name one.
+TEST(NamedOrFoundProgramTest, TheNamedOneWinsAndMustBeExecutable) {
+  absl::StatusOr<std::string> named =
+      NamedOrFoundProgram("/bin/true", "worker binary ", "worker", "mpigate-runner", "hint");
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(*named, "/bin/true");
+  absl::StatusOr<std::string> not_executable =
+      NamedOrFoundProgram("/nonexistent/mpigate-worker", "worker binary ", "worker",
+                          "mpigate-runner", "hint");
+  EXPECT_EQ(not_executable.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(not_executable.status().message(),
+              HasSubstr("worker binary /nonexistent/mpigate-worker is not executable"));
+  absl::StatusOr<std::string> found =
+      NamedOrFoundProgram("", "worker binary ", "worker", "mpigate-runner", "hint");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(access(found->c_str(), X_OK), 0);
+  absl::StatusOr<std::string> missing =
+      NamedOrFoundProgram("", "worker binary ", "worker", "no-such-program", "pass --flag");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("; pass --flag"));
+}
+
 }  // namespace
 }  // namespace mpigate

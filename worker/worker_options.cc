@@ -138,19 +138,8 @@ absl::StatusOr<RunnerConfig> ParseRunnerArgs(const std::vector<std::string>& arg
 }
 
 absl::StatusOr<std::string> FindRunnerBinary(const std::string& explicit_path) {
-  if (!explicit_path.empty()) {
-    if (access(explicit_path.c_str(), X_OK) != 0) {
-      return absl::NotFoundError(
-          absl::StrCat("task runner binary ", explicit_path, " is not executable"));
-    }
-    return explicit_path;
-  }
-  absl::StatusOr<std::string> found = FindProgramFile("worker", "mpigate-runner", X_OK);
-  if (!found.ok()) {
-    return absl::NotFoundError(
-        absl::StrCat(found.status().message(), "; pass --runner-binary to mpigate-server"));
-  }
-  return found;
+  return NamedOrFoundProgram(explicit_path, "task runner binary ", "worker", "mpigate-runner",
+                             "pass --runner-binary to mpigate-server");
 }
 
 absl::Status LoadFunctions(const WorkerOptions& options, FunctionRegistry& registry) {

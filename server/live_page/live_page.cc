@@ -26,11 +26,6 @@ std::string StateName(v1::PoolState state) {
   return name;
 }
 
-std::string Rate(double per_second) {
-  if (per_second < 10) return absl::StrFormat("%.1f", per_second);
-  return absl::StrFormat("%.0f", per_second);
-}
-
 // A summary entry: <div><dt>label</dt><dd id="s-ID">value</dd></div>.
 void AppendFigure(absl::string_view id, absl::string_view label, absl::string_view value,
                   std::string& out) {
@@ -67,7 +62,7 @@ void AppendSummary(const v1::PoolStatus& status, std::string& out) {
   AppendFigure("down", "down", absl::StrCat(down), out);
   AppendFigure("queued", "queued", absl::StrCat(status.queued_tasks()), out);
   AppendFigure("sessions", "sessions", absl::StrCat(status.sessions()), out);
-  AppendFigure("rate", "tasks/s (10 s)", Rate(status.recent_tasks_per_second()), out);
+  AppendFigure("rate", "tasks/s (10 s)", FormatRate(status.recent_tasks_per_second()), out);
   AppendFigure("succeeded", "succeeded", absl::StrCat(status.tasks_succeeded()), out);
   AppendFigure("failed", "failed", absl::StrCat(status.tasks_failed()), out);
   AppendFigure("cancelled", "cancelled", absl::StrCat(status.tasks_cancelled()), out);
@@ -130,7 +125,7 @@ void AppendSessions(const v1::PoolStatus& status, std::string& out) {
     AppendCell("done", absl::StrCat(session->tasks_succeeded()), out);
     AppendCell("failed", absl::StrCat(session->tasks_failed()), out);
     AppendCell("cancelled", absl::StrCat(session->tasks_cancelled()), out);
-    AppendCell("rate", Rate(session->recent_tasks_per_second()), out);
+    AppendCell("rate", FormatRate(session->recent_tasks_per_second()), out);
     AppendCell("stream", session->detached() ? "detached" : "attached", out);
     out += "</tr>";
   }
