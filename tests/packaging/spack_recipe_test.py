@@ -25,7 +25,7 @@ SPACK_NAME = {
     "libpython3.11-dev": "python", "python3-cloudpickle": "py-cloudpickle",
     "python3-numpy": "py-numpy", "python3-mpi4py": "py-mpi4py", "nodejs": "node-js",
     "npm": "node-js", "openssl": None, "iproute2": None, "dpkg-dev": None, "make": None,
-    "man-db": None, "environment-modules": None, "chromium": None, "tmux": None,
+    "man-db": None, "environment-modules": None, "chromium": None, "tmux": None, "clang-14": None,
 }
 
 # How this machine's version of a Spack dependency is read.
