@@ -115,11 +115,12 @@ Section Sessions(const v1::PoolStatus& status) {
       {"FAILED", 7, true},  {"TASKS/S", 8, true}, {"CLIENT", 0}};
   Section section{Heading(columns), {}, "  no sessions"};
   for (const v1::SessionStatus* session : SessionsBusiestFirst(status)) {
-    section.rows.push_back(Row(
-        columns, {absl::StrCat(session->session_id()), absl::StrCat(session->queued_tasks()),
-                  absl::StrCat(session->running_tasks()), absl::StrCat(session->tasks_succeeded()),
-                  absl::StrCat(session->tasks_failed()), FormatRate(session->recent_tasks_per_second()),
-                  absl::StrCat(session->client_name(), session->detached() ? " (detached)" : "")}));
+    section.rows.push_back(
+        Row(columns,
+            {absl::StrCat(session->session_id()), absl::StrCat(session->queued_tasks()),
+             absl::StrCat(session->running_tasks()), absl::StrCat(session->tasks_succeeded()),
+             absl::StrCat(session->tasks_failed()), FormatRate(session->recent_tasks_per_second()),
+             absl::StrCat(session->client_name(), session->detached() ? " (detached)" : "")}));
   }
   return section;
 }
@@ -224,8 +225,8 @@ std::vector<std::string> TopFrame(const v1::PoolStatus& status, absl::string_vie
       absl::StrFormat("workers %u: %u busy, %u idle, %u down   queued %u   sessions %u",
                       status.workers(), busy, status.workers() - busy - down, down,
                       status.queued_tasks(), status.sessions()),
-      absl::StrCat("tasks/s ", FormatRate(status.recent_tasks_per_second()), "  last ", shown_seconds,
-                   " s ", Sparkline(last), " peak ", peak, "/s"),
+      absl::StrCat("tasks/s ", FormatRate(status.recent_tasks_per_second()), "  last ",
+                   shown_seconds, " s ", Sparkline(last), " peak ", peak, "/s"),
       absl::StrFormat("ended: %u succeeded, %u failed, %u cancelled   (q quits)",
                       status.tasks_succeeded(), status.tasks_failed(), status.tasks_cancelled()),
   };

@@ -103,8 +103,7 @@ class RunHandler final : public UnaryHandler {
     absl::StatusOr<std::vector<v1::TaskRejection>> rejections = scheduler_.Submit(*session, tasks);
     if (rejections.ok() && !rejections->empty()) {
       const v1::TaskRejection& rejection = rejections->front();
-      rejections =
-          absl::Status(wire::StatusCodeFromWire(rejection.code()), rejection.message());
+      rejections = absl::Status(wire::StatusCodeFromWire(rejection.code()), rejection.message());
     }
     if (!rejections.ok()) {
       scheduler_.Abandon(*session);

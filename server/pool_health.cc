@@ -38,8 +38,8 @@ std::optional<std::string> PoolHealth::Update(absl::Time now, uint64_t table_cha
   refresh_ = absl::InfiniteFuture();
   std::string reason;
   if (shape.down > 0 || shape.spawn_due) {
-    reason = absl::StrCat(shape.down, " of ", shape.workers, " workers out of service; ",
-                          last_loss_);
+    reason =
+        absl::StrCat(shape.down, " of ", shape.workers, " workers out of service; ", last_loss_);
     if (world_) {
       absl::StrAppend(&reason, "; in world mode nothing can replace them");
     } else if (failures_ > 0 && next_spawn_ > now) {

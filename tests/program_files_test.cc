@@ -134,9 +134,8 @@ TEST(NamedOrFoundProgramTest, TheNamedOneWinsAndMustBeExecutable) {
       NamedOrFoundProgram("/bin/true", "worker binary ", "worker", "mpigate-runner", "hint");
   ASSERT_TRUE(named.ok()) << named.status();
   EXPECT_EQ(*named, "/bin/true");
-  absl::StatusOr<std::string> not_executable =
-      NamedOrFoundProgram("/nonexistent/mpigate-worker", "worker binary ", "worker",
-                          "mpigate-runner", "hint");
+  absl::StatusOr<std::string> not_executable = NamedOrFoundProgram(
+      "/nonexistent/mpigate-worker", "worker binary ", "worker", "mpigate-runner", "hint");
   EXPECT_EQ(not_executable.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(not_executable.status().message(),
               HasSubstr("worker binary /nonexistent/mpigate-worker is not executable"));

@@ -1,7 +1,8 @@
 // How mpigate-server picks the pool size: --workers, $MPIGATE_MAX_WORKERS, the MPI universe less
 // the running processes (as mpi4py.futures does), the core count.
-#include "gtest/gtest.h"
 #include "server/worker_count.h"
+
+#include "gtest/gtest.h"
 
 namespace mpigate::server {
 namespace {

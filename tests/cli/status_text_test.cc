@@ -107,8 +107,7 @@ TEST(FormatPoolStatusTest, AWorkerDownIsNeitherBusyNorIdle) {
   status.set_workers(3);
   status.set_busy_workers(1);
   status.set_workers_down(1);
-  EXPECT_THAT(FormatPoolStatus(status, "x"),
-              HasSubstr("workers    3: 1 busy, 1 idle, 1 down\n"));
+  EXPECT_THAT(FormatPoolStatus(status, "x"), HasSubstr("workers    3: 1 busy, 1 idle, 1 down\n"));
 }
 
 TEST(FormatUptimeTest, TwoOrThreeUnits) {
