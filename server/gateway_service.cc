@@ -16,7 +16,6 @@
 #include "common/log.h"
 #include "server/message_bytes.h"
 #include "server/session_reactor.h"
-#include "wire/wire_error.h"
 
 namespace mpigate::server {
 
@@ -103,7 +102,7 @@ class RunHandler final : public UnaryHandler {
     absl::StatusOr<std::vector<v1::TaskRejection>> rejections = scheduler_.Submit(*session, tasks);
     if (rejections.ok() && !rejections->empty()) {
       const v1::TaskRejection& rejection = rejections->front();
-      rejections = absl::Status(wire::StatusCodeFromWire(rejection.code()), rejection.message());
+      rejections = absl::Status(CanonicalCode(rejection.code()), rejection.message());
     }
     if (!rejections.ok()) {
       scheduler_.Abandon(*session);

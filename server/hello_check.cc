@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "wire/wire_error.h"
+#include "common/grpc_status.h"
 
 namespace mpigate::server {
 
@@ -18,7 +18,7 @@ BootVerdict JudgeFirstHellos(const std::map<int, wire::HelloFrame>& hellos) {
   const wire::HelloFrame& first = hellos.begin()->second;
   for (const auto& [worker, hello] : hellos) {
     if (hello.has_error()) {
-      verdict.failure = absl::Status(wire::StatusCodeFromWire(hello.error().code()),
+      verdict.failure = absl::Status(CanonicalCode(hello.error().code()),
                                      absl::StrCat("worker ", worker, " on ", hello.host(),
                                                   " failed to start: ", hello.error().message()));
       break;

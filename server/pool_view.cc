@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/status/status.h"
-#include "wire/wire_error.h"
+#include "common/grpc_status.h"
 
 namespace mpigate::server {
 
@@ -59,7 +59,7 @@ void PoolView::Failed(absl::Time when, uint64_t session, absl::string_view clien
   record.set_task_id(task_id);
   record.mutable_function()->assign(function.data(), function.size());
   record.set_worker(outcome.worker());
-  record.set_code(absl::StatusCodeToString(wire::StatusCodeFromWire(outcome.error().code())));
+  record.set_code(absl::StatusCodeToString(CanonicalCode(outcome.error().code())));
   const absl::string_view message = CutUtf8(outcome.error().message(), kMaxMessageBytes);
   record.mutable_message()->assign(message.data(), message.size());
 }

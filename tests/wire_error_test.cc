@@ -1,6 +1,7 @@
 #include "wire/wire_error.h"
 
 #include "absl/status/status.h"
+#include "common/grpc_status.h"
 #include "gtest/gtest.h"
 #include "wire/frames.pb.h"
 
@@ -23,18 +24,18 @@ TEST(SetErrorTest, OverwritesAnEarlierError) {
   EXPECT_EQ(error.message(), "");
 }
 
-TEST(StatusCodeFromWireTest, EveryCanonicalCodeRoundTrips) {
+TEST(CanonicalCodeTest, EveryCanonicalCodeRoundTrips) {
   for (int code = 0; code <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++code) {
     ErrorInfo error;
     SetError(absl::Status(static_cast<absl::StatusCode>(code), "x"), error);
-    EXPECT_EQ(StatusCodeFromWire(error.code()), static_cast<absl::StatusCode>(code)) << code;
+    EXPECT_EQ(CanonicalCode(error.code()), static_cast<absl::StatusCode>(code)) << code;
   }
 }
 
-TEST(StatusCodeFromWireTest, NonCanonicalCodesAreUnknown) {
-  EXPECT_EQ(StatusCodeFromWire(-1), absl::StatusCode::kUnknown);
-  EXPECT_EQ(StatusCodeFromWire(17), absl::StatusCode::kUnknown);
-  EXPECT_EQ(StatusCodeFromWire(1 << 30), absl::StatusCode::kUnknown);
+TEST(CanonicalCodeTest, NonCanonicalCodesAreUnknown) {
+  EXPECT_EQ(CanonicalCode(-1), absl::StatusCode::kUnknown);
+  EXPECT_EQ(CanonicalCode(17), absl::StatusCode::kUnknown);
+  EXPECT_EQ(CanonicalCode(1 << 30), absl::StatusCode::kUnknown);
 }
 
 }  // namespace

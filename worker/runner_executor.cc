@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "common/grpc_status.h"
 #include "wire/task_peek.h"
 #include "wire/wire_error.h"
 #include "worker/run_timeout.h"
@@ -50,7 +51,7 @@ RunnerExecutor::~RunnerExecutor() = default;
 absl::Status RunnerExecutor::Start(wire::HelloFrame& hello) {
   absl::StatusOr<wire::HelloFrame> runner_hello = StartRunner();
   if (runner_hello.ok() && runner_hello->has_error()) {
-    runner_hello = absl::Status(wire::StatusCodeFromWire(runner_hello->error().code()),
+    runner_hello = absl::Status(CanonicalCode(runner_hello->error().code()),
                                 absl::StrCat("task runner: ", runner_hello->error().message()));
   }
   std::optional<wire::ErrorInfo> initializer_error;

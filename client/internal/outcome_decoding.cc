@@ -5,14 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/shared_memory.h"
+#include "common/grpc_status.h"
 
 namespace mpigate::internal {
 
 absl::StatusCode CodeFromWire(int32_t code, absl::StatusCode if_ok) {
-  if (code <= 0 || code > static_cast<int32_t>(absl::StatusCode::kUnauthenticated)) {
-    return code == 0 ? if_ok : absl::StatusCode::kUnknown;
-  }
-  return static_cast<absl::StatusCode>(code);
+  return code == 0 ? if_ok : CanonicalCode(code);
 }
 
 absl::Status StatusFromError(const v1::TaskError& error, absl::StatusCode if_ok) {
