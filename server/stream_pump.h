@@ -12,6 +12,7 @@
 #ifndef MPIGATE_SERVER_STREAM_PUMP_H_
 #define MPIGATE_SERVER_STREAM_PUMP_H_
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <thread>
@@ -59,10 +60,15 @@ class PumpedListener final : public SessionListener,
  public:
   PumpedListener(StreamPump& pump, Target* target) : pump_(pump), target_(target) {}
 
-  // From the scheduler, on any thread: hands over and returns.
-  void OnSessionEvents() override { pump_.Post(this->shared_from_this()); }
+  // From the scheduler, on any thread: hands over and returns. A listener already waiting on
+  // the pump is not queued again: its one Pump() takes every event there is by then.
+  void OnSessionEvents() override {
+    if (!queued_.exchange(true, std::memory_order_acq_rel)) pump_.Post(this->shared_from_this());
+  }
 
   void Pump() override {
+    // Cleared before the target looks, so that events after this point queue it again.
+    queued_.store(false, std::memory_order_release);
     absl::MutexLock lock(&mu_);
     if (target_ != nullptr) target_->OnSessionEvents();
   }
@@ -75,6 +81,7 @@ class PumpedListener final : public SessionListener,
 
  private:
   StreamPump& pump_;
+  std::atomic<bool> queued_{false};
   absl::Mutex mu_;
   Target* target_ ABSL_GUARDED_BY(mu_);
 };
