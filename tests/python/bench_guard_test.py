@@ -2,26 +2,11 @@
 committed baseline, each figure with its tolerance, and a baseline made from several runs with
 tolerances from their spread. Pure logic: raw.csv lines as compare.py writes them, no pool."""
 
-import csv
 import os
-import sys
 import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"], "bench"))
-import report  # pylint: disable=wrong-import-position
-
-
-def raw_from(rows):
-    """A report.Raw of `rows` (system, workload, metric, value, unit)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(("system", "workload", "metric", "value", "unit"))
-        writer.writerows(rows)
-    try:
-        return report.Raw(out.name)
-    finally:
-        os.unlink(out.name)
+from bench_raw import raw_from, report
 
 
 def run(first_task_us=500.0, submit=90_000.0, idle_cpu=0.1, mpi4py_first_task_us=2_500.0,

@@ -2,26 +2,9 @@
 the ratios, and the issue's targets judged PASS or FAIL, from raw.csv lines as compare.py writes
 them. Pure logic: no pool, no gnuplot."""
 
-import csv
-import os
-import sys
-import tempfile
 import unittest
 
-sys.path.insert(0, os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORKSPACE"], "bench"))
-import report  # pylint: disable=wrong-import-position
-
-
-def raw_from(rows):
-    """A report.Raw of `rows` (system, workload, metric, value, unit)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(("system", "workload", "metric", "value", "unit"))
-        writer.writerows(rows)
-    try:
-        return report.Raw(out.name)
-    finally:
-        os.unlink(out.name)
+from bench_raw import raw_from, report
 
 
 def python_rows(system, submit, map64, p50, numpy, first_task=0.2):
