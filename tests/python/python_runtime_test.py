@@ -256,12 +256,21 @@ class PythonRuntimeTest(unittest.TestCase):
 
             reported = threading.Event()
             future = self.submit(self.setup, reporter, fifo)
-            future.add_progress_callback(lambda future, progress: reported.set())
-            self.assertTrue(reported.wait(PATIENCE_S))
-            self.assertEqual(tuple(future.progress()), (0.5, "half way"))
-            with open(fifo, "w") as go:
-                go.write("done")
-            self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "done")
+            try:
+                future.add_progress_callback(lambda future, progress: reported.set())
+                # The callback hears only reports after it was added: one may have come already.
+                if future.progress() is not None:
+                    reported.set()
+                self.assertTrue(reported.wait(PATIENCE_S))
+                self.assertEqual(tuple(future.progress()), (0.5, "half way"))
+                with open(fifo, "w") as go:
+                    go.write("done")
+                self.assertEqual(pt.decode_outcome(future.result(PATIENCE_S)), "done")
+            finally:
+                # A failed check leaves the task waiting on the fifo: free the worker for the
+                # tests after this one and for the executor's shutdown.
+                if not future.done():
+                    future.kill()
 
 
 def busy_until_interrupted(fifo):
