@@ -34,6 +34,7 @@ Scheduler::Scheduler(Options options)
       clock_(std::move(options.clock)),
       started_(clock_()),
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
+      start_report_delay_(std::max(options.start_report_delay, absl::ZeroDuration())),
       max_sessions_(options.max_sessions),
       token_source_(std::move(options.token_source)),
       intake_({.workers = options.workers,
@@ -292,6 +293,14 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       grace_wake_ = next;
       wait = std::min(wait, std::max(grace_wake_ - clock_(), absl::ZeroDuration()));
     }
+    // Starts are held only here, by this thread: no later one can be due sooner. Reports of starts
+    // that went out with other events since must not cut the wait short.
+    while (!start_reports_.empty() && !StartsHeldLocked(start_reports_.front())) {
+      start_reports_.pop_front();
+    }
+    if (!start_reports_.empty()) {
+      wait = std::min(wait, std::max(start_reports_.front().first - clock_(), absl::ZeroDuration()));
+    }
     const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
     if (wait == absl::InfiniteDuration()) {
       mu_.Await(has_work);
@@ -303,6 +312,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
     grace_wake_ = absl::InfiniteFuture();
     wake_ = false;
     const absl::Time now = clock_();
+    ReportDueStartsLocked(now, notifications);
     ExpireQueueTimeoutsLocked(now, notifications);
     ExpireGracePeriodsLocked(now);
     while (picker_.HasRoom() && !ready_ring_.empty()) {
@@ -344,10 +354,7 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       if (session.queued == 0) session.queue.clear();
       EnterReadyRingLocked(id, session);
       StartLocked(key, task, now, work);
-      if (!session.abandoned) {
-        session.started.push_back(task.client_id);
-        MaybeNotifyLocked(id, notifications);
-      }
+      if (!session.abandoned) HoldStartLocked(id, session, task.client_id, now, notifications);
     }
     work.interrupts.swap(interrupts_);
     work.stopping = stopping_;
@@ -587,6 +594,36 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
     session->listener_told = true;
     notifications.push_back(session->listener);
   }
+}
+
+void Scheduler::HoldStartLocked(SessionId id, Session& session, uint64_t client_id,
+                                absl::Time now, Notifications& notifications) {
+  if (session.started.empty()) {
+    session.starts_due_at = now + start_report_delay_;
+    session.starts_due = start_report_delay_ == absl::ZeroDuration();
+    if (!session.starts_due) start_reports_.emplace_back(session.starts_due_at, id);
+  }
+  session.started.push_back(client_id);
+  MaybeNotifyLocked(id, notifications);
+}
+
+void Scheduler::ReportDueStartsLocked(absl::Time now, Notifications& notifications) {
+  while (!start_reports_.empty() && start_reports_.front().first <= now) {
+    const StartReport report = start_reports_.front();
+    start_reports_.pop_front();
+    if (!StartsHeldLocked(report)) continue;
+    sessions_.Find(report.second)->starts_due = true;
+    MaybeNotifyLocked(report.second, notifications);
+  }
+}
+
+bool Scheduler::StartsHeldLocked(const StartReport& report) const {
+  const Session* const session = sessions_.Find(report.second);
+  // Unless its starts went out with other events since (and newer ones are held), or go with
+  // events its listener was told of (a timed wait for nothing costs a sequential client's round
+  // trip about a fifth).
+  return session != nullptr && !session->started.empty() &&
+         session->starts_due_at == report.first && !session->listener_told;
 }
 
 void Scheduler::ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications) {

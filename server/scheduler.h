@@ -141,6 +141,11 @@ class Scheduler {
     int max_tasks_per_worker = 1;
     // How much work, by its recent run times, a worker's backlog may hold.
     absl::Duration prefetch_window = absl::Milliseconds(1);
+    // How long a task's start may wait to be reported to its session, so that it goes in the same
+    // update as the task's outcome if the task ends by then: for a short task that saves an
+    // update, a gRPC write and a wake-up of the client's reader (measured: p50 of sequential
+    // Python calls 560 -> 275 us, C++ 128 -> 106 us). Zero: reported at once.
+    absl::Duration start_report_delay = absl::Milliseconds(1);
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
     // Tasks run in task runner processes (--isolation=process), each of which can give its tasks
@@ -465,6 +470,18 @@ class Scheduler {
   void AbandonLocked(Session& session, absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Abandons detached sessions whose grace period has passed by `now`.
   void ExpireGracePeriodsLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records that the session's task `client_id` started; its listener hears of it once the
+  // start is due (Options::start_report_delay) or with the session's next other event.
+  void HoldStartLocked(SessionId id, Session& session, uint64_t client_id, absl::Time now,
+                       Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a session's held starts are due, and the session.
+  using StartReport = std::pair<absl::Time, SessionId>;
+  // Whether the report still has starts to report: they have not gone, and are not about to go,
+  // out with other events.
+  bool StartsHeldLocked(const StartReport& report) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the listeners of sessions whose held starts are due by `now`.
+  void ReportDueStartsLocked(absl::Time now, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a call of the session's listener if it has something to collect; forgets an abandoned
@@ -486,6 +503,7 @@ class Scheduler {
   const std::function<absl::Time()> clock_;
   const absl::Time started_;
   const absl::Duration resume_grace_;
+  const absl::Duration start_report_delay_;
   const size_t max_sessions_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
 
@@ -519,6 +537,9 @@ class Scheduler {
   using Deadline = std::pair<absl::Time, TaskKey>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
       ABSL_GUARDED_BY(mu_);
+  // Sessions holding starts back (Options::start_report_delay), in the order their first held
+  // start came, with when it is due; an entry whose starts went out since is skipped.
+  std::deque<StartReport> start_reports_ ABSL_GUARDED_BY(mu_);
   // Interrupts for the transport to deliver.
   std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -27,7 +27,7 @@ absl::StatusOr<std::string> RandomResumeToken() {
 }
 
 bool Session::HasEvents() const {
-  return !outbox.empty() || !started.empty() || !progress.empty() || pool_changed ||
+  return !outbox.empty() || (starts_due && !started.empty()) || !progress.empty() || pool_changed ||
          (shut_down && live.empty());
 }
 
@@ -66,6 +66,8 @@ void Session::ResendRetained() {
 
 void Session::Collect(SessionEvents& events) {
   events.started.swap(started);
+  starts_due_at = absl::InfiniteFuture();
+  starts_due = false;
   events.outcomes.swap(outbox);
   collected = ended;
   events.progress.reserve(progress.size());
@@ -79,6 +81,8 @@ void Session::DropOutcomes(absl::FunctionRef<void(v1::TaskOutcome&)> dropped) {
   for (v1::TaskOutcome& outcome : outbox) dropped(outcome);
   outbox.clear();
   started.clear();
+  starts_due_at = absl::InfiniteFuture();
+  starts_due = false;
   progress.clear();
   for (auto& [client_id, outcome] : retained) dropped(outcome);
   retained.clear();

@@ -97,6 +97,10 @@ struct Session {
   absl::flat_hash_map<uint64_t, v1::TaskProgress> progress;
   // Client ids of tasks dispatched since the listener last collected.
   std::vector<uint64_t> started;
+  // When the starts in `started` are to be reported (Scheduler's Options::start_report_delay);
+  // once they are due the listener is told of them. Until then they go only with other events.
+  absl::Time starts_due_at = absl::InfiniteFuture();
+  bool starts_due = false;
   // The pool changed state since the listener last collected.
   bool pool_changed = false;
   bool in_ready_ring = false;

@@ -90,12 +90,20 @@ wire::ResultFrame Echoed(const Assignment& assignment) {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  // Builds the scheduler under test, still booting.
-  void Boot(int workers, absl::flat_hash_map<std::string, std::string> refused = {}) {
+  // Options of a scheduler on the fixture's clock that reports each start at once (tests of
+  // start_report_delay set their own).
+  Scheduler::Options FakeClockOptions(int workers) {
     Scheduler::Options options;
     options.workers = workers;
-    options.refused_functions = std::move(refused);
     options.clock = [this] { return now_; };
+    options.start_report_delay = absl::ZeroDuration();
+    return options;
+  }
+
+  // Builds the scheduler under test, still booting.
+  void Boot(int workers, absl::flat_hash_map<std::string, std::string> refused = {}) {
+    Scheduler::Options options = FakeClockOptions(workers);
+    options.refused_functions = std::move(refused);
     scheduler_ = std::make_unique<Scheduler>(std::move(options));
   }
 
@@ -113,9 +121,7 @@ class SchedulerTest : public ::testing::Test {
   // resumed within `grace` and hold at most `max_unread` bytes of outcomes (0: any). Session n's
   // resume token is "token-n".
   void StartResumable(int workers, absl::Duration grace, uint64_t max_unread = 0) {
-    Scheduler::Options options;
-    options.workers = workers;
-    options.clock = [this] { return now_; };
+    Scheduler::Options options = FakeClockOptions(workers);
     options.resume_grace = grace;
     options.max_unread_result_bytes = max_unread;
     options.token_source = [this]() -> absl::StatusOr<std::string> {
@@ -237,9 +243,7 @@ class SchedulerTest : public ::testing::Test {
   // Builds the scheduler under test with a ready pool of `functions` whose workers may hold up to
   // `max_tasks` tasks each, within the default prefetch window of 1 ms.
   void StartPrefetching(int workers, int max_tasks, std::vector<v1::FunctionInfo> functions) {
-    Scheduler::Options options;
-    options.workers = workers;
-    options.clock = [this] { return now_; };
+    Scheduler::Options options = FakeClockOptions(workers);
     options.max_tasks_per_worker = max_tasks;
     scheduler_ = std::make_unique<Scheduler>(std::move(options));
     scheduler_->PoolReady(std::move(functions));
@@ -249,9 +253,7 @@ class SchedulerTest : public ::testing::Test {
   // with the prefix kSharedPrefix, recording in released_ each object it releases; sessions hold
   // at most `max_unread` bytes of outcomes (0: any).
   void StartShared(int workers, uint64_t max_unread = 0) {
-    Scheduler::Options options;
-    options.workers = workers;
-    options.clock = [this] { return now_; };
+    Scheduler::Options options = FakeClockOptions(workers);
     options.max_unread_result_bytes = max_unread;
     options.shared_memory_prefix = kSharedPrefix;
     options.release_shared_object = [this](const std::string& name) { released_.push_back(name); };
@@ -377,6 +379,63 @@ TEST_F(SchedulerTest, ListenerToldOnceUntilEventsAreTaken) {
   CompleteEchoed(assignments[2]);
   EXPECT_EQ(Listener(session).calls(), 2);
   EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(3));
+}
+
+TEST_F(SchedulerTest, AStartGoesWithItsOutcomeWhenTheTaskEndsWithinTheReportDelay) {
+  Scheduler::Options options = FakeClockOptions(/*workers=*/2);
+  options.start_report_delay = absl::Milliseconds(1);
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  std::vector<Assignment> assignments = Dispatch();
+  ASSERT_EQ(assignments.size(), 1u);
+  EXPECT_EQ(Listener(session).calls(), 0) << "the start is held";
+  now_ += absl::Microseconds(300);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+  CompleteEchoed(assignments[0]);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(events.started, ElementsAre(1)) << "in the same update as the outcome";
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1));
+  // Its report, no longer needed, tells nobody anything when it comes due.
+  now_ += absl::Milliseconds(5);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+}
+
+TEST_F(SchedulerTest, AHeldStartIsReportedOnceTheDelayHasPassed) {
+  Scheduler::Options options = FakeClockOptions(/*workers=*/2);
+  options.start_report_delay = absl::Milliseconds(1);
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 1);
+  const std::vector<Assignment> first = Dispatch();
+  ASSERT_EQ(first.size(), 1u);
+  // A later start joins the held one: one report for both, due when the first is.
+  now_ += absl::Microseconds(600);
+  SubmitRange(session, 2, 2);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  now_ += absl::Microseconds(399);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+  now_ += absl::Microseconds(1);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1, 2));
+
+  // With a start held, the transport's endless wait ends by the time it is due (here 1 ms of
+  // real time, the fake clock standing still), though nothing else wakes it.
+  CompleteEchoed(first[0]);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(1));
+  Listener(session).TakeCalls();
+  SubmitRange(session, 3, 3);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  EXPECT_THAT(scheduler_->AwaitWork(absl::InfiniteDuration()).assignments, IsEmpty());
+  now_ += absl::Milliseconds(1);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_THAT(TakeStarted(session), ElementsAre(3));
 }
 
 TEST_F(SchedulerTest, OutcomesGoToTheirOwnSession) {
@@ -3042,9 +3101,7 @@ TEST_F(SchedulerTest, SharedResultsCountAgainstTheUnreadBound) {
 // --- Limits ---
 
 TEST_F(SchedulerTest, OpeningASessionPastTheLimitIsResourceExhaustedUntilOneCloses) {
-  Scheduler::Options options;
-  options.workers = 1;
-  options.clock = [this] { return now_; };
+  Scheduler::Options options = FakeClockOptions(1);
   options.max_sessions = 2;
   scheduler_ = std::make_unique<Scheduler>(std::move(options));
   scheduler_->PoolReady(Functions({"echo"}));
@@ -3066,9 +3123,7 @@ TEST_F(SchedulerTest, OpeningASessionPastTheLimitIsResourceExhaustedUntilOneClos
 }
 
 TEST_F(SchedulerTest, ANewSessionAtTheLimitEndsTheDetachedSessionThatWaitedLongest) {
-  Scheduler::Options options;
-  options.workers = 1;
-  options.clock = [this] { return now_; };
+  Scheduler::Options options = FakeClockOptions(1);
   options.resume_grace = absl::Seconds(60);
   options.max_sessions = 3;
   options.token_source = [this]() -> absl::StatusOr<std::string> {
@@ -3158,9 +3213,7 @@ TEST_F(SchedulerTest, AMalformedEnvironmentIsInvalidArgument) {
 }
 
 TEST_F(SchedulerTest, AnEnvironmentOnAPoolWithoutTaskRunnersIsFailedPrecondition) {
-  Scheduler::Options options;
-  options.workers = 1;
-  options.clock = [this] { return now_; };
+  Scheduler::Options options = FakeClockOptions(1);
   options.task_environments = false;
   scheduler_ = std::make_unique<Scheduler>(std::move(options));
   scheduler_->PoolReady(Functions({"echo"}));
@@ -3175,9 +3228,7 @@ TEST_F(SchedulerTest, AnEnvironmentOnAPoolWithoutTaskRunnersIsFailedPrecondition
 }
 
 TEST_F(SchedulerTest, TasksPastASessionsQueueLimitAreRejectedAndAcceptedAgainAsItDrains) {
-  Scheduler::Options options;
-  options.workers = 1;
-  options.clock = [this] { return now_; };
+  Scheduler::Options options = FakeClockOptions(1);
   options.max_queued_tasks_per_session = 2;
   scheduler_ = std::make_unique<Scheduler>(std::move(options));
   scheduler_->PoolReady(Functions({"echo"}));
