@@ -85,7 +85,9 @@ def size_label(size):
 ROWS = (
     Row("(a) submit loop, tasks/s", "throughput", "futures", at_least_times_mpi4py(20)),
     Row("(a) map, chunksize 64, tasks/s", "throughput", "map64", at_least_times_mpi4py(3)),
-    Row("(b) latency p50, µs", "latency", "p50", at_most_times_mpi4py(0.25)),
+    # Issue 25 judges (b) against the floor (the vs_grpc row below), not against mpi4py.futures,
+    # whose p50 is mostly its workers' polling backoff.
+    Row("(b) latency p50, µs", "latency", "p50"),
     Row("(b) latency p99, µs", "latency", "p99"),
     # The floors, measured in the same run beside each pool's (b), in its column.
     Row("(b) floor: bare gRPC round trip p50, µs", "floor_grpc", "p50", compare=False),
@@ -99,9 +101,10 @@ ROWS = (
         compare=False),
     Row("(e) idle CPU, % of one core", "idle", "cpu", at_most(1, "%")),
     Row("(e) hot p50 before idle, µs", "idle", "hot_p50"),
-    Row("(e) first task after idle, µs", "idle", "first_task"),
-    Row("(e) first after idle / hot p50", "idle", "after_idle_vs_hot", at_most(2, "x"),
-        compare=False),
+    # Issue 25's target: the first task after 10 s idle, at most half of mpi4py.futures' (whose
+    # workers wake from a 1 ms backoff sleep, as about ten of mpigate's processes must).
+    Row("(e) first task after idle, µs", "idle", "first_task", at_most_times_mpi4py(0.5)),
+    Row("(e) first after idle / hot p50", "idle", "after_idle_vs_hot", compare=False),
     Row("(f) start to first result, s", "start", "first_task", at_most(0.5, " s")),
     Row("(g) 32 workers: ready, s", "scale", "ready", at_most(10, " s")),
     Row("(g) 32 workers: burst, s", "scale", "burst"),

@@ -143,5 +143,27 @@ class FloorRowsTest(unittest.TestCase):
         self.assertEqual(clients(0.79)[label]["verdict"], "FAIL")
 
 
+def idle_rows(system, hot_p50, first_task):
+    return [(system, "idle", "cpu", 0.2, "%"), (system, "idle", "hot_p50", hot_p50, "us"),
+            (system, "idle", "first_task", first_task, "us"),
+            (system, "idle", "after_idle_vs_hot", first_task / hot_p50, "")]
+
+
+class IdleRowsTest(unittest.TestCase):
+    """Issue 25's target for the first task after an idle spell: at most half mpi4py.futures'."""
+
+    FIRST = "(e) first task after idle, µs"
+
+    def test_half_of_mpi4pys_first_task_passes_and_more_fails(self):
+        peer = idle_rows("mpi4py", 350, 3000)
+        rows = table_of(idle_rows("mpigate", 120, 1500) + idle_rows("mpigate-none", 100, 1501) +
+                        peer)
+        self.assertEqual(rows[self.FIRST]["target"], "≤0.5x mpi4py")
+        self.assertEqual(rows[self.FIRST]["verdict"], "PASS (none: FAIL)")
+        # Against its own hot p50 it is information only: a wake-up of ten processes.
+        ratio = rows["(e) first after idle / hot p50"]
+        self.assertEqual((ratio["target"], ratio["verdict"]), ("", ""))
+
+
 if __name__ == "__main__":
     unittest.main()
