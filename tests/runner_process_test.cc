@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +66,14 @@ std::string TaskBytes(uint64_t key, const std::string& function, const std::stri
   return task.SerializeAsString();
 }
 
+// The runner's hello, however long it takes.
+absl::StatusOr<wire::HelloFrame> HelloOf(RunnerProcess& runner) {
+  absl::StatusOr<std::optional<wire::HelloFrame>> hello =
+      runner.AwaitHello(absl::InfiniteDuration());
+  if (!hello.ok()) return hello.status();
+  return **std::move(hello);
+}
+
 // The next event other than progress.
 RunnerEvent AwaitEnd(RunnerProcess& runner) {
   RunnerEvent event;
@@ -101,7 +110,7 @@ class RunnerProcessTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<RunnerProcess>> spawned = RunnerProcess::Spawn(RunnerOptions());
     ASSERT_TRUE(spawned.ok()) << spawned.status();
     runner_ = *std::move(spawned);
-    absl::StatusOr<wire::HelloFrame> hello = runner_->AwaitHello();
+    absl::StatusOr<wire::HelloFrame> hello = HelloOf(*runner_);
     ASSERT_TRUE(hello.ok()) << hello.status();
     EXPECT_FALSE(hello->has_error());
     EXPECT_FALSE(hello->has_initializer_error());
@@ -182,7 +191,7 @@ TEST(RunnerKillTest, KillEndsWhatExecStartedInAProcessGroupOfItsOwn) {
   absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
       RunnerProcess::Spawn(RunnerOptions({}, /*allow_exec=*/true));
   ASSERT_TRUE(runner.ok()) << runner.status();
-  ASSERT_TRUE((*runner)->AwaitHello().ok());
+  ASSERT_TRUE(HelloOf(**runner).ok());
   const std::string fifo = absl::StrCat(std::getenv("TEST_TMPDIR"), "/exec_pids");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
   // The shell says its pid and its background sleep's, then waits for the sleep.
@@ -263,7 +272,7 @@ TEST_P(RunnerDeathTest, IsDescribedAndAReplacementServes) {
   absl::StatusOr<std::unique_ptr<RunnerProcess>> replacement =
       RunnerProcess::Spawn(RunnerOptions());
   ASSERT_TRUE(replacement.ok()) << replacement.status();
-  ASSERT_TRUE((*replacement)->AwaitHello().ok());
+  ASSERT_TRUE(HelloOf(**replacement).ok());
   (*replacement)->SendTask(TaskBytes(15, "echo", "again"));
   EXPECT_EQ(ResultOf(AwaitEnd(**replacement)).result(), "again");
 }
@@ -282,11 +291,26 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+TEST(RunnerStartTest, AWaitForTheHelloEndsAtItsTimeoutWhileTheInitializerRuns) {
+  // The worker sends its heartbeats between such waits (RunnerExecutor::StartRunner).
+  absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
+      RunnerProcess::Spawn(RunnerOptions({"sleep", "600000"}));
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::optional<wire::HelloFrame>> hello =
+        (*runner)->AwaitHello(absl::Milliseconds(5));
+    ASSERT_TRUE(hello.ok()) << hello.status();
+    EXPECT_FALSE(hello->has_value());
+  }
+  (*runner)->Kill();
+  EXPECT_EQ(HelloOf(**runner).status().code(), absl::StatusCode::kAborted);
+}
+
 TEST(RunnerStartTest, AFailingInitializerIsReportedInTheHello) {
   absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
       RunnerProcess::Spawn(RunnerOptions({"fail", "no data"}));
   ASSERT_TRUE(runner.ok()) << runner.status();
-  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  absl::StatusOr<wire::HelloFrame> hello = HelloOf(**runner);
   ASSERT_TRUE(hello.ok()) << hello.status();
   EXPECT_EQ(hello->initializer_error().code(), Code(absl::StatusCode::kUnknown));
   EXPECT_EQ(hello->initializer_error().message(), "initializer 'fail' failed: no data");
@@ -296,7 +320,7 @@ TEST(RunnerStartTest, AnInitializerThatCrashesIsADeathBeforeTheHello) {
   absl::StatusOr<std::unique_ptr<RunnerProcess>> runner =
       RunnerProcess::Spawn(RunnerOptions({"sample.crash", "abort"}));
   ASSERT_TRUE(runner.ok()) << runner.status();
-  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  absl::StatusOr<wire::HelloFrame> hello = HelloOf(**runner);
   EXPECT_EQ(hello.status().code(), absl::StatusCode::kAborted);
   EXPECT_THAT(hello.status().message(), HasSubstr("(SIGABRT, Aborted)"));
 }
@@ -306,7 +330,7 @@ TEST(RunnerStartTest, AMissingTaskLibraryIsAnErrorInTheHello) {
   options.args.push_back("--task_lib=/nonexistent/libnothing.so");
   absl::StatusOr<std::unique_ptr<RunnerProcess>> runner = RunnerProcess::Spawn(options);
   ASSERT_TRUE(runner.ok()) << runner.status();
-  absl::StatusOr<wire::HelloFrame> hello = (*runner)->AwaitHello();
+  absl::StatusOr<wire::HelloFrame> hello = HelloOf(**runner);
   ASSERT_TRUE(hello.ok()) << hello.status();
   EXPECT_THAT(hello->error().message(), HasSubstr("libnothing.so"));
 }
@@ -324,7 +348,7 @@ TEST(RunnerFlowControlTest, AWorkerWritingTasksTakesTheResultsMeanwhile) {
       {testing::RunfilePath("tests/flooding_runner"),
        {absl::StrCat(kResults), absl::StrCat(kResultBytes), absl::StrCat(kTasks)}});
   ASSERT_TRUE(runner.ok()) << runner.status();
-  ASSERT_TRUE((*runner)->AwaitHello().ok());
+  ASSERT_TRUE(HelloOf(**runner).ok());
   std::vector<std::string> tasks;
   for (int i = 0; i < kTasks; ++i) {
     tasks.push_back(TaskBytes(1000 + i, "echo", std::string(kPayloadBytes, 't')));

@@ -58,7 +58,7 @@ class Heartbeat {
  public:
   // The gateway asked for one at least every `interval`.
   void Start(absl::Duration interval) { interval_ = interval; }
-  // Sends a heartbeat if they were asked for and one is due.
+  // Sends a heartbeat if they were asked for and one is due (a quiet one while quiet).
   absl::Status MaybeSend(MPI_Comm gateway);
   // The worker may not listen for a while: says so now, and heartbeats are quiet until Loud().
   absl::Status Quiet(MPI_Comm gateway);
@@ -106,7 +106,11 @@ class GatewayLink {
   // Answers the gateway's shutdown, after the batched results.
   absl::Status SayGoodbye();
 
-  // Around a spell in which the worker will not listen (a task runner starting, a gang call).
+  // Sends a heartbeat if one is due, while the worker is busy but not listening (its task runner
+  // starting): a worker on another host is known to be alive only by them.
+  absl::Status Beat() { return heartbeat_.MaybeSend(gateway_); }
+
+  // Around a spell in which the worker can say nothing at all (a gang call).
   absl::Status Quiet() { return heartbeat_.Quiet(gateway_); }
   void Loud() { heartbeat_.Loud(); }
 

@@ -7,7 +7,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -79,15 +78,21 @@ absl::Status RunnerExecutor::Start(wire::HelloFrame& hello) {
 
 absl::StatusOr<wire::HelloFrame> RunnerExecutor::StartRunner() {
   runner_.reset();
-  // The runner's initializer may take its time, and the worker does not listen meanwhile.
-  if (absl::Status status = link_.Quiet(); !status.ok()) return status;
-  absl::Cleanup loud = [this] { link_.Loud(); };
   absl::StatusOr<std::unique_ptr<RunnerProcess>> spawned = RunnerProcess::Spawn(options_);
   if (!spawned.ok()) return spawned.status();
   runner_ = *std::move(spawned);
-  absl::StatusOr<wire::HelloFrame> hello = runner_->AwaitHello();
-  if (!hello.ok()) runner_.reset();
-  return hello;
+  // The runner's initializer may take its time. The worker does not listen meanwhile (what the
+  // gateway sends waits in MPI), but its heartbeats go on, so that its loss in the meantime is
+  // seen (on another host nothing else tells).
+  while (true) {
+    absl::StatusOr<std::optional<wire::HelloFrame>> hello = runner_->AwaitHello(kListenWhileBusy);
+    if (!hello.ok()) {
+      runner_.reset();
+      return hello.status();
+    }
+    if (hello->has_value()) return **std::move(hello);
+    if (absl::Status status = link_.Beat(); !status.ok()) return status;
+  }
 }
 
 absl::Status RunnerExecutor::ReplaceRunner() {

@@ -116,11 +116,12 @@ absl::StatusOr<std::unique_ptr<RunnerProcess>> RunnerProcess::Spawn(const Option
 
 RunnerProcess::~RunnerProcess() { Kill(); }
 
-absl::StatusOr<wire::HelloFrame> RunnerProcess::AwaitHello() {
+absl::StatusOr<std::optional<wire::HelloFrame>> RunnerProcess::AwaitHello(
+    absl::Duration timeout) {
   wire::StreamFrame frame;
-  if (Receive(absl::InfiniteDuration(), /*wake_fd=*/-1, frame) == Received::kDied) {
-    return absl::AbortedError(death_);
-  }
+  const Received received = Receive(timeout, /*wake_fd=*/-1, frame);
+  if (received == Received::kDied) return absl::AbortedError(death_);
+  if (received == Received::kTimeout) return std::nullopt;
   wire::HelloFrame hello;
   if (frame.tag != wire::Tag::kHello || !hello.ParseFromString(frame.bytes)) {
     Reap("sent something other than a hello at start");

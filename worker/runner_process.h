@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,9 +87,10 @@ class RunnerProcess {
   RunnerProcess(const RunnerProcess&) = delete;
   RunnerProcess& operator=(const RunnerProcess&) = delete;
 
-  // Blocks until the runner's hello: its initializer_error says if the initializer failed, its
-  // error if the runner could not start. ABORTED, describing its death, if it died first.
-  absl::StatusOr<wire::HelloFrame> AwaitHello();
+  // Waits up to `timeout` for the runner's hello (nullopt if it has not come by then): its
+  // initializer_error says if the initializer failed, its error if the runner could not start.
+  // ABORTED, describing its death, if it died first.
+  absl::StatusOr<std::optional<wire::HelloFrame>> AwaitHello(absl::Duration timeout);
 
   // Hands the runner tasks: each of `task_frames` is a serialized TaskFrame; all go in one write
   // when the socket has room, else as room comes, reading the runner's frames ahead meanwhile.

@@ -9,10 +9,16 @@
 # pool serves on with worker 0 (`mpigate map echo`); SIGTERM stops it, mpiexec exits 0, and no
 # process is left in any namespace.
 #
+# The scenario, $LOSS_SCENARIO: `idle`, worker 1 killed while it waits for work; or
+# `runner_start`, killed while it starts a task runner whose initializer takes seconds (its
+# runner was killed, then a task came), when it does not listen to the gateway but must go on
+# sending heartbeats.
+#
 # Where namespaces cannot be made (not root, no CAP_SYS_ADMIN/CAP_NET_ADMIN, no iproute2) the test
 # fails, saying why; `bazel test` skips it there (tests/multihost/BUILD.bazel).
 set -euo pipefail
 
+scenario="${LOSS_SCENARIO:?idle or runner_start}"
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/shell/test_lib.sh"
 source "${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/multihost/netns_hosts.sh"
 for file in "$server" "$cli" "$agent"; do
@@ -22,8 +28,11 @@ done
 # --- The service --------------------------------------------------------------------------------
 export MPIGATE_NETNS_HOSTS="10.231.0.11=${h1}=h1 10.231.0.12=${h2}=h2"
 pool_launch --enable-recovery --mca orte_abort_on_non_zero_status 0
+flags=()
+# Each task runner's initializer sleeps 3 s (also at boot).
+if [ "$scenario" = runner_start ]; then flags=(--initializer=sleep --initargs=3000); fi
 start_server --launcher "${dir}/pool" ip netns exec "$hd" "${launch[@]}" \
-  "$server" --world --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint"
+  "$server" --world --listen=10.231.0.11:0 --endpoint-file="${dir}/endpoint" "${flags[@]}"
 target="$(head -n 1 "${dir}/endpoint")"
 token="$(sed -n 's/^token=//p' "${dir}/endpoint")"
 if [ -n "$token" ]; then export MPIGATE_TOKEN="$token"; fi
@@ -44,6 +53,25 @@ case "$before" in
 esac
 
 # --- The loss -----------------------------------------------------------------------------------
+runners_in_h2() {
+  local pid
+  for pid in $(ip netns pids "$h2"); do
+    if [ "$(cat "/proc/${pid}/comm" 2>/dev/null)" = "mpigate-runner" ]; then echo "$pid"; fi
+  done
+}
+if [ "$scenario" = runner_start ]; then
+  # Worker 0 busy for a while, so that the next task goes to worker 1 (lowest idle first).
+  ip netns exec "$cn" "$cli" --endpoint="$target" submit sleep 8000 >/dev/null 2>&1 &
+  one_busy() { case "$(status_of)" in *"1 busy"*) return 0 ;; esac; return 1; }
+  wait_for 30 "worker 0 to run the sleep" one_busy
+  old_runner="$(runners_in_h2)"
+  [ -n "$old_runner" ] || fail "no mpigate-runner process in ${h2}"
+  kill -KILL "$old_runner"
+  # Worker 1 finds its runner dead when this task comes, and starts another: 3 s of initializer.
+  ip netns exec "$cn" "$cli" --endpoint="$target" submit echo x >/dev/null 2>&1 &
+  new_runner() { local pid; pid="$(runners_in_h2)"; [ -n "$pid" ] && [ "$pid" != "$old_runner" ]; }
+  wait_for 30 "worker 1 to start a new task runner" new_runner
+fi
 killed_at="$(date -u +%s.%N)"
 kill -KILL "$victim"
 says_lost() {
