@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<mpigate::worker::RunnerProcess>> runner =
       mpigate::worker::RunnerProcess::Spawn(
           {absl::GetFlag(FLAGS_runner), mpigate::worker::ToRunnerArgs(config)});
-  if (!runner.ok() || !(*runner)->AwaitHello().ok()) {
+  if (!runner.ok() || !(*runner)->AwaitHello(absl::InfiniteDuration()).ok()) {
     std::fprintf(stderr, "runner_hop: the runner did not start\n");
     return 1;
   }

@@ -117,6 +117,15 @@ class SchedulerTest : public ::testing::Test {
     return functions;
   }
 
+  // Builds the scheduler under test with a ready pool of echo that holds each start back for
+  // `delay` (Options::start_report_delay).
+  void StartHoldingStarts(int workers, absl::Duration delay) {
+    Scheduler::Options options = FakeClockOptions(workers);
+    options.start_report_delay = delay;
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    scheduler_->PoolReady(Functions({"echo"}));
+  }
+
   // Builds the scheduler under test with a ready pool of echo and fail whose sessions may be
   // resumed within `grace` and hold at most `max_unread` bytes of outcomes (0: any). Session n's
   // resume token is "token-n".
@@ -382,10 +391,7 @@ TEST_F(SchedulerTest, ListenerToldOnceUntilEventsAreTaken) {
 }
 
 TEST_F(SchedulerTest, AStartGoesWithItsOutcomeWhenTheTaskEndsWithinTheReportDelay) {
-  Scheduler::Options options = FakeClockOptions(/*workers=*/2);
-  options.start_report_delay = absl::Milliseconds(1);
-  scheduler_ = std::make_unique<Scheduler>(std::move(options));
-  scheduler_->PoolReady(Functions({"echo"}));
+  StartHoldingStarts(/*workers=*/2, absl::Milliseconds(1));
   const SessionId session = Open();
   SubmitRange(session, 1, 1);
   std::vector<Assignment> assignments = Dispatch();
@@ -406,10 +412,7 @@ TEST_F(SchedulerTest, AStartGoesWithItsOutcomeWhenTheTaskEndsWithinTheReportDela
 }
 
 TEST_F(SchedulerTest, AHeldStartIsReportedOnceTheDelayHasPassed) {
-  Scheduler::Options options = FakeClockOptions(/*workers=*/2);
-  options.start_report_delay = absl::Milliseconds(1);
-  scheduler_ = std::make_unique<Scheduler>(std::move(options));
-  scheduler_->PoolReady(Functions({"echo"}));
+  StartHoldingStarts(/*workers=*/2, absl::Milliseconds(1));
   const SessionId session = Open();
   SubmitRange(session, 1, 1);
   const std::vector<Assignment> first = Dispatch();
