@@ -289,17 +289,17 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
     // The earliest grace deadline bounds the wait, so that a detached session expires even while
     // the pool is idle; a later Detach with an earlier deadline wakes the wait (HasWorkLocked).
     absl::Duration wait = timeout;
-    if (const absl::Time next = sessions_.NextGraceDeadline(); next != absl::InfiniteFuture()) {
-      grace_wake_ = next;
-      wait = std::min(wait, std::max(grace_wake_ - clock_(), absl::ZeroDuration()));
-    }
-    // Starts are held only here, by this thread: no later one can be due sooner. Reports of starts
-    // that went out with other events since must not cut the wait short.
+    grace_wake_ = sessions_.NextGraceDeadline();
+    absl::Time wake_at = grace_wake_;
+    // So does the first held start's due time: starts are held only here, by this thread, so no
+    // later one is due sooner. Reports of starts that went out with other events since must not
+    // cut the wait short.
     while (!start_reports_.empty() && !StartsHeldLocked(start_reports_.front())) {
       start_reports_.pop_front();
     }
-    if (!start_reports_.empty()) {
-      wait = std::min(wait, std::max(start_reports_.front().first - clock_(), absl::ZeroDuration()));
+    if (!start_reports_.empty()) wake_at = std::min(wake_at, start_reports_.front().first);
+    if (wake_at != absl::InfiniteFuture()) {
+      wait = std::min(wait, std::max(wake_at - clock_(), absl::ZeroDuration()));
     }
     const absl::Condition has_work(this, &Scheduler::HasWorkLocked);
     if (wait == absl::InfiniteDuration()) {

@@ -60,8 +60,10 @@ runners_in_h2() {
   done
 }
 if [ "$scenario" = runner_start ]; then
-  # Worker 0 busy for a while, so that the next task goes to worker 1 (lowest idle first).
-  ip netns exec "$cn" "$cli" --endpoint="$target" submit sleep 8000 >/dev/null 2>&1 &
+  # Worker 0 busy until this client is stopped, so that the next task goes to worker 1 (lowest
+  # idle first).
+  ip netns exec "$cn" "$cli" --endpoint="$target" submit sleep 600000 >/dev/null 2>&1 &
+  occupier=$!
   one_busy() { case "$(status_of)" in *"1 busy"*) return 0 ;; esac; return 1; }
   wait_for 30 "worker 0 to run the sleep" one_busy
   old_runner="$(runners_in_h2)"
@@ -95,6 +97,11 @@ degraded() {
 }
 wait_for 30 "mpigate status to say the pool is degraded" degraded
 status_of
+if [ "$scenario" = runner_start ]; then
+  # SIGTERM makes `mpigate submit` kill its running task and exit (130): worker 0 is free.
+  kill -TERM "$occupier"
+  wait "$occupier" || true
+fi
 # The pool serves on with worker 0.
 seq 1 50 >"${dir}/items.txt"
 if ! timeout 60 ip netns exec "$cn" "$cli" --endpoint="$target" map echo -q "${dir}/items.txt" \
