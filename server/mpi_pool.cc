@@ -16,6 +16,7 @@
 #include "server/hello_check.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
+#include "worker/hello_deadline.h"
 #include "worker/worker_process.h"
 
 namespace mpigate::server {
@@ -86,9 +87,10 @@ void MpiWorkerPool::ThreadMain(Options options) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (options.world && rank != 0) {
     // This process is one of the pool's workers; RunWorkerProcess finalises MPI.
+    worker::HelloDeadline hello_deadline(options.worker_options.hello_timeout, "the hello");
     Started started;
-    started.worker_exit_code =
-        worker::RunWorkerProcess(MPI_COMM_WORLD, /*disconnect=*/false, options.worker_options);
+    started.worker_exit_code = worker::RunWorkerProcess(MPI_COMM_WORLD, /*disconnect=*/false,
+                                                        options.worker_options, hello_deadline);
     start_result_ = started;
     started_.Notify();
     return;

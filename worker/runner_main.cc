@@ -73,6 +73,15 @@ constexpr absl::Duration kProgressInterval = absl::Milliseconds(20);
   std::_Exit(absl::IsOutOfRange(why) ? 0 : 1);
 }
 
+// Task code (a task or the initializer) that calls exit() ends this process with its status at
+// once, as Leave does: exit() would run the static destructors and a sanitizer's leak check under
+// the reader and reporter threads, which go on using what those destructors free, and could end
+// the process with another status. What the task wrote to stdio is flushed first, as by exit().
+void ExitAtOnce(int status, void*) {
+  std::fflush(nullptr);
+  std::_Exit(status);
+}
+
 class Runner final : public ProgressSink {
  public:
   Runner(const FunctionRegistry& registry, int rank, int pool_size)
@@ -289,6 +298,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mpigate-runner: %s\n", status.ToString().c_str());
     return 1;
   }
+  on_exit(ExitAtOnce, nullptr);
   // On this thread, which runs every task: thread-local state it sets up is theirs.
   if (std::optional<mpigate::wire::ErrorInfo> failed =
           RunInitializer(registry, mpigate::TaskContext(config->rank, config->pool_size),

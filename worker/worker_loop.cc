@@ -6,12 +6,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
-#include "absl/time/clock.h"
 #include "common/shared_memory.h"
 #include "wire/doorbell.h"
 #include "wire/frames.pb.h"
@@ -41,34 +38,6 @@ wire::HelloFrame BaseHello() {
   return hello;
 }
 
-// Ends the process (exit status 1) unless Met() is called within `timeout` of its making.
-class HelloDeadline {
- public:
-  explicit HelloDeadline(absl::Duration timeout) {
-    if (timeout == absl::InfiniteDuration()) return;
-    thread_ = std::thread([this, timeout] {
-      if (met_.WaitForNotificationWithTimeout(timeout)) return;
-      const std::string said =
-          absl::StrCat("mpigate-worker: no hello within ", absl::FormatDuration(timeout),
-                       ": the gateway has given this worker up; exiting\n");
-      [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, said.data(), said.size());
-      _exit(1);
-    });
-  }
-  ~HelloDeadline() { Met(); }
-  HelloDeadline(const HelloDeadline&) = delete;
-  HelloDeadline& operator=(const HelloDeadline&) = delete;
-
-  void Met() {
-    if (!met_.HasBeenNotified()) met_.Notify();
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  absl::Notification met_;
-  std::thread thread_;
-};
-
 std::unique_ptr<TaskExecutor> MakeExecutor(GatewayLink& link, TaskBacklog& backlog,
                                            const FunctionRegistry& registry, int rank,
                                            int pool_size, Initializer initializer,
@@ -85,9 +54,10 @@ std::unique_ptr<TaskExecutor> MakeExecutor(GatewayLink& link, TaskBacklog& backl
 
 WorkerLoop::WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry,
                        int rank, int pool_size, Initializer initializer,
-                       absl::Duration hello_timeout, std::optional<RunnerProcess::Options> runner)
+                       HelloDeadline& hello_deadline,
+                       std::optional<RunnerProcess::Options> runner)
     : registry_(registry),
-      hello_timeout_(hello_timeout),
+      hello_deadline_(hello_deadline),
       link_(gateway, backlog_),
       gangs_(link_, workers, registry, rank, pool_size),
       executor_(MakeExecutor(link_, backlog_, registry, rank, pool_size, std::move(initializer),
@@ -96,8 +66,6 @@ WorkerLoop::WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegi
 WorkerLoop::~WorkerLoop() = default;
 
 absl::StatusOr<LoopEnd> WorkerLoop::Run() {
-  // Ends this process if the hello does not go in time (WorkerOptions::hello_timeout).
-  HelloDeadline hello_deadline(hello_timeout_);
   wire::HelloFrame hello = BaseHello();
   const wire::Doorbell* doorbell = link_.OpenDoorbell();
   if (doorbell != nullptr) hello.set_doorbell(doorbell->address());
@@ -114,6 +82,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
   if (absl::Status status = executor_->Start(hello); !status.ok()) {
     wire::SetError(status, *hello.mutable_error());
     link_.Send(wire::Tag::kHello, hello).IgnoreError();
+    hello_deadline_.Met();
     return status;
   }
   hello.set_shared_memory_domain(SharedMemoryDomain());
@@ -124,7 +93,7 @@ absl::StatusOr<LoopEnd> WorkerLoop::Run() {
     while (true) pause();
   }
   if (absl::Status status = link_.Send(wire::Tag::kHello, hello); !status.ok()) return status;
-  hello_deadline.Met();
+  hello_deadline_.Met();
 
   wire::UsePreciseSleeps();
   wire::PollBackoff backoff;

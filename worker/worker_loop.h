@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "worker/gang_runner.h"
 #include "worker/gateway_link.h"
+#include "worker/hello_deadline.h"
 #include "worker/registry.h"
 #include "worker/runner_process.h"
 #include "worker/task_backlog.h"
@@ -52,9 +53,9 @@ class WorkerLoop {
   // MPI_ERRORS_RETURN (wire::ReturnErrors).
   // `rank` and `pool_size` are what tasks see in their TaskContext. `runner` starts the task
   // runner that runs plain tasks; nullopt runs them in this process.
-  // `hello_timeout`: see WorkerOptions::hello_timeout.
+  // Run() meets `hello_deadline` once its hello has gone.
   WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry, int rank,
-             int pool_size, Initializer initializer, absl::Duration hello_timeout,
+             int pool_size, Initializer initializer, HelloDeadline& hello_deadline,
              std::optional<RunnerProcess::Options> runner);
   // Kills the task runner, if one runs, and reaps it.
   ~WorkerLoop();
@@ -77,7 +78,7 @@ class WorkerLoop {
   absl::StatusOr<LoopEnd> Stop();
 
   const FunctionRegistry& registry_;
-  const absl::Duration hello_timeout_;
+  HelloDeadline& hello_deadline_;
   TaskBacklog backlog_;
   GatewayLink link_;
   GangRunner gangs_;

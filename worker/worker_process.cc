@@ -42,7 +42,8 @@ void Finish(MPI_Comm gateway, bool disconnect) {
 
 }  // namespace
 
-int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options) {
+int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options,
+                     HelloDeadline& hello_deadline) {
   absl::Status status = wire::ReturnErrors(gateway);
   int rank = 0;
   int pool_size = 1;
@@ -74,9 +75,10 @@ int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& opt
   }
   if (!status.ok()) {
     ReportStartupFailure(gateway, status).IgnoreError();
+    hello_deadline.Met();
   } else {
     WorkerLoop loop(gateway, workers, registry, rank, pool_size, options.initializer,
-                    options.hello_timeout, std::move(runner));
+                    hello_deadline, std::move(runner));
     absl::StatusOr<LoopEnd> end = loop.Run();
     DisarmDeathNote();
     // A communicator that lost a process cannot be disconnected (the gateway says so).

@@ -11,14 +11,17 @@
 
 #include <mpi.h>
 
+#include "worker/hello_deadline.h"
 #include "worker/worker_options.h"
 
 namespace mpigate::worker {
 
 // Runs the worker whose gateway is rank 0 of `gateway`, then disconnects from it (spawned
 // workers; not for MPI_COMM_WORLD) and finalises MPI. Returns the process's exit code; exits the
-// process itself if the gateway stopped it while a task was still running.
-int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options);
+// process itself if the gateway stopped it while a task was still running. Meets
+// `hello_deadline` once the hello, or a startup failure in its place, has gone to the gateway.
+int RunWorkerProcess(MPI_Comm gateway, bool disconnect, const WorkerOptions& options,
+                     HelloDeadline& hello_deadline);
 
 }  // namespace mpigate::worker
 

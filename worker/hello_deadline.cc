@@ -1,0 +1,26 @@
+#include "worker/hello_deadline.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace mpigate::worker {
+
+HelloDeadline::HelloDeadline(absl::Duration timeout, absl::string_view awaited) {
+  if (timeout == absl::InfiniteDuration()) return;
+  thread_ = std::thread([this, timeout, said = absl::StrCat(
+                                            "mpigate-worker: ", awaited, " not done within ",
+                                            absl::FormatDuration(timeout),
+                                            ": the gateway has given this worker up; exiting\n")] {
+    if (met_.WaitForNotificationWithTimeout(timeout)) return;
+    [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, said.data(), said.size());
+    _exit(1);
+  });
+}
+
+void HelloDeadline::Met() {
+  if (!met_.HasBeenNotified()) met_.Notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace mpigate::worker
