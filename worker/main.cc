@@ -62,6 +62,5 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return Fail(options.status());
   }
-  return mpigate::worker::RunWorkerProcess(gateway, /*disconnect=*/true, *options,
-                                           hello_deadline);
+  return mpigate::worker::RunWorkerProcess(gateway, /*disconnect=*/true, *options, hello_deadline);
 }

@@ -54,8 +54,7 @@ std::unique_ptr<TaskExecutor> MakeExecutor(GatewayLink& link, TaskBacklog& backl
 
 WorkerLoop::WorkerLoop(MPI_Comm gateway, WorkerGroup workers, const FunctionRegistry& registry,
                        int rank, int pool_size, Initializer initializer,
-                       HelloDeadline& hello_deadline,
-                       std::optional<RunnerProcess::Options> runner)
+                       HelloDeadline& hello_deadline, std::optional<RunnerProcess::Options> runner)
     : registry_(registry),
       hello_deadline_(hello_deadline),
       link_(gateway, backlog_),
