@@ -251,8 +251,17 @@ def python_functions(pool, args):
         emit("python", "numpy", "error", one_line(error))
 
 
+def python_round_trips(pool, args):
+    """Only the round trips of (h), on a pool that has run nothing before: compare.py takes the
+    median of (h)'s and two of these on fresh pools, as a pool's p50 settles in one of two modes
+    for its whole life (by where its processes happen to run)."""
+    warm_up(pool, 100)
+    emit_latency("python_round_trips", pool, args.samples)
+
+
 WORKLOADS = {
     "python": python_functions,
+    "python_round_trips": python_round_trips,
     "throughput": throughput,
     "latency": latency,
     "payload": payload,
