@@ -37,7 +37,6 @@ import os
 import queue
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,21 +130,6 @@ class Results:
             self.add(system, *fields)
         else:
             self.error(system, "output", f"unexpected line: {line[:200]}")
-
-    def take_median(self, system, workload, others, metrics):
-        """Each of `metrics` of `system`'s `workload` becomes the median of its value and those
-        of the workload `others` (whose rows stay as they are), unless one of them failed."""
-        for metric in metrics:
-            rows = [i for i, row in enumerate(self.rows)
-                    if row[0] == system and row[1] in (workload, others) and row[2] == metric]
-            mine = [i for i in rows if self.rows[i][1] == workload]
-            try:
-                values = [float(self.rows[i][3]) for i in rows]
-            except ValueError:
-                continue
-            if len(mine) == 1 and len(values) > 1:
-                row = self.rows[mine[0]]
-                self.rows[mine[0]] = (*row[:3], str(statistics.median(values)), row[4])
 
     def error(self, system, workload, why):
         log(f"{system} {workload}: error: {why}")
@@ -467,10 +451,11 @@ def run_mpigate(run, isolation):
 def run_mpigate_python(run, isolation):
     """(h) mpigate.futures on a pool of WORKERS workers of its own, which has run nothing before
     (its first task starts a runner's interpreter), shared as a service is: the executor is one
-    client of it. Its round trips' p50 and p99 are the medians of that pool's and of
-    PYTHON_ROUND_TRIP_POOLS - 1 more fresh pools': one pool's p50 stays in one of two modes
-    (about 290 or 420 us on the 2-core machine) for its whole life, and a single pool made the
-    guard (--check) fail runs with no regression in them."""
+    client of it. Then PYTHON_ROUND_TRIP_POOLS - 1 more fresh pools run only (h)'s round trips
+    (workload python_round_trips), whose p50 and p99 report.py takes the medians of with the
+    first pool's: one pool's p50 keeps to one of two levels (about 290 or 420 us on the 2-core
+    machine) for its whole life, and a single pool made the guard (--check) fail runs with no
+    regression in them."""
     system = mpigate_system(isolation)
     command = ["/usr/bin/env", f"PYTHONPATH={MPIGATE_PYTHONPATH}", PYTHON,
                os.path.join(BENCH, "peers", "mpigate_futures_bench.py")]
@@ -484,7 +469,6 @@ def run_mpigate_python(run, isolation):
                                                      *python_flags(run.sizes, workload)])
             if problem := server.stop(run.time_limit("stop")):
                 run.results.error(system, "stop", problem)
-    run.results.take_median(system, "python", "python_round_trips", ("p50", "p99"))
 
 
 def run_scale(run):

@@ -72,6 +72,26 @@ class PythonRowsTest(unittest.TestCase):
             self.assertIn(row["verdict"], ("FAIL", ""), row["workload"])
         self.assertEqual(table.notes[0], "mpigate python: mpigate-server exited")
 
+    def test_round_trips_are_the_median_over_the_fresh_pools(self):
+        # The first pool in its slow level (420 us, a FAIL alone), two more in the fast one.
+        rows = python_rows("mpigate", 30_000, 500_000, 420, 1.5) + [
+            ("mpigate", "python_round_trips", "p50", 290, "us"),
+            ("mpigate", "python_round_trips", "p99", 900, "us"),
+            ("mpigate", "python_round_trips", "p50", 300, "us"),
+            ("mpigate", "python_round_trips", "p99", 1000, "us")]
+        raw = raw_from(rows + PEERS)
+        self.assertEqual(raw.get("mpigate", "python", "p50"), 300)
+        self.assertEqual(raw.get("mpigate", "python", "p99"), 1000)  # of 1260, 900, 1000
+        # The rest of (h) is the first pool's alone.
+        self.assertEqual(raw.get("mpigate", "python", "submit"), 30_000)
+        rows = table_of(rows + python_rows("mpigate-none", 30_000, 500_000, 300, 1.5) + PEERS)
+        self.assertEqual(rows["(h) Python: round trip p50, µs"]["verdict"], "PASS")
+
+    def test_a_failed_further_pool_leaves_the_first_pools_round_trips(self):
+        raw = raw_from(python_rows("mpigate", 30_000, 500_000, 420, 1.5) + [
+            ("mpigate", "python_round_trips", "*", "error", "mpigate-server exited")] + PEERS)
+        self.assertEqual(raw.get("mpigate", "python", "p50"), 420)
+
     def test_a_run_without_python_workloads_has_no_python_rows(self):
         rows = table_of([("mpigate", "latency", "p50", 200, "us"),
                          ("mpi4py", "latency", "p50", 350, "us")])

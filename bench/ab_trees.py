@@ -1,0 +1,100 @@
+"""Two builds of mpigate side by side: the sequential round trip from C++ (bench/mpigate_bench)
+and from mpigate.futures (bench/peers/mpigate_futures_bench.py), and the gateway's CPU time per
+C++ round trip, on a fresh 2-worker pool of each tree in turn (A B B A A B ...) so that a shared
+machine's drift hits both alike. Prints every pool's figures and then each tree's medians.
+
+    /usr/bin/python3 bench/ab_trees.py [--rounds=N] [--samples=N] TREE_A TREE_B [SERVER_FLAG ...]
+
+Each TREE is a checkout whose bazel-bin holds //server:mpigate-server, //worker:mpigate-worker,
+//worker:mpigate-runner, //bench:mpigate_bench and //client/python:mpigate (e.g. the baseline's
+commit in a `git worktree` and the branch). Use it when `bench/compare.sh --check` names a latency
+figure: if both trees moved alike, the machine did.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+
+PYTHON = "/usr/bin/python3"
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency_lines(output):
+    """{metric: value} of a bench program's `latency,METRIC,VALUE,UNIT` lines."""
+    figures = {}
+    for line in output.splitlines():
+        fields = line.split(",")
+        if len(fields) == 4 and fields[0] == "latency":
+            figures[fields[1]] = float(fields[2])
+    return figures
+
+
+def one_pool(tree, samples, server_flags):
+    """A fresh pool of `tree`'s build, measured once: {figure: value}."""
+    directory = tempfile.mkdtemp(prefix="mpigate-ab-", dir="/tmp")
+    endpoint = f"unix:{directory}/s.sock"
+    server = subprocess.Popen(
+        [f"{tree}/bazel-bin/server/mpigate-server", "--workers=2", "--python=on",
+         f"--listen={endpoint}", f"--endpoint-file={directory}/endpoint", *server_flags],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in server.stdout:
+            if "ready in" in line:
+                break
+        else:
+            raise RuntimeError(f"{tree}'s mpigate-server exited before it was ready")
+        before = cpu_seconds(server.pid)
+        cpp = subprocess.run([f"{tree}/bazel-bin/bench/mpigate_bench", f"--endpoint={endpoint}",
+                              "--workload=latency", f"--samples={samples}"],
+                             capture_output=True, text=True, check=True)
+        gateway_us = (cpu_seconds(server.pid) - before) / samples * 1e6
+        python = subprocess.run(
+            [PYTHON, f"{tree}/bench/peers/mpigate_futures_bench.py", f"--endpoint={endpoint}",
+             "--workload=latency", f"--samples={samples}"],
+            capture_output=True, text=True, check=True,
+            env=dict(os.environ,
+                     PYTHONPATH=f"{tree}/client/python:{tree}/bazel-bin/client/python"))
+        figures = {f"C++ {metric}, us": value
+                   for metric, value in latency_lines(cpp.stdout).items()}
+        figures["gateway CPU per C++ round trip, us"] = gateway_us
+        figures.update({f"Python {metric}, us": value
+                        for metric, value in latency_lines(python.stdout).items()})
+        return figures
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4, help="pools of each tree")
+    parser.add_argument("--samples", type=int, default=2000, help="round trips per pool and client")
+    parser.add_argument("tree_a")
+    parser.add_argument("tree_b")
+    args, server_flags = parser.parse_known_args()
+    trees = (os.path.abspath(args.tree_a), os.path.abspath(args.tree_b))
+    runs = {tree: [] for tree in trees}
+    for round_index in range(args.rounds):
+        for tree in trees if round_index % 2 == 0 else trees[::-1]:
+            figures = one_pool(tree, args.samples, server_flags)
+            runs[tree].append(figures)
+            print(tree, {name: round(value, 1) for name, value in figures.items()}, flush=True)
+    print("medians:")
+    for name in runs[trees[0]][0]:
+        a, b = (statistics.median(run[name] for run in runs[tree]) for tree in trees)
+        print(f"  {name}: A {a:.1f}, B {b:.1f}, B/A {b / a:.3f}")
+
+
+if __name__ == "__main__":
+    main()
