@@ -13,7 +13,6 @@
 #ifndef MPIGATE_WORKER_HELLO_DEADLINE_H_
 #define MPIGATE_WORKER_HELLO_DEADLINE_H_
 
-#include <string>
 #include <thread>
 
 #include "absl/strings/string_view.h"

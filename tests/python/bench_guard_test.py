@@ -223,5 +223,52 @@ class FloorGuardTest(unittest.TestCase):
                 report.read_baseline(path)
 
 
+# The machine's own figure: the bare gRPC round trip was 70 us in the baseline's runs, allowed
+# 25% more; mpigate's p50 over it as in FLOOR_BASELINE.
+MACHINE_BASELINE = FLOOR_BASELINE + [
+    report.Baseline("mpigate", guard("floor_grpc", "p50"), 70.0, 0.25)]
+
+
+class MachineStateTest(unittest.TestCase):
+
+    def test_a_slower_floor_alone_is_never_a_failure(self):
+        lines, failures, hint = report.check(MACHINE_BASELINE,
+                                             floor_run(p50_us=420, grpc_p50_us=140))
+        self.assertEqual(failures, [])
+        self.assertEqual(hint, "")
+        self.assertTrue(any(line.startswith("SLOWER") and "bare gRPC" in line and "140 us" in line
+                            for line in lines), lines)
+
+    def test_a_failure_on_a_slower_machine_says_so(self):
+        # 5x the floor (past 4.5x) while the floor itself is 2x the baseline's.
+        _, failures, hint = report.check(MACHINE_BASELINE, floor_run(p50_us=700, grpc_p50_us=140))
+        self.assertEqual(len(failures), 1)
+        self.assertIn("the machine itself was slower", hint.lower())
+        self.assertIn("140 us", hint)
+        self.assertIn("bench/ab_trees.py", hint)
+
+    def test_a_failure_on_a_machine_as_fast_as_the_baseline_has_no_hint(self):
+        _, failures, hint = report.check(MACHINE_BASELINE, floor_run(p50_us=350, grpc_p50_us=70))
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(hint, "")
+
+    def test_a_missing_floor_is_not_a_failure_of_its_own(self):
+        raw = raw_from([("mpigate", "latency", "p50", 210, "us"),
+                        ("mpigate", "floor_grpc", "p50", 70, "us")])
+        self.assertEqual(failures_of(raw, MACHINE_BASELINE + [
+            report.Baseline("mpigate", guard("floor_mpi", "p50"), 10.0, 0.25)]), [])
+
+    def test_made_from_runs_and_read_back(self):
+        runs = [floor_run(grpc_p50_us=us) for us in (60, 70, 88, 62, 72)]
+        rows = [row for row in report.make_baseline(runs) if row.guard.ratio_to == "machine"]
+        self.assertEqual([(row.guard.workload, row.value) for row in rows], [("floor_grpc", 70)])
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "baseline.csv")
+            report.write_baseline(rows, path)
+            again = report.read_baseline(path)
+        self.assertFalse(again[0].guard.judged)
+        self.assertEqual(again[0].guard, rows[0].guard)
+
+
 if __name__ == "__main__":
     unittest.main()
