@@ -3,7 +3,6 @@
 #include <dirent.h>
 
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 
@@ -27,7 +26,11 @@ struct Stat {
 absl::StatusOr<Stat> ReadStat(pid_t pid) {
   const std::string path = absl::StrCat("/proc/", pid, "/stat");
   std::ifstream file(path);
-  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  // One line. Read with getline, which turns a read error into a failed stream: a process reaped
+  // between the open and the read makes read(2) fail (ESRCH), and libstdc++'s filebuf throws
+  // that through an istreambuf_iterator (chaos_test ended in std::terminate so, killing runners).
+  std::string text;
+  std::getline(file, text);
   const size_t open = text.find('(');
   const size_t close = text.rfind(')');
   if (open == std::string::npos || close == std::string::npos || close + 2 > text.size()) {
