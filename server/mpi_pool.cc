@@ -276,7 +276,7 @@ void MpiWorkerPool::RejectJob(int c, absl::string_view who, absl::string_view fa
   Cohort& cohort = table_->cohort(c);
   CountReplaceFailure(cohort);
   Log(LogLevel::kWarning, who, " failed to start: ", failure, "; trying again in ",
-      absl::FormatDuration(PoolHealth::SpawnPause(health_->failures())));
+      absl::FormatDuration(absl::Ceil(health_->next_spawn() - absl::Now(), absl::Seconds(1))));
   health_->SetLastLoss(absl::StrCat("a replacement failed to start: ", failure));
   cohort.rejected = true;
   for (int i = 0; i < table_->workers(); ++i) {
@@ -312,6 +312,13 @@ void MpiWorkerPool::ExpireBooting() {
     }
     const bool booting = process.state == Process::State::kBooting;
     GiveUp(id);
+    // It ends itself by its own deadlines (worker/hello_deadline.h), at the latest its MPI_Init
+    // one, counted from before its spawn returned here. A spawn while Open MPI's daemon handles
+    // such an end left the new workers stuck in MPI_Init and this thread in MPI_Comm_spawn until
+    // Open MPI's 5-minute PMIx timeout (CI, worker_heal_test): the next spawn waits until it has
+    // surely ended and been reaped.
+    health_->HoldSpawnUntil(process.spawned + worker::kMpiInitTimeoutFactor * timeout +
+                            UnreapedEnds::kPatience);
     if (booting) {
       RejectJob(process.cohort, absl::StrCat("replacement for worker ", process.index),
                 absl::StrCat("it did not say hello within ", absl::FormatDuration(timeout),

@@ -22,7 +22,7 @@ absl::Duration PoolHealth::SpawnPause(int failures) {
 
 void PoolHealth::CountFailure(absl::Time now) {
   ++failures_;
-  next_spawn_ = now + SpawnPause(failures_);
+  next_spawn_ = std::max(next_spawn_, now + SpawnPause(failures_));
   dirty_ = true;
 }
 

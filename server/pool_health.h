@@ -11,6 +11,7 @@
 #ifndef MPIGATE_SERVER_POOL_HEALTH_H_
 #define MPIGATE_SERVER_POOL_HEALTH_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,8 +51,13 @@ class PoolHealth {
   absl::Time next_spawn() const { return next_spawn_; }
   const std::string& last_loss() const { return last_loss_; }
 
-  // A replacement failed at `now`: the next waits SpawnPause(failures()).
+  // A replacement failed at `now`: the next waits SpawnPause(failures()), or longer if held.
   void CountFailure(absl::Time now);
+  // No spawn before `when`, whatever the pause says.
+  void HoldSpawnUntil(absl::Time when) {
+    next_spawn_ = std::max(next_spawn_, when);
+    dirty_ = true;
+  }
   // A process that had lived a while was lost: it ends the failures in a row.
   void ResetFailures() { failures_ = 0; }
   // What the degraded reason names as the latest loss.

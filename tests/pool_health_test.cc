@@ -34,6 +34,17 @@ TEST(PoolHealthTest, EachFailureInARowPushesTheNextSpawnFurther) {
   EXPECT_EQ(health.failures(), 0);
 }
 
+TEST(PoolHealthTest, AHeldSpawnWaitsPastItsPauseAndAShorterHoldChangesNothing) {
+  PoolHealth health(/*world=*/false);
+  health.HoldSpawnUntil(kStart + absl::Seconds(10));
+  health.CountFailure(kStart);  // Its pause, 1 s, ends before the hold.
+  EXPECT_EQ(health.next_spawn(), kStart + absl::Seconds(10));
+  health.HoldSpawnUntil(kStart + absl::Seconds(5));
+  EXPECT_EQ(health.next_spawn(), kStart + absl::Seconds(10));
+  health.CountFailure(kStart + absl::Seconds(20));  // A later failure's pause goes past it.
+  EXPECT_EQ(health.next_spawn(), kStart + absl::Seconds(22));
+}
+
 TEST(PoolHealthTest, ShortLivedIsBootingOrYoungerThanTenSeconds) {
   EXPECT_TRUE(PoolHealth::ShortLived(/*booting=*/true, absl::InfinitePast(), kStart));
   EXPECT_TRUE(PoolHealth::ShortLived(false, kStart - absl::Seconds(9), kStart));
