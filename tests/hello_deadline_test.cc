@@ -2,6 +2,7 @@
 // one that has, or that has no deadline, lives on.
 #include "worker/hello_deadline.h"
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include "absl/time/clock.h"
@@ -33,9 +34,25 @@ TEST(HelloDeadlineDeathTest, AMetDeadlineLeavesTheProcessAlive) {
       ::testing::ExitedWithCode(7), "");
 }
 
-TEST(HelloDeadlineTest, AnInfiniteTimeoutStartsNoThreadAndNeverFires) {
-  HelloDeadline deadline(absl::InfiniteDuration(), "the hello");
+// The threads of this process, from /proc.
+int ThreadCount() {
+  DIR* tasks = opendir("/proc/self/task");
+  int count = 0;
+  while (const dirent* entry = readdir(tasks)) count += entry->d_name[0] != '.';
+  closedir(tasks);
+  return count;
+}
+
+TEST(HelloDeadlineTest, AnInfiniteTimeoutStartsNoThreadAndAFiniteOneAThreadUntilMet) {
+  const int before = ThreadCount();
+  {
+    HelloDeadline never(absl::InfiniteDuration(), "the hello");
+    EXPECT_EQ(ThreadCount(), before);
+  }
+  HelloDeadline deadline(absl::Hours(1), "the hello");
+  EXPECT_EQ(ThreadCount(), before + 1);
   deadline.Met();
+  EXPECT_EQ(ThreadCount(), before);  // Joined.
   deadline.Met();  // Idempotent, as the destructor calls it again.
 }
 
