@@ -27,6 +27,11 @@ server_flags=()
 if [ "$mpi_family" = openmpi ]; then
   mpiexec_flags=(-n 1 --oversubscribe)
   [ "$(id -u)" -eq 0 ] && mpiexec_flags+=(--allow-run-as-root)
+  # By default mpiexec aborts every job it runs, the gateway's too, once a spawned worker ends
+  # with a signal or a non-zero status, and without recovery it waited for good after the pool's
+  # end once a worker on another host had been lost: the pool could not survive losing a worker.
+  [ -n "${OMPI_MCA_orte_abort_on_non_zero_status:-}" ] ||
+    mpiexec_flags+=(--enable-recovery --mca orte_abort_on_non_zero_status 0)
 else
   mpiexec_flags=(-n "$((${MPIGATE_WORKERS:-$(nproc)} + 1))")
   server_flags+=(--world)

@@ -7,8 +7,11 @@
 #include <climits>
 #include <cstdlib>
 #include <map>
+#include <memory>
+#include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
@@ -38,6 +41,10 @@ constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
 // runs, every millisecond or so while idle) is never taken for lost.
 constexpr absl::Duration kHeartbeatInterval = absl::Milliseconds(200);
 constexpr absl::Duration kHeartbeatLimit = absl::Seconds(1);
+
+// How often Open MPI's runtime is asked about remote workers whose heartbeats are quiet (each ask
+// takes the MPI thread 0.4-0.8 ms): their loss is seen within about this long.
+constexpr absl::Duration kRuntimeAskInterval = absl::Milliseconds(200);
 
 std::string HostName() {
   char name[HOST_NAME_MAX + 1] = {};
@@ -128,6 +135,7 @@ void MpiWorkerPool::ThreadMain(Options options) {
     final_status_ = booted;
   }
   watch_.reset();
+  runtime_.reset();
   // With every other rank of a world job dead, Open MPI's finalize was seen to hang (and the
   // process ends anyway; docs/worker-loss.md).
   if (every_worker_lost_) {
@@ -165,6 +173,13 @@ absl::Status MpiWorkerPool::Boot(Scheduler& scheduler) {
   // Without a ringer the workers poll, as they would for a gateway on another host.
   watch_.emplace([&scheduler] { scheduler.WakeDispatch(); });
   silence_.emplace(kHeartbeatLimit);
+  if (absl::StatusOr<std::unique_ptr<RuntimeWatch>> runtime = RuntimeWatch::Connect();
+      runtime.ok()) {
+    runtime_ = *std::move(runtime);
+  } else {
+    Log(LogLevel::kInfo, "not asking the MPI runtime about workers (", runtime.status().message(),
+        "): a worker on another host lost while it runs a gang function goes unseen");
+  }
   spawn_plan_ = SpawnPlan{options_.worker_binary, options_.worker_options, options_.spawn_info,
                           table_->workers()};
   if (absl::Status failure = StartJob(); !failure.ok()) {
@@ -352,6 +367,7 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler) {
       }
     }
   }
+  for (auto& [id, how] : AskRuntime()) ended.emplace_back(id, std::move(how));
   bool lost_a_worker = false;
   for (auto& [id, silent] : ended) {
     Process& process = table_->process(id);
@@ -383,18 +399,7 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler) {
     lost_a_worker = true;
     table_->Serve(worker, -1);
     const std::vector<int> survivors = scheduler.WorkerLost(worker, health_->last_loss());
-    if (options_.world) continue;
-    for (const int member : survivors) {
-      Process* other = table_->ProcessOf(member);
-      if (other == nullptr || !other->watched) continue;
-      // Blocked in a collective with the dead rank, it would never return: MPI releases no one.
-      other->killed_because =
-          absl::StrCat("killed by the gateway: its gang lost worker ", worker,
-                       ", and a rank blocked in a collective with a dead one is never released");
-      Log(LogLevel::kWarning, "killing ", ProcessTable::Describe(*other), ": its gang lost worker ",
-          worker);
-      kill(other->hello.pid(), SIGKILL);
-    }
+    if (!options_.world) KillGangMates(worker, survivors);
   }
   if (options_.world && lost_a_worker && !every_worker_lost_ &&
       table_->WorkersDown() == table_->workers()) {
@@ -404,6 +409,82 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler) {
         health_->last_loss()));
     Log(LogLevel::kError, final_status_.message());
     if (options_.every_worker_lost) options_.every_worker_lost(final_status_);
+  }
+}
+
+std::vector<std::pair<int, std::string>> MpiWorkerPool::AskRuntime() {
+  std::vector<std::pair<int, std::string>> ended;
+  for (const int id : runtime_killed_) ended.emplace_back(id, "");
+  runtime_killed_.clear();
+  // Every dispatch round comes here: a pool with no worker on another host reads no clock.
+  if (runtime_ == nullptr || silence_->empty()) return ended;
+  const absl::Time now = absl::Now();
+  if (now < next_runtime_ask_) return ended;
+  const std::vector<uint64_t> quiet = silence_->Quiet();
+  if (quiet.empty()) return ended;
+  next_runtime_ask_ = now + kRuntimeAskInterval;
+  // One query per job: a gang's members are of one.
+  absl::flat_hash_map<std::string, std::vector<RuntimeProcess>> tables;
+  for (const uint64_t watch_id : quiet) {
+    const int id = table_->ProcessOfWatchId(watch_id);
+    if (id < 0) continue;
+    const wire::HelloFrame& hello = table_->process(id).hello;
+    if (hello.runtime_job().empty()) continue;
+    auto [table, inserted] = tables.try_emplace(hello.runtime_job());
+    if (inserted) {
+      absl::StatusOr<std::vector<RuntimeProcess>> processes =
+          runtime_->Processes(hello.runtime_job());
+      if (!processes.ok()) {
+        Log(LogLevel::kWarning, "no longer asking the MPI runtime about workers (",
+            processes.status().message(),
+            "): a worker on another host lost while it runs a gang function goes unseen");
+        runtime_.reset();
+        return ended;
+      }
+      table->second = *std::move(processes);
+    }
+    if (std::optional<std::string> how =
+            RuntimeSaysEnded(table->second, hello.runtime_rank(), hello.pid())) {
+      ended.emplace_back(id, *std::move(how));
+    }
+  }
+  return ended;
+}
+
+void MpiWorkerPool::KillGangMates(int worker, const std::vector<int>& mates) {
+  for (const int member : mates) {
+    const int id = table_->ProcessIdOf(member);
+    if (id < 0) continue;
+    Process& other = table_->process(id);
+    // Blocked in a collective with the dead rank, it would never return: MPI releases no one.
+    const std::string because =
+        absl::StrCat("killed by the gateway: its gang lost worker ", worker,
+                     ", and a rank blocked in a collective with a dead one is never released");
+    if (other.watched) {
+      other.killed_because = because;
+      Log(LogLevel::kWarning, "killing ", ProcessTable::Describe(other), ": its gang lost worker ",
+          worker);
+      kill(other.hello.pid(), SIGKILL);
+      continue;
+    }
+    if (runtime_ == nullptr || other.hello.runtime_job().empty()) {
+      Log(LogLevel::kWarning, ProcessTable::Describe(other),
+          " stays blocked in the gang that lost worker ", worker,
+          ": the gateway kills only processes of its own host without the MPI runtime");
+      continue;
+    }
+    if (absl::Status status = runtime_->Kill(other.hello.runtime_job(), other.hello.runtime_rank());
+        !status.ok()) {
+      Log(LogLevel::kWarning, "cannot kill ", ProcessTable::Describe(other),
+          ", which stays blocked in its gang: ", status.message());
+      continue;
+    }
+    other.killed_because = because;
+    Log(LogLevel::kWarning, "killing ", ProcessTable::Describe(other),
+        " through the MPI runtime: its gang lost worker ", worker);
+    runtime_killed_.push_back(id);
+    // Its end is not seen here: the next spawn waits as long as a seen end's reaping may take.
+    health_->HoldSpawnUntil(absl::Now() + UnreapedEnds::kPatience);
   }
 }
 

@@ -8,9 +8,12 @@
 // no MPI call; while tasks are in flight it polls, waiting between polls as wire::PollBackoff says.
 //
 // Lost workers: Open MPI reports a dead process through no MPI call, so a WorkerWatch sees local
-// worker processes end and a SilenceWatch sees remote ones stop their heartbeats. A lost process
-// is never sent to again, the scheduler is told (Scheduler::WorkerLost), the other ranks of a gang
-// it was in are killed (no MPI call would release them), and the pool heals: it spawns a whole new
+// worker processes end and a SilenceWatch sees remote ones stop their heartbeats; a remote one
+// whose heartbeats are quiet (it runs a gang function) is looked up in Open MPI's runtime instead
+// (RuntimeWatch). A lost process is never sent to again, the scheduler is told
+// (Scheduler::WorkerLost), the other ranks of a gang it was in are killed (no MPI call would
+// release them: by pid on this host, by the runtime on others), and the pool heals: it spawns a
+// whole new
 // job, so that gangs are still made within one job's world, and moves each worker onto it (a lost
 // one at once, the others when idle). A job that lost a process is never disconnected, since that
 // collective would never end. Replacements that keep failing wait longer each time
@@ -23,6 +26,7 @@
 #define MPIGATE_SERVER_MPI_POOL_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -37,6 +41,7 @@
 #include "server/pool_health.h"
 #include "server/process_ends.h"
 #include "server/process_table.h"
+#include "server/runtime_watch.h"
 #include "server/scheduler.h"
 #include "server/silence_watch.h"
 #include "server/task_pump.h"
@@ -125,8 +130,15 @@ class MpiWorkerPool {
   absl::Status TakeHeartbeat(int process, const std::string& bytes);
 
   // Loss and healing (see "Lost workers" above).
-  // Handles the processes watch_ saw end and those silence_ found silent: their tasks are lost.
+  // Handles the processes watch_ saw end, those silence_ found silent and those the runtime says
+  // ended or was asked to kill: their tasks are lost.
   void HandleEnded(Scheduler& scheduler);
+  // The quiet remote processes that Open MPI's runtime says have ended (asked at most every
+  // kRuntimeAskInterval), and those it was asked to kill, with how each ended as far as known.
+  std::vector<std::pair<int, std::string>> AskRuntime();
+  // Kills the other ranks of the gang that lost `worker`, which MPI would never release from a
+  // collective with the dead one.
+  void KillGangMates(int worker, const std::vector<int>& mates);
   // Gives up processes that have not said hello within Options::bootup_timeout of their spawn
   // (they end themselves: worker::WorkerOptions::hello_timeout); a booting one's job is rejected.
   void ExpireBooting();
@@ -193,6 +205,12 @@ class MpiWorkerPool {
   std::optional<WorkerWatch> watch_;
   std::optional<SilenceWatch> silence_;
   UnreapedEnds unreaped_;
+  // Open MPI's runtime; null where it cannot be asked (MPICH, or it failed).
+  std::unique_ptr<RuntimeWatch> runtime_;
+  absl::Time next_runtime_ask_ = absl::InfinitePast();
+  // Remote processes the runtime was asked to kill: its table keeps them "running", so they are
+  // taken as lost at the next HandleEnded.
+  std::vector<int> runtime_killed_;
 };
 
 }  // namespace mpigate::server

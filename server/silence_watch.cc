@@ -21,4 +21,12 @@ std::vector<uint64_t> SilenceWatch::TakeSilent(absl::Time now) {
   return silent;
 }
 
+std::vector<uint64_t> SilenceWatch::Quiet() const {
+  std::vector<uint64_t> quiet;
+  for (const auto& [id, heard] : last_heard_) {
+    if (heard.quiet) quiet.push_back(id);
+  }
+  return quiet;
+}
+
 }  // namespace mpigate::server

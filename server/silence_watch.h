@@ -34,6 +34,9 @@ class SilenceWatch {
   void Unwatch(uint64_t id);
   // The ids silent for longer than the limit at `now`, in no order; they are no longer watched.
   std::vector<uint64_t> TakeSilent(absl::Time now);
+  // The ids whose last heartbeat was quiet, in no order: only another way of watching them
+  // (server/runtime_watch.h) can see them lost meanwhile.
+  std::vector<uint64_t> Quiet() const;
   bool empty() const { return last_heard_.empty(); }
 
  private:

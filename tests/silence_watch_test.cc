@@ -32,8 +32,10 @@ TEST(SilenceWatchTest, QuietStopsTheCountUntilTheNextHeartbeatThatIsNot) {
   watch.Watch(2, kStart);
   watch.Heard(1, kStart + absl::Milliseconds(100), /*quiet=*/true);
   EXPECT_THAT(watch.TakeSilent(kStart + absl::Minutes(5)), ElementsAre(2));
+  EXPECT_THAT(watch.Quiet(), ElementsAre(1)) << "watched by other means while quiet";
   const absl::Time loud = kStart + absl::Minutes(6);
   watch.Heard(1, loud, /*quiet=*/false);
+  EXPECT_THAT(watch.Quiet(), IsEmpty());
   EXPECT_THAT(watch.TakeSilent(loud + kLimit), IsEmpty());
   EXPECT_THAT(watch.TakeSilent(loud + absl::Seconds(2)), ElementsAre(1));
 }

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ int main(int argc, char** argv) {
       mpigate::worker::ParseArgs(std::vector<std::string>(argv + 1, argv + argc));
   const absl::Duration hello_timeout =
       options.ok() ? options->hello_timeout : absl::InfiniteDuration();
+  // Open MPI's MPI_Finalize starts with a fence over this process's job, which a dead member of
+  // the job never joins: with that member on another host it waited for good (a worker of a job
+  // that lost a process finalises without disconnecting: MpiWorkerPool). Every worker has said
+  // goodbye to the gateway before it finalises, so no message of its is still on its way.
+  // Read at MPI_Init.
+  setenv("OMPI_MCA_async_mpi_finalize", "1", /*overwrite=*/0);
   // This process makes every MPI call from its main thread; tasks run on a thread of their own.
   int provided = MPI_THREAD_SINGLE;
   int initialized = MPI_ERR_OTHER;

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/shared_memory.h"
 #include "wire/doorbell.h"
@@ -35,6 +36,14 @@ wire::HelloFrame BaseHello() {
   wire::HelloFrame hello;
   hello.set_host(HostName());
   hello.set_pid(static_cast<int32_t>(getpid()));
+  // Set by a PMIx runtime (Open MPI's) for every process it starts.
+  const char* job = std::getenv("PMIX_NAMESPACE");
+  const char* rank = std::getenv("PMIX_RANK");
+  uint32_t runtime_rank = 0;
+  if (job != nullptr && rank != nullptr && absl::SimpleAtoi(rank, &runtime_rank)) {
+    hello.set_runtime_job(job);
+    hello.set_runtime_rank(runtime_rank);
+  }
   return hello;
 }
 

@@ -84,9 +84,17 @@ for ns in "$h1" "$h2" "$cn"; do
 done
 echo "namespaces ${namespaces[*]} on ${subnet}"
 
-# pool_launch [OPEN_MPI_ARGS...]: sets `launch` to the mpiexec command line of 3 ranks, 2 on h1
-# (10.231.0.11) and 1 on h2, run from hd; OPEN_MPI_ARGS are added under Open MPI only.
+# pool_launch [--spawn] [OPEN_MPI_ARGS...]: sets `launch` to the mpiexec command line of 3 ranks,
+# 2 on h1 (10.231.0.11) and 1 on h2, run from hd; OPEN_MPI_ARGS are added under Open MPI only.
+# With --spawn (Open MPI only), of 1 rank on hd itself, beside mpiexec, with a slot on each of h1
+# and h2 for the processes it spawns, as `mpiexec -n 1 mpigate-server` runs a pool.
 pool_launch() {
+  local hosts=10.231.0.11:2,10.231.0.12:1 ranks=3
+  if [ "${1:-}" = --spawn ]; then
+    shift
+    [ "$mpi_family" = openmpi ] || fail "pool_launch --spawn: only Open MPI spawns"
+    hosts=10.231.0.10:1,10.231.0.11:1,10.231.0.12:1 ranks=1
+  fi
   if [ "$mpi_family" = openmpi ]; then
     local forward=(-x MPIGATE_NETNS_HOSTS)
     # The sanitizer runtimes' options (tools/sanitizers/run_test.sh), so that every rank reports.
@@ -94,7 +102,7 @@ pool_launch() {
     for name in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TSAN_OPTIONS; do
       if [ -n "${!name:-}" ]; then forward+=(-x "$name"); fi
     done
-    launch=("$mpiexec" --allow-run-as-root --oversubscribe --host 10.231.0.11:2,10.231.0.12:1 -n 3
+    launch=("$mpiexec" --allow-run-as-root --oversubscribe --host "$hosts" -n "$ranks"
       "$@" --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
       --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
       "${forward[@]}")
