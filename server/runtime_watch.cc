@@ -1,7 +1,5 @@
 #include "server/runtime_watch.h"
 
-#include <string.h>
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -37,14 +35,7 @@ std::string HowEnded(const RuntimeProcess& process) {
     case kCalledAbort:
       return absl::StrCat("aborted", code);
     case kAbortedBySignal:
-      // Open MPI 4.1's table does not say which signal (exit code 0); a runtime that records it as
-      // a shell would (128 + its number) is read so.
-      if (process.exit_code > 128) {
-        const int signal_number = process.exit_code - 128;
-        const char* abbreviation = sigabbrev_np(signal_number);
-        return absl::StrCat("was killed by signal ", signal_number, " (SIG",
-                            abbreviation != nullptr ? abbreviation : "?", ")");
-      }
+      // Open MPI 4.1's table does not say which signal (its exit code is 0).
       return "was killed by a signal";
     case kExitedWithoutFinalize:
       return absl::StrCat("exited without finalizing MPI", code);
@@ -116,7 +107,6 @@ absl::StatusOr<std::vector<RuntimeProcess>> RuntimeWatch::Processes(const std::s
       }
       if (info == nullptr) continue;
       table.push_back(RuntimeProcess{info->proc.rank, info->pid,
-                                     info->hostname != nullptr ? info->hostname : "",
                                      static_cast<uint32_t>(info->state), info->exit_code});
     }
   }

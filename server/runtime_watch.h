@@ -38,7 +38,6 @@ namespace mpigate::server {
 struct RuntimeProcess {
   uint32_t rank = 0;
   pid_t pid = 0;
-  std::string host;
   // The runtime's own state code: ORTE's under Open MPI 4.1 (orte/mca/plm/plm_types.h).
   uint32_t state = 0;
   int exit_code = 0;
