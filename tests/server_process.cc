@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -9,16 +10,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/endpoint.h"
 #include "mpigate/v1/gateway.grpc.pb.h"
 #include "tests/process_info.h"
@@ -27,6 +31,12 @@ extern char** environ;
 
 namespace mpigate::testing {
 namespace {
+
+// Far longer than any test's server takes to start or to stop, even instrumented on a loaded
+// machine: past them, the test fails with what the server printed instead of outlasting its
+// timeout.
+constexpr absl::Duration kStartPatience = absl::Minutes(3);
+constexpr absl::Duration kStopPatience = absl::Minutes(3);
 
 constexpr bool kOpenMpi = std::string_view(MPIGATE_MPI_FAMILY) == "openmpi";
 constexpr bool kMpiCanSpawn = kOpenMpi;
@@ -40,10 +50,18 @@ std::string ReadAll(int fd) {
 }
 
 // Reads lines from `fd` until one contains `needle`; false at end of file.
-bool ReadUntil(int fd, absl::string_view needle, std::string& seen) {
-  char c;
+// Reads lines from `fd` into `seen` until one holds `needle` (true), the end of the stream or
+// `deadline` (false).
+bool ReadUntil(int fd, absl::string_view needle, absl::Time deadline, std::string& seen) {
   std::string line;
-  while (read(fd, &c, 1) == 1) {
+  while (true) {
+    pollfd readable = {fd, POLLIN, 0};
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    const int ready = poll(&readable, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno == EINTR) continue;
+    char c;
+    if (ready <= 0 || read(fd, &c, 1) != 1) return false;
     if (c != '\n') {
       line.push_back(c);
       continue;
@@ -52,7 +70,6 @@ bool ReadUntil(int fd, absl::string_view needle, std::string& seen) {
     if (absl::StrContains(line, needle)) return true;
     line.clear();
   }
-  return false;
 }
 
 int ExitCode(int wait_status) {
@@ -164,9 +181,9 @@ absl::Status ServerProcess::Start(const ServerOptions& options) {
 
   std::string seen;
   stdout_fd_ = out_pipe[0];
-  const bool ready =
-      ReadUntil(stdout_fd_,
-                options.await_ready ? "mpigate-server: ready" : "mpigate-server: listening", seen);
+  const bool ready = ReadUntil(
+      stdout_fd_, options.await_ready ? "mpigate-server: ready" : "mpigate-server: listening",
+      absl::Now() + kStartPatience, seen);
   const size_t pid_at = seen.rfind(", pid ");
   if (!ready || pid_at == std::string::npos ||
       !absl::SimpleAtoi(absl::StripAsciiWhitespace(seen.substr(pid_at + 6)), &server_pid_)) {
@@ -193,19 +210,38 @@ std::vector<pid_t> ServerProcess::WorkerPids() const {
 absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   if (pid_ <= 0) return absl::FailedPreconditionError("the server is not running");
   ServerExit exit;
+  // A stop that hangs fails the test that asked for it, with what the server printed, instead
+  // of outlasting the test's timeout: past its patience, every process below this one is killed,
+  // which ends the waits below.
+  absl::Notification ended;
+  std::atomic<bool> overdue{false};
+  std::thread watchdog([&ended, &overdue] {
+    if (ended.WaitForNotificationWithTimeout(kStopPatience)) return;
+    overdue = true;
+    const pid_t self = getpid();
+    for (const pid_t pid : ProcessTree(self)) {
+      if (pid != self) kill(pid, SIGKILL);
+    }
+  });
   // Signal the server itself: under mpiexec, a SIGTERM to mpiexec kills the job without a drain.
   if (signal_number != 0) kill(server_pid_ > 0 ? server_pid_ : pid_, signal_number);
   int wait_status = 0;
-  if (waitpid(pid_, &wait_status, 0) != pid_) {
-    return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+  const bool server_ended = waitpid(pid_, &wait_status, 0) == pid_;
+  const int wait_errno = errno;
+  if (server_ended) {
+    pid_ = -1;
+    server_pid_ = -1;
+    exit.exit_code = ExitCode(wait_status);
+    close(stdout_fd_);
+    stdout_fd_ = -1;
+    // Every descendant still alive is now our child: wait for each to end on its own.
+    while (waitpid(-1, &wait_status, 0) > 0) ++exit.descendants_reaped;
   }
-  pid_ = -1;
-  server_pid_ = -1;
-  exit.exit_code = ExitCode(wait_status);
-  close(stdout_fd_);
-  stdout_fd_ = -1;
-  // Every descendant still alive is now our child: wait for each to end on its own.
-  while (waitpid(-1, &wait_status, 0) > 0) ++exit.descendants_reaped;
+  ended.Notify();
+  watchdog.join();
+  if (!server_ended) {
+    return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(wait_errno)));
+  }
   if (const int fd = open(stderr_file_.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
     exit.stderr_text = ReadAll(fd);
     close(fd);
@@ -214,26 +250,37 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   std::remove(absl::StrCat(dir_, "/s.sock").c_str());
   std::remove(endpoint_file_.c_str());
   rmdir(dir_.c_str());
+  if (overdue) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("mpigate-server and the processes below it had not all ended ",
+                     absl::FormatDuration(kStopPatience), " after signal ", signal_number,
+                     "; they were killed. Its stderr:\n", exit.stderr_text));
+  }
   return exit;
 }
 
 absl::Status AwaitPoolStatus(const std::string& target,
-                             const std::function<bool(const v1::PoolStatus&)>& done, int attempts) {
+                             const std::function<bool(const v1::PoolStatus&)>& done,
+                             absl::Duration patience) {
   auto stub = v1::Gateway::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
-  for (int attempt = 0; attempt < attempts; ++attempt) {
+  const absl::Time deadline = absl::Now() + patience;
+  v1::PoolStatus status;
+  do {
     grpc::ClientContext context;
-    v1::PoolStatus status;
+    status.Clear();
     const grpc::Status call = stub->GetPoolStatus(&context, v1::GetPoolStatusRequest(), &status);
     if (!call.ok()) return absl::UnavailableError(call.error_message());
     if (done(status)) return absl::OkStatus();
-  }
-  return absl::DeadlineExceededError("the pool status never showed what the test waited for");
+  } while (absl::Now() < deadline);
+  return absl::DeadlineExceededError(
+      absl::StrCat("the pool status never showed what the test waited for; the last: ",
+                   status.ShortDebugString()));
 }
 
-absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts) {
+absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, absl::Duration patience) {
   return AwaitPoolStatus(
       target, [busy](const v1::PoolStatus& status) { return status.busy_workers() == busy; },
-      attempts);
+      patience);
 }
 
 }  // namespace mpigate::testing

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
 
 namespace mpigate::testing {
@@ -101,13 +102,15 @@ class ServerProcess {
 };
 
 // Asks the server at `target` for its pool status (the scheduler's own state) until `done` holds
-// for it. DEADLINE_EXCEEDED after `attempts` answers without it.
+// for it. DEADLINE_EXCEEDED naming the last status seen when `patience` passes without it, so a
+// pool that never gets there fails the test with what it showed instead of outlasting it.
 absl::Status AwaitPoolStatus(const std::string& target,
                              const std::function<bool(const v1::PoolStatus&)>& done,
-                             int attempts = 1000000);
+                             absl::Duration patience = absl::Minutes(2));
 
 // Waits until the server at `target` reports `busy` workers running tasks (AwaitPoolStatus).
-absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy, int attempts = 100000);
+absl::Status AwaitBusyWorkers(const std::string& target, uint32_t busy,
+                              absl::Duration patience = absl::Minutes(2));
 
 // Path of a binary built by Bazel, from the test's runfiles, e.g. "server/mpigate-server".
 std::string RunfilePath(const std::string& relative);

@@ -112,10 +112,6 @@ fi
 cmp -s "${dir}/items.txt" "${dir}/map.txt" || fail "mpigate map echo did not return its items"
 
 # --- Stop ---------------------------------------------------------------------------------------
-stop_server "${dir}/pool"
-namespaces_empty() { [ -z "$(ns_pids)" ]; }
-wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
-  namespaces_empty
-for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
-made=()
+stop_pool
+delete_namespaces
 echo "PASS: worker 1 on h2 lost, seen by its silence, the pool served on and stopped cleanly"

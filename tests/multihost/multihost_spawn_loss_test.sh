@@ -79,10 +79,6 @@ for expected in "${expected_lines[@]}"; do
 done
 
 # --- Stop ---------------------------------------------------------------------------------------
-stop_server "${dir}/pool"
-namespaces_empty() { [ -z "$(ns_pids)" ]; }
-wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
-  namespaces_empty
-for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
-made=()
+stop_pool
+delete_namespaces
 echo "PASS: ${scenario}: worker 1 on h2 lost, the pool healed and stopped cleanly"

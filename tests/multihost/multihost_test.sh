@@ -57,12 +57,7 @@ ip netns exec "$cn" "$cli" --endpoint="$target" map echo -q "${dir}/items.txt" \
   >"${dir}/map.txt" || map_status=$?
 
 # --- Stop ---------------------------------------------------------------------------------------
-# SIGTERM to the gateway (rank 0); mpiexec must then exit 0.
-stop_server "${dir}/pool"
-# Every process of the pool ran in our namespaces: once they are empty, nothing is left behind.
-namespaces_empty() { [ -z "$(ns_pids)" ]; }
-wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
-  namespaces_empty
+stop_pool
 
 if [ "$status" -ne 0 ]; then
   cat "${dir}/pool.stderr" >&2
@@ -81,7 +76,5 @@ for expected in "worker 0 up on h1" "worker 1 up on h2" "stopped cleanly"; do
   fi
 done
 
-# The namespaces go; the trap would, but a failure to delete them is this test's failure.
-for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
-made=()
+delete_namespaces
 echo "PASS: workers on h1 and h2 over TCP, clients from another namespace, clean stop"

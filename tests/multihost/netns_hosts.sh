@@ -41,6 +41,20 @@ ns_pids() {
   local ns
   for ns in "${made[@]}"; do ip netns pids "$ns" 2>/dev/null || true; done
 }
+namespaces_empty() { [ -z "$(ns_pids)" ]; }
+# SIGTERM to the gateway (mpiexec must then exit 0), then a wait until no process is left in our
+# namespaces: every process of the pool ran in them, so nothing was left behind.
+stop_pool() {
+  stop_server "${dir}/pool"
+  wait_for 10 "the namespaces to empty (in them when mpiexec exited: $(ns_pids | tr '\n' ' '))" \
+    namespaces_empty
+}
+# Deletes our namespaces: the trap would, but a failure to delete them is the test's failure.
+delete_namespaces() {
+  local ns
+  for ns in "${made[@]}"; do ip netns del "$ns" || fail "cannot delete namespace ${ns}"; done
+  made=()
+}
 cleanup() {
   local status=$?
   kill_servers

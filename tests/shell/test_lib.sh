@@ -105,17 +105,34 @@ pool_command() {
 stop_server() {
   local name=$1
   kill -TERM "${server_pid[$name]}"
+  # A stop that hangs fails the test, saying what still runs, instead of outlasting its timeout.
+  local patience=180
+  if ! timeout "$patience" tail --pid="${server_command_pid[$name]}" -s 0.1 -f /dev/null; then
+    still_running "mpigate-server ${name##*/} had not exited ${patience} s after SIGTERM" "$name"
+  fi
   local status=0
   wait "${server_command_pid[$name]}" || status=$?
   unset "server_command_pid[$name]"
   # The rest of its stdout, to its end: every process holding the FIFO has exited or closed it.
   local fd=${server_stdout_fd[$name]}
-  cat <&"$fd"
+  if ! timeout "$patience" cat <&"$fd"; then
+    still_running "${patience} s after mpigate-server ${name##*/} exited, a process it started \
+still held its stdout" "$name"
+  fi
   exec {fd}<&-
   if [ "$status" -ne 0 ]; then
     cat "${name}.stderr" >&2
     fail "mpigate-server ${name##*/} exited with status ${status} after SIGTERM"
   fi
+}
+
+# Fails with WHAT, the server NAME's stderr and every process still running: `still_running WHAT
+# NAME`.
+still_running() {
+  cat "${2}.stderr" >&2
+  echo "processes still running:" >&2
+  ps -eo pid,ppid,stat,etime,args --forest >&2
+  fail "$1"
 }
 
 # Kills every server of start_server that stop_server has not stopped: for a test's EXIT trap, so
