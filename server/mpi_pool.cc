@@ -530,7 +530,7 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
       }
       process.worker = worker;
       table_->Serve(worker, next);
-      scheduler.WorkerUp(worker);
+      scheduler.WorkerUp(worker, process.cohort);
       scheduler.SetWorkerProcess(worker, process.hello.host(), process.hello.pid(),
                                  process.hello.runner_pid());
       if (current < 0) {

@@ -14,10 +14,10 @@
 // (Scheduler::WorkerLost), the other ranks of a gang it was in are killed (no MPI call would
 // release them: by pid on this host, by the runtime on others), and the pool heals: it spawns a
 // whole new job, so that gangs are still made within one job's world, and moves each worker onto
-// it (a lost one at once, the others when idle). A job that lost a process is never disconnected, since that
-// collective would never end. Replacements that keep failing wait longer each time
-// (server/pool_health.h). In world mode nothing can be spawned: the pool serves on with the
-// workers it has (Options::every_worker_lost when none is left).
+// it (a lost one at once, the others when idle). A job that lost a process is never
+// disconnected, since that collective would never end. Replacements that keep failing wait
+// longer each time (server/pool_health.h). In world mode nothing can be spawned: the pool serves
+// on with the workers it has (Options::every_worker_lost when none is left).
 //
 // Thread-safety: Start(), Serve() and Join() are called by one controlling thread, in that order;
 // every other method runs on the MPI thread.

@@ -35,6 +35,8 @@ Scheduler::Scheduler(Options options)
       started_(clock_()),
       resume_grace_(std::max(options.resume_grace, absl::ZeroDuration())),
       start_report_delay_(std::max(options.start_report_delay, absl::ZeroDuration())),
+      backlog_outcome_delay_(std::max(options.backlog_outcome_delay, absl::ZeroDuration())),
+      backlog_tasks_(options.backlog_tasks),
       max_sessions_(options.max_sessions),
       token_source_(std::move(options.token_source)),
       intake_({.workers = options.workers,
@@ -237,10 +239,11 @@ void Scheduler::StartLocked(TaskKey key, Task& task, absl::Time now, DispatchWor
 bool Scheduler::HasWorkLocked() const {
   // While a group task waits for its workers nothing else may start, so fewer idle workers than
   // it needs are no work.
-  const bool room = held_key_ != 0 ? picker_.idle() >= held_need_ : picker_.HasRoom();
+  const bool room = held_key_ != 0 ? picker_.HasIdle(held_need_, held_one_job_) : picker_.HasRoom();
   // The ring, not queued_count_: tasks of sessions at their cap are no work until one leaves.
   return stopping_ || wake_ || !interrupts_.empty() || (!ready_ring_.empty() && room) ||
-         sessions_.NextGraceDeadline() < grace_wake_;
+         sessions_.NextGraceDeadline() < grace_wake_ ||
+         (!outcome_reports_.empty() && outcome_reports_.back().first < outcome_wake_);
 }
 
 void Scheduler::InterruptLocked(TaskKey key, Task& task, bool force) {
@@ -298,6 +301,14 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       start_reports_.pop_front();
     }
     if (!start_reports_.empty()) wake_at = std::min(wake_at, start_reports_.front().first);
+    while (!outcome_reports_.empty() && !OutcomesHeldLocked(outcome_reports_.front())) {
+      outcome_reports_.pop_front();
+    }
+    // Outcomes held meanwhile by another thread (a cancel's, say) come due later than this one,
+    // or, if none is held now, wake the wait (HasWorkLocked).
+    outcome_wake_ =
+        outcome_reports_.empty() ? absl::InfiniteFuture() : outcome_reports_.front().first;
+    wake_at = std::min(wake_at, outcome_wake_);
     if (wake_at != absl::InfiniteFuture()) {
       wait = std::min(wait, std::max(wake_at - clock_(), absl::ZeroDuration()));
     }
@@ -310,9 +321,11 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
     // A zero wait is a poll: Mutex::AwaitWithTimeout would block on a futex, a system call, even
     // to time out at once.
     grace_wake_ = absl::InfiniteFuture();
+    outcome_wake_ = absl::InfiniteFuture();
     wake_ = false;
     const absl::Time now = clock_();
     ReportDueStartsLocked(now, notifications);
+    ReportDueOutcomesLocked(now, notifications);
     ExpireQueueTimeoutsLocked(now, notifications);
     ExpireGracePeriodsLocked(now);
     while (picker_.HasRoom() && !ready_ring_.empty()) {
@@ -335,12 +348,13 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
         session.in_ready_ring = false;
         continue;
       }
-      if (!picker_.Pick(needed, task.group(), now, task.members)) {
+      if (!picker_.Pick(needed, task.group(), task.gang_function, now, task.members)) {
         // The session keeps its turn, and the idle workers stay idle, until enough are.
         ready_ring_.push_front(id);
         if (task.group()) {
           held_key_ = key;
           held_need_ = needed;
+          held_one_job_ = task.gang_function;
         }
         break;
       }
@@ -348,6 +362,11 @@ DispatchWork Scheduler::AwaitWork(absl::Duration timeout) {
       session.queue.pop_front();
       --session.queued;
       --queued_count_;
+      // The backlog is (nearly) gone: the outcomes it held go now, not at their due time.
+      if (session.OutcomesHeld() && session.queued < backlog_tasks_) {
+        session.outcomes_due_at = absl::InfiniteFuture();
+        MaybeNotifyLocked(id, notifications);
+      }
       if (task.capped) session.on_workers += needed;
       // Its next turn comes after the other sessions' turns, or once it is below its cap again.
       session.in_ready_ring = false;
@@ -555,7 +574,9 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   }
   session.live.erase(client_id);
   session.progress.erase(client_id);
-  if (!session.abandoned) session.Hold(client_id, size, std::move(outcome));
+  if (session.abandoned) return;
+  session.Hold(client_id, size, std::move(outcome));
+  if (session.outbox.size() == 1) MaybeHoldOutcomesLocked(id, session, now);
 }
 
 void Scheduler::EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,
@@ -596,8 +617,8 @@ void Scheduler::MaybeNotifyLocked(SessionId id, Notifications& notifications) {
   }
 }
 
-void Scheduler::HoldStartLocked(SessionId id, Session& session, uint64_t client_id,
-                                absl::Time now, Notifications& notifications) {
+void Scheduler::HoldStartLocked(SessionId id, Session& session, uint64_t client_id, absl::Time now,
+                                Notifications& notifications) {
   if (session.started.empty()) {
     session.starts_due_at = now + start_report_delay_;
     session.starts_due = start_report_delay_ == absl::ZeroDuration();
@@ -609,7 +630,7 @@ void Scheduler::HoldStartLocked(SessionId id, Session& session, uint64_t client_
 
 void Scheduler::ReportDueStartsLocked(absl::Time now, Notifications& notifications) {
   while (!start_reports_.empty() && start_reports_.front().first <= now) {
-    const StartReport report = start_reports_.front();
+    const HeldReport report = start_reports_.front();
     start_reports_.pop_front();
     if (!StartsHeldLocked(report)) continue;
     sessions_.Find(report.second)->starts_due = true;
@@ -617,7 +638,32 @@ void Scheduler::ReportDueStartsLocked(absl::Time now, Notifications& notificatio
   }
 }
 
-bool Scheduler::StartsHeldLocked(const StartReport& report) const {
+void Scheduler::MaybeHoldOutcomesLocked(SessionId id, Session& session, absl::Time now) {
+  // A listener already told collects it anyway.
+  if (backlog_outcome_delay_ == absl::ZeroDuration() || session.listener_told ||
+      session.queued < backlog_tasks_) {
+    return;
+  }
+  session.outcomes_due_at = now + backlog_outcome_delay_;
+  outcome_reports_.emplace_back(session.outcomes_due_at, id);
+}
+
+bool Scheduler::OutcomesHeldLocked(const HeldReport& report) const {
+  const Session* const session = sessions_.Find(report.second);
+  return session != nullptr && session->outcomes_due_at == report.first && !session->listener_told;
+}
+
+void Scheduler::ReportDueOutcomesLocked(absl::Time now, Notifications& notifications) {
+  while (!outcome_reports_.empty() && outcome_reports_.front().first <= now) {
+    const HeldReport report = outcome_reports_.front();
+    outcome_reports_.pop_front();
+    if (!OutcomesHeldLocked(report)) continue;
+    sessions_.Find(report.second)->outcomes_due_at = absl::InfiniteFuture();
+    MaybeNotifyLocked(report.second, notifications);
+  }
+}
+
+bool Scheduler::StartsHeldLocked(const HeldReport& report) const {
   const Session* const session = sessions_.Find(report.second);
   // Unless its starts went out with other events since (and newer ones are held), or go with
   // events its listener was told of (a timed wait for nothing costs a sequential client's round

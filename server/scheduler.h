@@ -56,6 +56,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -146,6 +147,14 @@ class Scheduler {
     // update, a gRPC write and a wake-up of the client's reader (measured: p50 of sequential
     // Python calls 560 -> 275 us, C++ 128 -> 106 us). Zero: reported at once.
     absl::Duration start_report_delay = absl::Milliseconds(1);
+    // How long the outcomes of a session with a backlog (at least backlog_tasks of its tasks
+    // queued when one ends) may wait to be reported, with the starts that come due meanwhile, so
+    // that they go out together; they go at once when fewer than backlog_tasks are left queued.
+    // Such a client waits on none of them in particular (the workers have its queued tasks to go
+    // on with), and an update per delay instead of one per finished batch saves it and the
+    // gateway wake-ups, reads and writes. Zero: reported at once.
+    absl::Duration backlog_outcome_delay = absl::Milliseconds(5);
+    size_t backlog_tasks = 64;
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
     // Tasks run in task runner processes (--isolation=process), each of which can give its tasks
@@ -359,8 +368,9 @@ class Scheduler {
   bool TakeIdleWorker(int worker);
 
   // A (new) process serves the worker, which was out of service (WorkerLost, TakeIdleWorker): it
-  // becomes idle, with nothing learnt of its run times.
-  void WorkerUp(int worker);
+  // becomes idle, with nothing learnt of its run times. The process is of MPI job `job` (any
+  // number the transport gives each job, 0 for the first): a gang's workers are taken from one.
+  void WorkerUp(int worker, int job);
 
   // A process serves `worker` from now on, on `host` with `pid`, its task runner `runner_pid` (0
   // for none): for Status()'s worker_list.
@@ -474,13 +484,22 @@ class Scheduler {
   // start is due (Options::start_report_delay) or with the session's next other event.
   void HoldStartLocked(SessionId id, Session& session, uint64_t client_id, absl::Time now,
                        Notifications& notifications) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // When a session's held starts are due, and the session.
-  using StartReport = std::pair<absl::Time, SessionId>;
+  // When a session's held starts (or outcomes) are due, and the session.
+  using HeldReport = std::pair<absl::Time, SessionId>;
   // Whether the report still has starts to report: they have not gone, and are not about to go,
   // out with other events.
-  bool StartsHeldLocked(const StartReport& report) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool StartsHeldLocked(const HeldReport& report) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells the listeners of sessions whose held starts are due by `now`.
   void ReportDueStartsLocked(absl::Time now, Notifications& notifications)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The session's first outcome since its listener last collected has just joined its outbox:
+  // holds it back (Options::backlog_outcome_delay) if the session has a backlog.
+  void MaybeHoldOutcomesLocked(SessionId id, Session& session, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the report still has outcomes to report, as StartsHeldLocked for starts.
+  bool OutcomesHeldLocked(const HeldReport& report) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the listeners of sessions whose held outcomes are due by `now`.
+  void ReportDueOutcomesLocked(absl::Time now, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireQueueTimeoutsLocked(absl::Time now, Notifications& notifications)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -504,6 +523,8 @@ class Scheduler {
   const absl::Time started_;
   const absl::Duration resume_grace_;
   const absl::Duration start_report_delay_;
+  const absl::Duration backlog_outcome_delay_;
+  const size_t backlog_tasks_;
   const size_t max_sessions_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
 
@@ -523,23 +544,29 @@ class Scheduler {
   // The grace deadline AwaitWork() is waiting for (InfiniteFuture when none, or when it is not
   // waiting): a session detached meanwhile with an earlier one wakes it (HasWorkLocked).
   absl::Time grace_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  absl::flat_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
+  // Likewise the due time of the first held outcomes it is waiting for.
+  absl::Time outcome_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::node_hash_map<TaskKey, Task> tasks_ ABSL_GUARDED_BY(mu_);
   // Sessions with queued tasks that may start one, in the order they get their next turn: a
   // session at its cap is not here. May hold sessions whose queued tasks have all ended since,
   // which AwaitWork() drops.
   std::deque<SessionId> ready_ring_ ABSL_GUARDED_BY(mu_);
-  // The group task at the front of the ring that is waiting for this many idle workers, during
-  // which nothing else starts; 0 when none is waiting. Cleared when it starts or ends, so that
-  // AwaitWork() neither wakes for fewer idle workers nor keeps others waiting for a task gone.
+  // The group task at the front of the ring that is waiting for this many idle workers (of one
+  // MPI job, for a gang), during which nothing else starts; 0 when none is waiting. Cleared when
+  // it starts or ends, so that AwaitWork() neither wakes for workers it cannot take nor keeps
+  // others waiting for a task gone.
   TaskKey held_key_ ABSL_GUARDED_BY(mu_) = 0;
   size_t held_need_ ABSL_GUARDED_BY(mu_) = 0;
+  bool held_one_job_ ABSL_GUARDED_BY(mu_) = false;
   // Queue deadlines, earliest first; entries of tasks that have left the queue are skipped.
   using Deadline = std::pair<absl::Time, TaskKey>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> queue_deadlines_
       ABSL_GUARDED_BY(mu_);
   // Sessions holding starts back (Options::start_report_delay), in the order their first held
   // start came, with when it is due; an entry whose starts went out since is skipped.
-  std::deque<StartReport> start_reports_ ABSL_GUARDED_BY(mu_);
+  std::deque<HeldReport> start_reports_ ABSL_GUARDED_BY(mu_);
+  // Sessions holding outcomes back (Options::backlog_outcome_delay), likewise.
+  std::deque<HeldReport> outcome_reports_ ABSL_GUARDED_BY(mu_);
   // Interrupts for the transport to deliver.
   std::vector<Interrupt> interrupts_ ABSL_GUARDED_BY(mu_);
   size_t queued_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -129,11 +129,11 @@ bool Scheduler::TakeIdleWorker(int worker) {
   return picker_.TakeIdle(worker);
 }
 
-void Scheduler::WorkerUp(int worker) {
+void Scheduler::WorkerUp(int worker, int job) {
   absl::MutexLock lock(&mu_);
   if (worker < 0 || worker >= workers_) return;
   // A new process: what was learnt of the old one's run times no longer holds.
-  picker_.Up(worker);
+  picker_.Up(worker, job);
 }
 
 void Scheduler::SetWorkerProcess(int worker, absl::string_view host, int pid, int runner_pid) {

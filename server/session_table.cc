@@ -27,8 +27,9 @@ absl::StatusOr<std::string> RandomResumeToken() {
 }
 
 bool Session::HasEvents() const {
-  return !outbox.empty() || (starts_due && !started.empty()) || !progress.empty() || pool_changed ||
-         (shut_down && live.empty());
+  // Held outcomes hold back the starts that came due meanwhile too: they go together.
+  return (!OutcomesHeld() && (!outbox.empty() || (starts_due && !started.empty()))) ||
+         !progress.empty() || pool_changed || (shut_down && live.empty());
 }
 
 void Session::Ack(absl::Span<const uint64_t> task_ids) {
@@ -68,6 +69,7 @@ void Session::Collect(SessionEvents& events) {
   events.started.swap(started);
   starts_due_at = absl::InfiniteFuture();
   starts_due = false;
+  outcomes_due_at = absl::InfiniteFuture();
   events.outcomes.swap(outbox);
   collected = ended;
   events.progress.reserve(progress.size());
@@ -83,6 +85,7 @@ void Session::DropOutcomes(absl::FunctionRef<void(v1::TaskOutcome&)> dropped) {
   started.clear();
   starts_due_at = absl::InfiniteFuture();
   starts_due = false;
+  outcomes_due_at = absl::InfiniteFuture();
   progress.clear();
   for (auto& [client_id, outcome] : retained) dropped(outcome);
   retained.clear();

@@ -101,6 +101,10 @@ struct Session {
   // once they are due the listener is told of them. Until then they go only with other events.
   absl::Time starts_due_at = absl::InfiniteFuture();
   bool starts_due = false;
+  // When the outcomes held in `outbox` are to be reported (Scheduler's
+  // Options::backlog_outcome_delay), InfiniteFuture when none are held; until then they go only
+  // with other events.
+  absl::Time outcomes_due_at = absl::InfiniteFuture();
   // The pool changed state since the listener last collected.
   bool pool_changed = false;
   bool in_ready_ring = false;
@@ -144,6 +148,7 @@ struct Session {
   bool Holds(uint64_t client_id) const {
     return live.contains(client_id) || unread.contains(client_id);
   }
+  bool OutcomesHeld() const { return outcomes_due_at != absl::InfiniteFuture(); }
   // The listener has something to collect.
   bool HasEvents() const;
   // Puts the outcome of the task `client_id` in the outbox, holding it at `bytes`.

@@ -45,20 +45,6 @@ absl::StatusOr<bool> TaskPump::Send(DispatchWork& work) {
       Fail(assignment, absl::AbortedError("its worker was lost"));
       continue;
     }
-    if (assignment.frame.gang_size() > 0) {
-      // A gang's members make their communicator in their job's world: all must be of one.
-      bool one_job = true;
-      for (const int member : assignment.frame.gang()) {
-        const Process* other = table_.ProcessOf(member);
-        one_job = one_job && other != nullptr && other->cohort == process->cohort;
-      }
-      if (!one_job) {
-        Fail(assignment,
-             absl::UnavailableError("the gang's workers run in different MPI jobs while the pool "
-                                    "replaces lost workers; submit it again"));
-        continue;
-      }
-    }
     absl::Status fitted = FitSharedMemory(*process, assignment.frame);
     absl::StatusOr<std::string> buffer =
         fitted.ok() ? wire::Encode(assignment.frame) : absl::StatusOr<std::string>(fitted);

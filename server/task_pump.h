@@ -38,10 +38,9 @@ class TaskPump {
   TaskPump(const TaskPump&) = delete;
   TaskPump& operator=(const TaskPump&) = delete;
 
-  // Sends a round's work. An assignment whose worker is out of service, or that cannot go (a
-  // gang across jobs, an unreadable shared input, a frame too large), is failed to the scheduler
-  // as its worker would have answered. Returns whether any task frame went out; an error only
-  // if MPI failed.
+  // Sends a round's work. An assignment whose worker is out of service, or that cannot go (an
+  // unreadable shared input, a frame too large), is failed to the scheduler as its worker would
+  // have answered. Returns whether any task frame went out; an error only if MPI failed.
   absl::StatusOr<bool> Send(DispatchWork& work);
 
   // Takes a message of tag kProgress, kResult or kResults from `process`: its results count as

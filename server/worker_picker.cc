@@ -1,7 +1,8 @@
 #include "server/worker_picker.h"
 
 #include <algorithm>
-#include <iterator>
+#include <utility>
+#include <vector>
 
 namespace mpigate::server {
 
@@ -16,30 +17,50 @@ void WorkerPicker::MakeAllIdle() {
   for (int w = workers() - 1; w >= 0; --w) idle_.push_back(w);
 }
 
-void WorkerPicker::TakeIdleWorkers(size_t count, absl::InlinedVector<int, 1>& members) {
+std::vector<int> WorkerPicker::LowestIdle(size_t count, bool one_job) const {
+  std::vector<int> sorted = idle_;
+  std::sort(sorted.begin(), sorted.end());
+  if (!one_job) {
+    sorted.resize(sorted.size() >= count ? count : 0);
+    return sorted;
+  }
+  // Jobs are few (two while lost workers are replaced), and nearly always one.
+  absl::InlinedVector<std::pair<int, std::vector<int>>, 2> by_job;
+  for (const int w : sorted) {
+    const int job = workers_[static_cast<size_t>(w)].job;
+    auto mates = std::find_if(by_job.begin(), by_job.end(),
+                              [job](const auto& entry) { return entry.first == job; });
+    if (mates == by_job.end()) mates = by_job.insert(by_job.end(), {job, {}});
+    mates->second.push_back(w);
+    if (mates->second.size() == count) return std::move(mates->second);
+  }
+  return {};
+}
+
+bool WorkerPicker::TakeIdleWorkers(size_t count, bool one_job,
+                                   absl::InlinedVector<int, 1>& members) {
   if (count == 1) {
     members.push_back(idle_.back());
     idle_.pop_back();
-    return;
+    return true;
   }
   // The lowest-numbered idle workers, so that a gang's ranks follow the workers' order and the
   // choice does not depend on which finished last; the others keep their reuse order.
-  std::vector<int> sorted = idle_;
-  std::sort(sorted.begin(), sorted.end());
-  members.assign(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(count));
+  const std::vector<int> taken = LowestIdle(count, one_job);
+  if (taken.empty()) return false;
+  members.assign(taken.begin(), taken.end());
   idle_.erase(std::remove_if(idle_.begin(), idle_.end(),
-                             [&members](int worker) {
-                               return std::binary_search(members.begin(), members.end(), worker);
+                             [&taken](int worker) {
+                               return std::binary_search(taken.begin(), taken.end(), worker);
                              }),
               idle_.end());
+  return true;
 }
 
-bool WorkerPicker::Pick(size_t count, bool group, absl::Time now,
+bool WorkerPicker::Pick(size_t count, bool group, bool one_job, absl::Time now,
                         absl::InlinedVector<int, 1>& members) {
-  if (idle_.size() >= count) {
-    TakeIdleWorkers(count, members);
-    return true;
-  }
+  // Idle workers enough but not of one job: a gang waits until the pool is one job again.
+  if (idle_.size() >= count) return TakeIdleWorkers(count, one_job, members);
   if (group || open_ == 0) return false;
   int best = -1;
   for (int w = 0; w < workers(); ++w) {
@@ -137,10 +158,11 @@ bool WorkerPicker::TakeIdle(int w) {
   return true;
 }
 
-bool WorkerPicker::Up(int w) {
+bool WorkerPicker::Up(int w, int job) {
   Worker& worker = at(w);
   if (!worker.down) return false;
   worker = Worker();
+  worker.job = job;
   --down_;
   idle_.push_back(w);
   return true;

@@ -47,6 +47,10 @@ class WorkerPicker {
     bool open = false;
     // Out of service (Lose, TakeIdle) until Up().
     bool down = false;
+    // The MPI job its process is of, as numbered by the transport (0 for the first). A gang's
+    // members make their communicator in their job's world, so they must share one: while the
+    // pool replaces lost workers, the survivors' processes and the replacements' are of two.
+    int job = 0;
   };
 
   // Workers 0..workers-1, none idle until MakeAllIdle().
@@ -68,10 +72,17 @@ class WorkerPicker {
   void MakeAllIdle();
 
   // Picks the workers for a task that needs `count`: that many idle ones (for several, the
-  // lowest-numbered), or for a single task with no worker idle, the open worker that holds the
-  // fewest tasks (the lowest-numbered among equals), closing those whose first task has overrun
-  // by `now`. Appends them to `members`; false, picking none, if there are not enough.
-  bool Pick(size_t count, bool group, absl::Time now, absl::InlinedVector<int, 1>& members);
+  // lowest-numbered, all of one job if `one_job`), or for a single task with no worker idle, the
+  // open worker that holds the fewest tasks (the lowest-numbered among equals), closing those
+  // whose first task has overrun by `now`. Appends them to `members`; false, picking none, if
+  // there are not enough.
+  bool Pick(size_t count, bool group, bool one_job, absl::Time now,
+            absl::InlinedVector<int, 1>& members);
+
+  // At least `count` workers are idle, of one job if `one_job`: Pick() would take them.
+  bool HasIdle(size_t count, bool one_job) const {
+    return idle_.size() >= count && (!one_job || !LowestIdle(count, one_job).empty());
+  }
 
   // Hands the task `key` to each of `members` (picked for it) at `now`. True if, as a single
   // task, it waits behind another in its worker's backlog.
@@ -113,14 +124,18 @@ class WorkerPicker {
   void RemoveIdle(int worker);
   // Takes the worker out of service if it is idle; true if it did.
   bool TakeIdle(int worker);
-  // A new process serves the worker, which was out of service: it becomes idle, with nothing
-  // learnt of its run times. False if it was in service.
-  bool Up(int worker);
+  // A new process, of MPI job `job`, serves the worker, which was out of service: it becomes
+  // idle, with nothing learnt of its run times. False if it was in service.
+  bool Up(int worker, int job);
 
  private:
   Worker& at(int w) { return workers_[static_cast<size_t>(w)]; }
-  // Takes `count` idle workers into `members`, in ascending order.
-  void TakeIdleWorkers(size_t count, absl::InlinedVector<int, 1>& members);
+  // The `count` lowest-numbered idle workers, in ascending order, all of one job if `one_job`
+  // (the job that has `count` idle ones first in that order); empty if there are not so many.
+  std::vector<int> LowestIdle(size_t count, bool one_job) const;
+  // Takes `count` idle workers into `members` (LowestIdle for several); false if there are not so
+  // many.
+  bool TakeIdleWorkers(size_t count, bool one_job, absl::InlinedVector<int, 1>& members);
 
   const size_t max_tasks_per_worker_;
   const absl::Duration long_task_after_;

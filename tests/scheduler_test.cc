@@ -3,9 +3,13 @@
 // them back. A fake clock drives queue timeouts and timings; no test sleeps.
 #include "server/scheduler.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <fstream>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -80,6 +84,16 @@ std::vector<uint64_t> IdsOf(const std::vector<v1::TaskOutcome>& outcomes) {
   return ids;
 }
 
+// Whether the thread `tid` of this process sleeps (its state in /proc is S).
+bool Sleeping(pid_t tid) {
+  std::ifstream stat(absl::StrCat("/proc/self/task/", tid, "/stat"));
+  std::string line;
+  std::getline(stat, line);
+  // "tid (comm) S ...": the state follows the last ')'.
+  const size_t comm_end = line.rfind(')');
+  return comm_end != std::string::npos && line.size() > comm_end + 2 && line[comm_end + 2] == 'S';
+}
+
 // A successful result for `assignment` that echoes its payload.
 wire::ResultFrame Echoed(const Assignment& assignment) {
   wire::ResultFrame result;
@@ -90,13 +104,14 @@ wire::ResultFrame Echoed(const Assignment& assignment) {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  // Options of a scheduler on the fixture's clock that reports each start at once (tests of
-  // start_report_delay set their own).
+  // Options of a scheduler on the fixture's clock that reports each start and outcome at once
+  // (tests of start_report_delay and backlog_outcome_delay set their own).
   Scheduler::Options FakeClockOptions(int workers) {
     Scheduler::Options options;
     options.workers = workers;
     options.clock = [this] { return now_; };
     options.start_report_delay = absl::ZeroDuration();
+    options.backlog_outcome_delay = absl::ZeroDuration();
     return options;
   }
 
@@ -124,6 +139,35 @@ class SchedulerTest : public ::testing::Test {
     options.start_report_delay = delay;
     scheduler_ = std::make_unique<Scheduler>(std::move(options));
     scheduler_->PoolReady(Functions({"echo"}));
+  }
+
+  // Builds the scheduler under test with a ready pool of echo that reports starts at once and
+  // holds the outcomes of a session with at least `backlog` tasks queued back for `delay`
+  // (Options::backlog_tasks and backlog_outcome_delay).
+  void StartHoldingOutcomes(int workers, size_t backlog, absl::Duration delay) {
+    Scheduler::Options options = FakeClockOptions(workers);
+    options.backlog_tasks = backlog;
+    options.backlog_outcome_delay = delay;
+    scheduler_ = std::make_unique<Scheduler>(std::move(options));
+    scheduler_->PoolReady(Functions({"echo"}));
+  }
+
+  // StartHoldingOutcomes with 1 worker, a backlog of 1 and a delay of 1 ms; then a session whose
+  // task 1 has ended, its outcome held, while task 2 runs (`running`) and task 3 waits.
+  SessionId HoldFirstOutcome(std::vector<Assignment>& running) {
+    StartHoldingOutcomes(/*workers=*/1, /*backlog=*/1, absl::Milliseconds(1));
+    const SessionId session = Open();
+    SubmitRange(session, 1, 3);
+    running = Dispatch();
+    EXPECT_EQ(running.size(), 1u);
+    EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+    if (running.size() != 1) return session;
+    CompleteEchoed(running[0]);
+    EXPECT_EQ(Listener(session).calls(), 0);
+    running = Dispatch();
+    EXPECT_EQ(running.size(), 1u);
+    EXPECT_EQ(Listener(session).calls(), 0);
+    return session;
   }
 
   // Builds the scheduler under test with a ready pool of echo and fail whose sessions may be
@@ -439,6 +483,118 @@ TEST_F(SchedulerTest, AHeldStartIsReportedOnceTheDelayHasPassed) {
   now_ += absl::Milliseconds(1);
   EXPECT_THAT(Dispatch(), IsEmpty());
   EXPECT_THAT(TakeStarted(session), ElementsAre(3));
+}
+
+TEST_F(SchedulerTest, OutcomesOfASessionWithABacklogGoTogetherOnceTheDelayHasPassed) {
+  StartHoldingOutcomes(/*workers=*/1, /*backlog=*/2, absl::Milliseconds(1));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 6);
+  std::vector<Assignment> running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+  // Five still queued: the outcome waits, and so does the next start.
+  CompleteEchoed(running[0]);
+  running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(Listener(session).calls(), 0);
+  // A later outcome joins the held one: one update for both, due when the first is.
+  now_ += absl::Microseconds(600);
+  CompleteEchoed(running[0]);
+  running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  now_ += absl::Microseconds(399);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+  now_ += absl::Microseconds(1);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2));
+  EXPECT_THAT(events.started, ElementsAre(2, 3));
+
+  // Held again (tasks 4 to 6 queued), until the backlog is gone: once task 5 starts, one task is
+  // left queued, fewer than two, and what was held goes at once.
+  CompleteEchoed(running[0]);
+  running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(Listener(session).calls(), 0);
+  CompleteEchoed(running[0]);
+  running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(3, 4));
+  EXPECT_THAT(events.started, ElementsAre(4, 5));
+  // Below the backlog an outcome goes at once.
+  CompleteEchoed(running[0]);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(5));
+}
+
+TEST_F(SchedulerTest, HeldOutcomesEndTheTransportsWaitWhenDue) {
+  std::vector<Assignment> running;
+  const SessionId session = HoldFirstOutcome(running);
+  ASSERT_EQ(running.size(), 1u);
+  // Nothing else wakes the wait below but the held outcome's due time (1 ms of real time; the fake
+  // clock stands still). Not an endless wait, so that a scheduler that forgets the due time fails
+  // rather than hangs.
+  EXPECT_THAT(scheduler_->AwaitWork(absl::Minutes(1)).assignments, IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+  now_ += absl::Milliseconds(1);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(1));
+}
+
+TEST_F(SchedulerTest, HeldOutcomesGoWithTheSessionsNextOtherEvent) {
+  std::vector<Assignment> running;
+  const SessionId session = HoldFirstOutcome(running);
+  ASSERT_EQ(running.size(), 1u);
+  // Progress is news at once, and takes the held outcome and start with it.
+  wire::ProgressFrame progress;
+  progress.set_task_key(running[0].frame.task_key());
+  progress.set_fraction(0.5);
+  scheduler_->Progress(running[0].worker, progress);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1);
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1));
+  EXPECT_THAT(events.started, ElementsAre(2));
+  ASSERT_EQ(events.progress.size(), 1u);
+  // Its report, no longer needed, tells nobody anything when it comes due.
+  now_ += absl::Milliseconds(5);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  EXPECT_EQ(Listener(session).calls(), 0);
+}
+
+TEST_F(SchedulerTest, AnOutcomeHeldByAnotherThreadEndsTheTransportsWaitWhenDue) {
+  // The real clock: the wait must end by itself once the held outcome is due.
+  Scheduler::Options options;
+  options.workers = 1;
+  options.start_report_delay = absl::ZeroDuration();
+  options.backlog_tasks = 1;
+  options.backlog_outcome_delay = absl::Milliseconds(1);
+  scheduler_ = std::make_unique<Scheduler>(std::move(options));
+  scheduler_->PoolReady(Functions({"echo"}));
+  const SessionId session = Open();
+  SubmitRange(session, 1, 3);
+  ASSERT_EQ(Dispatch().size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+  // The transport's loop, blocked with its worker busy and nothing due, until the session hears
+  // of something: the cancel below ends task 3 while task 2 stays queued, so its outcome is held,
+  // and only the end of the wait brings it out. A scheduler that did not wake the wait would
+  // hang this test.
+  std::atomic<pid_t> transport_tid{0};
+  std::thread transport([this, session, &transport_tid] {
+    transport_tid = static_cast<pid_t>(syscall(SYS_gettid));
+    while (Listener(session).calls() == 0) scheduler_->AwaitWork(absl::InfiniteDuration());
+  });
+  // Cancelled only once the transport is asleep in its wait (nothing else here blocks it).
+  while (transport_tid == 0 || !Sleeping(transport_tid)) std::this_thread::yield();
+  EXPECT_TRUE(Cancel(session, {3})[0].cancelled());
+  transport.join();
+  const SessionEvents events = scheduler_->TakeEvents(session);
+  ASSERT_THAT(IdsOf(events.outcomes), ElementsAre(3));
+  EXPECT_EQ(events.outcomes[0].state(), v1::TASK_STATE_CANCELLED);
 }
 
 TEST_F(SchedulerTest, OutcomesGoToTheirOwnSession) {
@@ -3560,7 +3716,7 @@ TEST_F(SchedulerTest, TasksInALostWorkersBacklogRunAgainWithoutUsingAnAttempt) {
   EXPECT_EQ(events.outcomes[0].attempts(), 1u);
 
   // On the other worker they run, in their order, with their frames, on their first attempt.
-  scheduler_->WorkerUp(other);
+  scheduler_->WorkerUp(other, /*job=*/0);
   std::vector<uint64_t> ran;
   for (int round = 0; round < 10; ++round) {
     for (const Assignment& assignment : Dispatch()) {
@@ -3604,7 +3760,7 @@ TEST_F(SchedulerTest, AReplacedWorkerServesAgainAndTheLateResultsOfItsPredecesso
   CompleteEchoed(first[0]);
   EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty());
 
-  scheduler_->WorkerUp(0);
+  scheduler_->WorkerUp(0, /*job=*/1);
   EXPECT_EQ(scheduler_->Status().workers_down(), 0u);
   const std::vector<Assignment> second = Dispatch();
   ASSERT_EQ(second.size(), 1u);
@@ -3658,8 +3814,41 @@ TEST_F(SchedulerTest, AGangWaitsForLostWorkersToBeReplaced) {
   scheduler_->WorkerLost(1, "lost");
   EXPECT_THAT(Submit(session, {Gang(1, 2)}), IsEmpty());
   EXPECT_THAT(Dispatch(), IsEmpty());
-  scheduler_->WorkerUp(1);
+  scheduler_->WorkerUp(1, /*job=*/0);
   EXPECT_EQ(Dispatch().size(), 2u);
+}
+
+// While lost workers are replaced, the survivors' processes and the replacements' are of two MPI
+// jobs, and a gang's members make their communicator in one job's world.
+TEST_F(SchedulerTest, AGangWaitsUntilItsWorkersAreOfOneJobWhileOthersAreReplaced) {
+  Boot(/*workers=*/2);
+  scheduler_->PoolReady(WithGangFunction());
+  const SessionId session = Open();
+  scheduler_->WorkerLost(1, "lost");
+  scheduler_->WorkerUp(1, /*job=*/1);
+  EXPECT_THAT(Submit(session, {Gang(1, 2)}), IsEmpty());
+  // Both workers idle, of different jobs: the gang waits, and its wait is no work for the
+  // transport's loop, which sleeps (a loop that spun would never be seen asleep) until the
+  // survivor, idle, moves onto the new job.
+  EXPECT_EQ(scheduler_->Status().busy_workers(), 0u);
+  EXPECT_THAT(Dispatch(), IsEmpty());
+  std::atomic<pid_t> transport_tid{0};
+  std::vector<Assignment> gang;
+  std::thread transport([this, &transport_tid, &gang] {
+    transport_tid = static_cast<pid_t>(syscall(SYS_gettid));
+    while (gang.empty()) gang = scheduler_->AwaitWork(absl::InfiniteDuration()).assignments;
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while ((transport_tid == 0 || !Sleeping(transport_tid)) && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_TRUE(Sleeping(transport_tid)) << "the transport's loop never slept";
+  EXPECT_TRUE(scheduler_->TakeIdleWorker(0));
+  scheduler_->WorkerUp(0, /*job=*/1);
+  transport.join();
+  ASSERT_EQ(gang.size(), 2u);
+  EXPECT_THAT(gang[0].frame.gang(), ElementsAre(0, 1));
+  EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty()) << "nothing failed meanwhile";
 }
 
 TEST_F(SchedulerTest, OnlyAnIdleWorkerIsTakenOutOfServiceForReplacement) {
@@ -3674,7 +3863,7 @@ TEST_F(SchedulerTest, OnlyAnIdleWorkerIsTakenOutOfServiceForReplacement) {
   EXPECT_FALSE(scheduler_->TakeIdleWorker(idle));
   SubmitRange(session, 2, 2);
   EXPECT_THAT(Dispatch(), IsEmpty());
-  scheduler_->WorkerUp(idle);
+  scheduler_->WorkerUp(idle, /*job=*/1);
   EXPECT_THAT(IdsOf(Dispatch()), ElementsAre(2));
   EXPECT_THAT(scheduler_->TakeEvents(session).outcomes, IsEmpty()) << "no task was affected";
 }
@@ -3697,7 +3886,7 @@ TEST_F(SchedulerTest, StatusAndMetricsSayWhyThePoolIsDegraded) {
   EXPECT_THAT(status.degraded_reason(), HasSubstr("replacing it"));
   EXPECT_EQ(status.state(), v1::POOL_STATE_READY) << "it serves on with the others";
   EXPECT_THAT(scheduler_->PrometheusText(), HasSubstr("mpigate_workers_down 1\n"));
-  scheduler_->WorkerUp(0);
+  scheduler_->WorkerUp(0, /*job=*/1);
   scheduler_->SetDegraded("");
   EXPECT_EQ(scheduler_->Status().workers_down(), 0u);
   EXPECT_THAT(scheduler_->Status().degraded_reason(), IsEmpty());

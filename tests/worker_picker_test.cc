@@ -15,7 +15,14 @@ const absl::Time kStart = absl::UnixEpoch() + absl::Hours(1);
 absl::InlinedVector<int, 1> Picked(WorkerPicker& picker, size_t count, bool group,
                                    absl::Time now = kStart) {
   absl::InlinedVector<int, 1> members;
-  if (!picker.Pick(count, group, now, members)) members.clear();
+  if (!picker.Pick(count, group, /*one_job=*/false, now, members)) members.clear();
+  return members;
+}
+
+// The workers picked for a gang of `count`, or none.
+absl::InlinedVector<int, 1> PickedGang(WorkerPicker& picker, size_t count) {
+  absl::InlinedVector<int, 1> members;
+  if (!picker.Pick(count, /*group=*/true, /*one_job=*/true, kStart, members)) members.clear();
   return members;
 }
 
@@ -150,10 +157,39 @@ TEST(WorkerPickerTest, AWorkerOutOfServiceTakesNothingUntilItIsUp) {
   EXPECT_EQ(picker.lost(), 1u);
   EXPECT_THAT(Picked(picker, 1, false), ElementsAre(2));
   EXPECT_TRUE(Picked(picker, 1, false).empty());
-  EXPECT_TRUE(picker.Up(0));
-  EXPECT_FALSE(picker.Up(0));
+  EXPECT_TRUE(picker.Up(0, /*job=*/0));
+  EXPECT_FALSE(picker.Up(0, /*job=*/0));
   EXPECT_EQ(picker.down(), 1u);
   EXPECT_THAT(Picked(picker, 1, false), ElementsAre(0));
+}
+
+TEST(WorkerPickerTest, AGangTakesIdleWorkersOfOneJobOnly) {
+  WorkerPicker picker(4, 1, absl::Milliseconds(1));
+  picker.MakeAllIdle();
+  // Workers 1 and 2 were lost and are served again by processes of a new job; 0 and 3 are still
+  // of the first.
+  for (const int lost : {1, 2}) {
+    ASSERT_TRUE(picker.Lose(lost));
+    picker.RemoveIdle(lost);
+    ASSERT_TRUE(picker.Up(lost, /*job=*/1));
+  }
+  // Four idle workers, but no three of one job: a gang of three waits, one of two takes the
+  // lowest-numbered pair of one job, and a broadcast takes any.
+  EXPECT_TRUE(picker.HasIdle(3, /*one_job=*/false));
+  EXPECT_FALSE(picker.HasIdle(3, /*one_job=*/true));
+  EXPECT_TRUE(PickedGang(picker, 3).empty());
+  EXPECT_EQ(picker.idle(), 4u) << "a gang that waits takes no worker";
+  EXPECT_THAT(PickedGang(picker, 2), ElementsAre(1, 2));
+  picker.Assign({1, 2}, 7, /*group=*/true, kStart);
+  // Worker 0 moves onto the new job, 3 not yet: no pair of one job is idle until it does.
+  ASSERT_TRUE(picker.TakeIdle(0));
+  ASSERT_TRUE(picker.Up(0, /*job=*/1));
+  EXPECT_FALSE(picker.HasIdle(2, /*one_job=*/true));
+  EXPECT_TRUE(PickedGang(picker, 2).empty());
+  ASSERT_TRUE(picker.TakeIdle(3));
+  ASSERT_TRUE(picker.Up(3, /*job=*/1));
+  EXPECT_TRUE(picker.HasIdle(2, /*one_job=*/true));
+  EXPECT_THAT(PickedGang(picker, 2), ElementsAre(0, 3));
 }
 
 }  // namespace
