@@ -140,5 +140,39 @@ TEST(SubmitBatcherTest, NewTaskAppliesTheOptions) {
   EXPECT_EQ(SubmitBatcher::NewTask("fn", SubmitOptions()).spec.options().queue_timeout_ms(), 0u);
 }
 
+TEST(SubmitBatcherTest, DefaultOptionsAddNothingToTheSpec) {
+  // Every task of a submit loop would otherwise carry (and the gateway parse) an empty message.
+  EXPECT_FALSE(SubmitBatcher::NewTask("fn", SubmitOptions()).spec.has_options());
+  SubmitOptions retried;
+  retried.max_retries = 1;
+  EXPECT_TRUE(SubmitBatcher::NewTask("fn", retried).spec.has_options());
+}
+
+TEST(SubmitBatcherTest, TheStorageOfABatchTheServiceHasQueuesTheNextSpecs) {
+  SubmitBatcher submits;
+  std::vector<OutgoingTask> batch;
+  for (uint64_t id = 1; id <= 100; ++id) submits.Queue(Task(id));
+  submits.TakeQueued(batch);
+  const size_t capacity = batch.capacity();
+  submits.KeepSent(batch);
+  submits.ReceivedUpTo(100);
+  submits.Queue(Task(101));
+  submits.TakeQueued(batch);
+  EXPECT_EQ(Ids(batch), (std::vector<uint64_t>{101}));
+  EXPECT_EQ(batch.capacity(), capacity);
+}
+
+TEST(SubmitBatcherTest, AHugeBatchsStorageIsNotKept) {
+  SubmitBatcher submits;
+  std::vector<OutgoingTask> batch;
+  for (uint64_t id = 1; id <= 5000; ++id) submits.Queue(Task(id, 0));
+  submits.TakeQueued(batch);
+  submits.KeepSent(batch);
+  submits.ReceivedUpTo(5000);
+  submits.Queue(Task(5001));
+  submits.TakeQueued(batch);
+  EXPECT_LT(batch.capacity(), 5000u);
+}
+
 }  // namespace
 }  // namespace mpigate::internal

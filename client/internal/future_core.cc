@@ -28,11 +28,16 @@ bool FutureCore::Complete(const std::shared_ptr<FutureCore>& core, Ending ending
     if (core->DoneLocked()) return false;
     core->state_ = ending.state;
     core->result_ = std::move(ending.result);
-    core->shared_result_ = std::move(ending.shared_result);
-    core->items_ = std::move(ending.items);
     core->attempts_ = ending.attempts;
-    callbacks.swap(core->callbacks_);
-    core->progress_callbacks_.clear();
+    if (ending.shared_result.has_value() || !ending.items.empty()) {
+      Extras& extras = core->ExtrasLocked();
+      extras.shared_result = std::move(ending.shared_result);
+      extras.items = std::move(ending.items);
+    }
+    if (core->extras_ != nullptr) {
+      callbacks.swap(core->extras_->callbacks);
+      core->extras_->progress_callbacks.clear();
+    }
   }
   if (!callbacks.empty()) {
     const Future future = FutureAccess::Make(core);
@@ -45,7 +50,7 @@ void FutureCore::AddDoneCallback(const std::shared_ptr<FutureCore>& core, Callba
   {
     absl::MutexLock lock(&core->mu_);
     if (!core->DoneLocked()) {
-      core->callbacks_.push_back(std::move(callback));
+      core->ExtrasLocked().callbacks.push_back(std::move(callback));
       return;
     }
   }
@@ -58,8 +63,9 @@ void FutureCore::ReportProgress(const std::shared_ptr<FutureCore>& core,
   {
     absl::MutexLock lock(&core->mu_);
     if (core->DoneLocked()) return;
-    core->progress_ = progress;
-    callbacks = core->progress_callbacks_;
+    Extras& extras = core->ExtrasLocked();
+    extras.progress = progress;
+    callbacks = extras.progress_callbacks;
   }
   if (callbacks.empty()) return;
   const Future future = FutureAccess::Make(core);
@@ -70,12 +76,14 @@ void FutureCore::AddProgressCallback(ProgressCallback callback) {
   absl::MutexLock lock(&mu_);
   // A done future reports no more progress: keeping the callback would only hold what it captured.
   if (DoneLocked()) return;
-  progress_callbacks_.push_back(std::make_shared<ProgressCallback>(std::move(callback)));
+  ExtrasLocked().progress_callbacks.push_back(
+      std::make_shared<ProgressCallback>(std::move(callback)));
 }
 
 std::optional<TaskProgress> FutureCore::progress() const {
   absl::MutexLock lock(&mu_);
-  return progress_;
+  if (extras_ == nullptr) return std::nullopt;
+  return extras_->progress;
 }
 
 FutureState FutureCore::state() const {
@@ -86,6 +94,11 @@ FutureState FutureCore::state() const {
 bool FutureCore::Failed() const {
   absl::MutexLock lock(&mu_);
   return state_ == FutureState::kFinished && !result_.ok();
+}
+
+FutureCore::Extras& FutureCore::ExtrasLocked() {
+  if (extras_ == nullptr) extras_ = std::make_unique<Extras>();
+  return *extras_;
 }
 
 uint32_t FutureCore::attempts() const {
@@ -135,7 +148,9 @@ absl::StatusOr<std::string> FutureCore::Result(absl::Duration timeout) const {
   if (absl::Status waited = AwaitDoneLocked(timeout); !waited.ok()) return waited;
   // A copy: every copy of this Future may ask for the result, any number of times.
   if (!result_.ok()) return result_.status();
-  if (shared_result_.has_value()) return LargeCopy(shared_result_->bytes());
+  if (extras_ != nullptr && extras_->shared_result.has_value()) {
+    return LargeCopy(extras_->shared_result->bytes());
+  }
   return LargeCopy(*result_);
 }
 
@@ -147,12 +162,14 @@ absl::Status FutureCore::Exception(absl::Duration timeout) const {
 
 std::vector<absl::StatusOr<std::string>> FutureCore::TakeItems() {
   absl::MutexLock lock(&mu_);
-  return std::move(items_);
+  if (extras_ == nullptr) return {};
+  return std::move(extras_->items);
 }
 
 std::vector<absl::StatusOr<std::string>> FutureCore::Items() const {
   absl::MutexLock lock(&mu_);
-  return items_;
+  if (extras_ == nullptr) return {};
+  return extras_->items;
 }
 
 }  // namespace mpigate::internal

@@ -108,21 +108,30 @@ class FutureCore {
   }
   bool RequestCancel(CancelMode mode);
 
+  // What most futures never have: a result left in shared memory, per-item results, done and
+  // progress callbacks, progress. Apart, and made on first use, so that the common future stays
+  // small: a submit loop makes one per task, and their memory is most of a client's.
+  struct Extras {
+    std::optional<SharedMapping> shared_result;
+    std::vector<absl::StatusOr<std::string>> items;
+    // Run, and cleared, when the future ends.
+    std::vector<Callback> callbacks;
+    std::optional<TaskProgress> progress;
+    // Run on every report until the future ends, then cleared. Shared so that a report can run
+    // them outside mu_ while another thread adds one.
+    std::vector<std::shared_ptr<ProgressCallback>> progress_callbacks;
+  };
+  Extras& ExtrasLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const uint64_t task_id_;
   const std::weak_ptr<Session> session_;
 
   mutable absl::Mutex mu_;
   FutureState state_ ABSL_GUARDED_BY(mu_) = FutureState::kPending;
-  absl::StatusOr<std::string> result_ ABSL_GUARDED_BY(mu_) = absl::UnknownError("not done");
-  std::optional<SharedMapping> shared_result_ ABSL_GUARDED_BY(mu_);
-  std::vector<absl::StatusOr<std::string>> items_ ABSL_GUARDED_BY(mu_);
+  // Read only once done. Not given a message: one would be allocated for every task.
+  absl::StatusOr<std::string> result_ ABSL_GUARDED_BY(mu_);
   uint32_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
-  // Run, and cleared, when the future ends. Most futures never have any.
-  std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
-  std::optional<TaskProgress> progress_ ABSL_GUARDED_BY(mu_);
-  // Run on every report until the future ends, then cleared. Shared so that a report can run them
-  // outside mu_ while another thread adds one.
-  std::vector<std::shared_ptr<ProgressCallback>> progress_callbacks_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Extras> extras_ ABSL_GUARDED_BY(mu_);
 };
 
 // How the library's own code reaches a Future's core, without making it part of the public API.

@@ -211,7 +211,8 @@ void Session::SetPayload(OutgoingTask& task, std::string payload) const {
       return;
     }
   }
-  task.spec.set_payload(std::move(payload));
+  // An empty payload is the field's default: setting it would allocate a string for nothing.
+  if (!payload.empty()) task.spec.set_payload(std::move(payload));
 }
 
 Future Session::Submit(absl::string_view function, std::string payload,

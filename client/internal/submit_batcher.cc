@@ -10,6 +10,10 @@
 namespace mpigate::internal {
 namespace {
 
+// The most specs whose storage a batch the service has leaves to the next specs queued
+// (SubmitBatcher::ReceivedUpTo): 4096 of them take about half a megabyte.
+constexpr size_t kSpareTasks = 4096;
+
 // A task id adds at most this much to a TaskSpec's encoding: a tag and a 10-byte varint.
 constexpr size_t kTaskIdBytes = 1 + 10;
 
@@ -41,7 +45,7 @@ OutgoingTask SubmitBatcher::NewTask(absl::string_view function, const SubmitOpti
     task.spec.mutable_options()->set_run_timeout_ms(
         WholeMillisecondsAtLeastOne(options.run_timeout));
   }
-  task.spec.mutable_options()->set_max_retries(options.max_retries);
+  if (options.max_retries != 0) task.spec.mutable_options()->set_max_retries(options.max_retries);
   return task;
 }
 
@@ -79,6 +83,11 @@ bool SubmitBatcher::Write(SessionStream& stream, std::vector<OutgoingTask>& batc
   return true;
 }
 
+void SubmitBatcher::TakeQueued(std::vector<OutgoingTask>& batch) {
+  batch.swap(queued_);
+  queued_.swap(spare_);
+}
+
 void SubmitBatcher::KeepSent(std::vector<OutgoingTask>& batch) {
   if (batch.empty()) return;
   const uint64_t last_task_id = batch.back().spec.task_id();
@@ -87,7 +96,20 @@ void SubmitBatcher::KeepSent(std::vector<OutgoingTask>& batch) {
 }
 
 void SubmitBatcher::ReceivedUpTo(uint64_t task_id) {
-  while (!sent_.empty() && sent_.front().last_task_id <= task_id) sent_.pop_front();
+  while (!sent_.empty() && sent_.front().last_task_id <= task_id) {
+    std::vector<OutgoingTask>& tasks = sent_.front().tasks;
+    // The larger storage is kept, up to a bound: a burst of a million tasks does not leave its
+    // queue's memory held for the session's life.
+    if (tasks.capacity() <= kSpareTasks) {
+      tasks.clear();
+      if (queued_.empty() && tasks.capacity() > queued_.capacity()) {
+        queued_.swap(tasks);
+      } else if (tasks.capacity() > spare_.capacity()) {
+        spare_.swap(tasks);
+      }
+    }
+    sent_.pop_front();
+  }
 }
 
 void SubmitBatcher::RequeueAfter(uint64_t last_task_id) {
@@ -110,6 +132,7 @@ void SubmitBatcher::DropAll() {
   for (const OutgoingTask& task : queued_) ReleaseInput(task.spec);
   sent_.clear();
   queued_.clear();
+  spare_ = {};
 }
 
 }  // namespace mpigate::internal

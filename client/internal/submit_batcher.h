@@ -60,7 +60,7 @@ class SubmitBatcher {
   void Queue(OutgoingTask task) { queued_.push_back(std::move(task)); }
   bool has_queued() const { return !queued_.empty(); }
   // Swaps everything queued into `batch`, which must be empty.
-  void TakeQueued(std::vector<OutgoingTask>& batch) { batch.swap(queued_); }
+  void TakeQueued(std::vector<OutgoingTask>& batch);
   // `batch` was written (or its stream broke on the way): kept until received. Empties `batch`.
   void KeepSent(std::vector<OutgoingTask>& batch);
   // The service evidently has every spec up to `task_id`.
@@ -82,6 +82,10 @@ class SubmitBatcher {
   std::vector<OutgoingTask> queued_;
   // In id order.
   std::deque<SentBatch> sent_;
+  // The storage of a batch the service has, empty, for the next specs queued: a submit loop's
+  // queue then grows once, not again from nothing after every write (each growth moving every
+  // spec queued so far, under the session's lock).
+  std::vector<OutgoingTask> spare_;
 };
 
 }  // namespace mpigate::internal
