@@ -108,7 +108,9 @@ std::map<uint64_t, Listener> ListeningSockets() {
         in6_addr address = {};
         for (int word = 0; word < 4; ++word) {
           uint32_t value = 0;
-          absl::SimpleHexAtoi(local[0].substr(static_cast<size_t>(word) * 8, 8), &value);
+          EXPECT_TRUE(
+              absl::SimpleHexAtoi(local[0].substr(static_cast<size_t>(word) * 8, 8), &value))
+              << line;
           std::memcpy(&address.s6_addr[word * 4], &value, 4);
         }
         listener.loopback = IN6_IS_ADDR_LOOPBACK(&address);
@@ -116,7 +118,7 @@ std::map<uint64_t, Listener> ListeningSockets() {
         listener.address = absl::StrCat("[", text, "]:", port);
       } else {
         in_addr address = {};
-        absl::SimpleHexAtoi(local[0], &address.s_addr);
+        EXPECT_TRUE(absl::SimpleHexAtoi(local[0], &address.s_addr)) << line;
         listener.loopback = (ntohl(address.s_addr) >> 24) == 127;
         inet_ntop(AF_INET, &address, text, sizeof(text));
         listener.address = absl::StrCat(text, ":", port);

@@ -109,7 +109,9 @@ TEST(TaskMetricsTest, AtMostMaxFunctionsLabelsAndTheRestUnderOther) {
   uint64_t accepted = 0;
   for (const auto& [name, function] : snapshot.functions) {
     accepted += function.accepted;
-    if (name != TaskMetrics::kOther) EXPECT_EQ(function.accepted, 1) << name;
+    if (name != TaskMetrics::kOther) {
+      EXPECT_EQ(function.accepted, 1) << name;
+    }
   }
   EXPECT_EQ(accepted, 20'000u);
   EXPECT_EQ(metrics.other().accepted, 20'000u - kMax);

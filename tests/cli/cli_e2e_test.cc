@@ -562,7 +562,9 @@ class CliAccessTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (server_ != nullptr) EXPECT_TRUE(server_->Stop().ok());
+    if (server_ != nullptr) {
+      EXPECT_TRUE(server_->Stop().ok());
+    }
     delete server_;
     server_ = nullptr;
   }
