@@ -398,7 +398,8 @@ void MpiWorkerPool::HandleEnded(Scheduler& scheduler) {
     if (worker < 0) continue;
     lost_a_worker = true;
     table_->Serve(worker, -1);
-    const std::vector<int> survivors = scheduler.WorkerLost(worker, health_->last_loss());
+    const std::vector<int> survivors =
+        scheduler.WorkerLost(worker, health_->last_loss(), DegradedChange());
     if (!options_.world) KillGangMates(worker, survivors);
   }
   if (options_.world && lost_a_worker && !every_worker_lost_ &&
@@ -556,18 +557,23 @@ void MpiWorkerPool::TakeOver(Scheduler& scheduler) {
 }
 
 void MpiWorkerPool::UpdateDegraded(Scheduler& scheduler) {
+  std::optional<std::string> reason = DegradedChange();
+  if (reason.has_value()) scheduler.SetDegraded(*std::move(reason));
+}
+
+std::optional<std::string> MpiWorkerPool::DegradedChange() {
   // Every dispatch round comes here: most find nothing changed.
   const absl::Time now = absl::Now();
-  if (!health_->NeedsUpdate(now, table_->changes())) return;
+  if (!health_->NeedsUpdate(now, table_->changes())) return std::nullopt;
   const PoolHealth::Shape shape{table_->workers(), table_->WorkersDown(), SpawnDue(),
                                 table_->YoungestUp()};
-  const std::optional<std::string> reason = health_->Update(now, table_->changes(), shape);
-  if (!reason.has_value()) return;
+  std::optional<std::string> reason = health_->Update(now, table_->changes(), shape);
+  if (!reason.has_value()) return std::nullopt;
   if (reason->empty()) {
     Log(LogLevel::kInfo, "the pool is whole again: ", table_->workers(), " workers");
   }
-  scheduler.SetDegraded(*reason);
   if (degraded_changed_) degraded_changed_(*reason);
+  return reason;
 }
 
 void MpiWorkerPool::SendShutdown(int id) {

@@ -161,6 +161,9 @@ class MpiWorkerPool {
   void TakeOver(Scheduler& scheduler);
   // Tells the scheduler why the pool is degraded, if that changed.
   void UpdateDegraded(Scheduler& scheduler);
+  // Why the pool is degraded, if that may have changed and did (logged, and told to
+  // degraded_changed_): for the scheduler.
+  std::optional<std::string> DegradedChange();
 
   // Starts sending the process its shutdown (told to skip the disconnect if its job lost a
   // process); it serves no worker from now on. Only for a process whose worker another process

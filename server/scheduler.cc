@@ -465,11 +465,13 @@ void Scheduler::CompleteLocked(int worker, wire::ResultFrame result, absl::Time 
   MaybeNotifyLocked(id, notifications);
 }
 
-std::vector<int> Scheduler::WorkerLost(int worker, absl::string_view why) {
+std::vector<int> Scheduler::WorkerLost(int worker, absl::string_view why,
+                                       std::optional<std::string> degraded) {
   std::vector<int> survivors;
   Notifications notifications;
   {
     absl::MutexLock lock(&mu_);
+    if (degraded.has_value()) degraded_ = *std::move(degraded);
     if (worker < 0 || worker >= workers_) return survivors;
     if (!picker_.Lose(worker)) return survivors;
     const std::deque<TaskKey>& tasks = picker_.worker(worker).tasks;

@@ -48,6 +48,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <utility>
@@ -360,8 +361,11 @@ class Scheduler {
   // once its other members have reported. Those other members are interrupted, and returned: a
   // gang rank blocked in a collective with the dead one is never released by MPI, so the
   // transport may have to kill it (it is then lost in turn). The worker takes no task until
-  // WorkerUp(). No effect on a worker already out of service.
-  std::vector<int> WorkerLost(int worker, absl::string_view why);
+  // WorkerUp(). No effect on a worker already out of service. `degraded`, if given, is why the
+  // pool is degraded now (as SetDegraded): set with the loss, so that no status shows the worker
+  // down and the pool whole.
+  std::vector<int> WorkerLost(int worker, absl::string_view why,
+                              std::optional<std::string> degraded = std::nullopt);
 
   // Takes the worker out of service if it is idle, so that the transport may put another process
   // in its place; true if it did. No task is affected.

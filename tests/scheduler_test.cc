@@ -3747,6 +3747,20 @@ TEST_F(SchedulerTest, AWorkerLostTwiceEndsItsTasksOnce) {
   EXPECT_THAT(scheduler_->PrometheusText(), HasSubstr("mpigate_workers_lost_total 1\n"));
 }
 
+TEST_F(SchedulerTest, ALostWorkerAndWhyThePoolIsDegradedAreSeenTogether) {
+  Start(/*workers=*/2);
+  // The reason comes with the loss: no status in between shows the worker down and no reason.
+  scheduler_->WorkerLost(1, "worker 1 was lost", "1 of 2 workers out of service; worker 1 lost");
+  v1::PoolStatus status = scheduler_->Status();
+  EXPECT_EQ(status.workers_down(), 1u);
+  EXPECT_EQ(status.degraded_reason(), "1 of 2 workers out of service; worker 1 lost");
+  // Without one, the reason stays what it was.
+  scheduler_->WorkerLost(0, "worker 0 was lost");
+  status = scheduler_->Status();
+  EXPECT_EQ(status.workers_down(), 2u);
+  EXPECT_EQ(status.degraded_reason(), "1 of 2 workers out of service; worker 1 lost");
+}
+
 TEST_F(SchedulerTest, AReplacedWorkerServesAgainAndTheLateResultsOfItsPredecessorAreIgnored) {
   Start(/*workers=*/1);
   const SessionId session = Open();
