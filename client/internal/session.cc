@@ -1,5 +1,7 @@
 #include "client/internal/session.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <limits>
 #include <thread>
@@ -87,8 +89,15 @@ absl::StatusOr<std::shared_ptr<Session>> Session::Open(const ExecutorOptions& op
   std::shared_ptr<Session> session(new Session(options, std::move(gateway)));
   if (absl::Status status = session->Connect(options); !status.ok()) return status;
   Session* self = session.get();
-  self->writer_ = std::thread([self] { self->WriterLoop(); });
-  self->reader_ = std::thread([self] { self->ReaderLoop(); });
+  // Named, so that top -H, perf and gdb tell a client's own threads from the application's.
+  self->writer_ = std::thread([self] {
+    pthread_setname_np(pthread_self(), "mpigate-writer");
+    self->WriterLoop();
+  });
+  self->reader_ = std::thread([self] {
+    pthread_setname_np(pthread_self(), "mpigate-reader");
+    self->ReaderLoop();
+  });
   self->reader_id_ = self->reader_.get_id();
   return session;
 }
@@ -363,7 +372,9 @@ bool Session::SendableLocked() const {
                         (shutdown_requested_ && !shutdown_taken_) || acks_.Full());
 }
 
-bool Session::DrainedLocked() const { return pending_.empty() && (closed_ || stream_ended_); }
+bool Session::DrainedLocked() const {
+  return pending_.empty() && completing_ == 0 && (closed_ || stream_ended_);
+}
 
 bool Session::BootedLocked() const { return pool_state_ != PoolState::kBooting || stream_ended_; }
 
@@ -495,9 +506,11 @@ void Session::EndSession(const absl::Status& lost) {
     stream_ended_ = true;
     end_status_ = lost;
     orphans.reserve(pending_.size());
-    for (const auto& [task_id, core] : pending_) {
-      orphans.emplace_back(core, Ending{FutureState::kFinished, lost, {}});
+    for (auto& [task_id, core] : pending_) {
+      orphans.emplace_back(std::move(core), Ending{FutureState::kFinished, lost, {}});
     }
+    completing_ += pending_.size();
+    pending_.clear();
     cancels.swap(cancels_queued_);
     cancels.insert(cancels.end(), cancels_sent_.begin(), cancels_sent_.end());
     cancels_sent_.clear();
@@ -544,18 +557,8 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   {
     uint64_t highest = 0;
     absl::MutexLock lock(&mu_);
-    for (const uint64_t task_id : updates.started()) {
-      highest = std::max(highest, task_id);
-      auto it = pending_.find(task_id);
-      if (it != pending_.end()) started.push_back(it->second);
-    }
-    for (v1::TaskProgress& report : *updates.mutable_progress()) {
-      highest = std::max(highest, report.task_id());
-      auto it = pending_.find(report.task_id());
-      if (it == pending_.end()) continue;
-      progress.emplace_back(it->second,
-                            TaskProgress{report.fraction(), std::move(*report.mutable_message())});
-    }
+    // Outcomes first: a task that ended in this update has no use for its start or progress, and
+    // then no longer has a future in pending_ to find for them.
     for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
       highest = std::max(highest, outcome.task_id());
       handled.push_back(outcome.task_id());
@@ -573,7 +576,19 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
                                     std::move(*outcome.mutable_shared_result()));
       }
       // Only builds Statuses and moves result strings: cheap enough to do under the lock.
-      completions.emplace_back(it->second, EndingOf(outcome));
+      completions.emplace_back(TakePendingLocked(it), EndingOf(outcome));
+    }
+    for (const uint64_t task_id : updates.started()) {
+      highest = std::max(highest, task_id);
+      auto it = pending_.find(task_id);
+      if (it != pending_.end()) started.push_back(it->second);
+    }
+    for (v1::TaskProgress& report : *updates.mutable_progress()) {
+      highest = std::max(highest, report.task_id());
+      auto it = pending_.find(report.task_id());
+      if (it == pending_.end()) continue;
+      progress.emplace_back(it->second,
+                            TaskProgress{report.fraction(), std::move(*report.mutable_message())});
     }
     submits_.ReceivedUpTo(highest);
   }
@@ -604,7 +619,7 @@ void Session::HandleRejected(const v1::TaskRejections& rejected) {
     for (const v1::TaskRejection& rejection : rejected.rejections()) {
       auto it = pending_.find(rejection.task_id());
       if (it == pending_.end()) continue;
-      completions.emplace_back(it->second, EndingOf(rejection));
+      completions.emplace_back(TakePendingLocked(it), EndingOf(rejection));
     }
   }
   FinishFutures(completions);
@@ -629,7 +644,7 @@ void Session::HandleCancelResults(const v1::CancelResults& results) {
       if (it == pending_.end()) continue;
       // The task's CANCELLED outcome follows, but Cancel() must be able to report CANCELLED as
       // soon as the answer is in; the outcome then finds the future gone from pending_.
-      completions.emplace_back(it->second, CancelledBeforeStart(result.task_id()));
+      completions.emplace_back(TakePendingLocked(it), CancelledBeforeStart(result.task_id()));
     }
   }
   FinishFutures(completions);
@@ -661,15 +676,23 @@ void Session::HandlePoolState(const v1::PoolStateChange& change) {
   if (change.workers() > 0) workers_ = static_cast<int>(change.workers());
 }
 
+std::shared_ptr<FutureCore> Session::TakePendingLocked(
+    absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>>::iterator it) {
+  std::shared_ptr<FutureCore> core = std::move(it->second);
+  pending_.erase(it);
+  ++completing_;
+  return core;
+}
+
 void Session::FinishFutures(std::vector<Completion>& completions,
                             const std::vector<uint64_t>& handled, size_t handled_bytes) {
   if (completions.empty() && handled.empty()) return;
   // Outside mu_: waking a future's waiters and running its callbacks must not stall submitters.
   for (auto& [core, ending] : completions) FutureCore::Complete(core, std::move(ending));
-  // Only now leave pending_, so that Shutdown(wait) cannot return before these futures are done,
-  // and only now acknowledge: the callbacks have run.
+  // Only now count them done, so that Shutdown(wait) cannot return before these futures are, and
+  // only now acknowledge: the callbacks have run.
   absl::MutexLock lock(&mu_);
-  for (const auto& [core, ending] : completions) pending_.erase(core->task_id());
+  completing_ -= completions.size();
   if (!handled.empty()) acks_.Add(handled, handled_bytes, absl::Now());
 }
 

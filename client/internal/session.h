@@ -21,9 +21,10 @@
 //   waiter.
 //
 // Invariants:
-// - A future is in pending_ from before its spec can be sent until after it is completed, so a
-//   completion that races ahead of Submit() returning still finds it, and Shutdown(wait) returning
-//   means every future is done; an outcome sent again after a resume finds it gone.
+// - A future is in pending_ from before its spec can be sent until the reader takes it to complete
+//   it (counted in completing_ until it is complete), so a completion that races ahead of Submit()
+//   returning still finds it, and Shutdown(wait) returning means every future is done; an outcome
+//   sent again after a resume finds it gone.
 // - Task ids are taken under mu_ as specs are queued, so they increase in sending order and
 //   SessionOpened.last_task_id says exactly which specs the service has.
 // - Once stream_ended_ is set nothing is added to pending_ or to the cancel queues: the reader's
@@ -161,9 +162,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void HandleRejected(const v1::TaskRejections& rejected);
   void HandleCancelResults(const v1::CancelResults& results);
   void HandlePoolState(const v1::PoolStateChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reader thread: completes `completions` (already looked up under mu_), then drops them from
-  // pending_ and queues the acknowledgement of `handled` outcomes (ids and encoded bytes).
-  // Completion happens before removal and acknowledgement; see the invariants above.
+  // Reader thread: takes the future at `it` out of pending_ to complete it (FinishFutures).
+  std::shared_ptr<FutureCore> TakePendingLocked(
+      absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reader thread: completes `completions` (taken out of pending_ under mu_), then counts them
+  // off completing_ and queues the acknowledgement of `handled` outcomes (ids and encoded bytes).
+  // Completion happens before acknowledgement; see the invariants above.
   void FinishFutures(std::vector<Completion>& completions,
                      const std::vector<uint64_t>& handled = {}, size_t handled_bytes = 0);
   // Reader thread: fails what is pending with `lost` and releases every cancel waiter.
@@ -225,6 +230,8 @@ class Session : public std::enable_shared_from_this<Session> {
   absl::Time writer_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // Futures whose tasks have not ended, by task id.
   absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>> pending_ ABSL_GUARDED_BY(mu_);
+  // Futures the reader has taken out of pending_ and not yet completed.
+  size_t completing_ ABSL_GUARDED_BY(mu_) = 0;
   // Cancel requests not yet taken by the writer, then those sent and not yet answered.
   std::vector<std::shared_ptr<CancelRequest>> cancels_queued_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<CancelRequest>> cancels_sent_ ABSL_GUARDED_BY(mu_);

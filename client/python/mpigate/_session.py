@@ -593,9 +593,6 @@ class Session:
                     max(updates.started, default=0),
                     max((p.task_id for p in updates.progress), default=0),
                     max((o.task_id for o in updates.outcomes), default=0)))
-            started = [self._pending[i] for i in updates.started if i in self._pending]
-            progress = [(self._pending[p.task_id], p) for p in updates.progress
-                        if p.task_id in self._pending]
             finished = []
             for outcome in updates.outcomes:
                 # Acknowledged also when it finds no future (its cancel was answered first): the
@@ -607,6 +604,11 @@ class Session:
                     finished.append((future, outcome))
                 elif outcome.HasField("shared_result"):
                     unread.append(outcome.shared_result.name)
+            # After the outcomes: a task that ended in this update has no use for its start or
+            # progress, and its future is no longer pending.
+            started = [self._pending[i] for i in updates.started if i in self._pending]
+            progress = [(self._pending[p.task_id], p) for p in updates.progress
+                        if p.task_id in self._pending]
         # Removing a large object frees its pages: never under the lock.
         for name in unread:
             _shared_memory.unlink(name)
