@@ -37,6 +37,7 @@ Scheduler::Scheduler(Options options)
       start_report_delay_(std::max(options.start_report_delay, absl::ZeroDuration())),
       backlog_outcome_delay_(std::max(options.backlog_outcome_delay, absl::ZeroDuration())),
       backlog_tasks_(options.backlog_tasks),
+      backlog_outcome_batch_(std::max<size_t>(options.backlog_outcome_batch, 1)),
       max_sessions_(options.max_sessions),
       token_source_(std::move(options.token_source)),
       intake_({.workers = options.workers,
@@ -578,7 +579,12 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   session.progress.erase(client_id);
   if (session.abandoned) return;
   session.Hold(client_id, size, std::move(outcome));
-  if (session.outbox.size() == 1) MaybeHoldOutcomesLocked(id, session, now);
+  if (session.outbox.size() == 1) {
+    MaybeHoldOutcomesLocked(id, session, now);
+  } else if (session.outbox.size() >= backlog_outcome_batch_) {
+    // Enough for an update of its own: the caller's MaybeNotifyLocked sends them.
+    session.outcomes_due_at = absl::InfiniteFuture();
+  }
 }
 
 void Scheduler::EndQueuedLocked(TaskKey key, v1::TaskState state, absl::StatusCode code,

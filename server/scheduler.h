@@ -154,8 +154,13 @@ class Scheduler {
     // Such a client waits on none of them in particular (the workers have its queued tasks to go
     // on with), and an update per delay instead of one per finished batch saves it and the
     // gateway wake-ups, reads and writes. Zero: reported at once.
-    absl::Duration backlog_outcome_delay = absl::Milliseconds(5);
+    absl::Duration backlog_outcome_delay = absl::Milliseconds(20);
     size_t backlog_tasks = 64;
+    // Held outcomes go at once when the session holds this many: an update's size is bounded by
+    // a count, not by how fast the session's tasks end. Several busy sessions sharing the pool
+    // each end their tasks more slowly than one alone, and held for a fixed time they got updates
+    // as many times smaller (more of them, each a write, a read and wake-ups per task).
+    size_t backlog_outcome_batch = 1024;
     // Makes each session's resume token; tests pass a predictable one. Tokens must be unique.
     std::function<absl::StatusOr<std::string>()> token_source = RandomResumeToken;
     // Tasks run in task runner processes (--isolation=process), each of which can give its tasks
@@ -529,6 +534,7 @@ class Scheduler {
   const absl::Duration start_report_delay_;
   const absl::Duration backlog_outcome_delay_;
   const size_t backlog_tasks_;
+  const size_t backlog_outcome_batch_;
   const size_t max_sessions_;
   const std::function<absl::StatusOr<std::string>()> token_source_;
 

@@ -142,12 +142,15 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Builds the scheduler under test with a ready pool of echo that reports starts at once and
-  // holds the outcomes of a session with at least `backlog` tasks queued back for `delay`
-  // (Options::backlog_tasks and backlog_outcome_delay).
-  void StartHoldingOutcomes(int workers, size_t backlog, absl::Duration delay) {
+  // holds the outcomes of a session with at least `backlog` tasks queued back for `delay`, or
+  // until it holds `batch` (Options::backlog_tasks, backlog_outcome_delay and
+  // backlog_outcome_batch).
+  void StartHoldingOutcomes(int workers, size_t backlog, absl::Duration delay,
+                            size_t batch = 1024) {
     Scheduler::Options options = FakeClockOptions(workers);
     options.backlog_tasks = backlog;
     options.backlog_outcome_delay = delay;
+    options.backlog_outcome_batch = batch;
     scheduler_ = std::make_unique<Scheduler>(std::move(options));
     scheduler_->PoolReady(Functions({"echo"}));
   }
@@ -529,6 +532,32 @@ TEST_F(SchedulerTest, OutcomesOfASessionWithABacklogGoTogetherOnceTheDelayHasPas
   CompleteEchoed(running[0]);
   EXPECT_EQ(Listener(session).TakeCalls(), 1);
   EXPECT_THAT(IdsOf(scheduler_->TakeEvents(session).outcomes), ElementsAre(5));
+}
+
+TEST_F(SchedulerTest, HeldOutcomesGoOnceTheSessionHoldsABatchOfThem) {
+  StartHoldingOutcomes(/*workers=*/1, /*backlog=*/1, absl::Seconds(1), /*batch=*/3);
+  const SessionId session = Open();
+  SubmitRange(session, 1, 8);
+  std::vector<Assignment> running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(1));
+  for (int ended = 1; ended <= 2; ++ended) {
+    CompleteEchoed(running[0]);
+    running = Dispatch();
+    ASSERT_EQ(running.size(), 1u);
+  }
+  EXPECT_EQ(Listener(session).calls(), 0) << "two held, far from due";
+  CompleteEchoed(running[0]);
+  EXPECT_EQ(Listener(session).TakeCalls(), 1) << "the third makes a batch: they go at once";
+  SessionEvents events = scheduler_->TakeEvents(session);
+  EXPECT_THAT(IdsOf(events.outcomes), ElementsAre(1, 2, 3));
+  EXPECT_THAT(events.started, ElementsAre(2, 3));
+  // The next is held again, the session still having a backlog.
+  running = Dispatch();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_THAT(TakeStarted(session), ElementsAre(4));
+  CompleteEchoed(running[0]);
+  EXPECT_EQ(Listener(session).calls(), 0);
 }
 
 TEST_F(SchedulerTest, HeldOutcomesEndTheTransportsWaitWhenDue) {
