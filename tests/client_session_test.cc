@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "client/internal/session.h"
 #include "tests/fake_gateway.h"
 
@@ -141,6 +142,31 @@ TEST_F(ClientSessionTest, OutcomesOfEachKindCompleteTheirFutures) {
   EXPECT_TRUE(futures[2].Cancelled());
   EXPECT_EQ(futures[3].Result(kPatience).status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(futures[4].Result(kPatience).status(), absl::NotFoundError("no function 'echo'"));
+}
+
+TEST_F(ClientSessionTest, AnUpdateThatEndsATaskStillDeliversItsLastProgress) {
+  Open();
+  Future future = Submit();
+  fake_->AwaitTasks(1);
+  std::vector<std::string> seen;
+  future.AddProgressCallback([&seen](const Future& running, const TaskProgress& progress) {
+    // A task that reports progress has started, whether or not its start was delivered.
+    seen.push_back(absl::StrCat(running.Running() ? "running " : "not running ", progress.fraction,
+                                " ", progress.message));
+  });
+  // Its start, last progress and outcome in one update: the start is skipped (the task ends
+  // here), the progress is not.
+  v1::SessionEvent event = Updates({Succeeded(future.task_id(), "done")});
+  event.mutable_updates()->add_started(future.task_id());
+  v1::TaskProgress* progress = event.mutable_updates()->add_progress();
+  progress->set_task_id(future.task_id());
+  progress->set_fraction(0.5);
+  progress->set_message("half");
+  fake_->Send(event);
+  EXPECT_EQ(Value(future), "done");
+  EXPECT_EQ(seen, std::vector<std::string>{"running 0.5 half"});
+  ASSERT_TRUE(future.progress().has_value());
+  EXPECT_EQ(future.progress()->message, "half") << "the last report stays";
 }
 
 TEST_F(ClientSessionTest, OutcomesHandledTogetherAreAcknowledgedInOneMessage) {

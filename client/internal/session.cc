@@ -557,8 +557,15 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   {
     uint64_t highest = 0;
     absl::MutexLock lock(&mu_);
-    // Outcomes first: a task that ended in this update has no use for its start or progress, and
-    // then no longer has a future in pending_ to find for them.
+    // Progress before the outcomes: a task's last report reaches its future and callbacks also
+    // when the task ends in the same update.
+    for (v1::TaskProgress& report : *updates.mutable_progress()) {
+      highest = std::max(highest, report.task_id());
+      auto it = pending_.find(report.task_id());
+      if (it == pending_.end()) continue;
+      progress.emplace_back(it->second,
+                            TaskProgress{report.fraction(), std::move(*report.mutable_message())});
+    }
     for (v1::TaskOutcome& outcome : *updates.mutable_outcomes()) {
       highest = std::max(highest, outcome.task_id());
       handled.push_back(outcome.task_id());
@@ -578,17 +585,12 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
       // Only builds Statuses and moves result strings: cheap enough to do under the lock.
       completions.emplace_back(TakePendingLocked(it), EndingOf(outcome));
     }
+    // Starts after the outcomes: a task that ended in this update has no use for its start, and
+    // no longer has a future in pending_ to find for it.
     for (const uint64_t task_id : updates.started()) {
       highest = std::max(highest, task_id);
       auto it = pending_.find(task_id);
       if (it != pending_.end()) started.push_back(it->second);
-    }
-    for (v1::TaskProgress& report : *updates.mutable_progress()) {
-      highest = std::max(highest, report.task_id());
-      auto it = pending_.find(report.task_id());
-      if (it == pending_.end()) continue;
-      progress.emplace_back(it->second,
-                            TaskProgress{report.fraction(), std::move(*report.mutable_message())});
     }
     submits_.ReceivedUpTo(highest);
   }
@@ -598,7 +600,11 @@ void Session::HandleUpdates(v1::TaskUpdates& updates) {
   // Starts first: a start is reported no later than the task's progress, and progress before the
   // task's end.
   for (const std::shared_ptr<FutureCore>& core : started) core->MarkRunning();
-  for (const auto& [core, report] : progress) FutureCore::ReportProgress(core, report);
+  for (const auto& [core, report] : progress) {
+    // Also one whose start was skipped because it ends in this update.
+    core->MarkRunning();
+    FutureCore::ReportProgress(core, report);
+  }
   FinishFutures(completions, handled, handled_bytes);
   // The reader of a shared result releases its object (the service only releases those it
   // drops); after the futures, since freeing a large object's pages takes a while.

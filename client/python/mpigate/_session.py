@@ -593,6 +593,10 @@ class Session:
                     max(updates.started, default=0),
                     max((p.task_id for p in updates.progress), default=0),
                     max((o.task_id for o in updates.outcomes), default=0)))
+            # Progress before the outcomes: a task's last report reaches its future and callbacks
+            # also when the task ends in the same update.
+            progress = [(self._pending[p.task_id], p) for p in updates.progress
+                        if p.task_id in self._pending]
             finished = []
             for outcome in updates.outcomes:
                 # Acknowledged also when it finds no future (its cancel was answered first): the
@@ -604,11 +608,9 @@ class Session:
                     finished.append((future, outcome))
                 elif outcome.HasField("shared_result"):
                     unread.append(outcome.shared_result.name)
-            # After the outcomes: a task that ended in this update has no use for its start or
-            # progress, and its future is no longer pending.
+            # Starts after the outcomes: a task that ended in this update has no use for its
+            # start, and its future is no longer pending.
             started = [self._pending[i] for i in updates.started if i in self._pending]
-            progress = [(self._pending[p.task_id], p) for p in updates.progress
-                        if p.task_id in self._pending]
         # Removing a large object frees its pages: never under the lock.
         for name in unread:
             _shared_memory.unlink(name)
@@ -617,6 +619,7 @@ class Session:
         for future in started:
             future._mark_running()
         for future, report in progress:
+            future._mark_running()  # also one whose start is skipped: it ends in this update
             future._report_progress(report.fraction, report.message)
         for future, outcome in finished:
             _outcomes.complete(future, outcome)
