@@ -579,11 +579,11 @@ void Scheduler::EndTaskLocked(TaskKey key, v1::TaskOutcome outcome) {
   session.progress.erase(client_id);
   if (session.abandoned) return;
   session.Hold(client_id, size, std::move(outcome));
-  if (session.outbox.size() == 1) {
-    MaybeHoldOutcomesLocked(id, session, now);
-  } else if (session.outbox.size() >= backlog_outcome_batch_) {
+  if (session.outbox.size() >= backlog_outcome_batch_) {
     // Enough for an update of its own: the caller's MaybeNotifyLocked sends them.
     session.outcomes_due_at = absl::InfiniteFuture();
+  } else if (session.outbox.size() == 1) {
+    MaybeHoldOutcomesLocked(id, session, now);
   }
 }
 

@@ -682,8 +682,7 @@ void Session::HandlePoolState(const v1::PoolStateChange& change) {
   if (change.workers() > 0) workers_ = static_cast<int>(change.workers());
 }
 
-std::shared_ptr<FutureCore> Session::TakePendingLocked(
-    absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>>::iterator it) {
+std::shared_ptr<FutureCore> Session::TakePendingLocked(PendingFutures::iterator it) {
   std::shared_ptr<FutureCore> core = std::move(it->second);
   pending_.erase(it);
   ++completing_;

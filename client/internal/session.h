@@ -163,8 +163,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void HandleCancelResults(const v1::CancelResults& results);
   void HandlePoolState(const v1::PoolStateChange& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reader thread: takes the future at `it` out of pending_ to complete it (FinishFutures).
-  std::shared_ptr<FutureCore> TakePendingLocked(
-      absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>>::iterator it)
+  using PendingFutures = absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>>;
+  std::shared_ptr<FutureCore> TakePendingLocked(PendingFutures::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reader thread: completes `completions` (taken out of pending_ under mu_), then counts them
   // off completing_ and queues the acknowledgement of `handled` outcomes (ids and encoded bytes).
@@ -229,7 +229,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The deadline the writer waits until (for acks_.due()), InfiniteFuture when none.
   absl::Time writer_wake_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // Futures whose tasks have not ended, by task id.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<FutureCore>> pending_ ABSL_GUARDED_BY(mu_);
+  PendingFutures pending_ ABSL_GUARDED_BY(mu_);
   // Futures the reader has taken out of pending_ and not yet completed.
   size_t completing_ ABSL_GUARDED_BY(mu_) = 0;
   // Cancel requests not yet taken by the writer, then those sent and not yet answered.
