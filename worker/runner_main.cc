@@ -20,7 +20,8 @@
 //     progress report, at most every 20 ms.
 // Writes are serialised by a lock of their own, never held together with the queue's but for
 // the moment a progress report is checked against the task's end.
-// Idle, all three block (in read and on conditions): no polling.
+// Idle, all three block (in read and on conditions): no polling. Once the main thread has waited
+// kQuietBeforeRelease for a task, it gives the free heap back (common/memory_release.h).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -44,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/memory_release.h"
 #include "wire/frames.pb.h"
 #include "wire/stream_frames.h"
 #include "wire/task_peek.h"
@@ -62,6 +65,12 @@ constexpr int kSocketFd = 3;
 // The most often a running task's progress goes to the worker; the worker forwards it to the
 // gateway at the same pace, and only the latest report matters.
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(20);
+
+// How long the main thread waits for a task before it gives back the free heap a large task left,
+// and how much free heap is worth keeping: a stream of tasks never waits this long, and reuses
+// what it frees (common/memory_release.h says why it matters).
+constexpr absl::Duration kQuietBeforeRelease = absl::Seconds(5);
+constexpr uint64_t kKeepFreeBytes = uint64_t{32} << 20;
 
 // The worker is gone (or its stream is broken): nothing is waiting for anything from here, and a
 // task may be stuck, so leave without unwinding.
@@ -121,11 +130,21 @@ class Runner final : public ProgressSink {
     if (absl::Status status = wire::WriteFrame(kSocketFd, tag, bytes); !status.ok()) Leave(status);
   }
 
+  // Waits until a task is queued. One that does not come within kQuietBeforeRelease starts an idle
+  // spell: the free heap goes back to the system, once, without the lock.
+  void AwaitTask() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (mu_.AwaitWithTimeout(absl::Condition(this, &Runner::HasTask), kQuietBeforeRelease)) return;
+    mu_.Unlock();
+    ReleaseFreeHeap(kKeepFreeBytes);
+    mu_.Lock();
+    mu_.Await(absl::Condition(this, &Runner::HasTask));
+  }
+
   void RunNextTask() {
     std::string bytes;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &Runner::HasTask));
+      AwaitTask();
       bytes = std::move(queued_.front().frame);
       running_ = true;
       running_key_ = queued_.front().task_key;

@@ -1,4 +1,4 @@
-#include "server/memory_release.h"
+#include "common/memory_release.h"
 
 #include <malloc.h>
 
@@ -13,7 +13,7 @@ int MallocExtension_GetNumericProperty(const char* property, size_t* value) __at
 void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
 }
 
-namespace mpigate::server {
+namespace mpigate {
 namespace {
 
 bool HaveTcmalloc() {
@@ -26,7 +26,7 @@ uint64_t TcmallocProperty(const char* name) {
   return MallocExtension_GetNumericProperty(name, &value) ? value : 0;
 }
 
-void ReleaseFreeHeap() {
+void ReleaseAllFreeHeap() {
   if (HaveTcmalloc()) {
     MallocExtension_ReleaseFreeMemory();
   } else {
@@ -50,6 +50,13 @@ HeapUse ReadHeapUse() {
   return use;
 }
 
+uint64_t ReleaseFreeHeap(uint64_t keep_free_bytes) {
+  const uint64_t free_held = ReadHeapUse().free_held;
+  if (free_held <= keep_free_bytes) return 0;
+  ReleaseAllFreeHeap();
+  return free_held;
+}
+
 bool ShouldRelease(const HeapUse& before, const HeapUse& now, uint64_t keep_free_bytes) {
   return now.in_use == before.in_use && now.free_held > keep_free_bytes;
 }
@@ -71,7 +78,7 @@ void IdleMemoryRelease::Run() {
   while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval)) {
     const HeapUse now = ReadHeapUse();
     if (ShouldRelease(before, now, options_.keep_free_bytes)) {
-      ReleaseFreeHeap();
+      ReleaseAllFreeHeap();
       Log(LogLevel::kDebug, "released ", now.free_held >> 20,
           " MiB of free heap to the system after a quiet ",
           absl::FormatDuration(options_.interval));
@@ -82,4 +89,4 @@ void IdleMemoryRelease::Run() {
   }
 }
 
-}  // namespace mpigate::server
+}  // namespace mpigate
