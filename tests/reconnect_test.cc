@@ -55,7 +55,6 @@ class ReconnectTest : public testing::SharedServerTest<ReconnectTest> {
         .workers = 2,
         .flags = {absl::StrCat("--resume-grace-s=", kGraceSeconds), "--max-unread-result-mb=8"}};
   }
-  static constexpr char kClientName[] = "reconnect_test";
 
  protected:
   static std::unique_ptr<v1::Gateway::Stub> Stub(const std::string& target) {
