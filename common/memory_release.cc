@@ -50,11 +50,8 @@ HeapUse ReadHeapUse() {
   return use;
 }
 
-uint64_t ReleaseFreeHeap(uint64_t keep_free_bytes) {
-  const uint64_t free_held = ReadHeapUse().free_held;
-  if (free_held <= keep_free_bytes) return 0;
-  ReleaseAllFreeHeap();
-  return free_held;
+void ReleaseFreeHeap(uint64_t keep_free_bytes) {
+  if (ReadHeapUse().free_held > keep_free_bytes) ReleaseAllFreeHeap();
 }
 
 bool ShouldRelease(const HeapUse& before, const HeapUse& now, uint64_t keep_free_bytes) {

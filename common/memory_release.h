@@ -43,9 +43,8 @@ struct HeapUse {
 // The heap's use as the allocator reports it.
 HeapUse ReadHeapUse();
 
-// Gives the free heap back if the allocator holds more than `keep_free_bytes` of it free; returns
-// the bytes it held free before, or 0 if it kept them.
-uint64_t ReleaseFreeHeap(uint64_t keep_free_bytes);
+// Gives the free heap back if the allocator holds more than `keep_free_bytes` of it free.
+void ReleaseFreeHeap(uint64_t keep_free_bytes);
 
 // Whether to release, given the use at the last look and now: quiet (in use unchanged) and more
 // than `keep_free_bytes` held free.

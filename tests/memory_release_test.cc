@@ -21,9 +21,6 @@
 namespace mpigate {
 namespace {
 
-using ::mpigate::HeapUse;
-using ::mpigate::ShouldRelease;
-
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
 TEST(ShouldReleaseTest, OnlyWhenQuietAndHoldingMoreThanItKeeps) {
