@@ -135,6 +135,7 @@ void MpiWorkerPool::ThreadMain(Options options) {
     final_status_ = booted;
   }
   watch_.reset();
+  bell_.reset();
   runtime_.reset();
   // With every other rank of a world job dead, Open MPI's finalize was seen to hang (and the
   // process ends anyway; docs/worker-loss.md).
@@ -167,10 +168,11 @@ absl::Status MpiWorkerPool::StartJob() {
 absl::Status MpiWorkerPool::Boot(Scheduler& scheduler) {
   host_ = HostName();
   shared_memory_domain_ = SharedMemoryDomain();
-  if (absl::StatusOr<wire::DoorbellRinger> ringer = wire::DoorbellRinger::Open(); ringer.ok()) {
-    ringer_ = *std::move(ringer);
+  if (absl::StatusOr<std::unique_ptr<GatewayBell>> bell =
+          GatewayBell::Open([&scheduler] { scheduler.WakeDispatch(); });
+      bell.ok()) {
+    bell_ = *std::move(bell);
   }
-  // Without a ringer the workers poll, as they would for a gateway on another host.
   watch_.emplace([&scheduler] { scheduler.WakeDispatch(); });
   silence_.emplace(kHeartbeatLimit);
   if (absl::StatusOr<std::unique_ptr<RuntimeWatch>> runtime = RuntimeWatch::Connect();
@@ -232,7 +234,7 @@ void MpiWorkerPool::Register(int id, wire::HelloFrame hello) {
   process.shares_memory =
       !shared_memory_domain_.empty() && said.shared_memory_domain() == shared_memory_domain_;
   // A doorbell in another host or network namespace is not found: that worker polls.
-  if (ringer_.has_value() && !said.doorbell().empty() && ringer_->Ring(said.doorbell()).ok()) {
+  if (bell_ != nullptr && !said.doorbell().empty() && bell_->Ring(said.doorbell()).ok()) {
     process.doorbell = said.doorbell();
   }
   // Its pid means this process only if it runs on this host, in this pid namespace: the same
@@ -596,9 +598,9 @@ void MpiWorkerPool::SendShutdown(int id) {
     Log(LogLevel::kWarning, "cannot tell ", ProcessTable::Describe(process),
         " to shut down: ", status.message());
   }
-  if (ringer_.has_value() && !process.doorbell.empty()) {
+  if (bell_ != nullptr && !process.doorbell.empty()) {
     // A ring only wakes; should it fail, the worker finds the frame on its next poll.
-    ringer_->Ring(process.doorbell).IgnoreError();
+    bell_->Ring(process.doorbell).IgnoreError();
   }
 }
 
@@ -623,7 +625,7 @@ void MpiWorkerPool::DisconnectRejected() {
 }
 
 absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
-  TaskPump pump(*table_, sends_, ringer_.has_value() ? &*ringer_ : nullptr, scheduler);
+  TaskPump pump(*table_, sends_, bell_.get(), scheduler);
   wire::PollBackoff backoff;
   while (true) {
     HandleEnded(scheduler);

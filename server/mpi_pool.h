@@ -5,7 +5,8 @@
 // until told to stop, then shuts the workers down and finalises MPI.
 //
 // Idle cost: while no task is in flight the thread blocks on the scheduler's condition and makes
-// no MPI call; while tasks are in flight it polls, waiting between polls as wire::PollBackoff says.
+// no MPI call; while tasks are in flight it polls, waiting between polls as wire::PollBackoff says,
+// and a local worker that may find it asleep rings its bell with a result (server/gateway_bell.h).
 //
 // Lost workers: Open MPI reports a dead process through no MPI call, so a WorkerWatch sees local
 // worker processes end and a SilenceWatch sees remote ones stop their heartbeats; a remote one
@@ -37,6 +38,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "mpigate/v1/gateway.pb.h"
+#include "server/gateway_bell.h"
 #include "server/pool_health.h"
 #include "server/process_ends.h"
 #include "server/process_table.h"
@@ -46,7 +48,6 @@
 #include "server/task_pump.h"
 #include "server/worker_launch.h"
 #include "server/worker_watch.h"
-#include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 #include "wire/poll_backoff.h"
@@ -195,7 +196,8 @@ class MpiWorkerPool {
   SpawnPlan spawn_plan_;
   std::optional<ProcessTable> table_;
   std::optional<PoolHealth> health_;
-  std::optional<wire::DoorbellRinger> ringer_;
+  // Null if it could not be opened: then the workers poll, as for a gateway on another host.
+  std::unique_ptr<GatewayBell> bell_;
   // Every non-blocking send to the workers, so that those to a process found gone are abandoned.
   wire::PendingSends sends_;
   // The workers' functions (FunctionNames), which a replacement must register too.

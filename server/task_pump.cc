@@ -27,11 +27,11 @@ wire::ResultFrame FailedResult(uint64_t task_key, const absl::Status& status) {
 
 }  // namespace
 
-TaskPump::TaskPump(ProcessTable& table, wire::PendingSends& sends, wire::DoorbellRinger* ringer,
+TaskPump::TaskPump(ProcessTable& table, wire::PendingSends& sends, GatewayBell* bell,
                    Scheduler& scheduler)
     : table_(table),
       sends_(sends),
-      ringer_(ringer),
+      bell_(bell),
       scheduler_(scheduler),
       batches_(static_cast<size_t>(table.workers())),
       sent_to_(static_cast<size_t>(table.workers()), false) {}
@@ -93,9 +93,9 @@ absl::StatusOr<bool> TaskPump::Send(DispatchWork& work) {
       if (!sent_to_[static_cast<size_t>(worker)]) continue;
       sent_to_[static_cast<size_t>(worker)] = false;
       const Process* process = table_.ProcessOf(worker);
-      if (ringer_ == nullptr || process == nullptr || process->doorbell.empty()) continue;
+      if (bell_ == nullptr || process == nullptr || process->doorbell.empty()) continue;
       // A ring only wakes; should it fail, the worker finds the frame on its next poll.
-      ringer_->Ring(process->doorbell).IgnoreError();
+      bell_->Ring(process->doorbell).IgnoreError();
     }
   }
   return sent_tasks;

@@ -13,7 +13,7 @@
 // asks for the result in the frame.
 //
 // Thread-safety: makes MPI calls: only the gateway's MPI thread may use it. The table, sends,
-// ringer and scheduler must outlive it.
+// bell and scheduler must outlive it.
 #ifndef MPIGATE_SERVER_TASK_PUMP_H_
 #define MPIGATE_SERVER_TASK_PUMP_H_
 
@@ -22,9 +22,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/gateway_bell.h"
 #include "server/process_table.h"
 #include "server/scheduler.h"
-#include "wire/doorbell.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
 
@@ -32,9 +32,8 @@ namespace mpigate::server {
 
 class TaskPump {
  public:
-  // `ringer` may be null: then no worker is rung, and each finds its frames by polling.
-  TaskPump(ProcessTable& table, wire::PendingSends& sends, wire::DoorbellRinger* ringer,
-           Scheduler& scheduler);
+  // `bell` may be null: then no worker is rung, and each finds its frames by polling.
+  TaskPump(ProcessTable& table, wire::PendingSends& sends, GatewayBell* bell, Scheduler& scheduler);
   TaskPump(const TaskPump&) = delete;
   TaskPump& operator=(const TaskPump&) = delete;
 
@@ -62,7 +61,7 @@ class TaskPump {
 
   ProcessTable& table_;
   wire::PendingSends& sends_;
-  wire::DoorbellRinger* const ringer_;
+  GatewayBell* const bell_;
   Scheduler& scheduler_;
   // Each worker's small task frames of one dispatch round.
   std::vector<wire::FrameBatch> batches_;

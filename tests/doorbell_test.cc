@@ -141,7 +141,7 @@ TEST(DoorbellTest, ARingSentAsAnotherUserIsNotARing) {
       });
   ASSERT_EQ(sent, 10);
   EXPECT_FALSE(doorbell->Wait(absl::ZeroDuration()));
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(ringer.ok());
   ASSERT_TRUE(ringer->Ring(doorbell->address()).ok());
   EXPECT_TRUE(doorbell->Wait(absl::ZeroDuration()));
@@ -155,7 +155,7 @@ TEST(DoorbellTest, AWaitWithoutARingTimesOut) {
 
 TEST(DoorbellTest, ARingEndsTheNextWaitAndIsTakenByIt) {
   absl::StatusOr<Doorbell> doorbell = Doorbell::Open();
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(doorbell.ok() && ringer.ok());
   ASSERT_TRUE(ringer->Ring(doorbell->address()).ok());
   EXPECT_TRUE(doorbell->Wait(absl::Minutes(1)));
@@ -164,7 +164,7 @@ TEST(DoorbellTest, ARingEndsTheNextWaitAndIsTakenByIt) {
 
 TEST(DoorbellTest, ARingFromAnotherThreadEndsAWait) {
   absl::StatusOr<Doorbell> doorbell = Doorbell::Open();
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(doorbell.ok() && ringer.ok());
   std::thread gateway([&] { EXPECT_TRUE(ringer->Ring(doorbell->address()).ok()); });
   // Bounded by the test's own timeout should the ring never come.
@@ -174,7 +174,7 @@ TEST(DoorbellTest, ARingFromAnotherThreadEndsAWait) {
 
 TEST(DoorbellTest, AFullDoorbellCountsAsRungAndOneWaitTakesEveryRing) {
   absl::StatusOr<Doorbell> doorbell = Doorbell::Open();
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(doorbell.ok() && ringer.ok());
   // Far more than a socket buffer holds.
   for (int i = 0; i < 100'000; ++i) ASSERT_TRUE(ringer->Ring(doorbell->address()).ok()) << i;
@@ -182,8 +182,24 @@ TEST(DoorbellTest, AFullDoorbellCountsAsRungAndOneWaitTakesEveryRing) {
   EXPECT_FALSE(doorbell->Wait(absl::ZeroDuration()));
 }
 
+TEST(DoorbellTest, ARungDoorbellRingsBackTheOneThatRangItLast) {
+  absl::StatusOr<Doorbell> worker = Doorbell::Open();
+  absl::StatusOr<Doorbell> first = Doorbell::Open();
+  absl::StatusOr<Doorbell> last = Doorbell::Open();
+  ASSERT_TRUE(worker.ok() && first.ok() && last.ok());
+  ASSERT_TRUE(first->Ring(worker->address()).ok());
+  ASSERT_TRUE(last->Ring(worker->address()).ok());
+  ASSERT_TRUE(worker->Wait(absl::Minutes(1)));
+  worker->RingBack();
+  EXPECT_TRUE(last->Wait(absl::Minutes(1)));
+  EXPECT_FALSE(first->Wait(absl::ZeroDuration()));
+  // Until another ring comes, each ring back goes to the same doorbell.
+  worker->RingBack();
+  EXPECT_TRUE(last->Wait(absl::Minutes(1)));
+}
+
 TEST(DoorbellTest, RingingADoorbellThatIsNotHereFails) {
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(ringer.ok());
   const absl::Status status = ringer->Ring("mpigate-doorbell-of-nobody");
   EXPECT_FALSE(status.ok());
@@ -191,7 +207,7 @@ TEST(DoorbellTest, RingingADoorbellThatIsNotHereFails) {
 }
 
 TEST(DoorbellTest, AClosedDoorbellCannotBeRung) {
-  absl::StatusOr<DoorbellRinger> ringer = DoorbellRinger::Open();
+  absl::StatusOr<Doorbell> ringer = Doorbell::Open();
   ASSERT_TRUE(ringer.ok());
   std::string address;
   {

@@ -4,6 +4,11 @@
 // the worker process's voluntary context switches (each a wait that ended) over round trips
 // separated by pauses, which do not depend on the machine's speed: a few per task (the ring, the
 // task runner's answer), none for the pause itself.
+//
+// And the gateway, past its hot polls, sleeps between polls: a worker that a ring woke from its
+// idle wait, or whose task ran long, rings the gateway's bell back with its result, so that the
+// gateway takes it at once instead of when its sleep ends (server/gateway_bell.h). Counted as the
+// wakes of the gateway's bell thread, which only a ring back wakes.
 #include <dirent.h>
 #include <sys/types.h>
 
@@ -30,8 +35,8 @@ namespace {
 
 constexpr absl::Duration kPatience = absl::Seconds(60);
 
-// The voluntary context switches of every live thread of `pid` so far.
-uint64_t VoluntarySwitches(pid_t pid) {
+// The voluntary context switches so far of every live thread of `pid`, or of those named `thread`.
+uint64_t VoluntarySwitches(pid_t pid, absl::string_view thread = "") {
   const std::string tasks = absl::StrCat("/proc/", pid, "/task");
   std::vector<std::string> threads;
   if (DIR* directory = opendir(tasks.c_str())) {
@@ -41,8 +46,11 @@ uint64_t VoluntarySwitches(pid_t pid) {
     closedir(directory);
   }
   uint64_t total = 0;
-  for (const std::string& thread : threads) {
-    std::ifstream status(absl::StrCat(tasks, "/", thread, "/status"));
+  for (const std::string& tid : threads) {
+    std::string name;
+    std::getline(std::ifstream(absl::StrCat(tasks, "/", tid, "/comm")), name);
+    if (!thread.empty() && name != thread) continue;
+    std::ifstream status(absl::StrCat(tasks, "/", tid, "/status"));
     std::string line;
     while (std::getline(status, line)) {
       constexpr absl::string_view kField = "voluntary_ctxt_switches:";
@@ -54,6 +62,20 @@ uint64_t VoluntarySwitches(pid_t pid) {
     }
   }
   return total;
+}
+
+// The gateway's bell thread (server/gateway_bell.cc names it).
+constexpr absl::string_view kBellThread = "mpigate-bell";
+
+// The bell thread of the gateway `server` wakes at least `at_least` times more than `before`,
+// within kPatience: true if it did.
+bool BellWakesReach(pid_t server, uint64_t before, uint64_t at_least) {
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (VoluntarySwitches(server, kBellThread) - before < at_least) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
 }
 
 class WorkerIdleWaitTest : public ::testing::TestWithParam<const char*> {};
@@ -90,6 +112,53 @@ TEST_P(WorkerIdleWaitTest, BetweenTasksTheWorkerWaitsOnItsDoorbell) {
   constexpr uint64_t kMostPerTask = 4;
   EXPECT_LE(after - before, kMostPerTask * kTasks)
       << (after - before) << " waits ended in the worker over " << kTasks << " tasks";
+}
+
+// Each of these tasks reaches a worker that a ring must wake from its idle wait.
+TEST_P(WorkerIdleWaitTest, AWorkerWokenFromItsIdleWaitRingsTheGatewayBack) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
+            absl::OkStatus());
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target()});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
+
+  constexpr int kTasks = 10;
+  const uint64_t before = VoluntarySwitches(server.pid(), kBellThread);
+  for (int i = 0; i < kTasks; ++i) {
+    // A pause between tasks, the workload under test (not a wait for anything): the worker's hot
+    // polls end within a millisecond or so, and it waits on its doorbell.
+    absl::SleepFor(absl::Milliseconds(20));
+    const absl::StatusOr<std::string> result =
+        (*executor)->Submit("echo", absl::StrCat("task ", i)).Result(kPatience);
+    ASSERT_EQ(result.value_or(result.status().ToString()), absl::StrCat("task ", i));
+  }
+  // One ring back per task; two that come before the bell's thread waits again wake it once.
+  EXPECT_TRUE(BellWakesReach(server.pid(), before, kTasks / 2))
+      << (VoluntarySwitches(server.pid(), kBellThread) - before) << " wakes of the bell over "
+      << kTasks << " tasks";
+}
+
+// Tasks that run longer than the gateway polls hot, one after the other, with no idle spell.
+TEST_P(WorkerIdleWaitTest, AWorkerRingsTheGatewayBackAfterALongTask) {
+  testing::ServerProcess server;
+  ASSERT_EQ(server.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
+            absl::OkStatus());
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::Connect({.endpoint = server.target()});
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
+
+  constexpr int kTasks = 10;
+  const uint64_t before = VoluntarySwitches(server.pid(), kBellThread);
+  for (int i = 0; i < kTasks; ++i) {
+    // Busy for 5 ms after the worker heard it: past the gateway's hot polls on any machine.
+    ASSERT_TRUE((*executor)->Submit("spin", "5").Result(kPatience).ok());
+  }
+  EXPECT_TRUE(BellWakesReach(server.pid(), before, kTasks / 2))
+      << (VoluntarySwitches(server.pid(), kBellThread) - before) << " wakes of the bell over "
+      << kTasks << " tasks";
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolations, WorkerIdleWaitTest, ::testing::Values("process", "none"));

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -122,7 +123,8 @@ absl::StatusOr<Doorbell> Doorbell::Open() {
 Doorbell::Doorbell(Doorbell&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       directory_(std::exchange(other.directory_, "")),
-      address_(std::exchange(other.address_, "")) {}
+      address_(std::exchange(other.address_, "")),
+      rung_by_(std::exchange(other.rung_by_, "")) {}
 
 Doorbell& Doorbell::operator=(Doorbell&& other) noexcept {
   if (this != &other) {
@@ -130,6 +132,7 @@ Doorbell& Doorbell::operator=(Doorbell&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     directory_ = std::exchange(other.directory_, "");
     address_ = std::exchange(other.address_, "");
+    rung_by_ = std::exchange(other.rung_by_, "");
   }
   return *this;
 }
@@ -155,37 +158,29 @@ bool Doorbell::Wait(absl::Duration timeout) {
   bool rang = false;
   while (true) {
     iovec data = {.iov_base = ring, .iov_len = sizeof(ring)};
+    sockaddr_un from;
     msghdr message = {};
+    message.msg_name = &from;
+    message.msg_namelen = sizeof(from);
     message.msg_iov = &data;
     message.msg_iovlen = 1;
     message.msg_control = control;
     message.msg_controllen = sizeof(control);
     if (recvmsg(fd_, &message, 0) < 0) break;
-    rang = rang || FromOurUser(message);
+    if (!FromOurUser(message)) continue;
+    rang = true;
+    // An unbound sender has no path: nothing to ring back.
+    const size_t path_bytes = message.msg_namelen > offsetof(sockaddr_un, sun_path)
+                                  ? message.msg_namelen - offsetof(sockaddr_un, sun_path)
+                                  : 0;
+    if (path_bytes > 0 && from.sun_path[0] != '\0') {
+      rung_by_.assign(from.sun_path, strnlen(from.sun_path, path_bytes));
+    }
   }
   return rang;
 }
 
-absl::StatusOr<DoorbellRinger> DoorbellRinger::Open() {
-  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return ErrnoError("socket");
-  return DoorbellRinger(fd);
-}
-
-DoorbellRinger::DoorbellRinger(DoorbellRinger&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)) {}
-
-DoorbellRinger& DoorbellRinger::operator=(DoorbellRinger&& other) noexcept {
-  if (this != &other) {
-    CloseIfOpen(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-DoorbellRinger::~DoorbellRinger() { CloseIfOpen(fd_); }
-
-absl::Status DoorbellRinger::Ring(absl::string_view address) {
+absl::Status Doorbell::Ring(absl::string_view address) {
   sockaddr_un to;
   if (!PathAddress(address, to)) {
     return absl::InvalidArgumentError(absl::StrCat("not a doorbell's path: '", address, "'"));
@@ -196,6 +191,11 @@ absl::Status DoorbellRinger::Ring(absl::string_view address) {
     return absl::OkStatus();
   }
   return ErrnoError(absl::StrCat("ring doorbell ", address));
+}
+
+void Doorbell::RingBack() {
+  // A ring only wakes: one that fails (the ringer has gone) costs its waiter a poll, no more.
+  if (!rung_by_.empty()) Ring(rung_by_).IgnoreError();
 }
 
 }  // namespace mpigate::wire

@@ -8,10 +8,16 @@
 // reach the doorbell (another host or network namespace) never rings, and the worker keeps
 // polling.
 //
-// Only the worker's user may ring: the socket sits in a private directory (mkdtemp, mode 0700), and
-// rings from another user (SO_PASSCRED) are dropped.
+// The gateway rings from a doorbell of its own, so a ring says where it came from: a worker that a
+// ring woke from its idle wait rings that doorbell back once it has sent its result
+// (RingBack()), since by then the gateway's MPI thread has given up polling hot and sleeps.
 //
-// Not thread-safe: each side belongs to the one thread that owns MPI in its process.
+// Only the doorbell's user may ring: the socket sits in a private directory (mkdtemp, mode 0700),
+// and rings from another user (SO_PASSCRED) are dropped, nor are they rung back.
+//
+// Thread-safety: Ring() may be called on one thread while another waits in Wait() (the gateway
+// rings workers from its MPI thread while a thread of its own waits for their rings back); every
+// other call belongs to one thread, the one that owns MPI in the process.
 #ifndef MPIGATE_WIRE_DOORBELL_H_
 #define MPIGATE_WIRE_DOORBELL_H_
 
@@ -44,6 +50,14 @@ class Doorbell {
   // rang. Datagrams of other users are taken and ignored.
   bool Wait(absl::Duration timeout);
 
+  // Rings the doorbell at `address` (a socket path) from this one, which that doorbell's
+  // RingBack() then rings. A full doorbell counts as rung: it has rings to take already. An error
+  // if there is no such doorbell here (its worker runs elsewhere) or it is not this user's.
+  absl::Status Ring(absl::string_view address);
+
+  // Rings the doorbell whose ring a Wait() took last; nothing if none has come from a doorbell.
+  void RingBack();
+
   // Readable while a ring waits to be taken, for a poll(2) that waits on other things too.
   int fd() const { return fd_; }
 
@@ -56,6 +70,8 @@ class Doorbell {
   // Empty once moved from.
   std::string directory_;
   std::string address_;
+  // The doorbell that rang this one last, for RingBack(); empty until one has.
+  std::string rung_by_;
 };
 
 // Where the worker of the doorbell at `address` (HelloFrame.doorbell) leaves a note of how its
@@ -63,28 +79,6 @@ class Doorbell {
 // private directory, for a gateway on its host to read once the process is gone. Removed with
 // the directory.
 std::string DeathNotePath(absl::string_view address);
-
-// The gateway's side: one socket that rings any worker's doorbell.
-class DoorbellRinger {
- public:
-  static absl::StatusOr<DoorbellRinger> Open();
-
-  DoorbellRinger(DoorbellRinger&& other) noexcept;
-  DoorbellRinger& operator=(DoorbellRinger&& other) noexcept;
-  DoorbellRinger(const DoorbellRinger&) = delete;
-  DoorbellRinger& operator=(const DoorbellRinger&) = delete;
-  ~DoorbellRinger();
-
-  // Rings the doorbell at `address` (a socket path). A full doorbell counts as rung: it has rings
-  // to take already. An error if there is no such doorbell here (the worker runs elsewhere) or it
-  // is not this user's.
-  absl::Status Ring(absl::string_view address);
-
- private:
-  explicit DoorbellRinger(int fd) : fd_(fd) {}
-
-  int fd_ = -1;
-};
 
 }  // namespace mpigate::wire
 

@@ -10,6 +10,15 @@
 #include "worker/task_runner.h"
 
 namespace mpigate::worker {
+namespace {
+
+// A result sent this long after the worker last heard from the gateway finds the gateway's MPI
+// thread past its hot polls (a few hundred microseconds), sleeping between polls for up to a
+// millisecond: it is rung back. Shorter tasks are caught by the hot polls; longer ones are rung
+// back at most once a millisecond, a sendto(2) here and a wake-up there.
+constexpr absl::Duration kRingBackAfter = absl::Milliseconds(1);
+
+}  // namespace
 
 bool Heard::Cancels(uint64_t task_key, bool& force) const {
   bool named = false;
@@ -59,6 +68,7 @@ absl::StatusOr<Heard> GatewayLink::Hear() {
         wire::TryReceive(gateway_, kGatewayRank);
     if (!received.ok()) return received.status();
     if (!received->has_value()) break;
+    if (!heard.anything) last_heard_ = absl::Now();
     heard.anything = true;
     wire::ReceivedMessage& message = **received;
     if (message.tag == wire::Tag::kShutdown) {
@@ -116,6 +126,12 @@ absl::Status GatewayLink::Send(wire::Tag tag, const google::protobuf::MessageLit
   return wire::SendFrame(gateway_, kGatewayRank, tag, frame);
 }
 
+absl::Status GatewayLink::Answer(const wire::ResultFrame& result) {
+  if (absl::Status status = Send(wire::Tag::kResult, result); !status.ok()) return status;
+  RingBackIfAsleep();
+  return absl::OkStatus();
+}
+
 absl::Status GatewayLink::ForwardProgress(uint64_t task_key, TaskSignals& signals) {
   wire::ProgressFrame progress;
   if (!signals.TakeProgress(progress)) return absl::OkStatus();
@@ -133,9 +149,22 @@ absl::Status GatewayLink::AddRunnerResult(std::string result, bool more_at_hand)
 }
 
 absl::Status GatewayLink::FlushResults() {
-  return results_.Flush([this](wire::Tag tag, absl::string_view bytes) {
-    return wire::SendEncoded(gateway_, kGatewayRank, tag, bytes);
-  });
+  if (results_.empty()) return absl::OkStatus();
+  if (absl::Status status = results_.Flush([this](wire::Tag tag, absl::string_view bytes) {
+        return wire::SendEncoded(gateway_, kGatewayRank, tag, bytes);
+      });
+      !status.ok()) {
+    return status;
+  }
+  RingBackIfAsleep();
+  return absl::OkStatus();
+}
+
+void GatewayLink::RingBackIfAsleep() {
+  if (!gateway_rings_ || !backlog_.empty()) return;
+  if (!woken_by_ring_ && absl::Now() - last_heard_ < kRingBackAfter) return;
+  woken_by_ring_ = false;
+  doorbell_->RingBack();
 }
 
 absl::Status GatewayLink::SayGoodbye() { return Send(wire::Tag::kShutdown, wire::ShutdownFrame()); }
@@ -147,6 +176,7 @@ bool GatewayLink::WaitIdle(absl::Duration delay) {
   }
   if (!doorbell_->Wait(delay)) return false;
   gateway_rings_ = true;
+  woken_by_ring_ = true;
   return true;
 }
 

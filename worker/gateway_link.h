@@ -1,7 +1,8 @@
 // GatewayLink: the worker's side of its MPI link to the gateway. It hears the gateway (tasks into
 // the backlog, cancels, heartbeat requests, the shutdown), sends what the worker has to say (hello,
-// results, progress, heartbeats, goodbye), batches a task runner's results (ResultBatch), and
-// watches the doorbell the gateway rings after each frame it sends (wire/doorbell.h).
+// results, progress, heartbeats, goodbye), batches a task runner's results (ResultBatch), watches
+// the doorbell the gateway rings after each frame it sends (wire/doorbell.h), and rings the
+// gateway back after a result it would otherwise find late.
 //
 // It exists so that the executors and the gang runner share one way of listening and answering:
 // the rules of what a frame means and when heartbeats go live here only.
@@ -93,7 +94,7 @@ class GatewayLink {
 
   // Sends a frame, after the batched results still unsent.
   absl::Status Send(wire::Tag tag, const google::protobuf::MessageLite& frame);
-  absl::Status Answer(const wire::ResultFrame& result) { return Send(wire::Tag::kResult, result); }
+  absl::Status Answer(const wire::ResultFrame& result);
   // Sends the running task `task_key`'s latest progress report, if it made one since the last.
   absl::Status ForwardProgress(uint64_t task_key, TaskSignals& signals);
 
@@ -115,7 +116,8 @@ class GatewayLink {
   void Loud() { heartbeat_.Loud(); }
 
   // Idle: waits `delay` for a ring (sleeps, without a doorbell); true if the doorbell rang. The
-  // first ring shows that the gateway rings after every frame (rings()).
+  // first ring shows that the gateway rings after every frame (rings()). The result that follows
+  // a ring that woke the worker rings the gateway back (see RingBackIfAsleep()).
   bool WaitIdle(absl::Duration delay);
   // While a task runner works: true if a ring waits, which is taken; its frame is then unheard
   // until a Hear() hears something.
@@ -132,6 +134,12 @@ class GatewayLink {
   bool disconnect() const { return disconnect_; }
 
  private:
+  // After results went out with nothing left in the backlog: rings the gateway back if it is
+  // likely to sleep between polls by now, rather than poll hot (wire::PollBackoff): if a ring
+  // woke this worker from its idle wait since it last rang back (the wake-up took longer than
+  // the gateway's hot polls), or it has heard nothing from the gateway for kRingBackAfter.
+  void RingBackIfAsleep();
+
   const MPI_Comm gateway_;
   TaskBacklog& backlog_;
   Heartbeat heartbeat_;
@@ -139,6 +147,10 @@ class GatewayLink {
   std::optional<wire::Doorbell> doorbell_;
   bool gateway_rings_ = false;
   bool ring_unheard_ = false;
+  // A ring woke the worker from its idle wait, and the gateway has not been rung back since.
+  bool woken_by_ring_ = false;
+  // When Hear() last heard a frame.
+  absl::Time last_heard_ = absl::InfinitePast();
   bool disconnect_ = true;
 };
 
