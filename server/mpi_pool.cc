@@ -1,5 +1,6 @@
 #include "server/mpi_pool.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -658,6 +659,10 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // kHeartbeatLimit + kHeartbeatInterval (see SilenceWatch).
     const bool heartbeats = !silence_->empty();
     if (heartbeats) wait = std::min(wait, kHeartbeatInterval);
+    // A hot poll gives way to any thread waiting for this CPU: a worker just rung is often woken
+    // onto it, and the kernel does not preempt a running thread for it, so it would otherwise
+    // wait out every hot poll (some hundreds of microseconds) before it could even start.
+    if (wait == absl::ZeroDuration()) sched_yield();
     DispatchWork work = scheduler.AwaitWork(wait);
     // By now every task has ended or been failed (see Scheduler::FailRunning); results still on
     // their way are dropped by StopWorkers.
@@ -666,8 +671,8 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     if (!sent_tasks.ok()) return sent_tasks.status();
     if (*sent_tasks) backoff.Reset();
     if (absl::Status status = sends_.Progress(); !status.ok()) return status;
-    if (absl::Status status =
-            Poll(pump, backoff, table_->in_flight() > 0 || awaiting || heartbeats);
+    if (absl::Status status = Poll(pump, backoff, table_->in_flight() > 0 || awaiting || heartbeats,
+                                   wait > absl::ZeroDuration());
         !status.ok()) {
       return status;
     }
@@ -675,11 +680,15 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
   return absl::OkStatus();
 }
 
-absl::Status MpiWorkerPool::Poll(TaskPump& pump, wire::PollBackoff& backoff, bool poll) {
+absl::Status MpiWorkerPool::Poll(TaskPump& pump, wire::PollBackoff& backoff, bool poll,
+                                 bool after_wait) {
   // Every job with a process that may still send something, polled in turn until none has.
   bool polled_any = poll;
+  // Open MPI's MPI_Improbe looks for a match before it makes progress: a message that came
+  // during a wait is only taken in by the first round of probes, and found by a second.
+  bool probe_again = poll && after_wait;
   while (polled_any) {
-    polled_any = false;
+    polled_any = std::exchange(probe_again, false);
     for (int c = 0; c < table_->cohort_count(); ++c) {
       const Cohort& cohort = table_->cohort(c);
       if (cohort.comm == MPI_COMM_NULL || cohort.live == 0) continue;

@@ -118,8 +118,9 @@ class MpiWorkerPool {
   absl::Status StartJob();
   // Runs the dispatch loop until the scheduler stops dispatching.
   absl::Status Dispatch(Scheduler& scheduler);
-  // Takes what one round of polls finds from every job with a process that may still send.
-  absl::Status Poll(TaskPump& pump, wire::PollBackoff& backoff, bool poll);
+  // Takes what one round of polls finds from every job with a process that may still send;
+  // `after_wait`: the thread has just waited, so anything may have come meanwhile.
+  absl::Status Poll(TaskPump& pump, wire::PollBackoff& backoff, bool poll, bool after_wait);
   // A process said hello: it is up, watched if local (else asked for heartbeats), its doorbell
   // rung once.
   void Register(int process, wire::HelloFrame hello);
