@@ -29,7 +29,10 @@ void GatewayBell::Loop() {
   // Named for those who look at the gateway's threads (worker_idle_wait_test counts its wakes).
   pthread_setname_np(pthread_self(), "mpigate-bell");
   while (!stopping_.load()) {
-    if (bell_.Wait(absl::InfiniteDuration()) && !stopping_.load()) on_ring_();
+    if (bell_.Wait(absl::InfiniteDuration()) && !stopping_.load() &&
+        wake_.load(std::memory_order_relaxed)) {
+      on_ring_();
+    }
   }
 }
 

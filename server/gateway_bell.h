@@ -8,7 +8,11 @@
 // A ring back only wakes: the result itself comes through MPI, and the MPI thread's polls still
 // find it without one (a worker on another host never rings).
 //
-// Thread-safety: Ring() is the MPI thread's; `on_ring` runs on the bell's thread and must be quick.
+// While the MPI thread lets results wait on purpose (more tasks in flight than workers: it takes
+// them several at a time), ring backs are taken and ignored (WakeOnRingBacks()).
+//
+// Thread-safety: Ring() and WakeOnRingBacks() are the MPI thread's; `on_ring` runs on the bell's
+// thread and must be quick.
 #ifndef MPIGATE_SERVER_GATEWAY_BELL_H_
 #define MPIGATE_SERVER_GATEWAY_BELL_H_
 
@@ -36,6 +40,9 @@ class GatewayBell {
   // Rings the worker doorbell at `address`: wire::Doorbell::Ring().
   absl::Status Ring(absl::string_view address) { return bell_.Ring(address); }
 
+  // Whether a ring back calls `on_ring` from now on (at first it does).
+  void WakeOnRingBacks(bool wake) { wake_.store(wake, std::memory_order_relaxed); }
+
  private:
   GatewayBell(wire::Doorbell bell, std::function<void()> on_ring);
   void Loop();
@@ -43,6 +50,7 @@ class GatewayBell {
   wire::Doorbell bell_;
   const std::function<void()> on_ring_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> wake_{true};
   std::thread thread_;
 };
 

@@ -646,7 +646,10 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     // More tasks in flight than workers: some wait in a backlog (Scheduler's prefetch), so results
     // can wait a little and be taken several at a time; polling hot would only take CPU from the
     // workers and gRPC. New work still ends the wait at once.
-    if (table_->in_flight() > table_->workers()) wait = std::max(wait, kBackloggedPoll);
+    const bool backlogged = table_->in_flight() > table_->workers();
+    if (backlogged) wait = std::max(wait, kBackloggedPoll);
+    // Nor would a worker's ring back (server/gateway_bell.h) be worth a wake-up then.
+    if (bell_ != nullptr) bell_->WakeOnRingBacks(!backlogged);
     // Hellos and goodbyes are polled for; a replacement waits out its pause.
     if (awaiting) wait = std::min(wait, kHealingPoll);
     if (SpawnDue()) {
@@ -671,8 +674,9 @@ absl::Status MpiWorkerPool::Dispatch(Scheduler& scheduler) {
     if (!sent_tasks.ok()) return sent_tasks.status();
     if (*sent_tasks) backoff.Reset();
     if (absl::Status status = sends_.Progress(); !status.ok()) return status;
+    // After tasks went out the polls are hot again, and the next one finds what this one takes in.
     if (absl::Status status = Poll(pump, backoff, table_->in_flight() > 0 || awaiting || heartbeats,
-                                   wait > absl::ZeroDuration());
+                                   wait > absl::ZeroDuration() && !*sent_tasks);
         !status.ok()) {
       return status;
     }
