@@ -9,8 +9,9 @@
 // polling.
 //
 // The gateway rings from a doorbell of its own, so a ring says where it came from: a worker that a
-// ring woke from its idle wait rings that doorbell back once it has sent its result
-// (RingBack()), since by then the gateway's MPI thread has given up polling hot and sleeps.
+// ring woke from its idle wait, or whose task ran long, rings that doorbell back once it has sent
+// its result (RingBack()), since by then the gateway's MPI thread has given up polling hot and
+// sleeps (server/gateway_bell.h).
 //
 // Only the doorbell's user may ring: the socket sits in a private directory (mkdtemp, mode 0700),
 // and rings from another user (SO_PASSCRED) are dropped, nor are they rung back.
