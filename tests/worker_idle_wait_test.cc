@@ -16,6 +16,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -67,39 +68,50 @@ uint64_t VoluntarySwitches(pid_t pid, absl::string_view thread = "") {
 // The gateway's bell thread (server/gateway_bell.cc names it).
 constexpr absl::string_view kBellThread = "mpigate-bell";
 
-// The bell thread of the gateway `server` wakes at least `at_least` times more than `before`,
-// within kPatience: true if it did.
-bool BellWakesReach(pid_t server, uint64_t before, uint64_t at_least) {
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (VoluntarySwitches(server, kBellThread) - before < at_least) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(10));
+// A pool of one worker of the isolation the test is given, and a client of it.
+class WorkerIdleWaitTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(server_.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
+              absl::OkStatus());
+    absl::StatusOr<std::unique_ptr<Executor>> executor =
+        Executor::Connect({.endpoint = server_.target()});
+    ASSERT_TRUE(executor.ok()) << executor.status();
+    executor_ = *std::move(executor);
   }
-  return true;
-}
 
-class WorkerIdleWaitTest : public ::testing::TestWithParam<const char*> {};
+  // Whether the gateway's bell thread, which only a worker's ring back wakes, has woken at least
+  // `at_least` times since it had woken `before` times, within kPatience.
+  ::testing::AssertionResult BellWoke(uint64_t before, uint64_t at_least) {
+    const absl::Time deadline = absl::Now() + kPatience;
+    uint64_t wakes = 0;
+    while ((wakes = VoluntarySwitches(server_.pid(), kBellThread) - before) < at_least) {
+      if (absl::Now() > deadline) {
+        return ::testing::AssertionFailure() << "the gateway's bell woke " << wakes << " times";
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  testing::ServerProcess server_;
+  std::unique_ptr<Executor> executor_;
+};
 
 TEST_P(WorkerIdleWaitTest, BetweenTasksTheWorkerWaitsOnItsDoorbell) {
-  testing::ServerProcess server;
-  ASSERT_EQ(server.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
-            absl::OkStatus());
-  absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::Connect({.endpoint = server.target()});
-  ASSERT_TRUE(executor.ok()) << executor.status();
   // The gateway has rung the worker by now (it rings each new worker once, and after each task
   // it sends), and the task runner is up.
   for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
+    ASSERT_TRUE(executor_->Submit("echo", "warm").Result(kPatience).ok());
   }
-  const std::vector<pid_t> workers = server.WorkerPids();
+  const std::vector<pid_t> workers = server_.WorkerPids();
   ASSERT_EQ(workers.size(), 1u);
 
   constexpr int kTasks = 20;
   const uint64_t before = VoluntarySwitches(workers[0]);
   for (int i = 0; i < kTasks; ++i) {
     const absl::StatusOr<std::string> result =
-        (*executor)->Submit("echo", absl::StrCat("task ", i)).Result(kPatience);
+        executor_->Submit("echo", absl::StrCat("task ", i)).Result(kPatience);
     ASSERT_EQ(result.value_or(result.status().ToString()), absl::StrCat("task ", i));
     // A pause between tasks, the workload under test (not a wait for anything): a worker that
     // polls wakes some ten times in it, one that waits on its doorbell not at all.
@@ -116,49 +128,31 @@ TEST_P(WorkerIdleWaitTest, BetweenTasksTheWorkerWaitsOnItsDoorbell) {
 
 // Each of these tasks reaches a worker that a ring must wake from its idle wait.
 TEST_P(WorkerIdleWaitTest, AWorkerWokenFromItsIdleWaitRingsTheGatewayBack) {
-  testing::ServerProcess server;
-  ASSERT_EQ(server.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
-            absl::OkStatus());
-  absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::Connect({.endpoint = server.target()});
-  ASSERT_TRUE(executor.ok()) << executor.status();
-  ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
-
+  ASSERT_TRUE(executor_->Submit("echo", "warm").Result(kPatience).ok());
   constexpr int kTasks = 10;
-  const uint64_t before = VoluntarySwitches(server.pid(), kBellThread);
+  const uint64_t before = VoluntarySwitches(server_.pid(), kBellThread);
   for (int i = 0; i < kTasks; ++i) {
     // A pause between tasks, the workload under test (not a wait for anything): the worker's hot
     // polls end within a millisecond or so, and it waits on its doorbell.
     absl::SleepFor(absl::Milliseconds(20));
     const absl::StatusOr<std::string> result =
-        (*executor)->Submit("echo", absl::StrCat("task ", i)).Result(kPatience);
+        executor_->Submit("echo", absl::StrCat("task ", i)).Result(kPatience);
     ASSERT_EQ(result.value_or(result.status().ToString()), absl::StrCat("task ", i));
   }
   // One ring back per task; two that come before the bell's thread waits again wake it once.
-  EXPECT_TRUE(BellWakesReach(server.pid(), before, kTasks / 2))
-      << (VoluntarySwitches(server.pid(), kBellThread) - before) << " wakes of the bell over "
-      << kTasks << " tasks";
+  EXPECT_TRUE(BellWoke(before, kTasks / 2));
 }
 
 // Tasks that run longer than the gateway polls hot, one after the other, with no idle spell.
 TEST_P(WorkerIdleWaitTest, AWorkerRingsTheGatewayBackAfterALongTask) {
-  testing::ServerProcess server;
-  ASSERT_EQ(server.Start({.workers = 1, .flags = {absl::StrCat("--isolation=", GetParam())}}),
-            absl::OkStatus());
-  absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::Connect({.endpoint = server.target()});
-  ASSERT_TRUE(executor.ok()) << executor.status();
-  ASSERT_TRUE((*executor)->Submit("echo", "warm").Result(kPatience).ok());
-
+  ASSERT_TRUE(executor_->Submit("echo", "warm").Result(kPatience).ok());
   constexpr int kTasks = 10;
-  const uint64_t before = VoluntarySwitches(server.pid(), kBellThread);
+  const uint64_t before = VoluntarySwitches(server_.pid(), kBellThread);
   for (int i = 0; i < kTasks; ++i) {
     // Busy for 5 ms after the worker heard it: past the gateway's hot polls on any machine.
-    ASSERT_TRUE((*executor)->Submit("spin", "5").Result(kPatience).ok());
+    ASSERT_TRUE(executor_->Submit("spin", "5").Result(kPatience).ok());
   }
-  EXPECT_TRUE(BellWakesReach(server.pid(), before, kTasks / 2))
-      << (VoluntarySwitches(server.pid(), kBellThread) - before) << " wakes of the bell over "
-      << kTasks << " tasks";
+  EXPECT_TRUE(BellWoke(before, kTasks / 2));
 }
 
 INSTANTIATE_TEST_SUITE_P(Isolations, WorkerIdleWaitTest, ::testing::Values("process", "none"));
