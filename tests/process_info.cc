@@ -42,6 +42,14 @@ absl::StatusOr<Stat> ReadStat(pid_t pid) {
   return stat;
 }
 
+// The first line of a /proc file, empty if it cannot be read.
+std::string FirstLine(const std::string& path) {
+  std::ifstream file(path);
+  std::string line;
+  std::getline(file, line);
+  return line;
+}
+
 // The value of a "Name:   123 kB" line of /proc/PID/status, in bytes.
 absl::StatusOr<uint64_t> StatusKilobytes(pid_t pid, absl::string_view field) {
   const std::string path = absl::StrCat("/proc/", pid, "/status");
@@ -102,6 +110,32 @@ std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name) {
 absl::StatusOr<uint64_t> ResidentBytes(pid_t pid) { return StatusKilobytes(pid, "VmRSS"); }
 
 absl::StatusOr<uint64_t> PeakResidentBytes(pid_t pid) { return StatusKilobytes(pid, "VmHWM"); }
+
+std::string DescribeProcesses(const std::vector<pid_t>& pids) {
+  std::string text;
+  for (const pid_t pid : pids) {
+    absl::StatusOr<Stat> stat = ReadStat(pid);
+    if (!stat.ok() || stat->fields.size() < 2) continue;
+    absl::StrAppend(&text, "\n  ", pid, " ", stat->name, " ", stat->fields[0], ", parent ",
+                    stat->fields[1]);
+    const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+    DIR* dir = opendir(tasks.c_str());
+    if (dir == nullptr) continue;
+    while (const dirent* entry = readdir(dir)) {
+      pid_t tid = 0;
+      if (!absl::SimpleAtoi(entry->d_name, &tid)) continue;
+      const std::string task = absl::StrCat(tasks, "/", tid);
+      absl::StatusOr<Stat> thread = ReadStat(tid);
+      const std::string syscall = FirstLine(absl::StrCat(task, "/syscall"));
+      absl::StrAppend(&text, "\n    thread ", tid, " ", thread.ok() ? thread->name : "?", " ",
+                      thread.ok() && !thread->fields.empty() ? thread->fields[0] : "?", ", wchan ",
+                      FirstLine(absl::StrCat(task, "/wchan")), ", syscall ",
+                      syscall.substr(0, syscall.find(' ')));
+    }
+    closedir(dir);
+  }
+  return text;
+}
 
 absl::StatusOr<uint64_t> CpuTicks(pid_t pid) {
   absl::StatusOr<Stat> stat = ReadStat(pid);

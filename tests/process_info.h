@@ -37,6 +37,12 @@ std::vector<pid_t> DescendantsNamed(pid_t root, absl::string_view name);
 absl::StatusOr<uint64_t> ResidentBytes(pid_t pid);
 absl::StatusOr<uint64_t> PeakResidentBytes(pid_t pid);
 
+// A few lines per process, for a message about processes that did not end as they should: its
+// pid, name, state (R running, S sleeping, D in uninterruptible sleep, T stopped, Z a zombie) and
+// parent, then each of its threads with the kernel function it waits in (wchan) and the number
+// of the system call it is in ("running" if none), from /proc. Gone processes are left out.
+std::string DescribeProcesses(const std::vector<pid_t>& pids);
+
 // The CPU time the process has used, user and system, in clock ticks. NOT_FOUND if it is gone.
 absl::StatusOr<uint64_t> CpuTicks(pid_t pid);
 

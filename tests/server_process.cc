@@ -49,7 +49,6 @@ std::string ReadAll(int fd) {
   return text;
 }
 
-// Reads lines from `fd` until one contains `needle`; false at end of file.
 // Reads lines from `fd` into `seen` until one holds `needle` (true), the end of the stream or
 // `deadline` (false).
 bool ReadUntil(int fd, absl::string_view needle, absl::Time deadline, std::string& seen) {
@@ -213,15 +212,17 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
   // A stop that hangs fails the test that asked for it, with what the server printed, instead
   // of outlasting the test's timeout: past its patience, every process below this one is killed,
   // which ends the waits below.
+  // What they were doing then goes in the failure message (read after the join).
   absl::Notification ended;
   std::atomic<bool> overdue{false};
-  std::thread watchdog([&ended, &overdue] {
+  std::string overdue_processes;
+  std::thread watchdog([&ended, &overdue, &overdue_processes] {
     if (ended.WaitForNotificationWithTimeout(kStopPatience)) return;
     overdue = true;
-    const pid_t self = getpid();
-    for (const pid_t pid : ProcessTree(self)) {
-      if (pid != self) kill(pid, SIGKILL);
-    }
+    std::vector<pid_t> below = ProcessTree(getpid());
+    below.erase(below.begin());
+    overdue_processes = DescribeProcesses(below);
+    for (const pid_t pid : below) kill(pid, SIGKILL);
   });
   // Signal the server itself: under mpiexec, a SIGTERM to mpiexec kills the job without a drain.
   if (signal_number != 0) kill(server_pid_ > 0 ? server_pid_ : pid_, signal_number);
@@ -254,7 +255,8 @@ absl::StatusOr<ServerExit> ServerProcess::Stop(int signal_number) {
     return absl::DeadlineExceededError(
         absl::StrCat("mpigate-server and the processes below it had not all ended ",
                      absl::FormatDuration(kStopPatience), " after signal ", signal_number,
-                     "; they were killed. Its stderr:\n", exit.stderr_text));
+                     "; they were killed. Those left then:", overdue_processes, "\nIts stderr:\n",
+                     exit.stderr_text));
   }
   return exit;
 }

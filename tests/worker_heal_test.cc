@@ -65,18 +65,6 @@ bool AwaitTrue(Predicate done) {
   return true;
 }
 
-// Each mpigate-worker under `root` with the state and parent /proc gives it, for a failure message.
-std::string WorkerStates(pid_t root) {
-  std::string states;
-  for (const pid_t pid : testing::DescendantsNamed(root, "mpigate-worker")) {
-    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-    std::string line;
-    std::getline(stat, line);
-    absl::StrAppend(&states, "\n  ", line);
-  }
-  return states;
-}
-
 TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSaysTheSizeIsDown) {
   const std::string stall = absl::StrCat(std::getenv("TEST_TMPDIR"), "/stall-before-hello");
   testing::ServerProcess server;
@@ -132,7 +120,7 @@ TEST(WorkerHealTest, AReplacementThatHangsBeforeItsHelloIsGivenUpWhileHealthSays
   EXPECT_TRUE(AwaitTrue([&] {
     return testing::DescendantsNamed(server.pid(), "mpigate-worker").size() == 2;
   })) << "the replacements that hung are still there: "
-      << WorkerStates(server.pid());
+      << testing::DescribeProcesses(testing::DescendantsNamed(server.pid(), "mpigate-worker"));
 
   absl::StatusOr<testing::ServerExit> exit = server.Stop();
   ASSERT_TRUE(exit.ok()) << exit.status();
