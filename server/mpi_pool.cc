@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/shared_memory.h"
+#include "server/abort_reaper.h"
 #include "server/hello_check.h"
 #include "wire/frames.pb.h"
 #include "wire/mpi_frames.h"
@@ -35,6 +36,10 @@ constexpr absl::Duration kHealingPoll = absl::Milliseconds(10);
 
 // How long a worker that is told to shut down may take to answer.
 constexpr absl::Duration kAnswerTimeout = absl::Seconds(10);
+
+// How long after an abort Open MPI's daemon may take to end the workers and itself before the
+// reaper kills what is left (it took well under a second in every abort that did not hang).
+constexpr absl::Duration kAbortReaperPatience = absl::Seconds(10);
 
 // A worker whose process cannot be watched (one on another host) sends a heartbeat this often
 // while it listens, and is taken as lost after this long without one: a loss is seen within
@@ -149,8 +154,19 @@ void MpiWorkerPool::ThreadMain(Options options) {
 
 void MpiWorkerPool::AbortWorkers(const absl::Status& why) {
   // A worker that cannot be reached never meets the gateway in the collective disconnect, so the
-  // only way out is to abort the job; Open MPI then ends this process too.
+  // only way out is to abort the job; Open MPI then ends this process too, and its daemon the
+  // workers and itself, or else the reaper does.
   Log(LogLevel::kError, "aborting the workers: ", why.ToString());
+  std::vector<pid_t> local_workers;
+  for (int id = 0; id < table_->process_count(); ++id) {
+    const Process& process = table_->process(id);
+    if (process.watched && process.state != Process::State::kGone) {
+      local_workers.push_back(process.hello.pid());
+    }
+  }
+  if (absl::Status reaper = StartAbortReaper(local_workers, kAbortReaperPatience); !reaper.ok()) {
+    Log(LogLevel::kWarning, "no reaper for what the abort may leave: ", reaper.ToString());
+  }
   MPI_Abort(table_->AbortComm(), 1);
   std::abort();
 }

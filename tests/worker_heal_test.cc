@@ -161,5 +161,29 @@ TEST(WorkerHealTest, AStopThatCannotEndInOrderAbortsThroughTheReplacementJob) {
                            "not answer the shutdown within 10s(.|\n)*"));
 }
 
+// The same stop with Open MPI's daemon stopped too, as one hung in its own finalize after an
+// abort was seen to be (server/abort_reaper.h): the gateway's MPI_Abort waits for the daemon for
+// ever, so the reaper it started kills the gateway, then the daemon and the workers, and nothing
+// is left behind.
+TEST(WorkerHealTest, AnAbortWhoseDaemonNeverAnswersIsEndedByTheReaper) {
+  testing::ServerProcess server;
+  ASSERT_TRUE(server.Start({.workers = 2}).ok());
+  const std::vector<pid_t> workers = testing::DescendantsNamed(server.pid(), "mpigate-worker");
+  const std::vector<pid_t> daemons = testing::DescendantsNamed(server.pid(), "orted");
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(daemons.size(), 1u);
+  ASSERT_EQ(kill(workers[1], SIGSTOP), 0);
+  ASSERT_EQ(kill(daemons[0], SIGSTOP), 0);
+  const pid_t gateway = server.pid();
+
+  absl::StatusOr<testing::ServerExit> exit = server.Stop();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_NE(exit->exit_code, 0) << exit->stderr_text;
+  EXPECT_THAT(exit->stderr_text,
+              MatchesRegex(absl::StrCat("(.|\n)*aborting the workers(.|\n)*still there after the "
+                                        "abort, killed: the gateway, pid ",
+                                        gateway, "; .*", daemons[0], "(.|\n)*")));
+}
+
 }  // namespace
 }  // namespace mpigate
