@@ -32,26 +32,21 @@ using ::testing::IsEmpty;
 // Far longer than anything here takes; a wait past it fails the test instead of hanging it.
 constexpr absl::Duration kPatience = absl::Seconds(30);
 
-// The wait status of child `pid` once it ends, or nullopt if it has not within kPatience.
-std::optional<int> AwaitEnd(pid_t pid) {
-  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (fd < 0) return std::nullopt;
-  pollfd ended = {fd, POLLIN, 0};
-  const int ready = poll(&ended, 1, static_cast<int>(absl::ToInt64Milliseconds(kPatience)));
-  close(fd);
-  int status = 0;
-  if (ready != 1 || waitpid(pid, &status, 0) != pid) return std::nullopt;
-  return status;
-}
-
-// Whether process `pid` has not ended (a zombie has).
-bool Running(pid_t pid) {
+// Whether process `pid` ends (or has ended: a zombie has) within `patience`.
+bool EndsWithin(pid_t pid, absl::Duration patience) {
   const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (fd < 0) return false;
   pollfd ended = {fd, POLLIN, 0};
-  const int ready = poll(&ended, 1, 0);
+  const int ready = poll(&ended, 1, static_cast<int>(absl::ToInt64Milliseconds(patience)));
   close(fd);
-  return ready == 0;
+  return ready == 1;
+}
+
+// The wait status of child `pid` once it ends, or nullopt if it has not within kPatience.
+std::optional<int> AwaitEnd(pid_t pid) {
+  int status = 0;
+  if (!EndsWithin(pid, kPatience) || waitpid(pid, &status, 0) != pid) return std::nullopt;
+  return status;
 }
 
 bool KilledBySigkill(std::optional<int> status) {
@@ -108,6 +103,7 @@ class AbortReaperTest : public ::testing::Test {
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);
     }
+    if (errors_ >= 0) close(errors_);
   }
 
   // Starts the stand-in gateway: it starts its daemon (a waiter on `daemon_fd`), sends the
@@ -221,7 +217,8 @@ TEST_F(AbortReaperTest, HoldsNoneOfTheGatewaysDescriptorsOpen) {
   ASSERT_EQ(poll(&closed, 1, static_cast<int>(absl::ToInt64Milliseconds(kPatience))), 1);
   char byte;
   EXPECT_EQ(read(gateway_socket[0], &byte, 1), 0) << "the reaper holds the gateway's pipe";
-  EXPECT_TRUE(Running(reaper)) << "the reaper did not wait for the stand-ins";
+  EXPECT_FALSE(EndsWithin(reaper, absl::ZeroDuration()))
+      << "the reaper did not wait for the stand-ins";
 
   close(never_ends[1]);
   EXPECT_TRUE(EndedWith(AwaitEnd(worker), 0));
