@@ -24,8 +24,10 @@
 // One Executor is one session of the service, over one gRPC stream; many executors, in one
 // process or many, share the service's pool fairly, and one executor's shutdown or cancel never
 // touches another's futures. Any number of threads may submit through the same Executor at once:
-// submissions are batched onto the stream by a writer thread, and a reader thread marks futures
-// running and completes them (running their done callbacks) as updates arrive.
+// submissions are batched onto the stream by a writer thread (a small task submitted while
+// nothing else is in flight is written by its caller, so that a round trip waits for no other
+// thread), and a reader thread marks futures running and completes them (running their done
+// callbacks) as updates arrive.
 //
 // A session survives a dropped connection: when its stream breaks, the executor resumes the
 // session on a new connection, with backoff, for as long as the service keeps it (its grace

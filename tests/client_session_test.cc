@@ -144,6 +144,29 @@ TEST_F(ClientSessionTest, OutcomesOfEachKindCompleteTheirFutures) {
   EXPECT_EQ(futures[4].Result(kPatience).status(), absl::NotFoundError("no function 'echo'"));
 }
 
+// A submit while nothing else is in flight is written by its caller, before Submit() returns:
+// a round trip waits for no other thread. One while another task is in flight is the writer
+// thread's, which catches up with a burst in few messages.
+TEST_F(ClientSessionTest, ALoneSubmitIsWrittenByItsCallerAndOneInABurstByTheWriterThread) {
+  Open();
+  Future alone = Submit("alone");
+  ASSERT_EQ(fake_->Requests(v1::SessionRequest::kSubmit).size(), 1u);
+  EXPECT_EQ(fake_->WritingThreads(v1::SessionRequest::kSubmit)[0], std::this_thread::get_id());
+
+  Future second = Submit("second");
+  ASSERT_EQ(fake_->AwaitTasks(2).size(), 2u);
+  EXPECT_NE(fake_->WritingThreads(v1::SessionRequest::kSubmit)[1], std::this_thread::get_id());
+}
+
+// One too large to fit HTTP/2's first flow-control window could wait for the service to read: the
+// writer thread writes it, and Submit() returns at once.
+TEST_F(ClientSessionTest, ALoneLargeSubmitIsWrittenByTheWriterThread) {
+  Open();
+  Future large = Submit(std::string(64 << 10, 'x'));
+  ASSERT_EQ(fake_->AwaitTasks(1).size(), 1u);
+  EXPECT_NE(fake_->WritingThreads(v1::SessionRequest::kSubmit)[0], std::this_thread::get_id());
+}
+
 TEST_F(ClientSessionTest, AnUpdateThatEndsATaskStillDeliversItsLastProgress) {
   Open();
   Future future = Submit();

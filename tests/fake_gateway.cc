@@ -172,6 +172,16 @@ std::vector<v1::SessionRequest> FakeGateway::Requests(v1::SessionRequest::Reques
   return those;
 }
 
+std::vector<std::thread::id> FakeGateway::WritingThreads(
+    v1::SessionRequest::RequestCase kind) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::thread::id> those;
+  for (size_t i = 0; i < requests_.size(); ++i) {
+    if (requests_[i].request_case() == kind) those.push_back(writing_threads_[i]);
+  }
+  return those;
+}
+
 size_t FakeGateway::calls() const {
   absl::MutexLock lock(&mu_);
   return calls_;
@@ -208,6 +218,7 @@ absl::StatusOr<std::vector<FunctionInfo>> FakeGateway::ListFunctions(absl::Durat
 void FakeGateway::Record(const v1::SessionRequest& request) {
   absl::MutexLock lock(&mu_);
   requests_.push_back(request);
+  writing_threads_.push_back(std::this_thread::get_id());
 }
 
 }  // namespace mpigate::testing

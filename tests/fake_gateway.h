@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -69,6 +70,8 @@ class FakeGateway final : public internal::GatewayConnection {
   std::vector<v1::SessionRequest> AwaitTasks(size_t count);
   // The requests of `kind` so far.
   std::vector<v1::SessionRequest> Requests(v1::SessionRequest::RequestCase kind) const;
+  // The threads that wrote them, in the same order.
+  std::vector<std::thread::id> WritingThreads(v1::SessionRequest::RequestCase kind) const;
   // How many calls were started.
   size_t calls() const;
 
@@ -87,6 +90,8 @@ class FakeGateway final : public internal::GatewayConnection {
 
   mutable absl::Mutex mu_;
   std::vector<v1::SessionRequest> requests_ ABSL_GUARDED_BY(mu_);
+  // The thread that wrote each of requests_.
+  std::vector<std::thread::id> writing_threads_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Call> current_ ABSL_GUARDED_BY(mu_);
   size_t calls_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -21,6 +21,11 @@ namespace {
 // cancelling it. Only a server that breaks the protocol makes this matter; nothing is lost then.
 constexpr absl::Duration kCloseGrace = absl::Seconds(5);
 
+// The largest task a lone submit writes on its caller's thread: within HTTP/2's initial
+// flow-control window (64 KiB), so that the write never waits for the service to read. Larger
+// ones go to the writer thread, and Submit() still returns at once.
+constexpr size_t kCallerWriteMaxBytes = 60 << 10;
+
 // A Session call ended with `status` without `closed`: whether that looks like a broken connection
 // (worth resuming) rather than the service ending the session on purpose (OK, or an error about
 // the request such as INVALID_ARGUMENT).
@@ -269,6 +274,7 @@ Future Session::Enqueue(OutgoingTask task) {
   }
 
   std::shared_ptr<FutureCore> core;
+  bool write_here = false;
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_requested_ || stream_ended_) {
@@ -281,12 +287,20 @@ Future Session::Enqueue(OutgoingTask task) {
     // Under mu_, so that ids increase in the order specs are queued and sent (see the invariants).
     const uint64_t task_id = next_task_id_++;
     task.spec.set_task_id(task_id);
+    const size_t wire_bytes = task.wire_bytes;
     core = std::make_shared<FutureCore>(task_id, weak_from_this());
     // Registered before the writer can see the spec: the outcome may arrive before we return.
     pending_.emplace(task_id, core);
-    // Unlocking wakes the writer: its Await condition becomes true.
     submits_.Queue(std::move(task));
+    // Alone (nothing else of the session in flight), a small task is written by its caller: a
+    // round trip then waits for no other thread, and the write fits the stream's flow-control
+    // window, so it does not wait for the service. Otherwise unlocking wakes the writer thread,
+    // whose Await condition becomes true, and which catches up with a burst in few messages. The
+    // reader thread (a done callback's submit) never writes: it must keep reading.
+    write_here = pending_.size() == 1 && wire_bytes <= kCallerWriteMaxBytes &&
+                 std::this_thread::get_id() != reader_id_ && TakeWriterLocked(/*acks_due=*/false);
   }
+  if (write_here) WriteAsWriter(/*acks_due=*/false);
   return FutureAccess::Make(std::move(core));
 }
 
@@ -361,15 +375,23 @@ absl::StatusOr<std::vector<FunctionInfo>> Session::ListFunctions(absl::Duration 
 }
 
 bool Session::WriterHasWorkLocked() const {
-  return stream_ended_ || closed_ || SendableLocked() ||
-         // Acknowledgements queued since the writer began to wait: it waits again, until their
-         // deadline.
-         (connected_ && !acks_.empty() && acks_.due() < writer_wake_);
+  if (stream_ended_ || closed_) return true;
+  // While a caller writes, what it leaves is the writer thread's once it is done.
+  if (writer_busy_) return false;
+  // Acknowledgements queued since the writer began to wait: it waits again, until their deadline.
+  return SendableLocked() || (connected_ && !acks_.empty() && acks_.due() < writer_wake_);
 }
 
 bool Session::SendableLocked() const {
   return connected_ && (submits_.has_queued() || !cancels_queued_.empty() ||
                         (shutdown_requested_ && !shutdown_taken_) || acks_.Full());
+}
+
+bool Session::TakeWriterLocked(bool acks_due) {
+  if (writer_busy_ || stream_ended_ || closed_ || !connected_) return false;
+  if (!SendableLocked() && !(acks_due && !acks_.empty())) return false;
+  writer_busy_ = true;
+  return true;
 }
 
 bool Session::DrainedLocked() const {
@@ -379,6 +401,27 @@ bool Session::DrainedLocked() const {
 bool Session::BootedLocked() const { return pool_state_ != PoolState::kBooting || stream_ended_; }
 
 void Session::WriterLoop() {
+  for (;;) {
+    bool acks_due = false;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Condition has_work(this, &Session::WriterHasWorkLocked);
+      // Session over: the reader fails pending futures and releases cancel waiters. Closed: no
+      // task is pending, so there is nothing left to send. Acknowledgements that are not due by
+      // number or size wait until their delay has passed.
+      while (!stream_ended_ && !closed_ && !TakeWriterLocked(acks_due)) {
+        writer_wake_ =
+            connected_ && !writer_busy_ && !acks_.empty() ? acks_.due() : absl::InfiniteFuture();
+        acks_due = !mu_.AwaitWithDeadline(has_work, writer_wake_);
+      }
+      writer_wake_ = absl::InfiniteFuture();
+      if (stream_ended_ || closed_) return;
+    }
+    WriteAsWriter(acks_due);
+  }
+}
+
+void Session::WriteAsWriter(bool acks_due) {
   std::vector<OutgoingTask> batch;
   std::vector<std::shared_ptr<CancelRequest>> cancels;
   std::vector<uint64_t> acks;
@@ -388,18 +431,14 @@ void Session::WriterLoop() {
     SessionStream* stream = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      const absl::Condition has_work(this, &Session::WriterHasWorkLocked);
-      // Acknowledgements that are not due by number or size wait until their delay has passed.
-      bool timed_out = false;
-      do {
-        writer_wake_ = connected_ && !acks_.empty() ? acks_.due() : absl::InfiniteFuture();
-        timed_out = !mu_.AwaitWithDeadline(has_work, writer_wake_);
-      } while (!timed_out && !stream_ended_ && !closed_ && !SendableLocked());
-      writer_wake_ = absl::InfiniteFuture();
-      // Session over: the reader fails pending futures and releases cancel waiters. Closed: no
-      // task is pending, so there is nothing left to send.
-      if (stream_ended_ || closed_) return;
-      if (!connected_) continue;
+      const bool acks_now = !acks_.empty() && (acks_due || acks_.DueAt(absl::Now()));
+      if (stream_ended_ || closed_ || !connected_ || (!SendableLocked() && !acks_now)) {
+        // In the same critical section as the look: work queued after it finds no writer, and
+        // its caller writes it or the writer thread's condition wakes it.
+        writer_busy_ = false;
+        return;
+      }
+      acks_due = false;
       // Take everything queued in one swap. Specs go out first: every cancel and the shutdown
       // were requested after the tasks they concern were queued.
       submits_.TakeQueued(batch);
@@ -410,9 +449,8 @@ void Session::WriterLoop() {
         shutdown_taken_ = true;
         send_shutdown = true;
       }
-      if (!acks_.empty() && (timed_out || acks_.DueAt(absl::Now()))) acks_.TakeInto(acks);
+      if (acks_now) acks_.TakeInto(acks);
       stream = current_stream_;
-      writer_busy_ = true;
     }
     // A failed write means the call is over: the reader's Read fails too, and it resumes the
     // session (which sends again what this stream may have lost) or ends it.
@@ -441,10 +479,13 @@ void Session::WriterLoop() {
     }
     acks.clear();
     absl::MutexLock lock(&mu_);
-    writer_busy_ = false;
-    // Stops writing to a broken stream until the reader has a new one.
-    if (!ok) connected_ = false;
     submits_.KeepSent(batch);
+    if (!ok) {
+      // Stops writing to a broken stream until the reader has a new one.
+      connected_ = false;
+      writer_busy_ = false;
+      return;
+    }
   }
 }
 

@@ -5,12 +5,19 @@
 //
 // Threads:
 // - Callers (any number of threads) call Submit*(), Cancel(), Shutdown(), Bootup() and the
-//   accessors. Submit*() registers the task's future and queues its spec; it never touches the
-//   network. Cancel() queues a request and may wait for its answer. ListFunctions() is a unary
-//   call of its own, made on the caller's thread.
-// - The writer thread is the only one that writes to a stream: every queued spec at once (as few
-//   `submit` messages as the size limit allows), then the queued `cancel` requests, then
-//   `shutdown`, then the acknowledgements that are due. Specs go first, so a cancel never
+//   accessors. Submit*() registers the task's future and queues its spec. A caller that submits
+//   while nothing else of the session is in flight, and finds no writer at work, becomes the
+//   writer (flat combining, as the Python client's session does): it writes its spec and
+//   whatever is queued meanwhile, and stops when nothing is left; so a submit may wait for the
+//   transport to take its bytes, never for an answer. Cancel() queues a request and may wait for
+//   its answer. ListFunctions() is a unary call of its own, made on the caller's thread.
+// - The writer thread writes what callers leave to it: specs submitted while others are in
+//   flight (a burst then goes out in few messages as it catches up: each caller writing its own
+//   would make one message and one write per task), cancels, `shutdown`, the acknowledgements
+//   once due, and what a resumed stream must get again.
+// - One thread at a time is the writer (writer_busy_), and it takes everything queued at once:
+//   every spec (as few `submit` messages as the size limit allows), then the `cancel` requests,
+//   then `shutdown`, then the acknowledgements that are due. Specs go first, so a cancel never
 //   overtakes the task it names.
 // - The reader thread is the only one that reads from a stream, finishes it and opens the next.
 //   It marks futures RUNNING, passes on their progress and completes them (running their
@@ -32,8 +39,8 @@
 // - The service answers cancels in order; the writer moves each request to cancels_sent_ before
 //   writing it, so the reader pairs every answer with its request. A resumed stream gets the
 //   unanswered ones again, first.
-// - The writer touches a stream only while connected_ (writer_busy_ while it writes outside mu_);
-//   the reader replaces the stream only once neither holds.
+// - The writer (whichever thread it is) touches a stream only while connected_ (writer_busy_
+//   while it writes outside mu_); the reader replaces the stream only once neither holds.
 //
 // Ownership: an Executor owns its Session through a shared_ptr and calls Close() when destroyed;
 // futures hold weak_ptrs, so a Cancel() racing with the executor's end never touches freed memory.
@@ -154,7 +161,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // Registers and queues `task` (whose spec has everything but the id).
   Future Enqueue(OutgoingTask task);
 
+  // The writer thread: waits until there is something for it to write and nobody else writes,
+  // then writes (WriteAsWriter), until the session is over.
   void WriterLoop();
+  // As the writer (TakeWriterLocked returned true): writes what is queued, again and again, until
+  // nothing is (or the stream broke); then is the writer no longer. `acks_due`: the
+  // acknowledgements queued have waited their delay.
+  void WriteAsWriter(bool acks_due);
   void ReaderLoop();
 
   // Reader thread: handles one event of each kind.
@@ -177,6 +190,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool WriterHasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // There is something to write now (acknowledgements only once due by number or size).
   bool SendableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes the calling thread the writer (writer_busy_) if nobody is, the stream is adopted and
+  // there is something to write (or acknowledgements, when `acks_due`).
+  bool TakeWriterLocked(bool acks_due) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool WriterIdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writer_busy_; }
   bool DrainedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool BootedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
