@@ -11,8 +11,10 @@
 # --mpi=mpich: mpigate built against MPICH (--config=mpich; its pools run in world mode, as MPICH
 # cannot spawn); the peers stay as they are (Debian's mpi4py is built against Open MPI).
 # --quick: a smoke run with smaller counts. --python-only: only the Python functions workloads.
-# --check: then compare the run with BASELINE (default bench/results/baseline.csv) and exit 1
-# naming each figure worse than the baseline by more than its tolerance (bench/report.py).
+# --check: then compare the run with BASELINE (default bench/results/baseline.csv): what a figure
+# worse than its tolerance needs is measured again (once or twice: two of three decide), and the
+# script exits 1 naming each figure whose median is worse than the baseline by more than its
+# tolerance (bench/report.py).
 # DIR: a new directory under /tmp, printed at the end. The full run takes about 6 minutes on 2
 # cores.
 #

@@ -1,7 +1,7 @@
 """The table, CSV and plot of bench/compare.py, from its raw.csv (system, workload, metric, value,
 unit). Runs on its own too, to redo them from a raw.csv:
 
-    /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR [--check BASELINE]
+    /usr/bin/python3 bench/report.py RAW_CSV OUT_DIR [--check BASELINE [--again RAW_CSV...]]
     /usr/bin/python3 bench/report.py --make-baseline BASELINE RAW_CSV... [--tolerances-from OLD]
 
 Prints the table (Markdown) with each system's figure, the ratios mpigate / peer, and each target
@@ -13,7 +13,8 @@ run's C++ workloads) are left out.
 The guard (see GUARDS): --check compares the run with a committed baseline of ratios to figures
 measured in the same run (mostly mpi4py.futures'; (b)'s p50 also to the bare gRPC round trip),
 and exits 1 naming each workload whose ratio is worse than the baseline's by more than its
-tolerance; --make-baseline writes such a baseline from several runs, each tolerance from their
+tolerance (with --again, the run's re-measurements: the median of each figure's measurements);
+--make-baseline writes such a baseline from several runs, each tolerance from their
 spread.
 """
 
@@ -393,7 +394,8 @@ unset multiplot
 
 
 def write(raw_path, out_dir):
-    """Prints the table and writes results.csv and results.png next to it."""
+    """Prints the table and writes results.csv and results.png to `out_dir`, made if missing."""
+    os.makedirs(out_dir, exist_ok=True)
     raw = Raw(raw_path)
     table = Table(raw)
     lines = markdown(table.lines())
@@ -618,31 +620,55 @@ def summary_lines(rows):
     return markdown(lines)
 
 
-def check(baseline, raw):
-    """The run `raw` against `baseline`: (lines, failures, hint), a line per figure; for each
-    figure worse than its baseline by more than its tolerance (or not measured), a line naming
-    it; and, when there are such figures and the machine's own figures (the floors) were worse
-    than the baseline's runs' by more than their tolerance too, a hint that says so, else ""."""
-    lines, failures, slower_machine = [], [], []
+# What bench/compare.py can measure again of a system: "core", its (a)-(f), or "python", its (h).
+CORE, PYTHON = "core", "python"
+
+
+@dataclasses.dataclass
+class Check:
+    """A run and its re-measurements against a baseline: a line per figure, a line per figure
+    that fails, a hint when the machine itself was slower, and the figures one more measurement
+    could still decide otherwise (`unsettled`, Baseline rows)."""
+
+    lines: list
+    failures: list
+    hint: str
+    unsettled: list
+
+
+def check(baseline, raws):
+    """The run `raws[0]` and its re-measurements `raws[1:]` (Raw each; one that did not measure a
+    figure does not count for it) against `baseline`. A figure's value is the median of its
+    measurements, and it fails when that is worse than its baseline by more than its tolerance,
+    or when a run failed to measure it. It is unsettled while exactly one of its measurements
+    failed and fewer than two passed: a further measurement decides it, two of three."""
+    lines, failures, slower_machine, unsettled = [], [], [], []
     for row in baseline:
         guard = row.guard
         name = f"{row_label(guard.workload, guard.metric)} [{row.system}]"
         unit = {"itself": "", "machine": " us"}.get(guard.ratio_to,
                                                     f"x {RATIO_TO[guard.ratio_to]}")
-        value = guarded_value(raw, row.system, guard)
-        if not is_number(value):
+        measured = [guarded_value(raw, row.system, guard) for raw in raws]
+        numbers = [value for value in measured if is_number(value)]
+        failed = next((value for value in measured if isinstance(value, tuple)), None)
+        if failed or not numbers:
             if guard.judged:
-                why = value[1] if isinstance(value, tuple) else "not measured"
-                failures.append(f"{name}: no figure ({why})")
+                failures.append(f"{name}: no figure ({failed[1] if failed else 'not measured'})")
             continue
+        value = statistics.median(numbers)
         direction = "at least" if guard.higher_is_better else "at most"
         text = (f"{name}: {value:.3g}{unit}, baseline {row.value:.3g}{unit}, "
                 f"tolerance {row.tolerance:.0%}: {direction} {row.limit():.3g}{unit}")
+        if len(numbers) > 1:
+            text += f" (median of {' '.join(f'{number:.3g}' for number in numbers)})"
         if not guard.judged:
             lines.append(("info   " if row.passes(value) else "SLOWER ") + text)
             if not row.passes(value):
                 slower_machine.append(f"{name} {value:.3g}{unit} (baseline {row.value:.3g}{unit})")
             continue
+        worse = sum(not row.passes(number) for number in numbers)
+        if worse == 1 and len(numbers) - worse < 2:
+            unsettled.append(row)
         lines.append(("ok     " if row.passes(value) else "WORSE  ") + text)
         if not row.passes(value):
             failures.append(text)
@@ -651,22 +677,38 @@ def check(baseline, raw):
         hint = (f"The machine itself was slower than in the baseline's runs: "
                 f"{', '.join(slower_machine)}. Before reading the figures above as a regression, "
                 f"compare the change with the baseline's commit side by side: bench/ab_trees.py.")
-    return lines, failures, hint
+    return Check(lines, failures, hint, unsettled)
 
 
-def print_check(baseline_path, raw):
-    """Prints the check of `raw` against the baseline at `baseline_path`; True if it passed."""
-    lines, failures, hint = check(read_baseline(baseline_path), raw)
-    print(f"\nAgainst the baseline {baseline_path}:")
-    print("\n".join(lines))
-    if failures:
-        print(f"\n{len(failures)} figure(s) worse than the baseline by more than the tolerance:")
-        print("\n".join(f"- {failure}" for failure in failures))
-        if hint:
-            print(f"\n{hint}")
+def parts_to_measure_again(rows):
+    """What bench/compare.py runs again to measure the figures `rows` (Baseline rows) once more:
+    (system, CORE or PYTHON) pairs, with mpi4py.futures' same part where a figure is a ratio to
+    it, so that both sides of the ratio come from the same minutes of the machine."""
+    parts = set()
+    for row in rows:
+        part = PYTHON if row.guard.workload == "python" else CORE
+        parts.add((row.system, part))
+        if row.guard.ratio_to == "mpi4py":
+            parts.add(("mpi4py", part))
+    return parts
+
+
+def print_check(baseline_path, raws):
+    """Prints the check of `raws` (a run and its re-measurements) against the baseline at
+    `baseline_path`; True if it passed."""
+    result = check(read_baseline(baseline_path), raws)
+    again = f", measured {len(raws)} times where a run was worse" if len(raws) > 1 else ""
+    print(f"\nAgainst the baseline {baseline_path}{again}:")
+    print("\n".join(result.lines))
+    if result.failures:
+        print(f"\n{len(result.failures)} figure(s) worse than the baseline by more than the "
+              f"tolerance:")
+        print("\n".join(f"- {failure}" for failure in result.failures))
+        if result.hint:
+            print(f"\n{result.hint}")
     else:
         print("\nEvery figure is within its tolerance of the baseline.")
-    return not failures
+    return not result.failures
 
 
 def main():
@@ -674,6 +716,9 @@ def main():
     parser.add_argument("raw", nargs="*", help="RAW_CSV OUT_DIR, or with --make-baseline RAW_CSV...")
     parser.add_argument("--check", metavar="BASELINE",
                         help="compare the run with BASELINE; exit 1 if a figure is worse")
+    parser.add_argument("--again", nargs="+", default=[], metavar="RAW_CSV",
+                        help="with --check: the run's re-measurements (compare.py's "
+                        "OUT_DIR/again1/raw.csv, ...)")
     parser.add_argument("--make-baseline", metavar="BASELINE",
                         help="write BASELINE from the runs RAW_CSV...")
     parser.add_argument("--tolerances-from", metavar="OLD",
@@ -705,7 +750,7 @@ def main():
     if len(args.raw) != 2:
         parser.error("RAW_CSV OUT_DIR")
     write(*args.raw)
-    if args.check and not print_check(args.check, Raw(args.raw[0])):
+    if args.check and not print_check(args.check, [Raw(path) for path in args.raw[:1] + args.again]):
         sys.exit(1)
 
 

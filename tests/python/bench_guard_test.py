@@ -38,7 +38,7 @@ BASELINE = [
 
 
 def failures_of(raw, baseline=None):
-    return report.check(baseline or BASELINE, raw)[1]
+    return report.check(baseline or BASELINE, [raw]).failures
 
 
 class CheckTest(unittest.TestCase):
@@ -131,7 +131,7 @@ class BaselineTest(unittest.TestCase):
             again = report.read_baseline(path)
         self.assertEqual([(r.system, r.guard, r.tolerance) for r in again],
                          [(r.system, r.guard, r.tolerance) for r in rows])
-        self.assertEqual(report.check(again, run())[1], [])
+        self.assertEqual(report.check(again, [run()]).failures, [])
 
     def test_summary_shows_each_figures_runs_spread_and_tolerance(self):
         runs = [run(first_task_us=us) for us in (400, 500, 600, 500, 450)]
@@ -211,7 +211,7 @@ class FloorGuardTest(unittest.TestCase):
                 self.assertIn("mpigate,latency,vs_grpc,grpc,lower,", written.read())
             again = report.read_baseline(path)
         self.assertEqual(again[0].guard, rows[0].guard)
-        self.assertEqual(report.check(again, floor_run(p50_us=154))[1], [])
+        self.assertEqual(report.check(again, [floor_run(p50_us=154)]).failures, [])
 
     def test_a_baseline_ratio_to_something_unknown_is_refused(self):
         with tempfile.TemporaryDirectory() as directory:
@@ -232,25 +232,25 @@ MACHINE_BASELINE = FLOOR_BASELINE + [
 class MachineStateTest(unittest.TestCase):
 
     def test_a_slower_floor_alone_is_never_a_failure(self):
-        lines, failures, hint = report.check(MACHINE_BASELINE,
-                                             floor_run(p50_us=420, grpc_p50_us=140))
-        self.assertEqual(failures, [])
-        self.assertEqual(hint, "")
+        result = report.check(MACHINE_BASELINE, [floor_run(p50_us=420, grpc_p50_us=140)])
+        self.assertEqual(result.failures, [])
+        self.assertEqual(result.hint, "")
+        self.assertEqual(result.unsettled, [])
         self.assertTrue(any(line.startswith("SLOWER") and "bare gRPC" in line and "140 us" in line
-                            for line in lines), lines)
+                            for line in result.lines), result.lines)
 
     def test_a_failure_on_a_slower_machine_says_so(self):
         # 5x the floor (past 4.5x) while the floor itself is 2x the baseline's.
-        _, failures, hint = report.check(MACHINE_BASELINE, floor_run(p50_us=700, grpc_p50_us=140))
-        self.assertEqual(len(failures), 1)
-        self.assertIn("the machine itself was slower", hint.lower())
-        self.assertIn("140 us", hint)
-        self.assertIn("bench/ab_trees.py", hint)
+        result = report.check(MACHINE_BASELINE, [floor_run(p50_us=700, grpc_p50_us=140)])
+        self.assertEqual(len(result.failures), 1)
+        self.assertIn("the machine itself was slower", result.hint.lower())
+        self.assertIn("140 us", result.hint)
+        self.assertIn("bench/ab_trees.py", result.hint)
 
     def test_a_failure_on_a_machine_as_fast_as_the_baseline_has_no_hint(self):
-        _, failures, hint = report.check(MACHINE_BASELINE, floor_run(p50_us=350, grpc_p50_us=70))
-        self.assertEqual(len(failures), 1)
-        self.assertEqual(hint, "")
+        result = report.check(MACHINE_BASELINE, [floor_run(p50_us=350, grpc_p50_us=70)])
+        self.assertEqual(len(result.failures), 1)
+        self.assertEqual(result.hint, "")
 
     def test_a_missing_floor_is_not_a_failure_of_its_own(self):
         raw = raw_from([("mpigate", "latency", "p50", 210, "us"),
@@ -268,6 +268,78 @@ class MachineStateTest(unittest.TestCase):
             again = report.read_baseline(path)
         self.assertFalse(again[0].guard.judged)
         self.assertEqual(again[0].guard, rows[0].guard)
+
+
+def python_run(p50_us=300.0, mpi4py_p50_us=400.0):
+    """A run's (h) round trip p50, mpigate.futures' and mpi4py.futures'."""
+    return raw_from([("mpigate-none", "python", "p50", p50_us, "us"),
+                     ("mpi4py", "python", "p50", mpi4py_p50_us, "us")])
+
+
+class MeasuredAgainTest(unittest.TestCase):
+    """A run and its re-measurements (bench/compare.py --check measures a worse figure again, up
+    to three measurements in all): the median decides, two of three."""
+
+    def test_a_passing_run_is_settled(self):
+        result = report.check(BASELINE, [run()])
+        self.assertEqual((result.failures, result.unsettled), ([], []))
+
+    def test_one_worse_run_is_unsettled_and_names_only_its_figure(self):
+        result = report.check(BASELINE, [run(first_task_us=14_000)])
+        self.assertEqual(len(result.failures), 1)
+        self.assertEqual([(row.system, row.guard) for row in result.unsettled],
+                         [("mpigate", guard("idle", "first_task"))])
+
+    def test_worse_twice_fails_settled(self):
+        result = report.check(BASELINE, [run(first_task_us=14_000), run(first_task_us=13_000)])
+        self.assertEqual(len(result.failures), 1)
+        self.assertIn("median of 5.6 5.2", result.failures[0])
+        self.assertEqual(result.unsettled, [])
+
+    def test_worse_then_fine_is_unsettled_and_the_third_decides(self):
+        # One worse, one fine: a third measurement decides.
+        worse, fine = run(first_task_us=14_000), run(first_task_us=500)
+        self.assertEqual(len(report.check(BASELINE, [worse, fine]).unsettled), 1)
+        passed = report.check(BASELINE, [worse, fine, run(first_task_us=600)])
+        self.assertEqual((passed.failures, passed.unsettled), ([], []))
+        failed = report.check(BASELINE, [worse, fine, run(first_task_us=9_000)])
+        self.assertEqual(len(failed.failures), 1)
+        self.assertEqual(failed.unsettled, [])
+
+    def test_a_figure_fine_first_and_worse_when_measured_again_is_unsettled(self):
+        # The re-measurement of another figure's pool also measured this one, worse: a third
+        # measurement decides it too.
+        result = report.check(BASELINE, [run(submit=90_000), run(submit=60_000)])
+        self.assertEqual([row.guard for row in result.unsettled], [guard("throughput", "futures")])
+        self.assertEqual(result.failures, [])  # the median, 75,000 tasks/s: 15x, at least 14.4x
+
+    def test_a_re_measurement_without_the_figure_does_not_count(self):
+        result = report.check(BASELINE, [run(first_task_us=14_000), python_run()])
+        self.assertEqual(len(result.failures), 1)
+        self.assertNotIn("median of", result.failures[0])
+        self.assertEqual(len(result.unsettled), 1)
+
+    def test_a_figure_a_re_measurement_failed_to_measure_fails_settled(self):
+        broken = raw_from([("mpigate", "idle", "*", "error", "not done within its time limit")])
+        result = report.check(BASELINE[:1], [run(first_task_us=14_000), broken])
+        self.assertEqual(len(result.failures), 1)
+        self.assertIn("not done within its time limit", result.failures[0])
+        self.assertEqual(result.unsettled, [])
+
+    def test_what_is_measured_again_for_each_figure(self):
+        rows = {
+            "first_task": BASELINE[0],  # a ratio to mpi4py.futures: its part too
+            "vs_single": BASELINE[2],  # (d), a ratio to mpigate's own pool
+            "python_p50": report.Baseline("mpigate-none", guard("python", "p50"), 0.8, 0.25),
+        }
+        self.assertEqual(report.parts_to_measure_again([rows["first_task"]]),
+                         {("mpigate", report.CORE), ("mpi4py", report.CORE)})
+        self.assertEqual(report.parts_to_measure_again([rows["vs_single"]]),
+                         {("mpigate", report.CORE)})
+        self.assertEqual(report.parts_to_measure_again([rows["python_p50"]]),
+                         {("mpigate-none", report.PYTHON), ("mpi4py", report.PYTHON)})
+        self.assertEqual(len(report.parts_to_measure_again(list(rows.values()))), 4)
+        self.assertEqual(report.parts_to_measure_again([]), set())
 
 
 if __name__ == "__main__":
