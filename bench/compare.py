@@ -23,8 +23,9 @@ and exits 1 naming each figure whose median is worse than the baseline by more t
 tolerance.
 
 A program that prints `gate,NAME` waits for a line on stdin: at gate `idle` this script measures
-the CPU time the service's processes use meanwhile; at gate `clients` it waits until every client
-process is there and then lets them all go at once.
+the CPU time the service's processes use meanwhile, at gate `idle_again` ((e)'s further idle
+spells) it only waits as long; at gate `clients` it waits until every client process is there and
+then lets them all go at once.
 
 Every program and pool has a time limit: one that passes it is killed with its whole process tree
 and its workload reported as an error, never waited for. This script adopts orphaned descendants
@@ -78,6 +79,12 @@ SCALE_WORKERS = 32
 # Fresh pools whose round trips (h)'s p50 and p99 are the medians of (run_mpigate_python).
 PYTHON_ROUND_TRIP_POOLS = 3
 LEFTOVER_GRACE_SECONDS = 10
+# Before a run and each re-measurement, the machine gets this long at most to settle: until its
+# load average (1 min) is under SETTLED_LOAD. A full run ends with a 32-worker pool and Dask, and
+# the re-measurements right after it found the bare gRPC round trip at 90-100 us against the
+# run's own 55-58 us.
+SETTLE_SECONDS = 180
+SETTLED_LOAD = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +95,8 @@ class Sizes:
     samples: int  # (b) sequential round trips
     payloads: tuple  # (c) (size in bytes, timed echoes) pairs
     client_tasks: int  # (d) tasks of all client processes together
-    idle_seconds: float  # (e)
+    idle_seconds: float  # (e) each idle spell
+    idle_spells: int  # (e) idle spells, each followed by one round trip; the median counts
     burst_per_worker: int  # (g) tasks per worker of the burst
     numpy_echoes: int  # (h) timed echoes of the numpy array (tasks and samples as (a) and (b))
 
@@ -97,10 +105,12 @@ NUMPY_BYTES = 64 << 20  # (h) the numpy array echoed
 
 FULL = Sizes(tasks=100_000, samples=2000,
              payloads=((1 << 10, 200), (1 << 20, 50), (64 << 20, 3), (256 << 20, 3)),
-             client_tasks=100_000, idle_seconds=10, burst_per_worker=50, numpy_echoes=5)
+             client_tasks=100_000, idle_seconds=10, idle_spells=3, burst_per_worker=50,
+             numpy_echoes=5)
 QUICK = Sizes(tasks=10_000, samples=300,
               payloads=((1 << 10, 20), (1 << 20, 5), (64 << 20, 1), (256 << 20, 1)),
-              client_tasks=10_000, idle_seconds=3, burst_per_worker=10, numpy_echoes=2)
+              client_tasks=10_000, idle_seconds=3, idle_spells=1, burst_per_worker=10,
+              numpy_echoes=2)
 
 
 def for_dask(sizes):
@@ -263,6 +273,9 @@ class Run:
                         cpu = idle_cpu_percent(service_root or program.pid, self.sizes.idle_seconds)
                         self.results.add(system, "idle", "cpu", cpu, "% of one core")
                         program.go()
+                    elif line == "gate,idle_again":
+                        time.sleep(self.sizes.idle_seconds)  # (e)'s next idle spell
+                        program.go()
                     else:
                         self.results.add_line(system, line)
                 succeeded = program.wait(deadline) == 0
@@ -318,7 +331,8 @@ def workload_flags(workload, sizes):
     """The command-line flags every bench program takes."""
     payloads = ",".join(f"{size}:{reps}" for size, reps in sizes.payloads)
     return [f"--workload={workload}", f"--tasks={sizes.tasks}", f"--chunksize={CHUNKSIZE}",
-            f"--samples={sizes.samples}", f"--payloads={payloads}", f"--threads={CLIENT_THREADS}"]
+            f"--samples={sizes.samples}", f"--idle_spells={sizes.idle_spells}",
+            f"--payloads={payloads}", f"--threads={CLIENT_THREADS}"]
 
 
 def python_flags(sizes, workload="python"):
@@ -392,7 +406,8 @@ class MpigateServer:
 
 def record_sizes(run, system, sizes):
     """How much of each workload `system` ran, for the notes under the table."""
-    for field in ("tasks", "samples", "client_tasks", "idle_seconds", "numpy_echoes"):
+    for field in ("tasks", "samples", "client_tasks", "idle_seconds", "idle_spells",
+                  "numpy_echoes"):
         run.results.add(system, "sizes", field, getattr(sizes, field), "")
 
 
@@ -560,8 +575,23 @@ def measure(run, parts):
             run_peer(run, system, script, sizes, can_share_pool, peer_parts)
 
 
+def settle(run):
+    """Waits until the machine's load average is under SETTLED_LOAD, SETTLE_SECONDS at most, and
+    records the load average and how long it waited."""
+    began = time.monotonic()
+    while os.getloadavg()[0] >= SETTLED_LOAD and time.monotonic() - began < SETTLE_SECONDS:
+        time.sleep(1)
+    waited = round(time.monotonic() - began)
+    if waited:
+        log(f"waited {waited} s for the load average to fall under {SETTLED_LOAD:g}: "
+            f"{os.getloadavg()[0]:.2f}")
+    run.results.add("run", "settle", "waited", waited, "s")
+    run.results.add("run", "load", "start", os.getloadavg()[0], "processes")
+
+
 def measure_again(run, parts):
     """Runs the `parts` again in a run of their own (`run`), into its raw.csv; the report.Raw."""
+    settle(run)
     try:
         measure(run, parts)
     finally:
@@ -635,10 +665,10 @@ def main():
     # SIGTERM ends the run as Ctrl-C does: through the exits that stop what each step started.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
 
-    began = time.monotonic()
     # The machine's load beside the run's own: a busy machine shows in every figure.
-    run.results.add("run", "load", "start", os.getloadavg()[0], "processes")
+    settle(run)
     run.results.add("run", "load", "cores", os.cpu_count(), "cores")
+    began = time.monotonic()
     try:
         for system, system_sizes in (("mpigate", sizes), ("mpigate-none", sizes),
                                      ("mpi4py", sizes), ("dask", for_dask(sizes))):

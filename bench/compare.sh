@@ -15,8 +15,8 @@
 # worse than its tolerance needs is measured again (once or twice: two of three decide), and the
 # script exits 1 naming each figure whose median is worse than the baseline by more than its
 # tolerance (bench/report.py).
-# DIR: a new directory under /tmp, printed at the end. The full run takes about 6 minutes on 2
-# cores.
+# DIR: a new directory under /tmp, printed at the end. The full run takes about 9 minutes on 2
+# cores, after waiting (3 minutes at most) for the machine's load average to fall under 1.
 #
 # Installs the peers (Debian's python3-mpi4py, python3-distributed, gnuplot-nox) if missing,
 # builds with Bazel, then runs bench/compare.py with Debian's /usr/bin/python3.

@@ -298,6 +298,10 @@ def size_notes(raw):
     mine, dask = sizes(DEFAULT), sizes("dask")
     text = (f"(a) {mine['tasks']:,} tasks, (b) {mine['samples']:,} round trips, "
             f"(d) {mine['client_tasks']:,} tasks in all")
+    # Runs from before the spells were counted have no such row: one spell.
+    if (spells := raw.values.get((DEFAULT, "sizes", "idle_spells"), 1)) > 1:
+        text += (f", (e) the median of {spells:g} first tasks, each after "
+                 f"{raw.values.get((DEFAULT, 'sizes', 'idle_seconds'), 0):g} s idle")
     if mine["numpy_echoes"]:  # Runs from before (h) have no such row.
         text += f", (h) as (a) and (b), and the median of {mine['numpy_echoes']} numpy echoes"
     if any(dask.values()) and dask != mine:
@@ -414,8 +418,10 @@ def write(raw_path, out_dir):
         notes.append(f"The run took {minutes:g} min.")
     load = [raw.values.get(("run", "load", when)) for when in ("start", "end", "cores")]
     if None not in load:
-        notes.append(f"The machine's load average (1 min) was {load[0]:.2f} when it began and "
-                     f"{load[1]:.2f} at its end, on {load[2]:.0f} cores.")
+        waited = raw.values.get(("run", "settle", "waited"))
+        settled = f" (after {waited:g} s waiting for it to fall)" if waited else ""
+        notes.append(f"The machine's load average (1 min) was {load[0]:.2f} when it "
+                     f"began{settled} and {load[1]:.2f} at its end, on {load[2]:.0f} cores.")
     print("\n".join(lines))
     print()
     for i, text in enumerate(table.notes, 1):
@@ -750,7 +756,8 @@ def main():
     if len(args.raw) != 2:
         parser.error("RAW_CSV OUT_DIR")
     write(*args.raw)
-    if args.check and not print_check(args.check, [Raw(path) for path in args.raw[:1] + args.again]):
+    raws = [Raw(path) for path in args.raw[:1] + args.again]
+    if args.check and not print_check(args.check, raws):
         sys.exit(1)
 
 

@@ -184,6 +184,16 @@ class IdleRowsTest(unittest.TestCase):
         ratio = rows["(e) first after idle / hot p50"]
         self.assertEqual((ratio["target"], ratio["verdict"]), ("", ""))
 
+    def test_the_notes_say_how_many_idle_spells_the_figure_is_the_median_of(self):
+        sizes = [("mpigate", "sizes", "idle_seconds", 10, ""),
+                 ("mpigate", "sizes", "idle_spells", 3, "")]
+        self.assertIn("(e) the median of 3 first tasks, each after 10 s idle",
+                      report.size_notes(raw_from(sizes)))
+        # One spell (and runs from before spells were counted): nothing to say.
+        self.assertNotIn("(e)", report.size_notes(raw_from(sizes[:1])))
+        self.assertNotIn("(e)", report.size_notes(raw_from(
+            [sizes[0], ("mpigate", "sizes", "idle_spells", 1, "")])))
+
 
 if __name__ == "__main__":
     unittest.main()
