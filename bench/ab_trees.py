@@ -4,10 +4,11 @@ C++ round trip, on a fresh 2-worker pool of each tree in turn (A B B A A B ...) 
 machine's drift hits both alike. Prints every pool's figures and then each tree's medians.
 With --clients, each pool runs (d) instead: one client's submit loop of 100,000 tasks, then 8
 client processes of 4 threads, 12,500 tasks each, let go at once, and their aggregate's ratio to
-the submit loop, as bench/compare.py measures them.
+the submit loop, as bench/compare.py measures them. With --payloads, (c)'s echoes of 1 KiB and
+1 MiB instead (as many as bench/compare.py times: 200 and 50).
 
-    /usr/bin/python3 bench/ab_trees.py [--rounds=N] [--samples=N] [--clients] TREE_A TREE_B \
-        [SERVER_FLAG ...]
+    /usr/bin/python3 bench/ab_trees.py [--rounds=N] [--samples=N] [--clients | --payloads] \
+        TREE_A TREE_B [SERVER_FLAG ...]
 
 Each TREE is a checkout whose bazel-bin holds //server:mpigate-server, //worker:mpigate-worker,
 //worker:mpigate-runner, //bench:mpigate_bench and //client/python:mpigate (e.g. the baseline's
@@ -29,6 +30,9 @@ PYTHON = "/usr/bin/python3"
 CLIENT_TASKS = 100_000
 CLIENT_PROCESSES = 8
 CLIENT_THREADS = 4
+# (c)'s small and middle echoes as bench/compare.py times them, SIZE:REPS (the larger ones take
+# most of a pool's minute and vary less).
+PAYLOADS = "1024:200,1048576:50"
 
 
 def cpu_seconds(pid):
@@ -80,7 +84,19 @@ def clients_figures(tree, endpoint):
             "(d) aggregate / submit loop": aggregate / submit_loop}
 
 
-def one_pool(tree, samples, clients, server_flags):
+def payloads_figures(tree, endpoint):
+    """(c) on the pool at `endpoint`: {figure: GB/s both ways} of each echoed size."""
+    echoes = subprocess.run([f"{tree}/bazel-bin/bench/mpigate_bench", f"--endpoint={endpoint}",
+                             "--workload=payload", f"--payloads={PAYLOADS}"],
+                            capture_output=True, text=True, check=True)
+    def echo(size):
+        size = int(size)
+        return f"echo {size >> 20} MiB" if size >= 1 << 20 else f"echo {size >> 10} KiB"
+    return {f"{echo(size)}, GB/s": value
+            for size, value in bench_lines(echoes.stdout, "payload").items()}
+
+
+def one_pool(tree, samples, workload, server_flags):
     """A fresh pool of `tree`'s build, measured once: {figure: value}."""
     directory = tempfile.mkdtemp(prefix="mpigate-ab-", dir="/tmp")
     endpoint = f"unix:{directory}/s.sock"
@@ -94,8 +110,10 @@ def one_pool(tree, samples, clients, server_flags):
                 break
         else:
             raise RuntimeError(f"{tree}'s mpigate-server exited before it was ready")
-        if clients:
+        if workload == "clients":
             return clients_figures(tree, endpoint)
+        if workload == "payloads":
+            return payloads_figures(tree, endpoint)
         before = cpu_seconds(server.pid)
         cpp = subprocess.run([f"{tree}/bazel-bin/bench/mpigate_bench", f"--endpoint={endpoint}",
                               "--workload=latency", f"--samples={samples}"],
@@ -128,8 +146,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4, help="pools of each tree")
     parser.add_argument("--samples", type=int, default=2000, help="round trips per pool and client")
-    parser.add_argument("--clients", action="store_true",
-                        help="measure (d), many clients against one, instead of round trips")
+    measured = parser.add_mutually_exclusive_group()
+    measured.add_argument("--clients", action="store_const", dest="workload", const="clients",
+                          default="round_trips",
+                          help="measure (d), many clients against one, instead of round trips")
+    measured.add_argument("--payloads", action="store_const", dest="workload", const="payloads",
+                          help="measure (c)'s 1 KiB and 1 MiB echoes instead of round trips")
     parser.add_argument("tree_a")
     parser.add_argument("tree_b")
     args, server_flags = parser.parse_known_args()
@@ -137,7 +159,7 @@ def main():
     runs = {tree: [] for tree in trees}
     for round_index in range(args.rounds):
         for tree in trees if round_index % 2 == 0 else trees[::-1]:
-            figures = one_pool(tree, args.samples, args.clients, server_flags)
+            figures = one_pool(tree, args.samples, args.workload, server_flags)
             runs[tree].append(figures)
             print(tree, {name: shown(value) for name, value in figures.items()}, flush=True)
     print("medians:")
