@@ -218,8 +218,9 @@ absl::Status Idle(Executor& executor) {
   absl::StatusOr<std::vector<double>> hot_us = RoundTripsUs(executor, 200);
   if (!hot_us.ok()) return hot_us.status();
   Emit("idle", "hot_p50", Percentile(*hot_us, 0.5), "us");
+  const int spells = std::max(absl::GetFlag(FLAGS_idle_spells), 1);
   std::vector<double> first_us;
-  for (int spell = 0; spell < std::max(absl::GetFlag(FLAGS_idle_spells), 1); ++spell) {
+  for (int spell = 0; spell < spells; ++spell) {
     if (absl::Status status = WaitAtGate(spell == 0 ? "idle" : "idle_again"); !status.ok()) {
       return status;
     }

@@ -667,16 +667,17 @@ def check(baseline, raws):
                 f"tolerance {row.tolerance:.0%}: {direction} {row.limit():.3g}{unit}")
         if len(numbers) > 1:
             text += f" (median of {' '.join(f'{number:.3g}' for number in numbers)})"
+        passed = row.passes(value)
         if not guard.judged:
-            lines.append(("info   " if row.passes(value) else "SLOWER ") + text)
-            if not row.passes(value):
+            lines.append(("info   " if passed else "SLOWER ") + text)
+            if not passed:
                 slower_machine.append(f"{name} {value:.3g}{unit} (baseline {row.value:.3g}{unit})")
             continue
         worse = sum(not row.passes(number) for number in numbers)
         if worse == 1 and len(numbers) - worse < 2:
             unsettled.append(row)
-        lines.append(("ok     " if row.passes(value) else "WORSE  ") + text)
-        if not row.passes(value):
+        lines.append(("ok     " if passed else "WORSE  ") + text)
+        if not passed:
             failures.append(text)
     hint = ""
     if failures and slower_machine:
@@ -756,8 +757,8 @@ def main():
     if len(args.raw) != 2:
         parser.error("RAW_CSV OUT_DIR")
     write(*args.raw)
-    raws = [Raw(path) for path in args.raw[:1] + args.again]
-    if args.check and not print_check(args.check, raws):
+    if args.check and not print_check(args.check,
+                                      [Raw(path) for path in args.raw[:1] + args.again]):
         sys.exit(1)
 
 
