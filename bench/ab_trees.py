@@ -89,6 +89,7 @@ def payloads_figures(tree, endpoint):
     echoes = subprocess.run([f"{tree}/bazel-bin/bench/mpigate_bench", f"--endpoint={endpoint}",
                              "--workload=payload", f"--payloads={PAYLOADS}"],
                             capture_output=True, text=True, check=True)
+
     def echo(size):
         size = int(size)
         return f"echo {size >> 20} MiB" if size >= 1 << 20 else f"echo {size >> 10} KiB"
