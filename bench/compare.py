@@ -12,7 +12,8 @@ isolation, whose round trips are the medians of it and two more fresh servers, a
 peer's script; --python-only runs only them. Just before each
 mpigate pool's latency (b), the floors of a round trip run with no pool: bazel-bin/bench/stream_api
 (gRPC alone, on the Session stream) and bazel-bin/bench/mpi_pingpong (MPI alone, two processes
-under the build's mpiexec). Programs
+under the build's mpiexec), and, before the default pool's, bazel-bin/bench/runner_hop (a worker's
+hop to its task runner alone). Programs
 print lines `workload,metric,value,unit`; this script adds what it measures from outside (idle
 CPU, many clients' aggregate, a 32-worker pool's life), writes them all to DIR/raw.csv as
 `system,workload,metric,value,unit`, and bench/report.py makes the table, DIR/results.csv and
@@ -53,10 +54,12 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 SERVER = os.path.join(ROOT, "bazel-bin/server/mpigate-server")
 MPIGATE_BENCH = os.path.join(ROOT, "bazel-bin/bench/mpigate_bench")
-# The floors of (b): a gRPC round trip on the Session stream with no pool behind it, and an MPI
-# ping-pong of two processes.
+# The floors of (b): a gRPC round trip on the Session stream with no pool behind it, an MPI
+# ping-pong of two processes, and a worker's round trip to a task runner.
 STREAM_API = os.path.join(ROOT, "bazel-bin/bench/stream_api")
 MPI_PINGPONG = os.path.join(ROOT, "bazel-bin/bench/mpi_pingpong")
+RUNNER_HOP = os.path.join(ROOT, "bazel-bin/bench/runner_hop")
+RUNNER = os.path.join(ROOT, "bazel-bin/worker/mpigate-runner")
 # The MPI library the built server links (bench/compare.sh --mpi) and its launcher.
 MPI_FAMILY, MPIEXEC = subprocess.run([SERVER, "--mpi_launcher"], check=True, capture_output=True,
                                      text=True).stdout.split()
@@ -124,7 +127,8 @@ def for_dask(sizes):
 # bound a run that has gone wrong.
 TIME_LIMITS = {"start": 60, "throughput": 300, "latency": 150, "payload": 240, "idle": 120,
                "clients": 300, "burst": 120, "serve": 60, "stop": 90, "python": 400,
-               "python_round_trips": 120, "floor_grpc": 60, "floor_mpi": 60}
+               "python_round_trips": 120, "floor_grpc": 60, "floor_mpi": 60,
+               "floor_runner": 60}
 
 
 class Results:
@@ -436,7 +440,10 @@ def run_floors(run, system):
     and MPI's, a ping-pong between two processes of the library the build links under its
     mpiexec (after 1,000 to warm up), connected as the pool's gateway and workers are: under Open
     MPI one spawns the other (a pool's gateway spawns its workers, and Open MPI 4.1 joins two jobs
-    over TCP, not shared memory), under MPICH both are of one world (its pools' world mode)."""
+    over TCP, not shared memory), under MPICH both are of one world (its pools' world mode); and,
+    for the default isolation's pool, the hop it adds to every task: a worker's round trip to a
+    real mpigate-runner through its RunnerProcess, with no MPI or gRPC around it
+    (bench/runner_hop, after 500 to warm up)."""
     samples = str(run.sizes.samples)
     run.program(system, "floor_grpc", [STREAM_API, "--api=callback", "--messages=0", "--csv",
                                        "--rounds=3", f"--pings={samples}"])
@@ -444,6 +451,9 @@ def run_floors(run, system):
         "-n", "2", MPI_PINGPONG]
     run.program(system, "floor_mpi", [MPIEXEC, *processes, f"--pings={samples}",
                                       "--warmup=1000"])
+    if system == mpigate_system("process"):
+        run.program(system, "floor_runner", [RUNNER_HOP, "--csv", f"--runner={RUNNER}",
+                                             f"--small={samples}"])
 
 
 def run_mpigate(run, isolation):

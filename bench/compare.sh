@@ -33,7 +33,8 @@ elif [ "${1:-}" = --mpi=openmpi ]; then
 fi
 # bazel-bin, where compare.py finds the programs, then points at this build's output.
 if ! built=$(bazel build "${build_flags[@]}" //server:mpigate-server //worker:mpigate-worker //worker:mpigate-runner \
-  //bench:mpigate_bench //bench:stream_api //bench:mpi_pingpong //client/python:mpigate 2>&1); then
+  //bench:mpigate_bench //bench:stream_api //bench:mpi_pingpong //bench:runner_hop \
+  //client/python:mpigate 2>&1); then
   echo "$built" >&2
   exit 1
 fi

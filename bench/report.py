@@ -94,7 +94,11 @@ ROWS = (
     # The floors, measured in the same run beside each pool's (b), in its column.
     Row("(b) floor: bare gRPC round trip p50, µs", "floor_grpc", "p50", compare=False),
     Row("(b) floor: bare MPI ping-pong p50, µs", "floor_mpi", "p50", compare=False),
+    Row("(b) floor: task runner hop p50, µs", "floor_runner", "p50", compare=False),
     Row("(b) latency p50 / bare gRPC p50", "latency", "vs_grpc", at_most(2, "x"), compare=False),
+    # What the hops alone cost, before any work of the gateway, the worker or the client: the
+    # least the row above could be with the pool's hops as they are.
+    Row("(b) the floors' sum / bare gRPC p50", "latency", "floors_vs_grpc", compare=False),
     *(Row(f"(c) echo {size_label(size)}, GB/s both ways", "payload", str(size),
           (at_least(1, "GB/s") & at_least_times_mpi4py(1)) if size >= 64 << 20
           else at_least_times_mpi4py(1)) for size in PAYLOAD_SIZES),
@@ -135,7 +139,10 @@ FLOOR_NOTE = ("(b) floors, each measured just before that pool's (b), with no po
               "bench/mpi_pingpong's round trip of 8 bytes between two processes of the MPI "
               "library the build links, under its mpiexec, both busy-polling, connected as a "
               "pool's gateway and workers are (Open MPI: one spawned by the other, which Open MPI "
-              "4.1 joins over TCP; MPICH: one world)")
+              "4.1 joins over TCP; MPICH: one world), and the task runner hop (the default "
+              "isolation's pool only) bench/runner_hop's round trip of a small echo task from a "
+              "worker's RunnerProcess to a real mpigate-runner and back, with no MPI or gRPC; the "
+              "floors' sum is of those a pool's task takes")
 
 # Beside mpi4py's latency: what its figure is made of.
 MPI4PY_POLL_NOTE = "mpi4py.futures' workers sleep up to ~1 ms between polls (its backoff)"
@@ -175,6 +182,7 @@ class Raw:
                          ("idle", "hot_p50"))
             self._derive(system, ("latency", "vs_grpc"), ("latency", "p50"),
                          ("floor_grpc", "p50"))
+            self._derive_floors_sum(system)
 
     def _derive(self, system, key, numerator, denominator):
         """key = numerator / denominator, or the failure of either."""
@@ -183,6 +191,18 @@ class Raw:
             self.values[(system, *key)] = top / bottom
         elif failure := next((part for part in (top, bottom) if isinstance(part, tuple)), None):
             self.failures[(system, *key)] = failure
+
+    def _derive_floors_sum(self, system):
+        """latency floors_vs_grpc: the sum of the floors of the hops `system`'s tasks take (gRPC
+        and MPI, and for the default isolation the task runner hop) over its bare gRPC p50; the
+        failure of any of them."""
+        hops = ("floor_grpc", "floor_mpi", *(("floor_runner",) if system == DEFAULT else ()))
+        floors = [self.get(system, workload, "p50") for workload in hops]
+        key = (system, "latency", "floors_vs_grpc")
+        if failure := next((floor for floor in floors if isinstance(floor, tuple)), None):
+            self.failures[key] = failure
+        elif all(is_number(floor) for floor in floors) and floors[0]:
+            self.values[key] = sum(floors) / floors[0]
 
     def get(self, system, workload, metric):
         """The value; else the failure (kind, why) of that metric or of its whole workload (or
@@ -335,6 +355,7 @@ PLOTS = (
     ("latency", "(b), (e) round trip of an empty task, µs (lower is better)",
      (("p50", "latency", "p50"), ("p99", "latency", "p99"),
       ("bare gRPC p50", "floor_grpc", "p50"), ("bare MPI p50", "floor_mpi", "p50"),
+      ("runner hop p50", "floor_runner", "p50"),
       ("first after idle", "idle", "first_task"))),
     ("payload", "(c), (h) echo, GB/s counting both ways (higher is better)",
      (*((size_label(size), "payload", str(size)) for size in PAYLOAD_SIZES),

@@ -2,6 +2,11 @@
 // RunnerProcess handing echo tasks to a real mpigate-runner, with no MPI and no gRPC around it.
 // Prints the p50 and p99 round trip of --small small echoes and the median of --big_reps echoes
 // of --big_mb MiB, on one line: `hop <p50 us> <p99 us> <big ms>`.
+//
+// A floor of bench/compare.py's table (the default isolation's hop of every task):
+//   runner_hop --csv --runner=bazel-bin/worker/mpigate-runner
+// prints compare.py's lines `floor_runner,p50,VALUE,us` and `floor_runner,p99,VALUE,us` of the
+// small echoes instead, and times no large echo.
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +27,9 @@ ABSL_FLAG(std::string, runner, "bazel-bin/worker/mpigate-runner", "The mpigate-r
 ABSL_FLAG(int, small, 5000, "Small echoes to time (after 500 to warm up).");
 ABSL_FLAG(int, big_mb, 64, "Size of the large echo, MiB.");
 ABSL_FLAG(int, big_reps, 5, "Large echoes to time.");
+ABSL_FLAG(bool, csv, false,
+          "Print the small echoes' p50 and p99 as bench/compare.py's lines "
+          "(floor_runner,p50,VALUE,us), and time no large echo.");
 
 namespace {
 
@@ -68,6 +76,11 @@ int main(int argc, char** argv) {
     const absl::Time start = absl::Now();
     if (!Echo(**runner, small, 4)) return 1;
     if (i >= 0) small_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start));
+  }
+  if (absl::GetFlag(FLAGS_csv)) {
+    std::printf("floor_runner,p50,%.1f,us\nfloor_runner,p99,%.1f,us\n", Percentile(small_us, 0.5),
+                Percentile(small_us, 0.99));
+    return 0;
   }
   const size_t big_size = static_cast<size_t>(absl::GetFlag(FLAGS_big_mb)) << 20;
   const std::string big = EchoTask(std::string(big_size, 'b'));

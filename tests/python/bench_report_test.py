@@ -98,20 +98,24 @@ class PythonRowsTest(unittest.TestCase):
         self.assertEqual(list(rows), ["(b) latency p50, µs"])
 
 
-def latency_rows(system, p50, grpc_p50, mpi_p50=0.6):
+def latency_rows(system, p50, grpc_p50, mpi_p50=0.6, runner_p50=None):
     """(b) of a pool: its p50 and p99, and the floors measured beside it."""
+    runner = [] if runner_p50 is None else [(system, "floor_runner", "p50", runner_p50, "us"),
+                                            (system, "floor_runner", "p99", runner_p50 * 2, "us")]
     return [(system, "latency", "p50", p50, "us"),
             (system, "latency", "p99", p50 * 3, "us"),
             (system, "floor_grpc", "p50", grpc_p50, "us"),
             (system, "floor_grpc", "p99", grpc_p50 * 2, "us"),
             (system, "floor_mpi", "p50", mpi_p50, "us"),
-            (system, "floor_mpi", "p99", mpi_p50 * 2, "us")]
+            (system, "floor_mpi", "p99", mpi_p50 * 2, "us"), *runner]
 
 
 PEER_LATENCY = [("mpi4py", "latency", "p50", 400, "us"), ("mpi4py", "latency", "p99", 900, "us")]
 
 FLOOR_LABELS = ("(b) floor: bare gRPC round trip p50, µs", "(b) floor: bare MPI ping-pong p50, µs")
 VS_GRPC = "(b) latency p50 / bare gRPC p50"
+RUNNER_FLOOR = "(b) floor: task runner hop p50, µs"
+FLOORS_SUM = "(b) the floors' sum / bare gRPC p50"
 
 
 class FloorRowsTest(unittest.TestCase):
@@ -150,6 +154,28 @@ class FloorRowsTest(unittest.TestCase):
         self.assertEqual(rows[FLOOR_LABELS[0]]["mpigate"], f"error {note}")
         self.assertEqual(rows[VS_GRPC]["mpigate"], f"error {note}")
         self.assertEqual(rows[VS_GRPC]["verdict"], "FAIL")
+
+    def test_the_floors_sum_counts_the_runner_hop_of_the_default_pool_only(self):
+        rows = table_of(latency_rows("mpigate", 300, 80, 12, runner_p50=68) +
+                        latency_rows("mpigate-none", 200, 100, 20) + PEER_LATENCY)
+        self.assertEqual(rows[RUNNER_FLOOR]["mpigate"], "68.00")
+        self.assertEqual(rows[RUNNER_FLOOR]["mpigate --isolation=none"], "—")  # no runner
+        sums = rows[FLOORS_SUM]
+        self.assertEqual(sums["mpigate"], "2.00")  # (80 + 12 + 68) / 80
+        self.assertEqual(sums["mpigate --isolation=none"], "1.20")  # (100 + 20) / 100
+        # Information, not a target: what (b)'s own target is up against.
+        self.assertEqual((sums["target"], sums["verdict"], sums["mpigate / mpi4py"]), ("", "", ""))
+
+    def test_the_default_pools_floors_sum_needs_its_runner_hop(self):
+        rows = table_of(latency_rows("mpigate", 300, 80, 12) + PEER_LATENCY)
+        self.assertNotIn(FLOORS_SUM, rows)
+        table = report.Table(raw_from(
+            latency_rows("mpigate", 300, 80, 12) +
+            [("mpigate", "floor_runner", "*", "error", "runner_hop: exit status 1")] + PEER_LATENCY))
+        lines = table.lines()
+        rows = {line[0]: dict(zip(lines[0], line)) for line in lines[1:]}
+        note = f"[{table.notes.index('mpigate floor_runner: runner_hop: exit status 1') + 1}]"
+        self.assertEqual(rows[FLOORS_SUM]["mpigate"], f"error {note}")
 
     def test_many_clients_against_one_pass_at_eight_tenths(self):
         def clients(vs_single):
