@@ -510,6 +510,7 @@ GUARDS = (
     # polling backoff): check() says so beside the figures it names, never fails them.
     Guard("floor_grpc", "p50", higher_is_better=False, ratio_to="machine"),
     Guard("floor_mpi", "p50", higher_is_better=False, ratio_to="machine"),
+    Guard("floor_runner", "p50", higher_is_better=False, ratio_to="machine"),
 )
 GUARDED_SYSTEMS = ("mpigate", "mpigate-none")
 BASELINE_FIELDS = ("system", "workload", "metric", "ratio_to", "better", "baseline", "tolerance",
